@@ -1,0 +1,15 @@
+"""torch_tos — count the basic operations and transistor operations (TOs) of PyTorch models.
+
+Implements Li, Tsourdos & Guo, "A Transistor Operations Model for Deep Learning Energy
+Consumption Scaling Law" (IEEE TAI 2024), at the aten-dispatch level.
+"""
+
+from .bos import BO_NAMES, BOs
+from .tables import DEFAULT_TABLE, TransistorTable, tos
+from .report import PhaseTotal, Report, UnsupportedOp
+from .api import profile
+from .counter import Engine
+
+__all__ = ["BOs", "BO_NAMES", "TransistorTable", "DEFAULT_TABLE", "tos", "profile", "Report",
+           "PhaseTotal", "UnsupportedOp", "Engine"]
+__version__ = "0.1.0"

@@ -1,0 +1,133 @@
+"""``torch_tos.profile``: count one forward / validation / training step of a real ``nn.Module``."""
+
+from __future__ import annotations
+
+import torch
+from torch.utils._pytree import tree_leaves
+
+from .attribution import ModuleScope
+from .copying import working_copy
+from .counter import Engine
+from .report import Report
+from .tables import DEFAULT_TABLE, TransistorTable, parse_dtype
+
+MODES = ("inference", "validation", "training")
+SURROGATE_LOSS = "surrogate: output.sum() (no loss_fn given)"
+
+
+def _split_inputs(inputs):
+    """(args, kwargs) from a tensor, a tuple/list of positional inputs, or a dict of keyword inputs."""
+    if isinstance(inputs, dict):
+        return (), dict(inputs)
+    if isinstance(inputs, (tuple, list)):
+        return tuple(inputs), {}
+    return (inputs,), {}
+
+
+def _surrogate_loss(output) -> torch.Tensor:
+    leaves = [t for t in tree_leaves(output)
+              if isinstance(t, torch.Tensor) and (t.is_floating_point() or t.is_complex())]
+    if not leaves:
+        raise ValueError("cannot build the surrogate loss output.sum(): the model returned no "
+                         "floating-point tensor; pass loss_fn=")
+    total = leaves[0].sum()
+    for t in leaves[1:]:
+        total = total + t.sum()
+    return total
+
+
+def validate(mode, dtype, device, loss_fn, optimizer, table):
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; accepted: {', '.join(MODES)}")
+    dtype = parse_dtype(dtype) if dtype is not None else None
+    if device is not None:
+        try:
+            device = torch.device(device)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"unknown device {device!r}; accepted: cpu, cuda, cuda:N, meta") from None
+    if loss_fn is not None and not callable(loss_fn):
+        raise TypeError(f"loss_fn must be callable (e.g. torch.nn.MSELoss()), got {type(loss_fn).__name__}")
+    if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+    if table is not None and not isinstance(table, TransistorTable):
+        raise TypeError(f"table must be a torch_tos.TransistorTable, got {type(table).__name__}")
+    return dtype, device
+
+
+def profile(model: torch.nn.Module, inputs, *, mode: str = "inference", target=None, loss_fn=None,
+            optimizer: torch.optim.Optimizer | None = None, dtype=None, device=None,
+            table: TransistorTable | None = None, flop_mapping: dict | None = None) -> Report:
+    """Count the BOs, TOs and FLOPs of one step of ``model`` on ``inputs``.
+
+    ``mode``: ``"inference"`` = forward; ``"validation"`` = forward + loss; ``"training"`` =
+    forward + loss + backward, plus one ``optimizer.step()`` when an optimizer is given.
+    ``inputs``: a tensor, a tuple of positional inputs, or a dict of keyword inputs.
+    ``loss_fn`` is called as ``loss_fn(output, target)`` (or ``loss_fn(output)`` without a target);
+    without one, the loss is the documented surrogate ``output.sum()``.
+    ``dtype`` prices every op in that format (what-if analysis) instead of its own.
+    ``device="meta"`` counts without computing anything.
+
+    The model, optimizer and inputs are never touched: the step runs on a working copy (on
+    ``device`` when given), so parameters, gradients, buffers, hooks and optimizer state are
+    exactly as before — also when the model raises. The model's train/eval flag is kept: profile
+    in ``model.eval()`` for eval-mode behaviour of dropout and batch norm.
+    """
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    dtype, device = validate(mode, dtype, device, loss_fn, optimizer, table)
+
+    model_c, opt_c, inputs_c, target_c, loss_c = working_copy(
+        (model, optimizer, inputs, target, loss_fn if isinstance(loss_fn, torch.nn.Module) else None),
+        device)
+    if loss_c is None:
+        loss_c = loss_fn
+    if opt_c is not None:
+        for group in opt_c.param_groups:
+            for p in group["params"]:
+                p.grad = None
+    args, kwargs = _split_inputs(inputs_c)
+
+    scope = ModuleScope(model_c)
+    engine = Engine(scope, flop_mapping=flop_mapping)
+    meta = {"mode": mode, "model": type(model).__name__,
+            "device": str(device) if device is not None else _device_of(model_c, args, kwargs)}
+    grad = mode == "training"
+    with scope, engine, torch.set_grad_enabled(grad):
+        engine.phase = "forward"
+        output = model_c(*args, **kwargs)
+        if mode in ("validation", "training"):
+            engine.phase = "loss"
+            if loss_c is not None:
+                loss = loss_c(output, target_c) if target is not None else loss_c(output)
+                meta["loss"] = type(loss_c).__name__ if isinstance(loss_c, torch.nn.Module) else \
+                    getattr(loss_c, "__name__", type(loss_c).__name__)
+            else:
+                loss = _surrogate_loss(output)
+                meta["loss"] = SURROGATE_LOSS
+        if grad:
+            if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+                raise ValueError("training needs a scalar loss; loss_fn returned "
+                                 f"{tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__}"
+                                 " (use reduction='mean' or 'sum')")
+            engine.phase = "backward"
+            loss.backward()
+            if opt_c is not None:
+                engine.phase = "optimizer"
+                opt_c.step()
+                meta["optimizer"] = type(optimizer).__name__
+    types = dict(scope.types)
+    if isinstance(loss_fn, torch.nn.Module):
+        types["(loss)"] = type(loss_fn).__name__
+    elif loss_fn is None and mode != "inference":
+        types["(loss)"] = "output.sum()"
+    if optimizer is not None:
+        types["(optimizer)"] = type(optimizer).__name__
+    return Report(engine.stats, engine.unsupported, types=types, order=scope.order, dtype=dtype,
+                  table=table or DEFAULT_TABLE, metadata=meta)
+
+
+def _device_of(model, args, kwargs) -> str:
+    for t in (*model.parameters(), *tree_leaves((args, kwargs))):
+        if isinstance(t, torch.Tensor):
+            return str(t.device)
+    return "cpu"

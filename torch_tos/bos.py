@@ -1,0 +1,77 @@
+"""The basic-operation (BO) vector of the paper: counts of add, sub, mul, div, root.
+
+The paper (Li, Tsourdos & Guo 2024, Eq. 2) describes every layer's work as a list
+``[n_add, n_sub, n_mul, n_div, n_root]`` in that fixed order. :class:`BOs` is that list as an
+immutable value: exact Python integers, element-wise ``+``/``-``, scaling by an integer, and
+access both by attribute (``bos.mul``) and by name or position (``bos["mul"]``, ``bos[2]``).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+#: The five categories in the paper's order.
+BO_NAMES: tuple[str, ...] = ("add", "sub", "mul", "div", "root")
+
+
+class _BOFields(NamedTuple):
+    add: int = 0
+    sub: int = 0
+    mul: int = 0
+    div: int = 0
+    root: int = 0
+
+
+class BOs(_BOFields):
+    """Counts of the five basic operations: ``BOs(add, sub, mul, div, root)``.
+
+    >>> BOs(add=5, mul=4) + BOs(sub=1)
+    BOs(add=5, sub=1, mul=4, div=0, root=0)
+    >>> (BOs(add=1, root=1) * 3)["root"]
+    3
+    """
+
+    __slots__ = ()
+
+    def __getitem__(self, key):  # type: ignore[override]
+        if isinstance(key, str):
+            try:
+                return tuple.__getitem__(self, BO_NAMES.index(key))
+            except ValueError:
+                raise KeyError(f"unknown basic operation {key!r}; expected one of {', '.join(BO_NAMES)}") from None
+        return tuple.__getitem__(self, key)
+
+    def __add__(self, other):  # type: ignore[override]
+        if not isinstance(other, tuple) or len(other) != 5:
+            return NotImplemented
+        a = self
+        return BOs(a[0] + other[0], a[1] + other[1], a[2] + other[2], a[3] + other[3], a[4] + other[4])
+
+    __radd__ = __add__
+
+    def __sub__(self, other):
+        if not isinstance(other, tuple) or len(other) != 5:
+            return NotImplemented
+        a = self
+        return BOs(a[0] - other[0], a[1] - other[1], a[2] - other[2], a[3] - other[3], a[4] - other[4])
+
+    def __mul__(self, k):  # type: ignore[override]
+        if isinstance(k, bool) or not isinstance(k, int):
+            return NotImplemented
+        return BOs(*(k * v for v in tuple.__iter__(self)))
+
+    __rmul__ = __mul__
+
+    @property
+    def total(self) -> int:
+        """All basic operations together (a plain operation count)."""
+        return sum(tuple.__iter__(self))
+
+    def to_dict(self) -> dict[str, int]:
+        return dict(zip(BO_NAMES, tuple.__iter__(self)))
+
+    def __bool__(self) -> bool:
+        return any(tuple.__iter__(self))
+
+
+ZERO = BOs()

@@ -1,0 +1,197 @@
+"""The counting engine: a ``TorchDispatchMode`` that prices every aten op that really runs.
+
+A thin shim in the style of ``torch.utils.flop_counter``: for each op it looks up the rule in the
+registry (:mod:`torch_tos.rules`), runs the op, calls the rule with the op's real output and
+arguments, and adds the resulting :class:`BOs` to the bucket ``(layer, phase, dtype, op)``. The
+FLOPs baseline comes from PyTorch's own ``torch.utils.flop_counter.flop_registry`` — the formulas
+``FlopCounterMode`` uses — evaluated on the same ops, so the two views can never drift apart.
+
+An op with no rule is first decomposed (as ``FlopCounterMode`` does); if it cannot be, it runs,
+counts zero, and is recorded in :attr:`Engine.unsupported` — never silently dropped.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry as _torch_flop_registry
+
+from .attribution import LOSS_LAYER, OPTIMIZER_LAYER, OUTSIDE_LAYER, ModuleScope
+from .rules import lookup
+
+PHASES = ("forward", "loss", "backward", "optimizer")
+
+# Metadata queries that FlopCounterMode also lets through untouched.
+_PASSTHROUGH = {
+    torch.ops.aten.sym_is_contiguous.default if hasattr(torch.ops.aten, "sym_is_contiguous") else None,
+    torch.ops.aten.is_contiguous.default, torch.ops.aten.is_contiguous.memory_format,
+    torch.ops.aten.is_strides_like_format.default, torch.ops.aten.is_non_overlapping_and_dense.default,
+    torch.ops.aten.size.default, torch.ops.aten.sym_size.default, torch.ops.aten.stride.default,
+    torch.ops.aten.sym_stride.default, torch.ops.aten.storage_offset.default,
+    torch.ops.aten.sym_storage_offset.default, torch.ops.aten.numel.default,
+    torch.ops.aten.sym_numel.default, torch.ops.aten.dim.default, torch.ops.prim.layout.default,
+}
+_PASSTHROUGH.discard(None)
+
+_FLOAT_KINDS = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+
+
+def op_dtype(args, out):
+    """The data type an op computes in: its first floating-point tensor argument, else its output.
+
+    Under autocast the casts are separate ops, so every op sees tensors already in the dtype it
+    runs in — mixed precision is priced per op.
+    """
+    first = None
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            if a.is_floating_point() or a.is_complex():
+                return a.dtype
+            if first is None:
+                first = a.dtype
+        elif isinstance(a, (list, tuple)):
+            for b in a:
+                if isinstance(b, torch.Tensor):
+                    if b.is_floating_point() or b.is_complex():
+                        return b.dtype
+                    if first is None:
+                        first = b.dtype
+    o = out[0] if isinstance(out, (list, tuple)) and out else out
+    if isinstance(o, (list, tuple)) and o:
+        o = o[0]
+    if isinstance(o, torch.Tensor) and (o.is_floating_point() or first is None):
+        return o.dtype
+    return first if first is not None else torch.float32
+
+
+def op_name(func) -> str:
+    """``aten.mm`` style name of an OpOverload (overload dropped)."""
+    return str(func._overloadpacket) if hasattr(func, "_overloadpacket") else str(func)
+
+
+class _Dispatch(TorchDispatchMode):
+    def __init__(self, engine: "Engine"):
+        super().__init__()
+        self.engine = engine
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        return self.engine._handle(self, func, args, kwargs or {})
+
+
+class Engine:
+    """Counts the BOs (and FLOPs) of every aten op run inside ``with engine:``.
+
+    ``scope`` attributes forward ops to modules and backward ops to the layer that created the
+    running autograd node. ``phase`` is the phase ops are booked under; when it is ``None`` the
+    phase is inferred (backward inside the autograd engine, optimizer while ``in_optimizer`` is set,
+    forward inside the model, loss otherwise).
+
+    Results: ``stats`` maps ``(layer, phase, dtype, op)`` to ``[add, sub, mul, div, root, calls,
+    flops]``; ``unsupported`` maps ``(op, layer, phase)`` to a call count.
+    """
+
+    def __init__(self, scope: ModuleScope | None = None, *, flops: bool = True,
+                 flop_mapping: dict | None = None):
+        self.scope = scope
+        self.phase: str | None = None
+        self.in_optimizer = False
+        self.paused = False
+        self.stats: dict[tuple, list] = {}
+        self.unsupported: dict[tuple, int] = {}
+        self.flop_formulas = dict(_torch_flop_registry) if flops else {}
+        if flop_mapping:
+            from torch.utils.flop_counter import shape_wrapper
+            for k, v in flop_mapping.items():
+                self.flop_formulas[k] = v if getattr(v, "_get_raw", False) else shape_wrapper(v)
+        self._resolved: dict = {}
+        self._mode: _Dispatch | None = None
+        self._dispatched = 0
+
+    # -- context manager ------------------------------------------------------------------
+    def __enter__(self) -> "Engine":
+        self._mode = _Dispatch(self)
+        self._mode.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        mode, self._mode = self._mode, None
+        mode.__exit__(*exc)
+        return False
+
+    def reset(self) -> None:
+        self.stats.clear()
+        self.unsupported.clear()
+
+    # -- where an op belongs ----------------------------------------------------------------
+    def _where(self) -> tuple[str, str]:
+        scope = self.scope
+        phase = self.phase
+        in_bw = torch._C._current_graph_task_id() != -1
+        if phase is None:
+            if in_bw:
+                phase = "backward"
+            elif self.in_optimizer:
+                phase = "optimizer"
+            elif scope is not None and scope.stack:
+                phase = "forward"
+            else:
+                phase = "loss"
+        if in_bw or phase == "backward":
+            layer = scope.owner_of(torch._C._current_autograd_node()) if scope is not None else None
+            if layer is None or layer == OUTSIDE_LAYER:
+                layer = (scope.current if scope is not None else None) or LOSS_LAYER
+            return layer, phase
+        if phase == "optimizer":
+            return OPTIMIZER_LAYER, phase
+        layer = scope.current if scope is not None else None
+        if layer is None:
+            layer = LOSS_LAYER if phase == "loss" else (OUTSIDE_LAYER if scope is not None else "")
+        return layer, phase
+
+    # -- the per-op handler ---------------------------------------------------------------
+    def _handle(self, mode, func, args, kwargs):
+        self._dispatched += 1
+        if func in _PASSTHROUGH or self.paused:
+            return func(*args, **kwargs)
+        hit = self._resolved.get(func)
+        if hit is None:
+            packet = getattr(func, "_overloadpacket", None)
+            hit = (lookup(func), self.flop_formulas.get(packet))
+            self._resolved[func] = hit
+        rule, flop_fn = hit
+        if rule is None and flop_fn is None:
+            before = self._dispatched
+            with mode:
+                r = func.decompose(*args, **kwargs)
+            if r is not NotImplemented and self._dispatched > before:
+                return r
+            if r is not NotImplemented:  # decomposed into nothing we can see: count it unsupported
+                out = r
+            else:
+                out = func(*args, **kwargs)
+        else:
+            out = func(*args, **kwargs)
+
+        layer, phase = self._where()
+        dtype = op_dtype(args, out)
+        name = op_name(func)
+        if rule is None:
+            key = (name, layer, phase)
+            self.unsupported[key] = self.unsupported.get(key, 0) + 1
+            bos = (0, 0, 0, 0, 0)
+        else:
+            bos = rule(out, *args, **kwargs)
+        flops = flop_fn(*args, **kwargs, out_val=out) if flop_fn is not None else 0
+        key = (layer, phase, dtype, name)
+        row = self.stats.get(key)
+        if row is None:
+            self.stats[key] = [bos[0], bos[1], bos[2], bos[3], bos[4], 1, flops]
+        else:
+            row[0] += bos[0]
+            row[1] += bos[1]
+            row[2] += bos[2]
+            row[3] += bos[3]
+            row[4] += bos[4]
+            row[5] += 1
+            row[6] += flops
+        return out

@@ -1,0 +1,90 @@
+"""Matrix products: mm, addmm, bmm, baddbmm, addmv, mv, dot, addbmm, addr, outer, vdot.
+
+Each output element of a product with inner dimension K is K multiplications and K-1
+accumulations (paper Eq. 3-4). A bias (``addmm``'s ``self``, added once per output) is one more
+add, so Linear(I→O) costs ``I`` adds and ``I`` muls per output — the paper's convention — and a
+bias-free product costs ``I-1`` adds. Scalars ``alpha``/``beta`` different from 1 cost one mul per
+output each (``beta = 0`` drops the bias term entirely, as the kernels do).
+"""
+
+from ..bos import BOs
+from .registry import numel, register
+
+
+def _product(outputs: int, k: int) -> BOs:
+    """``outputs`` dot products of length ``k``."""
+    return BOs(add=outputs * max(k - 1, 0), mul=outputs * k)
+
+
+def _scaled_bias(out_n: int, beta=1, alpha=1) -> BOs:
+    extra = BOs()
+    if beta != 0:
+        extra += BOs(add=out_n)
+        if beta != 1:
+            extra += BOs(mul=out_n)
+    if alpha != 1:
+        extra += BOs(mul=out_n)
+    return extra
+
+
+@register("mm")
+def mm(out, a, b, *args, **kwargs) -> BOs:
+    """``a[n,k] @ b[k,m]``: n·m outputs, each k mul + (k-1) add."""
+    return _product(numel(out), int(a.shape[-1]))
+
+
+@register("addmm")
+def addmm(out, bias, a, b, *, beta=1, alpha=1, **kwargs) -> BOs:
+    """``beta·bias + alpha·(a @ b)``: the product, plus one add per output for the bias
+    (a Linear layer's K products + bias = K adds, K muls per output)."""
+    return _product(numel(out), int(a.shape[-1])) + _scaled_bias(numel(out), beta, alpha)
+
+
+@register("bmm")
+def bmm(out, a, b, *args, **kwargs) -> BOs:
+    """Batched ``a[B,n,k] @ b[B,k,m]``: B·n·m outputs of length-k dot products."""
+    return _product(numel(out), int(a.shape[-1]))
+
+
+@register("baddbmm")
+def baddbmm(out, bias, a, b, *, beta=1, alpha=1, **kwargs) -> BOs:
+    """``beta·bias + alpha·bmm(a, b)``: bmm plus one add per output (scalars as in addmm)."""
+    return _product(numel(out), int(a.shape[-1])) + _scaled_bias(numel(out), beta, alpha)
+
+
+@register("addbmm")
+def addbmm(out, bias, a, b, *, beta=1, alpha=1, **kwargs) -> BOs:
+    """``beta·bias + alpha·Σ_b a[b] @ b[b]``: each output sums B·k products (B·k mul,
+    B·k-1 add), plus the bias add."""
+    k = int(a.shape[0]) * int(a.shape[-1])
+    return _product(numel(out), k) + _scaled_bias(numel(out), beta, alpha)
+
+
+@register("mv")
+def mv(out, a, v, *args, **kwargs) -> BOs:
+    """``a[n,k] @ v[k]``: n outputs of length-k dot products."""
+    return _product(numel(out), int(a.shape[-1]))
+
+
+@register("addmv")
+def addmv(out, bias, a, v, *, beta=1, alpha=1, **kwargs) -> BOs:
+    """``beta·bias + alpha·(a @ v)``: mv plus one add per output."""
+    return _product(numel(out), int(a.shape[-1])) + _scaled_bias(numel(out), beta, alpha)
+
+
+@register("dot", "vdot")
+def dot(out, a, b, *args, **kwargs) -> BOs:
+    """One length-n dot product: n mul, n-1 add."""
+    return _product(1, numel(a))
+
+
+@register("outer", "ger")
+def outer(out, a, b, *args, **kwargs) -> BOs:
+    """``a ⊗ b``: one mul per output."""
+    return BOs(mul=numel(out))
+
+
+@register("addr")
+def addr(out, bias, a, b, *, beta=1, alpha=1, **kwargs) -> BOs:
+    """``beta·bias + alpha·(a ⊗ b)``: one mul and one add per output (scalars as in addmm)."""
+    return BOs(mul=numel(out)) + _scaled_bias(numel(out), beta, alpha)

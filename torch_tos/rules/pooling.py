@@ -1,0 +1,126 @@
+"""Pooling, 1-d/2-d/3-d; windows counted at full kernel size (taps on padding included, as the
+paper counts k² per output).
+
+* max pool with window k (Πk taps): Πk − 1 compares per output (DESIGN §3).
+  Backward: the gradient of each output is added into its arg-max input: 1 add per output.
+* avg pool: Πk − 1 adds and 1 div per output (``count_include_pad``/``divisor_override`` change
+  the divisor, not the count). Backward: each output gradient is divided once (1 div) and added
+  into its Πk window inputs (Πk adds).
+* adaptive avg pool: output i along a dim of size I→O covers [⌊iI/O⌋, ⌈(i+1)I/O⌉); each output
+  costs (its window size − 1) adds and 1 div — exact per output. Backward: 1 div per output
+  gradient and one add per window element. Adaptive max pool: window − 1 compares; backward 1 add
+  per output.
+"""
+
+from math import ceil, floor, prod
+
+from ..bos import BOs
+from .registry import numel, register
+
+
+def _as_list(v, nd: int) -> list[int]:
+    if isinstance(v, int):
+        return [v] * nd
+    v = [int(a) for a in v]
+    return v * nd if len(v) == 1 else v
+
+
+def _window(kernel_size, nd: int) -> int:
+    return prod(_as_list(kernel_size, nd))
+
+
+def _spatial_dims(name: str) -> int:
+    return 3 if "3d" in name else (1 if "1d" in name else 2)
+
+
+def _max_pool(nd):
+    def rule(out, x, kernel_size, *args, **kwargs) -> BOs:
+        o = out[0] if isinstance(out, (tuple, list)) else out
+        return BOs(sub=numel(o) * (_window(kernel_size, nd) - 1))
+
+    rule.__doc__ = f"{nd}-d max pool: Πk − 1 compares per output."
+    return rule
+
+
+def _avg_pool(nd):
+    def rule(out, x, kernel_size, *args, **kwargs) -> BOs:
+        n = numel(out)
+        return BOs(add=n * (_window(kernel_size, nd) - 1), div=n)
+
+    rule.__doc__ = f"{nd}-d avg pool: Πk − 1 adds and 1 div per output."
+    return rule
+
+
+def _avg_pool_backward(nd):
+    def rule(out, g, x, kernel_size, *args, **kwargs) -> BOs:
+        n = numel(g)
+        return BOs(div=n, add=n * _window(kernel_size, nd))
+
+    rule.__doc__ = f"{nd}-d avg pool backward: 1 div per output gradient, Πk adds."
+    return rule
+
+
+def _max_pool_backward(out, g, *args, **kwargs) -> BOs:
+    """Max pool backward: each output gradient added into its arg-max input (1 add)."""
+    return BOs(add=numel(g))
+
+
+for _nd in (1, 2, 3):
+    register(f"max_pool{_nd}d_with_indices", f"max_pool{_nd}d", f"mkldnn_max_pool{_nd}d",
+             f"quantized_max_pool{_nd}d")(_max_pool(_nd))
+    register(f"avg_pool{_nd}d")(_avg_pool(_nd))
+    register(f"avg_pool{_nd}d_backward")(_avg_pool_backward(_nd))
+    register(f"max_pool{_nd}d_with_indices_backward", f"adaptive_max_pool{_nd}d_backward")(_max_pool_backward)
+register("max_unpool2d", "max_unpool3d")(lambda out, *a, **k: BOs())
+
+
+def adaptive_windows(in_size: int, out_size: int) -> list[int]:
+    """Window length of each output of an adaptive pool along one dimension."""
+    return [ceil((i + 1) * in_size / out_size) - floor(i * in_size / out_size) for i in range(out_size)]
+
+
+def _adaptive_window_total(x_shape, out_shape, nd: int) -> tuple[int, int]:
+    """(Σ over outputs of window size, number of outputs) per (batch, channel) plane."""
+    total, outs = 1, 1
+    for i in range(1, nd + 1):
+        w = adaptive_windows(int(x_shape[-i]), int(out_shape[-i]))
+        total *= sum(w)
+        outs *= len(w)
+    return total, outs
+
+
+def _adaptive_avg(nd):
+    def rule(out, x, output_size, *args, **kwargs) -> BOs:
+        win, outs = _adaptive_window_total(x.shape, out.shape, nd)
+        planes = numel(out) // max(outs, 1)
+        return BOs(add=planes * (win - outs), div=numel(out))
+
+    rule.__doc__ = f"{nd}-d adaptive avg pool: (window − 1) adds and 1 div per output, exact windows."
+    return rule
+
+
+def _adaptive_avg_backward(nd):
+    def rule(out, g, x, *args, **kwargs) -> BOs:
+        win, outs = _adaptive_window_total(x.shape, g.shape, nd)
+        planes = numel(g) // max(outs, 1)
+        return BOs(add=planes * win, div=numel(g))
+
+    rule.__doc__ = f"{nd}-d adaptive avg pool backward: 1 div per output gradient, one add per window element."
+    return rule
+
+
+def _adaptive_max(nd):
+    def rule(out, x, output_size, *args, **kwargs) -> BOs:
+        o = out[0] if isinstance(out, (tuple, list)) else out
+        win, outs = _adaptive_window_total(x.shape, o.shape, nd)
+        planes = numel(o) // max(outs, 1)
+        return BOs(sub=planes * (win - outs))
+
+    rule.__doc__ = f"{nd}-d adaptive max pool: window − 1 compares per output, exact windows."
+    return rule
+
+
+for _nd in (1, 2, 3):
+    register(f"_adaptive_avg_pool{_nd}d", f"adaptive_avg_pool{_nd}d")(_adaptive_avg(_nd))
+    register(f"_adaptive_avg_pool{_nd}d_backward", f"adaptive_avg_pool{_nd}d_backward")(_adaptive_avg_backward(_nd))
+    register(f"adaptive_max_pool{_nd}d")(_adaptive_max(_nd))

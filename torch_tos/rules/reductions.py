@@ -1,0 +1,124 @@
+"""Reductions. A reduction folding n elements into one output costs n−1 of its operation.
+
+* ``sum``: n−1 add per output. ``mean``: n−1 add + 1 div per output.
+* ``amax``/``amin``/``max``/``min``/``argmax``/``argmin`` (and ``max.dim`` with indices): n−1 compares
+  (1 sub each). ``prod``: n−1 mul.
+* ``var``/``std`` over n (``correction`` c): mean (n−1 add, 1 div), deviations (n sub), squares
+  (n mul), their sum (n−1 add), divide by n−c (1 div); ``std`` adds 1 root; ``var_mean``/
+  ``std_mean`` return the mean they computed anyway.
+* ``linalg_vector_norm``/``norm`` of order p over n: p = 2: n mul, n−1 add, 1 root; p = 1: n abs
+  (sub), n−1 add; p = ∞: n abs + n−1 compares; p = 0: n compares + n−1 adds; other p: n abs,
+  n pow (2 root + 1 mul each), n−1 add, one 1/p power (2 root + 1 mul).
+* ``cumsum``: an inclusive scan of n elements costs n−1 adds per scanned line; ``cumprod`` n−1 muls.
+* ``logsumexp`` over n: max (n−1 sub), shift (n sub), exp (n root), sum (n−1 add), log (1 root),
+  add the max back (1 add).
+"""
+
+from ..bos import BOs
+from .registry import numel, reduced_size, register
+
+
+def _fold(out, x, dim) -> tuple[int, int]:
+    """(outputs, elements folded into each output) for a reduction of ``x`` over ``dim``."""
+    n = reduced_size(x, dim) if dim is not None else numel(x)
+    return max(numel(x) // max(n, 1), 1) if numel(x) else 0, n
+
+
+def _dim_arg(args, kwargs):
+    dim = kwargs.get("dim", args[0] if args else None)
+    if isinstance(dim, bool):  # sum(x, keepdim) style positional flags never come here, guard anyway
+        dim = None
+    return dim
+
+
+@register("sum", "nansum")
+def sum_(out, x, *args, **kwargs) -> BOs:
+    """n−1 adds per output."""
+    outs, n = _fold(out, x, _dim_arg(args, kwargs))
+    return BOs(add=outs * (n - 1))
+
+
+@register("mean", "nanmean")
+def mean(out, x, *args, **kwargs) -> BOs:
+    """n−1 adds and 1 div per output."""
+    outs, n = _fold(out, x, _dim_arg(args, kwargs))
+    return BOs(add=outs * (n - 1), div=outs)
+
+
+@register("amax", "amin", "max", "min", "argmax", "argmin", "aminmax")
+def extremum(out, x, *args, **kwargs) -> BOs:
+    """n−1 compares per output (``max(a, b)`` element-wise: 1 compare per output)."""
+    if args and hasattr(args[0], "shape"):  # binary max/min(Tensor, Tensor)
+        return BOs(sub=numel(out[0] if isinstance(out, tuple) else out))
+    outs, n = _fold(out, x, _dim_arg(args, kwargs))
+    return BOs(sub=outs * (n - 1))
+
+
+@register("prod")
+def prod_(out, x, *args, **kwargs) -> BOs:
+    """n−1 muls per output."""
+    outs, n = _fold(out, x, _dim_arg(args, kwargs))
+    return BOs(mul=outs * (n - 1))
+
+
+def _var_bos(out, x, args, kwargs, root: bool) -> BOs:
+    outs, n = _fold(out, x, _dim_arg(args, kwargs))
+    per = BOs(add=2 * (n - 1), sub=n, mul=n, div=2, root=1 if root else 0)
+    return per * outs
+
+
+@register("var", "var_mean")
+def var(out, x, *args, **kwargs) -> BOs:
+    """Per output over n: add 2(n−1), sub n, mul n, div 2."""
+    return _var_bos(out, x, args, kwargs, root=False)
+
+
+@register("std", "std_mean")
+def std(out, x, *args, **kwargs) -> BOs:
+    """Per output over n: as var, + 1 root."""
+    return _var_bos(out, x, args, kwargs, root=True)
+
+
+@register("linalg_vector_norm", "norm")
+def vector_norm(out, x, ord=2, dim=None, *args, **kwargs) -> BOs:
+    """Per output of n elements, by order p (see module doc)."""
+    ord = kwargs.get("ord", kwargs.get("p", ord))
+    if ord is None:
+        ord = 2
+    if isinstance(dim, bool):
+        dim = None
+    dim = kwargs.get("dim", dim)
+    outs, n = _fold(out, x, dim)
+    p = float(ord)
+    if p == 2:
+        per = BOs(add=n - 1, mul=n, root=1)
+    elif p == 1:
+        per = BOs(add=n - 1, sub=n)
+    elif p == 0:
+        per = BOs(add=n - 1, sub=n)
+    elif p in (float("inf"), float("-inf")):
+        per = BOs(sub=2 * n - 1)
+    else:
+        per = BOs(add=n - 1, sub=n, mul=n + 1, root=2 * n + 2)
+    return per * outs
+
+
+@register("cumsum", "cumsum_", "logcumsumexp")
+def cumsum(out, x, dim, *args, **kwargs) -> BOs:
+    """n−1 adds per scanned line (logcumsumexp is priced as its additions only: approximate)."""
+    n = int(x.shape[dim]) if x.dim() else 1
+    return BOs(add=(numel(x) // max(n, 1)) * (n - 1))
+
+
+@register("cumprod", "cumprod_")
+def cumprod(out, x, dim, *args, **kwargs) -> BOs:
+    """n−1 muls per scanned line."""
+    n = int(x.shape[dim]) if x.dim() else 1
+    return BOs(mul=(numel(x) // max(n, 1)) * (n - 1))
+
+
+@register("logsumexp")
+def logsumexp(out, x, dim, *args, **kwargs) -> BOs:
+    """Per output over n: sub 2n−1, root n+1, add n."""
+    outs, n = _fold(out, x, dim)
+    return BOs(add=n, sub=2 * n - 1, root=n + 1) * outs
