@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import flop_registry as _torch_flop_registry
 
+from .flops import flop_formulas
 from .attribution import LOSS_LAYER, OPTIMIZER_LAYER, OUTSIDE_LAYER, ModuleScope
 from .rules import lookup
 
@@ -98,11 +98,7 @@ class Engine:
         self.paused = False
         self.stats: dict[tuple, list] = {}
         self.unsupported: dict[tuple, int] = {}
-        self.flop_formulas = dict(_torch_flop_registry) if flops else {}
-        if flop_mapping:
-            from torch.utils.flop_counter import shape_wrapper
-            for k, v in flop_mapping.items():
-                self.flop_formulas[k] = v if getattr(v, "_get_raw", False) else shape_wrapper(v)
+        self.flop_formulas = flop_formulas(flop_mapping) if flops else {}
         self._resolved: dict = {}
         self._mode: _Dispatch | None = None
         self._dispatched = 0

@@ -38,6 +38,9 @@ def register(*ops) -> Callable[[Rule], Rule]:
 
     def deco(rule: Rule) -> Rule:
         for op in _packets(ops):
+            if op in RULES or op in ZERO_OPS:
+                raise ValueError(f"{op} already has a counting rule ({_where(RULES.get(op))}); "
+                                 "each aten op is registered once")
             RULES[op] = rule
         return rule
 
@@ -50,7 +53,17 @@ def register_zero(*names: str) -> None:
     Names that do not exist in this PyTorch build are skipped, so the list can name ops of newer
     and older releases alike.
     """
-    ZERO_OPS.update(_packets(names))
+    for op in _packets(names):
+        if op in RULES:
+            raise ValueError(f"{op} already has a counting rule ({_where(RULES[op])}); "
+                             "each aten op is registered once")
+        ZERO_OPS.add(op)
+
+
+def _where(rule) -> str:
+    if rule is None:
+        return "registered as memory-only"
+    return f"{getattr(rule, '__module__', '?')}.{getattr(rule, '__qualname__', '?')}"
 
 
 def zero_rule(*args, **kwargs) -> BOs:
