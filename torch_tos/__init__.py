@@ -9,7 +9,9 @@ from .tables import DEFAULT_TABLE, TransistorTable, tos
 from .report import PhaseTotal, Report, UnsupportedOp
 from .api import profile
 from .counter import Engine
+from .graph import GraphReport, GraphTraceError, NodeCount, graph
 
 __all__ = ["BOs", "BO_NAMES", "TransistorTable", "DEFAULT_TABLE", "tos", "profile", "Report",
-           "PhaseTotal", "UnsupportedOp", "Engine"]
+           "PhaseTotal", "UnsupportedOp", "Engine", "graph", "GraphReport", "GraphTraceError",
+           "NodeCount"]
 __version__ = "0.1.0"
