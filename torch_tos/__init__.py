@@ -8,10 +8,10 @@ from .bos import BO_NAMES, BOs
 from .tables import DEFAULT_TABLE, TransistorTable, tos
 from .report import PhaseTotal, Report, UnsupportedOp
 from .api import profile
-from .counter import Engine
+from .counter import Engine, UnsupportedOpWarning
 from .graph import GraphReport, GraphTraceError, NodeCount, graph
 
 __all__ = ["BOs", "BO_NAMES", "TransistorTable", "DEFAULT_TABLE", "tos", "profile", "Report",
-           "PhaseTotal", "UnsupportedOp", "Engine", "graph", "GraphReport", "GraphTraceError",
+           "PhaseTotal", "UnsupportedOp", "Engine", "UnsupportedOpWarning", "graph", "GraphReport", "GraphTraceError",
            "NodeCount"]
 __version__ = "0.1.0"

@@ -7,7 +7,7 @@ from torch.utils._pytree import tree_leaves
 
 from .attribution import ModuleScope
 from .copying import working_copy
-from .counter import Engine
+from .counter import Engine, warn_unsupported
 from .report import Report
 from .tables import DEFAULT_TABLE, TransistorTable, parse_dtype
 
@@ -122,6 +122,7 @@ def profile(model: torch.nn.Module, inputs, *, mode: str = "inference", target=N
         types["(loss)"] = "output.sum()"
     if optimizer is not None:
         types["(optimizer)"] = type(optimizer).__name__
+    warn_unsupported(engine.unsupported)
     return Report(engine.stats, engine.unsupported, types=types, order=scope.order, dtype=dtype,
                   table=table or DEFAULT_TABLE, metadata=meta)
 

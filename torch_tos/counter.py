@@ -69,6 +69,22 @@ def op_name(func) -> str:
     return str(func._overloadpacket) if hasattr(func, "_overloadpacket") else str(func)
 
 
+class UnsupportedOpWarning(UserWarning):
+    """Some aten ops ran without a counting rule (they are listed in ``report.unsupported``)."""
+
+
+def warn_unsupported(unsupported: dict, stacklevel: int = 3) -> None:
+    """One warning naming every op of ``unsupported`` ((op, layer, phase) → calls), if any."""
+    if not unsupported:
+        return
+    import warnings
+
+    names = sorted({k[0] for k in unsupported})
+    warnings.warn(f"torch_tos: no counting rule for {len(names)} aten op(s), counted as zero: "
+                  f"{', '.join(names)} (see report.unsupported)", UnsupportedOpWarning,
+                  stacklevel=stacklevel)
+
+
 class _Dispatch(TorchDispatchMode):
     def __init__(self, engine: "Engine"):
         super().__init__()

@@ -168,6 +168,9 @@ class Report:
                 a[i] += row[i]
             a[5] += self._tos_exact(row, dt)
             a[6] += row[6]
+        # a zero-cost row (casts, views) beside a costed row of the same layer and phase is noise
+        costed = {(k[0], k[1]) for k, a in acc.items() if any(a[:5]) or a[6]}
+        acc = {k: a for k, a in acc.items() if any(a[:5]) or a[6] or (k[0], k[1]) not in costed}
         keys = sorted(acc, key=lambda k: (PHASE_ORDER.get(k[1], 9), self._layer_sort(k[0]), str(k[2])))
         out = []
         for layer, phase, dt in keys:
