@@ -24,10 +24,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
-    """``"1,3,224,224"`` (also ``x``-separated) → a tuple of positive ints."""
-    parts = [p.strip() for p in text.replace("x", ",").split(",") if p.strip()]
+    """``"1,3,224,224"`` → a tuple of positive ints."""
     try:
-        shape = tuple(int(p) for p in parts)
+        shape = tuple(int(p) for p in text.split(","))
     except ValueError:
         shape = ()
     if not shape or any(s <= 0 for s in shape):
@@ -111,8 +110,15 @@ def _cmd_profile(args) -> int:
         if args.optimizer not in opts:
             raise CLIError(f"unknown --optimizer {args.optimizer!r}; accepted: {', '.join(opts)}")
         optimizer = opts[args.optimizer](model.parameters())
-    report = profile(model, inputs if len(inputs) > 1 else inputs[0], mode=args.mode, dtype=dtype,
-                     device=device, loss_fn=loss_fn, target=target, optimizer=optimizer)
+    try:
+        report = profile(model, inputs if len(inputs) > 1 else inputs[0], mode=args.mode, dtype=dtype,
+                         device=device, loss_fn=loss_fn, target=target, optimizer=optimizer)
+    except (ValueError, RuntimeError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        hint = ""
+        if "more than 1 value per channel" in msg:
+            hint = " (batch norm in training mode needs a batch of at least 2: use e.g. --input-shape 2,...)"
+        raise CLIError(f"the model failed on inputs of shape {', '.join(map(str, shapes))}: {msg}{hint}") from None
     if args.format == "json":
         print(report.to_json())
     elif args.format == "csv":

@@ -1,0 +1,58 @@
+"""The `torch-tos profile` command: output formats and one-line errors with exit code 2."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from torch_tos.cli import main
+
+
+def test_profile_table(capsys):
+    assert main(["profile", "torchvision.models:resnet18", "--input-shape", "2,3,32,32",
+                 "--device", "meta", "--mode", "training"]) == 0
+    out = capsys.readouterr().out
+    assert "layer1.0.conv1" in out and "backward" in out and "TOs =" in out
+
+
+def test_profile_json_and_csv(capsys):
+    assert main(["profile", "torch.nn:Linear", "--model-kwargs", '{"in_features": 4, "out_features": 18}',
+                 "--input-shape", "1,4", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["total"]["bos"] == {"add": 72, "sub": 0, "mul": 72, "div": 0, "root": 0}
+    assert main(["profile", "torch.nn:Linear", "--model-kwargs", '{"in_features": 4, "out_features": 18}',
+                 "--input-shape", "2,4", "--format", "csv", "--dtype", "float16"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "layer,type,phase,dtype,add,sub,mul,div,root,tos,flops"
+    assert lines[1].split(",")[3] == "float16"
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["profile", "nosuchpkg.models:net", "--input-shape", "1,3"], "cannot import module 'nosuchpkg.models'"),
+    (["profile", "torchvision.models:resnet1800", "--input-shape", "1,3"], "has no attribute 'resnet1800'"),
+    (["profile", "torchvision.models", "--input-shape", "1,3"], "must be 'module:callable'"),
+    (["profile", "torchvision.models:resnet18", "--input-shape", "1,x3,,"], "malformed --input-shape"),
+    (["profile", "torchvision.models:resnet18", "--input-shape", "1,-3"], "malformed --input-shape"),
+    (["profile", "torchvision.models:resnet18", "--input-shape", "1,3,8,8", "--dtype", "float17"],
+     "unknown dtype 'float17'; accepted: float16, bfloat16, float32, float64"),
+    (["profile", "torchvision.models:resnet18", "--input-shape", "1,3,8,8", "--mode", "train"],
+     "unknown --mode 'train'; accepted: inference, validation, training"),
+    (["profile", "torchvision.models:resnet18", "--input-shape", "1,3,8,8", "--format", "xml"], "invalid choice"),
+    (["profile", "torchvision.models:resnet18", "--input-shape", "1,3,32,32", "--mode", "training"],
+     "batch norm in training mode needs a batch of at least 2"),
+    (["profile", "torchvision.models:resnet18", "--input-shape", "2,5"], "the model failed on inputs of shape (2, 5)"),
+])
+def test_errors_one_line_exit_2(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_console_script_no_traceback():
+    proc = subprocess.run([sys.executable, "-m", "torch_tos.cli", "profile", "torchvision.models:resnet18",
+                           "--input-shape", "banana"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("torch-tos: error: malformed --input-shape 'banana'")
+    assert "Traceback" not in proc.stderr
