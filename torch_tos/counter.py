@@ -44,18 +44,12 @@ def op_dtype(args, out):
     """
     first = None
     for a in args:
-        if isinstance(a, torch.Tensor):
-            if a.is_floating_point() or a.is_complex():
-                return a.dtype
-            if first is None:
-                first = a.dtype
-        elif isinstance(a, (list, tuple)):
-            for b in a:
-                if isinstance(b, torch.Tensor):
-                    if b.is_floating_point() or b.is_complex():
-                        return b.dtype
-                    if first is None:
-                        first = b.dtype
+        for b in (a if isinstance(a, (list, tuple)) else (a,)):
+            if isinstance(b, torch.Tensor):
+                if b.is_floating_point() or b.is_complex():
+                    return b.dtype
+                if first is None:
+                    first = b.dtype
     o = out[0] if isinstance(out, (list, tuple)) and out else out
     if isinstance(o, (list, tuple)) and o:
         o = o[0]
