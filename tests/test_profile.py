@@ -295,3 +295,16 @@ def test_report_exports():
     assert "Linear" in text and "backward" in text and "Totals" in text
     assert r.bos["add"] == r.bos.add
     assert r.by_module()[""] == r.bos - r.by_module(phases=None).get("(loss)", BOs())
+
+
+def test_depth_folds_submodules():
+    r = torch_tos.profile(torchvision.models.resnet18(), torch.randn(2, 3, 32, 32), mode="training",
+                          device="meta")
+    shallow = r.to_dataframe(depth=1)
+    assert set(shallow.layer) == {"", "conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3",
+                                  "layer4", "avgpool", "fc", "(loss)"}
+    assert shallow.tos.sum() == pytest.approx(r.tos, rel=1e-12)
+    assert BOs(*(int(shallow[c].sum()) for c in ("add", "sub", "mul", "div", "root"))) == r.bos
+    fwd = shallow[(shallow.layer == "layer1") & (shallow.phase == "forward")]
+    assert int(fwd["mul"].sum()) == r.by_module(phases=("forward",))["layer1"].mul
+    assert "layer1.0.conv1" not in r.table(depth=1) and "layer1.0.conv1" in str(r)

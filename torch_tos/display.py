@@ -26,10 +26,10 @@ def _grid(header, rows, right_from: int) -> list[str]:
     return [rule, fmt(header), rule, *(fmt(r) for r in rows), rule]
 
 
-def render_table(report) -> str:
+def render_table(report, depth=None) -> str:
     header = ["Layer", "Type", "Phase", "Dtype", *(n.capitalize() for n in BO_NAMES), "TOs", "FLOPs"]
     body = []
-    for r in report.rows():
+    for r in report.rows(depth):
         layer = r["layer"] if r["layer"] != "" else "(model)"
         body.append([layer, r["type"], r["phase"], r["dtype"], *(human(r[n]) for n in BO_NAMES),
                      human(r["tos"]), human(r["flops"])])

@@ -51,7 +51,7 @@ class Report:
     def __init__(self, stats: dict, unsupported: dict, *, types: dict | None = None,
                  order: dict | None = None, dtype: torch.dtype | None = None,
                  table: TransistorTable | None = None, metadata: dict | None = None):
-        self.table = table or DEFAULT_TABLE
+        self.transistor_table = table or DEFAULT_TABLE
         self.dtype_override = dtype
         self._types = dict(types or {})
         self._order = dict(order or {})
@@ -62,8 +62,8 @@ class Report:
                                                                      key=lambda kv: (kv[0][0], kv[0][1]))]
         self.metadata = {
             "dtype_override": dtype_name(dtype) if dtype is not None else None,
-            "transistor_table": self.table.as_dict(),
-            "transistor_costs": self.table.per_op_table(),
+            "transistor_table": self.transistor_table.as_dict(),
+            "transistor_costs": self.transistor_table.per_op_table(),
             "torch": torch.__version__,
             **(metadata or {}),
         }
@@ -73,7 +73,7 @@ class Report:
         return self.dtype_override if self.dtype_override is not None else dtype
 
     def _tos_exact(self, row, dtype) -> Fraction:
-        return self.table.tos_exact(row[:5], self._price_dtype(dtype))
+        return self.transistor_table.tos_exact(row[:5], self._price_dtype(dtype))
 
     # -- totals -----------------------------------------------------------------------------
     def _sum(self, keep=lambda key: True):
@@ -158,11 +158,18 @@ class Report:
     def layer_type(self, layer: str) -> str:
         return self._types.get(layer, "")
 
-    def rows(self) -> list[dict]:
-        """One dict per (layer, phase, dtype), ordered by phase then model order."""
+    @staticmethod
+    def _truncate(layer: str, depth: int | None) -> str:
+        if depth is None or layer.startswith("("):
+            return layer
+        return ".".join(layer.split(".")[:depth]) if layer else layer
+
+    def rows(self, depth: int | None = None) -> list[dict]:
+        """One dict per (layer, phase, dtype), ordered by phase then model order. With ``depth``,
+        submodules deeper than ``depth`` are folded into their ancestor at that depth."""
         acc: dict[tuple, list] = {}
         for (layer, phase, dt, op), row in self._stats.items():
-            key = (layer, phase, dt)
+            key = (self._truncate(layer, depth), phase, dt)
             a = acc.setdefault(key, [0, 0, 0, 0, 0, Fraction(0), 0])
             for i in range(5):
                 a[i] += row[i]
@@ -180,12 +187,18 @@ class Report:
                         **dict(zip(BO_NAMES, a[:5])), "tos": float(a[5]), "flops": a[6]})
         return out
 
-    def to_dataframe(self):
+    def to_dataframe(self, depth: int | None = None):
         """pandas DataFrame, one row per layer × phase × dtype: ``layer, type, phase, dtype, add,
-        sub, mul, div, root, tos, flops``."""
+        sub, mul, div, root, tos, flops`` (``depth`` folds deeper submodules into their ancestor)."""
         import pandas as pd
 
-        return pd.DataFrame(self.rows(), columns=COLUMNS)
+        return pd.DataFrame(self.rows(depth), columns=COLUMNS)
+
+    def table(self, depth: int | None = None) -> str:
+        """The text table; ``depth=1`` shows top-level modules only (like torchinfo's ``depth``)."""
+        from .display import render_table
+
+        return render_table(self, depth)
 
     def to_dict(self) -> dict:
         phases = {p: {"bos": t.bos.to_dict(), "tos": t.tos, "flops": t.flops}
@@ -203,9 +216,7 @@ class Report:
 
     # -- display ----------------------------------------------------------------------------
     def __str__(self) -> str:
-        from .display import render_table
-
-        return render_table(self)
+        return self.table()
 
     def __repr__(self) -> str:
         return self.__str__()
