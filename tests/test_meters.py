@@ -1,0 +1,351 @@
+"""Meters against fake sysfs trees and a fake pynvml module (the real parsing code runs)."""
+
+import logging
+import math
+import sys
+import time
+import types
+from pathlib import Path
+
+import pytest
+
+from torch_tos.energy import meters as M
+from torch_tos.energy.meters import (CpuTimeMeter, InvalidWindow, MeterUnavailable, NvmlMeter, RaplMeter,
+                                     RaplPermissionError, auto_meter, get_meter)
+
+MAX = 1_000_000  # max_energy_range_uj of the fake zones
+
+
+def zone(root: Path, dirname: str, name: str, energy: int, max_range=MAX, parent: Path | None = None):
+    d = (parent or root) / dirname
+    d.mkdir(parents=True)
+    (d / "name").write_text(name + "\n")
+    (d / "energy_uj").write_text(f"{energy}\n")
+    if max_range is not None:
+        (d / "max_energy_range_uj").write_text(f"{max_range}\n")
+    return d
+
+
+def set_energy(d: Path, value: int):
+    (d / "energy_uj").write_text(f"{value}\n")
+
+
+@pytest.fixture
+def intel(tmp_path):
+    """package-0 with core and dram subzones (nested), plus psys, like an Intel laptop."""
+    pkg = zone(tmp_path, "intel-rapl:0", "package-0", 100_000)
+    core = zone(tmp_path, "intel-rapl:0:0", "core", 50_000, parent=pkg)
+    dram = zone(tmp_path, "intel-rapl:0:1", "dram", 10_000, parent=pkg)
+    psys = zone(tmp_path, "intel-rapl:1", "psys", 500_000)
+    return tmp_path, {"pkg": pkg, "core": core, "dram": dram, "psys": psys}
+
+
+def test_rapl_total_is_packages_plus_dram(intel):
+    root, z = intel
+    meter = RaplMeter(root, poll_interval=60)
+    assert meter.describe() == "rapl (package-0 + package-0/dram)"
+    with meter.measure() as m:
+        set_energy(z["pkg"], 400_000)   # +300000 µJ
+        set_energy(z["core"], 250_000)  # +200000, inside the package: not added
+        set_energy(z["dram"], 60_000)   # +50000
+        set_energy(z["psys"], 900_000)  # +400000, the platform: reported, not added
+    assert m.joules == pytest.approx(0.35)
+    assert m.domains == pytest.approx({"package-0": 0.3, "package-0/core": 0.2, "package-0/dram": 0.05,
+                                       "psys": 0.4})
+    assert m.source == "rapl" and m.estimated is False and m.valid
+    assert m.seconds >= 0
+
+
+def test_rapl_one_wrap(intel):
+    root, z = intel
+    meter = RaplMeter(root, poll_interval=60)
+    set_energy(z["pkg"], 900_000)
+    with meter.measure() as m:
+        set_energy(z["pkg"], 200_000)  # wrapped once: (1e6 - 9e5) + 2e5 = 3e5 µJ
+    assert m.domains["package-0"] == pytest.approx(0.3)
+    assert m.joules == pytest.approx(0.3)
+    assert any("wraparound" in n for n in m.notes)
+
+
+def test_rapl_two_wraps_in_one_window_are_both_counted(intel):
+    root, z = intel
+    meter = RaplMeter(root, poll_interval=60)
+    set_energy(z["pkg"], 900_000)
+    window = meter.start()
+    set_energy(z["pkg"], 500_000)  # wrap 1: +100000 + 500000
+    meter.poll(window)             # what the accumulator thread does between wraps
+    set_energy(z["pkg"], 200_000)  # wrap 2: +500000 + 200000
+    meter.poll(window)
+    set_energy(z["pkg"], 300_000)  # +100000
+    m = window.stop()
+    assert m.domains["package-0"] == pytest.approx((100_000 + 500_000 + 500_000 + 200_000 + 100_000) / 1e6)
+
+
+def test_rapl_background_thread_catches_wraps(intel):
+    root, z = intel
+    meter = RaplMeter(root, poll_interval=0.002)
+    set_energy(z["pkg"], 800_000)
+    window = meter.start()
+    state = window._state
+
+    def wait_for_sample():
+        seen = state.samples
+        deadline = time.monotonic() + 5
+        while state.samples <= seen + 1 and time.monotonic() < deadline:
+            time.sleep(0.001)
+
+    for value in (100_000, 900_000, 50_000, 600_000):  # two wraps, each seen by the thread
+        set_energy(z["pkg"], value)
+        wait_for_sample()
+    m = window.stop()
+    expected = (200_000 + 100_000) + 800_000 + (100_000 + 50_000) + 550_000
+    assert m.domains["package-0"] == pytest.approx(expected / 1e6)
+    assert state.wraps == 2
+
+
+def test_rapl_default_poll_interval_is_short_enough_for_small_ranges(intel):
+    meter = RaplMeter(intel[0])
+    assert meter.poll_interval({"a": 262_143_328_850}) == 1.0
+    # a 4 kJ range wraps in 4 s at 1000 W: read at least 4 times per wrap
+    assert meter.poll_interval({"a": 4_000_000_000}) == pytest.approx(1.0)
+    assert meter.poll_interval({"a": 400_000_000}) == pytest.approx(0.1)
+
+
+def test_rapl_unreadable_range_invalidates_the_window(tmp_path):
+    pkg = zone(tmp_path, "intel-rapl:0", "package-0", 900_000, max_range=None)
+    (pkg / "max_energy_range_uj").write_text("garbage\n")
+    meter = RaplMeter(tmp_path, poll_interval=60)
+    with pytest.raises(InvalidWindow, match="max_energy_range_uj.*never clamped"):
+        with meter.measure():
+            set_energy(pkg, 100_000)  # a wrap that cannot be corrected
+    lenient = RaplMeter(tmp_path, poll_interval=60, strict=False)
+    with lenient.measure() as m:
+        set_energy(pkg, 50_000)
+    assert not m.valid and math.isnan(m.joules)
+    assert m.joules != 0  # never clamped to zero
+
+
+def test_rapl_range_permission_denied_invalidates_the_window(intel):
+    root, z = intel
+    target = z["pkg"] / "max_energy_range_uj"
+
+    def reader(path):
+        if Path(path) == target:
+            raise PermissionError(13, "Permission denied")
+        return Path(path).read_text()
+
+    meter = RaplMeter(root, poll_interval=60, reader=reader, strict=False)
+    with meter.measure() as m:
+        pass
+    assert not m.valid and str(target) in " ".join(m.notes)
+
+
+def test_rapl_permission_denied_names_the_file_and_the_fix(intel):
+    root, z = intel
+
+    def reader(path):  # root ignores chmod 000, so deny through the injectable reader
+        if Path(path).name == "energy_uj":
+            raise PermissionError(13, "Permission denied", str(path))
+        return Path(path).read_text()
+
+    with pytest.raises(RaplPermissionError) as e:
+        RaplMeter(root, reader=reader)
+    text = str(e.value)
+    assert str(z["pkg"] / "energy_uj") in text
+    assert "chmod a+r" in text and "udev" in text
+    assert isinstance(e.value, PermissionError) and isinstance(e.value, MeterUnavailable)
+
+
+def test_rapl_permission_denied_through_open(intel, monkeypatch):
+    root, z = intel
+    real_open = open
+
+    def fake_open(path, *args, **kwargs):
+        if str(path).endswith("energy_uj"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", fake_open)
+    with pytest.raises(RaplPermissionError, match="energy_uj: permission denied"):
+        RaplMeter(root)
+
+
+def test_rapl_not_available(tmp_path):
+    with pytest.raises(MeterUnavailable, match="RAPL not available on this machine"):
+        RaplMeter(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MeterUnavailable, match="RAPL not available on this machine"):
+        RaplMeter(tmp_path / "empty")
+    zone(tmp_path / "psys-only", "intel-rapl:0", "psys", 1)
+    with pytest.raises(MeterUnavailable, match="no package zone"):
+        RaplMeter(tmp_path / "psys-only")
+
+
+def test_rapl_amd_layout_without_dram(tmp_path):
+    """AMD Zen: package zones (flat symlink-style layout) with core subzones, no dram."""
+    p0 = zone(tmp_path, "intel-rapl:0", "package-0", 1_000)
+    c0 = zone(tmp_path, "intel-rapl:0:0", "core", 500)
+    p1 = zone(tmp_path, "intel-rapl:1", "package-1", 2_000)
+    meter = RaplMeter(tmp_path, poll_interval=60)
+    with meter.measure() as m:
+        set_energy(p0, 11_000)
+        set_energy(c0, 8_500)
+        set_energy(p1, 5_000)
+    assert m.joules == pytest.approx(0.013)
+    assert set(m.domains) == {"package-0", "package-0/core", "package-1"}
+
+
+def test_rapl_multi_die_and_mmio_duplicates(tmp_path):
+    d0 = zone(tmp_path, "intel-rapl:0", "package-0-die-0", 0)
+    d1 = zone(tmp_path, "intel-rapl:1", "package-0-die-1", 0)
+    dram = zone(tmp_path, "intel-rapl:0:0", "dram", 0)
+    mmio = zone(tmp_path, "intel-rapl-mmio:0", "package-0", 0)  # the same package via MMIO
+    meter = RaplMeter(tmp_path, poll_interval=60)
+    with meter.measure() as m:
+        for d, v in ((d0, 1_000_000 - 1), (d1, 2_000), (dram, 3_000), (mmio, 999_999)):
+            set_energy(d, v)
+    assert m.joules == pytest.approx((999_999 + 2_000 + 3_000) / 1e6)
+    assert "package-0-die-0/dram" in m.domains
+
+
+# -- NVML -------------------------------------------------------------------------------------
+class FakeNVMLError(Exception):
+    def __init__(self, value):
+        super().__init__(f"NVML error {value}")
+        self.value = value
+
+
+def fake_pynvml(energies: dict, uuids=None, no_counter=(), power_mw=100_000):
+    """A pynvml stand-in: ``energies[index]`` is a list of successive mJ readings."""
+    nv = types.ModuleType("pynvml")
+    nv.NVMLError = FakeNVMLError
+    nv.NVML_ERROR_NOT_SUPPORTED = 3
+    nv.calls = []
+    uuids = uuids or {i: f"GPU-{i:08d}-aaaa" for i in energies}
+    nv.nvmlInit = lambda: nv.calls.append("init")
+    nv.nvmlShutdown = lambda: nv.calls.append("shutdown")
+    nv.nvmlDeviceGetCount = lambda: len(energies)
+    nv.nvmlDeviceGetHandleByIndex = lambda i: ("handle", i)
+    nv.nvmlDeviceGetUUID = lambda h: uuids[h[1]]
+
+    def energy(h):
+        if h[1] in no_counter:
+            raise FakeNVMLError(3)
+        seq = energies[h[1]]
+        return seq.pop(0) if len(seq) > 1 else seq[0]
+
+    nv.nvmlDeviceGetTotalEnergyConsumption = energy
+    nv.nvmlDeviceGetPowerUsage = lambda h: power_mw
+    return nv
+
+
+@pytest.fixture
+def cuda_sync(monkeypatch):
+    import torch
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append(device))
+    return calls
+
+
+def test_nvml_energy_counter_deltas(monkeypatch, cuda_sync):
+    # readings: probe at construction, window start, window end
+    nv = fake_pynvml({0: [1_000, 1_000, 6_500], 1: [0, 0, 2_000]})
+    monkeypatch.setitem(sys.modules, "pynvml", nv)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    meter = NvmlMeter()
+    with meter.measure() as m:
+        assert cuda_sync == [0]  # synchronised before the window opened
+    assert cuda_sync == [0, 0]   # and before it closed
+    assert m.domains == pytest.approx({"cuda:0": 5.5, "cuda:1": 2.0})
+    assert m.joules == pytest.approx(7.5)
+    assert m.source == "nvml" and not m.estimated
+
+
+def test_nvml_respects_cuda_visible_devices(monkeypatch, cuda_sync):
+    nv = fake_pynvml({0: [0], 1: [0, 0, 1_000], 2: [0, 0, 3_000]})
+    monkeypatch.setitem(sys.modules, "pynvml", nv)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,GPU-00000001")
+    meter = NvmlMeter()
+    assert [h for _, h in meter.devices] == [("handle", 2), ("handle", 1)]
+    with meter.measure() as m:
+        pass
+    assert m.domains == pytest.approx({"cuda:0": 3.0, "cuda:1": 1.0})
+    only = NvmlMeter(devices=[1])
+    assert only.devices == [(1, ("handle", 1))]
+    with pytest.raises(ValueError, match="unknown CUDA device 5"):
+        NvmlMeter(devices=[5])
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    with pytest.raises(MeterUnavailable, match="no GPU is visible"):
+        NvmlMeter()
+
+
+def test_nvml_pre_volta_power_sampling_is_flagged(monkeypatch, cuda_sync):
+    nv = fake_pynvml({0: [0]}, no_counter={0}, power_mw=50_000)  # a steady 50 W
+    monkeypatch.setitem(sys.modules, "pynvml", nv)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    meter = NvmlMeter(poll_interval=0.005)
+    with meter.measure() as m:
+        time.sleep(0.1)
+    assert m.estimated and m.source == "nvml-sampled"
+    assert m.joules == pytest.approx(50 * m.seconds, rel=0.05)
+    assert "power samples" in " ".join(m.notes)
+
+
+def test_nvml_missing_library(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # import pynvml -> ImportError
+    with pytest.raises(MeterUnavailable, match="nvidia-ml-py"):
+        NvmlMeter()
+
+
+# -- CPU time and auto ------------------------------------------------------------------------
+def test_cputime_meter_is_an_estimate_of_cpu_seconds():
+    meter = CpuTimeMeter(watts_per_core=20)
+    with meter.measure() as m:
+        t = time.process_time()
+        while time.process_time() - t < 0.05:
+            pass
+    assert m.estimated is True and m.source == "cputime"
+    assert m.joules == pytest.approx(20 * 0.05, rel=0.5)
+    assert m.domains == {"cpu": m.joules}
+    with pytest.raises(ValueError, match="watts_per_core"):
+        CpuTimeMeter(watts_per_core=-1)
+
+
+def test_auto_meter_falls_back_to_cputime_and_says_why(tmp_path, monkeypatch, caplog):
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    with caplog.at_level(logging.INFO, logger="torch_tos.energy"):
+        meter = auto_meter(rapl_root=tmp_path / "none")
+    assert isinstance(meter, CpuTimeMeter)
+    assert "RAPL not available on this machine" in meter.why
+    assert "tracks time, not energy" in meter.why
+    assert any("falling back to the CPU-time estimate" in r.getMessage() for r in caplog.records)
+
+
+def test_auto_meter_prefers_rapl(intel, caplog):
+    with caplog.at_level(logging.INFO, logger="torch_tos.energy"):
+        meter = auto_meter(rapl_root=intel[0])
+    assert isinstance(meter, RaplMeter)
+    assert "rapl" in caplog.text
+
+
+def test_get_meter_names():
+    assert isinstance(get_meter("cputime"), CpuTimeMeter)
+    with pytest.raises(ValueError, match="unknown meter 'joulemeter'; accepted: auto, rapl, nvml, cputime"):
+        get_meter("joulemeter")
+    m = CpuTimeMeter()
+    assert get_meter(m) is m
+
+
+def test_window_body_exception_propagates_and_start_stop_api():
+    meter = CpuTimeMeter()
+    with pytest.raises(KeyError):
+        with meter.measure():
+            raise KeyError("boom")
+    w = meter.start()
+    m = w.stop()
+    assert m.seconds >= 0 and m.joules >= 0
+    assert M.Measurement("x", False, joules=10, seconds=2).watts == 5

@@ -1,0 +1,33 @@
+"""Energy scaling laws E = f(TOs): meters, the runs table, the fitted law, Table V, sweeps, plots.
+
+The paper's method (Li, Tsourdos & Guo 2024, sections II-C and III): for a family of models,
+count each model's TOs (and FLOPs) for a training run, measure its energy many times, fit a
+polynomial regression of degree 1-3 on 60 % of the runs, validate on 40 %, and report adjusted
+R², RMSE, precision and errors (Table V).
+
+- :mod:`.meters`: :class:`RaplMeter`, :class:`NvmlMeter`, :class:`CpuTimeMeter`, :func:`auto_meter`
+- :mod:`.fit`: :class:`EnergyModel` (scikit-learn estimator), :func:`metrics`
+- :mod:`.compare`: :func:`compare` (Table V), :func:`format_table_v`
+- :mod:`.sweep`: :func:`sweep` over the paper's ``ffn`` and ``cnn`` families
+- :mod:`.runs`: the runs CSV layout, :func:`read_runs`, :func:`trim_runs`
+- :mod:`.plot` (needs matplotlib): :func:`plot_fits`
+"""
+
+from .compare import compare, compare_long, format_table_v, split_runs
+from .fit import EnergyModel, metrics
+from .meters import (DEFAULT_WATTS_PER_CORE, CpuTimeMeter, InvalidWindow, Measurement, Meter,
+                     MeterUnavailable, NvmlMeter, RaplMeter, RaplPermissionError, auto_meter, get_meter)
+from .runs import COLUMNS, read_runs, trim_runs, validate_runs
+from .sweep import sweep
+
+__all__ = ["EnergyModel", "metrics", "compare", "compare_long", "format_table_v", "split_runs",
+           "Meter", "Measurement", "RaplMeter", "NvmlMeter", "CpuTimeMeter", "auto_meter", "get_meter",
+           "MeterUnavailable", "RaplPermissionError", "InvalidWindow", "DEFAULT_WATTS_PER_CORE",
+           "COLUMNS", "read_runs", "trim_runs", "validate_runs", "sweep", "plot_fits"]
+
+
+def plot_fits(*args, **kwargs):
+    """See :func:`torch_tos.energy.plot.plot_fits` (imports matplotlib lazily)."""
+    from .plot import plot_fits as _plot_fits
+
+    return _plot_fits(*args, **kwargs)
