@@ -10,11 +10,16 @@
 * ``rsqrt``: 1 div + 1 root; ``reciprocal``: 1 div.
 * ``pow(x, n)``: integer n ≥ 2 by repeated squaring, ⌊log2 n⌋ + popcount(n) − 1 muls; n = 1 or 0:
   nothing; negative integer: the same muls + 1 div; n = 0.5: 1 root; n = −0.5: rsqrt; any other
-  exponent (and tensor exponents): ``exp(n·log x)`` = 2 root + 1 mul.
+  exponent, and every tensor exponent (its value is data, unknown on meta): ``exp(n·log x)``
+  = 2 root + 1 mul.
 * ``addcmul(s, a, b, value)``: a·b (1 mul), ·value if ≠ 1 (1 mul), + s (1 add).
   ``addcdiv``: the same with a div. ``lerp(a, b, w)``: a + w·(b − a): 1 sub, 1 mul, 1 add.
 * ``bernoulli_(p)``: one compare of a uniform draw with p (1 sub); the draw itself is RNG.
 * ``nonzero``/``argwhere``: one compare with zero per input element.
+* ``native_dropout(x, p)`` (the fused kernel CUDA uses; CPU/meta run bernoulli_, div_, mul instead):
+  draw ≥ p compare (1 sub), x·mask, ·1/(1−p) (2 mul). ``native_dropout_backward``: g·mask·scale (2 mul).
+* ``hypot(a, b)`` = √(a² + b²): 2 mul, 1 add, 1 root. ``xlogy(x, y)``: x == 0 test (1 sub), log y
+  (1 root), x· (1 mul).
 """
 
 import torch
@@ -25,8 +30,9 @@ from .registry import numel, per_element, register
 register("abs", "abs_", "sgn", "sgn_", "sign", "sign_", "eq", "eq_", "ne", "ne_", "lt", "lt_",
          "le", "le_", "gt", "gt_", "ge", "ge_", "maximum", "minimum", "fmax", "fmin",
          "clamp_min", "clamp_min_", "clamp_max", "clamp_max_", "isnan", "isinf", "isfinite",
-         "signbit", "logical_not", "logical_and", "logical_or", "logical_xor", "bitwise_not",
-         "bitwise_and", "bitwise_or", "bitwise_xor", "heaviside", "masked_fill", "masked_fill_",
+         "signbit", "logical_not", "logical_and", "logical_or", "logical_xor", "logical_not_",
+         "logical_and_", "logical_or_", "logical_xor_", "bitwise_not", "bitwise_not_", "bitwise_and",
+         "bitwise_or", "bitwise_xor", "bitwise_and_", "bitwise_or_", "bitwise_xor_", "heaviside", "masked_fill", "masked_fill_",
          "where", "copysign", "floor", "ceil", "trunc", "round", "round_", "floor_", "ceil_",
          "trunc_", "frac", "isneginf", "isposinf", "nan_to_num", "nan_to_num_")(
     per_element(sub=1, doc="Per output element: one comparison (a comparator is a subtractor)."))
@@ -46,6 +52,10 @@ register("log1p", "log1p_", "expm1", "expm1_")(
 register("rsqrt", "rsqrt_")(per_element(div=1, root=1, doc="Per element: 1/√x: 1 root + 1 div."))
 register("lerp", "lerp_")(per_element(add=1, sub=1, mul=1, doc="Per element: a + w·(b − a)."))
 register("bernoulli", "bernoulli_")(per_element(sub=1, doc="Per element: compare a uniform draw with p (1 sub)."))
+register("native_dropout")(per_element(sub=1, mul=2, doc="Per element: draw compare, x·mask·scale: [0, 1, 2, 0, 0]."))
+register("native_dropout_backward")(per_element(mul=2, doc="Per element: g·mask·scale: [0, 0, 2, 0, 0]."))
+register("hypot", "hypot_")(per_element(add=1, mul=2, root=1, doc="Per element √(a² + b²): [1, 0, 2, 0, 1]."))
+register("xlogy", "xlogy_")(per_element(sub=1, mul=1, root=1, doc="Per element x == 0 ? 0 : x·log y: [0, 1, 1, 0, 1]."))
 
 
 def _alpha_bos(n: int, kind: str, alpha) -> BOs:
@@ -74,10 +84,9 @@ def sub(out, a, b=None, *args, alpha=1, **kwargs) -> BOs:
 def pow_exponent_bos(n: int, exponent) -> BOs:
     """BOs of ``x ** exponent`` on ``n`` elements (see module docstring)."""
     if isinstance(exponent, torch.Tensor):
-        if exponent.numel() == 1 and exponent.device.type != "meta":
-            exponent = exponent.item()
-        else:
-            return BOs(mul=n, root=2 * n)
+        # a tensor exponent is data: the kernel (pow_tensor_tensor) runs the general pow per
+        # element, and on meta its value is unknown anyway — so meta and real counts agree
+        return BOs(mul=n, root=2 * n)
     e = float(exponent)
     if e.is_integer():
         k = abs(int(e))

@@ -29,6 +29,12 @@ register_zero(
     "view_copy", "permute_copy", "t_copy", "expand_copy", "transpose_copy", "unsqueeze_copy",
     "squeeze_copy", "slice_copy", "select_copy", "alias_copy", "detach_copy", "unbind_copy",
     "_make_dep_token", "tril_indices", "triu_indices",
+    # gradients of views and selections: the incoming gradient copied into a zero tensor
+    "select_backward", "slice_backward", "diagonal_backward", "as_strided_backward",
+    "narrow_copy", "unfold_copy", "split_with_sizes_copy", "diagonal_copy",
+    # writes and masks that move data without arithmetic (the mask of tril/triu is an index test)
+    "tril", "tril_", "triu", "triu_", "index_copy", "index_copy_", "index_fill", "index_fill_",
+    "masked_scatter", "masked_scatter_", "_unsafe_masked_index", "im2col",
     # allocation and fills
     "empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided", "zeros", "zeros_like",
     "new_zeros", "ones", "ones_like", "new_ones", "full", "full_like", "new_full", "fill_", "fill",
@@ -55,3 +61,24 @@ def _register_profiler_ops():
 
 
 _register_profiler_ops()
+
+
+def _register_torchvision_ops():
+    """torchvision's bookkeeping op (``_cuda_version``, queried when ``torchvision.ops`` loads).
+
+    Registered only when torchvision is already imported: importing it here would cost seconds.
+    """
+    import sys
+
+    if "torchvision" not in sys.modules:
+        return
+    import torch
+
+    try:
+        op = torch.ops.torchvision._cuda_version
+    except (AttributeError, RuntimeError):
+        return
+    register_zero(op)
+
+
+_register_torchvision_ops()

@@ -10,9 +10,13 @@ paper counts k² per output).
   costs (its window size − 1) adds and 1 div — exact per output. Backward: 1 div per output
   gradient and one add per window element. Adaptive max pool: window − 1 compares; backward 1 add
   per output.
+* fractional max pool (k window, pseudo-random interval starts): Πk − 1 compares per output; the
+  interval sequence per plane and dim, α = (I − k)/(O − 1) (1 sub, 1 div) and per output coordinate
+  ⌊(i + u)·α⌋ − ⌊u·α⌋ (1 add, 2 mul, 1 sub; u·α once per plane and dim is folded in) — that part
+  **approximate**. Backward: 1 add per output gradient (into its arg-max).
 """
 
-from math import ceil, floor, prod
+from math import prod
 
 from ..bos import BOs
 from .registry import numel, register
@@ -75,8 +79,9 @@ register("max_unpool2d", "max_unpool3d")(lambda out, *a, **k: BOs())
 
 
 def adaptive_windows(in_size: int, out_size: int) -> list[int]:
-    """Window length of each output of an adaptive pool along one dimension."""
-    return [ceil((i + 1) * in_size / out_size) - floor(i * in_size / out_size) for i in range(out_size)]
+    """Window length of each output of an adaptive pool along one dimension: output i covers
+    [⌊i·I/O⌋, ⌈(i+1)·I/O⌉) (integer arithmetic, exact for any size)."""
+    return [-(-(i + 1) * in_size // out_size) - (i * in_size // out_size) for i in range(out_size)]
 
 
 def _adaptive_window_total(x_shape, out_shape, nd: int) -> tuple[int, int]:
@@ -124,3 +129,21 @@ for _nd in (1, 2, 3):
     register(f"_adaptive_avg_pool{_nd}d", f"adaptive_avg_pool{_nd}d")(_adaptive_avg(_nd))
     register(f"_adaptive_avg_pool{_nd}d_backward", f"adaptive_avg_pool{_nd}d_backward")(_adaptive_avg_backward(_nd))
     register(f"adaptive_max_pool{_nd}d")(_adaptive_max(_nd))
+
+
+def _fractional_max(nd):
+    def rule(out, x, kernel_size, output_size, random_samples, **kwargs) -> BOs:
+        o = out[0] if isinstance(out, (tuple, list)) else out
+        outs = [int(s) for s in o.shape[-nd:]]
+        planes = numel(o) // max(prod(outs), 1)
+        pool = BOs(sub=numel(o) * (_window(kernel_size, nd) - 1))
+        intervals = (BOs(sub=1, div=1) * nd + BOs(add=1, mul=2, sub=1) * sum(outs)) * planes
+        return pool + intervals
+
+    rule.__doc__ = f"{nd}-d fractional max pool: Πk − 1 compares per output + the interval sequence (approximate)."
+    return rule
+
+
+register("fractional_max_pool2d")(_fractional_max(2))
+register("fractional_max_pool3d")(_fractional_max(3))
+register("fractional_max_pool2d_backward", "fractional_max_pool3d_backward")(_max_pool_backward)

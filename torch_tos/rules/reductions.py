@@ -2,7 +2,14 @@
 
 * ``sum``: n−1 add per output. ``mean``: n−1 add + 1 div per output.
 * ``amax``/``amin``/``max``/``min``/``argmax``/``argmin`` (and ``max.dim`` with indices): n−1 compares
-  (1 sub each). ``prod``: n−1 mul.
+  (1 sub each); ``aminmax`` finds both: 2(n−1). ``prod``: n−1 mul.
+* ``all``/``any`` over n: n−1 logical folds per output (a logical op counts as a compare, as
+  ``logical_or``). ``count_nonzero``: n compares with zero and n−1 adds per output.
+* ``cummax``/``cummin``: n−1 compares per scanned line.
+* Order statistics, **approximate** (comparison sorts branch on the data): ``sort`` of a line of n:
+  n·⌈log2 n⌉ compares; ``topk(k)``: a tournament, n−1 compares for the first and ⌈log2 n⌉ for each
+  of the k−1 others; ``kthvalue``/``median``/``nanmedian``/``mode`` (selection): 2n compares per
+  line.
 * ``var``/``std`` over n (``correction`` c): mean (n−1 add, 1 div), deviations (n sub), squares
   (n mul), their sum (n−1 add), divide by n−c (1 div); ``std`` adds 1 root; ``var_mean``/
   ``std_mean`` return the mean they computed anyway.
@@ -45,7 +52,7 @@ def mean(out, x, *args, **kwargs) -> BOs:
     return BOs(add=outs * (n - 1), div=outs)
 
 
-@register("amax", "amin", "max", "min", "argmax", "argmin", "aminmax")
+@register("amax", "amin", "max", "min", "argmax", "argmin")
 def extremum(out, x, *args, **kwargs) -> BOs:
     """n−1 compares per output (``max(a, b)`` element-wise: 1 compare per output)."""
     if args and hasattr(args[0], "shape"):  # binary max/min(Tensor, Tensor)
@@ -122,3 +129,74 @@ def logsumexp(out, x, dim, *args, **kwargs) -> BOs:
     """Per output over n: sub 2n−1, root n+1, add n."""
     outs, n = _fold(out, x, dim)
     return BOs(add=n, sub=2 * n - 1, root=n + 1) * outs
+
+
+@register("aminmax")
+def aminmax(out, x, *args, **kwargs) -> BOs:
+    """2(n−1) compares per output (min and max)."""
+    outs, n = _fold(out, x, kwargs.get("dim"))
+    return BOs(sub=2 * outs * (n - 1))
+
+
+@register("all", "any")
+def all_any(out, x, *args, **kwargs) -> BOs:
+    """n−1 logical folds per output (counted as compares)."""
+    outs, n = _fold(out, x, _dim_arg(args, kwargs))
+    return BOs(sub=outs * (n - 1))
+
+
+@register("count_nonzero")
+def count_nonzero(out, x, *args, **kwargs) -> BOs:
+    """n compares and n−1 adds per output."""
+    outs, n = _fold(out, x, _dim_arg(args, kwargs))
+    return BOs(add=outs * (n - 1), sub=outs * n)
+
+
+@register("cummax", "cummin")
+def cummax(out, x, dim, *args, **kwargs) -> BOs:
+    """n−1 compares per scanned line."""
+    n = int(x.shape[dim]) if x.dim() else 1
+    return BOs(sub=(numel(x) // max(n, 1)) * (n - 1))
+
+
+def _line(x, dim) -> tuple[int, int]:
+    n = int(x.shape[dim]) if x.dim() else 1
+    return numel(x) // max(n, 1), n
+
+
+def _log2ceil(n: int) -> int:
+    return max(n - 1, 0).bit_length()
+
+
+@register("sort")
+def sort(out, x, *args, **kwargs) -> BOs:
+    """Approximate: n·⌈log2 n⌉ compares per sorted line."""
+    dim = kwargs.get("dim", -1)
+    if args and isinstance(args[0], int) and not isinstance(args[0], bool):
+        dim = args[0]
+    lines, n = _line(x, dim)
+    return BOs(sub=lines * n * _log2ceil(n))
+
+
+@register("topk")
+def topk(out, x, k, dim=-1, *args, **kwargs) -> BOs:
+    """Approximate (tournament): n−1 + (k−1)·⌈log2 n⌉ compares per line."""
+    lines, n = _line(x, kwargs.get("dim", dim))
+    return BOs(sub=lines * (n - 1 + (int(k) - 1) * _log2ceil(n)))
+
+
+@register("kthvalue")
+def kthvalue(out, x, k, dim=-1, *args, **kwargs) -> BOs:
+    """Approximate (selection): 2n compares per line."""
+    lines, n = _line(x, kwargs.get("dim", dim))
+    return BOs(sub=lines * 2 * n)
+
+
+@register("median", "nanmedian", "mode")
+def median(out, x, *args, **kwargs) -> BOs:
+    """Approximate (selection): 2n compares per line (the whole tensor without ``dim``)."""
+    dim = kwargs.get("dim", args[0] if args else None)
+    if dim is None:
+        return BOs(sub=2 * numel(x))
+    lines, n = _line(x, dim)
+    return BOs(sub=lines * 2 * n)
