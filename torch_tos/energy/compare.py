@@ -88,6 +88,13 @@ def compare_long(runs, features=("tos", "flops"), degrees=(1, 2, 3), split: str 
     for key, group in groups:
         train, test = split_runs(group, split, train_frac, seed, order_by=features[0])
         where = "" if key is None else f" (group {by}={key})"
+        top = max(degrees)
+        for feature in features:
+            distinct = group.loc[train, feature].nunique()
+            if distinct < top + 1:
+                raise ValueError(f"a degree-{top} law needs runs at {top + 1} or more distinct {feature} "
+                                 f"values (configurations) to train on, the {split} split gives {distinct}"
+                                 f"{where}; add configurations or lower the degree")
         for feature in features:
             for degree in degrees:
                 if test.sum() <= degree + 1:

@@ -258,7 +258,6 @@ def sweep(family: str = "ffn", out: str | os.PathLike = "runs.csv", *, widths=No
             model = fam.build(config)
             if cooldown:
                 time.sleep(cooldown)
-            gc.collect()
             gc_was_enabled = gc.isenabled()
             gc.disable()
             try:

@@ -1,0 +1,104 @@
+"""The energy commands of torch-tos (sweep, fit, demo) and the figure."""
+
+import sys
+
+import pytest
+
+from torch_tos.cli import main
+from torch_tos.energy import COLUMNS, plot_fits, read_runs
+
+from test_energy_compare import synthetic_runs
+
+QUICK = ["--epochs", "1", "--meter", "cputime", "--no-progress"]
+
+
+def run(capsys, *argv):
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def one_line_error(capsys, *argv, match):
+    rc, out, err = run(capsys, *argv)
+    assert rc == 2, (out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("torch-tos: error:"), err
+    assert "Traceback" not in err
+    assert match in lines[0], lines[0]
+
+
+def test_sweep_then_fit(tmp_path, capsys):
+    out = tmp_path / "runs.csv"
+    rc, text, _ = run(capsys, "sweep", "ffn", "--out", str(out), "--widths", "4-6", "--activations",
+                      "sigmoid,gelu", "--repeats", "3", *QUICK)
+    assert rc == 0
+    assert "meter: cputime" in text and "tracks time, not energy" in text
+    assert len(read_runs(out)) == 3 * 2 * 3
+    rc, text, _ = run(capsys, "fit", str(out), "--degrees", "1,2")
+    assert rc == 0
+    assert "Table V" in text and "TOs" in text and "FLOPs" in text and "E = " in text
+    assert "degree 2" in text and "degree 3" not in text
+    rc, text, _ = run(capsys, "fit", str(out), "--degrees", "1", "--split", "config", "--by", "activation")
+    assert rc == 0 and "activation=gelu: degree 1" in text
+
+
+def test_demo_tiny(tmp_path, capsys):
+    rc, text, _ = run(capsys, "demo", "--out", str(tmp_path), "--widths", "4-7", "--repeats", "3", *QUICK)
+    assert rc == 0
+    assert "meter: cputime" in text and "Table V" in text and "held-out configurations" in text
+    for name in ("runs.csv", "table_v.txt", "fig.png"):
+        assert (tmp_path / name).exists()
+    assert len(read_runs(tmp_path / "runs.csv")) == 4 * 3 * 3
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
+    out = str(tmp_path / "r.csv")
+    one_line_error(capsys, "sweep", "rnn", "--out", out, *QUICK, match="unknown family 'rnn'; accepted: ffn, cnn")
+    one_line_error(capsys, "sweep", "ffn", "--out", out, "--activations", "swish", *QUICK,
+                   match="unknown activation 'swish'")
+    one_line_error(capsys, "sweep", "ffn", "--out", out, "--meter", "joulemeter", match="unknown --meter")
+    one_line_error(capsys, "sweep", "ffn", "--out", out, "--widths", "four", *QUICK, match="malformed --widths")
+    one_line_error(capsys, "sweep", "ffn", "--out", out, "--shard", "0/2", *QUICK, match="shard 0/2 is out of range")
+    one_line_error(capsys, "sweep", "ffn", "--out", out, "--meter", "rapl", *QUICK[:2],
+                   match="RAPL not available on this machine")
+
+    missing = tmp_path / "missing.csv"
+    missing.write_text("family,width,tos\nffn,4,1e9\n")
+    one_line_error(capsys, "fit", str(missing), match="missing column(s) joules, flops")
+    runs = synthetic_runs(repeats=3)
+    bad = runs.copy()
+    bad["joules"] = bad["joules"].astype(object)
+    bad.loc[2, "joules"] = "n/a"
+    bad.to_csv(tmp_path / "text.csv", index=False)
+    one_line_error(capsys, "fit", str(tmp_path / "text.csv"), match="non-numeric values on line(s) 4")
+    neg = runs.copy()
+    neg.loc[0, "joules"] = -5.0
+    neg.to_csv(tmp_path / "neg.csv", index=False)
+    one_line_error(capsys, "fit", str(tmp_path / "neg.csv"), match="zero or negative energies on line(s) 2")
+    few = runs[runs.width.isin([4, 6])]
+    few.to_csv(tmp_path / "few.csv", index=False)
+    one_line_error(capsys, "fit", str(tmp_path / "few.csv"), match="degree-3 law needs runs at 4 or more")
+    runs.to_csv(tmp_path / "ok.csv", index=False)
+    one_line_error(capsys, "fit", str(tmp_path / "ok.csv"), "--split", "kfold", match="unknown --split 'kfold'")
+    one_line_error(capsys, "fit", str(tmp_path / "nope.csv"), match="does not exist")
+    mixed = runs.copy()
+    mixed.loc[0, "meter"] = "cputime"
+    mixed.to_csv(tmp_path / "mixed.csv", index=False)
+    one_line_error(capsys, "fit", str(tmp_path / "mixed.csv"), match="mix meters")
+
+
+def test_plot_fits_axes_and_missing_matplotlib(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    fig = plot_fits(synthetic_runs(), path=tmp_path / "f.png")
+    assert len(fig.axes) == 4
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles[0].startswith("TOs-based") and titles[1].startswith("FLOPs-based")
+    assert (tmp_path / "f.png").stat().st_size > 10_000
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    with pytest.raises(ImportError, match=r"pip install 'torch-tos\[plot\]'"):
+        plot_fits(synthetic_runs())
+
+
+def test_columns_are_the_issue_layout():
+    assert COLUMNS == ["family", "width", "depth", "activation", "repeat", "epochs", "tos", "flops", "joules",
+                       "seconds", "meter", "estimated", "host", "torch"]
