@@ -8,6 +8,7 @@ from .bos import BO_NAMES, BOs
 from .tables import DEFAULT_TABLE, TransistorTable, tos
 from .report import PhaseTotal, Report, UnsupportedOp
 from .api import profile
+from .training import TOsCounter
 from .counter import Engine, UnsupportedOpWarning
 from .graph import GraphReport, GraphTraceError, NodeCount, graph
 

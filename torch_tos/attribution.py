@@ -56,7 +56,10 @@ class ModuleScope:
         self._handles: list = []
 
     # -- hooks ------------------------------------------------------------------------------
-    def attach(self) -> "ModuleScope":
+    def attach(self, root_pre_hook: bool = True) -> "ModuleScope":
+        """Register the hooks. ``root_pre_hook=False`` leaves out the root module's pre-hook, for a
+        caller that runs :meth:`enter_root` itself from its own root pre-hook (hooks cannot be
+        added to or removed from a module while its pre-hooks are running)."""
         seen = set()
         for name, mod in self.model.named_modules(remove_duplicate=False):
             self.types.setdefault(name, type(mod).__name__)
@@ -64,10 +67,15 @@ class ModuleScope:
             if id(mod) in seen:  # a shared module is hooked once, under its first name
                 continue
             seen.add(id(mod))
-            self._handles.append(mod.register_forward_pre_hook(self._pre(name), with_kwargs=True))
+            if root_pre_hook or mod is not self.model:
+                self._handles.append(mod.register_forward_pre_hook(self._pre(name), with_kwargs=True))
             self._handles.append(mod.register_forward_hook(self._post(name), with_kwargs=True,
                                                            always_call=True))
         return self
+
+    def enter_root(self, args, kwargs) -> None:
+        """What the root module's pre-hook does: claim the input nodes, push the root scope."""
+        self._pre("")(self.model, args, kwargs)
 
     def detach(self) -> None:
         for h in self._handles:
