@@ -36,6 +36,7 @@ def test_sweep_writes_every_run_with_the_issue_columns(tmp_path):
     assert r["family"] == "ffn" and r["depth"] == "3" and r["epochs"] == "1"
     assert r["meter"] == "cputime" and r["estimated"] == "True" and r["torch"] == torch.__version__
     assert float(r["joules"]) > 0 and float(r["seconds"]) > 0
+    assert df["joules"].dtype.kind == "f" and df["estimated"].all()
     runs = read_runs(out)
     # repeats of one configuration share its counts; gelu costs more TOs but the same FLOPs
     by = runs.groupby(["activation", "width"])[["tos", "flops"]].nunique()
@@ -67,6 +68,10 @@ def test_killed_sweep_resumes_with_every_run_exactly_once(tmp_path):
     # more repeats later: only the new ones run
     sweep("ffn", out, meter=CpuTimeMeter(), **{**TINY, "repeats": 3})
     assert len(rows(out)) == 12 and len(set(run_ids(out))) == 12
+    trimmed = sweep("ffn", out, meter=CpuTimeMeter(), trim=1, **{**TINY, "repeats": 3})
+    assert len(trimmed) == 4 and len(rows(out)) == 12  # the file keeps every run
+    with pytest.raises(ValueError, match="more than 2 repeats"):
+        sweep("ffn", out, meter=CpuTimeMeter(), trim=1, **TINY)
 
 
 def test_resume_removes_a_line_cut_short_by_a_kill(tmp_path):

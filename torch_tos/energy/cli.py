@@ -19,8 +19,8 @@ from ..cli import CLIError
 from .meters import METERS, InvalidWindow, Meter, MeterUnavailable
 
 DEMO_WIDTHS = "4-18:2"
-DEMO_EPOCHS = 15
-DEMO_REPEATS = 5
+DEMO_EPOCHS = 10
+DEMO_REPEATS = 8
 
 
 def _ints(text, what):

@@ -37,7 +37,7 @@ import torch
 from ..api import profile
 from .families import Config, Family, get_family
 from .meters import Meter, get_meter
-from .runs import COLUMNS
+from .runs import COLUMNS, trim_runs, validate_runs
 
 logger = logging.getLogger("torch_tos.energy")
 ORDERS = ("interleaved", "grouped")
@@ -183,7 +183,7 @@ def sweep(family: str = "ffn", out: str | os.PathLike = "runs.csv", *, widths=No
           activations=None, epochs: int | None = None, repeats: int = 3, meter="auto", shard=None,
           seed: int = 0, batch_size: int = 64, lr: float | None = None, image_size: int | None = None,
           n_images: int | None = None, threads: int = 1, cooldown: float = 0.0,
-          order: str = "interleaved", progress: bool = True, callback=None) -> pd.DataFrame:
+          order: str = "interleaved", trim: int = 0, progress: bool = True, callback=None) -> pd.DataFrame:
     """Run (or resume) a sweep of ``family`` (``"ffn"`` or ``"cnn"``) into the CSV ``out``.
 
     ``widths``/``depths``/``activations``: lists (defaults: the paper's ranges, see
@@ -197,7 +197,9 @@ def sweep(family: str = "ffn", out: str | os.PathLike = "runs.csv", *, widths=No
     some) or ``"grouped"`` (all repeats of a configuration back to back); ``callback(row)``: called
     after each run is written.
 
-    Returns the runs of this sweep's configurations now in ``out`` (a DataFrame, :data:`COLUMNS`).
+    Returns the runs of this sweep's configurations and epochs now in ``out`` (a DataFrame,
+    :data:`COLUMNS`, numeric columns as numbers), without each configuration's ``trim`` highest
+    and lowest runs when ``trim`` is given (the file always keeps every run).
     """
     options = {k: v for k, v in (("image_size", image_size), ("n_images", n_images)) if v is not None}
     fam = get_family(family, batch_size=batch_size, **options)
@@ -206,6 +208,9 @@ def sweep(family: str = "ffn", out: str | os.PathLike = "runs.csv", *, widths=No
     for name, v in (("epochs", epochs), ("repeats", repeats), ("threads", threads)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    if trim and (not isinstance(trim, int) or trim < 0 or repeats <= 2 * trim):
+        raise ValueError(f"trim={trim!r} drops {trim} highest and {trim} lowest runs of each configuration: "
+                         f"it needs a non-negative integer and more than {2 * trim} repeats, got {repeats}")
     if order not in ORDERS:
         raise ValueError(f"unknown order {order!r}; accepted: {', '.join(ORDERS)}")
     lr = (0.01 if fam.name == "ffn" else 1e-4) if lr is None else float(lr)
@@ -284,8 +289,13 @@ def sweep(family: str = "ffn", out: str | os.PathLike = "runs.csv", *, widths=No
         run_bar.close()
         cfg_bar.close()
     rows = [r for r in read_existing(out) if (r["family"], *(_norm(r[c]) for c in ("width", "depth")),
-                                              r["activation"]) in keys]
-    return pd.DataFrame(rows, columns=COLUMNS)
+                                              r["activation"]) in keys and _norm(r["epochs"]) == str(epochs)]
+    df = pd.DataFrame(rows, columns=COLUMNS).replace("", float("nan"))
+    if df.empty:
+        return df
+    df = validate_runs(df, name=str(out))
+    df["estimated"] = df["estimated"].astype(str).str.lower() == "true"
+    return trim_runs(df, trim)
 
 
 def _row_id(config: Config, epochs: int, repeat: int) -> dict:
