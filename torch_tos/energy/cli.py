@@ -12,15 +12,16 @@ fit, Table V and the figure. Registered by :func:`register` from :mod:`torch_tos
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 
 from ..cli import CLIError
 from .meters import METERS, InvalidWindow, Meter, MeterUnavailable
 
-DEMO_WIDTHS = "4-18:2"
-DEMO_EPOCHS = 10
-DEMO_REPEATS = 8
+DEMO_WIDTHS = "16,32,64,128,192,256,384,512"
+DEMO_EPOCHS = 3
+DEMO_REPEATS = 6
 
 
 def _ints(text, what):
@@ -171,15 +172,17 @@ def _cmd_demo(args) -> int:
     _run_sweep("ffn", csv_path, meter, args, widths=widths, epochs=args.epochs, repeats=args.repeats,
                seed=args.seed, threads=1)
     t_sweep = time.perf_counter() - t0
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     runs = read_runs(csv_path)
     runs = runs[runs["width"].isin(widths) & (runs["epochs"] == args.epochs)
                 & (runs["repeat"] < args.repeats)].reset_index(drop=True)
-    print(f"\n{len(runs)} runs in {csv_path} (sweep {t_sweep:.0f} s)\n")
+    print(f"\n{len(runs)} runs in {csv_path} (sweep {t_sweep:.0f} s; {os.cpu_count()} CPUs, load average "
+          f"{load:.1f} at the end: other processes share this machine)\n")
     lines = _fit_report(runs, ("tos", "flops"), (1, 2, 3), "random", 0.6, args.seed, None, 0)
     from .compare import compare, describe_split, format_table_v
 
     held = compare(runs, degrees=(1, 2, 3), split="config", seed=args.seed)
-    lines += ["", f"held-out configurations — {describe_split(held)}:", format_table_v(held)]
+    lines += ["", f"Table V — {describe_split(held)}:", format_table_v(held)]
     text = "\n".join(lines)
     print(text)
     (out / "table_v.txt").write_text(text + "\n")

@@ -32,11 +32,12 @@ def _figure(**kwargs):
 
 def plot_fits(runs, features=("tos", "flops"), degrees=(1, 2, 3), *, split: str = "random",
               train_frac: float = 0.6, seed: int = 0, trim: int = 0, path=None, title: str | None = None,
-              dpi: int = 130):
+              logx: bool | None = None, dpi: int = 130):
     """Energy vs TOs and vs FLOPs with fitted laws of each degree, and held-out residuals.
 
     ``runs``: a runs table (DataFrame). The split is the one :func:`~torch_tos.energy.compare`
-    uses with the same arguments. Saves to ``path`` when given; returns the matplotlib Figure.
+    uses with the same arguments. ``logx``: logarithmic feature axis (default: when the feature
+    spans more than 30x). Saves to ``path`` when given; returns the matplotlib Figure.
     """
     features = (features,) if isinstance(features, str) else tuple(features)
     degrees = (degrees,) if isinstance(degrees, int) else tuple(degrees)
@@ -63,7 +64,10 @@ def plot_fits(runs, features=("tos", "flops"), degrees=(1, 2, 3), *, split: str 
             c = colour[groups.iloc[idx[0]]]
             ax.errorbar(xs.mean() / scale, ys.mean(), yerr=[[ys.mean() - ys.min()], [ys.max() - ys.mean()]],
                         fmt="o", ms=4, color=c, capsize=2, lw=1)
-        grid = np.linspace(x.min(), x.max(), 200)
+        log = logx if logx is not None else x.max() > 30 * x.min() > 0
+        grid = np.geomspace(x.min(), x.max(), 300) if log else np.linspace(x.min(), x.max(), 200)
+        if log:
+            ax.set_xscale("log")
         for degree in degrees:
             model = EnergyModel(feature, degree).fit(df[train], df.loc[train, "joules"])
             m = metrics(y[test], model.predict(df[test]), degree) if test.sum() > degree + 1 else None
@@ -71,7 +75,8 @@ def plot_fits(runs, features=("tos", "flops"), degrees=(1, 2, 3), *, split: str 
             ax.plot(grid / scale, model.predict(grid), _DEGREE_STYLE.get(degree, "-."), color="black",
                     lw=1.3, label=f"degree {degree}{stats}")
             r = model.predict(df[test]) - y[test]
-            res.scatter(x[test] / scale + (degree - 2) * 0.004 * (x.max() - x.min()) / scale, r, s=10,
+            shift = (1 + (degree - 2) * 0.015) if log else 1
+            res.scatter(x[test] / scale * shift + (0 if log else (degree - 2) * 0.004 * (x.max() - x.min()) / scale), r, s=10,
                         alpha=0.6, marker="os^D"[(degree - 1) % 4], label=f"degree {degree}")
         res.axhline(0, color="black", lw=0.8)
         for name in names:
