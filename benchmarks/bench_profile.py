@@ -1,0 +1,95 @@
+"""profile() on the meta device, training mode, vs torch's FlopCounterMode alone — same run.
+
+Both sides run the same step on a meta-device model: forward, ``output.sum()`` loss, backward (and
+with ``--optimizer sgd|adam`` one optimizer step). torch_tos additionally prices every op in BOs and
+TOs and attributes it to a layer; FlopCounterMode only applies its FLOP formulas. The figure that
+matters is the ratio (ours / FlopCounterMode), measured alternately in one process.
+
+    python benchmarks/bench_profile.py            # resnet50 b8, vit_b_16 b8, TransformerEncoder 32×4096, seq 2048
+    python benchmarks/bench_profile.py --quick    # smaller models, seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torchvision
+from torch.utils.flop_counter import FlopCounterMode
+
+import torch_tos
+
+
+def cases(quick: bool):
+    with torch.device("meta"):
+        if quick:
+            yield "resnet18 b2", torchvision.models.resnet18(), torch.empty(2, 3, 64, 64)
+            yield "TransformerEncoder 2×256 seq 64", nn.TransformerEncoder(
+                nn.TransformerEncoderLayer(256, 4, batch_first=True), 2, enable_nested_tensor=False), \
+                torch.empty(1, 64, 256)
+            return
+        yield "resnet50 b8", torchvision.models.resnet50(), torch.empty(8, 3, 224, 224)
+        yield "vit_b_16 b8", torchvision.models.vit_b_16(), torch.empty(8, 3, 224, 224)
+        yield "TransformerEncoder 32×4096 seq 2048", nn.TransformerEncoder(
+            nn.TransformerEncoderLayer(4096, 32, batch_first=True), 32, enable_nested_tensor=False), \
+            torch.empty(1, 2048, 4096)
+
+
+def make_opt(kind, model):
+    if kind == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=0.1)
+    if kind == "adam":
+        return torch.optim.Adam(model.parameters())
+    return None
+
+
+def run_flop_counter(model, x, opt_kind):
+    opt = make_opt(opt_kind, model)
+    t0 = time.perf_counter()
+    with FlopCounterMode(display=False) as fc:
+        model(x).sum().backward()
+        if opt is not None:
+            opt.step()
+    dt = time.perf_counter() - t0
+    for p in model.parameters():
+        p.grad = None
+    return dt, fc.get_total_flops()
+
+
+def run_torch_tos(model, x, opt_kind):
+    opt = make_opt(opt_kind, model)
+    t0 = time.perf_counter()
+    report = torch_tos.profile(model, x, mode="training", optimizer=opt, device="meta")
+    return time.perf_counter() - t0, report
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--optimizer", choices=("none", "sgd", "adam"), default="none")
+    args = ap.parse_args(argv)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, optimizer: {args.optimizer}")
+    print(f"{'model':40s} {'FlopCounterMode s':>18s} {'torch_tos s':>12s} {'ratio':>6s}  "
+          f"{'FLOPs equal':>11s} {'unsupported':>11s}")
+    for name, model, x in cases(args.quick):
+        run_flop_counter(model, x, args.optimizer)  # warm up both paths once
+        run_torch_tos(model, x, args.optimizer)
+        ft, tt = [], []
+        for _ in range(args.repeats):
+            dt, flops = run_flop_counter(model, x, args.optimizer)
+            ft.append(dt)
+            dt, report = run_torch_tos(model, x, args.optimizer)
+            tt.append(dt)
+        f, t = statistics.median(ft), statistics.median(tt)
+        print(f"{name:40s} {f:18.3f} {t:12.3f} {t / f:6.2f}  {str(report.flops == flops):>11s} "
+              f"{len(report.unsupported):>11d}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
