@@ -21,6 +21,7 @@ from torchvision.models import get_model, get_model_weights
 
 import torch_tos
 from torch_tos.copying import working_copy
+from torch_tos.flops import flop_counter
 
 ZOO = torchvision.models.list_models(module=torchvision.models)
 BATCH = 2
@@ -72,9 +73,10 @@ def batch(name: str, device="meta", size: int | None = None):
 
 
 def flop_counter_step(model, x, y, loss_fn) -> int:
-    """The same training step under FlopCounterMode alone."""
+    """The same training step under FlopCounterMode alone (with torch_tos's custom mapping and
+    kernel choice: on meta, SDPA takes the CPU's flash kernel, as in profile())."""
     opt = torch.optim.Adam(model.parameters())
-    with FlopCounterMode(display=False) as fc:
+    with flop_counter() as fc:
         loss_fn(model(x), y).backward()
         opt.step()
     for p in model.parameters():

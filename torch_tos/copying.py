@@ -63,9 +63,24 @@ def _copy_tensor(t: torch.Tensor, device) -> torch.Tensor:
     return data
 
 
+def _host_scalars(objs) -> set:
+    """ids of optimizer-state scalars kept on the CPU (``step`` of non-capturable, non-fused
+    optimizers): torch keeps them there whatever the parameters' device (as ``load_state_dict``
+    does), and reads them with ``.item()`` — impossible on meta."""
+    ids = set()
+    for leaf in tree_leaves(objs, is_leaf=lambda o: isinstance(o, torch.optim.Optimizer)):
+        if isinstance(leaf, torch.optim.Optimizer):
+            for state in leaf.state.values():
+                for v in tree_leaves(state):
+                    if isinstance(v, torch.Tensor) and v.dim() == 0 and v.device.type == "cpu":
+                        ids.add(id(v))
+    return ids
+
+
 def working_copy(objs, device=None):
     """Deep-copy ``objs`` (any nesting of modules, optimizers, tensors) onto ``device``."""
     memo: dict = {}
+    host = _host_scalars(objs)
     for t in _iter_tensors(objs, set()):
-        memo[id(t)] = _copy_tensor(t, device)
+        memo[id(t)] = _copy_tensor(t, None if id(t) in host else device)
     return copy.deepcopy(objs, memo)

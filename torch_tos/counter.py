@@ -18,6 +18,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from .flops import flop_formulas
 from .attribution import LOSS_LAYER, OPTIMIZER_LAYER, OUTSIDE_LAYER, ModuleScope
 from .rules import lookup
+from .rules.registry import ENGINE_CONTEXTS
 
 PHASES = ("forward", "loss", "backward", "optimizer")
 
@@ -115,6 +116,9 @@ class Engine:
 
     # -- context manager ------------------------------------------------------------------
     def __enter__(self) -> "Engine":
+        self._contexts = [factory() for factory in ENGINE_CONTEXTS]  # e.g. meta picks CPU kernels
+        for context in self._contexts:
+            context.__enter__()
         self._mode = _Dispatch(self)
         self._mode.__enter__()
         return self
@@ -122,6 +126,8 @@ class Engine:
     def __exit__(self, *exc):
         mode, self._mode = self._mode, None
         mode.__exit__(*exc)
+        for context in reversed(self._contexts):
+            context.__exit__(*exc)
         return False
 
     def reset(self) -> None:
@@ -186,7 +192,9 @@ class Engine:
             self.unsupported[key] = self.unsupported.get(key, 0) + 1
             bos = (0, 0, 0, 0, 0)
         else:
-            bos = rule(out, *args, **kwargs)
+            # an ``out=`` tensor (``torch.maximum(a, b, out=c)``) is the rule's ``out``, not a kwarg
+            bos = rule(out, *args, **({k: v for k, v in kwargs.items() if k != "out"}
+                                      if "out" in kwargs else kwargs))
         flops = flop_fn(*args, **kwargs, out_val=out) if flop_fn is not None else 0
         key = (layer, phase, dtype, name)
         row = self.stats.get(key)

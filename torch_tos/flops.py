@@ -9,10 +9,85 @@ formulas rather than re-deriving FLOPs.
 
 from __future__ import annotations
 
-from torch.utils.flop_counter import flop_registry, shape_wrapper
+from contextlib import ExitStack, contextmanager
+
+import torch
+from torch.utils.flop_counter import (FlopCounterMode, bmm_flop, flop_registry, mm_flop,
+                                      sdpa_backward_flop_count, sdpa_flop_count, shape_wrapper)
+
+aten = torch.ops.aten
+
+
+def sdpa_flash_cpu_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    """``_scaled_dot_product_flash_attention_for_cpu``: FlopCounterMode's own SDPA formula
+    (QKᵀ and ·V; ``sdpa_flop_count``), as for the CUDA flash kernel (pytorch issue 195460)."""
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def sdpa_flash_cpu_backward_flop(grad_out_shape, query_shape, key_shape, value_shape, *args,
+                                 out_shape=None, **kwargs) -> int:
+    """``…_for_cpu_backward``: FlopCounterMode's ``sdpa_backward_flop_count`` (recomputed QKᵀ,
+    dP, dV, dQ, dK)."""
+    return sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
+
+
+def _rnn_dims(input_shape, w_ih_shape, w_hh_shape):
+    tokens = int(input_shape[0]) * int(input_shape[1]) if len(input_shape) == 3 else int(input_shape[0])
+    gates, n_in = int(w_ih_shape[0]), int(w_ih_shape[1])
+    return tokens, gates, n_in, int(w_hh_shape[1])
+
+
+def mkldnn_rnn_layer_flop(input_shape, w_ih_shape, w_hh_shape, *args, out_shape=None, **kwargs) -> int:
+    """``mkldnn_rnn_layer`` (CPU LSTM): the input and hidden products of every step,
+    mm(x[T·B, I], W_ihᵀ) + mm(h[T·B, H], W_hhᵀ) — what the same LSTM decomposes into elsewhere."""
+    tokens, gates, n_in, hidden = _rnn_dims(input_shape, w_ih_shape, w_hh_shape)
+    return mm_flop((tokens, n_in), (n_in, gates)) + mm_flop((tokens, hidden), (hidden, gates))
+
+
+def mkldnn_rnn_layer_backward_flop(input_shape, w_ih_shape, w_hh_shape, *args, out_shape=None,
+                                   **kwargs) -> int:
+    """``mkldnn_rnn_layer_backward``: the four gradient products it computes, dX = dG·W_ih,
+    dH = dG·W_hh, dW_ih = dGᵀ·X, dW_hh = dGᵀ·H (every step, first layer and h0 included)."""
+    tokens, gates, n_in, hidden = _rnn_dims(input_shape, w_ih_shape, w_hh_shape)
+    return (mm_flop((tokens, gates), (gates, n_in)) + mm_flop((tokens, gates), (gates, hidden))
+            + mm_flop((gates, tokens), (tokens, n_in)) + mm_flop((gates, tokens), (tokens, hidden)))
+
+
+def native_mha_flop(query_shape, key_shape, value_shape, embed_dim, num_head, *args, out_shape=None,
+                    **kwargs) -> int:
+    """``_native_multi_head_attention`` (eval fast path): QKV mm, QKᵀ and ·V bmm, output mm."""
+    B, T, E = (int(s) for s in query_shape)
+    H = int(num_head)
+    d = E // H
+    return (mm_flop((B * T, E), (E, 3 * E)) + bmm_flop((B * H, T, d), (B * H, d, T))
+            + bmm_flop((B * H, T, T), (B * H, T, d)) + mm_flop((B * T, E), (E, E)))
+
+
+def transformer_encoder_layer_flop(src_shape, embed_dim, num_heads, qkv_w, qkv_b, proj_w, proj_b,
+                                   use_gelu, norm_first, eps, nw1, nb1, nw2, nb2, ffn_w1, *args,
+                                   out_shape=None, **kwargs) -> int:
+    """``_transformer_encoder_layer_fwd`` (eval fast path): the MHA above + the two FFN mms."""
+    B, T, E = (int(s) for s in src_shape)
+    F = int(ffn_w1[0])
+    return (native_mha_flop(src_shape, src_shape, src_shape, embed_dim, num_heads)
+            + mm_flop((B * T, E), (E, F)) + mm_flop((B * T, F), (F, E)))
+
+
+def addmm_activation_flop(self_shape, a_shape, b_shape, *args, out_shape=None, **kwargs) -> int:
+    """``_addmm_activation``: addmm's formula (activations carry no FLOPs in this baseline)."""
+    return mm_flop(a_shape, b_shape)
+
 
 #: aten packet → FLOP formula (FlopCounterMode ``custom_mapping`` convention: shape-level formula)
-CUSTOM_MAPPING: dict = {}
+CUSTOM_MAPPING: dict = {
+    aten._scaled_dot_product_flash_attention_for_cpu: sdpa_flash_cpu_flop,
+    aten._scaled_dot_product_flash_attention_for_cpu_backward: sdpa_flash_cpu_backward_flop,
+    aten.mkldnn_rnn_layer: mkldnn_rnn_layer_flop,
+    aten.mkldnn_rnn_layer_backward: mkldnn_rnn_layer_backward_flop,
+    aten._native_multi_head_attention: native_mha_flop,
+    aten._transformer_encoder_layer_fwd: transformer_encoder_layer_flop,
+    aten._addmm_activation: addmm_activation_flop,
+}
 
 
 def flop_formulas(extra: dict | None = None) -> dict:
@@ -22,3 +97,20 @@ def flop_formulas(extra: dict | None = None) -> dict:
         for k, v in mapping.items():
             out[k] = v if getattr(v, "_get_raw", False) else shape_wrapper(v)
     return out
+
+
+@contextmanager
+def flop_counter(**kwargs):
+    """``FlopCounterMode`` set up as torch_tos's FLOPs baseline: :data:`CUSTOM_MAPPING` (plus any
+    ``custom_mapping`` given) and the kernel choices every counting Engine makes (on meta, SDPA
+    runs the kernel the CPU would pick — see :func:`torch_tos.rules.attention.cpu_kernel_choice`).
+    ``with flop_counter() as fc: step(); fc.get_total_flops()`` equals ``profile(...).flops`` for
+    the same step."""
+    from .rules.registry import ENGINE_CONTEXTS
+
+    kwargs.setdefault("display", False)
+    mapping = {**CUSTOM_MAPPING, **kwargs.pop("custom_mapping", {})}
+    with ExitStack() as stack:
+        for factory in ENGINE_CONTEXTS:
+            stack.enter_context(factory())
+        yield stack.enter_context(FlopCounterMode(custom_mapping=mapping, **kwargs))

@@ -5,10 +5,15 @@ accumulations (paper Eq. 3-4). A bias (``addmm``'s ``self``, added once per outp
 add, so Linear(I→O) costs ``I`` adds and ``I`` muls per output — the paper's convention — and a
 bias-free product costs ``I-1`` adds. Scalars ``alpha``/``beta`` different from 1 cost one mul per
 output each (``beta = 0`` drops the bias term entirely, as the kernels do).
+``_addmm_activation`` (the fused Linear + ReLU/GELU of the transformer fast path) is addmm plus
+the activation's own per-element rule.
 """
 
+import torch
+
 from ..bos import BOs
-from .registry import numel, register
+from . import activations  # noqa: F401  (_addmm_activation composes the activation rules)
+from .registry import RULES, numel, register
 
 
 def _product(outputs: int, k: int) -> BOs:
@@ -33,7 +38,7 @@ def mm(out, a, b, *args, **kwargs) -> BOs:
     return _product(numel(out), int(a.shape[-1]))
 
 
-@register("addmm")
+@register("addmm", "addmm_")
 def addmm(out, bias, a, b, *, beta=1, alpha=1, **kwargs) -> BOs:
     """``beta·bias + alpha·(a @ b)``: the product, plus one add per output for the bias
     (a Linear layer's K products + bias = K adds, K muls per output)."""
@@ -46,13 +51,13 @@ def bmm(out, a, b, *args, **kwargs) -> BOs:
     return _product(numel(out), int(a.shape[-1]))
 
 
-@register("baddbmm")
+@register("baddbmm", "baddbmm_")
 def baddbmm(out, bias, a, b, *, beta=1, alpha=1, **kwargs) -> BOs:
     """``beta·bias + alpha·bmm(a, b)``: bmm plus one add per output (scalars as in addmm)."""
     return _product(numel(out), int(a.shape[-1])) + _scaled_bias(numel(out), beta, alpha)
 
 
-@register("addbmm")
+@register("addbmm", "addbmm_")
 def addbmm(out, bias, a, b, *, beta=1, alpha=1, **kwargs) -> BOs:
     """``beta·bias + alpha·Σ_b a[b] @ b[b]``: each output sums B·k products (B·k mul,
     B·k-1 add), plus the bias add."""
@@ -66,7 +71,7 @@ def mv(out, a, v, *args, **kwargs) -> BOs:
     return _product(numel(out), int(a.shape[-1]))
 
 
-@register("addmv")
+@register("addmv", "addmv_")
 def addmv(out, bias, a, v, *, beta=1, alpha=1, **kwargs) -> BOs:
     """``beta·bias + alpha·(a @ v)``: mv plus one add per output."""
     return _product(numel(out), int(a.shape[-1])) + _scaled_bias(numel(out), beta, alpha)
@@ -84,7 +89,21 @@ def outer(out, a, b, *args, **kwargs) -> BOs:
     return BOs(mul=numel(out))
 
 
-@register("addr")
+@register("addr", "addr_")
 def addr(out, bias, a, b, *, beta=1, alpha=1, **kwargs) -> BOs:
     """``beta·bias + alpha·(a ⊗ b)``: one mul and one add per output (scalars as in addmm)."""
     return BOs(mul=numel(out)) + _scaled_bias(numel(out), beta, alpha)
+
+
+@register("_addmm_activation")
+def addmm_activation(out, bias, a, b, *, beta=1, alpha=1, use_gelu=False, **kwargs) -> BOs:
+    """addmm, then ReLU (1 compare per output) or GELU (the GELU rule, per output)."""
+    act = RULES[torch.ops.aten.gelu if use_gelu else torch.ops.aten.relu](out, out)
+    return addmm(out, bias, a, b, beta=beta, alpha=alpha) + act
+
+
+@register("linalg_cross", "cross")
+def cross(out, a, b, *args, **kwargs) -> BOs:
+    """3-vector cross products: each output component a_j·b_k − a_k·b_j (2 mul, 1 sub)."""
+    n = numel(out)
+    return BOs(sub=n, mul=2 * n)

@@ -21,6 +21,14 @@ Rule = Callable[..., BOs]
 RULES: dict[object, Rule] = {}
 #: ops that move or create memory only (registered explicitly as zero arithmetic)
 ZERO_OPS: set[object] = set()
+#: context-manager factories every counting Engine enters (e.g. meta runs picking CPU kernels)
+ENGINE_CONTEXTS: list = []
+
+
+def register_engine_context(factory) -> None:
+    """Have every counting :class:`~torch_tos.counter.Engine` run inside ``factory()``."""
+    if factory not in ENGINE_CONTEXTS:
+        ENGINE_CONTEXTS.append(factory)
 
 
 def _packets(ops):
