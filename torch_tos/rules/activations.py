@@ -57,7 +57,16 @@ Backward (what the CPU kernels compute, ``g`` = incoming gradient):
   the second half (1 sub, 3 mul), the first half ·g (1 mul) → [1, 2, 4, 1, 1].
   softshrink/hardshrink backward: 2 compares. logit_backward: g/(x·(1−x)): 1 sub, 1 mul, 1 div (+2
   compares with eps).
+
+Meta = CPU: ``mish_backward`` has a CPU kernel but, on meta, PyTorch decomposes it (its
+CompositeImplicitAutograd fallback) into softplus/tanh/sigmoid/mul ops; while a counting Engine
+runs, :func:`mish_backward_as_on_cpu` routes it on meta to the single kernel call the CPU makes,
+so meta and real counts agree.
 """
+
+from contextlib import contextmanager
+
+import torch
 
 from ..bos import BOs
 from .registry import dims_of, numel, per_element, register
@@ -194,3 +203,41 @@ def log_softmax_backward(out, grad, y, dim, *args, **kwargs) -> BOs:
     """Per row of n: g − e^y·Σg → add n−1, sub n, mul n, root n."""
     r, n = _rows(y, dim)
     return BOs(add=r * (n - 1), sub=r * n, mul=r * n, root=r * n)
+
+
+# -- meta runs: mish_backward as one kernel call, as on CPU ------------------------------------
+
+_MISH_META = {"depth": 0, "lib": None}
+
+
+def _mish_backward_autograd_meta(grad, x):
+    # below autograd the call reaches the counting mode as one op (as on CPU); the meta backend
+    # then runs PyTorch's own decomposition, unseen, for the output's shape
+    with torch._C._AutoDispatchBelowAutograd():
+        return torch.ops.aten.mish_backward.default(grad, x)
+
+
+@contextmanager
+def mish_backward_as_on_cpu():
+    """While active, ``mish_backward`` on meta tensors dispatches as one op (an AutogradMeta kernel
+    takes precedence over the composite decomposition)."""
+    if _MISH_META["depth"] == 0:
+        lib = torch.library.Library("aten", "IMPL")
+        lib.impl("mish_backward", _mish_backward_autograd_meta, "AutogradMeta")
+        _MISH_META["lib"] = lib
+    _MISH_META["depth"] += 1
+    try:
+        yield
+    finally:
+        _MISH_META["depth"] -= 1
+        if _MISH_META["depth"] == 0:
+            _MISH_META["lib"]._destroy()
+            _MISH_META["lib"] = None
+
+
+try:
+    from .registry import register_engine_context
+except ImportError:  # pragma: no cover - engines without contexts: meta mish_backward decomposes
+    pass
+else:
+    register_engine_context(mish_backward_as_on_cpu)
