@@ -10,6 +10,7 @@ regnet_y_128gf, 256 swin_v2; the ViTs' default constructors fix image_size=224.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import pytest
@@ -21,14 +22,21 @@ from torchvision.models import get_model, get_model_weights
 
 import torch_tos
 from torch_tos.copying import working_copy
+from torch_tos.flops import CUSTOM_MAPPING
+from torch_tos.rules import registry
 from torch_tos.flops import flop_counter
 
 ZOO = torchvision.models.list_models(module=torchvision.models)
 BATCH = 2
-# the largest models: > ~3 s each on 2 cores (profile + FlopCounterMode); CI runs them too
-SLOW = {"efficientnet_b5", "efficientnet_b6", "efficientnet_b7", "efficientnet_v2_l",
-        "efficientnet_v2_m", "densenet201", "regnet_y_128gf", "vit_h_14", "convnext_large",
-        "convnext_base", "swin_v2_b", "swin_b"}
+# the heaviest third (> ~5 s each for profile + FlopCounterMode on a loaded 2-core VM); CI runs
+# them too, ``-m "not slow"`` skips them locally
+SLOW = {"densenet121", "densenet161", "densenet169", "densenet201", "efficientnet_b3",
+        "efficientnet_b4", "efficientnet_b5", "efficientnet_b6", "efficientnet_b7",
+        "efficientnet_v2_l", "efficientnet_v2_m", "efficientnet_v2_s", "inception_v3", "maxvit_t",
+        "regnet_x_32gf", "regnet_y_128gf", "regnet_y_16gf", "regnet_y_1_6gf", "regnet_y_32gf",
+        "regnet_y_3_2gf", "resnet101", "resnet152", "resnext101_32x8d", "resnext101_64x4d",
+        "swin_b", "swin_s", "swin_v2_b", "swin_v2_s", "vit_h_14", "vit_l_16", "vit_l_32",
+        "wide_resnet101_2"}
 
 
 def input_size(name: str) -> int:
@@ -73,12 +81,16 @@ def batch(name: str, device="meta", size: int | None = None):
 
 
 def flop_counter_step(model, x, y, loss_fn) -> int:
-    """The same training step under FlopCounterMode alone (with torch_tos's custom mapping and
-    kernel choice: on meta, SDPA takes the CPU's flash kernel, as in profile())."""
+    """The same training step under FlopCounterMode alone (PyTorch's formulas, plus the
+    ``custom_mapping`` torch_tos passes for kernels FlopCounterMode has none for), with the kernel
+    choices a counting Engine makes on meta (e.g. SDPA runs the CPU's flash kernel)."""
     opt = torch.optim.Adam(model.parameters())
-    with flop_counter() as fc:
-        loss_fn(model(x), y).backward()
-        opt.step()
+    with contextlib.ExitStack() as stack:
+        for factory in getattr(registry, "ENGINE_CONTEXTS", ()):
+            stack.enter_context(factory())
+        with FlopCounterMode(display=False, custom_mapping=CUSTOM_MAPPING) as fc:
+            loss_fn(model(x), y).backward()
+            opt.step()
     for p in model.parameters():
         p.grad = None
     return fc.get_total_flops()
