@@ -204,35 +204,40 @@ def gpu_attention_backward(B, H, L, S, D, Dv, causal=False, mask=False, dropout=
 
 @register("_scaled_dot_product_flash_attention")
 def sdpa_gpu_flash(out, q, k, v, dropout_p=0.0, is_causal=False, *args, **kwargs) -> BOs:
-    """CUDA flash attention forward — approximate: see :func:`gpu_attention`."""
+    """CUDA flash attention forward — approximate: per query row of K keys, one block,
+    [K(D+Dv)−Dv+1, 2K+4, K(D+Dv+1)+Dv+1, 1, K+2] (causal: K = keys up to the diagonal;
+    dropout: +1 sub, +1 mul per score)."""
     return gpu_attention(*_dims(q, k, v), bool(is_causal), False, bool(dropout_p))
 
 
 @register("_scaled_dot_product_cudnn_attention")
 def sdpa_cudnn(out, q, k, v, attn_bias=None, compute_log_sumexp=False, dropout_p=0.0,
                is_causal=False, *args, **kwargs) -> BOs:
-    """cuDNN attention forward — approximate: see :func:`gpu_attention`."""
+    """cuDNN attention forward — approximate: as the CUDA flash forward, + K add with a bias."""
     return gpu_attention(*_dims(q, k, v), bool(is_causal), _has_mask(attn_bias), bool(dropout_p))
 
 
 @register("_scaled_dot_product_efficient_attention")
 def sdpa_efficient(out, q, k, v, attn_bias=None, compute_log_sumexp=False, dropout_p=0.0,
                    is_causal=False, *, scale=None, **kwargs) -> BOs:
-    """CUDA memory-efficient attention forward — approximate: see :func:`gpu_attention`."""
+    """CUDA memory-efficient attention forward — approximate: as the CUDA flash forward, + K add
+    with a bias."""
     return gpu_attention(*_dims(q, k, v), bool(is_causal), _has_mask(attn_bias), bool(dropout_p))
 
 
 @register("_scaled_dot_product_flash_attention_backward")
 def sdpa_gpu_flash_backward(out, grad_out, q, k, v, o, lse, cum_q, cum_k, max_q, max_k,
                             dropout_p=0.0, is_causal=False, *args, **kwargs) -> BOs:
-    """CUDA flash attention backward — approximate: see :func:`gpu_attention_backward`."""
+    """CUDA flash attention backward — approximate: per score entry [3D+2Dv−2, 2, 3D+2Dv+2, 0, 1],
+    + D(L+S) mul, + L·[Dv−1, 0, Dv, 0, 0] per head (one tile per head)."""
     return gpu_attention_backward(*_dims(q, k, v), bool(is_causal), False, bool(dropout_p))
 
 
 @register("_scaled_dot_product_efficient_attention_backward")
 def sdpa_efficient_backward(out, grad_out, q, k, v, attn_bias, o, lse, seed, offset, dropout_p,
                             grad_input_mask=None, is_causal=False, *args, **kwargs) -> BOs:
-    """CUDA memory-efficient attention backward — approximate: see :func:`gpu_attention_backward`."""
+    """CUDA memory-efficient attention backward — approximate: as the CUDA flash backward, + 1 add
+    and 1 mul per score entry with a bias."""
     return gpu_attention_backward(*_dims(q, k, v), bool(is_causal), _has_mask(attn_bias),
                                   bool(dropout_p))
 
@@ -240,7 +245,8 @@ def sdpa_efficient_backward(out, grad_out, q, k, v, attn_bias, o, lse, seed, off
 @register("_scaled_dot_product_cudnn_attention_backward")
 def sdpa_cudnn_backward(out, grad_out, q, k, v, o, lse, seed, offset, attn_bias, cum_q, cum_k,
                         max_q, max_k, dropout_p=0.0, is_causal=False, *args, **kwargs) -> BOs:
-    """cuDNN attention backward — approximate: see :func:`gpu_attention_backward`."""
+    """cuDNN attention backward — approximate: as the CUDA flash backward, + 1 add and 1 mul per
+    score entry with a bias."""
     return gpu_attention_backward(*_dims(q, k, v), bool(is_causal), _has_mask(attn_bias),
                                   bool(dropout_p))
 

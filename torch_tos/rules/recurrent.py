@@ -174,8 +174,8 @@ def _bias_adds(input_bias, hidden_bias) -> int:
 @register("_thnn_fused_lstm_cell")
 def fused_lstm_cell(out, input_gates, hidden_gates, cx, input_bias=None, hidden_bias=None,
                     **kwargs) -> BOs:
-    """CUDA fused LSTM cell, per batch row: gate sums (1 add per gate element, +1 per bias), then
-    the LSTM cell [5H−4H, 0, 3H, 0, 0] + 3H σ + 2H tanh (the 4H gate-sum adds counted apart)."""
+    """CUDA fused LSTM cell, per batch row: 1 add per gate element (+1 per bias given), then per
+    hidden unit [1, 0, 3, 0, 0] + 3 σ + 2 tanh (c' = f·c + i·g, h' = o·tanh c')."""
     B, G = int(input_gates.shape[0]), int(input_gates.shape[1])
     H = G // 4
     gates = BOs(add=G * (1 + _bias_adds(input_bias, hidden_bias)))

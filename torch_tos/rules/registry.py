@@ -21,6 +21,8 @@ Rule = Callable[..., BOs]
 RULES: dict[object, Rule] = {}
 #: ops that move or create memory only (registered explicitly as zero arithmetic)
 ZERO_OPS: set[object] = set()
+#: aten op → name of the module that registered it (its family, for docs/rules.md)
+FAMILY: dict[object, str] = {}
 #: context-manager factories every counting Engine enters (e.g. meta runs picking CPU kernels)
 ENGINE_CONTEXTS: list = []
 
@@ -50,9 +52,17 @@ def register(*ops) -> Callable[[Rule], Rule]:
                 raise ValueError(f"{op} already has a counting rule ({_where(RULES.get(op))}); "
                                  "each aten op is registered once")
             RULES[op] = rule
+            FAMILY[op] = _caller_module()
         return rule
 
     return deco
+
+
+def _caller_module() -> str:
+    """Module name of the code that called register()/register_zero() (two frames up)."""
+    import sys
+
+    return sys._getframe(2).f_globals.get("__name__", "?")
 
 
 def register_zero(*names: str) -> None:
@@ -66,6 +76,7 @@ def register_zero(*names: str) -> None:
             raise ValueError(f"{op} already has a counting rule ({_where(RULES[op])}); "
                              "each aten op is registered once")
         ZERO_OPS.add(op)
+        FAMILY.setdefault(op, _caller_module())
 
 
 def _where(rule) -> str:

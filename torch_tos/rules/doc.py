@@ -1,0 +1,106 @@
+"""Generate ``docs/rules.md`` from the rules registry: one row per aten op.
+
+    python -m torch_tos.rules.doc            # rewrite docs/rules.md
+    python -m torch_tos.rules.doc --check    # exit 1 if docs/rules.md is stale
+
+Each row gives the op, its family (the rules module that registered it) and its BO formula: the
+rule's ``unit`` attribute when it has one (``per_element`` rules: the BOs of one output element;
+others: a formula string), else the first sentence of the rule's docstring. Memory-only ops are
+listed with 0. The registry is the single source: tests regenerate this file and fail when the
+committed copy differs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from ..bos import BOs
+from . import RULES, ZERO_OPS  # importing the package registers every rule
+from .registry import FAMILY
+
+COMMAND = "python -m torch_tos.rules.doc"
+DOC_PATH = Path(__file__).resolve().parents[2] / "docs" / "rules.md"
+
+HEADER = f"""# Counting rules
+
+Generated from the rules registry by `{COMMAND}` — do not edit by hand (a test fails when this file
+is stale). One row per aten op (packet, or overload where overloads are priced differently).
+BO vectors are `[add, sub, mul, div, root]`, the paper's order; "per element" means per output
+element. Conventions and the decomposition behind every formula: DESIGN.md §3 and each rule's
+docstring (`torch_tos/rules/<family>.py`). Ops not listed here are *unsupported*: a profile reports
+them, never counts them silently as zero.
+"""
+
+
+def op_label(op) -> str:
+    """``aten.mm`` for a packet, ``aten._native_batch_norm_legit.no_stats`` for an overload."""
+    name = getattr(op, "_qualified_op_name", None) or str(op)
+    name = name.replace("::", ".")
+    overload = getattr(op, "_overloadname", None)
+    if hasattr(op, "_overloadpacket") and overload is not None:
+        base = str(op._overloadpacket).replace("::", ".")
+        return f"{base}.{overload}"
+    return name
+
+
+def _first_sentence(text: str) -> str:
+    text = " ".join((text or "").split())
+    m = re.search(r"(?<=[.;])\s+(?=[A-Z(`*])", text)
+    return text[:m.start()] if m else text
+
+
+def formula(rule) -> str:
+    """The BO formula shown for ``rule``."""
+    unit = getattr(rule, "unit", None)
+    if isinstance(unit, BOs):
+        return f"[{', '.join(str(v) for v in unit)}] per element"
+    if isinstance(unit, str) and unit:
+        return unit
+    return _first_sentence(rule.__doc__ or "") or "(see rule)"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def rows() -> list[tuple[str, str, str]]:
+    """(op, family, formula) for every registered op, sorted by family then op."""
+    out = []
+    for op, rule in RULES.items():
+        out.append((op_label(op), FAMILY.get(op, "?").rsplit(".", 1)[-1], formula(rule)))
+    for op in ZERO_OPS:
+        out.append((op_label(op), FAMILY.get(op, "?").rsplit(".", 1)[-1], "0 (memory only)"))
+    return sorted(out, key=lambda r: (r[1], r[0]))
+
+
+def render() -> str:
+    lines = [HEADER, f"{len(RULES)} ops with arithmetic rules, {len(ZERO_OPS)} memory-only ops.", "",
+             "| aten op | family | BOs |", "|---|---|---|"]
+    for op, family, text in rows():
+        lines.append(f"| `{op}` | {family} | {_cell(text)} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if the file is stale")
+    parser.add_argument("--out", type=Path, default=DOC_PATH)
+    args = parser.parse_args(argv)
+    text = render()
+    if args.check:
+        current = args.out.read_text() if args.out.exists() else ""
+        if current != text:
+            print(f"{args.out} is stale: run `{COMMAND}`", file=sys.stderr)
+            return 1
+        return 0
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(f"wrote {args.out} ({len(text.splitlines())} lines)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
