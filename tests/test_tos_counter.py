@@ -499,3 +499,19 @@ def test_total_all_ranks_without_process_group_is_local():
     with TOsCounter(model, opt) as counter:
         _step(model, opt, nn.MSELoss(), x, y)
     assert counter.total_all_ranks() == counter.total
+
+
+def test_optimizer_cache_follows_hyperparameters():
+    model, x, y = ffn(), torch.randn(8, 4), torch.rand(8, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    with TOsCounter(model, opt) as counter:
+        for _ in range(3):
+            _step(model, opt, nn.MSELoss(), x, y)
+            sched.step()  # a new learning rate every step: same work, no recount
+        opt.param_groups[0]["weight_decay"] = 1e-3  # weight decay switched on: more work
+        _step(model, opt, nn.MSELoss(), x, y)
+    assert [r.cache for r in counter.steps] == ["miss", "hit", "hit", "partial"]
+    before, after = counter.steps[2].phases["optimizer"].bos, counter.steps[3].phases["optimizer"].bos
+    n = sum(p.numel() for p in model.parameters())
+    assert after - before == BOs(add=n, mul=n)  # g + wd * p

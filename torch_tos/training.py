@@ -202,30 +202,27 @@ def _hyper_class(v):
     return type(v).__qualname__
 
 
-_HYPER_MEMO: dict = {}
+def _group_hyper(g: dict, memo: dict):
+    """``_hyper_class`` of every hyperparameter of param group ``g``, recomputed only when one of
+    its values changed (``memo``: id(group) -> (values, classes); comparing the tuple of values is
+    cheap when they are the same objects)."""
+    values = tuple(g.values())
+    hit = memo.get(id(g))
+    if hit is not None and hit[0] == values:
+        return hit[1]
+    classes = tuple((k, _hyper_class(v)) for k, v in g.items() if k != "params")
+    memo[id(g)] = (values, classes)
+    return classes
 
 
-def _group_hyper(g: dict):
-    raw = tuple([v for k, v in g.items() if k != "params"])
-    try:
-        hit = _HYPER_MEMO.get(raw)
-    except TypeError:  # an unhashable hyperparameter
-        return tuple((k, _hyper_class(v)) for k, v in g.items() if k != "params")
-    if hit is None:
-        if len(_HYPER_MEMO) > 4096:  # a schedule producing new values every step: stay bounded
-            _HYPER_MEMO.clear()
-        hit = _HYPER_MEMO[raw] = tuple((k, _hyper_class(v)) for k, v in g.items() if k != "params")
-    return hit
-
-
-def _optimizer_signature(opt: torch.optim.Optimizer):
+def _optimizer_signature(opt: torch.optim.Optimizer, memo: dict):
     """What decides the counted work of ``opt.step()``: the hyperparameters of each group reduced
     by :func:`_hyper_class`, which parameters have a gradient, and how much state exists (the
     first step of Adam or momentum SGD differs from the later ones). Parameter data types are in
     the forward signature, which is part of the key too (see ``TOsCounter._optimizer_begin``)."""
     state = opt.state
     return (type(opt), id(opt), len(state), sum(map(len, state.values())),
-            tuple([(_group_hyper(g), tuple([p.grad is None for p in g["params"]]))
+            tuple([(_group_hyper(g, memo), tuple([p.grad is None for p in g["params"]]))
                    for g in opt.param_groups]))
 
 
@@ -458,10 +455,10 @@ class _Step:
     meter_ctx = None
     meter_m = None
 
-    def __init__(self, grad: bool, explicit: bool):
+    def __init__(self, grad: bool, explicit: bool, sig=None):
         self.grad = grad
         self.explicit = explicit
-        self.sigs = []
+        self.sigs = [sig] if sig is not None else []
         self.segments = []
 
 
@@ -516,6 +513,7 @@ class TOsCounter:
         self._seconds = None
         self._ours: dict = {}  # id(optimizer) -> (weakref, follows the model?) without optimizer=
         self._param_sig = None
+        self._hyper_memo: dict = {}
         self._optimizer_types: set[str] = set()
         self._inner_handle = None
 
@@ -617,7 +615,18 @@ class TOsCounter:
     # hooks
     # ==========================================================================================
     def _on_root_pre(self, module, args, kwargs):
-        if not self._scope.stack:  # not the root called re-entrantly from inside its own forward
+        if self._step is None and not self._scope_on and self.cache:
+            # the common case, kept short: a new step whose signature is known
+            sig = self._signature(args, kwargs)
+            entry = self._fwd_first.get(sig)
+            if entry is not None:
+                step = self._step = _Step(sig[0][0], False, sig)
+                step.mode, step.entry = "cached", entry
+                if self.meter is not None:
+                    self._meter_start(step)
+                return None
+            self._forward_event(args, kwargs, explicit=False, sig=sig)
+        elif not self._scope.stack:  # not the root called re-entrantly from inside its own forward
             self._forward_event(args, kwargs, explicit=False)
         if self._scope_on:  # the scope's own root pre-hook is left out (see ModuleScope.attach)
             self._scope.enter_root(args, kwargs)
@@ -637,7 +646,10 @@ class TOsCounter:
         return hit[1]
 
     def _on_opt_pre(self, opt, args, kwargs):
-        if not self._is_ours(opt):
+        if opt is not self.optimizer and not self._is_ours(opt):
+            return None
+        if not kwargs and len(args) == 1:  # opt.step()
+            self._optimizer_begin(opt)
             return None
         closure = kwargs.get("closure") if "closure" in kwargs else (args[1] if len(args) > 1 else None)
         if closure is None:
@@ -660,7 +672,7 @@ class TOsCounter:
         return args, kwargs
 
     def _on_opt_post(self, opt, args, kwargs):
-        if not self._is_ours(opt) or self._step is None:
+        if self._step is None or (opt is not self.optimizer and not self._is_ours(opt)):
             return None
         self._optimizer_end()
         self._close_step()
@@ -670,8 +682,12 @@ class TOsCounter:
     # step machinery
     # ==========================================================================================
     def _signature(self, args, kwargs):
-        """The forward signature (see the module docstring); kept cheap, it runs every step."""
-        inputs = tuple([_value_sig(a) for a in args])
+        """The forward signature (see the module docstring); kept cheap, it runs every step.
+        ``sig[0][0]`` is the grad mode."""
+        if len(args) == 1 and type(args[0]) is torch.Tensor:
+            inputs = (_TENSOR_SIG(args[0]),)
+        else:
+            inputs = tuple([_value_sig(a) for a in args])
         if kwargs:
             inputs = (inputs, tuple([(k, _value_sig(v)) for k, v in kwargs.items()]))
         state = (torch.is_grad_enabled(), torch.is_inference_mode_enabled())
@@ -682,7 +698,7 @@ class TOsCounter:
         self._param_sig = params
         return (state, tuple(map(_TRAINING, self._modules)), params, inputs)
 
-    def _forward_event(self, args, kwargs, explicit: bool) -> None:
+    def _forward_event(self, args, kwargs, explicit: bool, sig=None) -> None:
         step = self._step
         grad = torch.is_grad_enabled()
         if step is not None:
@@ -696,12 +712,15 @@ class TOsCounter:
                 # step (no forward) cannot take forwards any more
                 self._close_step()
                 step = None
-        sig = self._signature(args, kwargs)
+        if sig is None:
+            sig = self._signature(args, kwargs)
         if step is None:
-            step = self._step = _Step(grad, explicit)
+            step = self._step = _Step(grad, explicit, sig)
             self._meter_start(step)
-        i = len(step.sigs)
-        step.sigs.append(sig)
+            i = 0
+        else:
+            i = len(step.sigs)
+            step.sigs.append(sig)
         if step.mode is None:
             entry = self._fwd_first.get(sig) if self.cache else None
             if entry is not None:
@@ -735,7 +754,7 @@ class TOsCounter:
         sig = ("inner", self._signature(args, kwargs))
         part = self._inner_cache.get(sig) if self.cache else None
         if part is not None:
-            self._record(self._summary((part,)), "hit", None)
+            self._record(self._summary(part, None), "hit", None)
             return
         engine = self._engine
         saved = (engine.stats, engine.unsupported)
@@ -762,7 +781,7 @@ class TOsCounter:
             new = _Part([(stats, unsup)], (sig,))
             if self.cache:
                 self._inner_cache[sig] = new
-            self._record(self._summary((new,)), "miss", None)
+            self._record(self._summary(new, None), "miss", None)
             return None
 
         holder.append(self.model.register_forward_hook(_Hook(done), with_kwargs=True, always_call=True))
@@ -781,7 +800,7 @@ class TOsCounter:
             if step.opt_counting:
                 self._engine.stats, self._engine.unsupported = step.opt_part
             return
-        key = (_optimizer_signature(opt), self._param_sig)
+        key = (_optimizer_signature(opt, self._hyper_memo), self._param_sig)
         step.opt_key = key
         if self._engine_on and (step.mode in ("count", "mixed")):
             stats, unsup = {}, {}
@@ -844,37 +863,43 @@ class TOsCounter:
             self._engine.in_optimizer = False
         if step.opt_counting:  # step() called inside optimizer.step(): keep what was counted
             step.opt_part, step.opt_counting = _Part([step.opt_part]), False
-        fwd = None
-        counted = cached = False
-        if step.mode == "count":
-            fwd = _Part(step.segments, step.sigs)
-            if self.cache:
-                self._fwd_first[step.sigs[0]] = fwd
-            counted = True
-        elif step.mode == "cached":
-            e = step.entry
-            if len(step.sigs) == len(e.sigs):
-                fwd = e
-                cached = True
-            else:  # fewer forwards than the cached step had
-                fwd = _Part(e.segments[:len(step.sigs)], step.sigs)
-                cached = counted = True
-        elif step.mode == "mixed":
-            fwd = _Part((*step.prefix, *step.segments), step.sigs)
-            cached = counted = True
-        opt = step.opt_part
-        if opt is not None:
-            if step.opt_cached:
-                cached = True
-            else:
+        mode, opt = step.mode, step.opt_part
+        if mode == "cached" and len(step.sigs) == len(step.entry.sigs) and (opt is None or step.opt_cached):
+            fwd, cache = step.entry, "hit"  # the common case: everything reused
+        else:
+            fwd = None
+            counted = cached = False
+            if mode == "count":
+                fwd = _Part(step.segments, step.sigs)
+                if self.cache:
+                    self._fwd_first[step.sigs[0]] = fwd
                 counted = True
-        parts = tuple(p for p in (fwd, opt) if p is not None)
-        if not parts:
-            self._meter_stop(step)
-            return
-        cache = "partial" if (cached and counted) else ("hit" if cached else "miss")
-        joules, seconds, estimated = self._meter_stop(step)
-        self._record(self._summary(parts), cache, (joules, seconds, estimated))
+            elif mode == "cached":
+                e = step.entry
+                if len(step.sigs) == len(e.sigs):
+                    fwd = e
+                else:  # fewer forwards than the cached step had: its first segments
+                    fwd = _Part(e.segments[:len(step.sigs)], step.sigs)
+                    counted = True
+                cached = True
+            elif mode == "mixed":
+                fwd = _Part((*step.prefix, *step.segments), step.sigs)
+                cached = counted = True
+            if opt is not None:
+                if step.opt_cached:
+                    cached = True
+                else:
+                    counted = True
+            if fwd is None and opt is None:
+                self._meter_stop(step)
+                return
+            cache = "partial" if (cached and counted) else ("hit" if cached else "miss")
+        key = (fwd, opt)
+        summary = self._summaries.get(key)
+        if summary is None:
+            summary = self._summaries[key] = _Summary(tuple(p for p in key if p is not None),
+                                                      self.table, self.dtype)
+        self._record(summary, cache, self._meter_stop(step) if step.meter_ctx is not None else None)
 
     def _discard_step(self, *exc) -> None:
         step, self._step = self._step, None
@@ -886,24 +911,27 @@ class TOsCounter:
             except Exception:  # the loop's own exception is the one to report
                 pass
 
-    def _summary(self, parts) -> _Summary:
-        s = self._summaries.get(parts)
+    def _summary(self, fwd, opt) -> _Summary:
+        key = (fwd, opt)
+        s = self._summaries.get(key)
         if s is None:
-            s = self._summaries[parts] = _Summary(parts, self.table, self.dtype)
+            s = self._summaries[key] = _Summary(tuple(p for p in key if p is not None), self.table, self.dtype)
         return s
 
     def _record(self, summary: _Summary, cache: str, energy) -> None:
-        joules = seconds = estimated = None
-        if energy is not None:
+        if energy is None:
+            rec = StepRecord(len(self.steps), summary, cache)
+        else:
             joules, seconds, estimated = energy
-        rec = StepRecord(len(self.steps), summary, cache, joules, seconds, estimated)
+            rec = StepRecord(len(self.steps), summary, cache, joules, seconds, estimated)
+            if joules is not None:
+                self._joules = (self._joules or 0.0) + joules
+            if seconds is not None:
+                self._seconds = (self._seconds or 0.0) + seconds
         self.steps.append(rec)
-        self._uses[summary] = self._uses.get(summary, 0) + 1
+        uses = self._uses
+        uses[summary] = uses.get(summary, 0) + 1
         self._running_tos += summary.tos
-        if joules is not None:
-            self._joules = (self._joules or 0.0) + joules
-        if seconds is not None:
-            self._seconds = (self._seconds or 0.0) + seconds
         for sink in self._sinks:
             sink(rec, self._running_tos)
 
