@@ -266,13 +266,14 @@ def test_upsample_nearest():
 
 def test_upsample_bilinear():
     # bilinear ×2 on 1×1×2×3 → 1×1×4×6, E = 24: per output 6 mul, 3 add → 144 mul, 72 add;
-    # weights for the 4 + 6 output coordinates of the two resized dims, W_lin = [1, 5, 1, 0, 0]
-    #   → [10, 50, 10, 0, 0]; total [82, 50, 154, 0, 0]
+    # weights for the 4 + 6 output coordinates of the two resized dims, W_lin = [1, 6, 1, 0, 0]
+    #   (s·(i+½) − ½, clamp at 0, λ₁ = src − ⌊src⌋ clamped to [0, 1], λ₀ = 1 − λ₁)
+    #   → [10, 60, 10, 0, 0]; total [82, 60, 154, 0, 0]
     # backward: per output gradient 4 taps of λh·λw·g: 8 mul, 4 add → 192 mul, 96 add; + weights
-    #   → [106, 50, 202, 0, 0]
+    #   → [106, 60, 202, 0, 0]
     got = op_bos(step, lambda x: F.interpolate(x, scale_factor=2, mode="bilinear"), leaf(1, 1, 2, 3))
-    assert got["upsample_bilinear2d"] == B(82, 50, 154, 0, 0)
-    assert got["upsample_bilinear2d_backward"] == B(106, 50, 202, 0, 0)
+    assert got["upsample_bilinear2d"] == B(82, 60, 154, 0, 0)
+    assert got["upsample_bilinear2d_backward"] == B(106, 60, 202, 0, 0)
 
 
 def test_upsample_bilinear_align_corners_one_dim_kept():
@@ -286,16 +287,16 @@ def test_upsample_bilinear_align_corners_one_dim_kept():
 
 
 def test_upsample_linear_and_trilinear():
-    # linear ×2, 1×2×3 → 1×2×6, E = 12: 2 mul, 1 add each → [12, 0, 24]; weights 6·[1, 5, 1]
+    # linear ×2, 1×2×3 → 1×2×6, E = 12: 2 mul, 1 add each → [12, 0, 24]; weights 6·[1, 6, 1]
     # backward: 12·(2 mul, 2 add) + weights
     got = op_bos(step, lambda x: F.interpolate(x, scale_factor=2, mode="linear"), leaf(1, 2, 3))
-    assert got["upsample_linear1d"] == B(12 + 6, 30, 24 + 6, 0, 0)
-    assert got["upsample_linear1d_backward"] == B(24 + 6, 30, 24 + 6, 0, 0)
+    assert got["upsample_linear1d"] == B(12 + 6, 36, 24 + 6, 0, 0)
+    assert got["upsample_linear1d_backward"] == B(24 + 6, 36, 24 + 6, 0, 0)
     # trilinear ×2, 1×1×2×2×2 → 4×4×4, E = 64: 14 mul, 7 add each → 896 mul, 448 add;
-    # weights 12 coordinates · [1, 5, 1]; backward: 64·(24 mul, 8 add) + weights
+    # weights 12 coordinates · [1, 6, 1]; backward: 64·(24 mul, 8 add) + weights
     got = op_bos(step, lambda x: F.interpolate(x, scale_factor=2, mode="trilinear"), leaf(1, 1, 2, 2, 2))
-    assert got["upsample_trilinear3d"] == B(448 + 12, 60, 896 + 12, 0, 0)
-    assert got["upsample_trilinear3d_backward"] == B(512 + 12, 60, 1536 + 12, 0, 0)
+    assert got["upsample_trilinear3d"] == B(448 + 12, 72, 896 + 12, 0, 0)
+    assert got["upsample_trilinear3d_backward"] == B(512 + 12, 72, 1536 + 12, 0, 0)
 
 
 def test_upsample_bicubic():

@@ -14,7 +14,8 @@ costs 2^(d+1) − 2 mul and 2^d − 1 add (bilinear: 6 mul, 3 add; 1-d: 2 mul, 1
 7 add). Weights, once per output coordinate of every dim whose size changes (the kernels
 precompute them; for O_k = I_k they are the constants 1, 0): source index s·(i+½) − ½ and its clamp
 at 0 (1 add, 1 mul, 2 sub) — with ``align_corners`` just s·i (1 mul) — then λ₁ = src − ⌊src⌋ clamped
-to [0, 1] (3 sub) and λ₀ = 1 − λ₁ (1 sub): W_lin = [1, 5, 1, 0, 0] (align_corners: [0, 4, 1, 0, 0]).
+to [0, 1] (3 sub; ``guard_index_and_lambda``) and λ₀ = 1 − λ₁ (1 sub): W_lin = [1, 6, 1, 0, 0]
+(align_corners: [0, 4, 1, 0, 0]).
 Backward: every output gradient is spread onto its 2^d taps, ``grad_in[tap] += λ…λ·g``: per
 output gradient d·2^d mul and 2^d add (bilinear: 8 mul, 4 add), plus the same weights. (The
 backward kernels recompute the weights inside their loops; that repetition is not counted.)
@@ -58,7 +59,7 @@ from math import ceil, prod
 from ..bos import BOs
 from .registry import numel, register
 
-W_LIN = BOs(add=1, sub=5, mul=1)
+W_LIN = BOs(add=1, sub=6, mul=1)
 W_LIN_ALIGN = BOs(sub=4, mul=1)
 W_CUB = BOs(add=7, sub=11, mul=13)
 W_CUB_ALIGN = BOs(add=6, sub=10, mul=13)
