@@ -269,10 +269,22 @@ def _grid_sampler_backward(d: int):
     return rule
 
 
-register("grid_sampler_2d", "cudnn_grid_sampler")(_grid_sampler(2))
+register("grid_sampler_2d", "_grid_sampler_2d_cpu_fallback")(_grid_sampler(2))
 register("grid_sampler_3d")(_grid_sampler(3))
-register("grid_sampler_2d_backward", "cudnn_grid_sampler_backward")(_grid_sampler_backward(2))
+register("grid_sampler_2d_backward", "_grid_sampler_2d_cpu_fallback_backward")(_grid_sampler_backward(2))
 register("grid_sampler_3d_backward")(_grid_sampler_backward(3))
+
+
+@register("cudnn_grid_sampler")
+def cudnn_grid_sampler(out, x, grid, **kwargs) -> BOs:
+    """cuDNN's sampler: bilinear, zero padding, align_corners=True — as :func:`grid_sampler_2d`."""
+    return _grid_sampler(2)(out, x, grid, 0, 0, True)
+
+
+@register("cudnn_grid_sampler_backward")
+def cudnn_grid_sampler_backward(out, x, grid, grad, **kwargs) -> BOs:
+    """cuDNN's sampler backward: as :func:`grid_sampler_2d_backward` (bilinear, zeros, aligned)."""
+    return _grid_sampler_backward(2)(out, grad, x, grid, 0, 0, True)
 
 
 @register("affine_grid_generator")

@@ -192,7 +192,14 @@ def kthvalue(out, x, k, dim=-1, *args, **kwargs) -> BOs:
     return BOs(sub=lines * 2 * n)
 
 
-@register("median", "nanmedian", "mode")
+@register("mode")
+def mode(out, x, dim=-1, *args, **kwargs) -> BOs:
+    """Approximate (sort-based selection): 2n compares per line along ``dim`` (default −1)."""
+    lines, n = _line(x, kwargs.get("dim", dim))
+    return BOs(sub=lines * 2 * n)
+
+
+@register("median", "nanmedian")
 def median(out, x, *args, **kwargs) -> BOs:
     """Approximate (selection): 2n compares per line (the whole tensor without ``dim``)."""
     dim = kwargs.get("dim", args[0] if args else None)
