@@ -180,6 +180,10 @@ def test_rapl_not_available(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(MeterUnavailable, match="RAPL not available on this machine"):
         RaplMeter(tmp_path / "empty")
+    garbled = zone(tmp_path / "garbled", "intel-rapl:0", "package-0", 1)
+    (garbled / "energy_uj").write_text("n/a\n")
+    with pytest.raises(MeterUnavailable, match="not an integer"):
+        RaplMeter(tmp_path / "garbled")
     zone(tmp_path / "psys-only", "intel-rapl:0", "psys", 1)
     with pytest.raises(MeterUnavailable, match="no package zone"):
         RaplMeter(tmp_path / "psys-only")

@@ -239,7 +239,10 @@ class RaplMeter(Meter):
         self.strict = strict
         self.zones = self._discover()
         for z in self.zones:  # fail now, with the fix, if the counters are not readable
-            self._read_energy(z)
+            try:
+                self._read_energy(z)
+            except InvalidWindow as e:
+                raise MeterUnavailable(f"RAPL counter unusable: {e}") from None
         self._poll_interval = poll_interval
 
     # -- discovery -----------------------------------------------------------------------
