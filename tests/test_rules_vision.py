@@ -408,3 +408,40 @@ def test_views_selects_and_masks_count_zero():
         y.backward(torch.ones_like(y))
     got = op_bos(fn, leaf(1, 4, 2, 2))
     assert got == {"add": B(add=96)}
+
+
+# -- every rule of these families accepts its ops' schemas -------------------------------------
+
+VISION_FAMILIES = {"conv", "pooling", "norms", "activations", "elementwise", "reductions", "memory",
+                   "indexing", "interpolate"}
+
+
+def test_rule_signatures_bind_every_overload_schema():
+    """Each rule can be called with every overload's arguments as the dispatcher passes them
+    (positional, keyword-only as keywords), with all of them and with the required ones only."""
+    import inspect
+
+    from torch_tos.rules import RULES
+
+    bad, checked = [], 0
+    for op, rule in RULES.items():
+        if getattr(rule, "__module__", "").rsplit(".", 1)[-1] not in VISION_FAMILIES:
+            continue
+        overloads = [op] if isinstance(op, torch._ops.OpOverload) else \
+            [getattr(op, name) for name in op.overloads()]
+        sig = inspect.signature(rule)
+        for ov in overloads:
+            args = ov._schema.arguments
+            if any(a.is_out for a in args):
+                continue
+            pos = [a.name for a in args if not a.kwarg_only]
+            kw = [a.name for a in args if a.kwarg_only]
+            pos_req = [a.name for a in args if not a.kwarg_only and not a.has_default_value()]
+            kw_req = [a.name for a in args if a.kwarg_only and not a.has_default_value()]
+            for p, k in ((pos, kw), (pos_req, kw_req)):
+                checked += 1
+                try:
+                    sig.bind(None, *p, **{name: name for name in k})
+                except TypeError as exc:
+                    bad.append(f"{ov}: {exc}")
+    assert checked > 400 and not bad, bad
