@@ -245,6 +245,19 @@ def test_sdpa_three_d_and_gqa_on_meta():
     assert counted["_scaled_dot_product_flash_attention_for_cpu"] == flash_cpu_forward(1, 4, 3, 5, 2, 2)
 
 
+def test_kernel_choice_survives_interleaved_contexts():
+    from torch_tos.rules.attention import cpu_kernel_choice
+
+    original = F.scaled_dot_product_attention
+    a, b = cpu_kernel_choice(), cpu_kernel_choice()
+    a.__enter__()
+    b.__enter__()
+    a.__exit__(None, None, None)           # the first one closes first
+    assert F.scaled_dot_product_attention is not original
+    b.__exit__(None, None, None)
+    assert F.scaled_dot_product_attention is original
+
+
 def test_kernel_choice_is_scoped_to_the_engine():
     original = F.scaled_dot_product_attention
     q = meta(1, 1, 2, 2)

@@ -52,6 +52,13 @@ scale 1), P = exp(s − lse) (1 sub, 1 root), dP = dO·Vᵀ (Dv mul, Dv−1 add)
 the tile), dQ += scale·dS·K (kb+1 mul, kb add per dQ element), dK += scale·dSᵀ·Q (qb+1 mul,
 qb add per dK element). Causal tiling as in the forward. Dropout is not supported by this kernel.
 
+**Dropout inside attention.** The CPU flash kernel has no dropout, so with ``dropout_p > 0`` (a
+training-mode nn.MultiheadAttention / TransformerLayer with dropout) SDPA takes the math path on CPU
+and meta alike, where the dropout is PyTorch's composite on the attention weights — a ``bernoulli_``
+mask (1 compare per weight), its ``div_`` by 1−p and the ``mul`` applying it, each priced by its own
+rule — and its backward the matching ``mul``.
+The CUDA kernels fuse it (approximate: one compare and one mul per score entry, each way).
+
 **Fused fast paths (CPU, eval + no_grad).** ``_native_multi_head_attention``: QKV projection
 without bias (mm: 3E outputs per token, E−1 add + E mul each); ``_transform_bias_rescale_qkv``
 (q: +bias, ·1/√d; k, v: +bias); QKᵀ (bmm); softmax (or ``_masked_softmax``); ·V (bmm); output
@@ -387,17 +394,25 @@ def _sdpa_as_on_cpu(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=
     return out.squeeze(0) if three_d else out
 
 
+_ACTIVE = [0]  # engines inside cpu_kernel_choice (they may exit in any order)
+
+
 @contextmanager
 def cpu_kernel_choice():
     """While active, SDPA on meta tensors runs the kernel the CPU would pick (flash or math), so
-    counting on meta reproduces a CPU run op for op."""
+    counting on meta reproduces a CPU run op for op. ``torch.nn.functional``'s entry point is
+    swapped while at least one counting Engine is open (nested or interleaved) and restored after
+    the last one closes; real tensors always go straight to PyTorch's own function."""
     F = torch.nn.functional
-    previous = F.scaled_dot_product_attention
-    F.scaled_dot_product_attention = _sdpa_as_on_cpu
+    if _ACTIVE[0] == 0:
+        F.scaled_dot_product_attention = _sdpa_as_on_cpu
+    _ACTIVE[0] += 1
     try:
         yield
     finally:
-        F.scaled_dot_product_attention = previous
+        _ACTIVE[0] -= 1
+        if _ACTIVE[0] == 0:
+            F.scaled_dot_product_attention = _ORIGINAL_SDPA
 
 
 register_engine_context(cpu_kernel_choice)
