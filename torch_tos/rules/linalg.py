@@ -6,7 +6,9 @@ add, so Linear(I→O) costs ``I`` adds and ``I`` muls per output — the paper's
 bias-free product costs ``I-1`` adds. Scalars ``alpha``/``beta`` different from 1 cost one mul per
 output each (``beta = 0`` drops the bias term entirely, as the kernels do).
 ``_addmm_activation`` (the fused Linear + ReLU/GELU of the transformer fast path) is addmm plus
-the activation's own per-element rule.
+the activation's own per-element rule. Backward of every product is again products — dA = dC·Bᵀ,
+dB = Aᵀ·dC as ``mm``/``bmm`` (only those autograd needs), bias gradients as ``sum`` — priced by
+the same rules.
 """
 
 import torch
