@@ -16,8 +16,8 @@ Units: torch_tos ``flops`` and FlopCounterMode count FLOPs (a multiply-add = 2 F
 ptflops and fvcore count MACs (fvcore calls them "flops"; one multiply-add = 1). The tables show
 the others ×2 next to ours.
 
-    python benchmarks/bench_zoo.py                      # whole zoo (~25 min on 2 cores, fvcore included)
-    python benchmarks/bench_zoo.py --no-fvcore          # meta only (~8 min)
+    python benchmarks/bench_zoo.py                      # whole zoo (~45 min on a busy 2-core VM, fvcore included)
+    python benchmarks/bench_zoo.py --no-fvcore          # meta only (fvcore took 815 s of that)
     python benchmarks/bench_zoo.py --models resnet18 vit_b_16 --repeat 3
     python benchmarks/bench_zoo.py --out benchmarks/zoo_results.md
 """
