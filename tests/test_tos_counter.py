@@ -3,6 +3,7 @@
 import copy
 import io
 import logging
+import warnings
 
 import pytest
 import torch
@@ -515,3 +516,24 @@ def test_optimizer_cache_follows_hyperparameters():
     before, after = counter.steps[2].phases["optimizer"].bos, counter.steps[3].phases["optimizer"].bos
     n = sum(p.numel() for p in model.parameters())
     assert after - before == BOs(add=n, mul=n)  # g + wd * p
+
+
+def test_unsupported_ops_are_listed_and_warned_once():
+    class Odd(nn.Module):
+        def forward(self, x):
+            return torch.ops.aten._cdist_forward(x, x, 2.0, None).sum(1, keepdim=True)  # no rule
+
+    model, x = Odd(), torch.randn(4, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        known = torch_tos.profile(model, x).unsupported
+    if not known:
+        pytest.skip("every op of this model has a rule now")
+    with pytest.warns(torch_tos.UnsupportedOpWarning) as caught:
+        with TOsCounter(model) as counter:
+            for _ in range(3):
+                with torch.no_grad():
+                    model(x)
+    assert len([w for w in caught if issubclass(w.category, torch_tos.UnsupportedOpWarning)]) == 1
+    assert counter.report(step=0).unsupported == known
+    assert counter.report().unsupported[0].calls == 3 * known[0].calls

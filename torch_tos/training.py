@@ -63,7 +63,7 @@ import torch
 
 from .attribution import ModuleScope
 from .bos import BO_NAMES, BOs
-from .counter import PHASES, Engine
+from .counter import PHASES, Engine, warn_unsupported
 from .report import PhaseTotal, Report
 from .tables import (COMPLEX_COMPONENT, DEFAULT_TABLE, FLOAT_FORMATS, INT_FORMATS, TransistorTable,
                      dtype_name, parse_dtype)
@@ -516,6 +516,7 @@ class TOsCounter:
         self._hyper_memo: dict = {}
         self._optimizer_types: set[str] = set()
         self._inner_handle = None
+        self._warned: set = set()
 
     # ==========================================================================================
     # context manager
@@ -897,8 +898,7 @@ class TOsCounter:
         key = (fwd, opt)
         summary = self._summaries.get(key)
         if summary is None:
-            summary = self._summaries[key] = _Summary(tuple(p for p in key if p is not None),
-                                                      self.table, self.dtype)
+            summary = self._new_summary(fwd, opt)
         self._record(summary, cache, self._meter_stop(step) if step.meter_ctx is not None else None)
 
     def _discard_step(self, *exc) -> None:
@@ -912,10 +912,17 @@ class TOsCounter:
                 pass
 
     def _summary(self, fwd, opt) -> _Summary:
-        key = (fwd, opt)
-        s = self._summaries.get(key)
-        if s is None:
-            s = self._summaries[key] = _Summary(tuple(p for p in key if p is not None), self.table, self.dtype)
+        s = self._summaries.get((fwd, opt))
+        return s if s is not None else self._new_summary(fwd, opt)
+
+    def _new_summary(self, fwd, opt) -> _Summary:
+        parts = tuple(p for p in (fwd, opt) if p is not None)
+        s = self._summaries[(fwd, opt)] = _Summary(parts, self.table, self.dtype)
+        # ops that ran without a counting rule: one warning per op name over the counter's life
+        new = {k: v for part in parts for k, v in part.unsupported.items() if k[0] not in self._warned}
+        if new:
+            self._warned.update(k[0] for k in new)
+            warn_unsupported(new, stacklevel=2)
         return s
 
     def _record(self, summary: _Summary, cache: str, energy) -> None:
