@@ -1,29 +1,32 @@
 """TOsCounter overhead: step time of an ordinary training loop with and without the counter.
 
-Side by side in one process, on the same model and optimizer, in alternating rounds (the order of
-the variants rotates every round), median over rounds. Variants, each over ``--steps`` steps
-(default 50):
+Side by side in one process: four identical models (same weights, own optimizers), one per
+variant, stepped in turn — one step of each, in a random order every step — so that all variants
+see the same machine at the same moments (the figures stay comparable on a loaded machine). Each
+step is timed on its own, wall and process CPU time; a round is ``--steps`` steps (default 50) per
+variant; figures are medians over rounds, as ratios to ``plain``:
 
 * ``plain``     — the loop alone;
-* ``cached``    — inside ``TOsCounter(model, opt)`` (``cache=True``), entered right before the
-  timed steps, so the first step (counted op by op) is part of the 50;
-* ``steady``    — the same with the cache already warm (the counter counted one step before the
-  timer started): the cost of the counter on every later step;
+* ``cached``    — inside a ``TOsCounter(model, opt)`` (``cache=True``) entered at the start of the
+  round, so its first step (counted op by op) is one of the 50;
+* ``steady``    — inside a ``TOsCounter`` whose cache is already warm: the cost on every later step;
 * ``uncached``  — ``TOsCounter(model, opt, cache=False)``: every step intercepted op by op.
 
-Figures are ratios of step time to ``plain``. Cases: the paper's FFN on Banknote-shaped data
-(4 → 18 → 18 → 18 → 1, sigmoid, MSE, SGD, batch 64; the bundled Banknote data through
-``torch_tos.data.load_banknote()``) and torchvision ``resnet18`` (batch 32, 3×64×64, CPU).
+Cases: the paper's FFN on Banknote (4 → 18 → 18 → 18 → 1, sigmoid, MSE, SGD, batch 64; the
+bundled data through ``torch_tos.data.load_banknote()``, random data of that shape if the loader
+is missing) and torchvision ``resnet18`` (batch 32, 3×64×64, CPU).
 
-    python benchmarks/bench_counter.py               # both cases
-    python benchmarks/bench_counter.py --quick       # fewer rounds, smaller resnet batch: seconds
-    python benchmarks/bench_counter.py --threads 2   # default: 1 thread, as the paper's runs
+    python benchmarks/bench_counter.py                # both cases (resnet18: minutes)
+    python benchmarks/bench_counter.py --only ffn     # seconds
+    python benchmarks/bench_counter.py --quick        # fewer rounds, resnet18 batch 8
+    python benchmarks/bench_counter.py --threads 2    # default: 1 thread, as the paper's runs
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+import random
 import statistics
 import time
 
@@ -60,81 +63,87 @@ def banknote_batches(batch: int = 64):
 def cases(quick: bool):
     torch.manual_seed(0)
     batches, source = banknote_batches()
-    model = ffn()
-    yield (f"FFN 4-18-18-18-1 sigmoid, batch 64 ({source})", model,
-           torch.optim.SGD(model.parameters(), lr=0.01), nn.MSELoss(), batches)
+    yield (f"FFN 4-18-18-18-1 sigmoid, batch 64 ({source})", ffn,
+           lambda m: torch.optim.SGD(m.parameters(), lr=0.01), nn.MSELoss(), batches)
     import torchvision
 
     b = 8 if quick else 32
-    model = torchvision.models.resnet18(num_classes=10)
     g = torch.Generator().manual_seed(0)
     data = [(torch.randn(b, 3, 64, 64, generator=g), torch.randint(0, 10, (b,), generator=g)) for _ in range(4)]
-    yield (f"resnet18 batch {b}, 3x64x64", model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9),
-           nn.CrossEntropyLoss(), data)
-
-
-def run(model, opt, loss_fn, batches, steps: int):
-    """(wall seconds, process CPU seconds) of ``steps`` steps of the plain loop."""
-    n = len(batches)
-    c0, t0 = time.process_time(), time.perf_counter()
-    for i in range(steps):
-        x, y = batches[i % n]
-        opt.zero_grad(set_to_none=True)
-        loss = loss_fn(model(x), y)
-        loss.backward()
-        opt.step()
-    return time.perf_counter() - t0, time.process_time() - c0
-
-
-def variant(name, model, opt, loss_fn, batches, steps):
-    if name == "plain":
-        return run(model, opt, loss_fn, batches, steps)
-    if name == "cached":
-        with torch_tos.TOsCounter(model, opt, cache=True):
-            return run(model, opt, loss_fn, batches, steps)
-    if name == "steady":
-        with torch_tos.TOsCounter(model, opt, cache=True) as c:
-            run(model, opt, loss_fn, batches, 1)
-            dt = run(model, opt, loss_fn, batches[1:] + batches[:1], steps)
-            assert sum(r.cache == "miss" for r in c.steps) == 1, "steady state re-counted a step"
-            return dt
-    if name == "uncached":
-        with torch_tos.TOsCounter(model, opt, cache=False):
-            return run(model, opt, loss_fn, batches, steps)
-    raise ValueError(name)
+    yield (f"resnet18 batch {b}, 3x64x64", lambda: torchvision.models.resnet18(num_classes=10),
+           lambda m: torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9), nn.CrossEntropyLoss(), data)
 
 
 VARIANTS = ("plain", "cached", "steady", "uncached")
 
 
-def bench(label, model, opt, loss_fn, batches, steps, rounds):
-    run(model, opt, loss_fn, batches, 5)  # warm-up
-    times = {v: [] for v in VARIANTS}
-    for r in range(rounds):
-        order = VARIANTS[r % len(VARIANTS):] + VARIANTS[:r % len(VARIANTS)]
-        for v in order:
-            times[v].append(variant(v, model, opt, loss_fn, batches, steps))
+def one_step(model, opt, loss_fn, x, y) -> None:
+    opt.zero_grad(set_to_none=True)
+    loss = loss_fn(model(x), y)
+    loss.backward()
+    opt.step()
+
+
+def bench(label, make_model, make_opt, loss_fn, batches, steps, rounds):
+    """Four identical models (same weights), one per variant, stepped in turn (one step of each,
+    in a random order every step) so that every variant sees the same machine at the same
+    moments; each step is timed on its own (wall and process CPU time)."""
+    models = {v: make_model() for v in VARIANTS}
+    state = models["plain"].state_dict()
+    for m in models.values():
+        m.load_state_dict(state)
+    opts = {v: make_opt(m) for v, m in models.items()}
+    for v in VARIANTS:  # warm-up: allocator, kernels, lazy imports
+        for x, y in batches[:3]:
+            one_step(models[v], opts[v], loss_fn, x, y)
+    steady = torch_tos.TOsCounter(models["steady"], opts["steady"]).__enter__()
+    one_step(models["steady"], opts["steady"], loss_fn, *batches[0])  # the one counted step
+    uncached = torch_tos.TOsCounter(models["uncached"], opts["uncached"], cache=False).__enter__()
+    wall = {v: [] for v in VARIANTS}
+    cpu = {v: [] for v in VARIANTS}
+    rng = random.Random(0)
+    try:
+        for r in range(rounds):
+            # a fresh counter every round: its first step is counted op by op, inside the 50
+            cached = torch_tos.TOsCounter(models["cached"], opts["cached"]).__enter__()
+            w = dict.fromkeys(VARIANTS, 0.0)
+            c = dict.fromkeys(VARIANTS, 0.0)
+            for i in range(steps):
+                x, y = batches[i % len(batches)]
+                order = list(VARIANTS)
+                rng.shuffle(order)  # a random order every step: no variant always follows another
+                for v in order:
+                    c0, t0 = time.process_time(), time.perf_counter()
+                    one_step(models[v], opts[v], loss_fn, x, y)
+                    w[v] += time.perf_counter() - t0
+                    c[v] += time.process_time() - c0
+            cached.__exit__(None, None, None)
+            assert sum(rec.cache == "miss" for rec in cached.steps) == 1
+            for v in VARIANTS:
+                wall[v].append(w[v])
+                cpu[v].append(c[v])
+    finally:
+        steady.__exit__(None, None, None)
+        uncached.__exit__(None, None, None)
+    assert sum(rec.cache == "miss" for rec in steady.steps) == 1, "the steady counter re-counted a step"
     out = {}
-    print(f"\n{label}: blocks of {steps} steps x {rounds} rounds")
-    print(f"  {'variant':<10}{'wall ms/step':>14}{'ratio':>8}{'min ratio':>11}"
-          f"{'CPU ms/step':>13}{'ratio':>8}{'min ratio':>11}")
+    print(f"\n{label}: {rounds} rounds x {steps} steps per variant")
+    print(f"  {'variant':<10}{'wall ms/step':>14}{'ratio':>8}{'CPU ms/step':>13}{'ratio':>8}"
+          f"{'CPU ratio per round (min..max)':>33}")
     for v in VARIANTS:
-        row = []
-        for k in (0, 1):  # wall, CPU
-            mine = [t[k] for t in times[v]]
-            plain = [t[k] for t in times["plain"]]
-            med, med_p = statistics.median(mine), statistics.median(plain)
-            row.append((med / steps * 1e3, med / med_p, min(mine) / min(plain)))
-        out[v] = row
-        print(f"  {v:<10}" + "".join(f"{a:>14.3f}{b:>8.3f}{c:>11.3f}" if k == 0 else f"{a:>13.3f}{b:>8.3f}{c:>11.3f}"
-                                     for k, (a, b, c) in enumerate(row)))
+        mw, mc = statistics.median(wall[v]), statistics.median(cpu[v])
+        pw, pc = statistics.median(wall["plain"]), statistics.median(cpu["plain"])
+        per_round = [a / b for a, b in zip(cpu[v], cpu["plain"])]
+        out[v] = (mw / pw, mc / pc)
+        print(f"  {v:<10}{mw / steps * 1e3:>14.3f}{mw / pw:>8.3f}{mc / steps * 1e3:>13.3f}{mc / pc:>8.3f}"
+              f"{min(per_round):>20.3f}..{max(per_round):.3f}")
     return out
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=50)
-    ap.add_argument("--rounds", type=int, default=None, help="default: 21 FFN, 5 resnet18 (quick: 7, 3)")
+    ap.add_argument("--rounds", type=int, default=None, help="default: 20 FFN, 3 resnet18 (quick: 5, 1)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", choices=("ffn", "resnet18"), default=None)
@@ -142,11 +151,11 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
           f"{args.threads} thread(s), python {platform.python_version()}")
-    for i, (label, model, opt, loss_fn, batches) in enumerate(cases(args.quick)):
+    for i, (label, make_model, make_opt, loss_fn, batches) in enumerate(cases(args.quick)):
         if args.only and (i == 0) != (args.only == "ffn"):
             continue
-        rounds = args.rounds or ((7 if args.quick else 21) if i == 0 else (3 if args.quick else 5))
-        bench(label, model, opt, loss_fn, batches, args.steps, rounds)
+        rounds = args.rounds or ((5 if args.quick else 20) if i == 0 else (1 if args.quick else 3))
+        bench(label, make_model, make_opt, loss_fn, batches, args.steps, rounds)
 
 
 if __name__ == "__main__":

@@ -87,7 +87,7 @@ STEP_COLUMNS = ["step", "kind", "cache", *BO_NAMES, "tos", "flops",
 class _Noop:
     """What a :class:`_Hook` becomes in a deep copy or a pickle: a hook that does nothing."""
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args):
         return None
 
     def __reduce__(self):
@@ -103,8 +103,8 @@ class _Hook:
     def __init__(self, fn):
         self.fn = fn
 
-    def __call__(self, *args, **kwargs):
-        return self.fn(*args, **kwargs)
+    def __call__(self, *args):
+        return self.fn(*args)
 
     def __deepcopy__(self, memo):
         return _Noop()
@@ -494,7 +494,9 @@ class TOsCounter:
         self.meter = meter
         self.cache = bool(cache)
         self.table = table or DEFAULT_TABLE
-        self.steps: list[StepRecord] = []
+        self._raw: list = []            # one entry per step: a _Summary (plain cache hit) or a tuple
+        self._records: list[StepRecord] = []  # StepRecords built from _raw on demand
+        self._tallied = 0               # entries of _raw already in _uses / the running sums
         self._scope = ModuleScope(model)
         self._engine = _CounterEngine(self._scope, flop_mapping=flop_mapping)
         self._sinks: list = []
@@ -601,7 +603,7 @@ class TOsCounter:
         if self._step is None:
             return None
         self._close_step()
-        return self.steps[-1] if self.steps else None
+        return self.steps[-1] if self._raw else None
 
     def begin_step(self, *inputs, **kw_inputs) -> None:
         """Open a step explicitly, with the signature of ``inputs`` (e.g. the batch). For training
@@ -617,7 +619,7 @@ class TOsCounter:
     # ==========================================================================================
     def _on_root_pre(self, module, args, kwargs):
         if self._step is None and not self._scope_on and self.cache:
-            # the common case, kept short: a new step whose signature is known
+            # the common case, kept short (it runs every step): a new step whose signature is known
             sig = self._signature(args, kwargs)
             entry = self._fwd_first.get(sig)
             if entry is not None:
@@ -650,6 +652,14 @@ class TOsCounter:
         if opt is not self.optimizer and not self._is_ours(opt):
             return None
         if not kwargs and len(args) == 1:  # opt.step()
+            step = self._step
+            if step is not None and step.mode == "cached" and step.opt_key is None and self.cache:
+                # the common case, kept short: the forward side came from the cache
+                key = (_optimizer_signature(opt, self._hyper_memo), self._param_sig)
+                part = self._opt_cache.get(key)
+                if part is not None:
+                    step.opt_key, step.opt_part, step.opt_cached = key, part, True
+                    return None
             self._optimizer_begin(opt)
             return None
         closure = kwargs.get("closure") if "closure" in kwargs else (args[1] if len(args) > 1 else None)
@@ -673,8 +683,17 @@ class TOsCounter:
         return args, kwargs
 
     def _on_opt_post(self, opt, args, kwargs):
-        if self._step is None or (opt is not self.optimizer and not self._is_ours(opt)):
+        step = self._step
+        if step is None or (opt is not self.optimizer and not self._is_ours(opt)):
             return None
+        if step.opt_cached and step.mode == "cached" and step.meter_ctx is None and \
+                len(step.sigs) == len(step.entry.sigs):
+            # the common case, kept short: everything of this step came from the cache
+            summary = self._summaries.get((step.entry, step.opt_part))
+            if summary is not None:
+                self._step = None
+                self._record(summary, "hit", None)
+                return None
         self._optimizer_end()
         self._close_step()
         return None
@@ -926,21 +945,43 @@ class TOsCounter:
         return s
 
     def _record(self, summary: _Summary, cache: str, energy) -> None:
-        if energy is None:
-            rec = StepRecord(len(self.steps), summary, cache)
+        """Append a step. Kept cheap (it runs every step): the :class:`StepRecord` objects and the
+        running sums are built when asked for (:attr:`steps`, :attr:`total`) or when logging."""
+        if energy is None and cache == "hit":
+            self._raw.append(summary)
         else:
-            joules, seconds, estimated = energy
-            rec = StepRecord(len(self.steps), summary, cache, joules, seconds, estimated)
-            if joules is not None:
-                self._joules = (self._joules or 0.0) + joules
-            if seconds is not None:
-                self._seconds = (self._seconds or 0.0) + seconds
-        self.steps.append(rec)
-        uses = self._uses
-        uses[summary] = uses.get(summary, 0) + 1
-        self._running_tos += summary.tos
-        for sink in self._sinks:
-            sink(rec, self._running_tos)
+            self._raw.append((summary, cache, *(energy or (None, None, None))))
+        if self._sinks:
+            rec = self.steps[-1]
+            self._tally()
+            for sink in self._sinks:
+                sink(rec, self._running_tos)
+
+    @property
+    def steps(self) -> list[StepRecord]:
+        """One :class:`StepRecord` per step, in order."""
+        records, raw = self._records, self._raw
+        for i in range(len(records), len(raw)):
+            e = raw[i]
+            records.append(StepRecord(i, e, "hit") if type(e) is _Summary else StepRecord(i, *e))
+        return records
+
+    def _tally(self) -> None:
+        """Bring ``_uses`` (records per summary) and the running sums up to date."""
+        raw, uses = self._raw, self._uses
+        for i in range(self._tallied, len(raw)):
+            e = raw[i]
+            if type(e) is _Summary:
+                summary = e
+            else:
+                summary, _cache, joules, seconds, _est = e
+                if joules is not None:
+                    self._joules = (self._joules or 0.0) + joules
+                if seconds is not None:
+                    self._seconds = (self._seconds or 0.0) + seconds
+            uses[summary] = uses.get(summary, 0) + 1
+            self._running_tos += summary.tos
+        self._tallied = len(raw)
 
     # -- meter ----------------------------------------------------------------------------------
     def _meter_start(self, step: _Step) -> None:
@@ -966,6 +1007,7 @@ class TOsCounter:
     @property
     def total(self) -> CounterTotal:
         """BOs, TOs and FLOPs (and joules/seconds with a meter) of all recorded steps."""
+        self._tally()
         return self._total(self._uses.items())
 
     def _total(self, uses) -> CounterTotal:
@@ -1055,6 +1097,7 @@ class TOsCounter:
 
         if not (dist.is_available() and dist.is_initialized()):
             return self.total
+        self._tally()
         dtypes = sorted({*FLOAT_FORMATS, *INT_FORMATS, *COMPLEX_COMPONENT}, key=str)
         index = {d: i for i, d in enumerate(dtypes)}
         n_phase = len(PHASES)
