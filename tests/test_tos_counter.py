@@ -537,3 +537,22 @@ def test_unsupported_ops_are_listed_and_warned_once():
     assert len([w for w in caught if issubclass(w.category, torch_tos.UnsupportedOpWarning)]) == 1
     assert counter.report(step=0).unsupported == known
     assert counter.report().unsupported[0].calls == 3 * known[0].calls
+
+
+def test_example_train_with_tos_runs(capsys):
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "examples" / "train_with_tos.py"
+    spec = importlib.util.spec_from_file_location("train_with_tos", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    threads = torch.get_num_threads()
+    try:
+        counter = example.main(["--epochs", "2"])
+    finally:
+        torch.set_num_threads(threads)  # the example runs single-threaded, as the paper's runs
+    out = capsys.readouterr().out
+    assert "energy per TO" in out and out.count("\n    ") >= 2
+    assert [r.kind for r in counter.steps].count("validation") == 2
+    assert counter.total.joules is not None and counter.total.tos > 0
