@@ -168,9 +168,9 @@ class Engine:
         hit = self._resolved.get(func)
         if hit is None:
             packet = getattr(func, "_overloadpacket", None)
-            hit = (lookup(func), self.flop_formulas.get(packet))
+            hit = (lookup(func), self.flop_formulas.get(packet), op_name(func))
             self._resolved[func] = hit
-        rule, flop_fn = hit
+        rule, flop_fn, name = hit
         if rule is None and flop_fn is None:
             before = self._dispatched
             with mode:
@@ -186,7 +186,6 @@ class Engine:
 
         layer, phase = self._where()
         dtype = op_dtype(args, out)
-        name = op_name(func)
         if rule is None:
             key = (name, layer, phase)
             self.unsupported[key] = self.unsupported.get(key, 0) + 1
