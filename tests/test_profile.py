@@ -308,3 +308,18 @@ def test_depth_folds_submodules():
     fwd = shallow[(shallow.layer == "layer1") & (shallow.phase == "forward")]
     assert int(fwd["mul"].sum()) == r.by_module(phases=("forward",))["layer1"].mul
     assert "layer1.0.conv1" not in r.table(depth=1) and "layer1.0.conv1" in str(r)
+
+
+def test_engine_as_a_plain_context_manager():
+    w = torch.randn(4, 3, requires_grad=True)
+    with torch_tos.Engine() as engine:
+        y = torch.sigmoid(torch.randn(2, 4) @ w)
+        y.sum().backward()
+    r = engine.report()
+    phases = r.by_phase()
+    # forward: mm 2×3 outputs of 4 products, sigmoid on 6, sum of 6
+    assert phases["forward"].bos == BOs(add=6 * 3, mul=6 * 4) + BOs(1, 1, 0, 1, 1) * 6 + BOs(add=5)
+    assert set(r.to_dataframe().layer) == {""}
+    assert engine.bos_by_op(phases=("forward",))["aten.mm"] == BOs(add=18, mul=24)
+    # backward: sigmoid_backward on 6, dW = xᵀ·g: 4×3 outputs of 2 products
+    assert phases["backward"].bos == BOs(sub=6, mul=12) + BOs(add=12, mul=24)

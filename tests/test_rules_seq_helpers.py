@@ -39,11 +39,7 @@ def run(fn, args, device, phases=None) -> dict[str, BOs]:
     with engine:
         fn(*args)
     assert not engine.unsupported, f"unsupported on {device}: {engine.unsupported}"
-    per_op: dict[str, BOs] = {}
-    for (_layer, phase, _dtype, op), row in engine.stats.items():
-        if phases is None or phase in phases:
-            per_op[op] = per_op.get(op, BOs()) + BOs(*row[:5])
-    return {op.removeprefix("aten."): b for op, b in per_op.items() if b}
+    return {op.removeprefix("aten."): b for op, b in engine.bos_by_op(phases).items()}
 
 
 def op_bos(fn, *args, meta: bool = True, phases=None) -> dict[str, BOs]:

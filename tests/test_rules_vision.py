@@ -37,10 +37,7 @@ def _run(fn, args, device) -> dict[str, BOs]:
     with engine:
         fn(*args)
     assert not engine.unsupported, f"unsupported on {device}: {engine.unsupported}"
-    per_op: dict[str, BOs] = {}
-    for (_layer, _phase, _dtype, op), row in engine.stats.items():
-        per_op[op] = per_op.get(op, BOs()) + BOs(*row[:5])
-    return {op.removeprefix("aten."): b for op, b in per_op.items() if b}
+    return {op.removeprefix("aten."): b for op, b in engine.bos_by_op().items()}
 
 
 def op_bos(fn, *args, meta: bool = True) -> dict[str, BOs]:

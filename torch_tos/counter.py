@@ -17,6 +17,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from .flops import flop_formulas
 from .attribution import LOSS_LAYER, OPTIMIZER_LAYER, OUTSIDE_LAYER, ModuleScope
+from .bos import BOs
 from .rules import lookup
 from .rules.registry import ENGINE_CONTEXTS
 
@@ -95,7 +96,8 @@ class Engine:
     ``scope`` attributes forward ops to modules and backward ops to the layer that created the
     running autograd node. ``phase`` is the phase ops are booked under; when it is ``None`` the
     phase is inferred (backward inside the autograd engine, optimizer while ``in_optimizer`` is set,
-    forward inside the model, loss otherwise).
+    forward inside the model — or everywhere when there is no scope — loss otherwise). Without a
+    scope every op is booked under the layer ``""``.
 
     Results: ``stats`` maps ``(layer, phase, dtype, op)`` to ``[add, sub, mul, div, root, calls,
     flops]``; ``unsupported`` maps ``(op, layer, phase)`` to a call count.
@@ -134,6 +136,33 @@ class Engine:
         self.stats.clear()
         self.unsupported.clear()
 
+    # -- results ----------------------------------------------------------------------------
+    def bos_by_op(self, phases=None) -> dict[str, BOs]:
+        """BOs per aten op name (``"aten.mm"``), summed over layers and dtypes; ``phases``
+        restricts to those phases. Ops that cost nothing are left out."""
+        per_op: dict[str, BOs] = {}
+        for (_layer, phase, _dtype, op), row in self.stats.items():
+            if phases is None or phase in phases:
+                per_op[op] = per_op.get(op, BOs()) + BOs(*row[:5])
+        return {op: b for op, b in per_op.items() if b}
+
+    def report(self, *, dtype=None, table=None, metadata: dict | None = None):
+        """The :class:`~torch_tos.report.Report` of everything counted so far.
+
+        >>> with Engine() as engine:
+        ...     _ = torch.sigmoid(torch.randn(3))
+        >>> engine.report().bos
+        BOs(add=3, sub=3, mul=0, div=3, root=3)
+        """
+        from .report import Report
+        from .tables import parse_dtype
+
+        scope = self.scope
+        return Report(self.stats, self.unsupported,
+                      types=getattr(scope, "types", None), order=getattr(scope, "order", None),
+                      dtype=parse_dtype(dtype) if dtype is not None else None, table=table,
+                      metadata={"mode": "engine", **(metadata or {})})
+
     # -- where an op belongs ----------------------------------------------------------------
     def _where(self) -> tuple[str, str]:
         scope = self.scope
@@ -144,14 +173,16 @@ class Engine:
                 phase = "backward"
             elif self.in_optimizer:
                 phase = "optimizer"
-            elif scope is not None and scope.stack:
+            elif scope is None or scope.stack:
                 phase = "forward"
             else:
                 phase = "loss"
         if in_bw or phase == "backward":
             layer = scope.owner_of(torch._C._current_autograd_node()) if scope is not None else None
-            if layer is None or layer == OUTSIDE_LAYER:
-                layer = (scope.current if scope is not None else None) or LOSS_LAYER
+            if scope is None:
+                layer = ""
+            elif layer is None or layer == OUTSIDE_LAYER:
+                layer = scope.current or LOSS_LAYER
             return layer, phase
         if phase == "optimizer":
             return OPTIMIZER_LAYER, phase
