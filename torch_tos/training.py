@@ -221,7 +221,7 @@ def _optimizer_signature(opt: torch.optim.Optimizer, memo: dict):
     first step of Adam or momentum SGD differs from the later ones). Parameter data types are in
     the forward signature, which is part of the key too (see ``TOsCounter._optimizer_begin``)."""
     state = opt.state
-    return (type(opt), id(opt), len(state), sum(map(len, state.values())),
+    return (id(opt), len(state), sum(map(len, state.values())),
             tuple([(_group_hyper(g, memo), tuple([p.grad is None for p in g["params"]]))
                    for g in opt.param_groups]))
 
@@ -455,11 +455,12 @@ class _Step:
     meter_ctx = None
     meter_m = None
 
+    segments = ()          # (stats, unsupported) per counted forward; a list once counting
+
     def __init__(self, grad: bool, explicit: bool, sig=None):
         self.grad = grad
         self.explicit = explicit
-        self.sigs = [sig] if sig is not None else []
-        self.segments = []
+        self.sigs = (sig,) if sig is not None else ()
 
 
 class TOsCounter:
@@ -514,7 +515,10 @@ class TOsCounter:
         self._joules = None
         self._seconds = None
         self._ours: dict = {}  # id(optimizer) -> (weakref, follows the model?) without optimizer=
-        self._param_sig = None
+        self._param_sig = None          # parameter dtypes / requires_grad at the last forward ...
+        self._param_sig_id = -1         # ... as a small int, for the optimizer cache key
+        self._param_sig_ids: dict = {}
+        self._last_hit = None           # (signature, forward _Part) of the last cache hit
         self._hyper_memo: dict = {}
         self._optimizer_types: set[str] = set()
         self._inner_handle = None
@@ -621,7 +625,13 @@ class TOsCounter:
         if self._step is None and not self._scope_on and self.cache:
             # the common case, kept short (it runs every step): a new step whose signature is known
             sig = self._signature(args, kwargs)
-            entry = self._fwd_first.get(sig)
+            last = self._last_hit
+            if last is not None and last[0] == sig:  # as the previous step: no hashing needed
+                sig, entry = last
+            else:
+                entry = self._fwd_first.get(sig)
+                if entry is not None:
+                    self._last_hit = (sig, entry)
             if entry is not None:
                 step = self._step = _Step(sig[0][0], False, sig)
                 step.mode, step.entry = "cached", entry
@@ -655,7 +665,7 @@ class TOsCounter:
             step = self._step
             if step is not None and step.mode == "cached" and step.opt_key is None and self.cache:
                 # the common case, kept short: the forward side came from the cache
-                key = (_optimizer_signature(opt, self._hyper_memo), self._param_sig)
+                key = (_optimizer_signature(opt, self._hyper_memo), self._param_sig_id)
                 part = self._opt_cache.get(key)
                 if part is not None:
                     step.opt_key, step.opt_part, step.opt_cached = key, part, True
@@ -715,7 +725,9 @@ class TOsCounter:
             state += tuple((torch.is_autocast_enabled(d), torch.get_autocast_dtype(d))
                            for d in self._autocast_devices)
         params = tuple(map(_DTYPE_RG, self._params))
-        self._param_sig = params
+        if params != self._param_sig:
+            self._param_sig = params
+            self._param_sig_id = self._param_sig_ids.setdefault(params, len(self._param_sig_ids))
         return (state, tuple(map(_TRAINING, self._modules)), params, inputs)
 
     def _forward_event(self, args, kwargs, explicit: bool, sig=None) -> None:
@@ -740,7 +752,7 @@ class TOsCounter:
             i = 0
         else:
             i = len(step.sigs)
-            step.sigs.append(sig)
+            step.sigs += (sig,)
         if step.mode is None:
             entry = self._fwd_first.get(sig) if self.cache else None
             if entry is not None:
@@ -766,6 +778,8 @@ class TOsCounter:
 
     def _new_segment(self, step: _Step) -> None:
         stats, unsup = {}, {}
+        if not step.segments:
+            step.segments = []
         step.segments.append((stats, unsup))
         self._engine.stats, self._engine.unsupported = stats, unsup
 
@@ -820,7 +834,7 @@ class TOsCounter:
             if step.opt_counting:
                 self._engine.stats, self._engine.unsupported = step.opt_part
             return
-        key = (_optimizer_signature(opt, self._hyper_memo), self._param_sig)
+        key = (_optimizer_signature(opt, self._hyper_memo), self._param_sig_id)
         step.opt_key = key
         if self._engine_on and (step.mode in ("count", "mixed")):
             stats, unsup = {}, {}
@@ -893,6 +907,7 @@ class TOsCounter:
                 fwd = _Part(step.segments, step.sigs)
                 if self.cache:
                     self._fwd_first[step.sigs[0]] = fwd
+                    self._last_hit = None
                 counted = True
             elif mode == "cached":
                 e = step.entry
