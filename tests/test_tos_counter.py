@@ -280,9 +280,12 @@ def test_closure_optimizer_counts_like_plain_step():
             return loss
         opt.step(closure)
         opt.step(closure=closure)
+        with torch.no_grad():
+            model(x)  # after the closure steps: an inference step, nothing booked as optimizer
     expected = torch_tos.profile(model, x, mode="training", loss_fn=nn.MSELoss(), target=y, optimizer=opt)
-    assert [r.cache for r in counter.steps] == ["miss", "hit"]
+    assert [r.cache for r in counter.steps] == ["miss", "hit", "miss"]
     assert counter.steps[0].phases == expected.by_phase()
+    assert counter.steps[2].kind == "inference" and list(counter.steps[2].phases) == ["forward"]
 
 
 # -- meter, results, logging ------------------------------------------------------------------------

@@ -702,6 +702,7 @@ class TOsCounter:
             summary = self._summaries.get((step.entry, step.opt_part))
             if summary is not None:
                 self._step = None
+                self._engine.in_optimizer = False  # set when the step came through a closure
                 self._record(summary, "hit", None)
                 return None
         self._optimizer_end()
