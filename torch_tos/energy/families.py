@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import abc
+
 from dataclasses import dataclass
 
 import torch
@@ -62,7 +64,7 @@ def cnn_kernel(layer: int) -> int:
     return 3 if layer <= 6 else layer - 3
 
 
-class Family:
+class Family(abc.ABC):
     """A model family: its configurations, models, data and training-step settings."""
 
     name = ""
@@ -80,14 +82,17 @@ class Family:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.batch_size = batch_size
 
+    @abc.abstractmethod
     def configs(self, widths=None, depths=None, activations=None) -> list[Config]:
-        raise NotImplementedError
+        """Implemented by each subclass."""
 
+    @abc.abstractmethod
     def build(self, config: Config) -> nn.Module:
-        raise NotImplementedError
+        """Implemented by each subclass."""
 
+    @abc.abstractmethod
     def data(self) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError
+        """Implemented by each subclass."""
 
     def loss_fn(self) -> nn.Module:
         return nn.MSELoss()

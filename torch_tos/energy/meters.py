@@ -27,6 +27,8 @@ energy counter, and ``domains`` holds the joules of each domain read (RAPL zone,
 
 from __future__ import annotations
 
+import abc
+
 import logging
 import math
 import os
@@ -120,7 +122,7 @@ class Window:
         return False
 
 
-class Meter:
+class Meter(abc.ABC):
     """Base class. Subclasses set ``name``/``source``/``estimated`` and implement ``_begin``/``_end``."""
 
     name = "meter"
@@ -141,11 +143,13 @@ class Meter:
     def describe(self) -> str:
         return self.name
 
+    @abc.abstractmethod
     def _begin(self):  # pragma: no cover - abstract
-        raise NotImplementedError
+        """Implemented by each subclass."""
 
+    @abc.abstractmethod
     def _end(self, state, m: Measurement) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+        """Implemented by each subclass."""
 
 
 # --------------------------------------------------------------------------------------------
