@@ -128,14 +128,16 @@ def test_cache_false_counts_every_step_and_agrees():
 
 
 def test_signature_changes_recount():
-    model = ffn()
+    model = nn.Sequential(*ffn().children(), nn.Dropout(0.1))
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     x, y = torch.randn(8, 4), torch.rand(8, 1)
     with TOsCounter(model, opt) as counter:
         _step(model, opt, nn.MSELoss(), x, y)
         _step(model, opt, nn.MSELoss(), x, y)
         _step(model, opt, nn.MSELoss(), x.double().float().requires_grad_(), y)  # requires_grad
-        model[1].eval()                                                          # a submodule's flag
+        model[1].eval()                    # a Sigmoid's flag: it never reads it, same work
+        _step(model, opt, nn.MSELoss(), x, y)
+        model[-1].eval()                   # the Dropout's flag: different work
         _step(model, opt, nn.MSELoss(), x, y)
         model.train()
         model[0].weight.requires_grad_(False)                                    # frozen parameter
@@ -144,10 +146,11 @@ def test_signature_changes_recount():
         with torch.autocast("cpu", dtype=torch.bfloat16):                        # autocast
             _step(model, opt, nn.MSELoss(), x, y)
         _step(model, opt, nn.MSELoss(), x, y)                                    # back to a known one
-    assert [r.cache for r in counter.steps] == ["miss", "hit", "miss", "miss", "miss", "miss", "hit"]
-    frozen = counter.steps[4].phases["backward"].bos
+    assert [r.cache for r in counter.steps] == ["miss", "hit", "miss", "hit", "miss", "miss", "miss", "hit"]
+    assert counter.steps[4].phases["forward"].bos != counter.steps[0].phases["forward"].bos  # no dropout
+    frozen = counter.steps[5].phases["backward"].bos
     assert frozen.mul < counter.steps[0].phases["backward"].bos.mul  # no dW for the frozen weight
-    assert any(k[2] == torch.bfloat16 for k in counter.report(step=5)._stats)
+    assert any(k[2] == torch.bfloat16 for k in counter.report(step=6)._stats)
 
 
 # -- phases, kinds, evaluation --------------------------------------------------------------------

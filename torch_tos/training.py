@@ -31,8 +31,9 @@ every submodule) only the first time its signature is seen; later steps with the
 reuse those counts and run with nothing but three cheap hooks (the model's root forward pre-hook
 and the optimizer's step pre/post hooks). The signature of a forward is taken at the root forward
 pre-hook: input shapes, dtypes, devices and ``requires_grad`` (and any non-tensor arguments), the
-train/eval flag of every submodule, the dtype and ``requires_grad`` of every parameter, grad mode,
-inference mode and the autocast state. The optimizer part of a step is cached separately, keyed by
+train/eval flag of every submodule whose forward may read it (all but the ``torch.nn`` classes known
+not to: Linear, convolutions, activations, pooling, containers, …), the dtype and
+``requires_grad`` of every parameter, grad mode, inference mode and the autocast state. The optimizer part of a step is cached separately, keyed by
 the optimizer's structure: which parameters have gradients, which state each parameter has (the
 first Adam/momentum step differs from the later ones) and the hyperparameters reduced to what
 changes the counted work (zero, one, minus one, other — so a learning-rate schedule does not force
@@ -177,6 +178,31 @@ _TRAINING = operator.attrgetter("training")
 _any_autocast = getattr(torch._C, "_is_any_autocast_enabled", None) or (lambda: True)
 
 
+def _flag_free_modules() -> frozenset:
+    """``torch.nn`` module classes whose forward never reads ``self.training`` (exact types: a
+    subclass may). Their train/eval flag is left out of the signature; every other module's flag
+    (dropout, batch norm, RNNs, attention, RReLU, any user-defined module) is in it."""
+    nn = torch.nn
+    names = ("Identity", "Linear", "Bilinear", "LazyLinear", "Flatten", "Unflatten", "Sequential",
+             "ModuleList", "ModuleDict", "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d",
+             "ConvTranspose2d", "ConvTranspose3d", "Embedding", "EmbeddingBag", "LayerNorm",
+             "GroupNorm", "RMSNorm", "LocalResponseNorm", "Sigmoid", "Tanh", "ReLU", "ReLU6",
+             "LeakyReLU", "PReLU", "ELU", "SELU", "CELU", "GELU", "SiLU", "Mish", "Softplus",
+             "Softsign", "Softshrink", "Hardshrink", "Tanhshrink", "Hardtanh", "Hardsigmoid",
+             "Hardswish", "LogSigmoid", "Threshold", "GLU", "Softmax", "Softmin", "LogSoftmax",
+             "Softmax2d", "MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d",
+             "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "AdaptiveMaxPool3d", "AdaptiveAvgPool1d",
+             "AdaptiveAvgPool2d", "AdaptiveAvgPool3d", "LPPool1d", "LPPool2d", "Upsample",
+             "UpsamplingNearest2d", "UpsamplingBilinear2d", "PixelShuffle", "PixelUnshuffle",
+             "ZeroPad1d", "ZeroPad2d", "ZeroPad3d", "ConstantPad1d", "ConstantPad2d", "ConstantPad3d",
+             "ReflectionPad1d", "ReflectionPad2d", "ReflectionPad3d", "ReplicationPad1d",
+             "ReplicationPad2d", "ReplicationPad3d", "CosineSimilarity", "PairwiseDistance")
+    return frozenset(getattr(nn, n) for n in names if hasattr(nn, n))
+
+
+_FLAG_FREE = _flag_free_modules()
+
+
 def _value_sig(v):
     if isinstance(v, torch.Tensor):
         return _TENSOR_SIG(v)
@@ -202,17 +228,19 @@ def _hyper_class(v):
     return type(v).__qualname__
 
 
-def _group_hyper(g: dict, memo: dict):
-    """``_hyper_class`` of every hyperparameter of param group ``g``, recomputed only when one of
-    its values changed (``memo``: id(group) -> (values, classes); comparing the tuple of values is
-    cheap when they are the same objects)."""
+def _group_hyper(g: dict, memo: dict) -> int:
+    """``_hyper_class`` of every hyperparameter of param group ``g``, as a small int (equal ints:
+    equal classes), recomputed only when one of its values changed. ``memo``: id(group) ->
+    (values, int) and classes -> int; comparing the tuple of values is cheap when they are the
+    same objects."""
     values = tuple(g.values())
     hit = memo.get(id(g))
     if hit is not None and hit[0] == values:
         return hit[1]
     classes = tuple((k, _hyper_class(v)) for k, v in g.items() if k != "params")
-    memo[id(g)] = (values, classes)
-    return classes
+    n = memo.setdefault(classes, len(memo))
+    memo[id(g)] = (values, n)
+    return n
 
 
 def _optimizer_signature(opt: torch.optim.Optimizer, memo: dict):
@@ -542,7 +570,8 @@ class TOsCounter:
         _ACTIVE[model] = self
         self._active = True
         try:
-            self._modules = list(model.modules())
+            # the train/eval flag of every module whose forward may depend on it (see _FLAG_FREE)
+            self._modules = [m for m in model.modules() if type(m) not in _FLAG_FREE]
             self._params = list(model.parameters())
             self._param_ids = {id(p) for p in self._params}
             self._autocast_devices = ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
