@@ -28,17 +28,20 @@ backward. Autograd's implicit gradient seed (``ones_like`` in ``loss.backward()`
 
 **Cache.** With ``cache=True`` a step is intercepted op by op (the dispatch mode, module hooks on
 every submodule) only the first time its signature is seen; later steps with the same signature
-reuse those counts and run with nothing but three cheap hooks (the model's root forward pre-hook
-and the optimizer's step pre/post hooks). The signature of a forward is taken at the root forward
-pre-hook: input shapes, dtypes, devices and ``requires_grad`` (and any non-tensor arguments), the
-train/eval flag of every submodule whose forward may read it (all but the ``torch.nn`` classes known
-not to: Linear, convolutions, activations, pooling, containers, …), the dtype and
-``requires_grad`` of every parameter, grad mode, inference mode and the autocast state. The optimizer part of a step is cached separately, keyed by
-the optimizer's structure: which parameters have gradients, which state each parameter has (the
-first Adam/momentum step differs from the later ones) and the hyperparameters reduced to what
-changes the counted work (zero, one, minus one, other — so a learning-rate schedule does not force
-a recount). Any change re-counts. The cache assumes that a step with the same signature runs the
-same ops — true for ordinary models; models whose work depends on data *values* (``nonzero``,
+reuse those counts and run with nothing but three hooks (the model's root forward pre-hook and the
+optimizer's step pre/post hooks). The signature of a forward is taken at the root forward
+pre-hook: input shapes, dtypes, devices, layouts and ``requires_grad`` (and any non-tensor
+arguments), the train/eval flag of every submodule whose forward may read it (all but the
+``torch.nn`` classes known not to: Linear, convolutions, activations, pooling, containers, …), the
+dtype and ``requires_grad`` of every parameter, grad mode, inference mode and the autocast state.
+The optimizer part of a step is cached separately, keyed by which parameters have gradients, how
+much optimizer state exists (the first Adam/momentum step differs from the later ones), the
+hyperparameters reduced to what changes the counted work (zero, one, minus one, other — so a
+learning-rate schedule does not force a recount) and the parameters' dtypes and ``requires_grad``.
+Any change re-counts. A step whose sequence of forwards leaves the cached one (a smaller last
+micro-batch of gradient accumulation) reuses the cached forwards before the change and counts the
+rest (``cache="partial"``). The cache assumes that a step with the same signature runs the same
+ops — true for ordinary models; models whose work depends on data *values* (``nonzero``,
 data-dependent control flow) should use ``cache=False``, which intercepts every step.
 
 **Safety.** Nothing is written onto the model: the hooks are registered on entry (the per-module
