@@ -69,7 +69,8 @@ def cases(quick: bool):
 
     b = 8 if quick else 32
     g = torch.Generator().manual_seed(0)
-    data = [(torch.randn(b, 3, 64, 64, generator=g), torch.randint(0, 10, (b,), generator=g)) for _ in range(4)]
+    data = [(torch.randn(b, 3, 64, 64, generator=g), torch.randint(0, 10, (b,), generator=g))
+            for _ in range(4)]
     yield (f"resnet18 batch {b}, 3x64x64", lambda: torchvision.models.resnet18(num_classes=10),
            lambda m: torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9), nn.CrossEntropyLoss(), data)
 

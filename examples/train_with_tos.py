@@ -104,7 +104,8 @@ def main(argv=None) -> torch_tos.TOsCounter:
     train_steps = [r for r in counter.steps if r.kind == "training"]
     print(f"\n{len(train_steps)} training steps, {total.steps - len(train_steps)} validation steps; "
           f"{sum(r.cache == 'miss' for r in counter.steps)} counted op by op, the rest from the cache")
-    print(f"total: {total.tos:.6g} TOs, {total.flops:.6g} FLOPs, BOs {tuple(total.bos)} (add, sub, mul, div, root)")
+    print(f"total: {total.tos:.6g} TOs, {total.flops:.6g} FLOPs, "
+          f"BOs {tuple(total.bos)} (add, sub, mul, div, root)")
     for phase, t in total.phases.items():
         print(f"  {phase:<10} {t.tos:12.4g} TOs  {t.flops:12.4g} FLOPs")
     if meter is not None and total.joules is not None:

@@ -58,7 +58,6 @@ import logging
 import operator
 import os
 import sys
-import warnings
 import weakref
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -70,7 +69,7 @@ from .bos import BO_NAMES, BOs
 from .counter import PHASES, Engine, warn_unsupported
 from .report import PhaseTotal, Report
 from .tables import (COMPLEX_COMPONENT, DEFAULT_TABLE, FLOAT_FORMATS, INT_FORMATS, TransistorTable,
-                     dtype_name, parse_dtype)
+                     parse_dtype)
 
 __all__ = ["TOsCounter", "StepRecord", "CounterTotal", "STEP_COLUMNS"]
 
@@ -514,7 +513,8 @@ class TOsCounter:
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
-            raise TypeError(f"optimizer must be a torch.optim.Optimizer or None, got {type(optimizer).__name__}")
+            raise TypeError("optimizer must be a torch.optim.Optimizer or None, "
+                            f"got {type(optimizer).__name__}")
         if meter is not None and not callable(getattr(meter, "measure", None)):
             raise TypeError("meter must have a measure() method returning a context manager "
                             "(e.g. torch_tos.energy.auto_meter())")
