@@ -12,7 +12,7 @@ from .training import TOsCounter
 from .counter import Engine, UnsupportedOpWarning
 from .graph import GraphReport, GraphTraceError, NodeCount, graph
 
-__all__ = ["BOs", "BO_NAMES", "TransistorTable", "DEFAULT_TABLE", "tos", "profile", "Report",
+__all__ = ["BOs", "BO_NAMES", "TOsCounter", "TransistorTable", "DEFAULT_TABLE", "tos", "profile", "Report",
            "PhaseTotal", "UnsupportedOp", "Engine", "UnsupportedOpWarning", "graph", "GraphReport", "GraphTraceError",
            "NodeCount"]
 __version__ = "0.1.0"
