@@ -7,7 +7,6 @@ rule's docstring, on a tiny shape; the op really runs under the counting Engine 
 
 from __future__ import annotations
 
-import copy
 
 import pytest
 import torch
@@ -20,24 +19,9 @@ from torch_tos.counter import Engine
 B = BOs
 
 
-# -- helper (also used by test_rules_vision_elementwise.py) ------------------------------------
-
-def _to(obj, device):
-    if isinstance(obj, torch.Tensor):
-        t = obj.detach().to(device)
-        return t.requires_grad_(obj.requires_grad) if obj.is_floating_point() else t
-    if isinstance(obj, nn.Module):
-        return copy.deepcopy(obj).to(device)
-    return obj
-
-
-def _run(fn, args, device) -> dict[str, BOs]:
-    args = [_to(a, device) for a in args]
-    engine = Engine(flops=False)
-    with engine:
-        fn(*args)
-    assert not engine.unsupported, f"unsupported on {device}: {engine.unsupported}"
-    return {op.removeprefix("aten."): b for op, b in engine.bos_by_op().items()}
+# -- helper (also used by test_rules_vision_elementwise.py): the golden-test runner of the
+# sequence-rule tests, BOs per aten op of fn(*args) on a device
+from test_rules_seq_helpers import _to, run as _run  # noqa: E402,F401
 
 
 def op_bos(fn, *args, meta: bool = True) -> dict[str, BOs]:

@@ -178,10 +178,10 @@ class Engine:
             else:
                 phase = "loss"
         if in_bw or phase == "backward":
-            layer = scope.owner_of(torch._C._current_autograd_node()) if scope is not None else None
             if scope is None:
-                layer = ""
-            elif layer is None or layer == OUTSIDE_LAYER:
+                return "", phase
+            layer = scope.owner_of(torch._C._current_autograd_node())
+            if layer is None or layer == OUTSIDE_LAYER:
                 layer = scope.current or LOSS_LAYER
             return layer, phase
         if phase == "optimizer":
