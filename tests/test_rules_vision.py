@@ -14,7 +14,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from torch_tos import BOs
-from torch_tos.counter import Engine
 
 B = BOs
 
