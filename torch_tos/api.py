@@ -9,19 +9,10 @@ from .attribution import ModuleScope
 from .copying import working_copy
 from .counter import Engine, warn_unsupported
 from .report import Report
-from .tables import DEFAULT_TABLE, TransistorTable, parse_dtype
+from .tables import DEFAULT_TABLE, TransistorTable
+from .validation import MODES, check_profile_args, split_inputs  # noqa: F401 - MODES re-exported
 
-MODES = ("inference", "validation", "training")
 SURROGATE_LOSS = "surrogate: output.sum() (no loss_fn given)"
-
-
-def _split_inputs(inputs):
-    """(args, kwargs) from a tensor, a tuple/list of positional inputs, or a dict of keyword inputs."""
-    if isinstance(inputs, dict):
-        return (), dict(inputs)
-    if isinstance(inputs, (tuple, list)):
-        return tuple(inputs), {}
-    return (inputs,), {}
 
 
 def _surrogate_loss(output) -> torch.Tensor:
@@ -34,24 +25,6 @@ def _surrogate_loss(output) -> torch.Tensor:
     for t in leaves[1:]:
         total = total + t.sum()
     return total
-
-
-def validate(mode, dtype, device, loss_fn, optimizer, table):
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; accepted: {', '.join(MODES)}")
-    dtype = parse_dtype(dtype) if dtype is not None else None
-    if device is not None:
-        try:
-            device = torch.device(device)
-        except (RuntimeError, TypeError):
-            raise ValueError(f"unknown device {device!r}; accepted: cpu, cuda, cuda:N, meta") from None
-    if loss_fn is not None and not callable(loss_fn):
-        raise TypeError(f"loss_fn must be callable (e.g. torch.nn.MSELoss()), got {type(loss_fn).__name__}")
-    if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
-    if table is not None and not isinstance(table, TransistorTable):
-        raise TypeError(f"table must be a torch_tos.TransistorTable, got {type(table).__name__}")
-    return dtype, device
 
 
 def profile(model: torch.nn.Module, inputs, *, mode: str = "inference", target=None, loss_fn=None,
@@ -72,9 +45,7 @@ def profile(model: torch.nn.Module, inputs, *, mode: str = "inference", target=N
     exactly as before — also when the model raises. The model's train/eval flag is kept: profile
     in ``model.eval()`` for eval-mode behaviour of dropout and batch norm.
     """
-    if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    dtype, device = validate(mode, dtype, device, loss_fn, optimizer, table)
+    dtype, device = check_profile_args(model, mode, dtype, device, loss_fn, optimizer, table)
 
     model_c, opt_c, inputs_c, target_c, loss_c = working_copy(
         (model, optimizer, inputs, target, loss_fn if isinstance(loss_fn, torch.nn.Module) else None),
@@ -85,7 +56,7 @@ def profile(model: torch.nn.Module, inputs, *, mode: str = "inference", target=N
         for group in opt_c.param_groups:
             for p in group["params"]:
                 p.grad = None
-    args, kwargs = _split_inputs(inputs_c)
+    args, kwargs = split_inputs(inputs_c)
 
     scope = ModuleScope(model_c)
     engine = Engine(scope, flop_mapping=flop_mapping)

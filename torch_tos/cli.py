@@ -76,7 +76,8 @@ def load_model(path: str, kwargs_text: str | None = None):
 def _cmd_profile(args) -> int:
     import torch
 
-    from .api import MODES, profile
+    from .api import profile
+    from .validation import MODES
     from .tables import parse_dtype
 
     if args.mode not in MODES:

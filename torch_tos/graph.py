@@ -16,12 +16,12 @@ from fractions import Fraction
 import torch
 import torch.fx
 
-from .api import _split_inputs, validate
 from .bos import BO_NAMES, BOs
 from .copying import working_copy
 from .counter import Engine
 from .display import _grid, human
 from .tables import DEFAULT_TABLE, TransistorTable, dtype_name
+from .validation import check_profile_args, split_inputs
 
 
 class GraphTraceError(RuntimeError):
@@ -123,9 +123,7 @@ def graph(model: torch.nn.Module, inputs, *, dtype=None, device=None,
     ``inputs`` as for :func:`torch_tos.profile`. The model is traced and run as a working copy
     (on ``device`` when given, ``"meta"`` to count without computing); it is never modified.
     """
-    if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    dtype, device = validate("inference", dtype, device, None, None, table)
+    dtype, device = check_profile_args(model, "inference", dtype, device, None, None, table)
     table = table or DEFAULT_TABLE
     model_c, inputs_c = working_copy((model, inputs), device)
     try:
@@ -134,7 +132,7 @@ def graph(model: torch.nn.Module, inputs, *, dtype=None, device=None,
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise GraphTraceError(f"torch.fx cannot trace {type(model).__name__}: {reason} — "
                               f"use torch_tos.profile(model, inputs), which needs no tracing") from e
-    args, kwargs = _split_inputs(inputs_c)
+    args, kwargs = split_inputs(inputs_c)
     if kwargs:
         placeholders = [n.target for n in gm.graph.nodes if n.op == "placeholder"]
         args = tuple(kwargs[p] for p in placeholders if p in kwargs)

@@ -1,0 +1,294 @@
+"""The one typed representation of counts that every view reads: :class:`Counts`.
+
+A :class:`Counts` table maps a :class:`CountKey` ``(layer, phase, dtype, op)`` — the finest grain
+the engine produces — to a row of integers with the named fields :data:`FIELDS`:
+
+* ``add, sub, mul, div, root`` — the paper's basic operations (BOs, Eq. 2);
+* ``calls`` — how many times the aten op ran;
+* ``flops`` — the ``torch.utils.flop_counter`` FLOPs of those calls (the baseline);
+* ``bytes`` — Σ bytes of the op's tensor inputs and outputs (an *estimate* of data movement: it
+  counts what the op reads and writes once each and ignores caches, re-reads and views).
+
+Every view — report totals, per phase, per layer, per op, the text table, the DataFrame, the JSON,
+the training counter's step records, the fx graph view — is a :meth:`Counts.group` over one table,
+so all views agree by construction. Pricing into transistor operations is exact
+(:class:`fractions.Fraction`) and done once per ``(group, dtype)`` from the summed integer BOs,
+never once per row (:meth:`Counts.priced`).
+
+Phase names, their order and the pseudo-layer names are defined here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Callable, Iterable, NamedTuple
+
+import torch
+
+from .bos import BO_NAMES, BOs
+
+#: The phases of a step, in the order every view lists them.
+PHASES: tuple[str, ...] = ("forward", "loss", "backward", "optimizer")
+PHASE_ORDER: dict[str, int] = {p: i for i, p in enumerate(PHASES)}
+
+#: Pseudo-layers for work that runs outside the model's modules.
+LOSS_LAYER = "(loss)"
+OPTIMIZER_LAYER = "(optimizer)"
+OUTSIDE_LAYER = "(outside)"
+#: How the root module (layer ``""``) is shown in tables.
+MODEL_LAYER = "(model)"
+PSEUDO_LAYER_ORDER: dict[str, int] = {LOSS_LAYER: 0, OPTIMIZER_LAYER: 1, OUTSIDE_LAYER: 2}
+
+#: The named integer fields of a row, in storage order.
+FIELDS: tuple[str, ...] = (*BO_NAMES, "calls", "flops", "bytes")
+KEY_FIELDS: tuple[str, ...] = ("layer", "phase", "dtype", "op")
+N_BOS = len(BO_NAMES)
+CALLS, FLOPS, BYTES = FIELDS.index("calls"), FIELDS.index("flops"), FIELDS.index("bytes")
+_N = len(FIELDS)
+
+
+class CountKey(NamedTuple):
+    """Where counts belong: the layer (module path or pseudo-layer), the phase, the dtype the op
+    computed in, and the aten op's name (``"aten.mm"``)."""
+
+    layer: str
+    phase: str
+    dtype: torch.dtype
+    op: str
+
+
+def phase_sort_key(phase: str):
+    return (PHASE_ORDER.get(phase, len(PHASES)), phase)
+
+
+def is_pseudo_layer(layer: str) -> bool:
+    return layer.startswith("(")
+
+
+def fold_layer(layer: str, depth: int | None) -> str:
+    """``layer`` folded into its ancestor at ``depth`` (torchinfo's ``depth``); pseudo-layers and
+    the root stay as they are."""
+    if depth is None or not layer or is_pseudo_layer(layer):
+        return layer
+    return ".".join(layer.split(".")[:depth])
+
+
+def layer_and_ancestors(layer: str) -> list[str]:
+    """``"a.b.c"`` → ``["", "a", "a.b", "a.b.c"]`` (fvcore's inclusive per-module view); a
+    pseudo-layer is only itself."""
+    if is_pseudo_layer(layer):
+        return [layer]
+    parts = layer.split(".") if layer else []
+    return [".".join(parts[:i]) for i in range(len(parts) + 1)]
+
+
+def layer_sort_key(order: dict[str, int]) -> Callable[[str], tuple]:
+    """Sort key for layers: model order (``order`` maps module path → position) first, then the
+    pseudo-layers ``(loss)``, ``(optimizer)``, ``(outside)``, then anything else by name."""
+
+    def key(layer: str):
+        if layer in order:
+            return (0, order[layer], layer)
+        return (1, PSEUDO_LAYER_ORDER.get(layer, len(PSEUDO_LAYER_ORDER)), layer)
+
+    return key
+
+
+class Counts:
+    """A table of counts: :class:`CountKey` → integer row of :data:`FIELDS`.
+
+    >>> c = Counts()
+    >>> c.add(CountKey("fc", "forward", torch.float32, "aten.mm"), BOs(add=6, mul=8), flops=16)
+    >>> c.add(CountKey("fc", "forward", torch.float32, "aten.mm"), BOs(add=6, mul=8), flops=16)
+    >>> c.bos, c.calls, c.flops
+    (BOs(add=12, sub=0, mul=16, div=0, root=0), 2, 32)
+    >>> float(c.price())
+    206612.0
+
+    ``rows`` is the underlying ``dict`` (keys are plain tuples in :data:`KEY_FIELDS` order, values
+    lists in :data:`FIELDS` order); the engine writes it directly on its hot path. Tables are
+    mutable only through :meth:`add` and :meth:`merge`; every other operation returns a new table.
+    """
+
+    __slots__ = ("rows", "__weakref__")
+
+    def __init__(self, rows: dict | None = None):
+        self.rows: dict[tuple, list[int]] = {}
+        if rows:
+            for key, row in rows.items():
+                self.rows[key] = _full(row)
+
+    # -- building ---------------------------------------------------------------------------
+    def add(self, key: tuple, bos=(0, 0, 0, 0, 0), *, calls: int = 1, flops: int = 0,
+            bytes: int = 0) -> None:  # noqa: A002 - the field's name
+        row = self.rows.get(key)
+        if row is None:
+            self.rows[key] = [bos[0], bos[1], bos[2], bos[3], bos[4], calls, flops, bytes]
+        else:
+            for i in range(N_BOS):
+                row[i] += bos[i]
+            row[CALLS] += calls
+            row[FLOPS] += flops
+            row[BYTES] += bytes
+
+    def merge(self, other: "Counts", n: int = 1) -> "Counts":
+        """Add ``n`` × ``other`` into this table (in place); returns ``self``."""
+        rows = self.rows
+        for key, src in other.rows.items():
+            dst = rows.get(key)
+            if dst is None:
+                rows[key] = [v * n for v in src] if n != 1 else list(src)
+            else:
+                for i in range(_N):
+                    dst[i] += src[i] * n
+        return self
+
+    def __add__(self, other: "Counts") -> "Counts":
+        if not isinstance(other, Counts):
+            return NotImplemented
+        return self.copy().merge(other)
+
+    def scaled(self, n: int) -> "Counts":
+        """A new table with every field multiplied by the integer ``n`` (n identical steps)."""
+        out = Counts()
+        out.rows = {k: [v * n for v in row] for k, row in self.rows.items()}
+        return out
+
+    def copy(self) -> "Counts":
+        out = Counts()
+        out.rows = {k: list(row) for k, row in self.rows.items()}
+        return out
+
+    def clear(self) -> None:
+        self.rows.clear()
+
+    # -- selecting --------------------------------------------------------------------------
+    def where(self, keep: Callable[[CountKey], bool] | None = None, *,
+              phases: Iterable[str] | None = None) -> "Counts":
+        """The rows whose key passes ``keep`` (called with a :class:`CountKey`) and whose phase is
+        in ``phases`` (when given)."""
+        phases = None if phases is None else frozenset(phases)
+        out = Counts()
+        for key, row in self.rows.items():
+            if phases is not None and key[1] not in phases:
+                continue
+            if keep is not None and not keep(CountKey(*key)):
+                continue
+            out.rows[key] = list(row)
+        return out
+
+    def group(self, *by: str, depth: int | None = None) -> dict[tuple, list[int]]:
+        """Sum rows over everything but the key fields ``by`` (names from :data:`KEY_FIELDS`):
+        ``{(values of by...): [add, sub, mul, div, root, calls, flops, bytes]}``. With ``depth``,
+        layers are first folded to that depth (:func:`fold_layer`)."""
+        idx = _key_indices(by)
+        acc: dict[tuple, list[int]] = {}
+        fold = depth is not None and 0 in idx
+        for key, row in self.rows.items():
+            if fold:
+                key = (fold_layer(key[0], depth), *key[1:])
+            g = tuple(key[i] for i in idx)
+            a = acc.get(g)
+            if a is None:
+                acc[g] = list(row)
+            else:
+                for i in range(_N):
+                    a[i] += row[i]
+        return acc
+
+    # -- totals -----------------------------------------------------------------------------
+    def total(self) -> list[int]:
+        """Every field summed over the table, in :data:`FIELDS` order."""
+        acc = [0] * _N
+        for row in self.rows.values():
+            for i in range(_N):
+                acc[i] += row[i]
+        return acc
+
+    @property
+    def bos(self) -> BOs:
+        return BOs(*self.total()[:N_BOS])
+
+    @property
+    def calls(self) -> int:
+        return sum(row[CALLS] for row in self.rows.values())
+
+    @property
+    def flops(self) -> int:
+        return sum(row[FLOPS] for row in self.rows.values())
+
+    @property
+    def bytes(self) -> int:
+        return sum(row[BYTES] for row in self.rows.values())
+
+    @property
+    def phases(self) -> list[str]:
+        """The phases present, in :data:`PHASES` order."""
+        return sorted({k[1] for k in self.rows}, key=phase_sort_key)
+
+    # -- pricing ----------------------------------------------------------------------------
+    def price(self, table=None, dtype: torch.dtype | None = None) -> Fraction:
+        """Exact TOs of the whole table: BOs summed per dtype, each sum priced once with
+        ``table`` (default :data:`~torch_tos.tables.DEFAULT_TABLE`); ``dtype`` prices every op in
+        that format instead of its own (what-if)."""
+        return sum(self.priced(table=table, dtype=dtype).values(), Fraction(0))
+
+    def priced(self, *by: str, table=None, dtype: torch.dtype | None = None,
+               depth: int | None = None) -> dict[tuple, Fraction]:
+        """Exact TOs per group of :meth:`group` ``(*by)``: each ``(group, dtype)`` sum is priced
+        once, then the dtypes of a group are added."""
+        from .tables import DEFAULT_TABLE
+
+        table = table or DEFAULT_TABLE
+        with_dtype = by if "dtype" in by else (*by, "dtype")
+        d_at = with_dtype.index("dtype")
+        strip = "dtype" not in by
+        out: dict[tuple, Fraction] = {}
+        for g, row in self.group(*with_dtype, depth=depth).items():
+            tos = price_bos(table, row, dtype if dtype is not None else g[d_at])
+            if strip:
+                g = g[:d_at] + g[d_at + 1:]
+            out[g] = out.get(g, Fraction(0)) + tos
+        return out
+
+    # -- comparison and display -------------------------------------------------------------
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Counts) and self.rows == other.rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __bool__(self) -> bool:
+        return bool(self.rows)
+
+    def __iter__(self):
+        for key, row in self.rows.items():
+            yield CountKey(*key), row
+
+    def __repr__(self) -> str:
+        t = self.total()
+        return (f"Counts({len(self.rows)} rows, bos={BOs(*t[:N_BOS])}, calls={t[CALLS]}, "
+                f"flops={t[FLOPS]}, bytes={t[BYTES]})")
+
+
+def price_bos(table, bos, dtype) -> Fraction:
+    """Exact TOs of the integer BOs ``bos`` (the first five fields of a row) in ``dtype``; a dtype
+    the table cannot price (e.g. a quantized format) is an error naming it."""
+    costs = table.costs(dtype)
+    return (bos[0] * costs[0] + bos[1] * costs[1] + bos[2] * costs[2] + bos[3] * costs[3]
+            + bos[4] * costs[4])
+
+
+def _full(row) -> list[int]:
+    row = list(row)
+    if len(row) > _N:
+        raise ValueError(f"a counts row has at most {_N} fields ({', '.join(FIELDS)}), got {len(row)}")
+    return row + [0] * (_N - len(row))
+
+
+def _key_indices(by: tuple[str, ...]) -> tuple[int, ...]:
+    try:
+        return tuple(KEY_FIELDS.index(b) for b in by)
+    except ValueError:
+        bad = [b for b in by if b not in KEY_FIELDS]
+        raise ValueError(f"unknown key field {bad[0]!r}; accepted: {', '.join(KEY_FIELDS)}") from None
