@@ -94,7 +94,7 @@ def profile(model: torch.nn.Module, inputs, *, mode: str = "inference", target=N
     if optimizer is not None:
         types["(optimizer)"] = type(optimizer).__name__
     warn_unsupported(engine.unsupported)
-    return Report(engine.stats, engine.unsupported, types=types, order=scope.order, dtype=dtype,
+    return Report(engine.counts.rows, engine.unsupported, types=types, order=scope.order, dtype=dtype,
                   table=table or DEFAULT_TABLE, metadata=meta)
 
 

@@ -18,6 +18,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from .flops import flop_formulas
 from .attribution import LOSS_LAYER, OPTIMIZER_LAYER, OUTSIDE_LAYER, ModuleScope
 from .bos import BOs
+from .counts import Counts
 from .rules import lookup
 from .rules.registry import ENGINE_CONTEXTS
 
@@ -60,6 +61,22 @@ def op_dtype(args, out):
     return first if first is not None else torch.float32
 
 
+def tensor_bytes(values) -> int:
+    """Σ ``numel × element_size`` of the tensors in ``values`` (and in lists/tuples inside it): the
+    bytes an op reads or writes, an *estimate* of its data movement: each tensor once, caches and
+    re-reads ignored; view ops (``aten.t``, ``aten.view``) move nothing and are booked as 0."""
+    total = 0
+    for v in values:
+        if isinstance(v, torch.Tensor):
+            try:
+                total += int(v.numel()) * v.element_size()
+            except (RuntimeError, TypeError, ValueError):  # symbolic / nested sizes: unknown, 0
+                pass
+        elif isinstance(v, (list, tuple)):
+            total += tensor_bytes(v)
+    return total
+
+
 def op_name(func) -> str:
     """``aten.mm`` style name of an OpOverload (overload dropped)."""
     return str(func._overloadpacket) if hasattr(func, "_overloadpacket") else str(func)
@@ -99,8 +116,9 @@ class Engine:
     forward inside the model — or everywhere when there is no scope — loss otherwise). Without a
     scope every op is booked under the layer ``""``.
 
-    Results: ``stats`` maps ``(layer, phase, dtype, op)`` to ``[add, sub, mul, div, root, calls,
-    flops]``; ``unsupported`` maps ``(op, layer, phase)`` to a call count.
+    Results: ``counts`` (a :class:`~torch_tos.counts.Counts` table keyed by ``(layer, phase, dtype,
+    op)`` with the fields add, sub, mul, div, root, calls, flops, bytes); ``unsupported`` maps
+    ``(op, layer, phase)`` to a call count.
     """
 
     def __init__(self, scope: ModuleScope | None = None, *, flops: bool = True,
@@ -109,7 +127,7 @@ class Engine:
         self.phase: str | None = None
         self.in_optimizer = False
         self.paused = False
-        self.stats: dict[tuple, list] = {}
+        self.counts = Counts()
         self.unsupported: dict[tuple, int] = {}
         self.flop_formulas = flop_formulas(flop_mapping) if flops else {}
         self._resolved: dict = {}
@@ -133,10 +151,19 @@ class Engine:
         return False
 
     def reset(self) -> None:
-        self.stats.clear()
+        self.counts.clear()
         self.unsupported.clear()
 
     # -- results ----------------------------------------------------------------------------
+    @property
+    def stats(self) -> dict[tuple, list]:
+        """The rows of :attr:`counts` (``(layer, phase, dtype, op)`` → field list)."""
+        return self.counts.rows
+
+    @stats.setter
+    def stats(self, rows: dict) -> None:
+        self.counts.rows = rows
+
     def bos_by_op(self, phases=None) -> dict[str, BOs]:
         """BOs per aten op name (``"aten.mm"``), summed over layers and dtypes; ``phases``
         restricts to those phases. Ops that cost nothing are left out."""
@@ -158,7 +185,7 @@ class Engine:
         from .tables import parse_dtype
 
         scope = self.scope
-        return Report(self.stats, self.unsupported,
+        return Report(self.counts.rows, self.unsupported,
                       types=getattr(scope, "types", None), order=getattr(scope, "order", None),
                       dtype=parse_dtype(dtype) if dtype is not None else None, table=table,
                       metadata={"mode": "engine", **(metadata or {})})
@@ -199,9 +226,10 @@ class Engine:
         hit = self._resolved.get(func)
         if hit is None:
             packet = getattr(func, "_overloadpacket", None)
-            hit = (lookup(func), self.flop_formulas.get(packet), op_name(func))
+            hit = (lookup(func), self.flop_formulas.get(packet), op_name(func),
+                   bool(getattr(func, "is_view", False)))
             self._resolved[func] = hit
-        rule, flop_fn, name = hit
+        rule, flop_fn, name, is_view = hit
         if rule is None and flop_fn is None:
             before = self._dispatched
             with mode:
@@ -226,10 +254,12 @@ class Engine:
             bos = rule(out, *args, **({k: v for k, v in kwargs.items() if k != "out"}
                                       if "out" in kwargs else kwargs))
         flops = flop_fn(*args, **kwargs, out_val=out) if flop_fn is not None else 0
+        moved = 0 if is_view else tensor_bytes(args) + tensor_bytes(kwargs.values()) + tensor_bytes((out,))
         key = (layer, phase, dtype, name)
-        row = self.stats.get(key)
+        rows = self.counts.rows
+        row = rows.get(key)
         if row is None:
-            self.stats[key] = [bos[0], bos[1], bos[2], bos[3], bos[4], 1, flops]
+            rows[key] = [bos[0], bos[1], bos[2], bos[3], bos[4], 1, flops, moved]
         else:
             row[0] += bos[0]
             row[1] += bos[1]
@@ -238,4 +268,5 @@ class Engine:
             row[4] += bos[4]
             row[5] += 1
             row[6] += flops
+            row[7] += moved
         return out
