@@ -1,26 +1,11 @@
-"""The ``torch-tos`` command.
-
-``torch-tos profile MODULE:CALLABLE --input-shape 1,3,224,224 [--mode training] [--dtype float16]
-[--device meta] [--format table|csv|json]``; the energy commands (``sweep``, ``fit``, ``demo``)
-come from :mod:`torch_tos.energy.cli`. Bad input prints one line on stderr naming what was wrong and
-what is accepted, and exits with code 2 — never a traceback.
-"""
+"""``torch-tos profile MODULE:CALLABLE --input-shape 1,3,224,224 [--mode training] [--dtype
+float16] [--device meta] [--format table|csv|json]``: count one step of a model."""
 
 from __future__ import annotations
 
-import argparse
 import importlib
-import importlib.util
-import sys
 
-
-class CLIError(Exception):
-    """A user error: printed as one line, exit code 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # argparse's own usage errors: one line, exit 2
-        raise CLIError(message)
+from .errors import CLIError
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
@@ -76,9 +61,9 @@ def load_model(path: str, kwargs_text: str | None = None):
 def _cmd_profile(args) -> int:
     import torch
 
-    from .api import profile
-    from .validation import MODES
-    from .tables import parse_dtype
+    from ..api import profile
+    from ..validation import MODES
+    from ..tables import parse_dtype
 
     if args.mode not in MODES:
         raise CLIError(f"unknown --mode {args.mode!r}; accepted: {', '.join(MODES)}")
@@ -129,10 +114,7 @@ def _cmd_profile(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="torch-tos", description="Transistor operations (TOs), BOs and FLOPs of "
-                     "PyTorch models, and energy scaling laws E = f(TOs).")
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+def register(sub) -> None:
     p = sub.add_parser("profile", help="count BOs, TOs and FLOPs of one step of a model")
     p.add_argument("model", help="module:callable building the model, e.g. torchvision.models:resnet18")
     p.add_argument("--input-shape", action="append", required=True,
@@ -147,29 +129,3 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-kwargs", default=None, help="JSON keyword arguments for the model factory")
     p.add_argument("--eval", action="store_true", help="put the model in eval mode first")
     p.set_defaults(func=_cmd_profile)
-    if importlib.util.find_spec("torch_tos.energy.cli") is not None:
-        importlib.import_module("torch_tos.energy.cli").register(sub)
-    return parser
-
-
-def main(argv=None) -> int:
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-        if not getattr(args, "command", None):
-            parser.print_help()
-            return 2
-        return int(args.func(args) or 0)
-    except CLIError as e:
-        print(f"torch-tos: error: {e}", file=sys.stderr)
-        return 2
-    except (ValueError, TypeError, FileNotFoundError) as e:
-        print(f"torch-tos: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("torch-tos: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -6,7 +6,7 @@ sigmoid,tanh,gelu] [--epochs N] [--repeats R] [--meter auto|rapl|nvml|cputime] [
 ``torch-tos fit runs.csv [more.csv ...] [--features tos,flops] [--degrees 1,2,3]
 [--split random|config] [--by activation] [--trim K] [--plot fig.png]`` fits the laws and prints
 the paper's Table V; ``torch-tos demo`` runs a small FFN sweep on the bundled Banknote data, the
-fit, Table V and the figure. Registered by :func:`register` from :mod:`torch_tos.cli`.
+fit, Table V and the figure. Registered by :func:`register` from :mod:`torch_tos.cli.main`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import os
 import time
 from pathlib import Path
 
-from ..cli import CLIError
-from .meters import METERS, InvalidWindow, Meter, MeterUnavailable
+from ..energy.meters import METERS, InvalidWindow, Meter, MeterUnavailable
+from .errors import CLIError
 
 DEMO_WIDTHS = "16,32,64,128,192,256,384,512"
 DEMO_EPOCHS = 3
@@ -25,7 +25,7 @@ DEMO_REPEATS = 6
 
 
 def _ints(text, what):
-    from .sweep import parse_ints
+    from ..energy.sweep import parse_ints
 
     try:
         return parse_ints(text, what)
@@ -38,7 +38,7 @@ def _names(text: str | None):
 
 
 def _meter(args) -> Meter:
-    from .meters import get_meter
+    from ..energy.meters import get_meter
 
     if args.meter not in METERS:
         raise CLIError(f"unknown --meter {args.meter!r}; accepted: {', '.join(METERS)}")
@@ -58,7 +58,7 @@ def _meter_lines(meter: Meter) -> list[str]:
 
 
 def _run_sweep(family, out, meter, args, **kw):
-    from .sweep import sweep
+    from ..energy.sweep import sweep
 
     try:
         return sweep(family, out, meter=meter, progress=not args.no_progress, **kw)
@@ -68,7 +68,7 @@ def _run_sweep(family, out, meter, args, **kw):
 
 # -- sweep ------------------------------------------------------------------------------------
 def _cmd_sweep(args) -> int:
-    from .families import FAMILIES
+    from ..energy.families import FAMILIES
 
     if args.family not in FAMILIES:
         raise CLIError(f"unknown family {args.family!r}; accepted: {', '.join(FAMILIES)}")
@@ -95,9 +95,9 @@ def _cmd_sweep(args) -> int:
 
 # -- fit --------------------------------------------------------------------------------------
 def _fit_report(runs, features, degrees, split, train_frac, seed, by, trim) -> list[str]:
-    from .compare import compare, describe_split, format_table_v
-    from .fit import EnergyModel
-    from .runs import trim_runs
+    from ..energy.compare import compare, describe_split, format_table_v
+    from ..energy.fit import EnergyModel
+    from ..energy.runs import trim_runs
 
     table = compare(runs, features=features, degrees=degrees, split=split, train_frac=train_frac,
                     seed=seed, by=by, trim=trim)
@@ -119,8 +119,8 @@ def _meters_of(runs) -> str:
 
 
 def _cmd_fit(args) -> int:
-    from .compare import SPLITS
-    from .runs import read_runs
+    from ..energy.compare import SPLITS
+    from ..energy.runs import read_runs
 
     features = _names(args.features) or []
     if not features:
@@ -144,7 +144,7 @@ def _cmd_fit(args) -> int:
 
 def _plot(runs, features, degrees, split, train_frac, seed, trim, path):
     try:
-        from .plot import plot_fits
+        from ..energy.plot import plot_fits
 
         plot_fits(runs, features, degrees, split=split, train_frac=train_frac, seed=seed, trim=trim, path=path)
     except ImportError as e:
@@ -154,7 +154,7 @@ def _plot(runs, features, degrees, split, train_frac, seed, trim, path):
 
 # -- demo -------------------------------------------------------------------------------------
 def _cmd_demo(args) -> int:
-    from .runs import read_runs
+    from ..energy.runs import read_runs
 
     t0 = time.perf_counter()
     out = Path(args.out)
@@ -179,7 +179,7 @@ def _cmd_demo(args) -> int:
     print(f"\n{len(runs)} runs in {csv_path} (sweep {t_sweep:.0f} s; {os.cpu_count()} CPUs, load average "
           f"{load:.1f} at the end: other processes share this machine)\n")
     lines = _fit_report(runs, ("tos", "flops"), (1, 2, 3), "random", 0.6, args.seed, None, 0)
-    from .compare import compare, describe_split, format_table_v
+    from ..energy.compare import compare, describe_split, format_table_v
 
     held = compare(runs, degrees=(1, 2, 3), split="config", seed=args.seed)
     lines += ["", f"Table V — {describe_split(held)}:", format_table_v(held)]
