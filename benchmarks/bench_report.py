@@ -66,7 +66,7 @@ def main(argv=None) -> int:
         parts.append(p)
     c, r = statistics.median(counts), statistics.median(reads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {name}, training, meta; "
-          f"{len(getattr(report, 'counts', None) or report._stats)} count rows")
+          f"{len(report.counts)} count rows")
     print(f"{'counting s':>11s} {'reading s':>10s} {'ratio':>6s}   " +
           "  ".join(f"{k} s" for k in parts[0]))
     print(f"{c:11.3f} {r:10.3f} {r / c:6.2f}   " +
