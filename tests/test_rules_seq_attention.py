@@ -323,3 +323,20 @@ def test_other_threads_get_stock_pytorch_while_an_engine_is_open():
     ops = {k[3] for k in engine.stats}                  # the engine's own thread: CPU kernels
     assert {"aten.mish_backward", "aten._scaled_dot_product_flash_attention_for_cpu"} <= ops
     assert not any("bmm" in op for op in ops)            # the other thread's ops are not counted
+
+
+def test_sdpa_mask_that_requires_grad_takes_the_math_path_on_meta_as_on_cpu():
+    # timm beit / maxvit: a learned relative-position bias passed as attn_mask. The CPU selector
+    # rejects flash for a mask that needs a gradient (flash has no mask gradient), so both devices
+    # take the math path; the meta stand-ins keep requires_grad, so meta no longer picks flash and
+    # crashes in backward ("not differentiable with respect to argument attn_mask").
+    q, k, v = qkv(b=1, h=2, L=5, S=5, d=4)
+    mask = torch.zeros(5, 5, requires_grad=True)
+    assert cpu_sdp_backend(q, k, v, mask) == SDP_MATH
+    assert cpu_sdp_backend(q, k, v, mask.detach()) == SDP_FLASH
+    counted = op_bos(sdpa_step(), q, k, v, mask)        # op_bos asserts meta == CPU
+    assert "_scaled_dot_product_flash_attention_for_cpu" not in counted
+    # math path bmms per head (L = S = 5, d = 4; a dot of n: n mul, n−1 add): forward QKᵀ
+    # 25 dots of 4 (100 mul, 75 add), P·V 20 dots of 5 (100, 80); backward dP = dO·Vᵀ (100, 75),
+    # dV = Pᵀ·dO (100, 80), dQ = dS·K (100, 80), dK = dSᵀ·Q (100, 80) → 600 mul, 470 add; 2 heads
+    assert counted["bmm"] == B(add=940, mul=1200)

@@ -50,15 +50,18 @@ def active() -> bool:
 # -- SDPA: the CPU's kernel choice ------------------------------------------------------------------
 
 def _standin(t):
-    """A CPU tensor with ``t``'s sizes, dtype and last-dim stride, backed by one row of memory
-    (the kernel selector reads nothing else)."""
+    """A CPU tensor with ``t``'s sizes, dtype, last-dim stride and ``requires_grad``, backed by one
+    row of memory (the kernel selector reads nothing else)."""
     if not isinstance(t, torch.Tensor):
         return t
     if t.dim() == 0:
-        return torch.empty((), dtype=t.dtype)
+        return torch.empty((), dtype=t.dtype, requires_grad=t.requires_grad and t.is_floating_point())
     last, n = int(t.stride(-1)), int(t.shape[-1])
     base = torch.empty(max((n - 1) * last + 1, 1), dtype=t.dtype)
-    return base.as_strided(tuple(int(s) for s in t.shape), (0,) * (t.dim() - 1) + (last,))
+    out = base.as_strided(tuple(int(s) for s in t.shape), (0,) * (t.dim() - 1) + (last,))
+    if t.requires_grad:  # the selector rejects flash for a mask that needs a gradient
+        out.requires_grad_(True)
+    return out
 
 
 def cpu_sdp_backend(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
