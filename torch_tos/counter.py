@@ -24,6 +24,7 @@ from .bos import BOs
 from .counts import LOSS_LAYER, N_BOS, OPTIMIZER_LAYER, OUTSIDE_LAYER, PHASES, Counts  # noqa: F401
 from .kernels import kernel_choices
 from .rules import lookup
+from .rules.complex import COMPLEX_DTYPES, complex_bos
 
 # Metadata queries that FlopCounterMode also lets through untouched.
 _PASSTHROUGH = {
@@ -251,6 +252,8 @@ class Engine:
             # an ``out=`` tensor (``torch.maximum(a, b, out=c)``) is the rule's ``out``, not a kwarg
             bos = rule(out, *args, **({k: v for k, v in kwargs.items() if k != "out"}
                                       if "out" in kwargs else kwargs))
+            if dtype in COMPLEX_DTYPES or (isinstance(out, torch.Tensor) and out.is_complex()):
+                bos = complex_bos(name, bos, args)  # real operations on (re, im) pairs
         flops = flop_fn(*args, **kwargs, out_val=out) if flop_fn is not None else 0
         moved = 0 if is_view else tensor_bytes(args) + tensor_bytes(kwargs.values()) + tensor_bytes((out,))
         key = (layer, phase, dtype, name)
