@@ -151,9 +151,13 @@ def resolve_all() -> None:
 
     for ns in list(PENDING):
         module = NAMESPACE_MODULES[ns]
-        if importlib.util.find_spec(module) is not None:
+        if importlib.util.find_spec(module) is None:
+            continue
+        try:
             importlib.import_module(module)
-            resolve_namespace(ns)
+        except (ImportError, OSError, RuntimeError):  # a broken install: its ops cannot run either
+            continue
+        resolve_namespace(ns)
 
 
 def _where(rule) -> str:
