@@ -23,6 +23,7 @@ API                                         without it
 ``aten._fused_sdp_choice``                  :class:`CompatError` (meta SDPA kernel choice)
 ``torch.library.Library._destroy``          dropping the last reference (its finalizer
                                             deregisters the kernels)
+``torch._ops.OpOverload(Packet)``           none: the rules are keyed by them (needed at import)
 ==========================================  =======================================================
 """
 
@@ -108,6 +109,11 @@ def fused_sdp_choice(query, key, value, attn_mask, dropout_p, is_causal, scale, 
         raise _missing("aten._fused_sdp_choice", "the CPU's SDPA kernel choice on meta")
     return int(op(query, key, value, attn_mask, dropout_p, is_causal, scale=scale,
                   enable_gqa=enable_gqa))
+
+
+# -- operator objects -------------------------------------------------------------------------------
+OpOverload = torch._ops.OpOverload
+OpOverloadPacket = torch._ops.OpOverloadPacket
 
 
 # -- pytrees ---------------------------------------------------------------------------------------
