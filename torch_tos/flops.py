@@ -104,6 +104,17 @@ def conv_backward_flop(grad_out_shape, x_shape, w_shape, _bias, _stride, _paddin
     return flops
 
 
+def grouped_mm_flop(a, b, offs=None, bias=None, out_dtype=None, *args, out_val=None, **kwargs) -> int:
+    """``_grouped_mm`` (MoE expert matmuls; FlopCounterMode has no formula): 2 per product of the
+    groups' matmuls, as mm's formula (raw formula: the group offsets are read on real tensors)."""
+    from .rules.linalg import grouped_mm
+
+    return 2 * grouped_mm(out_val, a, b, offs).mul
+
+
+grouped_mm_flop._get_raw = True  # type: ignore[attr-defined]
+
+
 #: aten packet → FLOP formula (FlopCounterMode ``custom_mapping`` convention: shape-level formula)
 CUSTOM_MAPPING: dict = {
     aten._scaled_dot_product_flash_attention_for_cpu: sdpa_flash_cpu_flop,
@@ -114,6 +125,7 @@ CUSTOM_MAPPING: dict = {
     aten._transformer_encoder_layer_fwd: transformer_encoder_layer_flop,
     aten._addmm_activation: addmm_activation_flop,
     aten.convolution_backward: conv_backward_flop,
+    aten._grouped_mm: grouped_mm_flop,
 }
 
 

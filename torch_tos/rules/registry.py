@@ -33,6 +33,18 @@ PENDING: dict[str, list] = {}
 NAMESPACE_MODULES = {"torchvision": "torchvision"}
 
 
+class ApproximateCountWarning(UserWarning):
+    """A data-dependent op was priced without its values (on meta): its count is approximate."""
+
+
+def warn_approximate(op: str, why: str) -> None:
+    """Warn (once per op and reason) that ``op``'s count is approximate, and why."""
+    import warnings
+
+    warnings.warn(f"torch_tos: {op} is priced approximately on meta: {why}",
+                  ApproximateCountWarning, stacklevel=2)
+
+
 class MissingOpError(RuntimeError):
     """A rule names an operator the installed torch (or library) does not have."""
 
