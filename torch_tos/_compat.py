@@ -3,7 +3,7 @@
 torch_tos counts what really runs at the aten level, which needs a few hooks PyTorch does not
 document. They are all imported from here so that a PyTorch release that moves one breaks in one
 place, with a message naming the API, instead of deep inside a count. Tested on torch 2.13 and
-2.14 (see docs/conventions.md §7). Each entry says what happens when the API is missing:
+2.14 (see docs/conventions.md §8). Each entry says what happens when the API is missing:
 
 ==========================================  =======================================================
 API                                         without it
