@@ -51,3 +51,19 @@ def test_angle():
     assert counted(torch.angle, torch.randn(5))["aten.angle"] == B(sub=5)
     got = counted(torch.angle, torch.randn(5, dtype=torch.complex64))
     assert got["aten.angle"] == B(sub=10, div=5, root=5)
+
+
+def test_nested_tensor_linear_softmax_relu():
+    # strided nested tensor of 2×4 and 3×4 rows: Linear(4→5) gives 25 outputs, dots of 4 + bias
+    # → 100 mul, 75 + 25 add; relu 25 compares; softmax over 5 per row (5 rows): add 4, sub 9,
+    # div 5, root 5 each
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        nt = torch.nested.nested_tensor([torch.randn(2, 4), torch.randn(3, 4)])
+    lin = torch.nn.Linear(4, 5)
+    got = counted(lambda nt: torch.softmax(lin(nt).relu(), -1), nt)
+    assert got["aten.linear"] == B(add=100, mul=100)
+    assert got["aten.relu"] == B(sub=25)
+    assert got["aten._softmax"] == B(add=20, sub=45, div=25, root=25)

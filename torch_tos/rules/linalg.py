@@ -156,3 +156,12 @@ def grouped_mm(out, a, b, offs=None, bias=None, out_dtype=None, **kwargs) -> BOs
         G, M, K, N = int(a.shape[0]), int(a.shape[1]), int(a.shape[2]), int(b.shape[2])
         outs, total = G * M * N, _product(G * M * N, K)
     return total + (BOs(add=outs) if isinstance(bias, torch.Tensor) else BOs())
+
+
+@register("linear")
+def nested_linear(out, x, w, bias=None, **kwargs) -> BOs:
+    """``aten.linear`` reaches the engine only for nested tensors (for dense ones it is a composite
+    of mm/addmm): each of the numel(out) outputs a dot product of K = in_features (mul K, add K−1;
+    + 1 add with a bias)."""
+    n, K = numel(out), int(w.shape[-1])
+    return _product(n, K) + (BOs(add=n) if isinstance(bias, torch.Tensor) else BOs())
