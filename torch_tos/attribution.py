@@ -86,15 +86,25 @@ class ModuleScope:
             names[id(mod)].append(name)
         self.names = {k: tuple(v) for k, v in names.items()}
         for mod in mods:  # a shared module is hooked once; its hooks pick the name per call
+            first = names[id(mod)][0]
             if root_pre_hook or mod is not self.model:
-                self._handles.append(mod.register_forward_pre_hook(self._on_pre, with_kwargs=True))
-            self._handles.append(mod.register_forward_hook(self._on_post, with_kwargs=True,
+                self._handles.append(mod.register_forward_pre_hook(self._pre(first), with_kwargs=True))
+            self._handles.append(mod.register_forward_hook(self._post(first), with_kwargs=True,
                                                            always_call=True))
         return self
 
     def enter_root(self, args, kwargs) -> None:
         """What the root module's pre-hook does: claim the input nodes, push the root scope."""
-        self._on_pre(self.model, args, kwargs)
+        self._pre("")(self.model, args, kwargs)
+
+    def _pre(self, name: str):
+        """The forward pre-hook registered on the module first named ``name`` (subclasses wrap
+        it, e.g. to bind it to a thread); the hook itself picks the name of each call."""
+        return self._on_pre
+
+    def _post(self, name: str):
+        """The forward hook registered on the module first named ``name`` (see :meth:`_pre`)."""
+        return self._on_post
 
     def detach(self) -> None:
         for h in self._handles:
