@@ -292,7 +292,7 @@ def test_kernel_choice_is_scoped_to_the_engine():
     with torch_tos.Engine(flops=False) as engine:
         assert F.scaled_dot_product_attention is original  # nothing of PyTorch is swapped
         F.scaled_dot_product_attention(q, q, q)
-    ops = {k[3] for k in engine.stats}
+    ops = {k[3] for k in engine.counts.rows}
     assert "aten._scaled_dot_product_flash_attention_for_cpu" in ops
     # outside an engine, meta keeps PyTorch's own (math) path
     assert meta_sdpa_ops() == stock and any("bmm" in s for s in stock)
@@ -323,7 +323,7 @@ def test_other_threads_get_stock_pytorch_while_an_engine_is_open():
     assert seen["meta"] == stock_meta and FLASH not in seen["meta"]
     assert torch.equal(seen["cpu"], stock_cpu)
     assert "aten.mish_backward.default" not in seen["mish"] and "aten.tanh.default" in seen["mish"]
-    ops = {k[3] for k in engine.stats}                  # the engine's own thread: CPU kernels
+    ops = {k[3] for k in engine.counts.rows}                  # the engine's own thread: CPU kernels
     assert {"aten.mish_backward", "aten._scaled_dot_product_flash_attention_for_cpu"} <= ops
     assert not any("bmm" in op for op in ops)            # the other thread's ops are not counted
 

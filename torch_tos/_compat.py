@@ -24,6 +24,9 @@ API                                         without it
 ``torch.library.Library._destroy``          dropping the last reference (its finalizer
                                             deregisters the kernels)
 ``torch._ops.OpOverload(Packet)``           none: the rules are keyed by them (needed at import)
+``torch._ops.HigherOrderOperator`` and its  no higher-order op is recognised (``torch.cond``
+``py_kernels[CompositeExplicitAutograd]``   then fails inside PyTorch, as before); a HOP without
+                                            the eager kernel is reported unsupported
 ==========================================  =======================================================
 """
 
@@ -161,3 +164,15 @@ def wrap_flop_formula(f):
     """A FLOP formula as ``FlopCounterMode(custom_mapping=...)`` wraps it: raw (``_get_raw``)
     formulas take tensors, the others shapes."""
     return f if getattr(f, "_get_raw", False) else shape_wrapper(f)
+
+
+# -- higher-order operators (torch.cond & co., see torch_tos/hops.py) ---------------------------------
+HigherOrderOperator = getattr(getattr(torch, "_ops", None), "HigherOrderOperator", None) or type(
+    "NoHigherOrderOperator", (), {})
+
+
+def eager_kernel(hop):
+    """The eager (``CompositeExplicitAutograd``) Python kernel of a higher-order op, or ``None``."""
+    key = getattr(getattr(torch._C, "DispatchKey", None), "CompositeExplicitAutograd", None)
+    kernels = getattr(hop, "py_kernels", None)
+    return kernels.get(key) if key is not None and kernels is not None else None
