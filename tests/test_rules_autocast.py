@@ -60,7 +60,7 @@ def test_meta_equals_cpu_under_autocast(mode):
 def test_without_autocast_meta_stays_float32():
     with torch_tos.Engine(flops=False) as engine:
         torch.mm(torch.empty(2, 3, device="meta"), torch.empty(3, 4, device="meta"))
-    assert {str(k[2]) for k in engine.stats} == {"torch.float32"}
+    assert {str(k[2]) for k in engine.counts.rows} == {"torch.float32"}
 
 
 def _probe_args(func):
