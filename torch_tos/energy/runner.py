@@ -144,8 +144,11 @@ class _State:
         self.features = {}
 
     def refresh(self) -> None:
-        size = os.stat(self.rf.path).st_size
+        size = os.stat(self.rf.path).st_size if self.rf.path.exists() else 0
         if size == self.size:
+            return
+        if size == 0:
+            self.size = 0
             return
         for row in self.rf.rows():
             self.done.add(tuple(_norm(row.get(c)) for c in RUN_KEY))

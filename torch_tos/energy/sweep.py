@@ -11,6 +11,7 @@ the file refuses runs of another meter or with other counts for the same configu
 row records its whole configuration (:data:`~torch_tos.energy.runs.CONFIG_COLUMNS`), so sweeps
 with other epochs or batch sizes can share a file without mixing. Trimming the highest and
 lowest runs (paper: drop 5 + 5 of 50) is done when fitting (``trim=``): the file keeps every run.
+"""
 
 from __future__ import annotations
 

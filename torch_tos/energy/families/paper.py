@@ -51,7 +51,7 @@ class FFN(Family):
         return nn.Sequential(*layers)
 
     def data(self, config=None):
-        from ..data import load_banknote
+        from ...data import load_banknote
 
         X, y = load_banknote()
         order = torch.randperm(len(X), generator=torch.Generator().manual_seed(0))  # fixed shuffle
