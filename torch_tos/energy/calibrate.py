@@ -1,0 +1,185 @@
+"""Calibration: measure a built-in suite of micro-workloads on this machine and fit its energy law.
+
+:data:`SUITE` spans what real training steps do, so that predicting a real model interpolates
+instead of extrapolating (per step: 14 to ~1,000 kernel calls, 200 to 26 M parameters, 5e8 to
+6e13 TOs):
+
+- the paper's ``ffn`` (Banknote, tens of calls, tiny matmuls) and ``cnn`` (32-channel convs);
+- ``mlp``: wide matmuls up to 2048 × 2048 × 4 layers (17 M parameters: optimizer traffic), a
+  batch-4 run where the optimizer dominates, a 12-layer narrow stack (call-bound), ``mlpdrop``
+  (dropout: random-number generation);
+- ``conv``: narrow convs on large maps (8 channels, 64²) to wide convs on tiny maps (256 channels,
+  4²), batch norm; ``dwconv``: depthwise-separable (MobileNet) blocks;
+- ``transformer``: embeddings, attention, layer norm, dropout, 1 to 6 layers (up to ~500 calls);
+- ``embed``: a 100 k × 256 embedding (26 M parameters, dense gradient);
+- ``lstm``/``gru``: recurrent layers (counted on the CPU: fused kernels, see
+  :mod:`torch_tos.energy.families.micro`).
+
+Each entry's epochs are set so a run lasts about 0.4 s single-threaded on a 2020s x86 core; the
+whole suite, 3 repeats, is about 40 s of measured runs (+ the reference workload when asked).
+:func:`calibrate` measures it with :func:`~torch_tos.energy.runner.run_plan` into a runs CSV
+next to the law (``law.json`` → ``law.runs.csv``; resumable like sweeps: a rerun measures only
+what is missing), fits ``EnergyModel(features=...)`` (:mod:`.fit`), saves it with the machine's
+fingerprint (:mod:`.law`) and reports its leave-one-configuration-out and leave-one-family-out
+errors (:func:`heldout_errors`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .families import Config, get_family
+from .runfile import check_output
+from .runner import Workload, run_plan
+from .runs import read_runs
+
+#: (family, width, depth, activation, input_size, batch size, epochs)
+SUITE = (
+    ("ffn", 8, 3, "sigmoid", None, 64, 70), ("ffn", 64, 3, "gelu", None, 64, 32),
+    ("ffn", 512, 3, "tanh", None, 64, 8),
+    ("mlp", 256, 2, "relu", None, 32, 190), ("mlp", 1024, 3, "gelu", None, 32, 10),
+    ("mlp", 2048, 4, "relu", None, 32, 2), ("mlp", 2048, 2, "relu", None, 4, 9),
+    ("mlp", 64, 12, "relu", None, 32, 100), ("mlpdrop", 512, 3, "relu", None, 32, 40),
+    ("conv", 8, 2, "relu", 64, 16, 6), ("conv", 32, 3, "relu", 32, 16, 4), ("conv", 128, 2, "relu", 8, 16, 8),
+    ("conv", 256, 2, "relu", 4, 16, 7), ("conv", 64, 6, "relu", 16, 16, 2),
+    ("dwconv", 32, 4, "relu", 32, 16, 2), ("dwconv", 128, 3, "relu", 8, 16, 10),
+    ("dwconv", 256, 2, "relu", 4, 16, 19),
+    ("transformer", 64, 2, "gelu", 32, 8, 14), ("transformer", 128, 1, "relu", 64, 8, 8),
+    ("transformer", 256, 2, "gelu", 16, 8, 6), ("transformer", 64, 6, "gelu", 16, 8, 10),
+    ("embed", 64, None, None, 50000, 32, 29), ("embed", 256, None, None, 100000, 32, 2),
+    ("lstm", 64, 1, None, 16, 16, 70), ("lstm", 128, 2, None, 32, 16, 17), ("gru", 64, 2, None, 16, 16, 20),
+    ("cnn", None, 2, "gelu", 32, 64, 7), ("cnn", None, 5, "gelu", 32, 64, 2),
+)
+#: The default features of a calibrated law (held-out error decides; see docs/measuring.md).
+DEFAULT_FEATURES = ("tos", "calls", "bytes")
+DEFAULT_REPEATS = 3
+
+
+def suite_workloads(*, threads: int = 1, families=None, scale: float = 1.0, batch_size: int | None = None,
+                    suite=SUITE) -> list[Workload]:
+    """The suite as :class:`~torch_tos.energy.runner.Workload` objects; ``families``: keep only
+    these; ``scale``: multiply every entry's epochs (≥ 1); ``batch_size``: override every entry's."""
+    if families is not None:
+        known = {s[0] for s in suite}
+        bad = sorted(set(families) - known)
+        if bad:
+            raise ValueError(f"unknown suite family {bad[0]!r}; accepted: {', '.join(sorted(known))}")
+    if not scale > 0:
+        raise ValueError(f"scale must be a positive number, got {scale!r}")
+    out = []
+    for name, width, depth, act, size, batch, epochs in suite:
+        if families is not None and name not in families:
+            continue
+        opts = {"batch_size": batch_size or batch}
+        if name == "cnn":
+            opts["image_size"] = size
+        elif name != "ffn":
+            opts["input_size"] = size
+        fam = get_family(name, **opts)
+        config = Config(name, width, depth, act, size)
+        out.append(Workload(fam, config, max(1, round(epochs * scale)), fam.default_lr, threads))
+    return out
+
+
+def runs_path(law_path) -> Path:
+    """Where the calibration's runs CSV lives: ``law.json`` → ``law.runs.csv``."""
+    p = Path(law_path)
+    return p.with_name(p.stem + ".runs.csv")
+
+
+@dataclass
+class Calibration:
+    """What :func:`calibrate` returns: the fitted ``law``, its ``runs`` (DataFrame), the files,
+    the held-out ``errors`` (DataFrame, see :func:`heldout_errors`), ``seconds``."""
+
+    law: object
+    runs: pd.DataFrame
+    law_path: Path
+    runs_path: Path
+    errors: pd.DataFrame
+    seconds: float
+
+
+def calibrate(out="law.json", *, runs=None, meter="auto", repeats: int = DEFAULT_REPEATS, reference=False,
+              threads: int = 1, features=DEFAULT_FEATURES, families=None, scale: float = 1.0,
+              batch_size: int | None = None, seed: int = 0, progress: bool = True, callback=None) -> Calibration:
+    """Measure :data:`SUITE` on this machine, fit and save the law (see the module doc).
+
+    ``out``: the law's JSON file; ``runs``: the runs CSV (default :func:`runs_path`);
+    ``reference``: drift-correct every run (:mod:`.reference`); ``threads``: torch threads per
+    run (1 unless told); ``features``: the law's counted features; ``families``/``scale``/
+    ``batch_size``: a smaller or longer suite (see :func:`suite_workloads`).
+    """
+    from .fit import EnergyModel
+
+    t0 = time.perf_counter()
+    law_path = check_output(out, what="--out")
+    csv_path = check_output(runs_path(law_path) if runs is None else runs, what="runs file")
+    if csv_path.resolve() == law_path.resolve():
+        raise ValueError(f"the law and its runs cannot both be {str(law_path)!r}")
+    model = EnergyModel(features=tuple(features))
+    model._check_linear()  # a measured column as a feature fails here, before any run
+    workloads = suite_workloads(threads=threads, families=families, scale=scale, batch_size=batch_size)
+    run_plan(workloads, csv_path, repeats=repeats, meter=meter, reference=reference, seed=seed,
+             progress=progress, callback=callback, desc="calibration runs")
+    table = read_runs(csv_path, features=tuple(features))
+    law = model.fit(table)
+    law.save(law_path)
+    errors = heldout_errors(table, features=tuple(features))
+    return Calibration(law, table, law_path, csv_path, errors, time.perf_counter() - t0)
+
+
+def _rel_errors(runs: pd.DataFrame, features, groups: pd.Series) -> np.ndarray:
+    """|Ê − E| / E of every run, each predicted by the law fitted without its group."""
+    from .fit import EnergyModel
+
+    err = np.full(len(runs), np.nan)
+    y = runs["joules"].to_numpy(float)
+    for g in pd.unique(groups):
+        test = (groups == g).to_numpy()
+        if test.all():
+            continue
+        law = EnergyModel(features=tuple(features)).fit(runs[~test])
+        err[test] = np.abs(law.predict(runs[test]) - y[test]) / y[test]
+    return err
+
+
+def heldout_errors(runs: pd.DataFrame, features=DEFAULT_FEATURES,
+                   baselines=(("tos",), ("flops",))) -> pd.DataFrame:
+    """Mean relative error (%) of the law on ``features`` and of the ``baselines`` laws, each run
+    predicted by a law fitted without its configuration (``loco``) or without its whole family
+    (``lofo``); ``noise_floor``: each configuration's own mean as the predictor (what no law of
+    counts can beat)."""
+    from .runs import config_keys
+
+    configs = config_keys(runs)
+    fams = runs["family"].astype(str)
+    rows = []
+    for feats in (tuple(features), *[tuple(b) for b in baselines]):
+        row = {"law": " + ".join(feats), "loco": 100 * float(np.nanmean(_rel_errors(runs, feats, configs)))}
+        row["lofo"] = (100 * float(np.nanmean(_rel_errors(runs, feats, fams))) if fams.nunique() > 1
+                       else math.nan)
+        rows.append(row)
+    y = runs["joules"].to_numpy(float)
+    means = runs.groupby(configs)["joules"].transform("mean").to_numpy(float)
+    floor = 100 * float(np.mean(np.abs(means - y) / y))
+    rows.append({"law": "noise floor (each configuration's mean)", "loco": floor, "lofo": floor})
+    return pd.DataFrame(rows, columns=["law", "loco", "lofo"])
+
+
+def format_errors(errors: pd.DataFrame) -> str:
+    """The held-out errors as a small text table."""
+    w = max(len(s) for s in errors["law"])
+    lines = [f"{'law'.ljust(w)}  leave-one-configuration-out  leave-one-family-out"]
+    for r in errors.itertuples():
+        lines.append(f"{r.law.ljust(w)}  {r.loco:26.1f} %  {r.lofo:19.1f} %")
+    return "\n".join(lines)
+
+
+__all__ = ["heldout_errors", "format_errors", "SUITE", "DEFAULT_FEATURES", "calibrate", "suite_workloads", "runs_path", "Calibration"]
