@@ -71,10 +71,14 @@ class EnergyModel(RegressorMixin, BaseEstimator):
 
     # -- input handling ------------------------------------------------------------------
     def _x(self, X) -> np.ndarray:
+        """The run totals of ``feature``: per-step column × ``steps`` when the table has a
+        ``steps`` column (the runs-table layout), else the column as given."""
         if isinstance(X, pd.DataFrame):
             if self.feature not in X.columns:
                 raise ValueError(f"the table has no column {self.feature!r} (feature={self.feature!r}); "
                                  f"columns: {', '.join(map(str, X.columns))}")
+            if STEPS in X.columns:
+                return _as_1d(f"feature {self.feature!r}", X[self.feature]) * _as_1d(STEPS, X[STEPS])
             X = X[self.feature]
         return _as_1d(f"feature {self.feature!r}", X)
 
