@@ -39,7 +39,8 @@ def load_line() -> str | None:
 
 
 def _calibrate(args, law_path, runs_csv=None, meter=None):
-    from ..energy.calibrate import calibrate, format_errors
+    from ..energy.calibrate import calibrate
+    from ..energy.evaluate import format_evaluation
     from ..energy.meters import InvalidWindow, MeterUnavailable
     from ..energy.reference import cv_by_config, format_cv
     from .energy import _features
@@ -54,7 +55,9 @@ def _calibrate(args, law_path, runs_csv=None, meter=None):
     lines = [f"calibration: {len(cal.runs)} runs of {n_cfg} configurations of "
              f"{cal.runs['family'].nunique()} families in {cal.runs_path} ({cal.seconds:.0f} s)",
              f"law ({', '.join(features)}): {cal.law}", f"saved: {cal.law_path}",
-             format_cv(cv_by_config(cal.runs)), "", "held-out mean relative error:", format_errors(cal.errors)]
+             format_cv(cv_by_config(cal.runs)), "",
+             "Table V on held-out runs (each predicted by a law fitted without it; mean ± sd over folds):",
+             format_evaluation(cal.errors)]
     return cal, lines
 
 

@@ -26,12 +26,10 @@ errors (:func:`heldout_errors`).
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from .families import Config, get_family
@@ -96,7 +94,7 @@ def runs_path(law_path) -> Path:
 @dataclass
 class Calibration:
     """What :func:`calibrate` returns: the fitted ``law``, its ``runs`` (DataFrame), the files,
-    the held-out ``errors`` (DataFrame, see :func:`heldout_errors`), ``seconds``."""
+    the held-out ``errors`` (the tidy DataFrame of :func:`heldout_errors`), ``seconds``."""
 
     law: object
     runs: pd.DataFrame
@@ -135,51 +133,26 @@ def calibrate(out="law.json", *, runs=None, meter="auto", repeats: int = DEFAULT
     return Calibration(law, table, law_path, csv_path, errors, time.perf_counter() - t0)
 
 
-def _rel_errors(runs: pd.DataFrame, features, groups: pd.Series) -> np.ndarray:
-    """|Ê − E| / E of every run, each predicted by the law fitted without its group."""
+def evaluation_laws(features=DEFAULT_FEATURES) -> dict:
+    """The laws a calibration is judged by: the paper's TOs and FLOPs laws, the per-step TOs and
+    FLOPs laws, and the calibrated law on ``features`` (:func:`~.evaluate.default_laws`)."""
+    from .evaluate import default_laws
     from .fit import EnergyModel
 
-    err = np.full(len(runs), np.nan)
-    y = runs["joules"].to_numpy(float)
-    for g in pd.unique(groups):
-        test = (groups == g).to_numpy()
-        if test.all():
-            continue
-        law = EnergyModel(features=tuple(features)).fit(runs[~test])
-        err[test] = np.abs(law.predict(runs[test]) - y[test]) / y[test]
-    return err
+    laws = default_laws()
+    if tuple(features) != DEFAULT_FEATURES:
+        laws[" + ".join(features)] = EnergyModel(features=tuple(features))
+    return laws
 
 
-def heldout_errors(runs: pd.DataFrame, features=DEFAULT_FEATURES,
-                   baselines=(("tos",), ("flops",))) -> pd.DataFrame:
-    """Mean relative error (%) of the law on ``features`` and of the ``baselines`` laws, each run
-    predicted by a law fitted without its configuration (``loco``) or without its whole family
-    (``lofo``); ``noise_floor``: each configuration's own mean as the predictor (what no law of
-    counts can beat)."""
-    from .runs import config_keys
+def heldout_errors(runs: pd.DataFrame, features=DEFAULT_FEATURES) -> pd.DataFrame:
+    """Leave-one-configuration-out and leave-one-family-out scores of :func:`evaluation_laws`,
+    the mean-only baseline and the noise floor (:func:`~.evaluate.evaluate`; print with
+    :func:`~.evaluate.format_evaluation`)."""
+    from .evaluate import evaluate
 
-    configs = config_keys(runs)
-    fams = runs["family"].astype(str)
-    rows = []
-    for feats in (tuple(features), *[tuple(b) for b in baselines]):
-        row = {"law": " + ".join(feats), "loco": 100 * float(np.nanmean(_rel_errors(runs, feats, configs)))}
-        row["lofo"] = (100 * float(np.nanmean(_rel_errors(runs, feats, fams))) if fams.nunique() > 1
-                       else math.nan)
-        rows.append(row)
-    y = runs["joules"].to_numpy(float)
-    means = runs.groupby(configs)["joules"].transform("mean").to_numpy(float)
-    floor = 100 * float(np.mean(np.abs(means - y) / y))
-    rows.append({"law": "noise floor (each configuration's mean)", "loco": floor, "lofo": floor})
-    return pd.DataFrame(rows, columns=["law", "loco", "lofo"])
+    splits = ("loco", "lofo") if runs["family"].nunique() > 1 else ("loco",)
+    return evaluate(runs, laws=evaluation_laws(features), splits=splits)
 
 
-def format_errors(errors: pd.DataFrame) -> str:
-    """The held-out errors as a small text table."""
-    w = max(len(s) for s in errors["law"])
-    lines = [f"{'law'.ljust(w)}  leave-one-configuration-out  leave-one-family-out"]
-    for r in errors.itertuples():
-        lines.append(f"{r.law.ljust(w)}  {r.loco:26.1f} %  {r.lofo:19.1f} %")
-    return "\n".join(lines)
-
-
-__all__ = ["heldout_errors", "format_errors", "SUITE", "DEFAULT_FEATURES", "calibrate", "suite_workloads", "runs_path", "Calibration"]
+__all__ = ["heldout_errors", "evaluation_laws", "SUITE", "DEFAULT_FEATURES", "calibrate", "suite_workloads", "runs_path", "Calibration"]
