@@ -224,6 +224,27 @@ class GRU(Recurrent):
     cell = nn.GRU
 
 
+class Classifier(Micro):
+    """Any image classifier ``build()`` (e.g. ``torchvision.models.resnet18(num_classes=10)``)
+    trained on ``input_size``² synthetic RGB images with cross entropy over 10 classes: a model outside the suite,
+    measured like a suite entry (the demo's prediction target). Its one configuration has no
+    width, depth or activation; the family name is ``name``."""
+
+    def __init__(self, name: str, build, batch_size: int = 16, input_size: int = 32, n_batches: int = 4):
+        self.name = name
+        super().__init__(batch_size, input_size, n_batches)
+        self._build = build
+
+    def configs(self, widths=None, depths=None, activations=None):
+        return [Config(self.name, None, None, None, self.input)]
+
+    def build(self, config):
+        return self._build()
+
+    data = ConvNet.data
+    loss_fn = ConvNet.loss_fn
+
+
 MICRO_FAMILIES = {cls.name: cls for cls in (MLP, MLPDropout, ConvNet, DWConvNet, Transformer, Embed, LSTM, GRU)}
 
-__all__ = ["MICRO_FAMILIES", "TokenCrossEntropy", *[cls.__name__ for cls in MICRO_FAMILIES.values()]]
+__all__ = ["MICRO_FAMILIES", "TokenCrossEntropy", "Classifier", *[cls.__name__ for cls in MICRO_FAMILIES.values()]]
