@@ -1,27 +1,22 @@
-"""The energy commands of ``torch-tos``: ``sweep``, ``fit`` and ``demo``.
+"""The energy commands of ``torch-tos``: ``sweep`` (and, through :mod:`torch_tos.cli.calibrate`,
+``calibrate`` and ``demo``; ``fit`` lives in :mod:`torch_tos.cli.fit`).
 
 ``torch-tos sweep ffn|cnn --out runs.csv [--widths 4-18] [--depths 2-10] [--activations
 sigmoid,tanh,gelu] [--epochs N] [--repeats R] [--meter auto|rapl|nvml|cputime] [--shard i/n]
 [--paper]`` measures training runs into a CSV (resumable);
-``torch-tos fit runs.csv [more.csv ...] [--features tos,flops] [--degrees 1,2,3]
-[--split random|config] [--by activation] [--trim K] [--plot fig.png]`` fits the laws and prints
-the paper's Table V; ``torch-tos demo`` runs a small FFN sweep on the bundled Banknote data, the
-fit, Table V and the figure. Registered by :func:`register` from :mod:`torch_tos.cli.main`.
+``--reference`` drift-corrects each run with a fixed reference workload.
+``calibrate`` and ``demo`` live in :mod:`torch_tos.cli.calibrate`. Registered by :func:`register`
+from :mod:`torch_tos.cli.main`.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
-from pathlib import Path
 
 from ..energy.meters import METERS, InvalidWindow, Meter, MeterUnavailable
 from .errors import CLIError
 
-DEMO_WIDTHS = "16,32,64,128,192,256,384,512"
-DEMO_EPOCHS = 3
-DEMO_REPEATS = 6
 
 
 def _ints(text, what):
@@ -35,6 +30,16 @@ def _ints(text, what):
 
 def _names(text: str | None):
     return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _features(text: str) -> tuple[str, ...]:
+    """``--features`` as counted feature names (a measured column is a one-line error)."""
+    from ..energy.features import check_features
+
+    try:
+        return check_features(_names(text) or ())
+    except ValueError as e:
+        raise CLIError(f"--features: {e}") from None
 
 
 def _meter(args) -> Meter:
@@ -62,16 +67,22 @@ def _run_sweep(family, out, meter, args, **kw):
 
     try:
         return sweep(family, out, meter=meter, progress=not args.no_progress, **kw)
-    except (MeterUnavailable, InvalidWindow) as e:
-        raise CLIError(str(e)) from None
+    except (MeterUnavailable, InvalidWindow, OSError) as e:
+        raise CLIError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
 
 
 # -- sweep ------------------------------------------------------------------------------------
 def _cmd_sweep(args) -> int:
     from ..energy.families import FAMILIES
+    from ..energy.reference import cv_by_config, format_cv
+    from ..energy.runfile import check_output
 
     if args.family not in FAMILIES:
         raise CLIError(f"unknown family {args.family!r}; accepted: {', '.join(FAMILIES)}")
+    try:
+        check_output(args.out)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
     paper = FAMILIES[args.family].paper if args.paper else {}
     kw = {
         "widths": _ints(args.widths, "--widths") if args.widths else None,
@@ -82,112 +93,17 @@ def _cmd_sweep(args) -> int:
         "image_size": args.image_size if args.image_size is not None else paper.get("image_size"),
         "n_images": args.n_images if args.n_images is not None else paper.get("n_images"),
         "shard": args.shard, "seed": args.seed, "batch_size": args.batch_size, "lr": args.lr,
-        "threads": args.threads, "cooldown": args.cooldown,
+        "threads": args.threads, "cooldown": args.cooldown, "reference": args.reference,
+        "input_size": args.input_size,
     }
     meter = _meter(args)
     print("\n".join(_meter_lines(meter)), flush=True)
     t0 = time.perf_counter()
     runs = _run_sweep(args.family, args.out, meter, args, **kw)
+    if len(runs):
+        print(format_cv(cv_by_config(runs)))
     print(f"{len(runs)} runs of this sweep in {args.out} ({time.perf_counter() - t0:.0f} s); "
           f"next: torch-tos fit {args.out}" + (f" --trim {paper['trim']}" if paper.get("trim") else ""))
-    return 0
-
-
-# -- fit --------------------------------------------------------------------------------------
-def _fit_report(runs, features, degrees, split, train_frac, seed, by, trim) -> list[str]:
-    from ..energy.compare import compare, describe_split, format_table_v
-    from ..energy.fit import EnergyModel
-    from ..energy.runs import trim_runs
-
-    table = compare(runs, features=features, degrees=degrees, split=split, train_frac=train_frac,
-                    seed=seed, by=by, trim=trim)
-    lines = [f"Table V — {describe_split(table)}:", format_table_v(table), ""]
-    lines.append("laws fitted on all runs" + (f" (trimmed {trim} + {trim})" if trim else "") + ":")
-    all_runs = trim_runs(runs, trim)
-    groups = [(None, all_runs)] if by is None else list(all_runs.groupby(by, sort=True))
-    for key, group in groups:
-        for feature in features:
-            for degree in degrees:
-                law = EnergyModel(feature, degree).fit(group).law()
-                lines.append(f"  {'' if key is None else f'{by}={key}: '}degree {degree}: {law}")
-    return lines
-
-
-def _meters_of(runs) -> str:
-    meters = sorted(set(runs["meter"].dropna().astype(str))) if "meter" in runs else []
-    return ", ".join(meters) or "unknown"
-
-
-def _cmd_fit(args) -> int:
-    from ..energy.compare import SPLITS
-    from ..energy.runs import read_runs
-
-    features = _names(args.features) or []
-    if not features:
-        raise CLIError("--features is empty; accepted: tos, flops (or any numeric runs column)")
-    degrees = _ints(args.degrees, "--degrees")
-    if args.split not in SPLITS:
-        raise CLIError(f"unknown --split {args.split!r}; accepted: {', '.join(SPLITS)}")
-    runs = read_runs(args.runs, features=features)
-    meters = sorted(set(runs["meter"].dropna().astype(str))) if "meter" in runs else []
-    if len(meters) > 1:
-        raise CLIError(f"the runs files mix meters ({', '.join(meters)}); fit the runs of one meter at a time")
-    print(f"{len(runs)} runs from {len(args.runs)} file(s); meter: {_meters_of(runs)}")
-    if "cputime" in meters:
-        print("note: CPU-time estimates track time, not energy.")
-    print("\n".join(_fit_report(runs, features, degrees, args.split, args.train_frac, args.seed,
-                                args.by, args.trim)))
-    if args.plot:
-        _plot(runs, features, degrees, args.split, args.train_frac, args.seed, args.trim, args.plot)
-    return 0
-
-
-def _plot(runs, features, degrees, split, train_frac, seed, trim, path):
-    try:
-        from ..energy.plot import plot_fits
-
-        plot_fits(runs, features, degrees, split=split, train_frac=train_frac, seed=seed, trim=trim, path=path)
-    except ImportError as e:
-        raise CLIError(str(e)) from None
-    print(f"figure: {path}")
-
-
-# -- demo -------------------------------------------------------------------------------------
-def _cmd_demo(args) -> int:
-    from ..energy.runs import read_runs
-
-    t0 = time.perf_counter()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    csv_path = out / "runs.csv"
-    if args.fresh and csv_path.exists():
-        csv_path.unlink()
-    meter = _meter(args)
-    widths = _ints(args.widths, "--widths")
-    print("torch-tos demo: the energy scaling law of the paper's feed-forward family on the bundled "
-          "Banknote data")
-    print(f"sweep: ffn, widths {args.widths}, 3 hidden layers, sigmoid/tanh/gelu, batch 64, MSE, SGD, "
-          f"{args.epochs} epochs per run, {args.repeats} runs per configuration, 1 thread")
-    print("\n".join(_meter_lines(meter)), flush=True)
-    _run_sweep("ffn", csv_path, meter, args, widths=widths, epochs=args.epochs, repeats=args.repeats,
-               seed=args.seed, threads=1)
-    t_sweep = time.perf_counter() - t0
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    runs = read_runs(csv_path)
-    runs = runs[runs["width"].isin(widths) & (runs["epochs"] == args.epochs)
-                & (runs["repeat"] < args.repeats)].reset_index(drop=True)
-    print(f"\n{len(runs)} runs in {csv_path} (sweep {t_sweep:.0f} s; {os.cpu_count()} CPUs, load average "
-          f"{load:.1f} at the end: other processes share this machine)\n")
-    lines = _fit_report(runs, ("tos", "flops"), (1, 2, 3), "random", 0.6, args.seed, None, 0)
-    from ..energy.compare import compare, describe_split, format_table_v
-
-    held = compare(runs, degrees=(1, 2, 3), split="config", seed=args.seed)
-    lines += ["", f"Table V — {describe_split(held)}:", format_table_v(held)]
-    text = "\n".join(lines)
-    print(text)
-    (out / "table_v.txt").write_text(text + "\n")
-    _plot(runs, ("tos", "flops"), (1, 2, 3), "random", 0.6, args.seed, 0, str(out / "fig.png"))
-    print(f"demo finished in {time.perf_counter() - t0:.0f} s; files in {out}/")
     return 0
 
 
@@ -201,12 +117,13 @@ def _common(p, meter_default="auto"):
 
 
 def register(subparsers) -> None:
-    """Add ``sweep``, ``fit`` and ``demo`` to the ``torch-tos`` parser."""
+    """Add ``sweep`` (and calibrate, demo) to the ``torch-tos`` parser."""
     p = subparsers.add_parser("sweep", help="measure training energy over a model family into a CSV",
                               description="Measure the training energy of every configuration of a family "
                               "(paper Table IV); each finished run is appended to --out at once, and a "
                               "rerun skips what is done.")
-    p.add_argument("family", help="ffn (Banknote feed-forward) or cnn (synthetic images)")
+    p.add_argument("family", help="ffn (Banknote feed-forward), cnn (synthetic images) or a micro family: "
+                   "mlp, mlpdrop, conv, dwconv, transformer, embed, lstm, gru")
     p.add_argument("--out", required=True, help="results CSV (created or resumed)")
     p.add_argument("--widths", help="ffn hidden widths, e.g. 4-18, 4-18:2 or 4,8,12 (default 4-18)")
     p.add_argument("--depths", help="ffn hidden layers (default 3) or cnn conv layers (default 2-10)")
@@ -215,44 +132,23 @@ def register(subparsers) -> None:
     p.add_argument("--epochs", type=int, help="epochs per run (default ffn 10, cnn 1; paper 2000 / 25)")
     p.add_argument("--repeats", type=int, help="runs per configuration (default 3; paper 50)")
     p.add_argument("--shard", help="i/n: run every n-th configuration starting at the i-th (1-based)")
-    p.add_argument("--batch-size", type=int, default=64, help="batch size (default 64, paper)")
+    p.add_argument("--batch-size", type=int, help="batch size (default: the family's; ffn/cnn 64, paper)")
     p.add_argument("--lr", type=float, help="SGD learning rate (default ffn 0.01, cnn 1e-4)")
     p.add_argument("--image-size", type=int, help="cnn image side (default 32; paper 256)")
     p.add_argument("--n-images", type=int, help="cnn images per epoch (default 128; paper 300)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1, paper)")
     p.add_argument("--cooldown", type=float, default=0.0, help="seconds to sleep before each run")
+    p.add_argument("--reference", action="store_true", help="measure a fixed reference workload right before "
+                   "and after each run and correct the run for the machine's drift (raw value kept)")
+    p.add_argument("--input-size", type=int, help="micro families: features, image side, sequence length or "
+                   "vocabulary (see torch_tos.energy.families.micro)")
     p.add_argument("--paper", action="store_true",
                    help="the paper's settings where not given: ffn 2000 epochs, cnn 25 epochs on 300 "
                    "256×256 images, 50 repeats (then fit with --trim 5)")
     _common(p)
     p.set_defaults(func=_cmd_sweep)
 
-    p = subparsers.add_parser("fit", help="fit E = f(TOs) and E = f(FLOPs) and print Table V",
-                              description="Fit polynomial energy laws on runs CSVs and compare TOs with "
-                              "FLOPs like the paper's Table V.")
-    p.add_argument("runs", nargs="+", help="runs CSV file(s) from torch-tos sweep")
-    p.add_argument("--features", default="tos,flops", help="comma-separated run columns (default tos,flops)")
-    p.add_argument("--degrees", default="1,2,3", help="polynomial degrees (default 1,2,3)")
-    p.add_argument("--split", default="random", help="random (paper: 60/40 within each configuration) or "
-                   "config (hold out whole configurations)")
-    p.add_argument("--train-frac", type=float, default=0.6, help="training fraction (default 0.6)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the split")
-    p.add_argument("--by", help="fit separately per value of this column, e.g. activation (paper Table V)")
-    p.add_argument("--trim", type=int, default=0, help="drop the K highest and K lowest runs of each "
-                   "configuration first (paper: 5 of 50)")
-    p.add_argument("--plot", help="save the figure (energy vs TOs and FLOPs, residuals) to this file")
-    p.set_defaults(func=_cmd_fit)
 
-    p = subparsers.add_parser("demo", help="small FFN sweep on Banknote, the fit, Table V and the figure",
-                              description="A small feed-forward sweep on the bundled Banknote data (a few "
-                              "minutes on a laptop CPU), then the TOs- and FLOPs-based laws, the paper's "
-                              "Table V (random and held-out-configuration splits) and the figure.")
-    p.add_argument("--out", default="torch-tos-demo", help="folder for runs.csv, table_v.txt, fig.png "
-                   "(default ./torch-tos-demo; a rerun resumes)")
-    p.add_argument("--widths", default=DEMO_WIDTHS, help=f"hidden widths (default {DEMO_WIDTHS})")
-    p.add_argument("--epochs", type=int, default=DEMO_EPOCHS, help=f"epochs per run (default {DEMO_EPOCHS})")
-    p.add_argument("--repeats", type=int, default=DEMO_REPEATS,
-                   help=f"runs per configuration (default {DEMO_REPEATS})")
-    p.add_argument("--fresh", action="store_true", help="discard the runs of a previous demo in --out")
-    _common(p)
-    p.set_defaults(func=_cmd_demo)
+    from . import calibrate
+
+    calibrate.register(subparsers)

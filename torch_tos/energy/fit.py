@@ -1,6 +1,19 @@
-"""The energy scaling law E = f(TOs): a scikit-learn estimator and the paper's metrics.
+"""Energy laws: the paper's E = f(TOs), the overhead-aware per-step law, and the paper's metrics.
 
-:class:`EnergyModel` is the paper's polynomial regression (section II-C and III, Eq. 7-8):
+**The overhead-aware law** (``EnergyModel(features=("tos", "calls", "bytes"))``): for a run of
+``steps`` training steps whose ONE step has the counted features f_k (:mod:`.features`),
+
+    E = steps × (e_step + Σ_k b_k · f_k) + e_run,
+
+with every coefficient non-negative (joules per step, per TO, per kernel call, per byte, per run
+cannot be negative), fitted by non-negative least squares on the *relative* residuals
+(Ê - E) / E (runs span orders of magnitude; :func:`scipy.optimize.nnls` on the rows divided by E,
+columns scaled to unit norm). ``fixed`` picks the fixed terms (``"step"``, ``"run"``). Features
+are restricted to counted quantities (:func:`~.features.check_features`). The runs table holds
+per-step feature columns and ``steps`` (:func:`per_step`). ``str(law)`` prints it with units:
+``E = steps × (2.1e-04 J/step + 3.6e-12 J/TO · TOs + 1.9e-06 J/call · calls) + 0.0e+00 J``.
+
+**The paper's law** :class:`EnergyModel` ``(feature, degree)`` is the polynomial regression (section II-C and III, Eq. 7-8):
 ``Pipeline(StandardScaler, PolynomialFeatures(degree), LinearRegression)`` on one metric of a
 run (TOs or FLOPs). The feature is standardised before it is raised to powers (TOs reach 1e15,
 so TOs³ would overflow the conditioning of any solver); the fitted polynomial is then mapped
@@ -24,69 +37,94 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 
 from .runs import FEATURES
+from .solve import FIXED, STEPS, _as_1d, _group_keys, nnls_relative, per_step
 
 _SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 
-def _as_1d(name: str, values) -> np.ndarray:
-    try:
-        arr = np.asarray(values, dtype=float)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be numbers, got {type(values).__name__}") from None
-    if arr.ndim == 2 and arr.shape[1] == 1:
-        arr = arr[:, 0]
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D array or one column, got shape {arr.shape}")
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} has NaN or infinite values at positions "
-                         f"{np.flatnonzero(~np.isfinite(arr))[:8].tolist()}")
-    return arr
-
-
 class EnergyModel(RegressorMixin, BaseEstimator):
-    """Polynomial energy law ``E = a0 + a1 x + ... + a_d x^d`` with ``x`` the run's ``feature``.
+    """An energy law fitted to runs: the paper's polynomial ``E = a0 + a1 x + … + a_d x^d`` of one
+    run total ``feature`` (``features=None``), or the overhead-aware per-step law
+    ``E = steps × (e_step + Σ b_k f_k) + e_run`` on the counted ``features`` (module doc).
 
-    ``X``: a DataFrame holding the ``feature`` column (e.g. a runs table), or a 1-D array / one
-    2-D column of feature values. ``y``: joules; with a DataFrame, ``y=None`` takes its
-    ``joules`` column. Works with ``clone``, ``cross_val_score``, ``GridSearchCV`` (params
-    ``feature``, ``degree``).
+    ``X``: a runs table (DataFrame; ``y=None`` takes its ``joules``), or for the paper's law a 1-D
+    array / one column of feature values. Works with ``clone``, ``cross_val_score``,
+    ``GridSearchCV`` (params ``feature``, ``degree``, ``features``, ``fixed``).
 
-    Fitted attributes: ``intercept_`` (J), ``coef_`` (J per unit^k, k = 1..degree),
-    ``pipeline_`` (the sklearn Pipeline, in scaled units), ``n_train_``.
-    ``str(model)`` / ``model.law()`` print the law like the paper's Eq. 7:
-    ``E = 1.71e+03 + 3.65e-12 × TOs``.
+    Fitted attributes, paper's law: ``intercept_`` (J), ``coef_`` (J per unit^k), ``pipeline_``.
+    Per-step law: ``e_step_`` (J/step), ``e_run_`` (J, also ``intercept_``), ``coef_`` (J per
+    unit of each feature, per step), ``ranges_`` (calibrated min/max of each per-step feature and
+    of ``steps``), ``n_train_``; :meth:`interval` (prediction-interval ratios from the calibration
+    residuals), :meth:`save`, and ``predict(model, inputs, ...)`` for an unmeasured nn.Module
+    (:func:`torch_tos.energy.predict.predict_model`), :meth:`joules_by_row`, :meth:`fixed_joules`.
     """
 
-    def __init__(self, feature: str = "tos", degree: int = 1):
+    def __init__(self, feature: str = "tos", degree: int = 1, features=None, fixed=FIXED):
         self.feature = feature
         self.degree = degree
+        self.features = features
+        self.fixed = fixed
+
+    @property
+    def per_step_law(self) -> bool:
+        return self.features is not None
 
     # -- input handling ------------------------------------------------------------------
     def _x(self, X) -> np.ndarray:
+        """The run totals of ``feature``: per-step column × ``steps`` when the table has a
+        ``steps`` column (the runs-table layout), else the column as given."""
         if isinstance(X, pd.DataFrame):
             if self.feature not in X.columns:
                 raise ValueError(f"the table has no column {self.feature!r} (feature={self.feature!r}); "
                                  f"columns: {', '.join(map(str, X.columns))}")
+            if STEPS in X.columns and X[STEPS].notna().any():  # an all-empty column: old layout
+                return _as_1d(f"feature {self.feature!r}", X[self.feature]) * _as_1d(STEPS, X[STEPS])
             X = X[self.feature]
         return _as_1d(f"feature {self.feature!r}", X)
 
     def _check_params(self) -> int:
+        from .features import check_features
+
         degree = self.degree
         if isinstance(degree, bool) or not isinstance(degree, (int, np.integer)) or degree < 1:
             raise ValueError(f"degree must be a positive integer (the paper uses 1, 2, 3), got {degree!r}")
         if not isinstance(self.feature, str) or not self.feature:
             raise ValueError(f"feature must be a column name such as 'tos' or 'flops', got {self.feature!r}")
+        check_features((self.feature,))
         return int(degree)
 
-    # -- sklearn API ---------------------------------------------------------------------
-    def fit(self, X, y=None):
-        degree = self._check_params()
-        x = self._x(X)
+    def _check_linear(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        from .features import check_features
+
+        feats = check_features(self.features)
+        fixed = (self.fixed,) if isinstance(self.fixed, str) else tuple(self.fixed or ())
+        bad = [f for f in fixed if f not in FIXED]
+        if bad:
+            raise ValueError(f"unknown fixed term {bad[0]!r}; accepted: {', '.join(FIXED)} (or none)")
+        return feats, fixed
+
+    @staticmethod
+    def _y(X, y) -> np.ndarray:
         if y is None:
             if not (isinstance(X, pd.DataFrame) and "joules" in X.columns):
                 raise ValueError("y (joules) is required unless X is a runs table with a 'joules' column")
             y = X["joules"]
-        y = _as_1d("energies (y)", y)
+        return _as_1d("energies (y)", y)
+
+    def _design(self, X) -> np.ndarray:
+        feats, fixed = self._check_linear()
+        steps, F = per_step(X, feats)
+        cols = ([steps] if "step" in fixed else []) + [steps * F[:, k] for k in range(len(feats))]
+        cols += [np.ones(len(steps))] if "run" in fixed else []
+        return np.column_stack(cols)
+
+    # -- sklearn API ---------------------------------------------------------------------
+    def fit(self, X, y=None):
+        if self.per_step_law:
+            return self._fit_linear(X, y)
+        degree = self._check_params()
+        x = self._x(X)
+        y = self._y(X, y)
         if len(y) != len(x):
             raise ValueError(f"X has {len(x)} runs but y has {len(y)} energies")
         distinct = len(np.unique(x))
@@ -112,18 +150,163 @@ class EnergyModel(RegressorMixin, BaseEstimator):
         self.n_train_ = len(x)
         return self
 
-    def predict(self, X) -> np.ndarray:
-        if not hasattr(self, "pipeline_"):
+    def _fit_linear(self, X, y):
+        feats, fixed = self._check_linear()
+        A = self._design(X)
+        y = self._y(X, y)
+        if len(y) != len(A):
+            raise ValueError(f"X has {len(A)} runs but y has {len(y)} energies")
+        if (y <= 0).any():
+            raise ValueError("energies (y) must be positive joules: the law minimises relative error")
+        if len(y) < 2:
+            raise ValueError(f"a law needs at least 2 runs, got {len(y)}")
+        c = nnls_relative(A, y)
+        i = 0
+        self.e_step_ = float(c[0]) if "step" in fixed else 0.0
+        i += "step" in fixed
+        self.coef_ = c[i:i + len(feats)].astype(float)
+        self.e_run_ = float(c[-1]) if "run" in fixed else 0.0
+        self.intercept_ = self.e_run_
+        steps, F = per_step(X, feats)
+        self.ranges_ = {f: (float(F[:, k].min()), float(F[:, k].max())) for k, f in enumerate(feats)}
+        self.ranges_[STEPS] = (float(steps.min()), float(steps.max()))
+        self.feature_names_in_ = np.array(feats, dtype=object)
+        self.n_features_in_ = len(feats)
+        self.n_train_ = len(y)
+        self._calibration = (A, y, _group_keys(X))
+        self.meta_ = {}
+        from .law import stamp
+
+        stamp(self, X)
+        return self
+
+    def _check_fitted(self):
+        if not hasattr(self, "coef_"):
             raise ValueError("this EnergyModel is not fitted yet; call fit(runs) first")
-        return self.pipeline_.predict(self._x(X)[:, None])
+
+    def predict(self, X, *args, **kwargs):
+        """Joules of each run of the table ``X``; with an ``nn.Module`` as ``X``, the
+        :class:`~torch_tos.energy.predict.Prediction` of training it (see
+        :func:`~torch_tos.energy.predict.predict_model`: ``predict(model, inputs, loss_fn=…,
+        optimizer=…, steps=N)``)."""
+        import torch
+
+        if isinstance(X, torch.nn.Module):
+            from .predict import predict_model
+
+            return predict_model(self, X, *args, **kwargs)
+        if args or kwargs:
+            raise TypeError("predict(X) takes one runs table; predict(model, inputs, ...) takes an nn.Module")
+        self._check_fitted()
+        if not self.per_step_law:
+            return self.pipeline_.predict(self._x(X)[:, None])
+        return self._design(X) @ self._coefs()
+
+    def score(self, X, y=None, sample_weight=None) -> float:
+        """R² of the predictions (``y=None``: the table's ``joules``)."""
+        return super().score(X, self._y(X, y), sample_weight=sample_weight)
+
+    def _coefs(self) -> np.ndarray:
+        _feats, fixed = self._check_linear()
+        return np.array(([self.e_step_] if "step" in fixed else []) + list(self.coef_)
+                        + ([self.e_run_] if "run" in fixed else []))
+
+    # -- the per-step law: parts, intervals, rows ----------------------------------------
+    def step_joules(self, features: dict) -> dict[str, float]:
+        """Joules of ONE step per term: ``{"step": e_step, feature: b_k · f_k, …}``."""
+        self._require_linear()
+        out = {"step": self.e_step_}
+        for f, b in zip(self.feature_names_in_, self.coef_):
+            if f not in features:
+                raise ValueError(f"the features have no {f!r}; the law needs {', '.join(self.feature_names_in_)}")
+            out[str(f)] = float(b) * float(features[f])
+        return out
+
+    def fixed_joules(self, steps: int = 1) -> float:
+        """The joules that do not depend on the model: ``e_step × steps + e_run``."""
+        self._require_linear()
+        return self.e_step_ * steps + self.e_run_
+
+    def joules_by_row(self, counts, *, table=None, model=None, groups=None) -> dict[tuple, float]:
+        """Variable joules of ONE step for each row key of ``counts`` (a Counts or a Report): the
+        law's per-feature coefficients applied to each row's own features (they add up to the
+        step's variable joules; add :meth:`fixed_joules` for the total)."""
+        from .features import _groups, as_counts, row_features
+
+        self._require_linear()
+        g = _groups(model, groups)
+        coefs = dict(zip(map(str, self.feature_names_in_), map(float, self.coef_)))
+        out = {}
+        for key, row in as_counts(counts).rows.items():
+            f = row_features(key, row, table, g)
+            out[key] = sum(b * f.get(name, 0.0) for name, b in coefs.items())
+        return out
+
+    def interval(self, coverage: float = 0.9) -> tuple[float, float]:
+        """``(low, high)`` ratios E/Ê covering ``coverage`` of the calibration runs: quantiles of
+        the leave-one-configuration-out ratios when the runs name 3 or more configurations, else
+        of the in-sample ratios. A prediction Ê has the interval ``(low·Ê, high·Ê)``."""
+        self._require_linear()
+        if not 0 < coverage < 1:
+            raise ValueError(f"coverage must be between 0 and 1, got {coverage!r}")
+        ratios = self.calibration_ratios()
+        a = (1 - coverage) / 2
+        return float(np.quantile(ratios, a)), float(np.quantile(ratios, 1 - a))
+
+    def calibration_ratios(self) -> np.ndarray:
+        """E/Ê of every calibration run (held-out configuration when possible; see :meth:`interval`)."""
+        self._require_linear()
+        cached = getattr(self, "ratios_", None)
+        if cached is not None:
+            return cached
+        A, y, keys = self._calibration
+        names = sorted(set(keys)) if keys is not None else []
+        pred = np.empty(len(y))
+        if len(names) >= 3:
+            self.interval_source_ = "leave-one-configuration-out"
+            for k in names:
+                test = np.array([kk == k for kk in keys])
+                pred[test] = A[test] @ nnls_relative(A[~test], y[~test])
+        else:
+            self.interval_source_ = "in-sample"
+            pred = A @ self._coefs()
+        pred = np.where(pred > 0, pred, np.nan)
+        self.ratios_ = y / pred
+        self.ratios_ = self.ratios_[np.isfinite(self.ratios_)]
+        return self.ratios_
+
+    def _require_linear(self):
+        self._check_fitted()
+        if not self.per_step_law:
+            raise ValueError("this is the paper's polynomial law of run totals; per-step parts, intervals and "
+                             "predictions need EnergyModel(features=(...))")
+
+    def save(self, path) -> None:
+        """Write the fitted per-step law with its machine fingerprint to JSON (:mod:`.law`)."""
+        from .law import save_law
+
+        save_law(self, path)
 
     # -- the law -------------------------------------------------------------------------
     def law(self, digits: int = 3) -> str:
-        """The fitted law in original units, e.g. ``E = 1.71e+03 + 3.65e-12 × TOs``."""
-        if not hasattr(self, "intercept_"):
-            return f"EnergyModel(feature={self.feature!r}, degree={self.degree}) (not fitted)"
-        name = FEATURES.get(self.feature, self.feature)
+        """The fitted law in original units: ``E = 1.71e+03 + 3.65e-12 × TOs`` (paper), or
+        ``E = steps × (… J/step + … J/TO · TOs + …) + … J`` (per-step law)."""
         fmt = f"{{:.{max(0, digits - 1)}e}}"
+        if not hasattr(self, "coef_"):
+            what = (f"features={tuple(self.features)!r}" if self.per_step_law
+                    else f"feature={self.feature!r}, degree={self.degree}")
+            return f"EnergyModel({what}) (not fitted)"
+        if self.per_step_law:
+            from .features import unit
+
+            _feats, fixed = self._check_linear()
+            terms = [f"{fmt.format(self.e_step_)} J/step"] if "step" in fixed else []
+            for f, b in zip(self.feature_names_in_, self.coef_):
+                sing, plural = unit(str(f))
+                terms.append(f"{fmt.format(b)} J/{sing} · {plural}")
+            text = f"E = steps × ({' + '.join(terms)})"
+            return text + (f" + {fmt.format(self.e_run_)} J" if "run" in fixed else "")
+        name = FEATURES.get(self.feature, self.feature)
         text = f"E = {fmt.format(self.intercept_)}"
         for k, c in enumerate(self.coef_, start=1):
             power = name if k == 1 else f"{name}{str(k).translate(_SUPERSCRIPT)}"

@@ -1,14 +1,31 @@
 """The runs table: one row per measured training run, its CSV file, its checks, and trimming.
 
-Columns (:data:`COLUMNS`): ``family, width, depth, activation, repeat, epochs, tos, flops, joules,
-seconds, meter, estimated, host, torch``. ``tos``/``flops`` are the counts of the whole run
-(one training step from :func:`torch_tos.profile` x the steps of the run); ``joules`` is what the
-meter gave for the run; a column that does not apply to a family (``width`` of a CNN) is empty.
-A configuration is the tuple :data:`CONFIG_COLUMNS`.
+A row holds everything that defines its run, so runs of different settings never mix:
+
+- the **configuration** (:data:`CONFIG_COLUMNS`, the key every fit, split and trim groups by):
+  ``family, width, depth, activation, input_size, batch_size, optimizer, epochs, steps, dtype,
+  threads`` — a column that does not apply to a family (``width`` of the paper's CNN) is empty;
+- the **measurement**: ``repeat``, ``joules`` (reference-corrected when the run was measured
+  with a reference workload, else the meter's figure), ``joules_raw`` (the meter's figure),
+  ``seconds`` (wall clock), ``ref_before``/``ref_after``/``ref_nominal`` (joules of the
+  reference workload, :mod:`.reference`; empty without one), ``meter``, ``estimated``, ``host``,
+  ``torch``, ``count_device`` (where the features were counted: ``meta``, or the run's own
+  device where meta would run other kernels, e.g. fused recurrent layers);
+- the **counted features of one step** (:data:`FEATURE_COLUMNS` =
+  :data:`torch_tos.energy.features.FEATURE_NAMES`: ``tos``, ``flops``, BOs per kind, ``calls``,
+  ``bytes``, TOs per dtype, TOs/bytes/calls per op class), each the mean over the run's
+  ``steps`` steps (the last batch of an epoch may be smaller): a run's total is ``steps`` × it.
+
+:func:`read_runs` reads CSV files strictly: a file without these columns (written by an older
+torch_tos, whose rows did not record epochs or batch size) is a clear error, and so are the same
+file given twice and duplicate (configuration, repeat, host) rows (:func:`find_duplicates`).
+:func:`validate_runs` checks a DataFrame built by hand and is lenient about the layout (missing
+configuration columns are empty).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from pathlib import Path
@@ -16,10 +33,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-COLUMNS = ["family", "width", "depth", "activation", "repeat", "epochs", "tos", "flops", "joules",
-           "seconds", "meter", "estimated", "host", "torch"]
-CONFIG_COLUMNS = ["family", "width", "depth", "activation"]
-NUMERIC = ["width", "depth", "repeat", "epochs", "tos", "flops", "joules", "seconds"]
+from .features import FEATURE_NAMES
+
+CONFIG_COLUMNS = ["family", "width", "depth", "activation", "input_size", "batch_size", "optimizer",
+                  "epochs", "steps", "dtype", "threads"]
+RUN_COLUMNS = ["repeat", "joules", "joules_raw", "seconds", "ref_before", "ref_after", "ref_nominal",
+               "meter", "estimated", "host", "torch", "count_device"]
+FEATURE_COLUMNS = list(FEATURE_NAMES)
+COLUMNS = CONFIG_COLUMNS + RUN_COLUMNS + FEATURE_COLUMNS
+#: A run's identity in a results file: its configuration, repeat and host.
+RUN_KEY = CONFIG_COLUMNS + ["repeat", "host"]
+NUMERIC = ["width", "depth", "input_size", "batch_size", "epochs", "steps", "threads", "repeat", "joules",
+           "joules_raw", "seconds", "ref_before", "ref_after", "ref_nominal", *FEATURE_COLUMNS]
 FEATURES = {"tos": "TOs", "flops": "FLOPs"}
 
 
@@ -47,7 +72,7 @@ def validate_runs(runs, *, features=("tos", "flops"), name: str = "runs", line_o
     missing = [c for c in needed if c not in runs.columns]
     if missing:
         raise ValueError(f"{name}: missing column(s) {', '.join(missing)}; a runs table needs "
-                         f"{', '.join(needed)} (full layout: {', '.join(COLUMNS)})")
+                         f"{', '.join(needed)} (full layout: see torch_tos.energy.runs.COLUMNS)")
     if len(runs) == 0:
         raise ValueError(f"{name}: no runs (the table is empty)")
     df = runs.reset_index(drop=True).copy()
@@ -77,55 +102,120 @@ def validate_runs(runs, *, features=("tos", "flops"), name: str = "runs", line_o
                              f"{_rows(values <= 0, line_offset)}; "
                              + ("energies must be positive joules" if col == "joules" else
                                 "counts of a training run must be positive"))
-    for col in CONFIG_COLUMNS:
+    for col in ("family", "width", "depth", "activation"):
         if col not in df.columns:
             df[col] = np.nan
+    if "estimated" in df.columns and df["estimated"].dtype == object:
+        df["estimated"] = df["estimated"].astype(str).str.lower() == "true"
     return df
 
 
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def read_runs(paths, *, features=("tos", "flops")) -> pd.DataFrame:
-    """Read and validate one or more runs CSV files into one DataFrame (column ``file`` added)."""
+    """Read and validate one or more runs CSV files into one DataFrame (columns ``file`` and
+    ``line`` added). Refuses files without the full layout (:data:`COLUMNS`), a file given twice
+    (same path or same content) and duplicate (configuration, repeat, host) runs."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    frames = []
+    frames, seen = [], {}
     for path in paths:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"runs file {str(path)!r} does not exist")
+        ident = _digest(path)
+        if ident in seen:
+            raise ValueError(f"{path} and {seen[ident]} are the same file (or identical copies): "
+                             "give each runs file once, or its runs would be counted twice")
+        seen[ident] = path
         try:
             raw = pd.read_csv(path, dtype=str, keep_default_na=False)
         except pd.errors.EmptyDataError:
-            raise ValueError(f"{path}: the file is empty; expected a CSV with header "
-                             f"{','.join(COLUMNS)}") from None
+            raise ValueError(f"{path}: the file is empty; expected a runs CSV written by torch-tos "
+                             "sweep or calibrate") from None
         except (pd.errors.ParserError, UnicodeDecodeError) as e:
             raise ValueError(f"{path}: not a readable CSV ({str(e).splitlines()[0]})") from None
+        missing = [c for c in CONFIG_COLUMNS + ["repeat", "joules", "host"] if c not in raw.columns]
+        if missing:
+            raise ValueError(f"{path}: no column(s) {', '.join(missing)}: a runs file of an older torch_tos "
+                             "(its rows do not say their epochs, batch size or steps, so configurations "
+                             "would mix); measure it again with torch-tos sweep or calibrate")
         raw = raw.replace("", np.nan)
         df = validate_runs(raw, features=features, name=str(path), line_offset=2)
         df["file"] = str(path)
+        df["line"] = np.arange(len(df)) + 2
         frames.append(df)
     if not frames:
         raise ValueError("no runs file given")
-    return pd.concat(frames, ignore_index=True)
+    runs = pd.concat(frames, ignore_index=True)
+    check_no_duplicates(runs)
+    return runs
+
+
+def _norm(value) -> str:
+    """A cell as canonical text: ``""`` for empty/NaN, ``"8"`` for 8, 8.0 and "8.0"."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    text = str(value).strip()
+    if text.lower() in ("", "nan", "none"):
+        return ""
+    try:
+        f = float(text)
+        return str(int(f)) if f.is_integer() else repr(f)
+    except ValueError:
+        return text
+
+
+def _key_frame(runs: pd.DataFrame, columns) -> list[tuple]:
+    cols = [c for c in columns if c in runs.columns]
+    if not cols:
+        return [("all",)] * len(runs)
+    return list(zip(*(runs[c].map(_norm) for c in cols)))
+
+
+def find_duplicates(runs: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``runs`` whose (configuration, repeat, host) occurs more than once (all of
+    them, in file order); empty when every run is there once."""
+    if "repeat" not in runs.columns:
+        return runs.iloc[0:0]
+    keys = pd.Series(_key_frame(runs, RUN_KEY), index=runs.index)
+    return runs[keys.duplicated(keep=False)]
+
+
+def check_no_duplicates(runs: pd.DataFrame) -> None:
+    """A one-line ``ValueError`` naming the first run found twice, if any."""
+    dups = find_duplicates(runs)
+    if dups.empty:
+        return
+    keys = pd.Series(_key_frame(dups, RUN_KEY), index=dups.index)
+    first = dups[keys == keys.iloc[0]]
+    where = [f"{r.get('file', 'runs')}" + (f" line {int(r['line'])}" if "line" in r and pd.notna(r["line"])
+                                          else f" row {i}") for i, r in first.iterrows()]
+    n = int(keys.duplicated().sum())
+    raise ValueError(f"{n} duplicate run(s): {config_label(first.iloc[0])} repeat {_norm(first.iloc[0]['repeat'])} "
+                     f"on host {first.iloc[0].get('host', '?')} appears at {' and '.join(where[:3])}; a file "
+                     "given twice or two sweeps that measured one run twice — keep one of each")
 
 
 def config_keys(runs: pd.DataFrame) -> pd.Series:
-    """One hashable key per row: its configuration (family, width, depth, activation)."""
-    cols = [c for c in CONFIG_COLUMNS if c in runs.columns]
-    if not cols:
-        return pd.Series([("all",)] * len(runs), index=runs.index)
-    return pd.Series(list(zip(*(runs[c].astype(str) for c in cols))), index=runs.index)
+    """One hashable key per row: its configuration (every :data:`CONFIG_COLUMNS` present)."""
+    return pd.Series(_key_frame(runs, CONFIG_COLUMNS), index=runs.index)
 
 
 def config_label(row) -> str:
-    """``ffn w=8 d=3 gelu`` from a row (dict or Series) of a runs table."""
-    parts = [str(row.get("family", ""))]
-    for col, tag in (("width", "w="), ("depth", "d=")):
-        v = row.get(col)
-        if v is not None and not (isinstance(v, float) and math.isnan(v)) and str(v) != "":
-            parts.append(f"{tag}{int(float(v))}")
-    act = row.get("activation")
-    if isinstance(act, str) and act:
-        parts.append(act)
+    """``ffn w=8 d=3 gelu`` (+ ``in=32 b=64 e=10`` …, when present) from a row of a runs table."""
+    parts = [str(row.get("family", "")) if _norm(row.get("family")) else ""]
+    for col, tag in (("width", "w="), ("depth", "d="), ("activation", ""), ("input_size", "in="),
+                     ("batch_size", "b="), ("epochs", "e="), ("steps", "steps=")):
+        v = _norm(row.get(col))
+        if v:
+            parts.append(f"{tag}{v}")
     return " ".join(p for p in parts if p)
 
 
@@ -138,7 +228,7 @@ def trim_runs(runs: pd.DataFrame, k: int) -> pd.DataFrame:
         raise ValueError(f"trim must be a non-negative integer of runs to drop at each end, got {k!r}")
     keys = config_keys(runs)
     keep = []
-    for key, idx in runs.groupby(keys, sort=False).groups.items():
+    for _key, idx in runs.groupby(keys, sort=False).groups.items():
         group = runs.loc[idx]
         if len(group) <= 2 * k:
             raise ValueError(f"cannot trim {k} highest and {k} lowest runs of configuration "

@@ -13,103 +13,18 @@
 
 from __future__ import annotations
 
-import abc
-
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
-ACTIVATIONS = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU}
+from .base import ACTIVATIONS, Config, Family, check_activation, check_ints, positive_int
+
 CNN_CHANNELS = 32
 CNN_MAX_DEPTH = 10
-
-
-@dataclass(frozen=True)
-class Config:
-    """One model configuration of a family. ``None`` = not applicable (CSV: empty)."""
-
-    family: str
-    width: int | None
-    depth: int | None
-    activation: str | None
-
-    def key(self) -> tuple:
-        return (self.family, _s(self.width), _s(self.depth), _s(self.activation))
-
-    @property
-    def label(self) -> str:
-        parts = [self.family]
-        if self.width is not None:
-            parts.append(f"w={self.width}")
-        if self.depth is not None:
-            parts.append(f"d={self.depth}")
-        if self.activation:
-            parts.append(self.activation)
-        return " ".join(parts)
-
-
-def _s(v) -> str:
-    return "" if v is None else str(v)
-
-
-def _check_activation(name: str) -> str:
-    if name not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {name!r}; accepted: {', '.join(ACTIVATIONS)}")
-    return name
 
 
 def cnn_kernel(layer: int) -> int:
     """Kernel size of conv layer ``layer`` (1-based), paper Table IV."""
     return 3 if layer <= 6 else layer - 3
-
-
-class Family(abc.ABC):
-    """A model family: its configurations, models, data and training-step settings."""
-
-    name = ""
-    default_widths: tuple = ()
-    default_depths: tuple = ()
-    default_activations: tuple = ()
-    default_epochs = 1
-    paper = {}
-
-    def __init__(self, batch_size: int = 64, **options):
-        unknown = sorted(k for k, v in options.items() if v is not None)
-        if unknown:
-            raise ValueError(f"the {self.name} family has no option {', '.join(unknown)}")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        self.batch_size = batch_size
-
-    @abc.abstractmethod
-    def configs(self, widths=None, depths=None, activations=None) -> list[Config]:
-        """Implemented by each subclass."""
-
-    @abc.abstractmethod
-    def build(self, config: Config) -> nn.Module:
-        """Implemented by each subclass."""
-
-    @abc.abstractmethod
-    def data(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Implemented by each subclass."""
-
-    def loss_fn(self) -> nn.Module:
-        return nn.MSELoss()
-
-    def describe(self) -> str:
-        return self.name
-
-
-def _ints(name, values, lo, hi) -> list[int]:
-    out = []
-    for v in values:
-        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-            raise ValueError(f"{name} must be integers from {lo} to {hi}, got {v!r}")
-        out.append(v)
-    if not out:
-        raise ValueError(f"no {name} given")
-    return sorted(set(out))
 
 
 class FFN(Family):
@@ -121,9 +36,9 @@ class FFN(Family):
     paper = {"epochs": 2000, "repeats": 50, "trim": 5}
 
     def configs(self, widths=None, depths=None, activations=None):
-        widths = _ints("widths", widths or self.default_widths, 1, 4096)
-        depths = _ints("depths (hidden layers)", depths or self.default_depths, 1, 64)
-        acts = [_check_activation(a) for a in dict.fromkeys(activations or self.default_activations)]
+        widths = check_ints("widths", widths or self.default_widths, 1, 4096)
+        depths = check_ints("depths (hidden layers)", depths or self.default_depths, 1, 64)
+        acts = [check_activation(a) for a in dict.fromkeys(activations or self.default_activations)]
         return [Config(self.name, w, d, a) for a in acts for d in depths for w in widths]
 
     def build(self, config):
@@ -135,8 +50,8 @@ class FFN(Family):
         layers.append(nn.Linear(n_in, 1))
         return nn.Sequential(*layers)
 
-    def data(self):
-        from ..data import load_banknote
+    def data(self, config=None):
+        from ...data import load_banknote
 
         X, y = load_banknote()
         order = torch.randperm(len(X), generator=torch.Generator().manual_seed(0))  # fixed shuffle
@@ -151,26 +66,24 @@ class CNN(Family):
     default_depths = tuple(range(2, 11))
     default_activations = ("gelu",)
     default_epochs = 1
+    default_lr = 1e-4
     paper = {"epochs": 25, "repeats": 50, "trim": 5, "image_size": 256, "n_images": 300}
 
     def __init__(self, batch_size: int = 64, image_size: int = 32, n_images: int = 128, **options):
-        super().__init__(batch_size)
-        for name, v in (("image_size", image_size), ("n_images", n_images)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        self.image_size = image_size
-        self.n_images = n_images
+        super().__init__(batch_size, **options)
+        self.image_size = positive_int("image_size", image_size)
+        self.n_images = positive_int("n_images", n_images)
 
     def configs(self, widths=None, depths=None, activations=None):
         if widths:
             raise ValueError("the cnn family has no width (32 channels, paper Table IV); use --depths")
-        depths = _ints("depths (conv layers)", depths or self.default_depths, 1, CNN_MAX_DEPTH)
-        acts = [_check_activation(a) for a in dict.fromkeys(activations or self.default_activations)]
+        depths = check_ints("depths (conv layers)", depths or self.default_depths, 1, CNN_MAX_DEPTH)
+        acts = [check_activation(a) for a in dict.fromkeys(activations or self.default_activations)]
         shrink = sum(cnn_kernel(i) - 1 for i in range(1, max(depths) + 1))
         if self.image_size <= shrink:
             raise ValueError(f"image_size {self.image_size} is too small for {max(depths)} unpadded conv "
                              f"layers (they remove {shrink} pixels); use at least {shrink + 1}")
-        return [Config(self.name, None, d, a) for a in acts for d in depths]
+        return [Config(self.name, None, d, a, self.image_size) for a in acts for d in depths]
 
     def build(self, config):
         act = ACTIVATIONS[config.activation]
@@ -182,7 +95,7 @@ class CNN(Family):
         layers += [nn.Flatten(), nn.Linear(CNN_CHANNELS * size * size, 1)]
         return nn.Sequential(*layers)
 
-    def data(self):
+    def data(self, config=None):
         g = torch.Generator().manual_seed(0)
         X = torch.randn(self.n_images, 3, self.image_size, self.image_size, generator=g)
         y = torch.randn(self.n_images, 1, generator=g)
@@ -193,10 +106,3 @@ class CNN(Family):
                 f"convs, linear head, MSE, SGD, batch {self.batch_size}")
 
 
-FAMILIES = {"ffn": FFN, "cnn": CNN}
-
-
-def get_family(name: str, **options) -> Family:
-    if name not in FAMILIES:
-        raise ValueError(f"unknown family {name!r}; accepted: {', '.join(FAMILIES)}")
-    return FAMILIES[name](**options)

@@ -1,0 +1,169 @@
+"""Drift-corrected measurement: a fixed reference workload measured right before and after a run.
+
+On shared machines the energy (or CPU time) of the same work drifts by tens of percent over
+minutes (other tenants, frequency scaling, heat). A fixed *reference workload* — always the same
+:data:`REFERENCE_STEPS` SGD steps of one small MLP (64 → 256 → 64, batch 64, MSE), on the same
+data, in the same thread setting as the run — is measured just before and just after each run.
+Its energy tracks the machine's current cost of work, so the run is rescaled to the file's
+*nominal* reference energy:
+
+    joules = joules_raw × ref_nominal / ref_joules,   ref_joules = (ref_before + ref_after) / 2
+
+``ref_nominal`` is fixed per results file: the median of :data:`NOMINAL_REPEATS` reference
+measurements when the file is started (warm), then read back from the file on every resume, so
+all corrected rows of one file are in the same units (joules at the machine's state when the
+file was started). Both the corrected ``joules`` and the meter's ``joules_raw`` are recorded, with
+``ref_before``/``ref_after``; :func:`cv_by_config` reports each configuration's coefficient of
+variation with and without the correction. The correction removes drift that affects the run and
+the reference alike (a common multiplicative factor); noise faster than a run is not removed.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+REFERENCE_STEPS = 200
+NOMINAL_REPEATS = 5
+
+
+class Reference:
+    """The fixed reference workload. ``workload``: a zero-argument callable to use instead of the
+    built-in MLP steps (tests plant a synthetic one)."""
+
+    def __init__(self, steps: int = REFERENCE_STEPS, *, workload=None):
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"reference steps must be a positive integer, got {steps!r}")
+        self.steps = steps
+        self._workload = workload
+        self._state = None
+
+    def describe(self) -> str:
+        if self._workload is not None:
+            return "custom reference workload"
+        return f"{self.steps} SGD steps of an MLP 64→256→64, batch 64, MSE"
+
+    def _build(self):
+        g = torch.Generator().manual_seed(1234)
+        w1, w2 = torch.randn(256, 64, generator=g) * 0.1, torch.randn(64, 256, generator=g) * 0.1
+        model = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 64))
+        with torch.no_grad():
+            model[0].weight.copy_(w1)
+            model[2].weight.copy_(w2)
+        x, y = torch.randn(64, 64, generator=g), torch.randn(64, 64, generator=g)
+        return model, torch.optim.SGD(model.parameters(), lr=1e-3), x, y, [p.detach().clone()
+                                                                           for p in model.parameters()]
+
+    def run(self) -> None:
+        """Run the reference workload once (the same work every time: weights are restored)."""
+        if self._workload is not None:
+            self._workload()
+            return
+        if self._state is None:
+            self._state = self._build()
+        model, opt, x, y, initial = self._state
+        with torch.no_grad():
+            for p, p0 in zip(model.parameters(), initial):
+                p.copy_(p0)
+        with torch.enable_grad():
+            for _ in range(self.steps):
+                opt.zero_grad(set_to_none=True)
+                torch.nn.functional.mse_loss(model(x), y).backward()
+                opt.step()
+
+    def measure(self, meter) -> float:
+        """Joules of one reference run with ``meter``."""
+        with meter.measure() as m:
+            self.run()
+        return float(m.joules)
+
+    def nominal(self, meter, repeats: int = NOMINAL_REPEATS) -> float:
+        """The median of ``repeats`` reference measurements after one warm-up run."""
+        self.run()
+        values = [self.measure(meter) for _ in range(repeats)]
+        value = statistics.median(values)
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"the reference workload measured {value!r} J; a meter that reads no "
+                             "energy for it cannot correct drift (run without --reference)")
+        return value
+
+
+@dataclass
+class RunMeasurement:
+    """One measured run: corrected and raw joules, wall seconds, the reference readings."""
+
+    joules: float
+    joules_raw: float
+    seconds: float
+    source: str
+    estimated: bool
+    ref_before: float = math.nan
+    ref_after: float = math.nan
+    ref_nominal: float = math.nan
+
+    @property
+    def ref_joules(self) -> float:
+        return (self.ref_before + self.ref_after) / 2
+
+
+def measure_run(meter, fn, reference: Reference | None = None, nominal: float | None = None) -> RunMeasurement:
+    """Measure ``fn()`` with ``meter``; with a ``reference`` (and its ``nominal`` joules), measure
+    the reference right before and right after and correct the run (see the module doc)."""
+    before = reference.measure(meter) if reference is not None else math.nan
+    with meter.measure() as m:
+        fn()
+    raw = float(m.joules)
+    after = reference.measure(meter) if reference is not None else math.nan
+    result = RunMeasurement(raw, raw, float(m.seconds), m.source, bool(m.estimated))
+    if reference is not None:
+        if nominal is None or not nominal > 0:
+            raise ValueError("a reference-corrected run needs the file's positive nominal reference joules")
+        result.ref_before, result.ref_after, result.ref_nominal = before, after, float(nominal)
+        ref = result.ref_joules
+        result.joules = raw * nominal / ref if ref > 0 else math.nan
+    return result
+
+
+def _cv(values: np.ndarray) -> float:
+    values = values[np.isfinite(values)]
+    if len(values) < 2 or values.mean() <= 0:
+        return math.nan
+    return float(values.std(ddof=1) / values.mean())
+
+
+def cv_by_config(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per configuration: runs, CV of ``joules_raw`` (``cv_raw``) and of the corrected ``joules``
+    (``cv_corrected``, NaN where the runs were not corrected), in %."""
+    from .runs import config_keys, config_label
+
+    keys = config_keys(runs)
+    rows = []
+    for _key, idx in runs.groupby(keys, sort=False).groups.items():
+        group = runs.loc[idx]
+        raw = pd.to_numeric(group.get("joules_raw", group["joules"]), errors="coerce").to_numpy(float)
+        corrected = pd.to_numeric(group["joules"], errors="coerce").to_numpy(float)
+        has_ref = "ref_nominal" in group and pd.to_numeric(group["ref_nominal"], errors="coerce").notna().all()
+        rows.append({"config": config_label(group.iloc[0]), "runs": len(group), "cv_raw": 100 * _cv(raw),
+                     "cv_corrected": 100 * _cv(corrected) if has_ref else math.nan})
+    return pd.DataFrame(rows, columns=["config", "runs", "cv_raw", "cv_corrected"])
+
+
+def format_cv(table: pd.DataFrame) -> str:
+    """One line: mean and median per-configuration CV, raw and corrected."""
+    if table.empty or table["cv_raw"].notna().sum() == 0:
+        return "run-to-run CV: needs 2 or more runs per configuration"
+    raw = table["cv_raw"].dropna()
+    text = f"run-to-run CV per configuration ({len(raw)} configurations): raw mean {raw.mean():.1f} %, " \
+           f"median {raw.median():.1f} %"
+    corr = table["cv_corrected"].dropna()
+    if len(corr):
+        text += f"; reference-corrected mean {corr.mean():.1f} %, median {corr.median():.1f} %"
+    return text
+
+
+__all__ = ["Reference", "RunMeasurement", "measure_run", "cv_by_config", "format_cv", "REFERENCE_STEPS"]
