@@ -43,17 +43,34 @@ def test_sweep_then_fit(tmp_path, capsys):
 
 
 def test_demo_tiny(tmp_path, capsys):
-    rc, text, _ = run(capsys, "demo", "--out", str(tmp_path), "--widths", "4-7", "--repeats", "3", *QUICK)
-    assert rc == 0
-    assert "meter: cputime" in text and "Table V" in text and "held-out configurations" in text
-    for name in ("runs.csv", "table_v.txt", "fig.png"):
+    rc, text, _ = run(capsys, "demo", "--out", str(tmp_path), "--families", "ffn,mlp", "--scale", "0.05",
+                      "--repeats", "2", "--steps", "2", "--batch-size", "4", "--meter", "cputime", "--no-progress")
+    assert rc == 0, text
+    assert "meter: cputime" in text and "tracks time, not energy" in text
+    assert "loco (sd over" in text and "lofo (sd over" in text and "noise floor" in text and "mean-only" in text
+    assert "resnet18" in text and "predicted:" in text and "measured:" in text and "predicted / measured" in text
+    assert "CPU-time meter: both figures are estimates" in text
+    for name in ("law.json", "law.runs.csv", "target.runs.csv"):
         assert (tmp_path / name).exists()
-    assert len(read_runs(tmp_path / "runs.csv")) == 4 * 3 * 3
+    target = read_runs(tmp_path / "target.runs.csv", features=())
+    assert len(target) == 2 and (target["batch_size"] == 4).all() and (target["steps"] == 2).all()
+
+
+def full_layout(runs):
+    """A hand-made runs table completed with the settings every runs file records."""
+    runs = runs.copy()
+    for col, v in (("input_size", ""), ("batch_size", 64), ("optimizer", "sgd"), ("epochs", 10), ("steps", 220),
+                   ("dtype", "float32"), ("threads", 1), ("host", "h"), ("repeat", None)):
+        if col not in runs.columns:
+            runs[col] = v
+    if runs["repeat"].isna().all():
+        runs["repeat"] = runs.groupby(["family", "width", "depth", "activation"], dropna=False).cumcount()
+    return runs
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     out = str(tmp_path / "r.csv")
-    one_line_error(capsys, "sweep", "rnn", "--out", out, *QUICK, match="unknown family 'rnn'; accepted: ffn, cnn")
+    one_line_error(capsys, "sweep", "rnn", "--out", out, *QUICK, match="unknown family 'rnn'; accepted: ffn, cnn, mlp")
     one_line_error(capsys, "sweep", "ffn", "--out", out, "--activations", "swish", *QUICK,
                    match="unknown activation 'swish'")
     one_line_error(capsys, "sweep", "ffn", "--out", out, "--meter", "joulemeter", match="unknown --meter")
@@ -64,8 +81,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
 
     missing = tmp_path / "missing.csv"
     missing.write_text("family,width,tos\nffn,4,1e9\n")
-    one_line_error(capsys, "fit", str(missing), match="missing column(s) joules, flops")
-    runs = synthetic_runs(repeats=3)
+    one_line_error(capsys, "fit", str(missing), match="a runs file of an older torch_tos")
+    runs = full_layout(synthetic_runs(repeats=3))
     bad = runs.copy()
     bad["joules"] = bad["joules"].astype(object)
     bad.loc[2, "joules"] = "n/a"
@@ -100,5 +117,8 @@ def test_plot_fits_axes_and_missing_matplotlib(tmp_path, monkeypatch):
 
 
 def test_columns_are_the_issue_layout():
-    assert COLUMNS == ["family", "width", "depth", "activation", "repeat", "epochs", "tos", "flops", "joules",
-                       "seconds", "meter", "estimated", "host", "torch"]
+    assert COLUMNS[:11] == ["family", "width", "depth", "activation", "input_size", "batch_size", "optimizer",
+                            "epochs", "steps", "dtype", "threads"]
+    for col in ("repeat", "joules", "joules_raw", "seconds", "ref_before", "ref_after", "ref_nominal", "meter",
+                "estimated", "host", "torch", "count_device", "tos", "flops", "calls", "bytes", "tos_conv"):
+        assert col in COLUMNS

@@ -46,9 +46,16 @@ def _calibrate(args, law_path, runs_csv=None, meter=None):
     from .energy import _features
 
     features = _features(args.features)
+    families = [f.strip() for f in args.families.split(",") if f.strip()] if args.families else None
+    for name, v in (("--repeats", args.repeats), ("--threads", args.threads)):
+        if v < 1:
+            raise CLIError(f"{name} must be a positive integer, got {v}")
+    if not args.scale > 0:
+        raise CLIError(f"--scale must be a positive number, got {args.scale}")
     try:
         cal = calibrate(law_path, runs=runs_csv, meter=meter, repeats=args.repeats, reference=args.reference,
-                        threads=args.threads, features=features, seed=args.seed, progress=not args.no_progress)
+                        threads=args.threads, features=features, seed=args.seed, progress=not args.no_progress,
+                        families=families, scale=args.scale)
     except (MeterUnavailable, InvalidWindow, OSError) as e:
         raise CLIError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
     n_cfg = cal.runs.groupby(["family", "width", "depth", "activation", "input_size"], dropna=False).ngroups
@@ -99,7 +106,7 @@ def _cmd_demo(args) -> int:
     if out.exists() and not out.is_dir():
         raise CLIError(f"--out {str(out)!r} is an existing file; the demo writes a folder: give a new or "
                        "existing folder name")
-    for name, v in (("--batch-size", args.batch_size), ("--steps", args.steps), ("--repeats", args.repeats)):
+    for name, v in (("--batch-size", args.batch_size), ("--steps", args.steps)):
         if v < 1:
             raise CLIError(f"{name} must be a positive integer, got {v}")
     try:
@@ -161,6 +168,9 @@ def _options(p):
                    "after each run and correct the run for the machine's drift (raw values kept)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
     p.add_argument("--features", default="tos,calls,bytes", help="the law's counted features, comma-separated")
+    p.add_argument("--families", help="only these suite families, comma-separated (a quicker, narrower law)")
+    p.add_argument("--scale", type=float, default=1.0, help="multiply every suite entry's epochs (longer or "
+                   "shorter runs)")
 
 
 def register(subparsers) -> None:

@@ -15,8 +15,10 @@ instead of extrapolating (per step: 14 to ~1,000 kernel calls, 200 to 26 M param
 - ``lstm``/``gru``: recurrent layers (counted on the CPU: fused kernels, see
   :mod:`torch_tos.energy.families.micro`).
 
-Each entry's epochs are set so a run lasts about 0.4 s single-threaded on a 2020s x86 core; the
-whole suite, 3 repeats, is about 40 s of measured runs (+ the reference workload when asked).
+Each entry's epochs are set so a run lasts about 0.4 s single-threaded on a 2020s x86 core, and
+each entry is also run at a quarter of that length (:data:`LENGTHS`) so per-step and per-run
+costs separate; the whole suite, 3 repeats, is about 60 s of measured runs on an idle core (+ the
+reference workload when asked).
 :func:`calibrate` measures it with :func:`~torch_tos.energy.runner.run_plan` into a runs CSV
 next to the law (``law.json`` → ``law.runs.csv``; resumable like sweeps: a rerun measures only
 what is missing), fits ``EnergyModel(features=...)`` (:mod:`.fit`), saves it with the machine's
@@ -57,12 +59,16 @@ SUITE = (
 #: The default features of a calibrated law (held-out error decides; see docs/measuring.md).
 DEFAULT_FEATURES = ("tos", "calls", "bytes")
 DEFAULT_REPEATS = 3
+#: Every entry runs at these fractions of its epochs (two lengths: see :func:`suite_workloads`).
+LENGTHS = (0.25, 1.0)
 
 
 def suite_workloads(*, threads: int = 1, families=None, scale: float = 1.0, batch_size: int | None = None,
-                    suite=SUITE) -> list[Workload]:
-    """The suite as :class:`~torch_tos.energy.runner.Workload` objects; ``families``: keep only
-    these; ``scale``: multiply every entry's epochs (≥ 1); ``batch_size``: override every entry's."""
+                    lengths=LENGTHS, suite=SUITE) -> list[Workload]:
+    """The suite as :class:`~torch_tos.energy.runner.Workload` objects, each entry at every run
+    length of ``lengths`` (fractions of its epochs: runs of one model at two lengths separate the
+    per-step costs from the per-run ones, which equal-length runs would confound); ``families``:
+    keep only these; ``scale``: multiply every entry's epochs; ``batch_size``: override every entry's."""
     if families is not None:
         known = {s[0] for s in suite}
         bad = sorted(set(families) - known)
@@ -81,7 +87,8 @@ def suite_workloads(*, threads: int = 1, families=None, scale: float = 1.0, batc
             opts["input_size"] = size
         fam = get_family(name, **opts)
         config = Config(name, width, depth, act, size)
-        out.append(Workload(fam, config, max(1, round(epochs * scale)), fam.default_lr, threads))
+        runs = sorted({max(1, round(epochs * scale * f)) for f in lengths})
+        out += [Workload(fam, config, e, fam.default_lr, threads) for e in runs]
     return out
 
 
