@@ -106,7 +106,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
 
 def test_plot_fits_axes_and_missing_matplotlib(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
-    fig = plot_fits(synthetic_runs(), path=tmp_path / "f.png")
+    fig = plot_fits(full_layout(synthetic_runs()), path=tmp_path / "f.png")
     assert len(fig.axes) == 4
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert titles[0].startswith("TOs-based") and titles[1].startswith("FLOPs-based")
