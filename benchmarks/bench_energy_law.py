@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import socket
 import sys
 import time
 
@@ -115,6 +116,7 @@ def suite(quick: bool):
     for w, size in ((8, 32), (32, 16), (64, 8)):
         for d in (1, 3):
             c.append(("conv", w, d, "relu", 16, size, 10))
+    c += [("conv", 128, 2, "relu", 8, 4, 10), ("conv", 256, 1, "relu", 8, 4, 6)]  # wide convs, tiny maps
     for w, size in ((16, 16), (64, 8)):
         c.append(("dwconv", w, 2, "relu", 16, size, 10))
     for w in (32, 64):
@@ -160,11 +162,11 @@ def row(cfg, repeat, joules, seconds, feats):
     family, width, depth, act, batch, size, steps = cfg
     return {"family": family, "width": width, "depth": depth, "activation": act, "batch_size": batch,
             "input_size": size, "steps": steps, "epochs": 1, "threads": 1, "dtype": "float32",
-            "repeat": repeat, "joules": joules, "seconds": seconds, "meter": "cputime", **feats}
+            "optimizer": "sgd", "repeat": repeat, "joules": joules, "seconds": seconds, "meter": "cputime",
+            "host": socket.gethostname(), "count_device": "meta", **feats}
 
 
-CLASS_LAW = ("tos_matmul", "tos_conv", "tos_dwconv", "tos_elementwise", "tos_norm", "tos_optimizer",
-             "calls", "bytes")
+from torch_tos.energy.evaluate import CLASS_LAW  # noqa: E402 - TOs and calls per op class
 
 
 def main(argv=None) -> int:
@@ -196,23 +198,25 @@ def main(argv=None) -> int:
     laws = {"TOs (paper)": EnergyModel("tos"), "FLOPs (paper)": EnergyModel("flops"),
             "TOs/step": EnergyModel(features=("tos",)), "FLOPs/step": EnergyModel(features=("flops",)),
             "TOs+calls+bytes": EnergyModel(features=("tos", "calls", "bytes")),
-            "classes+calls+bytes": EnergyModel(features=CLASS_LAW)}
+            "TOs+calls per class": EnergyModel(features=CLASS_LAW)}
     ev = evaluate(runs, laws, splits=("loco", "lofo", "random"), seeds=range(10))
     s = summarize(ev)
     print("\nmean relative error (%) on held-out runs, mean ± sd:")
     print(s.round(2).to_string())
     loco = s[("loco", "mean")]
     floor = loco["noise floor"]
-    best = loco["TOs+calls+bytes"]
-    print(f"\nLOCO: overhead-aware {best:.1f} % vs noise floor {floor:.1f} % (ratio {best / floor:.2f}, goal ≤ 1.25); "
-          f"TOs-only {min(loco['TOs (paper)'], loco['TOs/step']):.1f} %, FLOPs-only "
-          f"{min(loco['FLOPs (paper)'], loco['FLOPs/step']):.1f} %")
+    for name in ("TOs+calls+bytes", "TOs+calls per class"):
+        best = loco[name]
+        print(f"LOCO: {name} {best:.1f} % vs noise floor {floor:.1f} % (ratio {best / floor:.2f}, goal ≤ 1.25); "
+              f"TOs-only {min(loco['TOs (paper)'], loco['TOs/step']):.1f} %, FLOPs-only "
+              f"{min(loco['FLOPs (paper)'], loco['FLOPs/step']):.1f} %")
     print("\n" + format_evaluation(ev, "loco"))
 
     print("\nunmeasured workloads (law fitted on every calibration run):")
     fitted = {n: EnergyModel(**laws[n].get_params()).fit(runs) for n in ("TOs/step", "FLOPs/step",
-                                                                         "TOs+calls+bytes", "classes+calls+bytes")}
+                                                                         "TOs+calls+bytes", "TOs+calls per class")}
     print("  law:", fitted["TOs+calls+bytes"])
+    print("  law:", fitted["TOs+calls per class"])
     targets = [("resnet18", 0, 0, "relu", 8, 64, 5), ("encoder", 0, 0, "relu", 16, 32, 10)]
     for cfg in targets:
         f = count(cfg)
@@ -223,7 +227,7 @@ def main(argv=None) -> int:
         for name, law in fitted.items():
             p = float(law.predict(one)[0])
             parts.append(f"{name} {p:.3g} J ({100 * (p - m) / m:+.0f} %)")
-        lo, hi = fitted["TOs+calls+bytes"].interval()
+        lo, hi = fitted["TOs+calls per class"].interval()
         print(f"  {cfg[0]} batch {cfg[4]} size {cfg[5]}, {cfg[6]} steps, calls/step {f['calls']:.0f}: measured "
               f"{m:.3g} J (sd {np.std(measured, ddof=1):.2g}); predicted " + "; ".join(parts)
               + f"; 90 % interval ×{lo:.2f}–×{hi:.2f}")

@@ -1,12 +1,10 @@
-"""The energy commands of ``torch-tos``: ``sweep`` and ``fit`` (and, through
-:mod:`torch_tos.cli.calibrate`, ``calibrate`` and ``demo``).
+"""The energy commands of ``torch-tos``: ``sweep`` (and, through :mod:`torch_tos.cli.calibrate`,
+``calibrate`` and ``demo``; ``fit`` lives in :mod:`torch_tos.cli.fit`).
 
 ``torch-tos sweep ffn|cnn --out runs.csv [--widths 4-18] [--depths 2-10] [--activations
 sigmoid,tanh,gelu] [--epochs N] [--repeats R] [--meter auto|rapl|nvml|cputime] [--shard i/n]
 [--paper]`` measures training runs into a CSV (resumable);
-``torch-tos fit runs.csv [more.csv ...] [--features tos,flops] [--degrees 1,2,3]
-[--split random|config] [--by activation] [--trim K] [--plot fig.png]`` fits the laws and prints
-the paper's Table V; ``--reference`` drift-corrects each run with a fixed reference workload.
+``--reference`` drift-corrects each run with a fixed reference workload.
 ``calibrate`` and ``demo`` live in :mod:`torch_tos.cli.calibrate`. Registered by :func:`register`
 from :mod:`torch_tos.cli.main`.
 """
@@ -109,65 +107,6 @@ def _cmd_sweep(args) -> int:
     return 0
 
 
-# -- fit --------------------------------------------------------------------------------------
-def _fit_report(runs, features, degrees, split, train_frac, seed, by, trim) -> list[str]:
-    from ..energy.compare import compare, describe_split, format_table_v
-    from ..energy.fit import EnergyModel
-    from ..energy.runs import trim_runs
-
-    table = compare(runs, features=features, degrees=degrees, split=split, train_frac=train_frac,
-                    seed=seed, by=by, trim=trim)
-    lines = [f"Table V — {describe_split(table)}:", format_table_v(table), ""]
-    lines.append("laws fitted on all runs" + (f" (trimmed {trim} + {trim})" if trim else "") + ":")
-    all_runs = trim_runs(runs, trim)
-    groups = [(None, all_runs)] if by is None else list(all_runs.groupby(by, sort=True))
-    for key, group in groups:
-        for feature in features:
-            for degree in degrees:
-                law = EnergyModel(feature, degree).fit(group).law()
-                lines.append(f"  {'' if key is None else f'{by}={key}: '}degree {degree}: {law}")
-    return lines
-
-
-def _meters_of(runs) -> str:
-    meters = sorted(set(runs["meter"].dropna().astype(str))) if "meter" in runs else []
-    return ", ".join(meters) or "unknown"
-
-
-def _cmd_fit(args) -> int:
-    from ..energy.compare import SPLITS
-    from ..energy.runs import read_runs
-
-    features = _names(args.features) or []
-    if not features:
-        raise CLIError("--features is empty; accepted: tos, flops (or any numeric runs column)")
-    degrees = _ints(args.degrees, "--degrees")
-    if args.split not in SPLITS:
-        raise CLIError(f"unknown --split {args.split!r}; accepted: {', '.join(SPLITS)}")
-    runs = read_runs(args.runs, features=features)
-    meters = sorted(set(runs["meter"].dropna().astype(str))) if "meter" in runs else []
-    if len(meters) > 1:
-        raise CLIError(f"the runs files mix meters ({', '.join(meters)}); fit the runs of one meter at a time")
-    print(f"{len(runs)} runs from {len(args.runs)} file(s); meter: {_meters_of(runs)}")
-    if "cputime" in meters:
-        print("note: CPU-time estimates track time, not energy.")
-    print("\n".join(_fit_report(runs, features, degrees, args.split, args.train_frac, args.seed,
-                                args.by, args.trim)))
-    if args.plot:
-        _plot(runs, features, degrees, args.split, args.train_frac, args.seed, args.trim, args.plot)
-    return 0
-
-
-def _plot(runs, features, degrees, split, train_frac, seed, trim, path):
-    try:
-        from ..energy.plot import plot_fits
-
-        plot_fits(runs, features, degrees, split=split, train_frac=train_frac, seed=seed, trim=trim, path=path)
-    except ImportError as e:
-        raise CLIError(str(e)) from None
-    print(f"figure: {path}")
-
-
 # -- registration -----------------------------------------------------------------------------
 def _common(p, meter_default="auto"):
     p.add_argument("--meter", default=meter_default, help="auto | rapl | nvml | cputime (default: auto)")
@@ -178,7 +117,7 @@ def _common(p, meter_default="auto"):
 
 
 def register(subparsers) -> None:
-    """Add ``sweep``, ``fit`` and ``demo`` to the ``torch-tos`` parser."""
+    """Add ``sweep`` (and calibrate, demo) to the ``torch-tos`` parser."""
     p = subparsers.add_parser("sweep", help="measure training energy over a model family into a CSV",
                               description="Measure the training energy of every configuration of a family "
                               "(paper Table IV); each finished run is appended to --out at once, and a "
@@ -209,21 +148,6 @@ def register(subparsers) -> None:
     _common(p)
     p.set_defaults(func=_cmd_sweep)
 
-    p = subparsers.add_parser("fit", help="fit E = f(TOs) and E = f(FLOPs) and print Table V",
-                              description="Fit polynomial energy laws on runs CSVs and compare TOs with "
-                              "FLOPs like the paper's Table V.")
-    p.add_argument("runs", nargs="+", help="runs CSV file(s) from torch-tos sweep")
-    p.add_argument("--features", default="tos,flops", help="comma-separated run columns (default tos,flops)")
-    p.add_argument("--degrees", default="1,2,3", help="polynomial degrees (default 1,2,3)")
-    p.add_argument("--split", default="random", help="random (paper: 60/40 within each configuration) or "
-                   "config (hold out whole configurations)")
-    p.add_argument("--train-frac", type=float, default=0.6, help="training fraction (default 0.6)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the split")
-    p.add_argument("--by", help="fit separately per value of this column, e.g. activation (paper Table V)")
-    p.add_argument("--trim", type=int, default=0, help="drop the K highest and K lowest runs of each "
-                   "configuration first (paper: 5 of 50)")
-    p.add_argument("--plot", help="save the figure (energy vs TOs and FLOPs, residuals) to this file")
-    p.set_defaults(func=_cmd_fit)
 
     from . import calibrate
 

@@ -9,7 +9,7 @@ import sys
 from .errors import CLIError, Parser
 
 #: The command modules of this package, in ``--help`` order.
-COMMAND_MODULES = ("profile", "energy")
+COMMAND_MODULES = ("profile", "energy", "fit", "predict")
 
 
 def build_parser() -> Parser:

@@ -6,7 +6,12 @@ polynomial regression of degree 1-3 on 60 % of the runs, validate on 40 %, and r
 R², RMSE, precision and errors (Table V).
 
 - :mod:`.meters`: :class:`RaplMeter`, :class:`NvmlMeter`, :class:`CpuTimeMeter`, :func:`auto_meter`
-- :mod:`.fit`: :class:`EnergyModel` (scikit-learn estimator), :func:`metrics`
+- :mod:`.fit`: :class:`EnergyModel` (scikit-learn estimator: the paper's law and the
+  overhead-aware per-step law), :func:`metrics`
+- :mod:`.features`: the counted features of one step (:func:`step_features`)
+- :mod:`.law`: :func:`load_law` (``law.save(path)``), the machine fingerprint
+- :mod:`.predict`: ``law.predict(model, inputs, steps=N)`` → :class:`Prediction`
+- :mod:`.evaluate`: :func:`evaluate` (held-out splits, mean-only baseline, noise floor)
 - :mod:`.compare`: :func:`compare` (Table V), :func:`format_table_v`
 - :mod:`.sweep`: :func:`sweep` over the paper's ``ffn`` and ``cnn`` families
 - :mod:`.runs`: the runs CSV layout, :func:`read_runs`, :func:`trim_runs`
@@ -14,13 +19,18 @@ R², RMSE, precision and errors (Table V).
 """
 
 from .compare import compare, compare_long, format_table_v, split_runs
+from .evaluate import evaluate, format_evaluation
+from .features import FEATURE_NAMES, step_features
 from .fit import EnergyModel, metrics
+from .law import load_law
+from .predict import Prediction
 from .meters import (DEFAULT_WATTS_PER_CORE, CpuTimeMeter, InvalidWindow, Measurement, Meter,
                      MeterUnavailable, NvmlMeter, RaplMeter, RaplPermissionError, auto_meter, get_meter)
 from .runs import COLUMNS, read_runs, trim_runs, validate_runs
 from .sweep import sweep
 
-__all__ = ["EnergyModel", "metrics", "compare", "compare_long", "format_table_v", "split_runs",
+__all__ = ["EnergyModel", "metrics", "load_law", "Prediction", "step_features", "FEATURE_NAMES", "evaluate",
+           "format_evaluation", "compare", "compare_long", "format_table_v", "split_runs",
            "Meter", "Measurement", "RaplMeter", "NvmlMeter", "CpuTimeMeter", "auto_meter", "get_meter",
            "MeterUnavailable", "RaplPermissionError", "InvalidWindow", "DEFAULT_WATTS_PER_CORE",
            "COLUMNS", "read_runs", "trim_runs", "validate_runs", "sweep", "plot_fits"]

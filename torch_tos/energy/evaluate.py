@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
+from .features import CLASSES
 from .fit import EnergyModel, metrics
 from .runs import config_keys, trim_runs
 
@@ -37,14 +38,23 @@ EVAL_SPLITS = ("random", "config", "loco", "lofo")
 MEAN_ONLY, NOISE_FLOOR = "mean-only", "noise floor"
 #: The overhead-aware law's default features.
 OVERHEAD = ("tos", "calls", "bytes")
+#: The op-class law: TOs and kernel calls per op class (best held-out error in
+#: benchmarks/bench_energy_law.py on a 2-core CPU with the CPU-time meter).
+CLASS_LAW = tuple(f"{kind}_{c}" for kind in ("tos", "calls") for c in CLASSES)
 SCORES = ("precision_min", "precision_max", "precision", "adj_r2", "rmse", "avg_error", "max_error", "mre")
 
 
-def default_laws() -> dict[str, EnergyModel]:
-    """The laws :func:`evaluate` compares by default."""
-    return {"TOs (paper)": EnergyModel("tos"), "FLOPs (paper)": EnergyModel("flops"),
+def default_laws(columns=None) -> dict[str, EnergyModel]:
+    """The laws :func:`evaluate` compares by default (only those whose features are all in
+    ``columns``, when given)."""
+    laws = {"TOs (paper)": EnergyModel("tos"), "FLOPs (paper)": EnergyModel("flops"),
             "TOs/step": EnergyModel(features=("tos",)), "FLOPs/step": EnergyModel(features=("flops",)),
-            "TOs+calls+bytes": EnergyModel(features=OVERHEAD)}
+            "TOs+calls+bytes": EnergyModel(features=OVERHEAD),
+            "TOs+calls per class": EnergyModel(features=CLASS_LAW)}
+    if columns is None:
+        return laws
+    have = set(columns)
+    return {n: m for n, m in laws.items() if set(m.features or (m.feature,)) <= have}
 
 
 def _n_coef(law) -> int:
@@ -112,7 +122,8 @@ def evaluate(runs: pd.DataFrame, laws: dict | None = None, splits=("random", "co
     Returns a tidy DataFrame: one row per (split, law, fold) with :data:`SCORES`; ``fold`` is the
     seed (random, config) or the held-out configuration/family index (loco, lofo). For loco and
     lofo the scores of a fold are those of its held-out runs (``adj_r2`` is NaN where a fold has
-    too few runs). :func:`summarize` gives mean ± sd."""
+    too few runs), and a last row per law (``fold="pooled"``) scores every run's held-out
+    prediction together. :func:`summarize` gives mean ± sd."""
     splits = (splits,) if isinstance(splits, str) else tuple(splits)
     bad = [s for s in splits if s not in EVAL_SPLITS]
     if bad or not splits:
@@ -120,7 +131,7 @@ def evaluate(runs: pd.DataFrame, laws: dict | None = None, splits=("random", "co
     seeds = list(seeds)
     if any(s in ("random", "config") for s in splits) and len(seeds) < 1:
         raise ValueError("seeds is empty; give 10 or more split seeds")
-    laws = default_laws() if laws is None else dict(laws)
+    laws = default_laws(runs.columns if isinstance(runs, pd.DataFrame) else None) if laws is None else dict(laws)
     if not isinstance(runs, pd.DataFrame) or "joules" not in runs.columns:
         raise ValueError("evaluate needs a runs table (DataFrame) with a 'joules' column")
     df = trim_runs(runs.reset_index(drop=True), trim)
@@ -128,32 +139,44 @@ def evaluate(runs: pd.DataFrame, laws: dict | None = None, splits=("random", "co
     floor = _floor(df)
     rows = []
     for split in splits:
+        pooled = {}
         for fold, train, test in _folds(df, split, seeds, train_frac):
             preds = {MEAN_ONLY: (np.full(test.sum(), y[train].mean()), 1), NOISE_FLOOR: (floor[test], 1)}
             for name, law in laws.items():
                 model = clone(law).fit(df[train])
                 preds[name] = (model.predict(df[test]), _n_coef(law))
             for name, (p, k) in preds.items():
-                rows.append({"split": split, "law": name, "fold": fold, "n_test": int(test.sum()),
-                             **_scores(y[test], np.asarray(p, dtype=float), k)})
+                p = np.asarray(p, dtype=float)
+                sc = _scores(y[test], p, k)
+                if split == "loco":  # one configuration: R² of its repeats says nothing
+                    sc["adj_r2"] = np.nan
+                rows.append({"split": split, "law": name, "fold": fold, "n_test": int(test.sum()), **sc})
+                if split in ("loco", "lofo"):
+                    whole = pooled.setdefault(name, (np.full(len(y), np.nan), k))[0]
+                    whole[test] = p
+        for name, (p, k) in pooled.items():  # every run predicted once, scored together
+            rows.append({"split": split, "law": name, "fold": "pooled", "n_test": len(y), **_scores(y, p, k)})
     out = pd.DataFrame(rows)
     out.attrs.update(seeds=seeds, train_frac=train_frac, trim=trim, laws=list(laws))
     return out
 
 
 def summarize(ev: pd.DataFrame, metric: str = "mre") -> pd.DataFrame:
-    """``law × split`` table of ``metric`` as mean and sd (columns ``(split, "mean"|"sd")``).
-    For loco/lofo the mean is over held-out runs (folds weighted by their runs)."""
+    """``law × split`` table of ``metric`` as mean and sd (columns ``(split, "mean"|"sd")``): for
+    seeded splits the mean and sd over seeds; for loco/lofo the figure of all held-out predictions
+    pooled, and the sd over the folds (NaN where a fold cannot define it, e.g. adjusted R² of one
+    configuration)."""
     def agg(g):
+        whole = g[g["fold"].astype(str) == "pooled"]
+        g = g[g["fold"].astype(str) != "pooled"]
         v = g[metric].to_numpy(dtype=float)
-        w = g["n_test"].to_numpy(dtype=float) if g.name[1] in ("loco", "lofo") else np.ones(len(v))
         ok = np.isfinite(v)
-        if not ok.any():
-            return pd.Series({"mean": np.nan, "sd": np.nan})
-        m = float(np.average(v[ok], weights=w[ok]))
-        return pd.Series({"mean": m, "sd": float(np.std(v[ok], ddof=1)) if ok.sum() > 1 else 0.0})
+        sd = float(np.std(v[ok], ddof=1)) if ok.sum() > 1 else np.nan
+        if len(whole):
+            return pd.Series({"mean": float(whole[metric].iloc[0]), "sd": sd})
+        return pd.Series({"mean": float(v[ok].mean()) if ok.any() else np.nan, "sd": sd})
 
-    table = ev.groupby(["law", "split"], sort=False)[["law", "split", metric, "n_test"]].apply(agg)
+    table = ev.groupby(["law", "split"], sort=False)[["fold", metric, "n_test"]].apply(agg)
     wide = table.unstack("split")
     wide = wide.swaplevel(0, 1, axis=1)
     splits = list(dict.fromkeys(ev["split"]))
@@ -173,15 +196,19 @@ def format_evaluation(ev: pd.DataFrame, split: str | None = None, digits: int = 
         names = list(dict.fromkeys(sub["law"]))
         stats = {m: summarize(sub, m) for m in SCORES}
         over = (f"sd over {sub['fold'].nunique()} seeds" if sp in ("random", "config")
-                else f"sd over {sub['fold'].nunique()} held-out {'configurations' if sp == 'loco' else 'families'}")
+                else f"pooled held-out predictions; sd over {sub['fold'].nunique() - 1} held-out "
+                f"{'configurations' if sp == 'loco' else 'families'}")
 
         def cell(m, law):
             r = stats[m].loc[law, sp]
-            return "nan" if not np.isfinite(r["mean"]) else f"{r['mean']:.{digits}f}±{r['sd']:.{digits}f}"
+            if not np.isfinite(r["mean"]):
+                return "nan"
+            sd = f"±{r['sd']:.{digits}f}" if np.isfinite(r["sd"]) else ""
+            return f"{r['mean']:.{digits}f}{sd}"
 
         def joules(m, law):
             r = stats[m].loc[law, sp]
-            return f"{r['mean']:.3g}±{r['sd']:.2g}"
+            return f"{r['mean']:.3g}" + (f"±{r['sd']:.2g}" if np.isfinite(r["sd"]) else "")
 
         lines = [("precision min-max (%)", [f"{stats['precision_min'].loc[n, sp]['mean']:.{digits}f}-"
                                             f"{stats['precision_max'].loc[n, sp]['mean']:.{digits}f}" for n in names]),
@@ -199,5 +226,5 @@ def format_evaluation(ev: pd.DataFrame, split: str | None = None, digits: int = 
     return "\n\n".join(blocks)
 
 
-__all__ = ["evaluate", "summarize", "format_evaluation", "default_laws", "EVAL_SPLITS", "OVERHEAD",
+__all__ = ["evaluate", "summarize", "format_evaluation", "default_laws", "EVAL_SPLITS", "OVERHEAD", "CLASS_LAW",
            "MEAN_ONLY", "NOISE_FLOOR"]

@@ -77,7 +77,7 @@ class EnergyModel(RegressorMixin, BaseEstimator):
             if self.feature not in X.columns:
                 raise ValueError(f"the table has no column {self.feature!r} (feature={self.feature!r}); "
                                  f"columns: {', '.join(map(str, X.columns))}")
-            if STEPS in X.columns:
+            if STEPS in X.columns and X[STEPS].notna().any():  # an all-empty column: old layout
                 return _as_1d(f"feature {self.feature!r}", X[self.feature]) * _as_1d(STEPS, X[STEPS])
             X = X[self.feature]
         return _as_1d(f"feature {self.feature!r}", X)

@@ -1,0 +1,88 @@
+"""``torch-tos predict MODULE:CALLABLE --input-shape 32,3,64,64 --steps 1000 --law law.json``:
+the predicted training energy of a model that was never measured.
+
+Counts one training step on the meta device (nothing computed or allocated: a 70B model predicts
+without its memory), applies the saved law (:func:`torch_tos.energy.load_law`) and prints the
+joules with their prediction interval, the joules per layer, and warnings when the model lies
+outside the calibrated range or the machine differs from the calibration's.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+from .errors import CLIError
+from .profile import load_model, parse_shape
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+LOSSES = ("sum", "cross_entropy")
+
+
+def _cmd_predict(args) -> int:
+    import torch
+
+    from ..energy.law import load_law
+
+    if args.steps < 1:
+        raise CLIError(f"--steps must be a positive number of training steps, got {args.steps}")
+    if args.optimizer not in OPTIMIZERS:
+        raise CLIError(f"unknown --optimizer {args.optimizer!r}; accepted: {', '.join(OPTIMIZERS)}")
+    if args.loss not in LOSSES:
+        raise CLIError(f"unknown --loss {args.loss!r}; accepted: {', '.join(LOSSES)}")
+    if not 0 < args.coverage < 1:
+        raise CLIError(f"--coverage must be between 0 and 1, got {args.coverage}")
+    shapes = [parse_shape(s) for s in args.input_shape]
+    try:
+        law = load_law(args.law)
+    except (FileNotFoundError, ValueError) as e:
+        raise CLIError(str(e)) from None
+    if args.dtype not in ("float32", "long"):
+        raise CLIError(f"unknown --input-dtype {args.dtype!r}; accepted: float32, long (token ids)")
+    model = load_model(args.model, args.model_kwargs)
+    meta = torch.device("meta")
+    if args.dtype == "long":
+        inputs = tuple(torch.zeros(s, dtype=torch.long, device=meta) for s in shapes)
+    else:
+        inputs = tuple(torch.empty(s, device=meta) for s in shapes)
+    loss_fn = None
+    if args.loss == "cross_entropy":
+        def loss_fn(out):  # class 0 for every sample: the counts do not depend on the labels
+            out = out.reshape(-1, out.shape[-1])
+            return torch.nn.functional.cross_entropy(out, torch.zeros(out.shape[0], dtype=torch.long,
+                                                                       device=out.device))
+    opt = {"sgd": lambda p: torch.optim.SGD(p, lr=0.01), "adam": lambda p: torch.optim.Adam(p),
+           "adamw": lambda p: torch.optim.AdamW(p)}[args.optimizer](model.parameters())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the Prediction lists its warnings; printed below
+        try:
+            pred = law.predict(model, inputs if len(inputs) > 1 else inputs[0], loss_fn=loss_fn, optimizer=opt,
+                               steps=args.steps, coverage=args.coverage)
+        except (RuntimeError, ValueError, TypeError) as e:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise CLIError(f"the model failed on inputs of shape {', '.join(map(str, shapes))}: {msg}") from None
+    if args.format == "csv":
+        print(pred.per_layer.to_csv(index=False), end="")
+    else:
+        fp = law.fingerprint_ or {}
+        print(f"law: {args.law} (calibrated on {fp.get('cpu', '?')}, meter {fp.get('meter', '?')}, "
+              f"{fp.get('date', '?')})")
+        print(pred)
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("predict", help="predict the training energy of a model from a saved law",
+                       description="Count one training step of a model on the meta device and predict "
+                       "the joules of --steps steps with a law saved by torch-tos fit --save or calibrate.")
+    p.add_argument("model", help="module:callable building the model, e.g. torchvision.models:resnet18")
+    p.add_argument("--input-shape", action="append", required=True,
+                   help="input tensor shape, e.g. 32,3,64,64 (repeat for several inputs)")
+    p.add_argument("--law", required=True, help="law JSON file (torch-tos fit --save / calibrate --out)")
+    p.add_argument("--steps", type=int, default=1, help="training steps to predict")
+    p.add_argument("--optimizer", default="sgd", help=f"optimizer of each step: {', '.join(OPTIMIZERS)}")
+    p.add_argument("--loss", default="sum", help="loss: sum (output.sum() surrogate) or cross_entropy")
+    p.add_argument("--input-dtype", dest="dtype", default="float32", help="float32 or long (token ids)")
+    p.add_argument("--coverage", type=float, default=0.9, help="coverage of the prediction interval")
+    p.add_argument("--format", default="table", choices=("table", "csv"), help="table, or csv of joules per layer")
+    p.add_argument("--model-kwargs", default=None, help="JSON keyword arguments for the model factory")
+    p.set_defaults(func=_cmd_predict)
