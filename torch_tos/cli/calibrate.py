@@ -58,7 +58,9 @@ def _calibrate(args, law_path, runs_csv=None, meter=None):
                         families=families, scale=args.scale)
     except (MeterUnavailable, InvalidWindow, OSError) as e:
         raise CLIError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
-    n_cfg = cal.runs.groupby(["family", "width", "depth", "activation", "input_size"], dropna=False).ngroups
+    from ..energy.runs import config_keys
+
+    n_cfg = config_keys(cal.runs).nunique()
     lines = [f"calibration: {len(cal.runs)} runs of {n_cfg} configurations of "
              f"{cal.runs['family'].nunique()} families in {cal.runs_path} ({cal.seconds:.0f} s)",
              f"law ({', '.join(features)}): {cal.law}", f"saved: {cal.law_path}",

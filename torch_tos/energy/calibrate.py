@@ -140,15 +140,18 @@ def calibrate(out="law.json", *, runs=None, meter="auto", repeats: int = DEFAULT
     return Calibration(law, table, law_path, csv_path, errors, time.perf_counter() - t0)
 
 
-def evaluation_laws(features=DEFAULT_FEATURES) -> dict:
-    """The laws a calibration is judged by: the paper's TOs and FLOPs laws, the per-step TOs and
-    FLOPs laws, and the calibrated law on ``features`` (:func:`~.evaluate.default_laws`)."""
-    from .evaluate import default_laws
+def evaluation_laws(features=DEFAULT_FEATURES, n_runs: int | None = None) -> dict:
+    """The laws a calibration is judged by: the paper's TOs and FLOPs laws, the per-step laws of
+    :func:`~.evaluate.default_laws` and the calibrated law on ``features``; with ``n_runs``, only
+    the laws with at most half as many coefficients as runs (a held-out fold must fit them)."""
+    from .evaluate import _n_coef, default_laws
     from .fit import EnergyModel
 
     laws = default_laws()
     if tuple(features) != DEFAULT_FEATURES:
         laws[" + ".join(features)] = EnergyModel(features=tuple(features))
+    if n_runs is not None:
+        laws = {k: v for k, v in laws.items() if _n_coef(v) <= n_runs // 2}
     return laws
 
 
@@ -159,7 +162,7 @@ def heldout_errors(runs: pd.DataFrame, features=DEFAULT_FEATURES) -> pd.DataFram
     from .evaluate import evaluate
 
     splits = ("loco", "lofo") if runs["family"].nunique() > 1 else ("loco",)
-    return evaluate(runs, laws=evaluation_laws(features), splits=splits)
+    return evaluate(runs, laws=evaluation_laws(features, len(runs)), splits=splits)
 
 
 __all__ = ["heldout_errors", "evaluation_laws", "SUITE", "DEFAULT_FEATURES", "calibrate", "suite_workloads", "runs_path", "Calibration"]
