@@ -30,14 +30,14 @@ def test_the_suite_spans_calls_parameters_and_op_classes(suite_features):
     by_family = {}
     for config, (f, _) in suite_features.items():
         by_family.setdefault(config.family, []).append(f)
-    assert set(by_family) >= {"ffn", "cnn", "mlp", "mlpdrop", "conv", "dwconv", "transformer", "embed", "lstm", "gru"}
+    assert set(by_family) >= {"ffn", "cnn", "mlp", "mlpdrop", "conv", "dwconv", "resnet", "transformer", "embed", "lstm", "gru"}
     assert all(f["tos_dwconv"] > 0 for f in by_family["dwconv"])  # depthwise convs
     assert all(f["calls_norm"] > 0 for fam in ("conv", "dwconv", "transformer") for f in by_family[fam])
     assert all(f["calls_rng"] > 0 for fam in ("mlpdrop", "transformer") for f in by_family[fam])  # dropout
     assert all(f["calls_memory"] > 0 for f in by_family["embed"])  # embedding gather / dense gradient
     maps = {c.input_size for c in suite_features if c.family == "conv"}
     widths = {c.width for c in suite_features if c.family == "conv"}
-    assert min(maps) <= 4 and max(maps) >= 64 and min(widths) <= 8 and max(widths) >= 256
+    assert min(maps) <= 2 and max(maps) >= 64 and min(widths) <= 8 and max(widths) >= 512
 
 
 def test_every_entry_runs_at_two_lengths():

@@ -8,8 +8,9 @@ instead of extrapolating (per step: 14 to ~1,000 kernel calls, 200 to 26 M param
 - ``mlp``: wide matmuls up to 2048 × 2048 × 4 layers (17 M parameters: optimizer traffic), a
   batch-4 run where the optimizer dominates, a 12-layer narrow stack (call-bound), ``mlpdrop``
   (dropout: random-number generation);
-- ``conv``: narrow convs on large maps (8 channels, 64²) to wide convs on tiny maps (256 channels,
-  4²), batch norm; ``dwconv``: depthwise-separable (MobileNet) blocks;
+- ``conv``: narrow convs on large maps (8 channels, 64²) to wide convs on tiny maps (512 channels,
+  2²), batch norm; ``dwconv``: depthwise-separable (MobileNet) blocks; ``resnet``: small ResNets
+  (strided convs, residual adds, projections, max pooling; 16–256 channels);
 - ``transformer``: embeddings, attention, layer norm, dropout, 1 to 6 layers (up to ~500 calls);
 - ``embed``: a 100 k × 256 embedding (26 M parameters, dense gradient);
 - ``lstm``/``gru``: recurrent layers (counted on the CPU: fused kernels, see
@@ -47,7 +48,8 @@ SUITE = (
     ("mlp", 2048, 4, "relu", None, 32, 2), ("mlp", 2048, 2, "relu", None, 4, 9),
     ("mlp", 64, 12, "relu", None, 32, 100), ("mlpdrop", 512, 3, "relu", None, 32, 40),
     ("conv", 8, 2, "relu", 64, 16, 6), ("conv", 32, 3, "relu", 32, 16, 4), ("conv", 128, 2, "relu", 8, 16, 8),
-    ("conv", 256, 2, "relu", 4, 16, 7), ("conv", 64, 6, "relu", 16, 16, 2),
+    ("conv", 256, 2, "relu", 4, 16, 7), ("conv", 512, 2, "relu", 2, 16, 3), ("conv", 64, 6, "relu", 16, 16, 2),
+    ("resnet", 16, 3, "relu", 32, 16, 10), ("resnet", 32, 4, "relu", 32, 16, 3), ("resnet", 64, 3, "relu", 16, 16, 5),
     ("dwconv", 32, 4, "relu", 32, 16, 2), ("dwconv", 128, 3, "relu", 8, 16, 10),
     ("dwconv", 256, 2, "relu", 4, 16, 19),
     ("transformer", 64, 2, "gelu", 32, 8, 14), ("transformer", 128, 1, "relu", 64, 8, 8),

@@ -11,6 +11,8 @@ Each trains with SGD on synthetic data from a fixed seed (``n_batches`` batches 
   entropy: wide convs on tiny maps and narrow convs on large maps.
 - ``dwconv``: stem as ``conv`` + BatchNorm, ``depth`` × MobileNet blocks [depthwise Conv2d(width,
   width, 3, pad 1, groups=width), BatchNorm2d, act, pointwise Conv2d(width, width, 1), BatchNorm2d, act].
+- ``resnet``: stem + ``depth`` stages of one ResNet basic block each, channels doubling and maps
+  halving per stage from ``width`` (strided convs, residual adds, projections, max pooling).
 - ``transformer``: Embedding(512, width), ``depth`` × TransformerEncoderLayer(width, heads
   width/32, feed-forward 4·width, dropout 0.1, ``activation``), Linear(width, 512); next-token
   cross entropy over sequences of ``input_size`` tokens: attention, layer norm, dropout, embeddings.
@@ -144,6 +146,40 @@ class DWConvNet(ConvNet):
     depthwise = True
 
 
+class _Basic(nn.Module):
+    """A ResNet basic block: two 3×3 convs with batch norm, a residual add (1×1 stride-2
+    projection when the shape changes)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, act):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), act(),
+                                  nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out))
+        self.skip = (nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+                     if stride != 1 or c_in != c_out else nn.Identity())
+        self.act = act()
+
+    def forward(self, x):
+        return self.act(self.body(x) + self.skip(x))
+
+
+class ResNet(ConvNet):
+    """``resnet``: stem Conv2d(3, width, 3) + BatchNorm + act + MaxPool(2), then ``depth`` stages
+    of one basic block each, the first at ``width`` channels and each next one stride 2 with twice
+    the channels (strided convs, residual adds, 1×1 projections, wide convs on tiny late maps)."""
+
+    name = "resnet"
+
+    def build(self, config):
+        act, w = ACTIVATIONS[config.activation], config.width
+        layers = [nn.Conv2d(3, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), act(), nn.MaxPool2d(2)]
+        c = w
+        for stage in range(config.depth):
+            out = w * 2 ** stage
+            layers.append(_Basic(c, out, 1 if stage == 0 else 2, act))
+            c = out
+        return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, 10))
+
+
 class Transformer(Micro):
     name = "transformer"
     default_activations = ("gelu",)
@@ -245,6 +281,6 @@ class Classifier(Micro):
     loss_fn = ConvNet.loss_fn
 
 
-MICRO_FAMILIES = {cls.name: cls for cls in (MLP, MLPDropout, ConvNet, DWConvNet, Transformer, Embed, LSTM, GRU)}
+MICRO_FAMILIES = {cls.name: cls for cls in (MLP, MLPDropout, ConvNet, DWConvNet, ResNet, Transformer, Embed, LSTM, GRU)}
 
 __all__ = ["MICRO_FAMILIES", "TokenCrossEntropy", "Classifier", *[cls.__name__ for cls in MICRO_FAMILIES.values()]]
