@@ -30,7 +30,7 @@ def test_the_suite_spans_calls_parameters_and_op_classes(suite_features):
     by_family = {}
     for config, (f, _) in suite_features.items():
         by_family.setdefault(config.family, []).append(f)
-    assert set(by_family) >= {"ffn", "cnn", "mlp", "mlpdrop", "conv", "dwconv", "resnet", "transformer", "embed", "lstm", "gru"}
+    assert set(by_family) >= {"ffn", "cnn", "mlp", "mlpdrop", "conv", "dwconv", "resnet", "mobile", "transformer", "embed", "lstm", "gru"}
     assert all(f["tos_dwconv"] > 0 for f in by_family["dwconv"])  # depthwise convs
     assert all(f["calls_norm"] > 0 for fam in ("conv", "dwconv", "transformer") for f in by_family[fam])
     assert all(f["calls_rng"] > 0 for fam in ("mlpdrop", "transformer") for f in by_family[fam])  # dropout

@@ -9,7 +9,8 @@ instead of extrapolating (per step: 14 to ~1,000 kernel calls, 200 to 26 M param
   batch-4 run where the optimizer dominates, a 12-layer narrow stack (call-bound), ``mlpdrop``
   (dropout: random-number generation);
 - ``conv``: narrow convs on large maps (8 channels, 64²) to wide convs on tiny maps (512 channels,
-  2²), batch norm; ``dwconv``: depthwise-separable (MobileNet) blocks; ``resnet``: small ResNets
+  2²), batch norm; ``dwconv``: depthwise-separable blocks; ``mobile``: MobileNetV3
+  blocks (5×5 strided depthwise convs, squeeze-and-excitation, hardswish); ``resnet``: small ResNets
   (strided convs, residual adds, projections, max pooling; 16–256 channels);
 - ``transformer``: embeddings, attention, layer norm, dropout, 1 to 6 layers (up to ~500 calls);
 - ``embed``: a 100 k × 256 embedding (26 M parameters, dense gradient);
@@ -52,6 +53,7 @@ SUITE = (
     ("resnet", 16, 3, "relu", 32, 16, 10), ("resnet", 32, 4, "relu", 32, 16, 3), ("resnet", 64, 3, "relu", 16, 16, 5),
     ("dwconv", 32, 4, "relu", 32, 16, 2), ("dwconv", 128, 3, "relu", 8, 16, 10),
     ("dwconv", 256, 2, "relu", 4, 16, 19),
+    ("mobile", 16, 4, None, 32, 16, 5), ("mobile", 24, 6, None, 32, 16, 3), ("mobile", 16, 8, None, 64, 16, 1),
     ("transformer", 64, 2, "gelu", 32, 8, 14), ("transformer", 128, 1, "relu", 64, 8, 8),
     ("transformer", 256, 2, "gelu", 16, 8, 6), ("transformer", 64, 6, "gelu", 16, 8, 10),
     ("embed", 64, None, None, 50000, 32, 29), ("embed", 256, None, None, 100000, 32, 2),
