@@ -59,3 +59,17 @@ def test_demo_bad_options(tmp_path, capsys):
                    match="--batch-size must be a positive integer")
     one_line_error(capsys, "demo", "--out", str(tmp_path / "d"), "--steps", "-3", *QUICK,
                    match="--steps must be a positive integer")
+
+
+def test_sweep_reports_each_repair_as_a_warning_line(tmp_path, capsys):
+    out = tmp_path / "runs.csv"
+    argv = ["sweep", "ffn", "--out", str(out), "--widths", "4", "--activations", "tanh", "--repeats", "2",
+            "--epochs", "1", *QUICK]
+    assert main(argv) == 0
+    lines = out.read_bytes().split(b"\n")
+    out.write_bytes(b"\n".join([lines[0], b"\x00" * 30, lines[1]]) + b"\n" + lines[2][:20])
+    capsys.readouterr()
+    assert main(argv) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert "torch-tos: warning: " + str(out) + ": removed line 2: it holds NUL bytes (a crash or a full disk)" in err
+    assert any(e.startswith("torch-tos: warning: ") and "incomplete last line" in e for e in err)

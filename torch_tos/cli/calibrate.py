@@ -43,7 +43,7 @@ def _calibrate(args, law_path, runs_csv=None, meter=None):
     from ..energy.evaluate import format_evaluation
     from ..energy.meters import InvalidWindow, MeterUnavailable
     from ..energy.reference import cv_by_config, format_cv
-    from .energy import _features
+    from .energy import _features, repairs_reported
 
     features = _features(args.features)
     families = [f.strip() for f in args.families.split(",") if f.strip()] if args.families else None
@@ -53,9 +53,10 @@ def _calibrate(args, law_path, runs_csv=None, meter=None):
     if not args.scale > 0:
         raise CLIError(f"--scale must be a positive number, got {args.scale}")
     try:
-        cal = calibrate(law_path, runs=runs_csv, meter=meter, repeats=args.repeats, reference=args.reference,
-                        threads=args.threads, features=features, seed=args.seed, progress=not args.no_progress,
-                        families=families, scale=args.scale)
+        with repairs_reported():
+            cal = calibrate(law_path, runs=runs_csv, meter=meter, repeats=args.repeats, reference=args.reference,
+                            threads=args.threads, features=features, seed=args.seed,
+                            progress=not args.no_progress, families=families, scale=args.scale)
     except (MeterUnavailable, InvalidWindow, OSError) as e:
         raise CLIError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
     from ..energy.runs import config_keys
@@ -148,9 +149,12 @@ def _cmd_demo(args) -> int:
     print(f"  predicted: {pred.joules:.3g} J (90 % interval {pred.low:.3g} – {pred.high:.3g} J)")
     for w in caught:
         print(f"  note: {str(w.message).splitlines()[0]}")
-    run_plan([Workload(fam, config, epochs, fam.default_lr, args.threads)], paths["target.runs.csv"],
-             repeats=args.repeats, meter=meter, reference=args.reference, seed=args.seed,
-             progress=not args.no_progress, desc=f"measuring {DEMO_TARGET}")
+    from .energy import repairs_reported
+
+    with repairs_reported():
+        run_plan([Workload(fam, config, epochs, fam.default_lr, args.threads)], paths["target.runs.csv"],
+                 repeats=args.repeats, meter=meter, reference=args.reference, seed=args.seed,
+                 progress=not args.no_progress, desc=f"measuring {DEMO_TARGET}")
     measured = read_runs(paths["target.runs.csv"], features=())
     measured = measured[(measured["steps"] == epochs) & (measured["batch_size"] == args.batch_size)]
     mean, sd = float(measured["joules"].mean()), float(measured["joules"].std(ddof=1)) if len(measured) > 1 else 0.0
