@@ -47,7 +47,7 @@ def test_demo_and_calibrate_outputs_are_checked_before_any_work(tmp_path, capsys
     (["--features", "seconds"], "'seconds' is a measured column"),
     (["--repeats", "0"], "--repeats must be a positive integer"),
     (["--scale", "0"], "--scale must be a positive number"),
-    (["--families", "ffn,resnet"], "unknown suite family 'resnet'"),
+    (["--families", "ffn,resnet50"], "unknown suite family 'resnet50'"),
 ])
 def test_calibrate_bad_options(tmp_path, capsys, argv, match):
     one_line_error(capsys, "calibrate", "--out", str(tmp_path / "law.json"), *argv, *QUICK, match=match)
