@@ -52,13 +52,23 @@ def evaluation_report(runs, law_features, splits, seeds, train_frac, trim) -> tu
     """The honest evaluation (lines) and the evaluation table."""
     from ..energy.evaluate import default_laws, evaluate, format_evaluation
     from ..energy.fit import EnergyModel
+    from ..energy.runs import config_keys
 
     laws = default_laws(runs.columns)
     laws.pop("TOs+calls+bytes", None)
     name = "+".join(law_features)
     laws[name] = EnergyModel(features=tuple(law_features))
+    notes = []
+    if "lofo" in splits and ("family" not in runs or runs["family"].nunique() < 2):
+        splits = [s for s in splits if s != "lofo"]
+        notes.append("(leave-one-family-out skipped: the runs hold one family)")
+    if "loco" in splits and len(set(config_keys(runs))) < 2:
+        splits = [s for s in splits if s != "loco"]
+        notes.append("(leave-one-configuration-out skipped: the runs hold one configuration)")
+    if not splits:
+        return notes, None
     ev = evaluate(runs, laws, splits=splits, seeds=range(seeds), train_frac=train_frac, trim=trim)
-    lines = ["held-out evaluation (mean relative error and Table V figures, mean ± sd; mean-only = always the "
+    lines = notes + ["held-out evaluation (mean relative error and Table V figures, mean ± sd; mean-only = always the "
              "training mean, noise floor = each run predicted by the other runs of its configuration):",
              format_evaluation(ev)]
     return lines, ev
