@@ -172,9 +172,8 @@ def run_plan(workloads, out, *, repeats: int = 3, meter="auto", reference=None, 
     called after each run is written. Returns the :class:`~.runfile.ResultFile`.
     """
     workloads = list(workloads)
-    for name, v in (("repeats", repeats),):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
     if order not in ORDERS:
         raise ValueError(f"unknown order {order!r}; accepted: {', '.join(ORDERS)}")
     rf = ResultFile(out, COLUMNS)  # checks the output before any work
