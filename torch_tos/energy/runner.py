@@ -220,8 +220,8 @@ def run_plan(workloads, out, *, repeats: int = 3, meter="auto", reference=None, 
                 rf.append(row)
                 state.done.add(key)
                 state.size = os.stat(rf.path).st_size
-            bar.update(1)
             bar.set_postfix_str(f"{w.label} #{repeat}: {float(row['joules']):.3g} J", refresh=False)
+            bar.update(1)
             if callback is not None:
                 callback(row)
     finally:
