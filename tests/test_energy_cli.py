@@ -27,33 +27,45 @@ def one_line_error(capsys, *argv, match):
     assert match in lines[0], lines[0]
 
 
-def test_sweep_then_fit(tmp_path, capsys):
+def test_sweep_writes_a_runs_file_fit_reads(tmp_path, capsys):
     out = tmp_path / "runs.csv"
-    rc, text, _ = run(capsys, "sweep", "ffn", "--out", str(out), "--widths", "4-6", "--activations",
+    rc, text, _ = run(capsys, "sweep", "ffn", "--out", str(out), "--widths", "4-9", "--activations",
                       "sigmoid,gelu", "--repeats", "3", *QUICK)
     assert rc == 0
     assert "meter: cputime" in text and "tracks time, not energy" in text
-    assert len(read_runs(out)) == 3 * 2 * 3
-    rc, text, _ = run(capsys, "fit", str(out), "--degrees", "1,2")
-    assert rc == 0
-    assert "Table V" in text and "TOs" in text and "FLOPs" in text and "E = " in text
-    assert "degree 2" in text and "degree 3" not in text
-    rc, text, _ = run(capsys, "fit", str(out), "--degrees", "1", "--split", "config", "--by", "activation")
-    assert rc == 0 and "activation=gelu: degree 1" in text
+    assert len(read_runs(out)) == 6 * 2 * 3
+    assert "run-to-run CV per configuration (12 configurations)" in text  # fit: tests/test_energy_fit*.py
 
 
 def test_demo_tiny(tmp_path, capsys):
-    rc, text, _ = run(capsys, "demo", "--out", str(tmp_path), "--widths", "4-7", "--repeats", "3", *QUICK)
-    assert rc == 0
-    assert "meter: cputime" in text and "Table V" in text and "held-out configurations" in text
-    for name in ("runs.csv", "table_v.txt", "fig.png"):
+    rc, text, _ = run(capsys, "demo", "--out", str(tmp_path), "--families", "ffn,mlp", "--scale", "0.05",
+                      "--repeats", "2", "--steps", "2", "--batch-size", "4", "--meter", "cputime", "--no-progress")
+    assert rc == 0, text
+    assert "meter: cputime" in text and "tracks time, not energy" in text
+    assert "loco (" in text and "lofo (" in text and "noise floor" in text and "mean-only" in text
+    assert "resnet18" in text and "predicted:" in text and "measured:" in text and "predicted / measured" in text
+    assert "CPU-time meter: both figures are estimates" in text
+    for name in ("law.json", "law.runs.csv", "target.runs.csv"):
         assert (tmp_path / name).exists()
-    assert len(read_runs(tmp_path / "runs.csv")) == 4 * 3 * 3
+    target = read_runs(tmp_path / "target.runs.csv", features=())
+    assert len(target) == 2 and (target["batch_size"] == 4).all() and (target["steps"] == 2).all()
+
+
+def full_layout(runs):
+    """A hand-made runs table completed with the settings every runs file records."""
+    runs = runs.copy()
+    for col, v in (("input_size", ""), ("batch_size", 64), ("optimizer", "sgd"), ("epochs", 10), ("steps", 220),
+                   ("dtype", "float32"), ("threads", 1), ("host", "h"), ("repeat", None)):
+        if col not in runs.columns:
+            runs[col] = v
+    if runs["repeat"].isna().all():
+        runs["repeat"] = runs.groupby(["family", "width", "depth", "activation"], dropna=False).cumcount()
+    return runs
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     out = str(tmp_path / "r.csv")
-    one_line_error(capsys, "sweep", "rnn", "--out", out, *QUICK, match="unknown family 'rnn'; accepted: ffn, cnn")
+    one_line_error(capsys, "sweep", "rnn", "--out", out, *QUICK, match="unknown family 'rnn'; accepted: ffn, cnn, mlp")
     one_line_error(capsys, "sweep", "ffn", "--out", out, "--activations", "swish", *QUICK,
                    match="unknown activation 'swish'")
     one_line_error(capsys, "sweep", "ffn", "--out", out, "--meter", "joulemeter", match="unknown --meter")
@@ -64,8 +76,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
 
     missing = tmp_path / "missing.csv"
     missing.write_text("family,width,tos\nffn,4,1e9\n")
-    one_line_error(capsys, "fit", str(missing), match="missing column(s) joules, flops")
-    runs = synthetic_runs(repeats=3)
+    one_line_error(capsys, "fit", str(missing), match="a runs file of an older torch_tos")
+    runs = full_layout(synthetic_runs(repeats=3))
     bad = runs.copy()
     bad["joules"] = bad["joules"].astype(object)
     bad.loc[2, "joules"] = "n/a"
@@ -89,7 +101,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
 
 def test_plot_fits_axes_and_missing_matplotlib(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
-    fig = plot_fits(synthetic_runs(), path=tmp_path / "f.png")
+    fig = plot_fits(full_layout(synthetic_runs()), path=tmp_path / "f.png")
     assert len(fig.axes) == 4
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert titles[0].startswith("TOs-based") and titles[1].startswith("FLOPs-based")
@@ -100,5 +112,8 @@ def test_plot_fits_axes_and_missing_matplotlib(tmp_path, monkeypatch):
 
 
 def test_columns_are_the_issue_layout():
-    assert COLUMNS == ["family", "width", "depth", "activation", "repeat", "epochs", "tos", "flops", "joules",
-                       "seconds", "meter", "estimated", "host", "torch"]
+    assert COLUMNS[:11] == ["family", "width", "depth", "activation", "input_size", "batch_size", "optimizer",
+                            "epochs", "steps", "dtype", "threads"]
+    for col in ("repeat", "joules", "joules_raw", "seconds", "ref_before", "ref_after", "ref_nominal", "meter",
+                "estimated", "host", "torch", "count_device", "tos", "flops", "calls", "bytes", "tos_conv"):
+        assert col in COLUMNS

@@ -8,7 +8,7 @@ import torch
 from torch_tos import profile
 from torch_tos.energy import COLUMNS, CpuTimeMeter, read_runs, sweep
 from torch_tos.energy.families import CNN, FFN, Config, cnn_kernel, get_family
-from torch_tos.energy.sweep import batch_sizes, count_run, parse_ints, parse_shard
+from torch_tos.energy.sweep import Workload, batch_sizes, count_features, parse_ints, parse_shard
 
 TINY = dict(widths=[4, 5], activations=["sigmoid", "gelu"], epochs=1, repeats=2, progress=False)
 
@@ -88,7 +88,7 @@ def test_resume_refuses_another_meter_or_other_counts(tmp_path):
     sweep("ffn", out, meter=CpuTimeMeter(), **{**TINY, "widths": [4], "activations": ["tanh"]})
     text = out.read_text().replace("cputime", "rapl")
     out.write_text(text)
-    with pytest.raises(ValueError, match="measured with rapl but this sweep would measure with cputime"):
+    with pytest.raises(ValueError, match="measured with rapl but this run would measure with cputime"):
         sweep("ffn", out, meter=CpuTimeMeter(), **TINY)
     out.write_text(text.replace("rapl", "cputime").replace(",1,", ",1,", 1))
     lines = out.read_text().splitlines()
@@ -96,11 +96,11 @@ def test_resume_refuses_another_meter_or_other_counts(tmp_path):
     cells[COLUMNS.index("tos")] = "123.0"
     cells[COLUMNS.index("repeat")] = "0"
     out.write_text("\n".join([lines[0], ",".join(cells)]) + "\n")
-    with pytest.raises(ValueError, match="holds runs of ffn w=4 d=3 tanh with 123 TOs"):
+    with pytest.raises(ValueError, match="holds runs of ffn w=4 d=3 tanh with 123 TOs / .* FLOPs per step"):
         sweep("ffn", out, meter=CpuTimeMeter(), **{**TINY, "widths": [4], "activations": ["tanh"],
                                                    "repeats": 3})
     (tmp_path / "other.csv").write_text("a,b\n1,2\n")
-    with pytest.raises(ValueError, match="not a runs file"):
+    with pytest.raises(ValueError, match="not a results file of this layout"):
         sweep("ffn", tmp_path / "other.csv", meter=CpuTimeMeter(), **TINY)
 
 
@@ -123,9 +123,11 @@ def test_counts_are_profile_of_one_step_times_steps():
     step = {n: profile(model, X[:n], mode="training", loss_fn=torch.nn.MSELoss(), target=y[:n],
                        optimizer=torch.optim.SGD(model.parameters(), lr=0.01), device="meta")
             for n in (64, 28)}
-    tos, flops = count_run(fam, config, X, y, epochs=3)
-    assert tos == pytest.approx(3 * (21 * step[64].tos + step[28].tos))
-    assert flops == 3 * (21 * step[64].flops + step[28].flops)
+    feats, device = count_features(Workload(fam, config, 3, 0.01), X, y)
+    assert device == "meta"
+    # per-step mean over the run's 3 × 22 steps: 21 batches of 64 and one of 28 per epoch
+    assert feats["tos"] * 66 == pytest.approx(3 * (21 * step[64].tos + step[28].tos))
+    assert feats["flops"] * 66 == pytest.approx(3 * (21 * step[64].flops + step[28].flops))
 
 
 def test_cnn_family_follows_table_iv():
@@ -137,7 +139,7 @@ def test_cnn_family_follows_table_iv():
     assert isinstance(model[-1], torch.nn.Linear)
     X, y = fam.data()
     assert model(X).shape == (8, 1)
-    assert fam.configs() == [Config("cnn", None, d, "gelu") for d in range(2, 11)]
+    assert fam.configs() == [Config("cnn", None, d, "gelu", 32) for d in range(2, 11)]
     with pytest.raises(ValueError, match="image_size 16 is too small for 10 unpadded conv layers"):
         CNN(image_size=16).configs()
 

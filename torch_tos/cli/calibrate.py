@@ -43,15 +43,25 @@ def _calibrate(args, law_path, runs_csv=None, meter=None):
     from ..energy.evaluate import format_evaluation
     from ..energy.meters import InvalidWindow, MeterUnavailable
     from ..energy.reference import cv_by_config, format_cv
-    from .energy import _features
+    from .energy import _features, repairs_reported
 
     features = _features(args.features)
+    families = [f.strip() for f in args.families.split(",") if f.strip()] if args.families else None
+    for name, v in (("--repeats", args.repeats), ("--threads", args.threads)):
+        if v < 1:
+            raise CLIError(f"{name} must be a positive integer, got {v}")
+    if not args.scale > 0:
+        raise CLIError(f"--scale must be a positive number, got {args.scale}")
     try:
-        cal = calibrate(law_path, runs=runs_csv, meter=meter, repeats=args.repeats, reference=args.reference,
-                        threads=args.threads, features=features, seed=args.seed, progress=not args.no_progress)
+        with repairs_reported():
+            cal = calibrate(law_path, runs=runs_csv, meter=meter, repeats=args.repeats, reference=args.reference,
+                            threads=args.threads, features=features, seed=args.seed,
+                            progress=not args.no_progress, families=families, scale=args.scale)
     except (MeterUnavailable, InvalidWindow, OSError) as e:
         raise CLIError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
-    n_cfg = cal.runs.groupby(["family", "width", "depth", "activation", "input_size"], dropna=False).ngroups
+    from ..energy.runs import config_keys
+
+    n_cfg = config_keys(cal.runs).nunique()
     lines = [f"calibration: {len(cal.runs)} runs of {n_cfg} configurations of "
              f"{cal.runs['family'].nunique()} families in {cal.runs_path} ({cal.seconds:.0f} s)",
              f"law ({', '.join(features)}): {cal.law}", f"saved: {cal.law_path}",
@@ -99,7 +109,7 @@ def _cmd_demo(args) -> int:
     if out.exists() and not out.is_dir():
         raise CLIError(f"--out {str(out)!r} is an existing file; the demo writes a folder: give a new or "
                        "existing folder name")
-    for name, v in (("--batch-size", args.batch_size), ("--steps", args.steps), ("--repeats", args.repeats)):
+    for name, v in (("--batch-size", args.batch_size), ("--steps", args.steps)):
         if v < 1:
             raise CLIError(f"{name} must be a positive integer, got {v}")
     try:
@@ -139,9 +149,12 @@ def _cmd_demo(args) -> int:
     print(f"  predicted: {pred.joules:.3g} J (90 % interval {pred.low:.3g} – {pred.high:.3g} J)")
     for w in caught:
         print(f"  note: {str(w.message).splitlines()[0]}")
-    run_plan([Workload(fam, config, epochs, fam.default_lr, args.threads)], paths["target.runs.csv"],
-             repeats=args.repeats, meter=meter, reference=args.reference, seed=args.seed,
-             progress=not args.no_progress, desc=f"measuring {DEMO_TARGET}")
+    from .energy import repairs_reported
+
+    with repairs_reported():
+        run_plan([Workload(fam, config, epochs, fam.default_lr, args.threads)], paths["target.runs.csv"],
+                 repeats=args.repeats, meter=meter, reference=args.reference, seed=args.seed,
+                 progress=not args.no_progress, desc=f"measuring {DEMO_TARGET}")
     measured = read_runs(paths["target.runs.csv"], features=())
     measured = measured[(measured["steps"] == epochs) & (measured["batch_size"] == args.batch_size)]
     mean, sd = float(measured["joules"].mean()), float(measured["joules"].std(ddof=1)) if len(measured) > 1 else 0.0
@@ -156,11 +169,17 @@ def _cmd_demo(args) -> int:
 
 
 def _options(p):
+    from ..energy.calibrate import DEFAULT_FEATURES
+
     p.add_argument("--repeats", type=int, default=3, help="runs per suite entry")
     p.add_argument("--reference", action="store_true", help="measure a fixed reference workload before and "
                    "after each run and correct the run for the machine's drift (raw values kept)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
-    p.add_argument("--features", default="tos,calls,bytes", help="the law's counted features, comma-separated")
+    p.add_argument("--features", default=",".join(DEFAULT_FEATURES),
+                   help="the law's counted features, comma-separated")
+    p.add_argument("--families", help="only these suite families, comma-separated (a quicker, narrower law)")
+    p.add_argument("--scale", type=float, default=1.0, help="multiply every suite entry's epochs (longer or "
+                   "shorter runs)")
 
 
 def register(subparsers) -> None:

@@ -11,8 +11,11 @@ from :mod:`torch_tos.cli.main`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 import time
+import warnings
 
 from ..energy.meters import METERS, InvalidWindow, Meter, MeterUnavailable
 from .errors import CLIError
@@ -62,11 +65,30 @@ def _meter_lines(meter: Meter) -> list[str]:
     return lines
 
 
+@contextlib.contextmanager
+def repairs_reported():
+    """Print each repair of a results file as one ``torch-tos: warning:`` line on stderr, at once."""
+    from ..energy.runfile import ResultFileRepaired
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, ResultFileRepaired):
+            print(f"torch-tos: warning: {message}", file=sys.stderr, flush=True)
+        else:
+            previous(message, category, filename, lineno, file, line)
+
+    with warnings.catch_warnings():  # restores the filters and showwarning on exit
+        previous = warnings.showwarning
+        warnings.simplefilter("always", ResultFileRepaired)
+        warnings.showwarning = show
+        yield
+
+
 def _run_sweep(family, out, meter, args, **kw):
     from ..energy.sweep import sweep
 
     try:
-        return sweep(family, out, meter=meter, progress=not args.no_progress, **kw)
+        with repairs_reported():
+            return sweep(family, out, meter=meter, progress=not args.no_progress, **kw)
     except (MeterUnavailable, InvalidWindow, OSError) as e:
         raise CLIError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
 

@@ -13,8 +13,13 @@ R², RMSE, precision and errors (Table V).
 - :mod:`.predict`: ``law.predict(model, inputs, steps=N)`` → :class:`Prediction`
 - :mod:`.evaluate`: :func:`evaluate` (held-out splits, mean-only baseline, noise floor)
 - :mod:`.compare`: :func:`compare` (Table V), :func:`format_table_v`
-- :mod:`.sweep`: :func:`sweep` over the paper's ``ffn`` and ``cnn`` families
-- :mod:`.runs`: the runs CSV layout, :func:`read_runs`, :func:`trim_runs`
+- :mod:`.calibrate`: :func:`calibrate` (the built-in suite of micro-workloads → this machine's law)
+- :mod:`.sweep`: :func:`sweep` over a family (the paper's ``ffn``, ``cnn``; the micro families)
+- :mod:`.runner`: the measuring engine shared by sweeps and calibration (lazy plan, locked file)
+- :mod:`.reference`: drift correction by a reference workload (:class:`Reference`)
+- :mod:`.runs`: the runs CSV layout, :func:`read_runs`, :func:`trim_runs`, :func:`find_duplicates`
+- :mod:`.runfile`: results files checked, locked and repaired (:class:`ResultFileRepaired`)
+- :mod:`.families`: the model families (:func:`get_family`)
 - :mod:`.plot` (needs matplotlib): :func:`plot_fits`
 """
 
@@ -26,14 +31,18 @@ from .law import load_law
 from .predict import Prediction
 from .meters import (DEFAULT_WATTS_PER_CORE, CpuTimeMeter, InvalidWindow, Measurement, Meter,
                      MeterUnavailable, NvmlMeter, RaplMeter, RaplPermissionError, auto_meter, get_meter)
-from .runs import COLUMNS, read_runs, trim_runs, validate_runs
+from .calibrate import calibrate
+from .reference import Reference, cv_by_config
+from .runfile import ResultFileRepaired
+from .runs import COLUMNS, CONFIG_COLUMNS, find_duplicates, read_runs, trim_runs, validate_runs
 from .sweep import sweep
 
 __all__ = ["EnergyModel", "metrics", "load_law", "Prediction", "step_features", "FEATURE_NAMES", "evaluate",
            "format_evaluation", "compare", "compare_long", "format_table_v", "split_runs",
            "Meter", "Measurement", "RaplMeter", "NvmlMeter", "CpuTimeMeter", "auto_meter", "get_meter",
            "MeterUnavailable", "RaplPermissionError", "InvalidWindow", "DEFAULT_WATTS_PER_CORE",
-           "COLUMNS", "read_runs", "trim_runs", "validate_runs", "sweep", "plot_fits"]
+           "COLUMNS", "CONFIG_COLUMNS", "read_runs", "trim_runs", "validate_runs", "find_duplicates", "sweep",
+           "calibrate", "Reference", "cv_by_config", "ResultFileRepaired", "plot_fits"]
 
 
 def plot_fits(*args, **kwargs):

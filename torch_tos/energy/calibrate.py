@@ -8,15 +8,19 @@ instead of extrapolating (per step: 14 to ~1,000 kernel calls, 200 to 26 M param
 - ``mlp``: wide matmuls up to 2048 × 2048 × 4 layers (17 M parameters: optimizer traffic), a
   batch-4 run where the optimizer dominates, a 12-layer narrow stack (call-bound), ``mlpdrop``
   (dropout: random-number generation);
-- ``conv``: narrow convs on large maps (8 channels, 64²) to wide convs on tiny maps (256 channels,
-  4²), batch norm; ``dwconv``: depthwise-separable (MobileNet) blocks;
+- ``conv``: narrow convs on large maps (8 channels, 64²) to wide convs on tiny maps (512 channels,
+  2²), batch norm; ``dwconv``: depthwise-separable blocks; ``mobile``: MobileNetV3
+  blocks (5×5 strided depthwise convs, squeeze-and-excitation, hardswish); ``resnet``: small ResNets
+  (strided convs, residual adds, projections, max pooling; 16–256 channels);
 - ``transformer``: embeddings, attention, layer norm, dropout, 1 to 6 layers (up to ~500 calls);
 - ``embed``: a 100 k × 256 embedding (26 M parameters, dense gradient);
 - ``lstm``/``gru``: recurrent layers (counted on the CPU: fused kernels, see
   :mod:`torch_tos.energy.families.micro`).
 
-Each entry's epochs are set so a run lasts about 0.4 s single-threaded on a 2020s x86 core; the
-whole suite, 3 repeats, is about 40 s of measured runs (+ the reference workload when asked).
+Each entry's epochs are set so a run lasts about 0.4 s single-threaded on a 2020s x86 core, and
+each entry is also run at a quarter of that length (:data:`LENGTHS`) so per-step and per-run
+costs separate; the whole suite, 3 repeats, is about 60 s of measured runs on an idle core (+ the
+reference workload when asked).
 :func:`calibrate` measures it with :func:`~torch_tos.energy.runner.run_plan` into a runs CSV
 next to the law (``law.json`` → ``law.runs.csv``; resumable like sweeps: a rerun measures only
 what is missing), fits ``EnergyModel(features=...)`` (:mod:`.fit`), saves it with the machine's
@@ -45,24 +49,33 @@ SUITE = (
     ("mlp", 2048, 4, "relu", None, 32, 2), ("mlp", 2048, 2, "relu", None, 4, 9),
     ("mlp", 64, 12, "relu", None, 32, 100), ("mlpdrop", 512, 3, "relu", None, 32, 40),
     ("conv", 8, 2, "relu", 64, 16, 6), ("conv", 32, 3, "relu", 32, 16, 4), ("conv", 128, 2, "relu", 8, 16, 8),
-    ("conv", 256, 2, "relu", 4, 16, 7), ("conv", 64, 6, "relu", 16, 16, 2),
+    ("conv", 256, 2, "relu", 4, 16, 7), ("conv", 512, 2, "relu", 2, 16, 3), ("conv", 64, 6, "relu", 16, 16, 2),
+    ("resnet", 16, 3, "relu", 32, 16, 10), ("resnet", 32, 4, "relu", 32, 16, 3), ("resnet", 64, 3, "relu", 16, 16, 5),
     ("dwconv", 32, 4, "relu", 32, 16, 2), ("dwconv", 128, 3, "relu", 8, 16, 10),
     ("dwconv", 256, 2, "relu", 4, 16, 19),
+    ("mobile", 16, 4, None, 32, 16, 5), ("mobile", 24, 6, None, 32, 16, 3), ("mobile", 16, 8, None, 64, 16, 2),
     ("transformer", 64, 2, "gelu", 32, 8, 14), ("transformer", 128, 1, "relu", 64, 8, 8),
     ("transformer", 256, 2, "gelu", 16, 8, 6), ("transformer", 64, 6, "gelu", 16, 8, 10),
     ("embed", 64, None, None, 50000, 32, 29), ("embed", 256, None, None, 100000, 32, 2),
     ("lstm", 64, 1, None, 16, 16, 70), ("lstm", 128, 2, None, 32, 16, 17), ("gru", 64, 2, None, 16, 16, 20),
     ("cnn", None, 2, "gelu", 32, 64, 7), ("cnn", None, 5, "gelu", 32, 64, 2),
 )
-#: The default features of a calibrated law (held-out error decides; see docs/measuring.md).
-DEFAULT_FEATURES = ("tos", "calls", "bytes")
+#: The default features of a calibrated law: TOs, kernel calls and bytes, plus the calls and the
+#: bytes of convolutions (a conv call and a conv byte cost more than the average call and byte).
+#: Chosen among 7 candidate sets as the best on both leave-one-configuration-out and
+#: leave-one-family-out error of a full calibration (see docs/measuring.md).
+DEFAULT_FEATURES = ("tos", "calls", "bytes", "calls_conv", "bytes_conv")
 DEFAULT_REPEATS = 3
+#: Every entry runs at these fractions of its epochs (two lengths: see :func:`suite_workloads`).
+LENGTHS = (0.25, 1.0)
 
 
 def suite_workloads(*, threads: int = 1, families=None, scale: float = 1.0, batch_size: int | None = None,
-                    suite=SUITE) -> list[Workload]:
-    """The suite as :class:`~torch_tos.energy.runner.Workload` objects; ``families``: keep only
-    these; ``scale``: multiply every entry's epochs (≥ 1); ``batch_size``: override every entry's."""
+                    lengths=LENGTHS, suite=SUITE) -> list[Workload]:
+    """The suite as :class:`~torch_tos.energy.runner.Workload` objects, each entry at every run
+    length of ``lengths`` (fractions of its epochs: runs of one model at two lengths separate the
+    per-step costs from the per-run ones, which equal-length runs would confound); ``families``:
+    keep only these; ``scale``: multiply every entry's epochs; ``batch_size``: override every entry's."""
     if families is not None:
         known = {s[0] for s in suite}
         bad = sorted(set(families) - known)
@@ -81,7 +94,8 @@ def suite_workloads(*, threads: int = 1, families=None, scale: float = 1.0, batc
             opts["input_size"] = size
         fam = get_family(name, **opts)
         config = Config(name, width, depth, act, size)
-        out.append(Workload(fam, config, max(1, round(epochs * scale)), fam.default_lr, threads))
+        runs = sorted({max(1, round(epochs * scale * f)) for f in lengths})
+        out += [Workload(fam, config, e, fam.default_lr, threads) for e in runs]
     return out
 
 
@@ -133,15 +147,18 @@ def calibrate(out="law.json", *, runs=None, meter="auto", repeats: int = DEFAULT
     return Calibration(law, table, law_path, csv_path, errors, time.perf_counter() - t0)
 
 
-def evaluation_laws(features=DEFAULT_FEATURES) -> dict:
-    """The laws a calibration is judged by: the paper's TOs and FLOPs laws, the per-step TOs and
-    FLOPs laws, and the calibrated law on ``features`` (:func:`~.evaluate.default_laws`)."""
-    from .evaluate import default_laws
+def evaluation_laws(features=DEFAULT_FEATURES, n_runs: int | None = None) -> dict:
+    """The laws a calibration is judged by: the paper's TOs and FLOPs laws, the per-step laws of
+    :func:`~.evaluate.default_laws` and the calibrated law on ``features``; with ``n_runs``, only
+    the laws with at most half as many coefficients as runs (a held-out fold must fit them)."""
+    from .evaluate import OVERHEAD, _n_coef, default_laws
     from .fit import EnergyModel
 
     laws = default_laws()
-    if tuple(features) != DEFAULT_FEATURES:
-        laws[" + ".join(features)] = EnergyModel(features=tuple(features))
+    if tuple(features) != tuple(OVERHEAD):
+        laws["+".join(features)] = EnergyModel(features=tuple(features))
+    if n_runs is not None:
+        laws = {k: v for k, v in laws.items() if _n_coef(v) <= n_runs // 2}
     return laws
 
 
@@ -152,7 +169,8 @@ def heldout_errors(runs: pd.DataFrame, features=DEFAULT_FEATURES) -> pd.DataFram
     from .evaluate import evaluate
 
     splits = ("loco", "lofo") if runs["family"].nunique() > 1 else ("loco",)
-    return evaluate(runs, laws=evaluation_laws(features), splits=splits)
+    return evaluate(runs, laws=evaluation_laws(features, len(runs)), splits=splits)
 
 
-__all__ = ["heldout_errors", "evaluation_laws", "SUITE", "DEFAULT_FEATURES", "calibrate", "suite_workloads", "runs_path", "Calibration"]
+__all__ = ["heldout_errors", "evaluation_laws", "SUITE", "DEFAULT_FEATURES", "calibrate", "suite_workloads",
+           "runs_path", "Calibration"]

@@ -158,8 +158,8 @@ def format_cv(table: pd.DataFrame) -> str:
     if table.empty or table["cv_raw"].notna().sum() == 0:
         return "run-to-run CV: needs 2 or more runs per configuration"
     raw = table["cv_raw"].dropna()
-    text = f"run-to-run CV per configuration ({len(raw)} configurations): raw mean {raw.mean():.1f} %, " \
-           f"median {raw.median():.1f} %"
+    n = f"{len(raw)} configuration{'s' if len(raw) != 1 else ''}"
+    text = f"run-to-run CV per configuration ({n}): raw mean {raw.mean():.1f} %, median {raw.median():.1f} %"
     corr = table["cv_corrected"].dropna()
     if len(corr):
         text += f"; reference-corrected mean {corr.mean():.1f} %, median {corr.median():.1f} %"

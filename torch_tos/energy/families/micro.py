@@ -11,6 +11,10 @@ Each trains with SGD on synthetic data from a fixed seed (``n_batches`` batches 
   entropy: wide convs on tiny maps and narrow convs on large maps.
 - ``dwconv``: stem as ``conv`` + BatchNorm, ``depth`` × MobileNet blocks [depthwise Conv2d(width,
   width, 3, pad 1, groups=width), BatchNorm2d, act, pointwise Conv2d(width, width, 1), BatchNorm2d, act].
+- ``resnet``: stem + ``depth`` stages of one ResNet basic block each, channels doubling and maps
+  halving per stage from ``width`` (strided convs, residual adds, projections, max pooling).
+- ``mobile``: stem + ``depth`` MobileNetV3 blocks (1×1 expansion, 5×5 depthwise with stride 2 every
+  other block, squeeze-and-excitation, hardswish, 1×1 projection): many small kernels, tiny maps.
 - ``transformer``: Embedding(512, width), ``depth`` × TransformerEncoderLayer(width, heads
   width/32, feed-forward 4·width, dropout 0.1, ``activation``), Linear(width, 512); next-token
   cross entropy over sequences of ``input_size`` tokens: attention, layer norm, dropout, embeddings.
@@ -144,6 +148,86 @@ class DWConvNet(ConvNet):
     depthwise = True
 
 
+class _Basic(nn.Module):
+    """A ResNet basic block: two 3×3 convs with batch norm, a residual add (1×1 stride-2
+    projection when the shape changes)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, act):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), act(),
+                                  nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out))
+        self.skip = (nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+                     if stride != 1 or c_in != c_out else nn.Identity())
+        self.act = act()
+
+    def forward(self, x):
+        return self.act(self.body(x) + self.skip(x))
+
+
+class ResNet(ConvNet):
+    """``resnet``: stem Conv2d(3, width, 3) + BatchNorm + act + MaxPool(2), then ``depth`` stages
+    of one basic block each, the first at ``width`` channels and each next one stride 2 with twice
+    the channels (strided convs, residual adds, 1×1 projections, wide convs on tiny late maps)."""
+
+    name = "resnet"
+
+    def build(self, config):
+        act, w = ACTIVATIONS[config.activation], config.width
+        layers = [nn.Conv2d(3, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), act(), nn.MaxPool2d(2)]
+        c = w
+        for stage in range(config.depth):
+            out = w * 2 ** stage
+            layers.append(_Basic(c, out, 1 if stage == 0 else 2, act))
+            c = out
+        return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, 10))
+
+
+class _InvertedResidual(nn.Module):
+    """A MobileNetV3 block: 1×1 expansion (×4), k×k depthwise conv (stride ``stride``),
+    squeeze-and-excitation, 1×1 projection; batch norm and hardswish; residual add when shapes match."""
+
+    def __init__(self, c_in: int, c_out: int, k: int, stride: int):
+        super().__init__()
+        mid = 4 * c_in
+        self.expand = nn.Sequential(nn.Conv2d(c_in, mid, 1, bias=False), nn.BatchNorm2d(mid), nn.Hardswish())
+        self.dw = nn.Sequential(nn.Conv2d(mid, mid, k, stride, k // 2, groups=mid, bias=False), nn.BatchNorm2d(mid),
+                                nn.Hardswish())
+        self.se = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(mid, max(8, mid // 4), 1), nn.ReLU(),
+                                nn.Conv2d(max(8, mid // 4), mid, 1), nn.Hardsigmoid())
+        self.project = nn.Sequential(nn.Conv2d(mid, c_out, 1, bias=False), nn.BatchNorm2d(c_out))
+        self.residual = stride == 1 and c_in == c_out
+
+    def forward(self, x):
+        h = self.dw(self.expand(x))
+        h = self.project(h * self.se(h))
+        return h + x if self.residual else h
+
+
+class Mobile(ConvNet):
+    """``mobile``: stem Conv2d(3, width, 3, stride 2) + BatchNorm + hardswish, then ``depth``
+    MobileNetV3 blocks (5×5 depthwise, squeeze-and-excitation), every other one stride 2 with 1.5×
+    the channels: many small kernels on maps shrinking to 1×1."""
+
+    name = "mobile"
+
+    def configs(self, widths=None, depths=None, activations=None):
+        if activations:
+            raise ValueError("the mobile family has no activation option (hardswish, as MobileNetV3)")
+        widths = check_ints("widths", widths or self.default_widths, 8, 8192)
+        depths = check_ints("depths", depths or self.default_depths, 1, 32)
+        return [Config(self.name, w, d, None, self.input) for d in depths for w in widths]
+
+    def build(self, config):
+        w = config.width
+        layers, c = [nn.Conv2d(3, w, 3, 2, 1, bias=False), nn.BatchNorm2d(w), nn.Hardswish()], w
+        for i in range(config.depth):
+            stride = 2 if i % 2 == 0 else 1
+            out = int(c * 1.5) if stride == 2 else c
+            layers.append(_InvertedResidual(c, out, 5, stride))
+            c = out
+        return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, 10))
+
+
 class Transformer(Micro):
     name = "transformer"
     default_activations = ("gelu",)
@@ -245,6 +329,6 @@ class Classifier(Micro):
     loss_fn = ConvNet.loss_fn
 
 
-MICRO_FAMILIES = {cls.name: cls for cls in (MLP, MLPDropout, ConvNet, DWConvNet, Transformer, Embed, LSTM, GRU)}
+MICRO_FAMILIES = {cls.name: cls for cls in (MLP, MLPDropout, ConvNet, DWConvNet, ResNet, Mobile, Transformer, Embed, LSTM, GRU)}
 
 __all__ = ["MICRO_FAMILIES", "TokenCrossEntropy", "Classifier", *[cls.__name__ for cls in MICRO_FAMILIES.values()]]
