@@ -51,6 +51,7 @@ from .distributed import total_all_ranks
 from .hooks import CounterEngine, CounterScope, Hook
 from .records import KINDS, STEP_COLUMNS, CounterTotal, History, StepRecord, Summary
 from .sinks import make_sink
+from .verify import model_is_trusted
 from .steps import StepTracker
 
 __all__ = ["TOsCounter", "ACTIVE"]
@@ -120,10 +121,13 @@ class TOsCounter:
         tracker = self._tracker
         thread = self._scope.thread = threading.get_ident()
         try:
+            tracker.model_trusted = model_is_trusted(model)  # before any hook of ours is on it
             self._scope.attach()  # names and types of every module for the report
             self._scope.detach()
             self._handles.append(model.register_forward_pre_hook(
                 Hook(tracker.on_root_pre, thread), with_kwargs=True, prepend=True))
+            self._handles.append(model.register_forward_hook(
+                Hook(tracker.on_root_post, thread), prepend=True, always_call=True))
             if self.optimizer is not None:
                 opt = self.optimizer
                 self._handles.append(opt.register_step_pre_hook(Hook(tracker.on_opt_pre, thread)))
@@ -183,16 +187,16 @@ class TOsCounter:
         :meth:`step`, and root forwards inside it do not start new steps."""
         if not self._active:
             raise RuntimeError("begin_step() needs an active TOsCounter (use it inside `with counter:`)")
-        self._tracker.forward(inputs, kw_inputs, explicit=True)
+        self._tracker.begin(inputs, kw_inputs)
 
     # -- recording ---------------------------------------------------------------------------
-    def _record(self, summary: Summary, cache: str, energy, new: bool) -> StepRecord:
+    def _record(self, summary: Summary, cache: str, energy, new: bool, recount) -> StepRecord:
         if new and summary.unsupported:  # one warning per op name over the counter's life
             fresh = {k: v for k, v in summary.unsupported.items() if k[0] not in self._warned}
             if fresh:
                 self._warned.update(k[0] for k in fresh)
                 warn_unsupported(fresh, stacklevel=4)
-        rec = self._records.add(summary, cache, energy)
+        rec = self._records.add(summary, cache, energy, recount)
         for sink in self._sinks:
             sink(rec, self._records.running_tos)
         return rec

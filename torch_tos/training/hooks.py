@@ -24,6 +24,7 @@ import torch
 
 from ..attribution import ModuleScope
 from ..counter import Engine
+from .verify import data_dependent
 
 __all__ = ["Hook", "Noop", "CounterScope", "CounterEngine"]
 
@@ -76,17 +77,33 @@ _eager_call = torch.compiler.disable(_eager)
 
 
 class CounterScope(ModuleScope):
-    """A :class:`ModuleScope` whose hooks are :class:`Hook` objects bound to ``thread``."""
+    """A :class:`ModuleScope` whose hooks are :class:`Hook` objects bound to ``thread``; while
+    they run, the tracker's tracer is off (their tensor accesses are not part of the step)."""
+
+    tracker = None
 
     def __init__(self, model: torch.nn.Module, thread: int):
         super().__init__(model)
         self.thread = thread
 
+    def _untraced(self, fn):
+        def hook(*args):
+            tracker = self.tracker
+            if tracker is None or not tracker.tracing:
+                return fn(*args)
+            tracker.trace(False)
+            try:
+                return fn(*args)
+            finally:
+                tracker.trace(True)
+
+        return hook
+
     def _pre(self, name: str):
-        return Hook(super()._pre(name), self.thread)
+        return Hook(self._untraced(super()._pre(name)), self.thread)
 
     def _post(self, name: str):
-        return Hook(super()._post(name), self.thread)
+        return Hook(self._untraced(super()._post(name)), self.thread)
 
 
 def _profiler_ops() -> frozenset:
@@ -135,6 +152,7 @@ class CounterEngine(Engine):
     keeps counting after a ``torch.compile``-d call that it was entered inside of."""
 
     _resnapshot = False
+    tracker = None  # the StepTracker, for the checks that mark a counted segment volatile
 
     def __enter__(self) -> "CounterEngine":
         Engine.__enter__(self)
@@ -151,4 +169,12 @@ class CounterEngine(Engine):
     def _handle(self, mode, func, args, kwargs):
         if func in PROFILER_OPS:
             return func(*args, **kwargs)
+        tracker = self.tracker
+        if tracker is not None and not self.paused:
+            segment = tracker.segment
+            if segment is not None and segment.volatile is None and not tracker.trusted:
+                if data_dependent(func):
+                    segment.volatile = f"data-dependent op {func._overloadpacket}"
+                elif not tracker.depth:
+                    segment.volatile = f"op {func._overloadpacket} outside any traced call"
         return Engine._handle(self, mode, func, args, kwargs)
