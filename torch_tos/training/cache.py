@@ -74,9 +74,9 @@ class StepCache:
             return child.volatile
         if node.parent is None and not node.children:
             return "first step"
-        if key[0] == "call":
-            name = getattr(key[1][0], "__qualname__", None) or getattr(key[1][0], "__name__", None) \
-                or str(key[1][0])
+        if callable(key[0]):  # a torch call seen by the tracer: (function, *argument signatures)
+            f = key[0]
+            name = getattr(f, "__qualname__", None) or getattr(f, "__name__", None) or str(f)
             return f"call sequence differs at {name}"
         if key[0] == "optimizer":
             return "optimizer signature not seen"

@@ -48,7 +48,7 @@ from ..tables import DEFAULT_TABLE, TransistorTable
 from ..validation import check_dtype, check_meter, check_model, check_optimizer, check_table
 from .cache import StepCache
 from .distributed import total_all_ranks
-from .hooks import CounterEngine, CounterScope, Hook
+from .hooks import CounterEngine, CounterScope, Hook, ModuleHook
 from .records import KINDS, STEP_COLUMNS, CounterTotal, History, StepRecord, Summary
 from .sinks import make_sink
 from .verify import model_is_trusted
@@ -125,9 +125,9 @@ class TOsCounter:
             self._scope.attach()  # names and types of every module for the report
             self._scope.detach()
             self._handles.append(model.register_forward_pre_hook(
-                Hook(tracker.on_root_pre, thread), with_kwargs=True, prepend=True))
+                ModuleHook(tracker.on_root_pre, thread), with_kwargs=True, prepend=True))
             self._handles.append(model.register_forward_hook(
-                Hook(tracker.on_root_post, thread), prepend=True, always_call=True))
+                ModuleHook(tracker.on_root_post, thread), prepend=True, always_call=True))
             if self.optimizer is not None:
                 opt = self.optimizer
                 self._handles.append(opt.register_step_pre_hook(Hook(tracker.on_opt_pre, thread)))

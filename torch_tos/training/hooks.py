@@ -26,7 +26,7 @@ from ..attribution import ModuleScope
 from ..counter import Engine
 from .verify import data_dependent
 
-__all__ = ["Hook", "Noop", "CounterScope", "CounterEngine"]
+__all__ = ["Hook", "ModuleHook", "Noop", "CounterScope", "CounterEngine"]
 
 
 class Noop:
@@ -50,9 +50,7 @@ class Hook:
         self.thread = thread
 
     def __call__(self, *args):
-        if _is_compiling():  # traced by torch.compile: run it for real, outside the graph
-            return _eager_call(self, args)
-        if threading.get_ident() == self.thread:
+        if _get_ident() == self.thread:
             return self.fn(*args)
         return None
 
@@ -66,12 +64,27 @@ class Hook:
         return (Noop, ())
 
 
+class ModuleHook(Hook):
+    """A :class:`Hook` for a module: when ``torch.compile`` traces the module's call, the hook
+    runs for real, eagerly, outside the graph."""
+
+    __slots__ = ()
+
+    def __call__(self, *args):
+        if _is_compiling():
+            return _eager_call(self, args)
+        if _get_ident() == self.thread:
+            return self.fn(*args)
+        return None
+
+
 def _eager(hook: Hook, args):
-    if threading.get_ident() == hook.thread:
+    if _get_ident() == hook.thread:
         return hook.fn(*args)
     return None
 
 
+_get_ident = threading.get_ident
 _is_compiling = torch.compiler.is_compiling
 _eager_call = torch.compiler.disable(_eager)
 
@@ -100,10 +113,10 @@ class CounterScope(ModuleScope):
         return hook
 
     def _pre(self, name: str):
-        return Hook(self._untraced(super()._pre(name)), self.thread)
+        return ModuleHook(self._untraced(super()._pre(name)), self.thread)
 
     def _post(self, name: str):
-        return Hook(self._untraced(super()._post(name)), self.thread)
+        return ModuleHook(self._untraced(super()._post(name)), self.thread)
 
 
 def _profiler_ops() -> frozenset:
@@ -170,7 +183,7 @@ class CounterEngine(Engine):
         if func in PROFILER_OPS:
             return func(*args, **kwargs)
         tracker = self.tracker
-        if tracker is not None and not self.paused:
+        if tracker is not None and tracker.cache.enabled and not self.paused:
             segment = tracker.segment
             if segment is not None and segment.volatile is None and not tracker.trusted:
                 if data_dependent(func):

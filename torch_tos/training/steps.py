@@ -24,7 +24,7 @@ import weakref
 import torch
 
 from .cache import Node, StepCache
-from .hooks import Hook
+from .hooks import ModuleHook
 from .signature import ForwardSignature, has_kv_cache, optimizer_signature
 from .verify import TRUSTED_OPTIMIZERS, Tracer, global_module_hooks
 
@@ -100,13 +100,8 @@ class StepTracker:
         step.counted += 1
         self.engine.counts, self.engine.unsupported = child.counts, child.unsupported
 
-    def call(self, key) -> None:
-        """A ``torch`` call seen by the tracer."""
-        if self.step is not None:
-            self.event(self.step, ("call", key))
-
     def trace(self, on: bool) -> None:
-        if on == self.tracing:
+        if on == self.tracing or (on and not self.cache.enabled):  # cache=False: nothing to verify
             return
         if on:
             _push_tf(self.tracer)
@@ -281,7 +276,7 @@ class StepTracker:
             tracker.trace(tracing)
             return None
 
-        self.inner_handle = self.model.register_forward_hook(Hook(done, self.scope.thread),
+        self.inner_handle = self.model.register_forward_hook(ModuleHook(done, self.scope.thread),
                                                              with_kwargs=True, always_call=True)
 
     # -- optimizer -----------------------------------------------------------------------------

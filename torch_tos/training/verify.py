@@ -93,19 +93,26 @@ def data_dependent(func) -> bool:
 
 #: Calls that are not events: switching grad mode changes no work by itself; what it changes
 #: (``requires_grad`` of the tensors made under it) is in the signatures of the calls that use them.
-_NOT_EVENTS = frozenset(f for f in (getattr(torch._C, "_set_grad_enabled", None),) if f is not None)
+#: Nor are the profiler's ``record_function`` markers (``optimizer.step()`` sets them up before
+#: its pre-hook runs): bookkeeping, never counted.
+_NOT_EVENTS = frozenset(f for f in (
+    getattr(torch._C, "_set_grad_enabled", None),
+    *(getattr(getattr(torch.ops, "profiler", None), n, None)
+      for n in ("_record_function_enter", "_record_function_enter_new", "_record_function_exit")))
+    if f is not None)
 #: Calls that run the backward pass: their key also says which parameters already hold a gradient
 #: (accumulating into an existing ``.grad`` is an add per element, storing a first one is not).
 _BACKWARD = frozenset((torch.Tensor.backward, torch.autograd.backward, torch.autograd.grad))
 
 
-def _arg_sig(v):
-    return tensor_sig(v) if type(v) is torch.Tensor else value_sig(v)
+_Tensor = torch.Tensor
+_PLAIN = frozenset((type(None), bool, int, float, str, torch.dtype, torch.device))
 
 
 class Tracer(TorchFunctionMode):
-    """Turns every ``torch`` call into an event of the open step (``tracker.call(key)``) and
-    keeps ``tracker.depth`` (> 0 inside a call) for the engine's outside-any-call check."""
+    """Turns every ``torch`` call into an event of the open step (key: the function, then the
+    signature of each argument) and, while the step is counted, keeps ``tracker.depth`` (> 0
+    inside a call) for the engine's outside-any-call check."""
 
     def __init__(self, tracker, params=()):
         super().__init__()
@@ -113,18 +120,27 @@ class Tracer(TorchFunctionMode):
         self.params = params
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        tracker = self.tracker
         if func in _NOT_EVENTS:
             return func(*args, **(kwargs or {}))
+        key = (func, *[tensor_sig(a) if type(a) is _Tensor else
+                       (a if type(a) in _PLAIN else value_sig(a)) for a in args])
         if kwargs:
-            key = (func, tuple([_arg_sig(a) for a in args]),
-                   tuple([(k, _arg_sig(v)) for k, v in kwargs.items()]))
+            key += (tuple([(k, v if type(v) in _PLAIN else value_sig(v)) for k, v in kwargs.items()]),)
         else:
             kwargs = {}
-            key = (func, tuple([_arg_sig(a) for a in args]))
         if func in _BACKWARD:
             key += (tuple([p.grad is None for p in self.params]),)
-        tracker.call(key)
+        tracker = self.tracker
+        step = tracker.step
+        if step is None:
+            return func(*args, **kwargs)
+        if not step.counting:  # replaying the cache: the common case, kept short
+            child = step.node.children.get(key)
+            if child is not None and child.volatile is None:
+                step.node = child
+                step.reused += 1
+                return func(*args, **kwargs)
+        tracker.event(step, key)
         tracker.depth += 1
         try:
             return func(*args, **kwargs)
