@@ -2,9 +2,12 @@
 
 A thin shim in the style of ``torch.utils.flop_counter``: for each op it looks up the rule in the
 registry (:mod:`torch_tos.rules`), runs the op, calls the rule with the op's real output and
-arguments, and adds the resulting :class:`BOs` to the bucket ``(layer, phase, dtype, op)``. The
-FLOPs baseline comes from PyTorch's own ``torch.utils.flop_counter.flop_registry`` — the formulas
-``FlopCounterMode`` uses — evaluated on the same ops, so the two views can never drift apart.
+arguments, and adds the resulting :class:`BOs` — with the call, its FLOPs and the bytes its tensors
+hold — to the row ``(layer, phase, dtype, op)`` of :attr:`Engine.counts`, a
+:class:`~torch_tos.counts.Counts` table that every view (:class:`~torch_tos.report.Report`, the
+training counter, the fx graph view) reads. The FLOPs baseline comes from PyTorch's own
+``torch.utils.flop_counter.flop_registry`` — the formulas ``FlopCounterMode`` uses — evaluated on
+the same ops, so the two views can never drift apart.
 
 An op with no rule is first decomposed (as ``FlopCounterMode`` does); if it cannot be, it runs,
 counts zero, and is recorded in :attr:`Engine.unsupported` — never silently dropped.
@@ -13,16 +16,14 @@ counts zero, and is recorded in :attr:`Engine.unsupported` — never silently dr
 from __future__ import annotations
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
+from ._compat import TorchDispatchMode, current_autograd_node, current_graph_task_id
 from .flops import flop_formulas
-from .attribution import LOSS_LAYER, OPTIMIZER_LAYER, OUTSIDE_LAYER, ModuleScope
+from .attribution import ModuleScope
 from .bos import BOs
-from .counts import Counts
+from .counts import LOSS_LAYER, N_BOS, OPTIMIZER_LAYER, OUTSIDE_LAYER, PHASES, Counts  # noqa: F401
+from .kernels import kernel_choices
 from .rules import lookup
-from .rules.registry import ENGINE_CONTEXTS
-
-PHASES = ("forward", "loss", "backward", "optimizer")
 
 # Metadata queries that FlopCounterMode also lets through untouched.
 _PASSTHROUGH = {
@@ -136,9 +137,8 @@ class Engine:
 
     # -- context manager ------------------------------------------------------------------
     def __enter__(self) -> "Engine":
-        self._contexts = [factory() for factory in ENGINE_CONTEXTS]  # e.g. meta picks CPU kernels
-        for context in self._contexts:
-            context.__enter__()
+        self._kernels = kernel_choices()  # meta runs the CPU's kernels (torch_tos.kernels)
+        self._kernels.__enter__()
         self._mode = _Dispatch(self)
         self._mode.__enter__()
         return self
@@ -146,8 +146,7 @@ class Engine:
     def __exit__(self, *exc):
         mode, self._mode = self._mode, None
         mode.__exit__(*exc)
-        for context in reversed(self._contexts):
-            context.__exit__(*exc)
+        self._kernels.__exit__(*exc)
         return False
 
     def reset(self) -> None:
@@ -157,7 +156,8 @@ class Engine:
     # -- results ----------------------------------------------------------------------------
     @property
     def stats(self) -> dict[tuple, list]:
-        """The rows of :attr:`counts` (``(layer, phase, dtype, op)`` → field list)."""
+        """The rows of :attr:`counts` (``(layer, phase, dtype, op)`` → field list). A legacy alias
+        kept only while :mod:`torch_tos.training` uses it; read :attr:`counts`."""
         return self.counts.rows
 
     @stats.setter
@@ -167,10 +167,8 @@ class Engine:
     def bos_by_op(self, phases=None) -> dict[str, BOs]:
         """BOs per aten op name (``"aten.mm"``), summed over layers and dtypes; ``phases``
         restricts to those phases. Ops that cost nothing are left out."""
-        per_op: dict[str, BOs] = {}
-        for (_layer, phase, _dtype, op), row in self.stats.items():
-            if phases is None or phase in phases:
-                per_op[op] = per_op.get(op, BOs()) + BOs(*row[:5])
+        counts = self.counts if phases is None else self.counts.where(phases=phases)
+        per_op = {op: BOs(*row[:N_BOS]) for (op,), row in counts.group("op").items()}
         return {op: b for op, b in per_op.items() if b}
 
     def report(self, *, dtype=None, table=None, metadata: dict | None = None):
@@ -185,7 +183,7 @@ class Engine:
         from .tables import parse_dtype
 
         scope = self.scope
-        return Report(self.counts.rows, self.unsupported,
+        return Report(self.counts, self.unsupported,
                       types=getattr(scope, "types", None), order=getattr(scope, "order", None),
                       dtype=parse_dtype(dtype) if dtype is not None else None, table=table,
                       metadata={"mode": "engine", **(metadata or {})})
@@ -194,7 +192,7 @@ class Engine:
     def _where(self) -> tuple[str, str]:
         scope = self.scope
         phase = self.phase
-        in_bw = torch._C._current_graph_task_id() != -1
+        in_bw = current_graph_task_id() != -1
         if phase is None:
             if in_bw:
                 phase = "backward"
@@ -207,7 +205,7 @@ class Engine:
         if in_bw or phase == "backward":
             if scope is None:
                 return "", phase
-            layer = scope.owner_of(torch._C._current_autograd_node())
+            layer = scope.owner_of(current_autograd_node())
             if layer is None or layer == OUTSIDE_LAYER:
                 layer = scope.current or LOSS_LAYER
             return layer, phase
