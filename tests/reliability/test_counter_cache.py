@@ -30,6 +30,17 @@ def _by_op(rows) -> dict:
     return out
 
 
+def _folded(rows) -> dict:
+    """Rows with every module layer folded into the model (``""``), pseudo-layers kept."""
+    out = {}
+    for (layer, *rest), row in rows.items():
+        key = (layer if layer.startswith("(") else "", *rest)
+        acc = out.setdefault(key, [0] * len(row))
+        for i, v in enumerate(row):
+            acc[i] += v
+    return out
+
+
 def _run_three(make, body, steps):
     """``body(model, opt, i)`` is step ``i`` of the loop, run on identical copies three ways."""
     per = {}
@@ -51,10 +62,15 @@ def _run_three(make, body, steps):
                     if opt is None:
                         counter.step()
         assert len(counter.steps) == steps
-        per[mode] = [counter.report(step=i)._stats for i in range(steps)]
+        per[mode] = [counter.report(step=i).counts.rows for i in range(steps)]
         per[mode + "_records"] = counter.steps
     for i in range(steps):
-        assert per["cached"][i] == per["uncached"][i], f"step {i}: cache=True differs from cache=False"
+        if per["cached_records"][i].cache == "partial":
+            # work that began before the step left the cache is booked under the model as a
+            # whole (see CounterScope.partial): equal with module layers folded into the model
+            assert _folded(per["cached"][i]) == _folded(per["uncached"][i]), f"step {i}"
+        else:
+            assert per["cached"][i] == per["uncached"][i], f"step {i}: cache=True differs from cache=False"
         assert _by_op(per["cached"][i]) == _by_op(per["engine"][i]), f"step {i}: differs from an Engine"
     return per["cached_records"], per["uncached_records"]
 
@@ -79,7 +95,6 @@ def test_lbfgs_closure_each_step_counted_as_it_ran():
     assert len(set(tos)) > 1  # LBFGS's work grows with its history: the steps really differ
     assert [r.tos_exact for r in cached] == tos
     assert all(r.kind == "training" for r in cached)
-    assert any(r.recount and r.recount.startswith("call sequence differs") for r in cached[1:])
 
 
 def test_inference_forward_with_the_signature_of_a_validation_forward():
@@ -116,8 +131,10 @@ def test_softmax_metric_on_some_validation_steps():
                 assert 0 <= float(acc) <= 1
             assert loss.item() > 0
 
-    cached, uncached = _run_three(make, body, 3)
+    cached, uncached = _run_three(make, body, 4)
+    assert cached[3].cache == "hit"
     assert cached[1].phases["loss"].bos != cached[0].phases["loss"].bos
+    # step 1 leaves the cache at the metric (counted from there); step 2 reuses the new path
     assert cached[1].recount == "call sequence differs at softmax" and cached[2].cache == "hit"
 
 
@@ -138,7 +155,9 @@ def test_regularizer_switched_on_at_step_2():
 
     cached, uncached = _run_three(make, body, 5)
     assert cached[2].tos_exact > cached[1].tos_exact  # the regularizer's work is counted
-    assert [r.cache for r in cached] == ["miss", "partial", "partial", "hit", "hit"]
+    # 0 counted; 1 re-counts the optimizer (momentum buffers appeared); 2 leaves the cache at the
+    # regularizer; 3 is counted in full once after a partial step; then reused
+    assert [r.cache for r in cached] == ["miss", "partial", "partial", "miss", "hit"]
 
 
 def test_data_dependent_ops_are_counted_every_step():
@@ -146,9 +165,11 @@ def test_data_dependent_ops_are_counted_every_step():
         model = _ffn()
         return model, torch.optim.SGD(model.parameters(), lr=0.1)
 
+    g = torch.Generator().manual_seed(0)
+    xs = [torch.randn(16, 4, generator=g) for _ in range(4)]  # a different number of rows picked
+
     def body(model, opt, i):
-        torch.manual_seed(i)  # a different number of selected rows every step
-        x = torch.randn(16, 4)
+        x = xs[i]
         opt.zero_grad(set_to_none=True)
         out = model(x)
         picked = out[(out[:, 0] > 0).nonzero().flatten()]  # data-dependent shape
@@ -190,8 +211,8 @@ def test_grads_accumulated_across_steps_are_seen():
         nn.functional.cross_entropy(model(x), y).backward()
         opt.step()
 
-    cached, _ = _run_three(make, body, 3)
-    assert cached[1].tos_exact > cached[0].tos_exact and cached[2].cache == "hit"
+    cached, _ = _run_three(make, body, 4)
+    assert cached[1].tos_exact > cached[0].tos_exact and cached[3].cache == "hit"
 
 
 def test_user_forward_code_is_traced():
@@ -217,8 +238,8 @@ def test_user_forward_code_is_traced():
         model(x).sum().backward()
         opt.step()
 
-    cached, _ = _run_three(make, body, 4)
-    assert [r.cache for r in cached] == ["miss", "hit", "partial", "hit"]
+    cached, _ = _run_three(make, body, 5)
+    assert [r.cache for r in cached] == ["miss", "hit", "partial", "miss", "hit"]
 
 
 @pytest.mark.parametrize("cache", [True, False])

@@ -238,7 +238,7 @@ class TOsCounter:
                 "steps": sum(uses.values()), "step": first, "source": "TOsCounter"}
         if optimizers:
             meta["optimizer"] = optimizers
-        return Report(counts.rows, unsupported, types=types, order=self._scope.order, dtype=self.dtype,
+        return Report(counts, unsupported, types=types, order=self._scope.order, dtype=self.dtype,
                       table=self.table, metadata=meta)
 
     def to_dataframe(self):

@@ -22,7 +22,8 @@ import threading
 
 import torch
 
-from ..attribution import ModuleScope
+from .._compat import sequence_nr
+from ..attribution import ModuleScope, node_key
 from ..counter import Engine
 from .verify import data_dependent
 
@@ -89,11 +90,85 @@ _is_compiling = torch.compiler.is_compiling
 _eager_call = torch.compiler.disable(_eager)
 
 
+_ACCUMULATE_GRAD = 2 ** 64 - 1  # the sequence number of every AccumulateGrad node
+_get_sequence_nr = getattr(getattr(torch._C, "_autograd", None), "_get_sequence_nr", None)
+
+
+def next_sequence_nr() -> int | None:
+    """The sequence number the next autograd node made in this thread gets (private
+    ``torch._C._autograd._get_sequence_nr``); None without it."""
+    return _get_sequence_nr() if _get_sequence_nr is not None else None
+
+
 class CounterScope(ModuleScope):
     """A :class:`ModuleScope` whose hooks are :class:`Hook` objects bound to ``thread``; while
-    they run, the tracker's tracer is off (their tensor accesses are not part of the step)."""
+    they run, the tracker's tracer is off (their tensor accesses are not part of the step).
+
+    **Partial steps.** When counting starts in the middle of a step (the step left the cached
+    sequence after its forward, or inside it), the autograd nodes made before that moment were
+    never claimed by a module. :meth:`partial` records the autograd sequence number at that
+    moment and the sequence ranges of the step's root forwards: a node made before it is owned
+    by the model as a whole (layer ``""``) when it was made inside a root forward, else by nobody
+    (the engine books its backward under ``(loss)``); module hooks do not claim such nodes. Ops of
+    a forward that was already running when counting started are booked under the model."""
 
     tracker = None
+    _param_owners = None
+    first_seq = None  # sequence number when counting started in a partial step
+    ranges = ()       # [start, end] sequence ranges of the step's root forwards before it
+
+    coarse = False    # a booking of this partial step used the rules above
+
+    def partial(self, ranges, inside_forward: bool) -> None:
+        self.first_seq = next_sequence_nr()
+        self.ranges = ranges
+        if inside_forward and not self.stack:
+            self.stack.append("")
+            self.coarse = True
+
+    def forget_nodes(self) -> None:
+        super().forget_nodes()
+        self.first_seq, self.ranges, self.coarse = None, (), False
+
+    def owner_of(self, node):
+        owner = super().owner_of(node)
+        first = self.first_seq
+        if owner is None and first is not None and node is not None:
+            seq = sequence_nr(node)
+            if seq < first:
+                self.coarse = True
+                for a, b in self.ranges:
+                    if a <= seq and (b is None or seq < b):
+                        return ""
+            elif seq == _ACCUMULATE_GRAD:  # a parameter's gradient: the module holding it
+                self.coarse = True
+                var = getattr(node, "variable", None)
+                return self._param_owner().get(id(var)) if var is not None else None
+        return owner
+
+    def _param_owner(self) -> dict:
+        if self._param_owners is None:
+            self._param_owners = {}
+            for name, mod in self.model.named_modules():
+                for p in mod.parameters(recurse=False):
+                    self._param_owners.setdefault(id(p), name)
+        return self._param_owners
+
+    def _claim(self, roots, layer: str) -> None:
+        first = self.first_seq
+        if first is None:
+            return ModuleScope._claim(self, roots, layer)
+        owner = self.node_owner
+        todo = list(roots)
+        while todo:
+            node = todo.pop()
+            key = node_key(node)
+            if key in owner or 0 <= key < first:  # made before counting started: not ours
+                continue
+            owner[key] = layer
+            for nxt, _ in node.next_functions:
+                if nxt is not None:
+                    todo.append(nxt)
 
     def __init__(self, model: torch.nn.Module, thread: int):
         super().__init__(model)

@@ -24,7 +24,7 @@ import weakref
 import torch
 
 from .cache import Node, StepCache
-from .hooks import ModuleHook
+from .hooks import ModuleHook, next_sequence_nr
 from .signature import ForwardSignature, has_kv_cache, optimizer_signature
 from .verify import TRUSTED_OPTIMIZERS, Tracer, global_module_hooks
 
@@ -44,7 +44,10 @@ class Step:
     counted = 0        # events counted
     forwards = 0
     decoding = False   # a forward was given a key/value cache
+    ranges = ()        # autograd sequence ranges of its root forwards (see CounterScope.partial)
     reason = None      # why counting started (None: it did not)
+    full = False       # count every event (the previous step was partial)
+    seq0 = None        # the autograd sequence number when the step opened
     meter_ctx = None
     meter_m = None
 
@@ -72,6 +75,7 @@ class StepTracker:
         self.step: Step | None = None
         self.segment: Node | None = None  # the node whose counts the engine is writing
         self.active = False
+        self.full_next = False            # count the next step in full (see open)
         self.model_trusted = False        # set on entry (see verify.model_is_trusted)
         self.tracer = Tracer(self, self.signature.params)
         self.tracing = False
@@ -88,14 +92,16 @@ class StepTracker:
     def event(self, step: Step, key) -> None:
         node = step.node
         if not step.counting:
-            child = self.cache.child(node, key)
+            child = self.cache.child(node, key) if not step.full else None
             if child is not None:
                 step.node = child
                 step.reused += 1
                 return
-            step.reason = self.cache.why_not(node, key)
+            step.reason = self.cache.why_not(node, key, step.full)
             self._start_counting()
             step.counting = True
+            if step.reused:  # the step left the cache part-way
+                self.scope.partial(step.ranges, inside_forward=self.root_depth > 0)
         child = step.node = self.segment = self.cache.new_child(node, key)
         step.counted += 1
         self.engine.counts, self.engine.unsupported = child.counts, child.unsupported
@@ -134,8 +140,11 @@ class StepTracker:
     # -- opening and closing -----------------------------------------------------------------
     def open(self, grad: bool, explicit: bool) -> Step:
         step = self.step = Step(grad, explicit, self.cache.roots["step"])
-        if not self.cache.enabled:
-            step.reason = "cache=False"
+        step.seq0 = next_sequence_nr()
+        if self.full_next:
+            # the last step left the cache part-way, so the layers of its work that began before
+            # are coarse (CounterScope.partial); counting this one in full makes the path exact
+            step.full, self.full_next = True, False
         if self.meter is not None:
             ctx = self.meter.measure()
             step.meter_m = ctx.__enter__()
@@ -149,6 +158,7 @@ class StepTracker:
             return None
         self.trace(False)
         self.trusted = False
+        coarse = self.scope.coarse
         if self.engine_on or self.scope_on:
             self.stop_counting()
         self.engine.in_optimizer = False
@@ -157,6 +167,8 @@ class StepTracker:
             return None
         summary, new = self.cache.summary(step.node, step.decoding)
         cache = "hit" if not step.counted else ("miss" if not step.reused else "partial")
+        if cache == "partial" and coarse:
+            self.full_next = True
         return self.record(summary, cache, energy, new, step.reason)
 
     def discard(self, *exc) -> None:
@@ -185,8 +197,13 @@ class StepTracker:
             self.root_depth += 1
             self.trace(outer)
         else:
-            self.root_depth = 1
             region = self.forward(args, kwargs, explicit=False)
+            self.root_depth = 1
+            step = self.step
+            if step is not None and region != "inner":
+                if not step.ranges:
+                    step.ranges = []
+                step.ranges.append([next_sequence_nr(), None])
             if region == "traced":
                 self.trace(True)
             elif region is not None:  # "trusted" or "inner": the forward runs untraced
@@ -200,7 +217,10 @@ class StepTracker:
             self.root_depth -= 1
         elif self.root_depth == 1:
             self.root_depth = 0
-            if self.step is not None:  # back in the step's own code: traced
+            step = self.step
+            if step is not None:  # back in the step's own code: traced
+                if step.ranges and step.ranges[-1][1] is None:
+                    step.ranges[-1][1] = next_sequence_nr()
                 self.trusted = False
                 self.trace(True)
         return None

@@ -30,6 +30,7 @@ from __future__ import annotations
 import torch
 from torch.overrides import TorchFunctionMode
 
+from .._compat import sequence_nr
 from .signature import FLAG_FREE, tensor_sig, value_sig
 
 __all__ = ["TRUSTED_MODULES", "TRUSTED_OPTIMIZERS", "Tracer", "model_is_trusted", "data_dependent"]
@@ -100,12 +101,25 @@ _NOT_EVENTS = frozenset(f for f in (
     *(getattr(getattr(torch.ops, "profiler", None), n, None)
       for n in ("_record_function_enter", "_record_function_enter_new", "_record_function_exit")))
     if f is not None)
-#: Calls that run the backward pass: their key also says which parameters already hold a gradient
-#: (accumulating into an existing ``.grad`` is an add per element, storing a first one is not).
+#: Calls that run the backward pass: their key also says which tensors the pass starts from and
+#: which parameters already hold a gradient (accumulating into an existing ``.grad`` is an add per
+#: element, storing a first one is not).
 _BACKWARD = frozenset((torch.Tensor.backward, torch.autograd.backward, torch.autograd.grad))
 
 
 _Tensor = torch.Tensor
+
+
+def _roots(t, seq0):
+    """Which tensors a backward pass starts from: the position, in the step, of the autograd
+    node that made each (its sequence number after the step's first), so that two equal-shaped
+    losses of one step are told apart."""
+    if isinstance(t, (list, tuple)):
+        return tuple(_roots(x, seq0) for x in t)
+    fn = getattr(t, "grad_fn", None)
+    if fn is None or seq0 is None:
+        return None
+    return sequence_nr(fn) - seq0
 _PLAIN = frozenset((type(None), bool, int, float, str, torch.dtype, torch.device))
 
 
@@ -128,12 +142,13 @@ class Tracer(TorchFunctionMode):
             key += (tuple([(k, v if type(v) in _PLAIN else value_sig(v)) for k, v in kwargs.items()]),)
         else:
             kwargs = {}
-        if func in _BACKWARD:
-            key += (tuple([p.grad is None for p in self.params]),)
         tracker = self.tracker
         step = tracker.step
         if step is None:
             return func(*args, **kwargs)
+        if func in _BACKWARD:
+            key += (_roots(args[0] if args else kwargs.get("tensors", kwargs.get("outputs")), step.seq0),
+                    tuple([p.grad is None for p in self.params]))
         if not step.counting:  # replaying the cache: the common case, kept short
             child = step.node.children.get(key)
             if child is not None and child.volatile is None:
