@@ -19,10 +19,14 @@ inside the autograd engine, ``optimizer`` inside ``optimizer.step()`` (not insid
 ``loss`` for the rest. Autograd's gradient seed (``ones_like`` in ``loss.backward()``, zero BOs)
 lands in ``loss``, where it runs; the profiler's ``record_function`` markers are not counted.
 
-**Cache** (:mod:`.cache`, :mod:`.signature`): with ``cache=True`` a step is intercepted op by op
-only until its sequence of events (forward signatures, optimizer signatures) is known; a step
-whose events are all known reuses their counts (``"hit"``), one that leaves the known sequence
-counts from that event on (``"partial"``). ``cache=False`` intercepts every step.
+**Cache** (:mod:`.cache`, :mod:`.signature`, :mod:`.verify`): with ``cache=True`` a step
+reuses counts only while the library can show it is the same work. Its events — forward
+signatures, optimizer signatures, and every ``torch`` call outside trusted library code (the
+loss, metrics, regularizers, closures, KV-cache reads, ``backward()`` with its roots, the code of
+optimizers other than the built-in ones) — are matched against the cached sequence; while all
+match nothing is intercepted (``"hit"``), at the first difference the step is counted from there
+(``"partial"``; :attr:`StepRecord.recount` says why). Segments with data-dependent shapes or
+with ops no traced call covers are counted every time. ``cache=False`` intercepts every step.
 
 **Memory**: totals and :meth:`report` cover every step from O(distinct step kinds) state; the
 last ``history`` records are kept in full in :attr:`steps` (``history=None``: all of them).
