@@ -149,7 +149,8 @@ class Tracer(TorchFunctionMode):
         if func in _BACKWARD:
             key += (_roots(args[0] if args else kwargs.get("tensors", kwargs.get("outputs")), step.seq0),
                     tuple([p.grad is None for p in self.params]))
-        if not step.counting:  # replaying the cache: the common case, kept short
+        if not step.counting and not step.full:  # replaying the cache (the common case): as
+            # StepTracker.event decides for a known event, inlined to keep it short
             child = step.node.children.get(key)
             if child is not None and child.volatile is None:
                 step.node = child
