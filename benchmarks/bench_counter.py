@@ -20,6 +20,11 @@ is missing) and torchvision ``resnet18`` (batch 32, 3×64×64, CPU).
     python benchmarks/bench_counter.py --only ffn     # seconds
     python benchmarks/bench_counter.py --quick        # fewer rounds, resnet18 batch 8
     python benchmarks/bench_counter.py --threads 2    # default: 1 thread, as the paper's runs
+    python benchmarks/bench_counter.py --memory       # RSS growth over 10,000 FFN steps, both modes
+
+Memory (``--memory``): the FFN trained for 10,000 steps inside ``TOsCounter(cache=True)`` and
+``TOsCounter(cache=False)``; the resident set size is read from ``/proc/self/statm`` after 500
+warm-up steps and after the 10,000 (goal: growth <= 5 MB in both modes).
 """
 
 from __future__ import annotations
@@ -97,7 +102,7 @@ def bench(label, make_model, make_opt, loss_fn, batches, steps, rounds):
     for v in VARIANTS:  # warm-up: allocator, kernels, lazy imports
         for x, y in batches[:3]:
             one_step(models[v], opts[v], loss_fn, x, y)
-    steady = torch_tos.TOsCounter(models["steady"], opts["steady"]).__enter__()
+    steady = torch_tos.TOsCounter(models["steady"], opts["steady"], history=None).__enter__()
     one_step(models["steady"], opts["steady"], loss_fn, *batches[0])  # the one counted step
     uncached = torch_tos.TOsCounter(models["uncached"], opts["uncached"], cache=False).__enter__()
     wall = {v: [] for v in VARIANTS}
@@ -119,7 +124,8 @@ def bench(label, make_model, make_opt, loss_fn, batches, steps, rounds):
                     w[v] += time.perf_counter() - t0
                     c[v] += time.process_time() - c0
             cached.__exit__(None, None, None)
-            assert sum(rec.cache == "miss" for rec in cached.steps) == 1
+            assert sum(rec.cache == "miss" for rec in cached.steps) == 1, \
+                [(r.cache, r.recount) for r in cached.steps if r.cache != "hit"]
             for v in VARIANTS:
                 wall[v].append(w[v])
                 cpu[v].append(c[v])
@@ -141,6 +147,37 @@ def bench(label, make_model, make_opt, loss_fn, batches, steps, rounds):
     return out
 
 
+def rss_mb() -> float:
+    import os
+
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+
+
+def memory(steps: int = 10_000, warmup: int = 500) -> dict:
+    import gc
+
+    _, make_model, make_opt, loss_fn, batches = next(cases(quick=True))
+    out = {}
+    for cache in (True, False):
+        model = make_model()
+        opt = make_opt(model)
+        with torch_tos.TOsCounter(model, opt, cache=cache) as counter:
+            for i in range(warmup):
+                one_step(model, opt, loss_fn, *batches[i % len(batches)])
+            gc.collect()
+            before = rss_mb()
+            for i in range(steps):
+                one_step(model, opt, loss_fn, *batches[i % len(batches)])
+            gc.collect()
+            after = rss_mb()
+        assert counter.total.steps == steps + warmup
+        out[cache] = after - before
+        print(f"  cache={cache!s:<5}  RSS {before:8.1f} MB -> {after:8.1f} MB over {steps} steps: "
+              f"growth {after - before:+.2f} MB")
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=50)
@@ -148,10 +185,15 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", choices=("ffn", "resnet18"), default=None)
+    ap.add_argument("--memory", action="store_true", help="only the RSS growth benchmark")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
           f"{args.threads} thread(s), python {platform.python_version()}")
+    if args.memory:
+        print("\nFFN, TOsCounter memory:")
+        memory()
+        return
     for i, (label, make_model, make_opt, loss_fn, batches) in enumerate(cases(args.quick)):
         if args.only and (i == 0) != (args.only == "ffn"):
             continue

@@ -4,6 +4,7 @@
 * :mod:`.steps` — step detection and the one decision per event (cache or count);
 * :mod:`.signature` — forward and optimizer signatures;
 * :mod:`.cache` — the trie of step events and their segment counts;
+* :mod:`.verify` — the tracer that fingerprints every call outside trusted library code;
 * :mod:`.records` — :class:`StepRecord`, :class:`CounterTotal`, the bounded history;
 * :mod:`.sinks` — ``log_to`` targets (TensorBoard, logging, CSV, callables);
 * :mod:`.distributed` — exact totals over the ranks of a process group;

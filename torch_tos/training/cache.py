@@ -26,7 +26,7 @@ class Node:
     """One event of a cached sequence: ``children`` (event key → :class:`Node`), the ``counts``
     and ``unsupported`` ops of its segment, and the ``summary`` of a step ending here."""
 
-    __slots__ = ("key", "parent", "children", "counts", "unsupported", "summary")
+    __slots__ = ("key", "parent", "children", "counts", "unsupported", "summary", "volatile")
 
     def __init__(self, key=None, parent: "Node | None" = None):
         self.key = key
@@ -35,6 +35,7 @@ class Node:
         self.counts = Counts()
         self.unsupported: dict = {}
         self.summary: Summary | None = None
+        self.volatile: str | None = None  # why this segment must be counted every time
 
     def path(self) -> list["Node"]:
         """The nodes from the first event to this one."""
@@ -57,13 +58,48 @@ class StepCache:
         self._by_content: dict = {}
 
     def child(self, node: Node, key) -> Node | None:
-        """The cached node for event ``key`` after ``node`` (None: not seen, or cache off)."""
-        return node.children.get(key) if self.enabled else None
+        """The cached node for event ``key`` after ``node`` (None: not seen, volatile, or cache
+        off)."""
+        if not self.enabled:
+            return None
+        child = node.children.get(key)
+        return child if child is None or child.volatile is None else None
+
+    def why_not(self, node: Node, key, full: bool = False) -> str:
+        """Why event ``key`` after ``node`` is counted (for the step record)."""
+        if not self.enabled:
+            return "cache=False"
+        if full:
+            return "counted in full after a partial step (exact layer attribution)"
+        child = node.children.get(key)
+        if child is not None and child.volatile:
+            return child.volatile
+        if node.parent is None and not node.children:
+            return "first step"
+        if callable(key[0]):  # a torch call seen by the tracer: (function, *argument signatures)
+            f = key[0]
+            name = getattr(f, "__name__", None) or str(f)
+            return f"call sequence differs at {name}"
+        if key[0] == "optimizer":
+            return "optimizer signature not seen"
+        return "forward signature not seen" if node.parent is None else "forward sequence differs"
 
     def new_child(self, node: Node, key) -> Node:
-        """A node for an event being counted, kept in the trie when the cache is on."""
+        """A node for an event being counted, kept in the trie when the cache is on. A node that
+        is there already (a step counted in full over a known path, or a volatile segment) is
+        replaced: the new one takes over its continuations, whose summaries are rebuilt."""
         child = Node(key, node)
         if self.enabled:
+            old = node.children.get(key)
+            if old is not None and old.children:
+                child.children = old.children
+                todo = list(old.children.values())
+                for c in todo:
+                    c.parent = child
+                while todo:
+                    n = todo.pop()
+                    n.summary = None
+                    todo.extend(n.children.values())
             node.children[key] = child
         return child
 

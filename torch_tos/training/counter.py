@@ -19,10 +19,14 @@ inside the autograd engine, ``optimizer`` inside ``optimizer.step()`` (not insid
 ``loss`` for the rest. Autograd's gradient seed (``ones_like`` in ``loss.backward()``, zero BOs)
 lands in ``loss``, where it runs; the profiler's ``record_function`` markers are not counted.
 
-**Cache** (:mod:`.cache`, :mod:`.signature`): with ``cache=True`` a step is intercepted op by op
-only until its sequence of events (forward signatures, optimizer signatures) is known; a step
-whose events are all known reuses their counts (``"hit"``), one that leaves the known sequence
-counts from that event on (``"partial"``). ``cache=False`` intercepts every step.
+**Cache** (:mod:`.cache`, :mod:`.signature`, :mod:`.verify`): with ``cache=True`` a step
+reuses counts only while the library can show it is the same work. Its events — forward
+signatures, optimizer signatures, and every ``torch`` call outside trusted library code (the
+loss, metrics, regularizers, closures, KV-cache reads, ``backward()`` with its roots, the code of
+optimizers other than the built-in ones) — are matched against the cached sequence; while all
+match nothing is intercepted (``"hit"``), at the first difference the step is counted from there
+(``"partial"``; :attr:`StepRecord.recount` says why). Segments with data-dependent shapes or
+with ops no traced call covers are counted every time. ``cache=False`` intercepts every step.
 
 **Memory**: totals and :meth:`report` cover every step from O(distinct step kinds) state; the
 last ``history`` records are kept in full in :attr:`steps` (``history=None``: all of them).
@@ -50,9 +54,10 @@ from ..tables import DEFAULT_TABLE, TransistorTable
 from ..validation import check_dtype, check_meter, check_model, check_optimizer, check_table
 from .cache import StepCache
 from .distributed import total_all_ranks
-from .hooks import CounterEngine, CounterScope, Hook
+from .hooks import CounterEngine, CounterScope, Hook, ModuleHook
 from .records import KINDS, STEP_COLUMNS, CounterTotal, History, StepRecord, Summary
 from .sinks import make_sink
+from .verify import model_is_trusted
 from .steps import StepTracker
 
 __all__ = ["TOsCounter", "ACTIVE"]
@@ -126,10 +131,13 @@ class TOsCounter:
         tracker = self._tracker
         thread = self._scope.thread = threading.get_ident()
         try:
+            tracker.model_trusted = model_is_trusted(model)  # before any hook of ours is on it
             self._scope.attach()  # names and types of every module for the report
             self._scope.detach()
             self._handles.append(model.register_forward_pre_hook(
-                Hook(tracker.on_root_pre, thread), with_kwargs=True, prepend=True))
+                ModuleHook(tracker.on_root_pre, thread), with_kwargs=True, prepend=True))
+            self._handles.append(model.register_forward_hook(
+                ModuleHook(tracker.on_root_post, thread), prepend=True, always_call=True))
             if self.optimizer is not None:
                 opt = self.optimizer
                 self._handles.append(opt.register_step_pre_hook(Hook(tracker.on_opt_pre, thread)))
@@ -189,16 +197,16 @@ class TOsCounter:
         :meth:`step`, and root forwards inside it do not start new steps."""
         if not self._active:
             raise RuntimeError("begin_step() needs an active TOsCounter (use it inside `with counter:`)")
-        self._tracker.forward(inputs, kw_inputs, explicit=True)
+        self._tracker.begin(inputs, kw_inputs)
 
     # -- recording ---------------------------------------------------------------------------
-    def _record(self, summary: Summary, cache: str, energy, new: bool) -> StepRecord:
+    def _record(self, summary: Summary, cache: str, energy, new: bool, recount) -> StepRecord:
         if new and summary.unsupported:  # one warning per op name over the counter's life
             fresh = {k: v for k, v in summary.unsupported.items() if k[0] not in self._warned}
             if fresh:
                 self._warned.update(k[0] for k in fresh)
                 warn_unsupported(fresh, stacklevel=4)
-        rec = self._records.add(summary, cache, energy)
+        rec = self._records.add(summary, cache, energy, recount)
         for sink in self._sinks:
             sink(rec, self._records.running_tos)
         return rec
@@ -240,7 +248,7 @@ class TOsCounter:
                 "steps": sum(uses.values()), "step": first, "source": "TOsCounter"}
         if optimizers:
             meta["optimizer"] = optimizers
-        return Report(counts.rows, unsupported, types=types, order=self._scope.order, dtype=self.dtype,
+        return Report(counts, unsupported, types=types, order=self._scope.order, dtype=self.dtype,
                       table=self.table, metadata=meta, params=module_params(self.model))
 
     def to_dataframe(self):

@@ -22,10 +22,12 @@ import threading
 
 import torch
 
-from ..attribution import ModuleScope
+from .._compat import sequence_nr
+from ..attribution import ModuleScope, node_key
 from ..counter import Engine
+from .verify import data_dependent
 
-__all__ = ["Hook", "Noop", "CounterScope", "CounterEngine"]
+__all__ = ["Hook", "ModuleHook", "Noop", "CounterScope", "CounterEngine"]
 
 
 class Noop:
@@ -49,9 +51,7 @@ class Hook:
         self.thread = thread
 
     def __call__(self, *args):
-        if _is_compiling():  # traced by torch.compile: run it for real, outside the graph
-            return _eager_call(self, args)
-        if threading.get_ident() == self.thread:
+        if _get_ident() == self.thread:
             return self.fn(*args)
         return None
 
@@ -65,28 +65,133 @@ class Hook:
         return (Noop, ())
 
 
+class ModuleHook(Hook):
+    """A :class:`Hook` for a module: when ``torch.compile`` traces the module's call, the hook
+    runs for real, eagerly, outside the graph."""
+
+    __slots__ = ()
+
+    def __call__(self, *args):
+        if _is_compiling():
+            return _eager_call(self, args)
+        if _get_ident() == self.thread:
+            return self.fn(*args)
+        return None
+
+
 def _eager(hook: Hook, args):
-    if threading.get_ident() == hook.thread:
+    if _get_ident() == hook.thread:
         return hook.fn(*args)
     return None
 
 
+_get_ident = threading.get_ident
 _is_compiling = torch.compiler.is_compiling
 _eager_call = torch.compiler.disable(_eager)
 
 
+_ACCUMULATE_GRAD = 2 ** 64 - 1  # the sequence number of every AccumulateGrad node
+_get_sequence_nr = getattr(getattr(torch._C, "_autograd", None), "_get_sequence_nr", None)
+
+
+def next_sequence_nr() -> int | None:
+    """The sequence number the next autograd node made in this thread gets (private
+    ``torch._C._autograd._get_sequence_nr``); None without it."""
+    return _get_sequence_nr() if _get_sequence_nr is not None else None
+
+
 class CounterScope(ModuleScope):
-    """A :class:`ModuleScope` whose hooks are :class:`Hook` objects bound to ``thread``."""
+    """A :class:`ModuleScope` whose hooks are :class:`Hook` objects bound to ``thread``; while
+    they run, the tracker's tracer is off (their tensor accesses are not part of the step).
+
+    **Partial steps.** When counting starts in the middle of a step (the step left the cached
+    sequence after its forward, or inside it), the autograd nodes made before that moment were
+    never claimed by a module. :meth:`partial` records the autograd sequence number at that
+    moment and the sequence ranges of the step's root forwards: a node made before it is owned
+    by the model as a whole (layer ``""``) when it was made inside a root forward, else by nobody
+    (the engine books its backward under ``(loss)``); module hooks do not claim such nodes. Ops of
+    a forward that was already running when counting started are booked under the model."""
+
+    tracker = None
+    _param_owners = None
+    first_seq = None  # sequence number when counting started in a partial step
+    ranges = ()       # [start, end] sequence ranges of the step's root forwards before it
+
+    coarse = False    # a booking of this partial step used the rules above
+
+    def partial(self, ranges, inside_forward: bool) -> None:
+        self.first_seq = next_sequence_nr()
+        self.ranges = ranges
+        if inside_forward and not self.stack:
+            self.stack.append("")
+            self.coarse = True
+
+    def forget_nodes(self) -> None:
+        super().forget_nodes()
+        self.first_seq, self.ranges, self.coarse = None, (), False
+
+    def owner_of(self, node):
+        owner = super().owner_of(node)
+        first = self.first_seq
+        if owner is None and first is not None and node is not None:
+            seq = sequence_nr(node)
+            if seq < first:
+                self.coarse = True
+                for a, b in self.ranges:
+                    if a <= seq and (b is None or seq < b):
+                        return ""
+            elif seq == _ACCUMULATE_GRAD:  # a parameter's gradient: the module holding it
+                self.coarse = True
+                var = getattr(node, "variable", None)
+                return self._param_owner().get(id(var)) if var is not None else None
+        return owner
+
+    def _param_owner(self) -> dict:
+        if self._param_owners is None:
+            self._param_owners = {}
+            for name, mod in self.model.named_modules():
+                for p in mod.parameters(recurse=False):
+                    self._param_owners.setdefault(id(p), name)
+        return self._param_owners
+
+    def _claim(self, roots, layer: str) -> None:
+        first = self.first_seq
+        if first is None:
+            return ModuleScope._claim(self, roots, layer)
+        owner = self.node_owner
+        todo = list(roots)
+        while todo:
+            node = todo.pop()
+            key = node_key(node)
+            if key in owner or 0 <= key < first:  # made before counting started: not ours
+                continue
+            owner[key] = layer
+            for nxt, _ in node.next_functions:
+                if nxt is not None:
+                    todo.append(nxt)
 
     def __init__(self, model: torch.nn.Module, thread: int):
         super().__init__(model)
         self.thread = thread
 
+    def _untraced(self, fn):
+        def hook(*args):
+            tracker = self.tracker
+            if tracker is None or not tracker.tracing:
+                return fn(*args)
+            tracker.trace(False)
+            try:
+                return fn(*args)
+            finally:
+                tracker.trace(True)
+
+        return hook
+
     def _pre(self, name: str):
-        return Hook(super()._pre(name), self.thread)
+        return ModuleHook(self._untraced(super()._pre(name)), self.thread)
 
     def _post(self, name: str):
-        return Hook(super()._post(name), self.thread)
+        return ModuleHook(self._untraced(super()._post(name)), self.thread)
 
 
 def _profiler_ops() -> frozenset:
@@ -135,6 +240,7 @@ class CounterEngine(Engine):
     keeps counting after a ``torch.compile``-d call that it was entered inside of."""
 
     _resnapshot = False
+    tracker = None  # the StepTracker, for the checks that mark a counted segment volatile
 
     def __enter__(self) -> "CounterEngine":
         Engine.__enter__(self)
@@ -151,4 +257,12 @@ class CounterEngine(Engine):
     def _handle(self, mode, func, args, kwargs):
         if func in PROFILER_OPS:
             return func(*args, **kwargs)
+        tracker = self.tracker
+        if tracker is not None and tracker.cache.enabled and not self.paused:
+            segment = tracker.segment
+            if segment is not None and segment.volatile is None and not tracker.trusted:
+                if data_dependent(func):
+                    segment.volatile = f"data-dependent op {func._overloadpacket}"
+                elif not tracker.depth:
+                    segment.volatile = f"op {func._overloadpacket} outside any traced call"
         return Engine._handle(self, mode, func, args, kwargs)

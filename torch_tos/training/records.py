@@ -28,7 +28,7 @@ KINDS = ("training", "validation", "inference")
 CACHE_STATES = ("miss", "hit", "partial")
 
 #: Columns of :meth:`TOsCounter.to_dataframe` and of the CSV log, one row per step.
-STEP_COLUMNS = ["step", "kind", "cache", *BO_NAMES, "tos", "flops",
+STEP_COLUMNS = ["step", "kind", "cache", "recount", *BO_NAMES, "tos", "flops",
                 *(f"{p}_{c}" for p in PHASES for c in (*BO_NAMES, "tos", "flops")),
                 "joules", "seconds", "estimated", "joules_per_tos"]
 
@@ -71,18 +71,24 @@ class StepRecord:
       intercepted and counted; ``"hit"`` every count reused from the signature cache;
       ``"partial"`` the leading part reused, the rest (from the first event that left the cached
       sequence) counted;
+    * ``recount`` — why counting started (``None`` for a ``"hit"``): ``"first step"``,
+      ``"cache=False"``, ``"forward signature not seen"``, ``"optimizer signature not seen"``,
+      ``"call sequence differs at <torch function>"`` (the step's fingerprint left the cached
+      one there), ``"data-dependent op aten.nonzero"`` / ``"op … outside any traced call"`` (a
+      segment that is counted every time), …;
     * ``phases`` (``{phase: PhaseTotal(bos, tos, flops)}``), totals ``bos``, ``tos``,
       ``tos_exact``, ``flops``; with a meter ``joules``, ``seconds``, ``estimated`` and
       ``joules_per_tos`` (else ``None``).
     """
 
-    __slots__ = ("index", "cache", "joules", "seconds", "estimated", "summary")
+    __slots__ = ("index", "cache", "recount", "joules", "seconds", "estimated", "summary")
 
-    def __init__(self, index: int, summary: Summary, cache: str, joules=None, seconds=None,
-                 estimated=None):
+    def __init__(self, index: int, summary: Summary, cache: str, recount: str | None = None,
+                 joules=None, seconds=None, estimated=None):
         self.index = index
         self.summary = summary
         self.cache = cache
+        self.recount = recount
         self.joules = joules
         self.seconds = seconds
         self.estimated = estimated
@@ -106,7 +112,7 @@ class StepRecord:
 
     def to_dict(self) -> dict:
         """A flat row with the columns :data:`STEP_COLUMNS`."""
-        row = {"step": self.index, "kind": self.kind, "cache": self.cache,
+        row = {"step": self.index, "kind": self.kind, "cache": self.cache, "recount": self.recount,
                **self.bos.to_dict(), "tos": self.tos, "flops": self.flops}
         phases = self.phases
         for p in PHASES:
@@ -157,11 +163,11 @@ class History:
         self.joules: float | None = None
         self.seconds: float | None = None
 
-    def add(self, summary: Summary, cache: str, energy=None) -> StepRecord:
+    def add(self, summary: Summary, cache: str, energy=None, recount=None) -> StepRecord:
         if energy is None:
-            rec = StepRecord(self.n, summary, cache)
+            rec = StepRecord(self.n, summary, cache, recount)
         else:
-            rec = StepRecord(self.n, summary, cache, *energy)
+            rec = StepRecord(self.n, summary, cache, recount, *energy)
             if rec.joules is not None:
                 self.joules = (self.joules or 0.0) + rec.joules
             if rec.seconds is not None:

@@ -9,11 +9,12 @@ with gradients disabled is a step of its own (it closes at the next forward, opt
 ``step()`` or exit); a no-grad forward *inside* an open training step gets its own ``inference``
 record covering that forward, and the training step goes on.
 
-Every event (a forward, the start of an optimizer step) goes through :meth:`StepTracker.event`,
-the one place that decides whether the step keeps following the cache (nothing intercepted) or
-counts from here (the engine's dispatch mode and the per-module attribution hooks switched on); a
-step closes in :meth:`StepTracker.close`, the one place that turns a path of the cache into a
-record (``"miss"``: every event counted, ``"hit"``: every event from the cache, ``"partial"``).
+Events are forwards, optimizer steps and — through the :class:`~.verify.Tracer`, active in the
+stretches of the step that are not trusted library code — every ``torch`` call. Every event goes
+through :meth:`StepTracker.event`, the one place that decides whether the step keeps following
+the cache (nothing intercepted) or counts from here (the engine's dispatch mode and the per-module
+attribution hooks switched on); a step closes in :meth:`StepTracker.close`, the one place that
+turns a path of the cache into a record.
 """
 
 from __future__ import annotations
@@ -23,9 +24,16 @@ import weakref
 import torch
 
 from .cache import Node, StepCache
+from .hooks import ModuleHook, next_sequence_nr
 from .signature import ForwardSignature, has_kv_cache, optimizer_signature
+from .verify import TRUSTED_OPTIMIZERS, Tracer, global_module_hooks
 
 __all__ = ["Step", "StepTracker"]
+
+_push_tf = torch._C._push_on_torch_function_stack
+_pop_tf = torch._C._pop_torch_function_stack
+_len_tf = torch._C._len_torch_function_stack
+_tf_at = torch._C._get_function_stack_at
 
 
 class Step:
@@ -36,6 +44,10 @@ class Step:
     counted = 0        # events counted
     forwards = 0
     decoding = False   # a forward was given a key/value cache
+    ranges = ()        # autograd sequence ranges of its root forwards (see CounterScope.partial)
+    reason = None      # why counting started (None: it did not)
+    full = False       # count every event (the previous step was partial)
+    seq0 = None        # the autograd sequence number when the step opened
     meter_ctx = None
     meter_m = None
 
@@ -47,11 +59,12 @@ class Step:
 
 class StepTracker:
     """The step state machine of one :class:`~torch_tos.TOsCounter` (see the module doc).
-    ``record(summary, cache, energy, new)`` is called for every closed step."""
+    ``record(summary, cache, energy, new, reason)`` is called for every closed step."""
 
     def __init__(self, model, optimizer, engine, scope, cache: StepCache, meter, record):
         self.model, self.optimizer = model, optimizer
         self.engine, self.scope, self.cache = engine, scope, cache
+        engine.tracker = scope.tracker = self
         self.meter = meter
         self.record = record
         self.signature = ForwardSignature(model)
@@ -60,7 +73,15 @@ class StepTracker:
         if optimizer is not None:
             self.optimizer_types.add(type(optimizer).__name__)
         self.step: Step | None = None
+        self.segment: Node | None = None  # the node whose counts the engine is writing
         self.active = False
+        self.full_next = False            # count the next step in full (see open)
+        self.model_trusted = False        # set on entry (see verify.model_is_trusted)
+        self.tracer = Tracer(self, self.signature.params)
+        self.tracing = False
+        self.depth = 0                    # > 0 inside a traced call
+        self.trusted = False              # inside a trusted forward or optimizer step
+        self.root_depth = 0               # root forwards running (re-entrant calls)
         self.engine_on = False
         self.scope_on = False
         self.inner_handle = None
@@ -71,16 +92,30 @@ class StepTracker:
     def event(self, step: Step, key) -> None:
         node = step.node
         if not step.counting:
-            child = self.cache.child(node, key)
+            child = self.cache.child(node, key) if not step.full else None
             if child is not None:
                 step.node = child
                 step.reused += 1
                 return
+            step.reason = self.cache.why_not(node, key, step.full)
             self._start_counting()
             step.counting = True
-        child = step.node = self.cache.new_child(node, key)
+            if step.reused:  # the step left the cache part-way
+                self.scope.partial(step.ranges, inside_forward=self.root_depth > 0)
+        child = step.node = self.segment = self.cache.new_child(node, key)
         step.counted += 1
         self.engine.counts, self.engine.unsupported = child.counts, child.unsupported
+
+    def trace(self, on: bool) -> None:
+        if on == self.tracing or (on and not self.cache.enabled):  # cache=False: nothing to verify
+            return
+        if on:
+            _push_tf(self.tracer)
+            self.tracing = True
+        elif _len_tf() and _tf_at(_len_tf() - 1) is self.tracer:
+            _pop_tf()
+            self.tracing = False
+        # else a mode the loop pushed is above ours: keep tracing (exact, only slower)
 
     def _start_counting(self) -> None:
         if not self.scope_on:
@@ -91,6 +126,7 @@ class StepTracker:
             self.engine_on = True
 
     def stop_counting(self, *exc) -> None:
+        self.trace(False)
         if self.engine_on:
             self.engine_on = False
             self.engine.__exit__(*(exc or (None, None, None)))
@@ -99,10 +135,16 @@ class StepTracker:
             self.scope.forget_nodes()
             self.scope_on = False
         self.engine.in_optimizer = False
+        self.segment = None
 
     # -- opening and closing -----------------------------------------------------------------
     def open(self, grad: bool, explicit: bool) -> Step:
         step = self.step = Step(grad, explicit, self.cache.roots["step"])
+        step.seq0 = next_sequence_nr()
+        if self.full_next:
+            # the last step left the cache part-way, so the layers of its work that began before
+            # are coarse (CounterScope.partial); counting this one in full makes the path exact
+            step.full, self.full_next = True, False
         if self.meter is not None:
             ctx = self.meter.measure()
             step.meter_m = ctx.__enter__()
@@ -114,6 +156,9 @@ class StepTracker:
         step, self.step = self.step, None
         if step is None:
             return None
+        self.trace(False)
+        self.trusted = False
+        coarse = self.scope.coarse
         if self.engine_on or self.scope_on:
             self.stop_counting()
         self.engine.in_optimizer = False
@@ -122,12 +167,15 @@ class StepTracker:
             return None
         summary, new = self.cache.summary(step.node, step.decoding)
         cache = "hit" if not step.counted else ("miss" if not step.reused else "partial")
-        return self.record(summary, cache, energy, new)
+        if cache == "partial" and coarse:
+            self.full_next = True
+        return self.record(summary, cache, energy, new, step.reason)
 
     def discard(self, *exc) -> None:
         """Drop the open step (the loop raised inside it)."""
         step, self.step = self.step, None
         self.stop_counting(*exc)
+        self.trusted, self.root_depth = False, 0
         if step is not None and step.meter_ctx is not None:
             try:
                 step.meter_ctx.__exit__(*exc)
@@ -143,52 +191,95 @@ class StepTracker:
 
     # -- forwards --------------------------------------------------------------------------------
     def on_root_pre(self, module, args, kwargs):
-        if not self.scope.stack:  # not the root called re-entrantly from inside its own forward
-            self.forward(args, kwargs, explicit=False)
+        outer = self.tracing
+        self.trace(False)  # the counter's own code is not part of the step
+        if self.root_depth:  # the root called re-entrantly from inside its own forward
+            self.root_depth += 1
+            self.trace(outer)
+        else:
+            region = self.forward(args, kwargs, explicit=False)
+            self.root_depth = 1
+            step = self.step
+            if step is not None and region != "inner":
+                if not step.ranges:
+                    step.ranges = []
+                step.ranges.append([next_sequence_nr(), None])
+            if region == "traced":
+                self.trace(True)
+            elif region is not None:  # "trusted" or "inner": the forward runs untraced
+                self.trusted = True
         if self.scope_on:  # the scope's own root pre-hook is left out (see ModuleScope.attach)
             self.scope.enter_root(args, kwargs)
         return None
 
-    def forward(self, args, kwargs, explicit: bool) -> None:
+    def on_root_post(self, module, args, output):
+        if self.root_depth > 1:
+            self.root_depth -= 1
+        elif self.root_depth == 1:
+            self.root_depth = 0
+            step = self.step
+            if step is not None:  # back in the step's own code: traced
+                if step.ranges and step.ranges[-1][1] is None:
+                    step.ranges[-1][1] = next_sequence_nr()
+                self.trusted = False
+                self.trace(True)
+        return None
+
+    def forward(self, args, kwargs, explicit: bool):
+        """A forward event; returns how the forward runs: ``"trusted"`` (untraced),
+        ``"traced"``, ``"inner"`` (a separate record) or None (part of an explicit step)."""
         step = self.step
         grad = torch.is_grad_enabled()
         if step is not None:
             if step.explicit and not explicit:
-                return  # forwards inside an explicitly opened step belong to it
+                return "traced"  # forwards inside an explicitly opened step belong to it
             if step.grad and not grad and not explicit:
                 self._inner_eval(args, kwargs)
-                return
+                return "inner"
             if not step.grad or not grad or not step.forwards:
                 # an evaluation step ends at the next forward; a step opened by a bare optimizer
                 # step (no forward) takes no forwards
                 self.close()
                 step = None
         sig = self.signature(args, kwargs)
+        trusted = self.model_trusted and not explicit and not global_module_hooks()
         if step is None:
             step = self.open(grad, explicit)
         step.forwards += 1
         if not grad and has_kv_cache(args, kwargs):
             step.decoding = True
-        self.event(step, sig)
+        self.event(step, (sig, trusted))
+        return "trusted" if trusted else "traced"
+
+    def begin(self, args, kwargs) -> None:
+        """An explicit ``begin_step(*args, **kwargs)``: everything in the step is traced."""
+        self.trace(False)
+        self.forward(args, kwargs, explicit=True)
+        self.trusted = False
+        self.trace(True)
 
     def _inner_eval(self, args, kwargs) -> None:
-        """A no-grad forward inside an open training step: its own ``inference`` record."""
+        """A no-grad forward inside an open training step: its own ``inference`` record (cached
+        only for a trusted model: its forward is not traced)."""
         root = self.cache.roots["inner"]
         sig = self.signature(args, kwargs)
-        node = self.cache.child(root, sig)
+        cacheable = self.model_trusted and not global_module_hooks()
+        node = self.cache.child(root, sig) if cacheable else None
         if node is not None:
             summary, _ = self.cache.summary(node)
-            self.record(summary, "hit", None, False)
+            self.record(summary, "hit", None, False, None)
             return
-        node = self.cache.new_child(root, sig)
+        node = self.cache.new_child(root, sig) if cacheable else Node(sig, root)
         engine = self.engine
-        saved = (engine.counts, engine.unsupported)
-        engine.counts, engine.unsupported = node.counts, node.unsupported
+        saved = (engine.counts, engine.unsupported, self.segment)
+        engine.counts, engine.unsupported, self.segment = node.counts, node.unsupported, node
         started_scope, started_engine = not self.scope_on, not self.engine_on
         self._start_counting()
         tracker = self
 
         def done(module, a, k, out):
+            tracing = tracker.tracing
+            tracker.trace(False)
             tracker.inner_handle.remove()
             tracker.inner_handle = None
             if started_engine and tracker.engine_on:
@@ -198,14 +289,14 @@ class StepTracker:
                 tracker.scope.detach()
                 tracker.scope.forget_nodes()
                 tracker.scope_on = False
-            engine.counts, engine.unsupported = saved
-            summary, new = tracker.cache.summary(node)
-            tracker.record(summary, "miss", None, new)
+            engine.counts, engine.unsupported, tracker.segment = saved
+            summary, new = tracker.cache.summary(node) if cacheable else \
+                tracker.cache.intern(node.counts, node.unsupported, False)
+            tracker.record(summary, "miss", None, new, None if cacheable else "untrusted model")
+            tracker.trace(tracing)
             return None
 
-        from .hooks import Hook
-
-        self.inner_handle = self.model.register_forward_hook(Hook(done, self.scope.thread),
+        self.inner_handle = self.model.register_forward_hook(ModuleHook(done, self.scope.thread),
                                                              with_kwargs=True, always_call=True)
 
     # -- optimizer -----------------------------------------------------------------------------
@@ -225,6 +316,7 @@ class StepTracker:
     def on_opt_pre(self, opt, args, kwargs):
         if not self.is_ours(opt):
             return None
+        self.trace(False)
         closure = kwargs.get("closure") if "closure" in kwargs else (args[1] if len(args) > 1 else None)
         if closure is None:
             self.optimizer_event(opt)
@@ -233,10 +325,14 @@ class StepTracker:
 
         def counted_closure(*a, **k):  # forward/loss/backward inside the closure are not "optimizer"
             tracker.engine.in_optimizer = False
+            tracker.trusted = False
+            if tracker.step is not None:
+                tracker.trace(True)
             try:
                 return closure(*a, **k)
             finally:
                 if tracker.active:
+                    tracker.trace(False)
                     tracker.optimizer_event(opt)
 
         if "closure" in kwargs:
@@ -253,8 +349,11 @@ class StepTracker:
         if step is None:
             step = self.open(True, False)
         self.engine.in_optimizer = True
-        key = ("optimizer", optimizer_signature(opt, self._hyper_memo), self.signature.param_id)
+        trusted = type(opt) in TRUSTED_OPTIMIZERS
+        key = ("optimizer", optimizer_signature(opt, self._hyper_memo), self.signature.param_id, trusted)
         self.event(step, key)
+        self.trusted = trusted
+        self.trace(not trusted)
 
     def on_opt_post(self, opt, args, kwargs):
         if self.step is not None and self.is_ours(opt):

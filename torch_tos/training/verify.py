@@ -1,0 +1,164 @@
+"""What lets the cache *show* that a step is the same work: a fingerprint of everything that runs.
+
+A step's events (see :mod:`.cache`) are not only its forwards and optimizer steps but every
+``torch`` call made in the step outside library code known to be a fixed function of its
+signature — the loss, metrics, regularizers, closures, code between forwards, a KV cache being
+read, the optimizer's own code when it is not a known one. :class:`Tracer`, a
+``TorchFunctionMode`` active in those stretches of the step, turns each call into an event keyed
+by the function and the signature of its arguments (shapes, dtypes, ``requires_grad``, devices,
+non-tensor values); ``Tensor.backward`` is such a call, so the backward pass is keyed by what it
+is called on and by the graph the preceding events built. A step reuses cached counts only while
+every event matches the cached sequence; at the first difference it counts from there.
+
+Trusted (not traced inside):
+
+* a model's forward when every module of the model is of a :data:`TRUSTED_MODULES` type (exact
+  ``torch.nn`` classes whose forward is a fixed function of the inputs' signature, the train/eval
+  flags and the parameters' dtypes; an ``Embedding`` only without ``max_norm``) and no global
+  module hooks are set;
+* ``optimizer.step()`` of a :data:`TRUSTED_OPTIMIZERS` type (its work is a fixed function of the
+  optimizer signature); LBFGS (whose work depends on its history and line search), RAdam (on the
+  step number) and any other optimizer are traced.
+
+Counted segments of the traced stretches are marked *volatile* — never reused — when they hold an
+op whose output shape depends on data (``torch.Tag.dynamic_output_shape``: ``nonzero``, …) or an
+op that ran outside any traced call (work the fingerprint cannot see).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.overrides import TorchFunctionMode
+
+from .._compat import sequence_nr
+from .signature import FLAG_FREE, tensor_sig, value_sig
+
+__all__ = ["TRUSTED_MODULES", "TRUSTED_OPTIMIZERS", "Tracer", "model_is_trusted", "data_dependent"]
+
+
+def _trusted_modules() -> frozenset:
+    nn = torch.nn
+    extra = ("Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout",
+             "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "InstanceNorm1d", "InstanceNorm2d",
+             "InstanceNorm3d", "RReLU")
+    return (FLAG_FREE | {getattr(nn, n) for n in extra if hasattr(nn, n)}) - {nn.EmbeddingBag}
+
+
+TRUSTED_MODULES = _trusted_modules()
+TRUSTED_OPTIMIZERS = frozenset(getattr(torch.optim, n) for n in (
+    "SGD", "Adam", "AdamW", "Adagrad", "Adadelta", "Adamax", "RMSprop", "NAdam", "Rprop")
+    if hasattr(torch.optim, n))
+
+
+def model_is_trusted(model: torch.nn.Module) -> bool:
+    """Every module of ``model`` is of a trusted type and carries no hooks but ``ours`` (a set of
+    hook ids: the counter's own)."""
+    for m in model.modules():
+        if type(m) not in TRUSTED_MODULES:
+            return False
+        if type(m) is torch.nn.Embedding and m.max_norm is not None:
+            return False
+        if m._forward_hooks or m._backward_hooks or m._backward_pre_hooks or \
+                (m is not model and m._forward_pre_hooks):
+            return False
+    return True
+
+
+_mod = torch.nn.modules.module
+_GLOBAL_HOOKS = tuple(getattr(_mod, n) for n in ("_global_forward_pre_hooks", "_global_forward_hooks",
+                                                 "_global_backward_hooks", "_global_backward_pre_hooks")
+                      if isinstance(getattr(_mod, n, None), dict))
+
+
+def global_module_hooks() -> bool:
+    """True when module hooks registered for every module (``register_module_forward_hook`` …)
+    are set: they run user code inside trusted forwards."""
+    return any(_GLOBAL_HOOKS)
+
+
+_DATA_DEPENDENT: dict = {}
+_TAGS = tuple(getattr(torch.Tag, t) for t in ("dynamic_output_shape",) if hasattr(torch.Tag, t))
+
+
+def data_dependent(func) -> bool:
+    """Whether aten op ``func`` has an output shape that depends on data (``nonzero``,
+    ``unique``, ``masked_select``, …). Ops that only hand a value to Python (``item()``) are not:
+    they cost nothing, and Python code that branches on the value makes different calls, which
+    the fingerprint sees."""
+    hit = _DATA_DEPENDENT.get(func)
+    if hit is None:
+        tags = getattr(func, "tags", ())
+        hit = _DATA_DEPENDENT[func] = any(t in tags for t in _TAGS)
+    return hit
+
+
+#: Calls that are not events: switching grad mode changes no work by itself; what it changes
+#: (``requires_grad`` of the tensors made under it) is in the signatures of the calls that use them.
+#: Nor are the profiler's ``record_function`` markers (``optimizer.step()`` sets them up before
+#: its pre-hook runs): bookkeeping, never counted.
+_NOT_EVENTS = frozenset(f for f in (
+    getattr(torch._C, "_set_grad_enabled", None),
+    *(getattr(getattr(torch.ops, "profiler", None), n, None)
+      for n in ("_record_function_enter", "_record_function_enter_new", "_record_function_exit")))
+    if f is not None)
+#: Calls that run the backward pass: their key also says which tensors the pass starts from and
+#: which parameters already hold a gradient (accumulating into an existing ``.grad`` is an add per
+#: element, storing a first one is not).
+_BACKWARD = frozenset((torch.Tensor.backward, torch.autograd.backward, torch.autograd.grad))
+
+
+_Tensor = torch.Tensor
+
+
+def _roots(t, seq0):
+    """Which tensors a backward pass starts from: the position, in the step, of the autograd
+    node that made each (its sequence number after the step's first), so that two equal-shaped
+    losses of one step are told apart."""
+    if isinstance(t, (list, tuple)):
+        return tuple(_roots(x, seq0) for x in t)
+    fn = getattr(t, "grad_fn", None)
+    if fn is None or seq0 is None:
+        return None
+    return sequence_nr(fn) - seq0
+_PLAIN = frozenset((type(None), bool, int, float, str, torch.dtype, torch.device))
+
+
+class Tracer(TorchFunctionMode):
+    """Turns every ``torch`` call into an event of the open step (key: the function, then the
+    signature of each argument) and, while the step is counted, keeps ``tracker.depth`` (> 0
+    inside a call) for the engine's outside-any-call check."""
+
+    def __init__(self, tracker, params=()):
+        super().__init__()
+        self.tracker = tracker
+        self.params = params
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in _NOT_EVENTS:
+            return func(*args, **(kwargs or {}))
+        key = (func, *[tensor_sig(a) if type(a) is _Tensor else
+                       (a if type(a) in _PLAIN else value_sig(a)) for a in args])
+        if kwargs:
+            key += (tuple([(k, v if type(v) in _PLAIN else value_sig(v)) for k, v in kwargs.items()]),)
+        else:
+            kwargs = {}
+        tracker = self.tracker
+        step = tracker.step
+        if step is None:
+            return func(*args, **kwargs)
+        if func in _BACKWARD:
+            key += (_roots(args[0] if args else kwargs.get("tensors", kwargs.get("outputs")), step.seq0),
+                    tuple([p.grad is None for p in self.params]))
+        if not step.counting and not step.full:  # replaying the cache (the common case): as
+            # StepTracker.event decides for a known event, inlined to keep it short
+            child = step.node.children.get(key)
+            if child is not None and child.volatile is None:
+                step.node = child
+                step.reused += 1
+                return func(*args, **kwargs)
+        tracker.event(step, key)
+        tracker.depth += 1
+        try:
+            return func(*args, **kwargs)
+        finally:
+            tracker.depth -= 1
