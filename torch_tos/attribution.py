@@ -16,7 +16,8 @@ accumulators by their variable), never by reference, so no autograd graph is kep
 from __future__ import annotations
 
 import torch
-from torch.utils._pytree import tree_leaves
+
+from ._compat import sequence_nr, tree_leaves
 
 from .counts import LOSS_LAYER, OPTIMIZER_LAYER, OUTSIDE_LAYER  # noqa: F401 - defined once, there
 
@@ -25,7 +26,7 @@ _UINT64_MAX = 2 ** 64 - 1
 
 def node_key(node) -> int:
     """A stable key for an autograd node that does not keep it alive."""
-    seq = node._sequence_nr()
+    seq = sequence_nr(node)
     if seq == _UINT64_MAX:  # AccumulateGrad: one per leaf tensor
         var = getattr(node, "variable", None)
         return -id(var) if var is not None else -id(node)

@@ -16,14 +16,14 @@ counts zero, and is recorded in :attr:`Engine.unsupported` — never silently dr
 from __future__ import annotations
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
+from ._compat import TorchDispatchMode, current_autograd_node, current_graph_task_id
 from .flops import flop_formulas
 from .attribution import ModuleScope
 from .bos import BOs
 from .counts import LOSS_LAYER, N_BOS, OPTIMIZER_LAYER, OUTSIDE_LAYER, PHASES, Counts  # noqa: F401
+from .kernels import kernel_choices
 from .rules import lookup
-from .rules.registry import ENGINE_CONTEXTS
 
 # Metadata queries that FlopCounterMode also lets through untouched.
 _PASSTHROUGH = {
@@ -137,9 +137,8 @@ class Engine:
 
     # -- context manager ------------------------------------------------------------------
     def __enter__(self) -> "Engine":
-        self._contexts = [factory() for factory in ENGINE_CONTEXTS]  # e.g. meta picks CPU kernels
-        for context in self._contexts:
-            context.__enter__()
+        self._kernels = kernel_choices()  # meta runs the CPU's kernels (torch_tos.kernels)
+        self._kernels.__enter__()
         self._mode = _Dispatch(self)
         self._mode.__enter__()
         return self
@@ -147,8 +146,7 @@ class Engine:
     def __exit__(self, *exc):
         mode, self._mode = self._mode, None
         mode.__exit__(*exc)
-        for context in reversed(self._contexts):
-            context.__exit__(*exc)
+        self._kernels.__exit__(*exc)
         return False
 
     def reset(self) -> None:
@@ -194,7 +192,7 @@ class Engine:
     def _where(self) -> tuple[str, str]:
         scope = self.scope
         phase = self.phase
-        in_bw = torch._C._current_graph_task_id() != -1
+        in_bw = current_graph_task_id() != -1
         if phase is None:
             if in_bw:
                 phase = "backward"
@@ -207,7 +205,7 @@ class Engine:
         if in_bw or phase == "backward":
             if scope is None:
                 return "", phase
-            layer = scope.owner_of(torch._C._current_autograd_node())
+            layer = scope.owner_of(current_autograd_node())
             if layer is None or layer == OUTSIDE_LAYER:
                 layer = scope.current or LOSS_LAYER
             return layer, phase

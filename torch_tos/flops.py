@@ -13,7 +13,9 @@ from contextlib import ExitStack, contextmanager
 
 import torch
 from torch.utils.flop_counter import (FlopCounterMode, bmm_flop, flop_registry, mm_flop,
-                                      sdpa_backward_flop_count, sdpa_flop_count, shape_wrapper)
+                                      sdpa_backward_flop_count, sdpa_flop_count)
+
+from ._compat import wrap_flop_formula
 
 aten = torch.ops.aten
 
@@ -95,7 +97,7 @@ def flop_formulas(extra: dict | None = None) -> dict:
     out = dict(flop_registry)
     for mapping in (CUSTOM_MAPPING, extra or {}):
         for k, v in mapping.items():
-            out[k] = v if getattr(v, "_get_raw", False) else shape_wrapper(v)
+            out[k] = wrap_flop_formula(v)
     return out
 
 
@@ -103,14 +105,13 @@ def flop_formulas(extra: dict | None = None) -> dict:
 def flop_counter(**kwargs):
     """``FlopCounterMode`` set up as torch_tos's FLOPs baseline: :data:`CUSTOM_MAPPING` (plus any
     ``custom_mapping`` given) and the kernel choices every counting Engine makes (on meta, SDPA
-    runs the kernel the CPU would pick — see :func:`torch_tos.rules.attention.cpu_kernel_choice`).
+    runs the kernel the CPU would pick — see :mod:`torch_tos.kernels`).
     ``with flop_counter() as fc: step(); fc.get_total_flops()`` equals ``profile(...).flops`` for
     the same step."""
-    from .rules.registry import ENGINE_CONTEXTS
+    from .kernels import kernel_choices
 
     kwargs.setdefault("display", False)
     mapping = {**CUSTOM_MAPPING, **kwargs.pop("custom_mapping", {})}
     with ExitStack() as stack:
-        for factory in ENGINE_CONTEXTS:
-            stack.enter_context(factory())
+        stack.enter_context(kernel_choices())
         yield stack.enter_context(FlopCounterMode(custom_mapping=mapping, **kwargs))

@@ -1,6 +1,6 @@
 """Transistor operations: the paper's translator ``T(b, p)`` (Eq. 6, Alg. 2, Sec. II-B).
 
-Circuit model (DESIGN §4, from the paper and its references [18], [53]):
+Circuit model (docs/conventions.md §5, from the paper and its references [18], [53]):
 
 * n-bit adder ``ADDER(n) = (n-1)·FA + HA`` (ripple carry: n-1 full adders and one half adder);
 * n-bit multiplier ``MULT(n) = M64·(n/64)²`` and divider ``DIVR(n) = D64·(n/64)²``, scaled
@@ -11,7 +11,7 @@ Circuit model (DESIGN §4, from the paper and its references [18], [53]):
   ``div = XOR + DIVR(m) + ADDER(e)``; ``root = k·(div + add + mul)`` with
   ``k = max(1, ⌈log2(m / seed_bits)⌉)`` Newton-Raphson steps from a ``seed_bits``-bit seed.
 
-All constants are configurable on :class:`TransistorTable`; the defaults reproduce DESIGN §4 exactly.
+All constants are configurable on :class:`TransistorTable`; the defaults reproduce docs/conventions.md §5 exactly.
 Costs are kept as :class:`fractions.Fraction` (they are exact binary fractions) and only turned into
 floats at the edge, so totals are exact before the final conversion.
 
@@ -74,7 +74,7 @@ def dtype_name(dtype: torch.dtype) -> str:
 
 @dataclass(frozen=True)
 class TransistorTable:
-    """Transistor counts of the circuits behind each basic operation (DESIGN §4).
+    """Transistor counts of the circuits behind each basic operation (docs/conventions.md §5).
 
     >>> t = TransistorTable()
     >>> [float(c) for c in t.costs(torch.float32)]
@@ -141,7 +141,7 @@ class TransistorTable:
         return d
 
     def per_op_table(self, dtypes=(torch.float16, torch.bfloat16, torch.float32, torch.float64)) -> dict:
-        """``{dtype name: {add: TOs, ...}}`` — the table of DESIGN §4."""
+        """``{dtype name: {add: TOs, ...}}`` — the table of docs/conventions.md §5."""
         return {dtype_name(d): dict(zip(BO_NAMES, (float(c) for c in self.costs(d)))) for d in dtypes}
 
 

@@ -40,7 +40,6 @@ from torch.utils._pytree import tree_leaves
 from torch.utils._python_dispatch import _disable_current_modes
 
 from .copying import Shadows, copy_tensor
-from .integrations import hf_meta  # noqa: F401 - registers the Engine context (no transformers import)
 
 
 def _meta_like(g: torch.Tensor) -> torch.Tensor:

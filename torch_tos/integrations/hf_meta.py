@@ -22,7 +22,9 @@ The adaptation, and all of it:
   unchanged. A meta tensor's value needed elsewhere (e.g. wav2vec2's ``labels.max() >=
   vocab_size`` check before its CTC loss, whose cost depends on the label values) raises a
   ``RuntimeError`` naming the file and line, and saying to count on a real device instead.
-- It is installed (``torch.Tensor.__bool__`` and ``.item`` wrapped) when the first Engine of the process opens
+- It is entered by :func:`torch_tos.kernels.kernel_choices`, the context every Engine (and
+  :func:`torch_tos.flops.flop_counter`) opens. It is installed (``torch.Tensor.__bool__`` and
+  ``.item`` wrapped) when the first Engine of the process opens
   and only if ``transformers.masking_utils`` has been imported, and removed when the last one
   closes: outside an Engine nothing of torch or transformers is changed.
 
@@ -39,7 +41,6 @@ from contextlib import contextmanager
 import torch
 from torch.utils._python_dispatch import _disable_current_modes
 
-from ..rules.registry import register_engine_context
 
 MASKING_MODULE = "transformers.masking_utils"
 
@@ -155,5 +156,3 @@ def installed() -> bool:
     """Whether ``torch.Tensor.__bool__``/``item`` are wrapped now (by some thread's open Engine)."""
     return _installed["count"] > 0
 
-
-register_engine_context(masking_on_meta)

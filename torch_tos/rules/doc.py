@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..bos import BOs
 from . import RULES, ZERO_OPS  # importing the package registers every rule
-from .registry import FAMILY
+from .registry import FAMILY, resolve_all
 
 COMMAND = "python -m torch_tos.rules.doc"
 DOC_PATH = Path(__file__).resolve().parents[2] / "docs" / "rules.md"
@@ -29,9 +29,9 @@ HEADER = f"""# Counting rules
 Generated from the rules registry by `{COMMAND}` — do not edit by hand (a test fails when this file
 is stale). One row per aten op (packet, or overload where overloads are priced differently).
 BO vectors are `[add, sub, mul, div, root]`, the paper's order; "per element" means per output
-element. Conventions and the decomposition behind every formula: DESIGN.md §3 and each rule's
-docstring (`torch_tos/rules/<family>.py`). Ops not listed here are *unsupported*: a profile reports
-them, never counts them silently as zero.
+element. Conventions and the decomposition behind every formula: [conventions](conventions.md) §2
+and each rule's docstring (`torch_tos/rules/<family>.py`). Ops not listed here are *unsupported*: a
+profile reports them, never counts them silently as zero.
 """
 
 
@@ -67,7 +67,9 @@ def _cell(text: str) -> str:
 
 
 def rows() -> list[tuple[str, str, str]]:
-    """(op, family, formula) for every registered op, sorted by family then op."""
+    """(op, family, formula) for every registered op, sorted by family then op (the rules of
+    installed libraries such as torchvision included, whatever was imported before)."""
+    resolve_all()
     out = []
     for op, rule in RULES.items():
         out.append((op_label(op), FAMILY.get(op, "?").rsplit(".", 1)[-1], formula(rule)))
@@ -77,6 +79,7 @@ def rows() -> list[tuple[str, str, str]]:
 
 
 def render() -> str:
+    resolve_all()
     lines = [HEADER, f"{len(RULES)} ops with arithmetic rules, {len(ZERO_OPS)} memory-only ops.", "",
              "| aten op | family | BOs |", "|---|---|---|"]
     for op, family, text in rows():

@@ -1,0 +1,133 @@
+"""Kernel choices of a counting run on the meta device: meta runs the kernels the CPU would.
+
+The meta device has no kernels of its own for a few composite ops, so PyTorch decomposes them
+there while the CPU runs one fused kernel; counted on meta they would cost what the decomposition
+costs, not what a CPU run costs. The engine layer (not the rules, which only price) closes these
+gaps while a counting :class:`~torch_tos.counter.Engine` (or :func:`torch_tos.flops.flop_counter`)
+is open, through :func:`kernel_choices`:
+
+* ``F.scaled_dot_product_attention`` on meta takes the kernel the CPU selector picks for tensors
+  of the same sizes, dtypes, last-dim strides and ``requires_grad`` (asked of PyTorch's own
+  selector, ``aten._fused_sdp_choice``, on CPU stand-ins backed by one row of memory): the CPU
+  flash kernel ``_scaled_dot_product_flash_attention_for_cpu`` (bool masks converted to 0/−∞ by a
+  ``where`` op, as the composite does) or the math path;
+* ``mish_backward`` on meta dispatches as the one op the CPU runs (below autograd; the meta
+  backend then computes its output shape unseen) instead of its decomposition.
+
+Mechanism: while at least one counting context is open anywhere, one ``torch.library`` fragment
+holds ``AutogradMeta`` kernels for these two ops (it is removed when the last one closes). The
+kernels act only in a thread that has a counting context open (a thread-local depth; meta backward
+runs on the calling thread); in every other thread they call PyTorch's own composite
+(``OpOverload.decompose``), so other threads see stock behaviour op for op. Real (CPU, CUDA)
+tensors never reach an ``AutogradMeta`` kernel. Nothing else of PyTorch is patched.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from contextlib import contextmanager
+
+import torch
+
+from . import _compat
+from .integrations.hf_meta import masking_on_meta
+
+aten = torch.ops.aten
+
+#: SDPBackend values returned by ``aten._fused_sdp_choice``
+SDP_MATH, SDP_FLASH = 0, 1
+
+_LOCAL = threading.local()            # .depth: counting contexts open in this thread
+_LOCK = threading.Lock()
+_STATE = {"open": 0, "lib": None}     # counting contexts open in all threads; the fragment
+
+
+def active() -> bool:
+    """Whether this thread has a counting context open (the meta kernel choices apply)."""
+    return getattr(_LOCAL, "depth", 0) > 0
+
+
+# -- SDPA: the CPU's kernel choice ------------------------------------------------------------------
+
+def _standin(t):
+    """A CPU tensor with ``t``'s sizes, dtype and last-dim stride, backed by one row of memory
+    (the kernel selector reads nothing else)."""
+    if not isinstance(t, torch.Tensor):
+        return t
+    if t.dim() == 0:
+        return torch.empty((), dtype=t.dtype)
+    last, n = int(t.stride(-1)), int(t.shape[-1])
+    base = torch.empty(max((n - 1) * last + 1, 1), dtype=t.dtype)
+    return base.as_strided(tuple(int(s) for s in t.shape), (0,) * (t.dim() - 1) + (last,))
+
+
+def cpu_sdp_backend(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
+                    enable_gqa=False) -> int:
+    """The SDPA backend (0 math, 1 flash) the CPU picks for tensors shaped like these."""
+    with _compat.disable_current_modes():
+        return _compat.fused_sdp_choice(_standin(query), _standin(key), _standin(value),
+                                        _standin(attn_mask), dropout_p, is_causal, scale,
+                                        enable_gqa)
+
+
+def _sdpa_meta(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, *, scale=None,
+               enable_gqa=False):
+    """``AutogradMeta`` kernel of ``aten.scaled_dot_product_attention``: the CPU's kernel in a
+    counting thread, PyTorch's composite everywhere else."""
+    if not active() or cpu_sdp_backend(query, key, value, attn_mask, dropout_p, is_causal, scale,
+                                       enable_gqa) != SDP_FLASH:
+        return aten.scaled_dot_product_attention.default.decompose(
+            query, key, value, attn_mask, dropout_p, is_causal, scale=scale, enable_gqa=enable_gqa)
+    mask = attn_mask
+    if isinstance(mask, torch.Tensor) and mask.dtype == torch.bool:  # as sdpa's convert_boolean_attn_mask
+        opts = dict(dtype=query.dtype, device=query.device)
+        mask = torch.where(mask, torch.scalar_tensor(0.0, **opts), torch.scalar_tensor(-math.inf, **opts))
+    three_d = query.dim() == 3
+    if three_d:
+        query, key, value = query.unsqueeze(0), key.unsqueeze(0), value.unsqueeze(0)
+    out = aten._scaled_dot_product_flash_attention_for_cpu(query, key, value, dropout_p, is_causal,
+                                                           attn_mask=mask, scale=scale)[0]
+    return out.squeeze(0) if three_d else out
+
+
+# -- mish_backward: one op, as on CPU ---------------------------------------------------------------
+
+def _mish_backward_meta(grad, x):
+    """``AutogradMeta`` kernel of ``aten.mish_backward``: one op below autograd in a counting
+    thread (as the CPU kernel), PyTorch's composite everywhere else."""
+    if not active():
+        return aten.mish_backward.default.decompose(grad, x)
+    with _compat.below_autograd():
+        return aten.mish_backward.default(grad, x)
+
+
+_KERNELS = {"scaled_dot_product_attention": _sdpa_meta, "mish_backward": _mish_backward_meta}
+
+
+def _install():
+    lib = torch.library.Library("aten", "IMPL")
+    for name, kernel in _KERNELS.items():
+        lib.impl(name, kernel, "AutogradMeta")
+    return lib
+
+
+@contextmanager
+def kernel_choices():
+    """Open a counting context in this thread: meta runs the CPU's kernels (see the module
+    docstring). Re-entrant and safe to nest or interleave across engines and threads."""
+    with _LOCK:
+        if _STATE["open"] == 0:
+            _STATE["lib"] = _install()
+        _STATE["open"] += 1
+    _LOCAL.depth = getattr(_LOCAL, "depth", 0) + 1
+    try:
+        with masking_on_meta():  # transformers' mask checks on meta (torch_tos.integrations.hf_meta)
+            yield
+    finally:
+        _LOCAL.depth -= 1
+        with _LOCK:
+            _STATE["open"] -= 1
+            if _STATE["open"] == 0:
+                lib, _STATE["lib"] = _STATE["lib"], None
+                _compat.destroy_library(lib)
