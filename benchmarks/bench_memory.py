@@ -96,7 +96,9 @@ def main(argv=None) -> int:
     for variant in ("plain", "flopcounter", "torch_tos"):
         out = subprocess.run([sys.executable, __file__, "--variant", variant, "--mode", args.mode,
                               "--layers", str(layers), "--seq-len", str(args.seq_len)],
-                             capture_output=True, text=True, check=True)
+                             capture_output=True, text=True)
+        if out.returncode:
+            sys.exit(f"bench_memory: the {variant} run failed:\n{out.stderr[-2000:]}")
         rows[variant] = json.loads(out.stdout.strip().splitlines()[-1])
     w = rows["plain"]["weights_mb"]
     print(f"Llama {rows['plain']['params'] / 1e9:.2f} B parameters ({w:,.0f} MB fp32), {args.mode}, "
