@@ -20,8 +20,9 @@ What ``profile()`` runs the step on, and what it costs in memory:
   renormalises rows in place) is copied.
 - **Buffers** of modules in training mode are copied (the step may update them: batch-norm running
   statistics, ``num_batches_tracked``); buffers of modules in eval mode are shared read-only
-  (PyTorch's modules never write buffers in eval mode). A shared tensor the step writes to anyway
-  (seen by its version counter) is reported with a :class:`UserWarning` naming it.
+  (PyTorch's modules never write buffers in eval mode). A shared tensor whose version counter moved
+  while the step ran (written in place by the step — or by another thread) is reported with a
+  :class:`UserWarning` naming it.
 - **Inputs and targets** are copied (activation-sized); a tensor that requires grad — a leaf or
   not — becomes a new leaf that requires grad, so the input-gradient work is counted.
 - On another ``device`` (``meta`` included) every tensor is copied onto it; on ``meta`` that is
@@ -183,6 +184,7 @@ class Workspace:
         changed = [t for t, version in self._shared if t._version != version]
         self._shared.clear()
         if changed:
-            warnings.warn("torch_tos.profile: the step wrote in place to tensors it shares read-only "
-                          f"with your model: {', '.join(self._names(changed))} (profile on "
-                          "device='meta' to leave them untouched)", UserWarning, stacklevel=3)
+            warnings.warn("torch_tos.profile: tensors it shares read-only with your model changed while "
+                          f"it ran: {', '.join(self._names(changed))} (written in place by the step, or by "
+                          "another thread; profile on device='meta' to leave them untouched)",
+                          UserWarning, stacklevel=3)
