@@ -54,7 +54,8 @@ def child(variant: str, mode: str, layers: int, seq: int) -> dict:
         for b in model.buffers():
             b.fill_(1.0)
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
-    inputs = make_inputs(batch_size=1, seq_len=seq, labels=mode == "training")
+    inputs = make_inputs(batch_size=1, seq_len=seq, labels=mode == "training", device="cpu")
+    assert all(t.device.type == "cpu" for t in (*inputs.values(), *model.parameters(), *model.buffers()))
 
     def plain():
         if mode == "inference":

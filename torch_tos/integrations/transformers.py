@@ -124,8 +124,8 @@ def build_from_config(path_or_model_type, overrides=None, device="meta", *, dtyp
     seconds. The model class is the config's ``architectures[0]`` if set, else the first of causal
     LM, seq2seq, speech seq2seq, masked LM, image classification, CTC, base model that accepts it.
 
-    Returns ``(model, make_inputs)``; ``make_inputs(batch_size=1, seq_len=128, labels=True)`` gives
-    the keyword inputs of one batch on ``device`` (token ids, pixels, audio features or samples,
+    Returns ``(model, make_inputs)``; ``make_inputs(batch_size=1, seq_len=128, labels=True,
+    device=device)`` gives the keyword inputs of one batch (token ids, pixels, audio features or samples,
     as the model's ``main_input_name`` asks; with ``labels`` the model returns its loss: use
     ``loss_fn=hf_loss``). Values come from a private generator: the global RNG is not used.
     """
@@ -154,7 +154,7 @@ def _input_builder(model, config, device):
     seq2seq = bool(getattr(config, "is_encoder_decoder", False))
     head = type(model).__name__
 
-    def make_inputs(batch_size: int = 1, seq_len: int = 128, labels: bool = True) -> dict:
+    def make_inputs(batch_size: int = 1, seq_len: int = 128, labels: bool = True, device=device) -> dict:
         if batch_size < 1 or seq_len < 1:
             raise ValueError(f"batch_size and seq_len must be >= 1, got {batch_size}, {seq_len}")
         gen = torch.Generator().manual_seed(0)
