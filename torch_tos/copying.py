@@ -187,9 +187,10 @@ class Shadows:
                     self.originals[key] = v
                 return self.tensors[key]
             return self.tensor(v, "state")
+        if type(v) in (list, tuple):
+            return type(v)(self._state_value(x, host_scalars) for x in v)
         if type(v) in _CONTAINERS:
-            return type(v)(self._state_value(x, host_scalars) for x in v) if type(v) in (list, tuple) \
-                else self.value(v, "state")
+            return self.value(v, "state")
         return v
 
 

@@ -131,7 +131,7 @@ def _uninstall() -> None:
                     setattr(torch.Tensor, name, _originals[name])
                 else:
                     delattr(torch.Tensor, name)
-            _originals.clear()
+            # _originals is kept: another thread may be inside a wrapper it fetched just before
 
 
 @contextmanager
