@@ -17,7 +17,8 @@ Inference at batch 1 (resnet50, vit_b_16, mobilenet_v3_small; all under ``no_gra
 training step of resnet18 at batch 8 (forward, ``output.sum()``, backward). For each, the median
 time of the plain step, of the step inside ``FlopCounterMode``, and of ``torch_tos.profile`` (which
 also builds its workspace: shared weights, no copies), measured alternately in one process; the
-figures are ratios to the plain step.
+figures are ratios to the plain step. ``--cpu-time`` times with the process's CPU time instead of
+the wall clock: steadier on a machine shared with other jobs.
 """
 
 from __future__ import annotations
@@ -94,21 +95,25 @@ def real_cases(quick: bool):
 
 
 def _plain(model, x, mode, counter=None):
-    t0 = time.perf_counter()
+    t0 = CLOCK()
     with (counter if counter is not None else torch.enable_grad()):
         if mode == "inference":
             with torch.no_grad():
                 model(x)
         else:
             model(x).sum().backward()
-    dt = time.perf_counter() - t0
+    dt = CLOCK() - t0
     for p in model.parameters():
         p.grad = None
     return dt
 
 
+CLOCK = time.perf_counter
+
+
 def main_real(repeats: int, quick: bool) -> int:
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, real CPU, median of {repeats}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, real CPU, median of {repeats}, "
+          f"clock: {CLOCK.__name__}")
     print(f"{'model':36s} {'plain s':>8s} {'FlopCounterMode':>16s} {'torch_tos':>10s}  (ratios to plain)")
     for name, model, x, mode in real_cases(quick):
         for _ in range(2):  # warm up every path
@@ -119,9 +124,9 @@ def main_real(repeats: int, quick: bool) -> int:
         for _ in range(repeats):
             plain.append(_plain(model, x, mode))
             fcm.append(_plain(model, x, mode, FlopCounterMode(display=False)))
-            t0 = time.perf_counter()
+            t0 = CLOCK()
             torch_tos.profile(model, x, mode=mode)
-            ours.append(time.perf_counter() - t0)
+            ours.append(CLOCK() - t0)
         p, f, t = (statistics.median(v) for v in (plain, fcm, ours))
         print(f"{name:36s} {p:8.4f} {f / p:15.2f}x {t / p:9.2f}x", flush=True)
     return 0
@@ -133,7 +138,12 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--optimizer", choices=("none", "sgd", "adam"), default="none")
     ap.add_argument("--real", action="store_true", help="real CPU models: overhead over a plain step")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="--real: time with the process's CPU time (steadier on a loaded machine)")
     args = ap.parse_args(argv)
+    if args.cpu_time:
+        global CLOCK
+        CLOCK = time.process_time
     if args.real:
         return main_real(max(args.repeats, 5), args.quick)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, optimizer: {args.optimizer}")
