@@ -25,7 +25,8 @@ from collections import OrderedDict, defaultdict
 import torch
 from torch.utils._pytree import tree_leaves
 
-_CONTAINERS = (dict, OrderedDict, list, set, tuple, defaultdict)
+_CONTAINERS = frozenset((dict, OrderedDict, list, set, tuple, defaultdict))
+_ATOMIC = frozenset((bool, int, float, str, bytes, type(None), torch.dtype, torch.device))
 
 
 def copy_tensor(t: torch.Tensor, device=None, *, leaf_grad: bool = True) -> torch.Tensor:
@@ -39,6 +40,8 @@ def copy_tensor(t: torch.Tensor, device=None, *, leaf_grad: bool = True) -> torc
             data = t.detach().to(target, copy=True)  # jagged / sparse: no strides to copy
         elif target.type == "meta":
             data = torch.empty_strided(t.size(), t.stride(), dtype=t.dtype, device="meta")
+        elif target == t.device:
+            data = t.detach().clone()
         else:
             data = t.detach().to(target, copy=True)
     if isinstance(t, torch.nn.Parameter):
@@ -103,24 +106,26 @@ class Shadows:
             return self._deepcopy_module(m)
         new = object.__new__(type(m))
         self.modules[id(m)] = new
-        d = {}
-        for k, v in m.__dict__.items():
+        d = m.__dict__.copy()
+        for k, v in d.items():
+            tv = type(v)
+            if tv in _ATOMIC or (tv is tuple and all(type(x) in _ATOMIC for x in v)):
+                continue  # immutable: shared (kernel_size, stride, ...)
             if k == "_parameters":
-                d[k] = OrderedDict((n, None if p is None else self.tensor(p, "param"))
-                                   for n, p in v.items())
+                d[k] = tv((n, None if p is None else self.tensor(p, "param")) for n, p in v.items())
             elif k == "_buffers":
-                d[k] = OrderedDict((n, None if b is None else self.tensor(b, "buffer"))
-                                   for n, b in v.items())
+                d[k] = tv((n, None if b is None else self.tensor(b, "buffer")) for n, b in v.items())
             elif k == "_modules":
-                d[k] = OrderedDict((n, None if c is None else self.module(c)) for n, c in v.items())
-            elif k.endswith("hooks") and isinstance(v, dict):
-                d[k] = type(v)((hk, _copy_hook(h)) for hk, h in v.items())
+                d[k] = tv((n, None if c is None else self.module(c)) for n, c in v.items())
+            elif tv in _CONTAINERS:
+                if not v:
+                    d[k] = v if tv is tuple else v.copy() if tv is defaultdict else tv()
+                elif k.endswith("hooks") and isinstance(v, dict):
+                    d[k] = tv((hk, _copy_hook(h)) for hk, h in v.items())
+                else:
+                    d[k] = self._container(v)
             elif isinstance(v, (torch.Tensor, torch.nn.Module)):
                 d[k] = self.value(v)
-            elif type(v) in _CONTAINERS:
-                d[k] = self._container(v)
-            else:
-                d[k] = v
         new.__dict__.update(d)
         return new
 
