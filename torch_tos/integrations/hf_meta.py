@@ -29,7 +29,9 @@ The adaptation, and all of it:
   closes: outside an Engine nothing of torch or transformers is changed.
 
 Masks with real padding or packed sequences on meta would be counted as unpadded: count those on
-a real device (a small config is enough — the counts scale with shapes only).
+a real device (a small config is enough — the counts scale with shapes only). The same holds for
+the prefill of a static cache (``kv_length > q_length`` with ``q_offset == 0``), where one of these
+checks asks whether the *future* positions are masked.
 """
 
 from __future__ import annotations
