@@ -10,6 +10,15 @@ whose FLOPs differ from the flash kernel a CPU actually runs).
 
     python benchmarks/bench_profile.py            # resnet50 b8, vit_b_16 b8, TransformerEncoder 32×4096, seq 2048
     python benchmarks/bench_profile.py --quick    # smaller models, seconds
+    python benchmarks/bench_profile.py --real     # real CPU: overhead over a plain step (below)
+
+``--real``: the models on the CPU with real weights, as a user profiles a model in memory.
+Inference at batch 1 (resnet50, vit_b_16, mobilenet_v3_small; all under ``no_grad``) and one
+training step of resnet18 at batch 8 (forward, ``output.sum()``, backward). For each, the median
+time of the plain step, of the step inside ``FlopCounterMode``, and of ``torch_tos.profile`` (which
+also builds its workspace: shared weights, no copies), measured alternately in one process; the
+figures are ratios to the plain step. ``--cpu-time`` times with the process's CPU time instead of
+the wall clock: steadier on a machine shared with other jobs.
 """
 
 from __future__ import annotations
@@ -73,12 +82,70 @@ def run_torch_tos(model, x, opt_kind):
     return time.perf_counter() - t0, report
 
 
+def real_cases(quick: bool):
+    tv = torchvision.models
+    if quick:
+        yield "mobilenet_v3_small b1 inference", tv.mobilenet_v3_small().eval(), torch.randn(1, 3, 224, 224), "inference"
+        yield "resnet18 b2 training", tv.resnet18(), torch.randn(2, 3, 64, 64), "training"
+        return
+    for name, build in (("resnet50", tv.resnet50), ("vit_b_16", tv.vit_b_16),
+                        ("mobilenet_v3_small", tv.mobilenet_v3_small)):
+        yield f"{name} b1 inference", build().eval(), torch.randn(1, 3, 224, 224), "inference"
+    yield "resnet18 b8 training", tv.resnet18(), torch.randn(8, 3, 224, 224), "training"
+
+
+def _plain(model, x, mode, counter=None):
+    t0 = CLOCK()
+    with (counter if counter is not None else torch.enable_grad()):
+        if mode == "inference":
+            with torch.no_grad():
+                model(x)
+        else:
+            model(x).sum().backward()
+    dt = CLOCK() - t0
+    for p in model.parameters():
+        p.grad = None
+    return dt
+
+
+CLOCK = time.perf_counter
+
+
+def main_real(repeats: int, quick: bool) -> int:
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, real CPU, median of {repeats}, "
+          f"clock: {CLOCK.__name__}")
+    print(f"{'model':36s} {'plain s':>8s} {'FlopCounterMode':>16s} {'torch_tos':>10s}  (ratios to plain)")
+    for name, model, x, mode in real_cases(quick):
+        for _ in range(2):  # warm up every path
+            _plain(model, x, mode)
+            _plain(model, x, mode, FlopCounterMode(display=False))
+            torch_tos.profile(model, x, mode=mode)
+        plain, fcm, ours = [], [], []
+        for _ in range(repeats):
+            plain.append(_plain(model, x, mode))
+            fcm.append(_plain(model, x, mode, FlopCounterMode(display=False)))
+            t0 = CLOCK()
+            torch_tos.profile(model, x, mode=mode)
+            ours.append(CLOCK() - t0)
+        p, f, t = (statistics.median(v) for v in (plain, fcm, ours))
+        print(f"{name:36s} {p:8.4f} {f / p:15.2f}x {t / p:9.2f}x", flush=True)
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--optimizer", choices=("none", "sgd", "adam"), default="none")
+    ap.add_argument("--real", action="store_true", help="real CPU models: overhead over a plain step")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="--real: time with the process's CPU time (steadier on a loaded machine)")
     args = ap.parse_args(argv)
+    if args.cpu_time:
+        global CLOCK
+        CLOCK = time.process_time
+    if args.real:
+        return main_real(max(args.repeats, 5), args.quick)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, optimizer: {args.optimizer}")
     print(f"{'model':40s} {'FlopCounterMode s':>18s} {'torch_tos s':>12s} {'ratio':>6s}  "
           f"{'FLOPs equal':>11s} {'unsupported':>11s}")

@@ -107,4 +107,4 @@ def test_total_all_ranks_two_processes_gloo_ddp(tmp_path):
         for phase in ("forward", "loss", "backward", "optimizer"):
             assert a.phases[phase].bos == l0.phases[phase].bos + l1.phases[phase].bos
     assert res[0]["all"] == res[1]["all"]
-    assert res[0]["unsupported"] == ["c10d.allreduce_"]  # DDP's gradient all-reduce: listed, not priced
+    assert res[0]["unsupported"] == []  # DDP's gradient all-reduce is priced (rules/distributed.py)

@@ -324,6 +324,19 @@ def test_cputime_meter_is_an_estimate_of_cpu_seconds():
         CpuTimeMeter(watts_per_core=-1)
 
 
+@pytest.fixture(autouse=True)
+def no_external_tools(monkeypatch, tmp_path_factory):
+    """Zeus and CodeCarbon absent and unconfigured unless a test installs fakes of them."""
+    monkeypatch.setitem(sys.modules, "zeus", None)
+    monkeypatch.setitem(sys.modules, "zeus.monitor", None)
+    monkeypatch.setitem(sys.modules, "codecarbon", None)
+    for k in [k for k in os.environ if k.startswith("CODECARBON_")]:
+        monkeypatch.delenv(k)
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(home)
+
+
 def test_auto_meter_falls_back_to_cputime_and_says_why(tmp_path, monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "pynvml", None)
     with caplog.at_level(logging.INFO, logger="torch_tos.energy"):
@@ -343,7 +356,8 @@ def test_auto_meter_prefers_rapl(intel, caplog):
 
 def test_get_meter_names():
     assert isinstance(get_meter("cputime"), CpuTimeMeter)
-    with pytest.raises(ValueError, match="unknown meter 'joulemeter'; accepted: auto, rapl, nvml, cputime"):
+    with pytest.raises(ValueError, match="unknown meter 'joulemeter'; accepted: auto, rapl, nvml, cputime, "
+                                         "zeus, codecarbon"):
         get_meter("joulemeter")
     m = CpuTimeMeter()
     assert get_meter(m) is m
@@ -358,3 +372,172 @@ def test_window_body_exception_propagates_and_start_stop_api():
     m = w.stop()
     assert m.seconds >= 0 and m.joules >= 0
     assert M.Measurement("x", False, joules=10, seconds=2).watts == 5
+
+
+# -- auto_meter falls back when the counters cannot be read -------------------------------------
+
+@pytest.mark.parametrize("failure", ["EIO", "EISDIR"])
+def test_auto_meter_falls_back_when_energy_uj_cannot_be_read(failure, tmp_path, monkeypatch):
+    import errno
+
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    pkg = zone(tmp_path, "intel-rapl:0", "package-0", 100)
+    if failure == "EISDIR":  # a broken tree: energy_uj is a folder
+        (pkg / "energy_uj").unlink()
+        (pkg / "energy_uj").mkdir()
+    else:  # the driver answers reads with EIO (seen on some AMD/virtualised hosts)
+        real_open = open
+
+        def fake_open(path, *args, **kwargs):
+            if str(path).endswith("energy_uj"):
+                raise OSError(errno.EIO, "Input/output error", str(path))
+            return real_open(path, *args, **kwargs)
+
+        monkeypatch.setattr("builtins.open", fake_open)
+    with pytest.raises(MeterUnavailable, match=f"energy_uj: .*\\({failure}\\)"):
+        RaplMeter(tmp_path)
+    meter = auto_meter(rapl_root=tmp_path)
+    assert isinstance(meter, CpuTimeMeter) and f"({failure})" in meter.why
+
+
+# -- Zeus and CodeCarbon through fakes of their public APIs -------------------------------------
+
+def fake_zeus(monkeypatch, *, gpu_indices=(0,), cpu_indices=(0,), fail=None):
+    """zeus.monitor.ZeusMonitor: begin_window(key, sync_execution), end_window(key, sync_execution)
+    returning a Measurement(time, gpu_energy, cpu_energy, dram_energy) in joules (zeus 0.16)."""
+    calls = []
+
+    class Measurement:
+        def __init__(self, time, gpu_energy, cpu_energy=None, dram_energy=None):
+            self.time, self.gpu_energy, self.cpu_energy, self.dram_energy = time, gpu_energy, cpu_energy, dram_energy
+
+    class ZeusMonitor:
+        def __init__(self, gpu_indices=None, cpu_indices=None, approx_instant_energy=False, log_file=None,
+                     sync_execution_with="torch"):
+            if fail:
+                raise RuntimeError(fail)
+            self.gpu_indices, self.cpu_indices = list(gpu_indices_default), list(cpu_indices_default)
+
+        def begin_window(self, key, sync_execution=True, restart=False):
+            calls.append(("begin", key, sync_execution))
+
+        def end_window(self, key, sync_execution=True, cancel=False):
+            calls.append(("end", key, sync_execution))
+            return Measurement(1.5, {0: 30.0}, {0: 12.0}, {0: 3.0})
+
+    gpu_indices_default, cpu_indices_default = gpu_indices, cpu_indices
+    zeus = types.ModuleType("zeus")
+    monitor = types.ModuleType("zeus.monitor")
+    monitor.ZeusMonitor = ZeusMonitor
+    zeus.monitor = monitor
+    monkeypatch.setitem(sys.modules, "zeus", zeus)
+    monkeypatch.setitem(sys.modules, "zeus.monitor", monitor)
+    return calls
+
+
+def test_zeus_meter_sums_gpu_cpu_and_dram_of_each_window(monkeypatch):
+    calls = fake_zeus(monkeypatch)
+    meter = M.ZeusMeter()
+    with meter.measure() as m:
+        pass
+    # 30 J GPU 0 + 12 J CPU package 0 + 3 J its DRAM
+    assert m.joules == 45.0 and m.seconds == 1.5 and m.source == "zeus" and not m.estimated
+    assert m.domains == {"cuda:0": 30.0, "cpu:0": 12.0, "dram:0": 3.0}
+    assert [c[0] for c in calls] == ["begin", "end"] and calls[0][1] == calls[1][1] and calls[0][2] is True
+    with meter.measure(), meter.measure():  # nested windows get keys of their own
+        pass
+    assert len({c[1] for c in calls}) == 3
+
+
+def test_auto_meter_picks_zeus_when_installed_and_able(monkeypatch, intel):
+    fake_zeus(monkeypatch)
+    assert isinstance(auto_meter(rapl_root=intel[0]), M.ZeusMeter)
+    assert isinstance(get_meter("zeus"), M.ZeusMeter)
+
+
+def test_zeus_unusable_falls_back(monkeypatch, intel):
+    fake_zeus(monkeypatch, fail="no GPU")
+    meter = auto_meter(rapl_root=intel[0])
+    assert isinstance(meter, RaplMeter) and "Zeus cannot measure on this machine: RuntimeError: no GPU" in meter.why
+    fake_zeus(monkeypatch, gpu_indices=(), cpu_indices=())
+    assert isinstance(auto_meter(rapl_root=intel[0]), RaplMeter)
+
+
+def fake_codecarbon(monkeypatch, *, tasks=True):
+    """codecarbon: EmissionsTracker / OfflineEmissionsTracker with start(), stop(), and (>= 2.5)
+    start_task(name) / stop_task(name) returning EmissionsData(energy_consumed kWh, cpu_energy,
+    gpu_energy, ram_energy); stop() fills final_emissions_data (codecarbon 3.3)."""
+    log = []
+
+    class EmissionsData:
+        def __init__(self, kwh):
+            self.energy_consumed, self.cpu_energy, self.gpu_energy, self.ram_energy = kwh, kwh * 0.5, kwh * 0.25, kwh * 0.25
+
+    class EmissionsTracker:
+        def __init__(self, **kwargs):
+            self.kwargs = kwargs
+            log.append(("init", type(self).__name__, kwargs))
+
+        def start(self):
+            log.append(("start",))
+
+        def stop(self):
+            log.append(("stop",))
+            self.final_emissions_data = EmissionsData(2e-6)
+            return 1e-7
+
+    class OfflineEmissionsTracker(EmissionsTracker):
+        pass
+
+    if tasks:
+        def start_task(self, task_name=None):
+            log.append(("start_task", task_name))
+
+        def stop_task(self, task_name=None):
+            log.append(("stop_task", task_name))
+            return EmissionsData(1e-6)
+
+        EmissionsTracker.start_task, EmissionsTracker.stop_task = start_task, stop_task
+    cc = types.ModuleType("codecarbon")
+    cc.EmissionsTracker, cc.OfflineEmissionsTracker = EmissionsTracker, OfflineEmissionsTracker
+    monkeypatch.setitem(sys.modules, "codecarbon", cc)
+    return log
+
+
+def test_codecarbon_meter_one_task_per_window_kwh_to_joules(monkeypatch):
+    log = fake_codecarbon(monkeypatch)
+    meter = M.CodeCarbonMeter(country_iso_code="FRA")
+    assert log[0][1] == "OfflineEmissionsTracker" and log[0][2]["country_iso_code"] == "FRA"
+    assert log[0][2]["save_to_file"] is False
+    with meter.measure() as m:
+        pass
+    with meter.measure() as m2:
+        pass
+    # 1e-6 kWh x 3.6e6 J/kWh = 3.6 J per window, split 50/25/25 into cpu/gpu/ram
+    assert m.joules == pytest.approx(3.6) and m2.joules == pytest.approx(3.6)
+    assert m.domains == pytest.approx({"cpu": 1.8, "gpu": 0.9, "ram": 0.9})
+    assert m.estimated and m.source == "codecarbon"
+    assert [e[0] for e in log[1:]] == ["start", "start_task", "stop_task", "start_task", "stop_task"]
+    meter.close()
+    assert log[-1] == ("stop",)
+
+
+def test_codecarbon_without_tasks_runs_start_stop_per_window(monkeypatch):
+    log = fake_codecarbon(monkeypatch, tasks=False)
+    meter = M.CodeCarbonMeter()
+    with meter.measure() as m:
+        pass
+    assert log[0][1] == "EmissionsTracker" and [e[0] for e in log[1:]] == ["start", "stop"]
+    assert m.joules == pytest.approx(7.2)  # final_emissions_data: 2e-6 kWh
+
+
+def test_auto_meter_picks_codecarbon_only_when_configured(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    fake_codecarbon(monkeypatch)
+    meter = auto_meter(rapl_root=tmp_path / "none")
+    assert isinstance(meter, CpuTimeMeter) and "codecarbon: not configured" in meter.why
+    (Path.cwd() / ".codecarbon.config").write_text("[codecarbon]\ncountry_iso_code=FRA\n")
+    assert isinstance(auto_meter(rapl_root=tmp_path / "none"), M.CodeCarbonMeter)
+    (Path.cwd() / ".codecarbon.config").unlink()
+    monkeypatch.setenv("CODECARBON_LOG_LEVEL", "error")
+    assert isinstance(auto_meter(rapl_root=tmp_path / "none"), M.CodeCarbonMeter)

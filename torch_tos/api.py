@@ -6,12 +6,12 @@ import torch
 from torch.utils._pytree import tree_leaves
 
 from .attribution import ModuleScope, module_params
-from .copying import working_copy
 from .counter import Engine, warn_unsupported
 from .counts import LOSS_LAYER, OPTIMIZER_LAYER
 from .extensions import Extensions
 from .report import Report, check_law
 from .tables import DEFAULT_TABLE, TransistorTable
+from .workspace import Workspace
 from .validation import MODES, check_profile_args, split_inputs  # noqa: F401 - MODES re-exported
 
 SURROGATE_LOSS = "surrogate: output.sum() (no loss_fn given)"
@@ -43,9 +43,11 @@ def profile(model: torch.nn.Module, inputs, *, mode: str = "inference", target=N
     ``dtype`` prices every op in that format (what-if analysis) instead of its own.
     ``device="meta"`` counts without computing anything.
 
-    The model, optimizer and inputs are never touched: the step runs on a working copy (on
-    ``device`` when given), so parameters, gradients, buffers, hooks and optimizer state are
-    exactly as before — also when the model raises. The model's train/eval flag is kept: profile
+    The model, optimizer and inputs are never touched, and the weights are not copied: the step
+    runs on a :class:`~torch_tos.workspace.Workspace` (on ``device`` when given) that shares the
+    parameters read-only, collects gradients away from ``.grad`` and counts the optimizer step on
+    a meta shadow, so parameters, gradients, buffers, hooks, optimizer state and random streams
+    are exactly as before — also when the model raises. The model's train/eval flag is kept: profile
     in ``model.eval()`` for eval-mode behaviour of dropout and batch norm.
 
     Extensions (:mod:`torch_tos.extensions`): ``module_rules={MyBlock: fn}`` prices the forward of
@@ -59,15 +61,9 @@ def profile(model: torch.nn.Module, inputs, *, mode: str = "inference", target=N
     if law is not None:
         check_law(law)
 
-    model_c, opt_c, inputs_c, target_c, loss_c = working_copy(
-        (model, optimizer, inputs, target, loss_fn if isinstance(loss_fn, torch.nn.Module) else None),
-        device)
-    if loss_c is None:
-        loss_c = loss_fn
-    if opt_c is not None:
-        for group in opt_c.param_groups:
-            for p in group["params"]:
-                p.grad = None
+    work = Workspace(model, optimizer, inputs, target, loss_fn, mode=mode, device=device)
+    model_c, opt_c, inputs_c, target_c, loss_c = (work.model, work.optimizer, work.inputs,
+                                                  work.target, work.loss_fn)
     args, kwargs = split_inputs(inputs_c)
 
     scope = ModuleScope(model_c)
@@ -77,29 +73,35 @@ def profile(model: torch.nn.Module, inputs, *, mode: str = "inference", target=N
     meta = {"mode": mode, "model": type(model).__name__,
             "device": str(device) if device is not None else _device_of(model_c, args, kwargs)}
     grad = mode == "training"
-    with scope, engine, torch.set_grad_enabled(grad):
-        engine.phase = "forward"
-        output = model_c(*args, **kwargs)
-        if mode in ("validation", "training"):
-            engine.phase = "loss"
-            if loss_c is not None:
-                loss = loss_c(output, target_c) if target is not None else loss_c(output)
-                meta["loss"] = type(loss_c).__name__ if isinstance(loss_c, torch.nn.Module) else \
-                    getattr(loss_c, "__name__", type(loss_c).__name__)
-            else:
-                loss = _surrogate_loss(output)
-                meta["loss"] = SURROGATE_LOSS
-        if grad:
-            if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-                raise ValueError("training needs a scalar loss; loss_fn returned "
-                                 f"{tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__}"
-                                 " (use reduction='mean' or 'sum')")
-            engine.phase = "backward"
-            loss.backward()
-            if opt_c is not None:
-                engine.phase = "optimizer"
-                opt_c.step()
-                meta["optimizer"] = type(optimizer).__name__
+    try:
+        with work.rng, scope, engine, torch.set_grad_enabled(grad):
+            engine.phase = "forward"
+            output = model_c(*args, **kwargs)
+            if mode in ("validation", "training"):
+                engine.phase = "loss"
+                if loss_c is not None:
+                    loss = loss_c(output, target_c) if target is not None else loss_c(output)
+                    meta["loss"] = type(loss_c).__name__ if isinstance(loss_c, torch.nn.Module) else \
+                        getattr(loss_c, "__name__", type(loss_c).__name__)
+                else:
+                    loss = _surrogate_loss(output)
+                    meta["loss"] = SURROGATE_LOSS
+            del output
+            if grad:
+                if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+                    raise ValueError("training needs a scalar loss; loss_fn returned "
+                                     f"{tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__}"
+                                     " (use reduction='mean' or 'sum')")
+                engine.phase = "backward"
+                loss.backward()
+                del loss
+                if opt_c is not None:
+                    engine.phase = "optimizer"
+                    work.before_optimizer()
+                    opt_c.step()
+                    meta["optimizer"] = type(optimizer).__name__
+    finally:
+        work.close()
     types = dict(scope.types)
     if isinstance(loss_fn, torch.nn.Module):
         types[LOSS_LAYER] = type(loss_fn).__name__

@@ -43,6 +43,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from . import _compat
+from .integrations.hf_meta import masking_on_meta
 
 aten = torch.ops.aten
 
@@ -209,6 +210,7 @@ def kernel_choices():
     _LOCAL.depth = getattr(_LOCAL, "depth", 0) + 1
     try:
         with ExitStack() as stack:
+            stack.enter_context(masking_on_meta())  # transformers' mask checks (integrations.hf_meta)
             if torch.is_autocast_enabled("cpu"):
                 if not _POLICY:
                     _POLICY.update(_policy())

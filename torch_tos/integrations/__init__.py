@@ -4,4 +4,10 @@ is not installed.
 
 - :mod:`torch_tos.integrations.lightning`: :class:`~torch_tos.integrations.lightning.TOsCallback`
   for PyTorch Lightning (``lightning`` or ``pytorch_lightning``).
+- :mod:`torch_tos.integrations.transformers`: Hugging Face ``transformers`` —
+  :func:`~torch_tos.integrations.transformers.build_from_config` (models from configs, on meta or
+  a real device, with an input builder) and
+  :class:`~torch_tos.integrations.transformers.TOsTrainerCallback` for the ``Trainer``.
+- :mod:`torch_tos.integrations.hf_meta`: what counting on meta adapts of transformers while an
+  Engine is open (imports nothing of transformers; entered by every Engine).
 """
