@@ -1,69 +1,73 @@
 """``torch-tos profile MODULE:CALLABLE --input-shape 1,3,224,224 [--mode training] [--dtype
-float16] [--device meta] [--format table|csv|json]``: count one step of a model."""
+float16] [--device meta] [--format table|csv|json]``: count one step of a model.
+
+Every error the user can cause — a bad option, a device this machine lacks, inputs that cannot fit
+in memory, an exception raised by the model itself — is one line on stderr and exit code 2; an
+exception from the model names its type, the layer that was running and the source line.
+"""
 
 from __future__ import annotations
 
-import importlib
+from .errors import CLIError, describe_failure, first_line, raised_in_torch_tos
+from .inputs import INPUT_DTYPES, check_device, make_inputs, parse_input_dtypes, parse_shape
+from .models import load_model
 
-from .errors import CLIError
+OPTIMIZERS = ("sgd", "adam", "adamw")
+FORMATS = ("table", "csv", "json")
 
-
-def parse_shape(text: str) -> tuple[int, ...]:
-    """``"1,3,224,224"`` → a tuple of positive ints."""
-    try:
-        shape = tuple(int(p) for p in text.split(","))
-    except ValueError:
-        shape = ()
-    if not shape or any(s <= 0 for s in shape):
-        raise CLIError(f"malformed --input-shape {text!r}; expected positive integers separated by "
-                       f"commas, e.g. 1,3,224,224")
-    return shape
+_BATCH_NORM_HINT = (" (batch norm in training mode needs a batch of at least 2: use e.g. "
+                    "--input-shape 2,..., or --eval to use its running statistics)")
+_MEMORY_HINT = " (out of memory: use a smaller --input-shape, or --device meta to count without computing)"
 
 
-def load_model(path: str, kwargs_text: str | None = None):
-    """``package.module:callable`` → the ``nn.Module`` it builds (or is)."""
+def _hint(exc: BaseException, text: str) -> str:
     import torch
 
-    if ":" not in path:
-        raise CLIError(f"model path {path!r} must be 'module:callable', e.g. torchvision.models:resnet18")
-    mod_name, _, attr = path.partition(":")
-    try:
-        module = importlib.import_module(mod_name)
-    except Exception as e:  # noqa: BLE001 - any import failure is the user's path
-        raise CLIError(f"cannot import module {mod_name!r} of model path {path!r}: {e}") from None
-    obj = module
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise CLIError(f"module {mod_name!r} has no attribute {attr!r}; expected a model class or "
-                           f"factory such as torchvision.models:resnet18")
-        obj = getattr(obj, part)
-    kwargs = {}
-    if kwargs_text:
-        import json
+    if "more than 1 value per channel" in text:
+        return _BATCH_NORM_HINT
+    if "argument #1 'indices'" in text:
+        return " (embedding inputs are integer indices: add --input-dtype int64)"
+    if isinstance(exc, IndexError) and "(Embedding" in text:
+        return " (integer inputs must be below the Embedding's num_embeddings: lower --input-high)"
+    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)) or "can't allocate memory" in text \
+            or "out of memory" in text.lower():
+        return _MEMORY_HINT
+    return ""
 
-        try:
-            kwargs = json.loads(kwargs_text)
-        except json.JSONDecodeError as e:
-            raise CLIError(f"--model-kwargs must be a JSON object, e.g. '{{\"num_classes\": 10}}': {e}") from None
-    if isinstance(obj, torch.nn.Module):
-        return obj
-    if not callable(obj):
-        raise CLIError(f"{path!r} is neither an nn.Module nor a callable that builds one")
+
+def run_guarded(fn, what: str):
+    """``fn()``, with any exception it raises turned into a one-line :class:`CLIError`:
+    torch_tos's own input checks keep their message; anything else names the exception and where
+    it was raised (``what`` says what was running)."""
     try:
-        model = obj(**kwargs)
-    except Exception as e:  # noqa: BLE001
-        raise CLIError(f"building {path!r} failed: {type(e).__name__}: {e}") from None
-    if not isinstance(model, torch.nn.Module):
-        raise CLIError(f"{path!r} returned {type(model).__name__}, not an nn.Module")
-    return model
+        return fn()
+    except (CLIError, KeyboardInterrupt):
+        raise
+    except Exception as e:  # noqa: BLE001 - every exception of the user's model is reported
+        if isinstance(e, (ValueError, TypeError)) and raised_in_torch_tos(e):
+            raise CLIError(first_line(e)) from None
+        text = describe_failure(e)
+        raise CLIError(f"{what}: {text}{_hint(e, text)}") from None
+
+
+def _optimizer(name, model):
+    import torch
+
+    if name is None:
+        return None
+    if name not in OPTIMIZERS:
+        raise CLIError(f"unknown --optimizer {name!r}; accepted: {', '.join(OPTIMIZERS)}")
+    if name == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=0.01)
+    return {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[name](model.parameters())
 
 
 def _cmd_profile(args) -> int:
     import torch
 
     from ..api import profile
-    from ..validation import MODES
     from ..tables import parse_dtype
+    from ..validation import MODES
 
     if args.mode not in MODES:
         raise CLIError(f"unknown --mode {args.mode!r}; accepted: {', '.join(MODES)}")
@@ -74,37 +78,23 @@ def _cmd_profile(args) -> int:
         except ValueError as e:
             raise CLIError(f"--dtype: {e}") from None
     shapes = [parse_shape(s) for s in args.input_shape]
-    try:
-        device = torch.device(args.device) if args.device else None
-    except (RuntimeError, TypeError):
-        raise CLIError(f"unknown --device {args.device!r}; accepted: cpu, cuda, cuda:N, meta") from None
+    input_dtypes = parse_input_dtypes(args.input_dtype, len(shapes))
+    device = check_device(args.device)
     model = load_model(args.model, args.model_kwargs)
     if args.eval:
         model.eval()
     on = device if device is not None else torch.device("cpu")
-    inputs = tuple(torch.randn(s, device=on) for s in shapes)
-    loss_fn = target = optimizer = None
+    inputs = make_inputs(shapes, input_dtypes, on, low=args.input_low, high=args.input_high, model=model)
+    loss_fn = target = None
     if args.mode != "inference" and args.loss == "cross_entropy":
-        with torch.no_grad():
-            out = model.to(on)(*inputs) if on.type == "meta" else None
         loss_fn = torch.nn.CrossEntropyLoss()
-        n_classes = out.shape[-1] if out is not None else 1000
-        target = torch.zeros(shapes[0][0], dtype=torch.long, device=on) % n_classes
-    if args.optimizer:
-        opts = {"sgd": lambda p: torch.optim.SGD(p, lr=0.01), "adam": lambda p: torch.optim.Adam(p),
-                "adamw": lambda p: torch.optim.AdamW(p)}
-        if args.optimizer not in opts:
-            raise CLIError(f"unknown --optimizer {args.optimizer!r}; accepted: {', '.join(opts)}")
-        optimizer = opts[args.optimizer](model.parameters())
-    try:
-        report = profile(model, inputs if len(inputs) > 1 else inputs[0], mode=args.mode, dtype=dtype,
-                         device=device, loss_fn=loss_fn, target=target, optimizer=optimizer)
-    except (ValueError, RuntimeError) as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        hint = ""
-        if "more than 1 value per channel" in msg:
-            hint = " (batch norm in training mode needs a batch of at least 2: use e.g. --input-shape 2,...)"
-        raise CLIError(f"the model failed on inputs of shape {', '.join(map(str, shapes))}: {msg}{hint}") from None
+        target = torch.zeros(shapes[0][0], dtype=torch.long, device=on)  # every sample of class 0
+    optimizer = _optimizer(args.optimizer, model)
+    shown = ", ".join(map(str, shapes))
+    report = run_guarded(lambda: profile(model, inputs if len(inputs) > 1 else inputs[0], mode=args.mode,
+                                         dtype=dtype, device=device, loss_fn=loss_fn, target=target,
+                                         optimizer=optimizer),
+                         f"the model failed on inputs of shape {shown}")
     if args.format == "json":
         print(report.to_json())
     elif args.format == "csv":
@@ -115,17 +105,36 @@ def _cmd_profile(args) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("profile", help="count BOs, TOs and FLOPs of one step of a model")
-    p.add_argument("model", help="module:callable building the model, e.g. torchvision.models:resnet18")
-    p.add_argument("--input-shape", action="append", required=True,
+    p = sub.add_parser("profile", help="count BOs, TOs and FLOPs of one step of a model",
+                       description="Count the BOs, TOs and FLOPs of one inference, validation or "
+                       "training step of a model built by MODULE:CALLABLE on random inputs.")
+    p.add_argument("model", help="module:callable building the model (a class, a factory or an nn.Module), "
+                   "e.g. torchvision.models:resnet18, or mymodel:build for ./mymodel.py")
+    p.add_argument("--input-shape", action="append", required=True, metavar="SHAPE",
                    help="input tensor shape, e.g. 1,3,224,224 (repeat for several inputs)")
-    p.add_argument("--mode", default="inference", help="inference | validation | training")
-    p.add_argument("--dtype", default=None, help="price every op as this dtype: float16, bfloat16, float32, float64")
-    p.add_argument("--device", default=None, help="cpu, cuda, or meta (count without computing)")
-    p.add_argument("--format", default="table", choices=("table", "csv", "json"))
+    p.add_argument("--input-dtype", action="append", metavar="DTYPE",
+                   help=f"dtype of the inputs, once for all or once per --input-shape: {', '.join(INPUT_DTYPES)}; "
+                   "floating-point inputs are randn, integer ones randint(--input-low, --input-high) "
+                   "(default float32)")
+    p.add_argument("--input-low", type=int, default=0, metavar="N", help="smallest value of integer inputs")
+    p.add_argument("--input-high", type=int, default=None, metavar="N",
+                   help="exclusive upper bound of integer inputs (default: the smallest num_embeddings "
+                   "of the model's Embedding layers, 2 without any)")
+    p.add_argument("--mode", default="inference", metavar="MODE",
+                   help="inference (forward), validation (+ loss) or training (+ backward, + one optimizer "
+                   "step with --optimizer)")
+    p.add_argument("--dtype", default=None, help="price every op as this dtype: float16, bfloat16, float32, "
+                   "float64 (default: each op in its own dtype)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N, mps, or meta (count without computing) "
+                   "(default: where the model's parameters are, cpu for a new model)")
+    p.add_argument("--format", default="table", choices=FORMATS, help="output format")
     p.add_argument("--loss", default="sum", choices=("sum", "cross_entropy"),
-                   help="loss for validation/training: the output.sum() surrogate or cross-entropy")
-    p.add_argument("--optimizer", default=None, help="add one optimizer step: sgd, adam, adamw")
-    p.add_argument("--model-kwargs", default=None, help="JSON keyword arguments for the model factory")
-    p.add_argument("--eval", action="store_true", help="put the model in eval mode first")
+                   help="loss for validation/training: the output.sum() surrogate, or cross-entropy "
+                   "against class 0")
+    p.add_argument("--optimizer", default=None, metavar="NAME", help=f"add one optimizer step: {', '.join(OPTIMIZERS)} "
+                   "(default: none)")
+    p.add_argument("--model-kwargs", default=None, metavar="JSON", help="JSON keyword arguments for the model factory, "
+                   "e.g. '{\"num_classes\": 10}' (default: none)")
+    p.add_argument("--eval", action="store_true", help="put the model in eval mode first (dropout off, "
+                   "batch norm with running statistics); a new model is in train mode")
     p.set_defaults(func=_cmd_profile)
