@@ -92,7 +92,7 @@ def test_each_step_equals_profile(case):
     assert [r.cache for r in counter.steps] == ["miss", "partial", "hit", "hit"]
     for rec, prof in zip(counter.steps, expected):
         rep = counter.report(step=rec.index)
-        assert _strip(rep._stats) == _strip(prof._stats)
+        assert _strip(rep.counts.rows) == _strip(prof.counts.rows)
         assert rep.unsupported == prof.unsupported
         no_type = lambda rows: [{k: v for k, v in r.items() if k != "type"} for r in rows]  # noqa: E731
         assert no_type(rep.rows()) == no_type(prof.rows())  # the counter does not know the loss's class
@@ -150,7 +150,7 @@ def test_signature_changes_recount():
     assert counter.steps[4].phases["forward"].bos != counter.steps[0].phases["forward"].bos  # no dropout
     frozen = counter.steps[5].phases["backward"].bos
     assert frozen.mul < counter.steps[0].phases["backward"].bos.mul  # no dW for the frozen weight
-    assert any(k[2] == torch.bfloat16 for k in counter.report(step=6)._stats)
+    assert any(k[2] == torch.bfloat16 for k in counter.report(step=6).counts.rows)
 
 
 # -- phases, kinds, evaluation --------------------------------------------------------------------
@@ -163,7 +163,7 @@ def test_phases_are_inferred():
     rec = counter.steps[0]
     assert list(rec.phases) == ["forward", "loss", "backward", "optimizer"]
     rep = counter.report()
-    layers = {(k[0], k[1]) for k in rep._stats}
+    layers = {(k[0], k[1]) for k in rep.counts.rows}
     assert ("(loss)", "loss") in layers and ("(optimizer)", "optimizer") in layers
     assert ("0", "backward") in layers and ("0", "forward") in layers
     assert rep.layer_type("(optimizer)") == "SGD"

@@ -65,9 +65,9 @@ def test_lightning_callback_counts_and_logs():
     assert [r.cache for r in steps[:4]] == ["miss", "hit", "hit", "hit"]
     # every layer and the optimizer exactly as profile() counts the plain network; the (loss) layer
     # also has Lightning's own work (it divides the loss by the accumulation factor, and back)
-    ours = {(k[0].replace("net.", "", 1),) + k[1:]: v for k, v in cb.counter.report(step=0)._stats.items()
+    ours = {(k[0].replace("net.", "", 1),) + k[1:]: v for k, v in cb.counter.report(step=0).counts.rows.items()
             if k[0] != "(loss)"}
-    theirs = {k: v for k, v in expected._stats.items() if k[0] != "(loss)" and not k[3].startswith("profiler.")}
+    theirs = {k: v for k, v in expected.counts.rows.items() if k[0] != "(loss)" and not k[3].startswith("profiler.")}
     assert ours == theirs
     assert steps[0].phases["forward"] == expected.by_phase()["forward"]
     assert steps[0].phases["optimizer"] == expected.by_phase()["optimizer"]

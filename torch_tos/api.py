@@ -8,6 +8,7 @@ from torch.utils._pytree import tree_leaves
 from .attribution import ModuleScope
 from .copying import working_copy
 from .counter import Engine, warn_unsupported
+from .counts import LOSS_LAYER, OPTIMIZER_LAYER
 from .report import Report
 from .tables import DEFAULT_TABLE, TransistorTable
 from .validation import MODES, check_profile_args, split_inputs  # noqa: F401 - MODES re-exported
@@ -88,13 +89,13 @@ def profile(model: torch.nn.Module, inputs, *, mode: str = "inference", target=N
                 meta["optimizer"] = type(optimizer).__name__
     types = dict(scope.types)
     if isinstance(loss_fn, torch.nn.Module):
-        types["(loss)"] = type(loss_fn).__name__
+        types[LOSS_LAYER] = type(loss_fn).__name__
     elif loss_fn is None and mode != "inference":
-        types["(loss)"] = "output.sum()"
+        types[LOSS_LAYER] = "output.sum()"
     if optimizer is not None:
-        types["(optimizer)"] = type(optimizer).__name__
+        types[OPTIMIZER_LAYER] = type(optimizer).__name__
     warn_unsupported(engine.unsupported)
-    return Report(engine.counts.rows, engine.unsupported, types=types, order=scope.order, dtype=dtype,
+    return Report(engine.counts, engine.unsupported, types=types, order=scope.order, dtype=dtype,
                   table=table or DEFAULT_TABLE, metadata=meta)
 
 

@@ -18,10 +18,7 @@ from __future__ import annotations
 import torch
 from torch.utils._pytree import tree_leaves
 
-#: pseudo-layers for work that runs outside the model's modules
-LOSS_LAYER = "(loss)"
-OPTIMIZER_LAYER = "(optimizer)"
-OUTSIDE_LAYER = "(outside)"
+from .counts import LOSS_LAYER, OPTIMIZER_LAYER, OUTSIDE_LAYER  # noqa: F401 - defined once, there
 
 _UINT64_MAX = 2 ** 64 - 1
 

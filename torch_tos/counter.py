@@ -2,9 +2,12 @@
 
 A thin shim in the style of ``torch.utils.flop_counter``: for each op it looks up the rule in the
 registry (:mod:`torch_tos.rules`), runs the op, calls the rule with the op's real output and
-arguments, and adds the resulting :class:`BOs` to the bucket ``(layer, phase, dtype, op)``. The
-FLOPs baseline comes from PyTorch's own ``torch.utils.flop_counter.flop_registry`` — the formulas
-``FlopCounterMode`` uses — evaluated on the same ops, so the two views can never drift apart.
+arguments, and adds the resulting :class:`BOs` — with the call, its FLOPs and the bytes its tensors
+hold — to the row ``(layer, phase, dtype, op)`` of :attr:`Engine.counts`, a
+:class:`~torch_tos.counts.Counts` table that every view (:class:`~torch_tos.report.Report`, the
+training counter, the fx graph view) reads. The FLOPs baseline comes from PyTorch's own
+``torch.utils.flop_counter.flop_registry`` — the formulas ``FlopCounterMode`` uses — evaluated on
+the same ops, so the two views can never drift apart.
 
 An op with no rule is first decomposed (as ``FlopCounterMode`` does); if it cannot be, it runs,
 counts zero, and is recorded in :attr:`Engine.unsupported` — never silently dropped.
@@ -16,13 +19,11 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from .flops import flop_formulas
-from .attribution import LOSS_LAYER, OPTIMIZER_LAYER, OUTSIDE_LAYER, ModuleScope
+from .attribution import ModuleScope
 from .bos import BOs
-from .counts import Counts
+from .counts import LOSS_LAYER, N_BOS, OPTIMIZER_LAYER, OUTSIDE_LAYER, PHASES, Counts  # noqa: F401
 from .rules import lookup
 from .rules.registry import ENGINE_CONTEXTS
-
-PHASES = ("forward", "loss", "backward", "optimizer")
 
 # Metadata queries that FlopCounterMode also lets through untouched.
 _PASSTHROUGH = {
@@ -157,7 +158,8 @@ class Engine:
     # -- results ----------------------------------------------------------------------------
     @property
     def stats(self) -> dict[tuple, list]:
-        """The rows of :attr:`counts` (``(layer, phase, dtype, op)`` → field list)."""
+        """The rows of :attr:`counts` (``(layer, phase, dtype, op)`` → field list). A legacy alias
+        kept only while :mod:`torch_tos.training` uses it; read :attr:`counts`."""
         return self.counts.rows
 
     @stats.setter
@@ -167,10 +169,8 @@ class Engine:
     def bos_by_op(self, phases=None) -> dict[str, BOs]:
         """BOs per aten op name (``"aten.mm"``), summed over layers and dtypes; ``phases``
         restricts to those phases. Ops that cost nothing are left out."""
-        per_op: dict[str, BOs] = {}
-        for (_layer, phase, _dtype, op), row in self.stats.items():
-            if phases is None or phase in phases:
-                per_op[op] = per_op.get(op, BOs()) + BOs(*row[:5])
+        counts = self.counts if phases is None else self.counts.where(phases=phases)
+        per_op = {op: BOs(*row[:N_BOS]) for (op,), row in counts.group("op").items()}
         return {op: b for op, b in per_op.items() if b}
 
     def report(self, *, dtype=None, table=None, metadata: dict | None = None):
@@ -185,7 +185,7 @@ class Engine:
         from .tables import parse_dtype
 
         scope = self.scope
-        return Report(self.counts.rows, self.unsupported,
+        return Report(self.counts, self.unsupported,
                       types=getattr(scope, "types", None), order=getattr(scope, "order", None),
                       dtype=parse_dtype(dtype) if dtype is not None else None, table=table,
                       metadata={"mode": "engine", **(metadata or {})})

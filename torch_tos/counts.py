@@ -20,7 +20,9 @@ Phase names, their order and the pseudo-layer names are defined here and nowhere
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
+from functools import lru_cache
 from typing import Callable, Iterable, NamedTuple
 
 import torch
@@ -237,19 +239,9 @@ class Counts:
                depth: int | None = None) -> dict[tuple, Fraction]:
         """Exact TOs per group of :meth:`group` ``(*by)``: each ``(group, dtype)`` sum is priced
         once, then the dtypes of a group are added."""
-        from .tables import DEFAULT_TABLE
-
-        table = table or DEFAULT_TABLE
         with_dtype = by if "dtype" in by else (*by, "dtype")
-        d_at = with_dtype.index("dtype")
-        strip = "dtype" not in by
-        out: dict[tuple, Fraction] = {}
-        for g, row in self.group(*with_dtype, depth=depth).items():
-            tos = price_bos(table, row, dtype if dtype is not None else g[d_at])
-            if strip:
-                g = g[:d_at] + g[d_at + 1:]
-            out[g] = out.get(g, Fraction(0)) + tos
-        return out
+        return price_groups(self.group(*with_dtype, depth=depth), with_dtype, by, table=table,
+                            dtype=dtype)
 
     # -- comparison and display -------------------------------------------------------------
     def __eq__(self, other) -> bool:
@@ -271,12 +263,55 @@ class Counts:
                 f"flops={t[FLOPS]}, bytes={t[BYTES]})")
 
 
+def price_groups(groups: dict[tuple, list[int]], by: tuple[str, ...], keep: tuple[str, ...],
+                 *, table=None, dtype: torch.dtype | None = None) -> dict[tuple, Fraction]:
+    """Exact TOs of already grouped rows: ``groups`` is :meth:`Counts.group` ``(*by)`` with
+    ``"dtype"`` among ``by``; each group is priced once in its dtype (or in ``dtype`` when given),
+    then summed onto its key restricted to the fields ``keep`` (a sub-sequence of ``by``)."""
+    from .tables import DEFAULT_TABLE
+
+    table = table or DEFAULT_TABLE
+    d_at = by.index("dtype")
+    pick = None if keep == by else tuple(by.index(k) for k in keep)
+    out: dict[tuple, Fraction] = {}
+    for g, row in groups.items():
+        tos = price_bos(table, row, dtype if dtype is not None else g[d_at])
+        if pick is not None:
+            g = tuple(g[i] for i in pick)
+        prev = out.get(g)
+        out[g] = tos if prev is None else prev + tos
+    return out
+
+
 def price_bos(table, bos, dtype) -> Fraction:
     """Exact TOs of the integer BOs ``bos`` (the first five fields of a row) in ``dtype``; a dtype
-    the table cannot price (e.g. a quantized format) is an error naming it."""
-    costs = table.costs(dtype)
-    return (bos[0] * costs[0] + bos[1] * costs[1] + bos[2] * costs[2] + bos[3] * costs[3]
-            + bos[4] * costs[4])
+    the table cannot price (e.g. a quantized format) is an error naming it.
+
+    The five costs are exact fractions; they are brought to one common denominator once per
+    ``(table, dtype)`` so pricing a row is integer arithmetic and one :class:`Fraction`."""
+    nums, den = _integer_costs(table, dtype)
+    return Fraction(bos[0] * nums[0] + bos[1] * nums[1] + bos[2] * nums[2] + bos[3] * nums[3]
+                    + bos[4] * nums[4], den)
+
+
+def _integer_costs(table, dtype) -> tuple[tuple[int, ...], int]:
+    try:
+        return _integer_costs_cached(table, dtype)
+    except TypeError:  # an unhashable table-like object: no cache
+        return _common_denominator(table.costs(dtype))
+
+
+@lru_cache(maxsize=512)
+def _integer_costs_cached(table, dtype):
+    return _common_denominator(table.costs(dtype))
+
+
+def _common_denominator(costs) -> tuple[tuple[int, ...], int]:
+    costs = [Fraction(c) for c in costs]
+    den = 1
+    for c in costs:
+        den = den * c.denominator // math.gcd(den, c.denominator)
+    return tuple(int(c * den) for c in costs), den
 
 
 def _full(row) -> list[int]:

@@ -19,6 +19,7 @@ import torch.fx
 from .bos import BO_NAMES, BOs
 from .copying import working_copy
 from .counter import Engine
+from .counts import FIELDS, FLOPS, N_BOS, Counts
 from .display import _grid, human
 from .tables import DEFAULT_TABLE, TransistorTable, dtype_name
 from .validation import check_profile_args, split_inputs
@@ -79,24 +80,28 @@ def _target_name(node) -> str:
 
 
 class GraphReport:
-    """Per-fx-node forward counts. ``print()`` shows the table; ``nodes`` lists :class:`NodeCount`."""
+    """Per-fx-node forward counts. ``print()`` shows the table; ``nodes`` lists :class:`NodeCount`;
+    ``counts`` is the :class:`~torch_tos.counts.Counts` table (layer = fx node name) they come from."""
 
-    def __init__(self, nodes: list[NodeCount], unsupported: list, gm: torch.fx.GraphModule):
+    def __init__(self, nodes: list[NodeCount], unsupported: list, gm: torch.fx.GraphModule,
+                 counts: Counts | None = None, tos_exact: Fraction | None = None):
         self.nodes = nodes
         self.unsupported = unsupported
         self.graph_module = gm
+        self.counts = counts if counts is not None else Counts()
+        self.tos_exact = tos_exact if tos_exact is not None else Fraction(0)
 
     @property
     def bos(self) -> BOs:
-        return sum((n.bos for n in self.nodes), BOs())
+        return self.counts.bos
 
     @property
     def tos(self) -> float:
-        return sum(n.tos for n in self.nodes)
+        return float(self.tos_exact)
 
     @property
     def flops(self) -> int:
-        return sum(n.flops for n in self.nodes)
+        return self.counts.flops
 
     def to_dataframe(self):
         import pandas as pd
@@ -141,20 +146,19 @@ def graph(model: torch.nn.Module, inputs, *, dtype=None, device=None,
     engine.phase = "forward"
     with engine, torch.no_grad():
         _CountingInterpreter(gm, scope).run(*args)
-    per_node: dict[str, list] = {}
+    counts = engine.counts
+    per_node = counts.group("layer")
+    tos = counts.priced("layer", table=table, dtype=dtype)
     dtypes: dict[str, object] = {}
-    for (layer, _phase, dt, _op), row in engine.stats.items():
-        acc = per_node.setdefault(layer, [0, 0, 0, 0, 0, Fraction(0), 0])
-        for i in range(5):
-            acc[i] += row[i]
-        price = dtype if dtype is not None else dt
-        acc[5] += table.tos_exact(row[:5], price)
-        acc[6] += row[6]
-        dtypes.setdefault(layer, price)
+    for layer, _phase, dt, _op in counts.rows:  # a node's dtype: the first its ops computed in
+        dtypes.setdefault(layer, dtype if dtype is not None else dt)
     nodes = []
+    zero = [0] * len(FIELDS)
     for n in gm.graph.nodes:
-        acc = per_node.get(n.name, [0, 0, 0, 0, 0, Fraction(0), 0])
+        row = per_node.get((n.name,), zero)
         dt = dtypes.get(n.name)
-        nodes.append(NodeCount(n.name, n.op, _target_name(n), BOs(*acc[:5]), float(acc[5]), acc[6],
+        nodes.append(NodeCount(n.name, n.op, _target_name(n), BOs(*row[:N_BOS]),
+                               float(tos.get((n.name,), 0)), row[FLOPS],
                                dtype_name(dt) if dt is not None else None))
-    return GraphReport(nodes, [dict(op=o, node=l, calls=c) for (o, l, _p), c in engine.unsupported.items()], gm)
+    unsupported = [dict(op=o, node=l, calls=c) for (o, l, _p), c in engine.unsupported.items()]
+    return GraphReport(nodes, unsupported, gm, counts, sum(tos.values(), Fraction(0)))

@@ -1,9 +1,13 @@
 """The :class:`Report`: per-layer BOs, TOs and FLOPs of one profiled run, with its exports.
 
-Counts are stored at the finest grain the engine produces — ``(layer, phase, dtype, op)`` — and
-every view (totals, per phase, per layer, per op, the DataFrame, the table) is a sum over them, so
-all views agree by construction. TOs are computed with exact fractions from the integer BOs and the
-transistor table recorded in :attr:`Report.metadata`.
+A report holds one :class:`~torch_tos.counts.Counts` table (:attr:`Report.counts`, keyed by
+``(layer, phase, dtype, op)``, the finest grain the engine produces). Every view — the totals,
+:meth:`~Report.by_phase`, :meth:`~Report.by_module`, :meth:`~Report.by_op`, :meth:`~Report.rows`,
+the text table, the DataFrame and the JSON — is a :meth:`Counts.group <torch_tos.counts.Counts.group>`
+of that table, priced with :meth:`Counts.priced`-style exact pricing: TOs are
+:class:`fractions.Fraction` values computed once per ``(group, dtype)`` from the summed integer
+BOs, never once per op row. Groups and their prices are computed on first use and kept, so reading
+several views of one report costs one pass each.
 """
 
 from __future__ import annotations
@@ -15,10 +19,14 @@ from fractions import Fraction
 import torch
 
 from .bos import BO_NAMES, BOs
+from .counts import (BYTES, CALLS, FIELDS, FLOPS, N_BOS, Counts, layer_and_ancestors,
+                     layer_sort_key, phase_sort_key, price_groups)
 from .tables import DEFAULT_TABLE, TransistorTable, dtype_name
 
+#: Columns of :meth:`Report.rows` / :meth:`Report.to_dataframe`.
 COLUMNS = ["layer", "type", "phase", "dtype", *BO_NAMES, "tos", "flops"]
-PHASE_ORDER = {"forward": 0, "loss": 1, "backward": 2, "optimizer": 3}
+#: Columns of :meth:`Report.by_op`.
+OP_COLUMNS = ["op", "calls", *BO_NAMES, "tos", "flops", "bytes"]
 
 
 @dataclass(frozen=True)
@@ -43,20 +51,25 @@ class UnsupportedOp:
 class Report:
     """Counts of one profiled run. ``print(report)`` shows the per-layer table.
 
-    Attributes: ``bos`` (:class:`BOs`), ``tos`` (float), ``tos_exact`` (Fraction), ``flops`` (int,
-    ``torch.utils.flop_counter`` formulas), ``unsupported`` (list of :class:`UnsupportedOp`),
-    ``metadata`` (dict: mode, dtype override, transistor constants, loss, …).
+    Attributes: ``counts`` (the :class:`~torch_tos.counts.Counts` table every view reads; treat it
+    as read-only — views are cached), ``bos`` (:class:`BOs`), ``tos`` (float), ``tos_exact``
+    (Fraction), ``flops`` (int, ``torch.utils.flop_counter`` formulas), ``calls``, ``bytes``,
+    ``unsupported`` (list of :class:`UnsupportedOp`), ``metadata`` (dict: mode, dtype override,
+    transistor constants, loss, …).
+
+    ``counts`` may be a :class:`~torch_tos.counts.Counts` or a plain ``{key: row}`` mapping; the
+    report keeps its own copy.
     """
 
-    def __init__(self, stats: dict, unsupported: dict, *, types: dict | None = None,
+    def __init__(self, counts, unsupported: dict, *, types: dict | None = None,
                  order: dict | None = None, dtype: torch.dtype | None = None,
                  table: TransistorTable | None = None, metadata: dict | None = None):
         self.transistor_table = table or DEFAULT_TABLE
         self.dtype_override = dtype
         self._types = dict(types or {})
         self._order = dict(order or {})
-        # (layer, phase, dtype, op) -> [add, sub, mul, div, root, calls, flops]
-        self._stats = {k: list(v) for k, v in stats.items()}
+        self.counts = counts.copy() if isinstance(counts, Counts) else Counts(counts)
+        self._cache: dict = {}
         self.unsupported = [UnsupportedOp(op, layer, phase, calls)
                             for (op, layer, phase), calls in sorted(unsupported.items(),
                                                                      key=lambda kv: (kv[0][0], kv[0][1]))]
@@ -68,34 +81,36 @@ class Report:
             **(metadata or {}),
         }
 
-    # -- pricing ----------------------------------------------------------------------------
-    def _price_dtype(self, dtype):
-        return self.dtype_override if self.dtype_override is not None else dtype
+    # -- cached groups and prices -----------------------------------------------------------
+    def _group(self, *by: str, depth: int | None = None) -> dict[tuple, list[int]]:
+        key = ("group", by, depth)
+        hit = self._cache.get(key)
+        if hit is None:
+            hit = self._cache[key] = self.counts.group(*by, depth=depth)
+        return hit
 
-    def _tos_exact(self, row, dtype) -> Fraction:
-        return self.transistor_table.tos_exact(row[:5], self._price_dtype(dtype))
+    def _priced(self, *by: str, depth: int | None = None) -> dict[tuple, Fraction]:
+        """Exact TOs per group of ``by``, each ``(group, dtype)`` priced once."""
+        key = ("priced", by, depth)
+        hit = self._cache.get(key)
+        if hit is None:
+            with_dtype = by if "dtype" in by else (*by, "dtype")
+            hit = self._cache[key] = price_groups(
+                self._group(*with_dtype, depth=depth), with_dtype, by,
+                table=self.transistor_table, dtype=self.dtype_override)
+        return hit
+
+    def _total(self) -> list[int]:
+        return self._group().get((), [0] * len(FIELDS))
 
     # -- totals -----------------------------------------------------------------------------
-    def _sum(self, keep=lambda key: True):
-        bos = [0, 0, 0, 0, 0]
-        tos = Fraction(0)
-        flops = 0
-        for key, row in self._stats.items():
-            if not keep(key):
-                continue
-            for i in range(5):
-                bos[i] += row[i]
-            tos += self._tos_exact(row, key[2])
-            flops += row[6]
-        return BOs(*bos), tos, flops
-
     @property
     def bos(self) -> BOs:
-        return self._sum()[0]
+        return BOs(*self._total()[:N_BOS])
 
     @property
     def tos_exact(self) -> Fraction:
-        return self._sum()[1]
+        return self._priced().get((), Fraction(0))
 
     @property
     def tos(self) -> float:
@@ -103,88 +118,90 @@ class Report:
 
     @property
     def flops(self) -> int:
-        return sum(row[6] for row in self._stats.values())
+        return self._total()[FLOPS]
+
+    @property
+    def calls(self) -> int:
+        return self._total()[CALLS]
+
+    @property
+    def bytes(self) -> int:
+        """Σ bytes the ops read and wrote (an estimate; see :mod:`torch_tos.counts`)."""
+        return self._total()[BYTES]
 
     @property
     def phases(self) -> list[str]:
-        return sorted({k[1] for k in self._stats}, key=lambda p: PHASE_ORDER.get(p, 9))
+        return sorted((g[0] for g in self._group("phase")), key=phase_sort_key)
 
     def by_phase(self) -> dict[str, PhaseTotal]:
         """``{phase: PhaseTotal(bos, tos, flops)}`` in the order forward, loss, backward, optimizer."""
-        out = {}
-        for phase in self.phases:
-            b, t, f = self._sum(lambda k, p=phase: k[1] == p)
-            out[phase] = PhaseTotal(b, float(t), f)
-        return out
+        groups, priced = self._group("phase"), self._priced("phase")
+        return {p: PhaseTotal(BOs(*groups[(p,)][:N_BOS]), float(priced[(p,)]), groups[(p,)][FLOPS])
+                for p in self.phases}
 
     def by_module(self, phases=None) -> dict[str, BOs]:
-        """fvcore-style: BOs per module *including* its submodules (``""`` is the whole model)."""
+        """fvcore-style: BOs per module *including* its submodules (``""`` is the whole model);
+        pseudo-layers (``(loss)``, ``(optimizer)``) stand beside it. ``phases`` restricts to those."""
+        keep = None if phases is None else set(phases)
         acc: dict[str, list] = {}
-        for (layer, phase, _dt, _op), row in self._stats.items():
-            if phases is not None and phase not in phases:
+        for (layer, phase), row in self._group("layer", "phase").items():
+            if keep is not None and phase not in keep:
                 continue
-            names = [layer]
-            if not layer.startswith("("):
-                parts = layer.split(".") if layer else []
-                names = [".".join(parts[:i]) for i in range(len(parts) + 1)]
-            for name in names:
-                a = acc.setdefault(name, [0, 0, 0, 0, 0])
-                for i in range(5):
-                    a[i] += row[i]
-        return {k: BOs(*v) for k, v in sorted(acc.items(), key=lambda kv: self._layer_sort(kv[0]))}
+            for name in layer_and_ancestors(layer):
+                a = acc.get(name)
+                if a is None:
+                    acc[name] = list(row[:N_BOS])
+                else:
+                    for i in range(N_BOS):
+                        a[i] += row[i]
+        sort = self._layer_sort
+        return {k: BOs(*v) for k, v in sorted(acc.items(), key=lambda kv: sort(kv[0]))}
 
     def by_op(self):
-        """DataFrame: one row per aten op (summed over layers), with calls, BOs, TOs and FLOPs."""
+        """DataFrame: one row per aten op (summed over layers), with calls, BOs, TOs, FLOPs and
+        bytes, most TOs first."""
         import pandas as pd
 
-        acc: dict[str, list] = {}
-        for (layer, phase, dt, op), row in self._stats.items():
-            a = acc.setdefault(op, [0, 0, 0, 0, 0, 0, Fraction(0), 0])
-            for i in range(5):
-                a[i] += row[i]
-            a[5] += row[5]
-            a[6] += self._tos_exact(row, dt)
-            a[7] += row[6]
-        rows = [[op, a[5], *a[:5], float(a[6]), a[7]] for op, a in acc.items()]
-        df = pd.DataFrame(rows, columns=["op", "calls", *BO_NAMES, "tos", "flops"])
+        priced = self._priced("op")
+        rows = [[op, a[CALLS], *a[:N_BOS], float(priced[(op,)]), a[FLOPS], a[BYTES]]
+                for (op,), a in self._group("op").items()]
+        df = pd.DataFrame(rows, columns=OP_COLUMNS)
         return df.sort_values("tos", ascending=False, kind="stable").reset_index(drop=True)
 
     # -- per-layer rows ---------------------------------------------------------------------
-    def _layer_sort(self, layer: str):
-        if layer in self._order:
-            return (0, self._order[layer], layer)
-        return (1, {"(loss)": 0, "(optimizer)": 1}.get(layer, 2), layer)
+    @property
+    def _layer_sort(self):
+        return layer_sort_key(self._order)
 
     def layer_type(self, layer: str) -> str:
         return self._types.get(layer, "")
 
-    @staticmethod
-    def _truncate(layer: str, depth: int | None) -> str:
-        if depth is None or layer.startswith("("):
-            return layer
-        return ".".join(layer.split(".")[:depth]) if layer else layer
-
     def rows(self, depth: int | None = None) -> list[dict]:
         """One dict per (layer, phase, dtype), ordered by phase then model order. With ``depth``,
         submodules deeper than ``depth`` are folded into their ancestor at that depth."""
-        acc: dict[tuple, list] = {}
-        for (layer, phase, dt, op), row in self._stats.items():
-            key = (self._truncate(layer, depth), phase, dt)
-            a = acc.setdefault(key, [0, 0, 0, 0, 0, Fraction(0), 0])
-            for i in range(5):
-                a[i] += row[i]
-            a[5] += self._tos_exact(row, dt)
-            a[6] += row[6]
+        key = ("rows", depth)
+        hit = self._cache.get(key)
+        if hit is None:
+            hit = self._cache[key] = self._rows(depth)
+        return [dict(r) for r in hit]
+
+    def _rows(self, depth):
+        by = ("layer", "phase", "dtype")
+        groups, priced = self._group(*by, depth=depth), self._priced(*by, depth=depth)
         # a zero-cost row (casts, views) beside a costed row of the same layer and phase is noise
-        costed = {(k[0], k[1]) for k, a in acc.items() if any(a[:5]) or a[6]}
-        acc = {k: a for k, a in acc.items() if any(a[:5]) or a[6] or (k[0], k[1]) not in costed}
-        keys = sorted(acc, key=lambda k: (PHASE_ORDER.get(k[1], 9), self._layer_sort(k[0]), str(k[2])))
+        costed = {(k[0], k[1]) for k, a in groups.items() if any(a[:N_BOS]) or a[FLOPS]}
+        keys = [k for k, a in groups.items()
+                if any(a[:N_BOS]) or a[FLOPS] or (k[0], k[1]) not in costed]
+        layer_sort = self._layer_sort
+        keys.sort(key=lambda k: (phase_sort_key(k[1]), layer_sort(k[0]), str(k[2])))
+        override = self.dtype_override
         out = []
-        for layer, phase, dt in keys:
-            a = acc[(layer, phase, dt)]
+        for k in keys:
+            layer, phase, dt = k
+            a = groups[k]
             out.append({"layer": layer, "type": self.layer_type(layer), "phase": phase,
-                        "dtype": dtype_name(self._price_dtype(dt)),
-                        **dict(zip(BO_NAMES, a[:5])), "tos": float(a[5]), "flops": a[6]})
+                        "dtype": dtype_name(override if override is not None else dt),
+                        **dict(zip(BO_NAMES, a[:N_BOS])), "tos": float(priced[k]), "flops": a[FLOPS]})
         return out
 
     def to_dataframe(self, depth: int | None = None):
@@ -222,5 +239,5 @@ class Report:
         return self.__str__()
 
     def __eq__(self, other) -> bool:
-        return isinstance(other, Report) and self._stats == other._stats and \
+        return isinstance(other, Report) and self.counts == other.counts and \
             self.unsupported == other.unsupported and self.dtype_override == other.dtype_override
