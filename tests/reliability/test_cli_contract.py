@@ -208,7 +208,9 @@ def test_help_shows_every_default():
     text = " ".join(proc.stdout.split())
     for shown in ("(default: 0)", "(default: inference)", "(default: table)", "(default: sum)",
                   "(default: each op in its own dtype)", "(default float32)", "(default: none)",
-                  "(default: where the model's parameters are, cpu for a new model)",
+                  "(default: cpu for a MODULE:CALLABLE model, meta for a Hugging Face config)",
+                  "(default: 1)", "(default: 128)", "(default: 15)", "(default: every layer)",
+                  "(default: standard output)",
                   "(default: the smallest num_embeddings"):
         assert shown in text, shown
     assert "(default: None)" not in text

@@ -8,12 +8,17 @@ exception from the model names its type, the layer that was running and the sour
 
 from __future__ import annotations
 
+import sys
+
 from .errors import CLIError, describe_failure, first_line, raised_in_torch_tos
 from .inputs import INPUT_DTYPES, check_device, make_inputs, parse_input_dtypes, parse_shape
 from .models import load_model
+from .outputs import check_output, check_plot, save_plot, write_text
+
+__all__ = ["load_model", "parse_shape", "register", "run_guarded"]  # load_model, parse_shape: used by predict
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
-FORMATS = ("table", "csv", "json")
+FORMATS = ("table", "csv", "json", "html")
 
 _BATCH_NORM_HINT = (" (batch norm in training mode needs a batch of at least 2: use e.g. "
                     "--input-shape 2,..., or --eval to use its running statistics)")
@@ -62,9 +67,67 @@ def _optimizer(name, model):
     return {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[name](model.parameters())
 
 
-def _cmd_profile(args) -> int:
+def _model_and_inputs(args, device):
+    """``(model, inputs, loss_fn, target, shapes shown in errors)`` from MODULE:CALLABLE and
+    --input-shape, or from a Hugging Face config."""
     import torch
 
+    hf = args.hf_config or args.hf_model_type
+    if args.hf_config and args.hf_model_type:
+        raise CLIError("give --hf-config or --hf-model-type, not both")
+    if hf and args.model:
+        raise CLIError(f"give a model path ({args.model!r}) or a Hugging Face config, not both")
+    if hf:
+        if args.input_shape:
+            raise CLIError("--input-shape is for MODULE:CALLABLE models; a Hugging Face model's inputs "
+                           "come from --batch-size and --seq-len")
+        if args.hf_config:
+            from pathlib import Path
+
+            if not Path(args.hf_config).exists():
+                raise CLIError(f"--hf-config {args.hf_config!r}: no such file or folder; give a "
+                               f"config.json or the folder holding it")
+        from .hf import build_hf
+
+        model, inputs, loss_fn = build_hf(hf, args.hf_override, device, args.batch_size, args.seq_len, args.mode)
+        if args.eval:
+            model.eval()
+        return model, inputs, loss_fn, None, f"batch size {args.batch_size}, sequence length {args.seq_len}"
+    if not args.model:
+        raise CLIError("no model given: a MODULE:CALLABLE path (e.g. torchvision.models:resnet18 "
+                       "--input-shape 1,3,224,224), --hf-config config.json or --hf-model-type llama")
+    if args.hf_override:
+        raise CLIError("--hf-override applies to --hf-config or --hf-model-type only")
+    if not args.input_shape:
+        raise CLIError("--input-shape is required with a MODULE:CALLABLE model, e.g. --input-shape 1,3,224,224")
+    shapes = [parse_shape(s) for s in args.input_shape]
+    input_dtypes = parse_input_dtypes(args.input_dtype, len(shapes))
+    model = load_model(args.model, args.model_kwargs)
+    if args.eval:
+        model.eval()
+    on = device if device is not None else torch.device("cpu")
+    inputs = make_inputs(shapes, input_dtypes, on, low=args.input_low, high=args.input_high, model=model)
+    loss_fn = target = None
+    if args.mode != "inference" and args.loss == "cross_entropy":
+        loss_fn = torch.nn.CrossEntropyLoss()
+        target = torch.zeros(shapes[0][0], dtype=torch.long, device=on)  # every sample of class 0
+    inputs = inputs if len(inputs) > 1 else inputs[0]
+    return model, inputs, loss_fn, target, "inputs of shape " + ", ".join(map(str, shapes))
+
+
+def _check_views(args):
+    if args.depth is not None and args.depth < 0:
+        raise CLIError(f"--depth must be 0 (the whole model) or more, got {args.depth}")
+    if args.top < 1:
+        raise CLIError(f"--top must be a positive number of layers, got {args.top}")
+    out = check_output(args.out, "--out") if args.out else None
+    plot = check_plot(args.plot) if args.plot else None
+    if out is not None and plot is not None and out.resolve() == plot.resolve():
+        raise CLIError(f"--out and --plot are the same file {args.out!r}; give two files")
+    return out, plot
+
+
+def _cmd_profile(args) -> int:
     from ..api import profile
     from ..tables import parse_dtype
     from ..validation import MODES
@@ -77,40 +140,40 @@ def _cmd_profile(args) -> int:
             dtype = parse_dtype(args.dtype)
         except ValueError as e:
             raise CLIError(f"--dtype: {e}") from None
-    shapes = [parse_shape(s) for s in args.input_shape]
-    input_dtypes = parse_input_dtypes(args.input_dtype, len(shapes))
     device = check_device(args.device)
-    model = load_model(args.model, args.model_kwargs)
-    if args.eval:
-        model.eval()
-    on = device if device is not None else torch.device("cpu")
-    inputs = make_inputs(shapes, input_dtypes, on, low=args.input_low, high=args.input_high, model=model)
-    loss_fn = target = None
-    if args.mode != "inference" and args.loss == "cross_entropy":
-        loss_fn = torch.nn.CrossEntropyLoss()
-        target = torch.zeros(shapes[0][0], dtype=torch.long, device=on)  # every sample of class 0
+    out, plot = _check_views(args)
+    model, inputs, loss_fn, target, shown = _model_and_inputs(args, device)
     optimizer = _optimizer(args.optimizer, model)
-    shown = ", ".join(map(str, shapes))
-    report = run_guarded(lambda: profile(model, inputs if len(inputs) > 1 else inputs[0], mode=args.mode,
-                                         dtype=dtype, device=device, loss_fn=loss_fn, target=target,
-                                         optimizer=optimizer),
-                         f"the model failed on inputs of shape {shown}")
+    report = run_guarded(lambda: profile(model, inputs, mode=args.mode, dtype=dtype, device=device,
+                                         loss_fn=loss_fn, target=target, optimizer=optimizer),
+                         f"the model failed on {shown}")
+    depth = args.depth or None  # 0: the whole model, every layer
     if args.format == "json":
-        print(report.to_json())
+        text = report.to_json()
     elif args.format == "csv":
-        print(report.to_dataframe().to_csv(index=False), end="")
+        text = report.to_dataframe(depth).to_csv(index=False)
+    elif args.format == "html":
+        text = run_guarded(lambda: report.to_html(depth=depth, all_rows=args.all_rows, top=args.top),
+                           "the HTML report failed")
     else:
-        print(report)
+        text = report.table(depth, all_rows=args.all_rows).replace(
+            "table(all_rows=True) lists the folded rows", "--all-rows lists the folded rows")
+    write_text(text, out)
+    if plot is not None:
+        save_plot(report, plot, depth=depth, top=args.top)
+    if out is not None or plot is not None:
+        print("written: " + ", ".join(str(p) for p in (out, plot) if p is not None), file=sys.stderr)
     return 0
 
 
 def register(sub) -> None:
     p = sub.add_parser("profile", help="count BOs, TOs and FLOPs of one step of a model",
                        description="Count the BOs, TOs and FLOPs of one inference, validation or "
-                       "training step of a model built by MODULE:CALLABLE on random inputs.")
-    p.add_argument("model", help="module:callable building the model (a class, a factory or an nn.Module), "
-                   "e.g. torchvision.models:resnet18, or mymodel:build for ./mymodel.py")
-    p.add_argument("--input-shape", action="append", required=True, metavar="SHAPE",
+                       "training step of a model built by MODULE:CALLABLE on random inputs, or of a "
+                       "Hugging Face model built from its config (no weights, no network).")
+    p.add_argument("model", nargs="?", help="module:callable building the model (a class, a factory or an "
+                   "nn.Module), e.g. torchvision.models:resnet18, or mymodel:build for ./mymodel.py")
+    p.add_argument("--input-shape", action="append", metavar="SHAPE",
                    help="input tensor shape, e.g. 1,3,224,224 (repeat for several inputs)")
     p.add_argument("--input-dtype", action="append", metavar="DTYPE",
                    help=f"dtype of the inputs, once for all or once per --input-shape: {', '.join(INPUT_DTYPES)}; "
@@ -120,21 +183,43 @@ def register(sub) -> None:
     p.add_argument("--input-high", type=int, default=None, metavar="N",
                    help="exclusive upper bound of integer inputs (default: the smallest num_embeddings "
                    "of the model's Embedding layers, 2 without any)")
+    hf = p.add_argument_group("Hugging Face models (transformers, built from a config; no network)")
+    hf.add_argument("--hf-config", metavar="PATH", help="a config.json, or the folder holding it")
+    hf.add_argument("--hf-model-type", metavar="TYPE", help="a transformers model type with its default "
+                    "config: gpt2, llama, mistral, qwen2, bert, t5, vit, whisper, ...")
+    hf.add_argument("--hf-override", action="append", metavar="K=V,...",
+                    help="config values to change, JSON values, e.g. num_hidden_layers=2,hidden_size=256 "
+                    "(repeatable)")
+    hf.add_argument("--batch-size", type=int, default=1, help="batch size of the Hugging Face inputs")
+    hf.add_argument("--seq-len", type=int, default=128, help="sequence length of the Hugging Face inputs "
+                    "(token ids; images and audio features take their size from the config)")
     p.add_argument("--mode", default="inference", metavar="MODE",
                    help="inference (forward), validation (+ loss) or training (+ backward, + one optimizer "
                    "step with --optimizer)")
     p.add_argument("--dtype", default=None, help="price every op as this dtype: float16, bfloat16, float32, "
                    "float64 (default: each op in its own dtype)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N, mps, or meta (count without computing) "
-                   "(default: where the model's parameters are, cpu for a new model)")
-    p.add_argument("--format", default="table", choices=FORMATS, help="output format")
+                   "(default: cpu for a MODULE:CALLABLE model, meta for a Hugging Face config)")
     p.add_argument("--loss", default="sum", choices=("sum", "cross_entropy"),
-                   help="loss for validation/training: the output.sum() surrogate, or cross-entropy "
-                   "against class 0")
+                   help="loss for validation/training of a MODULE:CALLABLE model: the output.sum() surrogate, "
+                   "or cross-entropy against class 0 (Hugging Face models use their own loss on labels)")
     p.add_argument("--optimizer", default=None, metavar="NAME", help=f"add one optimizer step: {', '.join(OPTIMIZERS)} "
                    "(default: none)")
-    p.add_argument("--model-kwargs", default=None, metavar="JSON", help="JSON keyword arguments for the model factory, "
-                   "e.g. '{\"num_classes\": 10}' (default: none)")
+    p.add_argument("--model-kwargs", default=None, metavar="JSON", help="JSON keyword arguments for the model "
+                   "factory, e.g. '{\"num_classes\": 10}' (default: none)")
     p.add_argument("--eval", action="store_true", help="put the model in eval mode first (dropout off, "
                    "batch norm with running statistics); a new model is in train mode")
+    out = p.add_argument_group("output")
+    out.add_argument("--format", default="table", choices=FORMATS, help="table (text), csv, json, or html (one "
+                     "self-contained page: totals, the table and the figure)")
+    out.add_argument("--out", metavar="FILE", help="write the output to FILE (default: standard output)")
+    out.add_argument("--depth", type=int, default=None, metavar="N",
+                     help="fold submodules deeper than N into their ancestor (1: top-level modules only) in "
+                     "the table, csv, html and plot (default: every layer)")
+    out.add_argument("--all-rows", action="store_true", help="also list the zero-cost and integer bookkeeping "
+                     "rows that the table folds into one line")
+    out.add_argument("--plot", metavar="FILE", help="save the figure of where the TOs go (per layer, by BO "
+                     "kind and by phase) to FILE: .png, .svg, .pdf, ... (needs matplotlib)")
+    out.add_argument("--top", type=int, default=15, metavar="N", help="layers shown in the figure; the "
+                     "rest are folded into one bar")
     p.set_defaults(func=_cmd_profile)

@@ -1,0 +1,81 @@
+"""Hugging Face models for ``torch-tos profile``, built from a config without network access:
+``--hf-config config.json`` (a file or the folder holding it) or ``--hf-model-type llama``, with
+``--hf-override num_hidden_layers=2,hidden_size=256`` (JSON values; repeatable) and
+``--batch-size``/``--seq-len`` for the inputs the model's ``main_input_name`` asks for (token ids,
+pixels or audio features; with labels in validation and training, whose loss is the model's own).
+The weights are built on ``--device``, by default ``meta``: nothing is allocated, so a 70B config
+counts in seconds. The building is :func:`torch_tos.integrations.transformers.build_from_config`.
+"""
+
+from __future__ import annotations
+
+from .errors import CLIError, describe_failure
+
+
+def split_overrides(texts: list[str] | None) -> list[str]:
+    """``["a=1,b=[2,3]", "c=x"]`` → ``["a=1", "b=[2,3]", "c=x"]`` (commas inside brackets or quotes
+    belong to the value)."""
+    items = []
+    for text in texts or ():
+        depth, quote, start = 0, None, 0
+        for i, ch in enumerate(text):
+            if quote:
+                quote = None if ch == quote else quote
+            elif ch in "\"'":
+                quote = ch
+            elif ch in "[{(":
+                depth += 1
+            elif ch in "]})":
+                depth -= 1
+            elif ch == "," and depth == 0:
+                items.append(text[start:i])
+                start = i + 1
+        items.append(text[start:])
+    items = [item.strip() for item in items if item.strip()]
+    for item in items:
+        key, sep, _ = item.partition("=")
+        if not sep or not key.strip():
+            raise CLIError(f"--hf-override {item!r} is not key=value, e.g. num_hidden_layers=2")
+    return items
+
+
+def _param_bytes(model) -> int:
+    return sum(p.numel() * p.element_size() for p in model.parameters())
+
+
+def build_hf(source: str, override_texts, device, batch_size: int, seq_len: int, mode: str):
+    """``(model, inputs, loss_fn)`` for a config file/folder or a model type ``source``."""
+    import torch
+
+    try:
+        from ..integrations.transformers import build_from_config, hf_loss
+    except ImportError as e:
+        raise CLIError(f"--hf-config/--hf-model-type need Hugging Face transformers: "
+                       f"pip install 'torch-tos[hf]' ({e})") from None
+    if batch_size < 1 or seq_len < 1:
+        raise CLIError(f"--batch-size and --seq-len must be positive, got {batch_size} and {seq_len}")
+    overrides = split_overrides(override_texts)
+    device = device if device is not None else torch.device("meta")
+
+    def build(on):
+        try:
+            return build_from_config(source, overrides, on)
+        except ValueError as e:  # the config's own checks: unknown model type, bad file, ...
+            raise CLIError(str(e).strip().splitlines()[0]) from None
+        except Exception as e:  # noqa: BLE001 - transformers refusing a config is the user's input
+            raise CLIError(f"building the model of {source!r} failed: {describe_failure(e)}") from None
+
+    if device.type != "meta":  # the weights must fit: measure them on meta first
+        from .inputs import _size, available_bytes
+
+        need, free = _param_bytes(build("meta")[0]), available_bytes(device)
+        if free is not None and need > free:
+            raise CLIError(f"the weights of {source!r} need {_size(need)} but only {_size(free)} is free "
+                           f"on {device}; use --device meta (the default) to count without allocating")
+    model, make_inputs = build(device)
+    labels = mode != "inference"
+    try:
+        inputs = make_inputs(batch_size=batch_size, seq_len=seq_len, labels=labels)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    return model, inputs, (hf_loss if labels else None)
