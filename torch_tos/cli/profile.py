@@ -1,5 +1,9 @@
-"""``torch-tos profile MODULE:CALLABLE --input-shape 1,3,224,224 [--mode training] [--dtype
-float16] [--device meta] [--format table|csv|json]``: count one step of a model.
+"""``torch-tos profile MODULE:CALLABLE --input-shape 1,3,224,224 [--input-dtype int64] [--mode
+training] [--dtype float16] [--device meta] [--format table|csv|json|html] [--out FILE] [--depth N]
+[--all-rows] [--plot FILE]``, or ``torch-tos profile --hf-config config.json | --hf-model-type llama
+[--hf-override k=v,...] [--batch-size B] [--seq-len T] ...``: count one step of a model
+(docs/cli.md lists every option). Inputs are built by :mod:`.inputs`, models by :mod:`.models`
+and :mod:`.hf`, outputs checked and written by :mod:`.outputs`.
 
 Every error the user can cause — a bad option, a device this machine lacks, inputs that cannot fit
 in memory, an exception raised by the model itself — is one line on stderr and exit code 2; an
