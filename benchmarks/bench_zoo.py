@@ -41,7 +41,7 @@ from torchvision.models import get_model, get_model_weights
 import torch_tos
 from torch_tos.copying import working_copy
 from torch_tos.flops import CUSTOM_MAPPING
-from torch_tos.rules import registry
+from torch_tos.kernels import kernel_choices
 
 BATCH = 2
 
@@ -95,8 +95,7 @@ def flop_counter_training(model, x, y):
     opt = torch.optim.Adam(model.parameters())
     t0 = time.perf_counter()
     with contextlib.ExitStack() as stack:
-        for factory in getattr(registry, "ENGINE_CONTEXTS", ()):
-            stack.enter_context(factory())
+        stack.enter_context(kernel_choices())
         with FlopCounterMode(display=False, custom_mapping=CUSTOM_MAPPING) as fc:
             LogitsCE()(model(x), y).backward()
             opt.step()

@@ -1,4 +1,4 @@
-"""The paper's Eq. 4 and Eq. 5, and the per-op table of DESIGN §3, counted on real modules."""
+"""The paper's Eq. 4 and Eq. 5, and the per-op table of docs/conventions.md §2, counted on real modules."""
 
 import pytest
 import torch

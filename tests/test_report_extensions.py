@@ -125,3 +125,27 @@ def test_engine_with_a_model_attributes_arbitrary_code():
     assert z.shape == (2, 1)
     with pytest.raises(ValueError, match="scope= or model="):
         torch_tos.Engine(torch_tos.attribution.ModuleScope(model), model=model)
+
+
+def test_tos_counter_takes_the_same_rules_and_ignores():
+    model, x = Net(), torch.randn(2, 4)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    expected = torch_tos.profile(model, x, mode="training", optimizer=opt,
+                                 module_rules={MyBlock: per_element}, ignore=["aten.sigmoid_backward"])
+    with torch_tos.TOsCounter(model, opt, module_rules={MyBlock: per_element},
+                              ignore=["aten.sigmoid_backward"]) as counter:
+        for _ in range(2):  # the second step comes from the cache
+            model(x).sum().backward()
+            opt.step()
+            opt.zero_grad()
+    def model_rows(report):  # the model's layers (the loss and optimizer are booked differently)
+        return {k: v for k, v in report.counts.rows.items() if not k[0].startswith("(")}
+
+    for step in (0, 1):
+        rep = counter.report(step=step)
+        assert model_rows(rep) == model_rows(expected)
+        assert ("block", "forward", F32, "module:MyBlock") in rep.counts.rows
+        assert not any(k[3] == "aten.sigmoid_backward" for k in rep.counts.rows)
+    assert rep.params == expected.params
+    with pytest.raises(TypeError, match="cannot ignore"):
+        torch_tos.TOsCounter(model, ignore=[1.5])

@@ -12,12 +12,13 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import torch_tos
 from test_rules_seq_helpers import B, aten, meta, op_bos, rule_bos
 from torch_tos.rules import RULES
-from torch_tos.rules.attention import (SDP_FLASH, SDP_MATH, cpu_sdp_backend, flash_cpu_backward,
-                                       flash_cpu_forward, gpu_attention, native_mha_bos)
+from torch_tos.kernels import SDP_FLASH, SDP_MATH, cpu_sdp_backend
+from torch_tos.rules.attention import flash_cpu_backward, flash_cpu_forward, gpu_attention, native_mha_bos
 
 
 def qkv(b=1, h=1, L=2, S=3, d=2, grad=True):
@@ -237,46 +238,108 @@ def test_sdpa_meta_equals_cpu(kw, mask):
 
 def test_sdpa_three_d_and_gqa_on_meta():
     # 3-D inputs are unsqueezed to 4-D for the CPU kernel; grouped K/V heads are read per q head
-    counted = op_bos(sdpa_step(), torch.randn(2, 3, 2, requires_grad=True), torch.randn(2, 4, 2),
-                     torch.randn(2, 4, 2))
-    assert counted["_scaled_dot_product_flash_attention_for_cpu"] == flash_cpu_forward(1, 2, 3, 4, 2, 2)
+    q3, k3, v3 = torch.randn(2, 3, 2, requires_grad=True), torch.randn(2, 4, 2), torch.randn(2, 4, 2)
+    counted = op_bos(sdpa_step(), q3, k3, v3)          # meta == CPU whichever kernel the CPU takes
+    if cpu_sdp_backend(q3, k3, v3) == SDP_FLASH:        # torch ≥ 2.14 takes flash for 3-D inputs
+        assert counted["_scaled_dot_product_flash_attention_for_cpu"] == flash_cpu_forward(1, 2, 3, 4, 2, 2)
+    else:                                               # torch 2.13: the math path
+        assert "bmm" in counted
     q, k, v = torch.randn(1, 4, 3, 2), torch.randn(1, 2, 5, 2), torch.randn(1, 2, 5, 2)
     counted = op_bos(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, enable_gqa=True), q, k, v)
     assert counted["_scaled_dot_product_flash_attention_for_cpu"] == flash_cpu_forward(1, 4, 3, 5, 2, 2)
 
 
-def test_kernel_choice_survives_interleaved_contexts():
-    from torch_tos.rules.attention import cpu_kernel_choice
+class Spy(TorchDispatchMode):
+    """Records the aten ops that reach the dispatch mode (this thread only)."""
 
-    original = F.scaled_dot_product_attention
-    a, b = cpu_kernel_choice(), cpu_kernel_choice()
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.seen.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+def meta_sdpa_ops() -> list[str]:
+    q = meta(1, 1, 2, 2)
+    with Spy() as spy:
+        F.scaled_dot_product_attention(q, q, q)
+    return spy.seen
+
+
+FLASH = "aten._scaled_dot_product_flash_attention_for_cpu.default"
+
+
+def test_kernel_choice_survives_interleaved_contexts():
+    from torch_tos.kernels import kernel_choices
+
+    stock = meta_sdpa_ops()
+    assert FLASH not in stock                          # meta alone takes the math path
+    a, b = kernel_choices(), kernel_choices()
     a.__enter__()
     b.__enter__()
-    a.__exit__(None, None, None)           # the first one closes first
-    assert F.scaled_dot_product_attention is not original
+    a.__exit__(None, None, None)                       # the first one closes first
+    assert FLASH in meta_sdpa_ops()
     b.__exit__(None, None, None)
-    assert F.scaled_dot_product_attention is original
+    assert meta_sdpa_ops() == stock
 
 
 def test_kernel_choice_is_scoped_to_the_engine():
     original = F.scaled_dot_product_attention
+    stock = meta_sdpa_ops()
     q = meta(1, 1, 2, 2)
     with torch_tos.Engine(flops=False) as engine:
-        assert F.scaled_dot_product_attention is not original
+        assert F.scaled_dot_product_attention is original  # nothing of PyTorch is swapped
         F.scaled_dot_product_attention(q, q, q)
-    assert F.scaled_dot_product_attention is original
-    ops = {k[3] for k in engine.stats}
+    ops = {k[3] for k in engine.counts.rows}
     assert "aten._scaled_dot_product_flash_attention_for_cpu" in ops
     # outside an engine, meta keeps PyTorch's own (math) path
-    from torch.utils._python_dispatch import TorchDispatchMode
+    assert meta_sdpa_ops() == stock and any("bmm" in s for s in stock)
 
-    seen = []
 
-    class Spy(TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            seen.append(str(func))
-            return func(*args, **(kwargs or {}))
+def test_other_threads_get_stock_pytorch_while_an_engine_is_open():
+    import threading
 
-    with Spy():
-        F.scaled_dot_product_attention(q, q, q)
-    assert not any("flash" in s for s in seen) and any("bmm" in s for s in seen)
+    stock_meta, x = meta_sdpa_ops(), torch.randn(1, 1, 3, 2)
+    stock_cpu = F.scaled_dot_product_attention(x, x, x)
+    seen = {}
+
+    def other_thread():
+        seen["meta"] = meta_sdpa_ops()
+        seen["cpu"] = F.scaled_dot_product_attention(x, x, x)
+        xm = torch.empty(4, device="meta", requires_grad=True)    # mish backward: decomposed
+        with Spy() as spy:
+            F.mish(xm).sum().backward()
+        seen["mish"] = spy.seen
+
+    with torch_tos.Engine(flops=False) as engine:
+        worker = threading.Thread(target=other_thread)
+        worker.start()
+        worker.join()
+        xm = torch.empty(4, device="meta", requires_grad=True)
+        F.mish(xm).sum().backward()
+        F.scaled_dot_product_attention(*(meta(1, 1, 2, 2),) * 3)
+    assert seen["meta"] == stock_meta and FLASH not in seen["meta"]
+    assert torch.equal(seen["cpu"], stock_cpu)
+    assert "aten.mish_backward.default" not in seen["mish"] and "aten.tanh.default" in seen["mish"]
+    ops = {k[3] for k in engine.counts.rows}                  # the engine's own thread: CPU kernels
+    assert {"aten.mish_backward", "aten._scaled_dot_product_flash_attention_for_cpu"} <= ops
+    assert not any("bmm" in op for op in ops)            # the other thread's ops are not counted
+
+
+def test_sdpa_mask_that_requires_grad_takes_the_math_path_on_meta_as_on_cpu():
+    # timm beit / maxvit: a learned relative-position bias passed as attn_mask. The CPU selector
+    # rejects flash for a mask that needs a gradient (flash has no mask gradient), so both devices
+    # take the math path; the meta stand-ins keep requires_grad, so meta no longer picks flash and
+    # crashes in backward ("not differentiable with respect to argument attn_mask").
+    q, k, v = qkv(b=1, h=2, L=5, S=5, d=4)
+    mask = torch.zeros(5, 5, requires_grad=True)
+    assert cpu_sdp_backend(q, k, v, mask) == SDP_MATH
+    assert cpu_sdp_backend(q, k, v, mask.detach()) == SDP_FLASH
+    counted = op_bos(sdpa_step(), q, k, v, mask)        # op_bos asserts meta == CPU
+    assert "_scaled_dot_product_flash_attention_for_cpu" not in counted
+    # math path bmms per head (L = S = 5, d = 4; a dot of n: n mul, n−1 add): forward QKᵀ
+    # 25 dots of 4 (100 mul, 75 add), P·V 20 dots of 5 (100, 80); backward dP = dO·Vᵀ (100, 75),
+    # dV = Pᵀ·dO (100, 80), dQ = dS·K (100, 80), dK = dSᵀ·Q (100, 80) → 600 mul, 470 add; 2 heads
+    assert counted["bmm"] == B(add=940, mul=1200)

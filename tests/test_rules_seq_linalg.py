@@ -1,6 +1,6 @@
 """Golden tests for torch_tos/rules/linalg.py: matrix products, forward and backward.
 
-Convention (DESIGN §3): an output that is a dot product of K terms costs K mul and K−1 add; a bias
+Convention (docs/conventions.md §2): an output that is a dot product of K terms costs K mul and K−1 add; a bias
 adds 1 add per output (so Linear(I→O) is I add, I mul per output); alpha/beta ≠ 1 one mul each per
 output; beta = 0 drops the bias. ``B(add, sub, mul, div, root)``.
 """

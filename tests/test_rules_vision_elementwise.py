@@ -234,7 +234,7 @@ def test_compares_and_selects():
     x = torch.randn(2, 3)
     got = _fwd(lambda x: (x > 0, x.eq(0), torch.where(x > 0, x, 0.0), x.masked_fill(x < 0, 0.0),
                           torch.logical_and(x > 0, x < 1), x.sign()), x)
-    # every comparison, select and logical op is one compare per element (DESIGN §3);
+    # every comparison, select and logical op is one compare per element (docs/conventions.md §2);
     # x > 0 runs three times, x < · twice
     assert got["gt"] == B(sub=18) and got["eq"] == B(sub=6) and got["lt"] == B(sub=12)
     assert got["where"] == got["masked_fill"] == got["logical_and"] == got["sign"] == B(sub=6)

@@ -1,4 +1,4 @@
-"""The transistor table of DESIGN §4, derived by hand from the circuit constants."""
+"""The transistor table of docs/conventions.md §5, derived by hand from the circuit constants."""
 
 from fractions import Fraction
 

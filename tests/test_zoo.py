@@ -23,7 +23,7 @@ from torchvision.models import get_model, get_model_weights
 import torch_tos
 from torch_tos.copying import working_copy
 from torch_tos.flops import CUSTOM_MAPPING
-from torch_tos.rules import registry
+from torch_tos.kernels import kernel_choices
 from torch_tos.flops import flop_counter
 
 ZOO = torchvision.models.list_models(module=torchvision.models)
@@ -86,8 +86,7 @@ def flop_counter_step(model, x, y, loss_fn) -> int:
     choices a counting Engine makes on meta (e.g. SDPA runs the CPU's flash kernel)."""
     opt = torch.optim.Adam(model.parameters())
     with contextlib.ExitStack() as stack:
-        for factory in getattr(registry, "ENGINE_CONTEXTS", ()):
-            stack.enter_context(factory())
+        stack.enter_context(kernel_choices())
         with FlopCounterMode(display=False, custom_mapping=CUSTOM_MAPPING) as fc:
             loss_fn(model(x), y).backward()
             opt.step()

@@ -16,8 +16,8 @@ accumulators by their variable), never by reference, so no autograd graph is kep
 from __future__ import annotations
 
 import torch
-from torch.utils._pytree import tree_leaves
 
+from ._compat import current_graph_task_id, sequence_nr, tree_leaves
 from .counts import LOSS_LAYER, OPTIMIZER_LAYER, OUTSIDE_LAYER  # noqa: F401 - defined once, there
 
 _UINT64_MAX = 2 ** 64 - 1
@@ -25,7 +25,7 @@ _UINT64_MAX = 2 ** 64 - 1
 
 def node_key(node) -> int:
     """A stable key for an autograd node that does not keep it alive."""
-    seq = node._sequence_nr()
+    seq = sequence_nr(node)
     if seq == _UINT64_MAX:  # AccumulateGrad: one per leaf tensor
         var = getattr(node, "variable", None)
         return -id(var) if var is not None else -id(node)
@@ -86,15 +86,25 @@ class ModuleScope:
             names[id(mod)].append(name)
         self.names = {k: tuple(v) for k, v in names.items()}
         for mod in mods:  # a shared module is hooked once; its hooks pick the name per call
+            first = names[id(mod)][0]
             if root_pre_hook or mod is not self.model:
-                self._handles.append(mod.register_forward_pre_hook(self._on_pre, with_kwargs=True))
-            self._handles.append(mod.register_forward_hook(self._on_post, with_kwargs=True,
+                self._handles.append(mod.register_forward_pre_hook(self._pre(first), with_kwargs=True))
+            self._handles.append(mod.register_forward_hook(self._post(first), with_kwargs=True,
                                                            always_call=True))
         return self
 
     def enter_root(self, args, kwargs) -> None:
         """What the root module's pre-hook does: claim the input nodes, push the root scope."""
-        self._on_pre(self.model, args, kwargs)
+        self._pre("")(self.model, args, kwargs)
+
+    def _pre(self, name: str):
+        """The forward pre-hook registered on the module first named ``name`` (subclasses wrap
+        it, e.g. to bind it to a thread); the hook itself picks the name of each call."""
+        return self._on_pre
+
+    def _post(self, name: str):
+        """The forward hook registered on the module first named ``name`` (see :meth:`_pre`)."""
+        return self._on_post
 
     def detach(self) -> None:
         for h in self._handles:
@@ -131,7 +141,7 @@ class ModuleScope:
             outer = self.stack[-1] if self.stack else OUTSIDE_LAYER
             self._claim(_grad_fns((args, kwargs)), outer)
         self.stack.append(name)
-        self._frames.append((id(module), torch._C._current_graph_task_id() != -1))
+        self._frames.append((id(module), current_graph_task_id() != -1))
         self.called.add(id(module))
         self.entered = True
         return None

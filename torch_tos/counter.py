@@ -16,8 +16,9 @@ counts zero, and is recorded in :attr:`Engine.unsupported` — never silently dr
 from __future__ import annotations
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
+from ._compat import (HigherOrderOperator, TorchDispatchMode, current_autograd_node,
+                      current_graph_task_id)
 from .flops import flop_formulas
 from .attribution import ModuleScope, module_params
 from .bos import BOs
@@ -25,8 +26,9 @@ from .counts import (LOSS_LAYER, N_BOS, OPTIMIZER_LAYER, OUTSIDE_LAYER, PHASES, 
                      RECOMPUTE_SUFFIX, Counts)
 from .extensions import Extensions, RuleError, check_bos, module_op_name
 from .hops import handle_higher_order
+from .kernels import kernel_choices
 from .rules import lookup
-from .rules.registry import ENGINE_CONTEXTS
+from .rules.complex import COMPLEX_DTYPES, complex_bos
 
 # Metadata queries that FlopCounterMode also lets through untouched.
 _PASSTHROUGH = {
@@ -110,7 +112,7 @@ class _Dispatch(TorchDispatchMode):
         self.engine = engine
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if isinstance(func, torch._ops.HigherOrderOperator):
+        if isinstance(func, HigherOrderOperator):
             return handle_higher_order(self.engine, self, func, args, kwargs or {})
         return self.engine._handle(self, func, args, kwargs or {})
 
@@ -185,9 +187,8 @@ class Engine:
                                "every op twice")
         if self._own_scope:
             self.scope.attach()
-        self._contexts = [factory() for factory in ENGINE_CONTEXTS]  # e.g. meta picks CPU kernels
-        for context in self._contexts:
-            context.__enter__()
+        self._kernels = kernel_choices()  # meta runs the CPU's kernels (torch_tos.kernels)
+        self._kernels.__enter__()
         self._mode = _Dispatch(self)
         self._mode.__enter__()
         return self
@@ -195,8 +196,7 @@ class Engine:
     def __exit__(self, *exc):
         mode, self._mode = self._mode, None
         mode.__exit__(*exc)
-        for context in reversed(self._contexts):
-            context.__exit__(*exc)
+        self._kernels.__exit__(*exc)
         if self._own_scope:
             self.scope.detach()
         return False
@@ -206,16 +206,6 @@ class Engine:
         self.unsupported.clear()
 
     # -- results ----------------------------------------------------------------------------
-    @property
-    def stats(self) -> dict[tuple, list]:
-        """The rows of :attr:`counts` (``(layer, phase, dtype, op)`` → field list). A legacy alias
-        kept only while :mod:`torch_tos.training` uses it; read :attr:`counts`."""
-        return self.counts.rows
-
-    @stats.setter
-    def stats(self, rows: dict) -> None:
-        self.counts.rows = rows
-
     def bos_by_op(self, phases=None) -> dict[str, BOs]:
         """BOs per aten op name (``"aten.mm"``), summed over layers and dtypes; ``phases``
         restricts to those phases. Ops that cost nothing are left out."""
@@ -248,7 +238,7 @@ class Engine:
         """``(layer, phase, recompute)`` of the op running now."""
         scope = self.scope
         phase = self.phase
-        in_bw = torch._C._current_graph_task_id() != -1
+        in_bw = current_graph_task_id() != -1
         if phase is None:
             if in_bw:
                 phase = "backward"
@@ -263,7 +253,7 @@ class Engine:
                 return "", phase, False
             if in_bw and scope.stack and getattr(scope, "recomputing", False):
                 return scope.current, phase, True  # a checkpointed module re-running its forward
-            layer = scope.owner_of(torch._C._current_autograd_node())
+            layer = scope.owner_of(current_autograd_node())
             if layer is None or layer == OUTSIDE_LAYER:
                 layer = scope.current or LOSS_LAYER
             return layer, phase, False
@@ -291,7 +281,7 @@ class Engine:
         except Exception as e:  # noqa: BLE001 - re-raised with the rule named
             raise RuleError(f"{what} failed: {type(e).__name__}: {e}") from e
         bos = check_bos(value, what)
-        in_bw = torch._C._current_graph_task_id() != -1
+        in_bw = current_graph_task_id() != -1
         phase = self.phase or ("backward" if in_bw else "optimizer" if self.in_optimizer else "forward")
         op = module_op_name(cls) + (RECOMPUTE_SUFFIX if in_bw else "")
         moved = tensor_bytes(args) + tensor_bytes((output,))
@@ -345,6 +335,8 @@ class Engine:
             # an ``out=`` tensor (``torch.maximum(a, b, out=c)``) is the rule's ``out``, not a kwarg
             bos = rule(out, *args, **({k: v for k, v in kwargs.items() if k != "out"}
                                       if "out" in kwargs else kwargs))
+            if dtype in COMPLEX_DTYPES or (isinstance(out, torch.Tensor) and out.is_complex()):
+                bos = complex_bos(name, bos, args)  # real operations on (re, im) pairs
         flops = flop_fn(*args, **kwargs, out_val=out) if flop_fn is not None else 0
         moved = 0 if is_view else tensor_bytes(args) + tensor_bytes(kwargs.values()) + tensor_bytes((out,))
         key = (layer, phase, dtype, name)

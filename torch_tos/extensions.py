@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import torch
 
+from ._compat import OpOverload, OpOverloadPacket
 from .bos import BOs
-
-
-class RuleError(RuntimeError):
-    """A user-supplied counting rule failed or returned something that is not a BOs."""
+from .rules.extend import RuleError  # noqa: F401 - one error type for every user rule
 
 
 def module_op_name(cls: type) -> str:
@@ -52,7 +50,7 @@ def check_bos(value, what: str) -> tuple[int, int, int, int, int]:
 def _resolve_op_name(name: str):
     ns, _, op = name.partition(".")
     packet = getattr(getattr(torch.ops, ns, None), op, None) if op and "." not in op else None
-    if not isinstance(packet, torch._ops.OpOverloadPacket):
+    if not isinstance(packet, OpOverloadPacket):
         raise ValueError(f"ignore: unknown op {name!r}; accepted: an op name such as 'aten.add', "
                          f"torch.ops.aten.add or one of its overloads")
     return packet
@@ -67,7 +65,7 @@ class Extensions:
         self.instances: list = []      # ignored module instances
         classes = []
         for item in ignore or ():
-            if isinstance(item, (torch._ops.OpOverloadPacket, torch._ops.OpOverload)):
+            if isinstance(item, (OpOverloadPacket, OpOverload)):
                 self.ops.add(item)
             elif isinstance(item, str):
                 self.ops.add(_resolve_op_name(item))

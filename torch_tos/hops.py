@@ -16,8 +16,8 @@ from __future__ import annotations
 import warnings
 
 import torch
-from torch._C import DispatchKey
 
+from ._compat import eager_kernel
 from .counts import Counts
 
 
@@ -25,10 +25,13 @@ class UpperBoundWarning(UserWarning):
     """A data-dependent construct was counted as an upper bound (e.g. ``torch.cond`` on meta)."""
 
 
+_COND = getattr(torch.ops.higher_order, "cond", None)
+
+
 def handle_higher_order(engine, mode, func, args, kwargs):
-    if func is torch.ops.higher_order.cond:
+    if func is _COND and _COND is not None:
         return _cond(engine, mode, *args, **kwargs)
-    kernel = func.py_kernels.get(DispatchKey.CompositeExplicitAutograd)
+    kernel = eager_kernel(func)
     if kernel is not None:
         with mode:
             return kernel(*args, **kwargs)

@@ -80,8 +80,10 @@ class Report:
     Attributes: ``counts`` (the :class:`~torch_tos.counts.Counts` table every view reads; treat it
     as read-only — views are cached), ``bos`` (:class:`BOs`), ``tos`` (float), ``tos_exact``
     (Fraction), ``flops`` (int, ``torch.utils.flop_counter`` formulas), ``calls``, ``bytes``,
-    ``unsupported`` (list of :class:`UnsupportedOp`), ``metadata`` (dict: mode, dtype override,
-    transistor constants, loss, …).
+    ``params`` (parameters per module, submodules included), ``unsupported`` (list of
+    :class:`UnsupportedOp`), ``metadata`` (dict: mode, dtype override, transistor constants, loss,
+    …), ``law`` (an energy law or ``None``; with one, ``joules``, ``overhead_joules`` and a
+    ``joules`` column — see :meth:`with_law`). Guide: docs/reports.md.
 
     ``counts`` may be a :class:`~torch_tos.counts.Counts` or a plain ``{key: row}`` mapping; the
     report keeps its own copy.

@@ -140,3 +140,24 @@ def test_torch_cond_counts_the_branch_that_runs():
         with torch_tos.Engine() as engine:
             _cond(torch.empty(4, 4, device="meta"))
     assert engine.bos_by_op()["aten.mm"] == mm and engine.bos_by_op()["aten.sigmoid"] == sig
+
+
+def test_scope_subclasses_wrap_the_hooks():
+    """Subclasses (the training counter's thread-bound scope) wrap the hooks via _pre/_post."""
+    calls = []
+
+    class Wrapped(torch_tos.attribution.ModuleScope):
+        def _pre(self, name):
+            inner = super()._pre(name)
+            return lambda *a: (calls.append(("pre", name)), inner(*a))[1]
+
+        def _post(self, name):
+            inner = super()._post(name)
+            return lambda *a: (calls.append(("post", name)), inner(*a))[1]
+
+    model = SharedModuleNet()
+    with Wrapped(model) as scope:
+        model(torch.randn(1, 10))
+    # the shared Linear(10, 10) is hooked once (first name) and called twice; the stack unwound
+    assert calls.count(("pre", "submod1.submod")) == 2 and calls.count(("post", "multiname1")) == 2
+    assert scope.stack == [] and ("pre", "submod2.submod") not in calls

@@ -1,6 +1,6 @@
 """Activation functions and their backward kernels, per element (softmax per row of n).
 
-Forward (DESIGN §3, the paper's conventions; exp counts as one root):
+Forward (docs/conventions.md §2, the paper's conventions; exp counts as one root):
 
 * sigmoid 1/(1+e^−x): −x (1 sub), e^· (1 root), 1+ (1 add), 1/· (1 div) → [1, 1, 0, 1, 1]
 * tanh (1−e^−2x)/(1+e^−2x): 2x (1 mul), e^· (root), 1− (sub), 1+ (add), / (div) → [1, 1, 1, 1, 1]
@@ -60,11 +60,9 @@ Backward (what the CPU kernels compute, ``g`` = incoming gradient):
 
 Meta = CPU: ``mish_backward`` has a CPU kernel but, on meta, PyTorch decomposes it (its
 CompositeImplicitAutograd fallback) into softplus/tanh/sigmoid/mul ops; while a counting Engine
-runs, :func:`mish_backward_as_on_cpu` routes it on meta to the single kernel call the CPU makes,
-so meta and real counts agree.
+runs, the engine layer (:mod:`torch_tos.kernels`) routes it on meta to the single kernel call the
+CPU makes, so meta and real counts agree.
 """
-
-from contextlib import contextmanager
 
 import torch
 
@@ -97,7 +95,7 @@ register("mish", "mish_")(_unit(BOs(add=1, root=2) + _TANH + BOs(mul=1),
 register("elu", "elu_", "celu", "celu_", "selu", "selu_")(
     per_element(sub=2, mul=2, root=1,
                 doc="Per element: compare, x·input_scale, e^· − 1, ·(α·scale): [0, 2, 2, 0, 1]."))
-register("logsigmoid", "log_sigmoid_forward")(
+register("log_sigmoid_forward")(
     per_element(add=1, sub=4, root=2, doc="Per element min(x,0) − log1p(e^−|x|): min, abs, neg, exp, log1p, subtract: [1, 4, 0, 0, 2]."))
 register("glu")(_unit(_SIGMOID + BOs(mul=1), "Per output element a·σ(b): [1, 1, 1, 1, 1]."))
 register("softshrink")(per_element(add=1, sub=3, doc="Per element: 2 compares, x − λ, x + λ: [1, 3, 0, 0, 0]."))
@@ -172,8 +170,12 @@ def gelu_backward(out, grad, x, *args, approximate="none", **kwargs) -> BOs:
 
 
 def _rows(x, dim) -> tuple[int, int]:
-    """(number of rows, row length) of a softmax over ``dim``."""
-    n = int(x.shape[dims_of(x, dim)[0]]) if x.dim() else 1
+    """(number of rows, row length) of a softmax over ``dim`` (nested tensors: the row length
+    along ``dim``, which must be regular)."""
+    if x.is_nested:
+        n = int(x.size(dim))
+    else:
+        n = int(x.shape[dims_of(x, dim)[0]]) if x.dim() else 1
     return numel(x) // max(n, 1), n
 
 
@@ -203,41 +205,3 @@ def log_softmax_backward(out, grad, y, dim, *args, **kwargs) -> BOs:
     """Per row of n: g − e^y·Σg → add n−1, sub n, mul n, root n."""
     r, n = _rows(y, dim)
     return BOs(add=r * (n - 1), sub=r * n, mul=r * n, root=r * n)
-
-
-# -- meta runs: mish_backward as one kernel call, as on CPU ------------------------------------
-
-_MISH_META = {"depth": 0, "lib": None}
-
-
-def _mish_backward_autograd_meta(grad, x):
-    # below autograd the call reaches the counting mode as one op (as on CPU); the meta backend
-    # then runs PyTorch's own decomposition, unseen, for the output's shape
-    with torch._C._AutoDispatchBelowAutograd():
-        return torch.ops.aten.mish_backward.default(grad, x)
-
-
-@contextmanager
-def mish_backward_as_on_cpu():
-    """While active, ``mish_backward`` on meta tensors dispatches as one op (an AutogradMeta kernel
-    takes precedence over the composite decomposition)."""
-    if _MISH_META["depth"] == 0:
-        lib = torch.library.Library("aten", "IMPL")
-        lib.impl("mish_backward", _mish_backward_autograd_meta, "AutogradMeta")
-        _MISH_META["lib"] = lib
-    _MISH_META["depth"] += 1
-    try:
-        yield
-    finally:
-        _MISH_META["depth"] -= 1
-        if _MISH_META["depth"] == 0:
-            _MISH_META["lib"]._destroy()
-            _MISH_META["lib"] = None
-
-
-try:
-    from .registry import register_engine_context
-except ImportError:  # pragma: no cover - engines without contexts: meta mish_backward decomposes
-    pass
-else:
-    register_engine_context(mish_backward_as_on_cpu)

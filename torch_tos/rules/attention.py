@@ -11,9 +11,9 @@ over query heads; grouped-query K/V heads are read, not copied).
 and otherwise the *math* path, which decomposes into ops priced by their own rules (scale q and
 k by √scale: ``mul``; QKᵀ: ``bmm``; mask: ``add``; ``_safe_softmax``; dropout; ·V: ``bmm``).
 The meta device has no kernel choice of its own (it always takes the math path), so while a
-counting :class:`~torch_tos.counter.Engine` is active :func:`cpu_kernel_choice` routes SDPA on
-meta tensors to the kernel the CPU would pick (asking PyTorch's own CPU selector on stand-in
-tensors): meta counts are CPU counts. On CUDA the flash / memory-efficient / cuDNN kernels run;
+counting :class:`~torch_tos.counter.Engine` is open the engine layer routes SDPA on meta tensors
+to the kernel the CPU would pick (:mod:`torch_tos.kernels`, asking PyTorch's own CPU selector on
+stand-in tensors): meta counts are CPU counts. On CUDA the flash / memory-efficient / cuDNN kernels run;
 their rules (``_scaled_dot_product_{flash,efficient,cudnn}_attention``) are **approximate**
 (see :func:`gpu_attention`).
 
@@ -77,19 +77,15 @@ bound); backward as the softmax backward.
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
-
 import torch
-from torch.utils._python_dispatch import _disable_current_modes
 
 from ..bos import BOs
 from . import activations, linalg, norms  # noqa: F401  (rules composed below must exist first)
-from .registry import RULES, numel, register, register_engine_context
+from .._compat import disable_current_modes
+from .registry import RULES, numel, register
 
 aten = torch.ops.aten
 
-#: SDPBackend values returned by ``aten._fused_sdp_choice``
-SDP_MATH, SDP_FLASH = 0, 1
 KV_SPLIT = 512
 
 
@@ -320,7 +316,7 @@ def native_multi_head_attention(out, query, key, value, embed_dim, num_head, qkv
 
 def _meta(*shape):
     """A meta tensor of ``shape`` (for composing other rules; created outside any counting mode)."""
-    with _disable_current_modes():
+    with disable_current_modes():
         return torch.empty(shape, device="meta")
 
 
@@ -346,73 +342,3 @@ def transformer_encoder_layer_fwd(out, src, embed_dim, num_heads, qkv_weight, qk
                                            _meta(E, F), use_gelu=bool(use_gelu))  # FFN 1 + act
     total += BOs(add=B * T * E * F, mul=B * T * E * F)                       # FFN 2
     return total
-
-
-# -- meta runs pick the CPU's SDPA kernel ------------------------------------------------------
-
-_ORIGINAL_SDPA = torch.nn.functional.scaled_dot_product_attention
-
-
-def _standin(t):
-    """A CPU tensor with ``t``'s sizes, dtype and last-dim stride, backed by one row of memory
-    (the kernel selector reads nothing else)."""
-    if not isinstance(t, torch.Tensor):
-        return t
-    if t.dim() == 0:
-        return torch.empty((), dtype=t.dtype)
-    last, n = int(t.stride(-1)), int(t.shape[-1])
-    base = torch.empty(max((n - 1) * last + 1, 1), dtype=t.dtype)
-    return base.as_strided(tuple(int(s) for s in t.shape), (0,) * (t.dim() - 1) + (last,))
-
-
-def cpu_sdp_backend(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
-                    enable_gqa=False) -> int:
-    """The SDPA backend (0 math, 1 flash) the CPU picks for tensors shaped like these."""
-    with _disable_current_modes():
-        return int(aten._fused_sdp_choice(_standin(query), _standin(key), _standin(value),
-                                          _standin(attn_mask), dropout_p, is_causal, scale=scale,
-                                          enable_gqa=enable_gqa))
-
-
-def _sdpa_as_on_cpu(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
-                    enable_gqa=False):
-    """``F.scaled_dot_product_attention`` that, on meta tensors, runs the kernel the CPU would."""
-    if not (isinstance(query, torch.Tensor) and query.device.type == "meta") or \
-            cpu_sdp_backend(query, key, value, attn_mask, dropout_p, is_causal, scale,
-                            enable_gqa) != SDP_FLASH:
-        return _ORIGINAL_SDPA(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p,
-                              is_causal=is_causal, scale=scale, enable_gqa=enable_gqa)
-    mask = attn_mask
-    if isinstance(mask, torch.Tensor) and mask.dtype == torch.bool:  # as sdpa's convert_boolean_attn_mask
-        opts = dict(dtype=query.dtype, device=query.device)
-        mask = torch.where(mask, torch.scalar_tensor(0.0, **opts), torch.scalar_tensor(-math.inf, **opts))
-    three_d = query.dim() == 3
-    if three_d:
-        query, key, value = query.unsqueeze(0), key.unsqueeze(0), value.unsqueeze(0)
-    out = aten._scaled_dot_product_flash_attention_for_cpu(query, key, value, dropout_p, is_causal,
-                                                           attn_mask=mask, scale=scale)[0]
-    return out.squeeze(0) if three_d else out
-
-
-_ACTIVE = [0]  # engines inside cpu_kernel_choice (they may exit in any order)
-
-
-@contextmanager
-def cpu_kernel_choice():
-    """While active, SDPA on meta tensors runs the kernel the CPU would pick (flash or math), so
-    counting on meta reproduces a CPU run op for op. ``torch.nn.functional``'s entry point is
-    swapped while at least one counting Engine is open (nested or interleaved) and restored after
-    the last one closes; real tensors always go straight to PyTorch's own function."""
-    F = torch.nn.functional
-    if _ACTIVE[0] == 0:
-        F.scaled_dot_product_attention = _sdpa_as_on_cpu
-    _ACTIVE[0] += 1
-    try:
-        yield
-    finally:
-        _ACTIVE[0] -= 1
-        if _ACTIVE[0] == 0:
-            F.scaled_dot_product_attention = _ORIGINAL_SDPA
-
-
-register_engine_context(cpu_kernel_choice)

@@ -3,7 +3,7 @@
 * ``add``/``sub``: 1 add / 1 sub; an ``alpha`` ≠ 1 scales the second operand: +1 mul.
 * ``rsub``: 1 sub (+1 mul for alpha ≠ 1). ``mul``: 1 mul. ``div``: 1 div (rounding modes too).
 * ``neg``: 1 sub (0 − x). ``abs``, ``sgn``/``sign``, comparisons (``eq``, ``lt``, ``maximum``,
-  ``clamp``…), ``where`` with a computed mask excluded: a comparator is a subtractor (DESIGN §3) —
+  ``clamp``…), ``where`` with a computed mask excluded: a comparator is a subtractor (docs/conventions.md §2) —
   1 sub per compare; ``clamp(min, max)`` compares twice.
 * ``exp``/``log``/``sqrt`` (and ``exp2``, ``log2``, ``log10``, ``erf``, ``erfc``, ``sin``, ``cos``…):
   one iterative transcendental = 1 root (paper convention for exp); ``log1p``/``expm1`` add 1 add.

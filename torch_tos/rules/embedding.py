@@ -28,8 +28,8 @@ and no bag is empty (**approximate** otherwise; exact for the common case).
 from __future__ import annotations
 
 import torch
-from torch.utils._python_dispatch import _disable_current_modes
 
+from .._compat import disable_current_modes
 from ..bos import BOs
 from . import reductions  # noqa: F401  (the vector-norm rule used by embedding_renorm_)
 from .registry import RULES, numel, register, register_zero
@@ -53,7 +53,7 @@ def embedding_renorm(out, weight, indices, max_norm, norm_type, **kwargs) -> BOs
     """Approximate, per index: p-norm of its row, compare, scale = max_norm/(norm + 1e-7),
     row rescale → p = 2: [D, 1, 2D, 1, 1]."""
     D, N = _dim(weight), numel(indices)
-    with _disable_current_modes():
+    with disable_current_modes():
         row = torch.empty(D, device="meta")
     norm = RULES[torch.ops.aten.linalg_vector_norm](None, row, float(norm_type))
     return (norm + BOs(sub=1, add=1, div=1, mul=D)) * N

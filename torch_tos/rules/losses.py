@@ -4,7 +4,7 @@ Reduction of n per-element losses: mean = n−1 add + 1 div, sum = n−1 add, no
 Integer index bookkeeping (targets compared with ``ignore_index``, class lookups) is not
 floating-point arithmetic and is not counted; input range checks are validation, not counted.
 
-* MSE: (x−t) (1 sub), square (1 mul) per element, then the reduction (DESIGN §3: n−1 add, n sub,
+* MSE: (x−t) (1 sub), square (1 mul) per element, then the reduction (docs/conventions.md §2: n−1 add, n sub,
   n mul, 1 div). Backward: norm·(x−t)·g with norm = 2/n (mean, 1 div once) or 2: 1 sub, 2 mul per
   element.
 * L1: x−t (1 sub), |·| (1 compare) per element + reduction (in PyTorch 2.x ``l1_loss`` decomposes

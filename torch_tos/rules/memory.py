@@ -14,13 +14,13 @@ register_zero(
     "view", "_unsafe_view", "reshape", "_reshape_alias", "view_as", "t", "transpose", "permute",
     "expand", "expand_as", "squeeze", "unsqueeze", "flatten", "unflatten", "as_strided",
     "slice", "select", "narrow", "split", "split_with_sizes", "unbind", "chunk", "alias",
-    "diagonal", "movedim", "unfold", "view_as_real", "view_as_complex", "_unsafe_split",
+    "diagonal", "movedim", "unfold", "view_as_real", "view_as_complex",
     "split_copy", "unsafe_split", "unsafe_split_with_sizes", "squeeze_", "unsqueeze_", "t_",
     "transpose_", "as_strided_", "_neg_view", "_conj", "conj", "resolve_conj", "resolve_neg",
     "pixel_shuffle", "pixel_unshuffle", "channel_shuffle", "native_channel_shuffle",
     # copies and layout
     "clone", "copy_", "_copy_from", "_copy_from_and_resize", "contiguous", "detach", "detach_",
-    "_to_copy", "to", "lift_fresh", "lift_fresh_copy", "lift", "cat", "_cat", "stack", "hstack",
+    "_to_copy", "to", "lift_fresh", "lift_fresh_copy", "lift", "cat", "stack", "hstack",
     "vstack", "repeat", "tile", "flip", "roll", "rot90", "constant_pad_nd", "pad",
     "reflection_pad1d", "reflection_pad2d", "reflection_pad3d", "replication_pad1d",
     "replication_pad2d", "replication_pad3d", "index_select", "gather", "take", "index",
@@ -30,7 +30,7 @@ register_zero(
     "squeeze_copy", "slice_copy", "select_copy", "alias_copy", "detach_copy", "unbind_copy",
     "_make_dep_token", "tril_indices", "triu_indices",
     # gradients of views and selections: the incoming gradient copied into a zero tensor
-    "select_backward", "slice_backward", "diagonal_backward", "as_strided_backward",
+    "select_backward", "slice_backward", "diagonal_backward",
     "narrow_copy", "unfold_copy", "split_with_sizes_copy", "diagonal_copy",
     # writes and masks that move data without arithmetic (the mask of tril/triu is an index test)
     "tril", "tril_", "triu", "triu_", "index_copy", "index_copy_", "index_fill", "index_fill_",
@@ -50,35 +50,8 @@ register_zero(
 )
 
 
-def _register_profiler_ops():
-    import torch
-
-    prof = getattr(torch.ops, "profiler", None)
-    for name in ("_record_function_enter", "_record_function_enter_new", "_record_function_exit"):
-        op = getattr(prof, name, None) if prof is not None else None
-        if op is not None:
-            register_zero(op)
-
-
-_register_profiler_ops()
-
-
-def _register_torchvision_ops():
-    """torchvision's bookkeeping op (``_cuda_version``, queried when ``torchvision.ops`` loads).
-
-    Registered only when torchvision is already imported: importing it here would cost seconds.
-    """
-    import sys
-
-    if "torchvision" not in sys.modules:
-        return
-    import torch
-
-    try:
-        op = torch.ops.torchvision._cuda_version
-    except (AttributeError, RuntimeError):
-        return
-    register_zero(op)
-
-
-_register_torchvision_ops()
+# the profiler's record_function markers, and torchvision's bookkeeping op (``_cuda_version``,
+# queried when ``torchvision.ops`` loads; registered once torchvision is loaded, whatever the
+# import order)
+register_zero("profiler::_record_function_enter", "profiler::_record_function_enter_new",
+              "profiler::_record_function_exit", "torchvision::_cuda_version")

@@ -29,6 +29,7 @@ kernel first divides g by it (1 div); ``maximize`` negates g as g·(−1) (1 mul
 
 import torch
 
+from .._compat import all_op_names
 from ..bos import BOs
 from . import activations, elementwise, linalg, memory, reductions  # noqa: F401  (base rules first)
 from .registry import RULES, ZERO_OPS, numel, register, register_zero
@@ -217,7 +218,7 @@ def _foreach_from_base(base_rule):
 
 def _register_foreach_fallbacks() -> None:
     """``_foreach_X`` / ``_foreach_X_`` without a rule above: Σ of ``aten.X``'s rule."""
-    names = {n.split("::")[1].split(".")[0] for n in torch._C._dispatch_get_all_op_names()
+    names = {n.split("::")[1].split(".")[0] for n in all_op_names()
              if n.startswith("aten::_foreach_")}
     for name in sorted(names):
         packet = getattr(torch.ops.aten, name, None)

@@ -1,7 +1,7 @@
 """Pooling, 1-d/2-d/3-d; windows counted at full kernel size (taps on padding included, as the
 paper counts k² per output).
 
-* max pool with window k (Πk taps): Πk − 1 compares per output (DESIGN §3).
+* max pool with window k (Πk taps): Πk − 1 compares per output (docs/conventions.md §2).
   Backward: the gradient of each output is added into its arg-max input: 1 add per output.
 * avg pool: Πk − 1 adds and 1 div per output (``count_include_pad``/``divisor_override`` change
   the divisor, not the count). Backward: each output gradient is divided once (1 div) and added
@@ -69,12 +69,24 @@ def _max_pool_backward(out, g, *args, **kwargs) -> BOs:
     return BOs(add=numel(g))
 
 
+#: n-d names aten does not have (1-d pools run as 2-d ones on an unsqueezed input, and so do
+#: their backwards; adaptive_avg_pool2d's backward is ``_adaptive_avg_pool2d_backward``)
+_NOT_IN_ATEN = {"mkldnn_max_pool1d", "max_pool1d_with_indices_backward", "avg_pool1d_backward",
+                "adaptive_max_pool1d_backward", "_adaptive_avg_pool1d", "_adaptive_avg_pool1d_backward",
+                "adaptive_avg_pool1d_backward", "adaptive_avg_pool2d_backward"}
+
+
+def _names(*names: str) -> list[str]:
+    return [n for n in names if n not in _NOT_IN_ATEN]
+
+
 for _nd in (1, 2, 3):
-    register(f"max_pool{_nd}d_with_indices", f"max_pool{_nd}d", f"mkldnn_max_pool{_nd}d",
-             f"quantized_max_pool{_nd}d")(_max_pool(_nd))
+    register(*_names(f"max_pool{_nd}d_with_indices", f"max_pool{_nd}d", f"mkldnn_max_pool{_nd}d",
+                     f"quantized_max_pool{_nd}d"))(_max_pool(_nd))
     register(f"avg_pool{_nd}d")(_avg_pool(_nd))
-    register(f"avg_pool{_nd}d_backward")(_avg_pool_backward(_nd))
-    register(f"max_pool{_nd}d_with_indices_backward", f"adaptive_max_pool{_nd}d_backward")(_max_pool_backward)
+    register(*_names(f"avg_pool{_nd}d_backward"))(_avg_pool_backward(_nd))
+    register(*_names(f"max_pool{_nd}d_with_indices_backward",
+                     f"adaptive_max_pool{_nd}d_backward"))(_max_pool_backward)
 register("max_unpool2d", "max_unpool3d")(lambda out, *a, **k: BOs())
 
 
@@ -126,8 +138,9 @@ def _adaptive_max(nd):
 
 
 for _nd in (1, 2, 3):
-    register(f"_adaptive_avg_pool{_nd}d", f"adaptive_avg_pool{_nd}d")(_adaptive_avg(_nd))
-    register(f"_adaptive_avg_pool{_nd}d_backward", f"adaptive_avg_pool{_nd}d_backward")(_adaptive_avg_backward(_nd))
+    register(*_names(f"_adaptive_avg_pool{_nd}d", f"adaptive_avg_pool{_nd}d"))(_adaptive_avg(_nd))
+    register(*_names(f"_adaptive_avg_pool{_nd}d_backward",
+                     f"adaptive_avg_pool{_nd}d_backward"))(_adaptive_avg_backward(_nd))
     register(f"adaptive_max_pool{_nd}d")(_adaptive_max(_nd))
 
 

@@ -52,8 +52,8 @@ tanh or ReLU); backward dh = dy + dh_next (1 add), act' (tanh: [0, 1, 2]; ReLU: 
 from __future__ import annotations
 
 import torch
-from torch.utils._python_dispatch import _disable_current_modes
 
+from .._compat import disable_current_modes
 from ..bos import BOs
 from . import activations  # noqa: F401  (sigmoid/tanh units)
 from .registry import RULES, register
@@ -71,7 +71,7 @@ _UNITS: dict = {}
 def _unit(op) -> BOs:
     """BOs of an element-wise op's rule on one element."""
     if op not in _UNITS:
-        with _disable_current_modes():
+        with disable_current_modes():
             one = torch.empty(1, device="meta")
         _UNITS[op] = RULES[op](one, one)
     return _UNITS[op]

@@ -1,0 +1,272 @@
+"""``TOsCounter``: BOs, TOs and FLOPs of every step of an unchanged training loop.
+
+::
+
+    with torch_tos.TOsCounter(model, optimizer) as counter:
+        for x, y in loader:
+            opt.zero_grad(); loss = loss_fn(model(x), y); loss.backward(); opt.step()
+    print(counter.total, counter.report())
+
+**Steps** (:mod:`.steps`): a step opens at the model's first forward after the previous step
+closed and closes after ``optimizer.step()`` or at :meth:`TOsCounter.step`. Without
+``optimizer=``, every optimizer whose parameters belong to the model is followed. Gradient
+accumulation is one step; a no-grad forward is a step of its own (``validation`` when something
+is computed on its output, else ``inference``; a decoding step given a key/value cache is
+``inference``); a no-grad forward inside a training step is a separate ``inference`` record.
+
+**Phases** are inferred by the engine: ``forward`` while a module of the model runs, ``backward``
+inside the autograd engine, ``optimizer`` inside ``optimizer.step()`` (not inside its closure),
+``loss`` for the rest. Autograd's gradient seed (``ones_like`` in ``loss.backward()``, zero BOs)
+lands in ``loss``, where it runs; the profiler's ``record_function`` markers are not counted.
+
+**Cache** (:mod:`.cache`, :mod:`.signature`): with ``cache=True`` a step is intercepted op by op
+only until its sequence of events (forward signatures, optimizer signatures) is known; a step
+whose events are all known reuses their counts (``"hit"``), one that leaves the known sequence
+counts from that event on (``"partial"``). ``cache=False`` intercepts every step.
+
+**Memory**: totals and :meth:`report` cover every step from O(distinct step kinds) state; the
+last ``history`` records are kept in full in :attr:`steps` (``history=None``: all of them).
+
+**Safety**: nothing is written onto the model; hooks are registered on entry (per-module hooks
+only while a step is counted) and removed on exit, also when the loop raises. Hooks act only in
+the thread that entered the counter and are no-ops in deep copies and pickles. A second counter
+on the same model (or one sharing modules) while the first is active is an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+
+import torch
+
+from ..attribution import module_params
+from ..counter import warn_unsupported
+from ..counts import OPTIMIZER_LAYER, Counts
+from ..extensions import Extensions
+from ..report import Report
+from ..tables import DEFAULT_TABLE, TransistorTable
+from ..validation import check_dtype, check_meter, check_model, check_optimizer, check_table
+from .cache import StepCache
+from .distributed import total_all_ranks
+from .hooks import CounterEngine, CounterScope, Hook
+from .records import KINDS, STEP_COLUMNS, CounterTotal, History, StepRecord, Summary
+from .sinks import make_sink
+from .steps import StepTracker
+
+__all__ = ["TOsCounter", "ACTIVE"]
+
+#: Models (root modules) with an active TOsCounter -> the counter. Kept here, never on the model.
+ACTIVE: "weakref.WeakKeyDictionary[torch.nn.Module, TOsCounter]" = weakref.WeakKeyDictionary()
+
+
+class TOsCounter:
+    """Count BOs, TOs and FLOPs of every step of a training loop; see the module docstring.
+
+    Parameters: ``model`` (the ``nn.Module`` the loop calls; a ``DistributedDataParallel`` wrapper
+    is fine), ``optimizer`` (its ``step()`` closes a step; ``None`` follows any optimizer over the
+    model's parameters), ``dtype`` (price every op in this format — what-if analysis), ``meter``
+    (an energy meter with ``measure()``; each step is measured), ``cache`` (reuse the counts of
+    known steps), ``table`` (transistor constants), ``flop_mapping`` (extra FLOP formulas, as for
+    :func:`torch_tos.profile`), ``history`` (how many recent :class:`StepRecord` objects to keep;
+    ``None``: all), ``module_rules`` and ``ignore`` (as for :func:`torch_tos.profile`; see
+    :mod:`torch_tos.extensions`).
+
+    Results: :attr:`steps`, :attr:`total`, :meth:`report`, :meth:`to_dataframe`,
+    :meth:`total_all_ranks`; logging: :meth:`log_to`.
+    """
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None, *,
+                 dtype=None, meter=None, cache: bool = True, table: TransistorTable | None = None,
+                 flop_mapping: dict | None = None, history: int | None = 1000,
+                 module_rules: dict | None = None, ignore=None):
+        self.model = check_model(model)
+        Extensions(ignore, module_rules).layers(self.model)  # bad rules or ignores: fail here
+        self._extensions = {"module_rules": module_rules, "ignore": ignore}
+        self.optimizer = check_optimizer(optimizer)
+        self.dtype: torch.dtype | None = check_dtype(dtype)
+        self.meter = check_meter(meter)
+        self.cache: bool = bool(cache)
+        self.table: TransistorTable = check_table(table) or DEFAULT_TABLE
+        if history is not None and (not isinstance(history, int) or isinstance(history, bool) or history < 1):
+            raise ValueError(f"history must be a positive int or None (keep every record), got {history!r}")
+        self.history: int | None = history
+        self._flop_mapping = flop_mapping
+        self._sinks: list = []
+        self._handles: list = []
+        self._active = False
+        self._warned: set = set()
+        self._reset()
+
+    def _reset(self) -> None:
+        """Fresh results and cache; the hooks' thread is set on entry."""
+        self._records = History(self.history)
+        self._cache = StepCache(self.cache, self.table, self.dtype)
+        self._scope = CounterScope(self.model, threading.get_ident())
+        self._engine = CounterEngine(self._scope, flop_mapping=self._flop_mapping, **self._extensions)
+        self._tracker = StepTracker(self.model, self.optimizer, self._engine, self._scope, self._cache,
+                                    self.meter, self._record)
+
+    # -- context manager ---------------------------------------------------------------------
+    def __enter__(self) -> "TOsCounter":
+        model = self.model
+        if self._active:
+            raise RuntimeError("this TOsCounter is already active; TOsCounter cannot be nested")
+        mine = {id(m) for m in model.modules()}
+        for other in list(ACTIVE.keys()):
+            if id(other) in mine or any(m is model for m in other.modules()):
+                what = "model" if other is model else "a model sharing modules with it"
+                raise RuntimeError(
+                    f"a TOsCounter is already active on this {what} ({type(other).__name__}); "
+                    "nested TOsCounters on the same model are not supported — use one counter "
+                    "(its steps, total and report() cover everything the loop runs)")
+        ACTIVE[model] = self
+        self._active = True
+        tracker = self._tracker
+        thread = self._scope.thread = threading.get_ident()
+        try:
+            self._scope.attach()  # names and types of every module for the report
+            self._scope.detach()
+            self._handles.append(model.register_forward_pre_hook(
+                Hook(tracker.on_root_pre, thread), with_kwargs=True, prepend=True))
+            if self.optimizer is not None:
+                opt = self.optimizer
+                self._handles.append(opt.register_step_pre_hook(Hook(tracker.on_opt_pre, thread)))
+                self._handles.append(opt.register_step_post_hook(Hook(tracker.on_opt_post, thread)))
+            else:
+                from torch.optim.optimizer import (register_optimizer_step_post_hook,
+                                                   register_optimizer_step_pre_hook)
+
+                self._handles.append(register_optimizer_step_pre_hook(Hook(tracker.on_opt_pre, thread)))
+                self._handles.append(register_optimizer_step_post_hook(Hook(tracker.on_opt_post, thread)))
+            tracker.active = True
+        except BaseException:
+            self._cleanup()
+            raise
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            if self._tracker.step is not None:
+                if exc_type is None:
+                    self._tracker.close()
+                else:  # the loop raised mid-step: drop the unfinished step
+                    self._tracker.discard(exc_type, exc, tb)
+        finally:
+            self._cleanup()
+        return False
+
+    def _cleanup(self) -> None:
+        tracker = self._tracker
+        tracker.active = False
+        tracker.stop_counting()
+        tracker.step = None
+        self._engine.phase = None
+        self._engine.paused = False
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        if tracker.inner_handle is not None:
+            tracker.inner_handle.remove()
+            tracker.inner_handle = None
+        for sink in self._sinks:
+            sink.close()
+        if ACTIVE.get(self.model) is self:
+            del ACTIVE[self.model]
+        self._active = False
+
+    # -- explicit step control ---------------------------------------------------------------
+    def step(self) -> StepRecord | None:
+        """Close the open step (if any) and return its record. Needed only without an optimizer
+        (or when ``optimizer.step()`` may be skipped, e.g. by a ``GradScaler``)."""
+        return self._tracker.close()
+
+    def begin_step(self, *inputs, **kw_inputs) -> None:
+        """Open a step explicitly, with the signature of ``inputs`` (e.g. the batch). For training
+        frameworks that do not call the model's root module (a ``LightningModule`` whose
+        ``training_step`` calls submodules); the step then closes at ``optimizer.step()`` or
+        :meth:`step`, and root forwards inside it do not start new steps."""
+        if not self._active:
+            raise RuntimeError("begin_step() needs an active TOsCounter (use it inside `with counter:`)")
+        self._tracker.forward(inputs, kw_inputs, explicit=True)
+
+    # -- recording ---------------------------------------------------------------------------
+    def _record(self, summary: Summary, cache: str, energy, new: bool) -> StepRecord:
+        if new and summary.unsupported:  # one warning per op name over the counter's life
+            fresh = {k: v for k, v in summary.unsupported.items() if k[0] not in self._warned}
+            if fresh:
+                self._warned.update(k[0] for k in fresh)
+                warn_unsupported(fresh, stacklevel=4)
+        rec = self._records.add(summary, cache, energy)
+        for sink in self._sinks:
+            sink(rec, self._records.running_tos)
+        return rec
+
+    # -- results -----------------------------------------------------------------------------
+    @property
+    def steps(self) -> list[StepRecord]:
+        """The recorded steps, in order (the last ``history`` of them)."""
+        return list(self._records.recent)
+
+    @property
+    def total(self) -> CounterTotal:
+        """BOs, TOs and FLOPs (and joules/seconds with a meter) of all recorded steps."""
+        return self._records.total()
+
+    def report(self, step: int | None = None, kind: str | None = None) -> Report:
+        """The per-layer :class:`Report` (as :func:`torch_tos.profile` returns) of one step
+        (``step=i``, negative indices allowed) or of all steps of ``kind`` (``"training"``,
+        ``"validation"``, ``"inference"``; ``None``: every recorded step)."""
+        if kind is not None and kind not in KINDS:
+            raise ValueError(f"unknown kind {kind!r}; accepted: {', '.join(KINDS)}")
+        if step is not None:
+            rec = self._records.record(step)
+            uses, first = {rec.summary: 1}, rec.index
+        else:
+            uses = {s: n for s, n in self._records.uses.items() if kind is None or s.kind == kind}
+            first = None
+        counts, unsupported = Counts(), {}
+        for summary, n in uses.items():
+            counts.merge(summary.counts, n)
+            for k, v in summary.unsupported.items():
+                unsupported[k] = unsupported.get(k, 0) + v * n
+        types = dict(self._scope.types)
+        optimizers = ", ".join(sorted(self._tracker.optimizer_types))
+        if optimizers:
+            types[OPTIMIZER_LAYER] = optimizers
+        kinds = sorted({s.kind for s in uses}, key=KINDS.index)
+        meta = {"mode": "+".join(kinds) if kinds else None, "model": type(self.model).__name__,
+                "steps": sum(uses.values()), "step": first, "source": "TOsCounter"}
+        if optimizers:
+            meta["optimizer"] = optimizers
+        return Report(counts.rows, unsupported, types=types, order=self._scope.order, dtype=self.dtype,
+                      table=self.table, metadata=meta, params=module_params(self.model))
+
+    def to_dataframe(self):
+        """pandas DataFrame, one row per kept step, columns :data:`STEP_COLUMNS`."""
+        import pandas as pd
+
+        return pd.DataFrame([r.to_dict() for r in self._records.recent], columns=STEP_COLUMNS)
+
+    def log_to(self, target, *, level: int = logging.INFO) -> "TOsCounter":
+        """Log every step as it closes to ``target``: a ``torch.utils.tensorboard.SummaryWriter``
+        (scalars ``tos/step``, ``tos/total``, ``flops/step``, ``energy/joules``,
+        ``energy/joules_per_tos``; global step = step index), a ``logging.Logger`` (one line per
+        step at ``level``), a CSV path (one row per step, columns :data:`STEP_COLUMNS`, appended and
+        flushed as it goes; the header is written when the file is new; the path is checked now
+        and a torn last line repaired), or a callable taking the :class:`StepRecord`. Returns the
+        counter, so calls chain."""
+        self._sinks.append(make_sink(target, level))
+        return self
+
+    def total_all_ranks(self, group=None) -> CounterTotal:
+        """:attr:`total` summed over all ranks of ``group`` (``torch.distributed`` all-reduce;
+        every rank must call it), exact (see :mod:`.distributed`). Without an initialised process
+        group, the local total."""
+        return total_all_ranks(self._records, self._engine, self.table, self.dtype, group)
+
+    def __repr__(self) -> str:
+        t = self.total
+        return (f"TOsCounter({type(self.model).__name__}, steps={self._records.n}, tos={t.tos:.6g}, "
+                f"flops={t.flops}, cache={self.cache}, active={self._active})")

@@ -1,0 +1,198 @@
+"""Step records and totals of the training counter, read from :class:`~torch_tos.counts.Counts`.
+
+A :class:`Summary` is the priced counts of one *kind* of step (one path through the signature
+cache, or one distinct table of counts with ``cache=False``): its counts are merged once and
+priced once per ``(phase, dtype)`` with :meth:`Counts.priced`. Every :class:`StepRecord` points at
+a shared summary, so a record costs a few slots however large the model.
+
+:class:`History` keeps what the counter remembers: the number of records per summary and the
+energy sums (enough for exact totals and reports over all steps, O(distinct step kinds)) and the
+most recent ``history`` records in full (all of them with ``history=None``).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from ..bos import BO_NAMES, BOs
+from ..counts import CALLS, FLOPS, N_BOS, PHASES, Counts, phase_sort_key
+from ..report import PhaseTotal
+
+__all__ = ["KINDS", "CACHE_STATES", "STEP_COLUMNS", "Summary", "StepRecord", "CounterTotal", "History"]
+
+KINDS = ("training", "validation", "inference")
+
+#: How a step's counts were obtained (``StepRecord.cache``).
+CACHE_STATES = ("miss", "hit", "partial")
+
+#: Columns of :meth:`TOsCounter.to_dataframe` and of the CSV log, one row per step.
+STEP_COLUMNS = ["step", "kind", "cache", *BO_NAMES, "tos", "flops",
+                *(f"{p}_{c}" for p in PHASES for c in (*BO_NAMES, "tos", "flops")),
+                "joules", "seconds", "estimated", "joules_per_tos"]
+
+
+class Summary:
+    """Priced counts of one kind of step. ``counts`` (a :class:`Counts`) and ``unsupported``
+    (``(op, layer, phase)`` → calls) are shared and never mutated once built."""
+
+    __slots__ = ("counts", "unsupported", "phases", "phase_tos_exact", "bos", "tos_exact", "tos",
+                 "flops", "kind", "__weakref__")
+
+    def __init__(self, counts: Counts, unsupported: dict, table, dtype, decoding: bool = False):
+        self.counts, self.unsupported = counts, unsupported
+        rows = counts.group("phase")
+        tos = counts.priced("phase", table=table, dtype=dtype)
+        order = sorted((g[0] for g in rows), key=phase_sort_key)
+        self.phases = {p: PhaseTotal(BOs(*rows[(p,)][:N_BOS]), float(tos[(p,)]), rows[(p,)][FLOPS])
+                       for p in order}
+        self.phase_tos_exact = {p: tos[(p,)] for p in order}
+        self.bos = sum((t.bos for t in self.phases.values()), BOs())
+        self.tos_exact = sum(self.phase_tos_exact.values(), Fraction(0))
+        self.tos = float(self.tos_exact)
+        self.flops = sum(t.flops for t in self.phases.values())
+        calls = {p: rows[(p,)][CALLS] for p in order}
+        if calls.get("backward") or calls.get("optimizer"):
+            self.kind = "training"
+        elif not decoding and "loss" in self.phases and self.phases["loss"].bos:
+            self.kind = "validation"
+        else:  # a forward only, or a decoding step (its post-processing is sampling, not a loss)
+            self.kind = "inference"
+
+
+class StepRecord:
+    """One step.
+
+    * ``index`` — its position among all steps of the counter (0-based);
+    * ``kind`` — ``"training"`` (backward or optimizer work), ``"validation"`` (no-grad forward
+      with a loss or metric computed on its output), ``"inference"`` (forward only, or decoding);
+    * ``cache`` — how its counts were obtained, one of :data:`CACHE_STATES`: ``"miss"`` every op
+      intercepted and counted; ``"hit"`` every count reused from the signature cache;
+      ``"partial"`` the leading part reused, the rest (from the first event that left the cached
+      sequence) counted;
+    * ``phases`` (``{phase: PhaseTotal(bos, tos, flops)}``), totals ``bos``, ``tos``,
+      ``tos_exact``, ``flops``; with a meter ``joules``, ``seconds``, ``estimated`` and
+      ``joules_per_tos`` (else ``None``).
+    """
+
+    __slots__ = ("index", "cache", "joules", "seconds", "estimated", "summary")
+
+    def __init__(self, index: int, summary: Summary, cache: str, joules=None, seconds=None,
+                 estimated=None):
+        self.index = index
+        self.summary = summary
+        self.cache = cache
+        self.joules = joules
+        self.seconds = seconds
+        self.estimated = estimated
+
+    kind = property(lambda self: self.summary.kind)
+    phases = property(lambda self: self.summary.phases)
+    bos = property(lambda self: self.summary.bos)
+    tos = property(lambda self: self.summary.tos)
+    tos_exact = property(lambda self: self.summary.tos_exact)
+    flops = property(lambda self: self.summary.flops)
+
+    @property
+    def cached(self) -> bool:
+        return self.cache == "hit"
+
+    @property
+    def joules_per_tos(self):
+        if self.joules is None or not self.tos:
+            return None
+        return self.joules / self.tos
+
+    def to_dict(self) -> dict:
+        """A flat row with the columns :data:`STEP_COLUMNS`."""
+        row = {"step": self.index, "kind": self.kind, "cache": self.cache,
+               **self.bos.to_dict(), "tos": self.tos, "flops": self.flops}
+        phases = self.phases
+        for p in PHASES:
+            t = phases.get(p)
+            for name, v in zip(BO_NAMES, t.bos if t is not None else (0,) * N_BOS):
+                row[f"{p}_{name}"] = v
+            row[f"{p}_tos"] = t.tos if t is not None else 0.0
+            row[f"{p}_flops"] = t.flops if t is not None else 0
+        row.update(joules=self.joules, seconds=self.seconds, estimated=self.estimated,
+                   joules_per_tos=self.joules_per_tos)
+        return row
+
+    def __repr__(self) -> str:
+        energy = f", joules={self.joules:.6g}" if self.joules is not None else ""
+        return (f"StepRecord(index={self.index}, kind={self.kind!r}, cache={self.cache!r}, "
+                f"tos={self.tos:.6g}, flops={self.flops}{energy})")
+
+
+@dataclass(frozen=True)
+class CounterTotal:
+    """Totals over the recorded steps: ``bos``, ``tos``, ``flops``, ``steps`` (records), per-phase
+    ``phases``, and with a meter ``joules``, ``seconds`` and ``joules_per_tos`` (else ``None``)."""
+
+    bos: BOs
+    tos: float
+    flops: int
+    steps: int = 0
+    joules: float | None = None
+    seconds: float | None = None
+    phases: dict = field(default_factory=dict, compare=False)
+    tos_exact: Fraction = field(default=Fraction(0), compare=False, repr=False)
+
+    @property
+    def joules_per_tos(self):
+        if self.joules is None or not self.tos:
+            return None
+        return self.joules / self.tos
+
+
+class History:
+    """Records per summary, energy sums, and the last ``keep`` records (all with ``keep=None``)."""
+
+    def __init__(self, keep: int | None):
+        self.recent: deque[StepRecord] = deque(maxlen=keep)
+        self.uses: dict[Summary, int] = {}
+        self.n = 0
+        self.running_tos = 0.0
+        self.joules: float | None = None
+        self.seconds: float | None = None
+
+    def add(self, summary: Summary, cache: str, energy=None) -> StepRecord:
+        if energy is None:
+            rec = StepRecord(self.n, summary, cache)
+        else:
+            rec = StepRecord(self.n, summary, cache, *energy)
+            if rec.joules is not None:
+                self.joules = (self.joules or 0.0) + rec.joules
+            if rec.seconds is not None:
+                self.seconds = (self.seconds or 0.0) + rec.seconds
+        self.n += 1
+        self.recent.append(rec)
+        uses = self.uses
+        uses[summary] = uses.get(summary, 0) + 1
+        self.running_tos += summary.tos
+        return rec
+
+    def record(self, index: int) -> StepRecord:
+        """The record of step ``index`` (negative: from the end), if it is still kept."""
+        i = index + self.n if index < 0 else index
+        first = self.n - len(self.recent)
+        if not first <= i < self.n:
+            kept = f"steps {first}..{self.n - 1} are kept" if self.recent else "no step is recorded"
+            raise IndexError(f"step {index} is not kept ({kept}; pass history=None to keep all)")
+        return self.recent[i - first]
+
+    def total(self) -> CounterTotal:
+        acc: dict[str, list] = {}
+        for summary, n in self.uses.items():
+            for p, t in summary.phases.items():
+                a = acc.setdefault(p, [BOs(), Fraction(0), 0])
+                a[0] += t.bos * n
+                a[1] += summary.phase_tos_exact[p] * n
+                a[2] += t.flops * n
+        order = sorted(acc, key=phase_sort_key)
+        phases = {p: PhaseTotal(acc[p][0], float(acc[p][1]), acc[p][2]) for p in order}
+        tos = sum((acc[p][1] for p in order), Fraction(0))
+        bos = sum((acc[p][0] for p in order), BOs())
+        flops = sum(acc[p][2] for p in order)
+        return CounterTotal(bos, float(tos), flops, self.n, self.joules, self.seconds, phases, tos)
