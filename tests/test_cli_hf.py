@@ -6,13 +6,17 @@ import json
 import pytest
 
 pytest.importorskip("transformers")
-hf = pytest.importorskip("torch_tos.integrations.transformers")
 
 import torch_tos  # noqa: E402
 from torch_tos.cli import main  # noqa: E402
 
+try:  # what the CLI builds with: the integration, or its own causal-LM builder without it
+    from torch_tos.integrations.transformers import build_from_config, hf_loss
+except ImportError:
+    from torch_tos.cli.hf import _causal_lm as build_from_config, _output_loss as hf_loss
+
 LLAMA = {"model_type": "llama", "num_hidden_layers": 1, "hidden_size": 32, "intermediate_size": 64,
-         "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 100, "use_cache": False}
+         "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 100}
 
 
 def _json(argv, capsys):
@@ -25,9 +29,9 @@ def test_config_file_training_equals_the_python_api(tmp_path, capsys):
     cfg.write_text(json.dumps(LLAMA))
     data = _json(["profile", "--hf-config", str(cfg), "--batch-size", "2", "--seq-len", "8", "--mode",
                   "training", "--format", "json"], capsys)
-    model, make_inputs = hf.build_from_config(str(cfg), None, "meta")
+    model, make_inputs = build_from_config(str(cfg), [], "meta")
     report = torch_tos.profile(model, make_inputs(batch_size=2, seq_len=8, labels=True), mode="training",
-                               loss_fn=hf.hf_loss)
+                               loss_fn=hf_loss)
     assert data["total"]["bos"] == report.bos.to_dict() and data["total"]["flops"] == report.flops
     assert data["metadata"]["device"] == "meta" and data["metadata"]["model"] == "LlamaForCausalLM"
     # the folder holding config.json works the same
