@@ -56,3 +56,36 @@ def test_console_script_no_traceback():
     assert proc.returncode == 2
     assert proc.stderr.startswith("torch-tos: error: malformed --input-shape 'banana'")
     assert "Traceback" not in proc.stderr
+
+
+def test_integer_inputs_for_an_embedding_model(tmp_path, monkeypatch, capsys):
+    # Embedding(100, 8) → Linear(8, 2) on int64 token ids of shape (1, 4): the lookup costs no BO;
+    # the linear layer: 4 rows × 2 outputs × 8 mul = 64 mul, 4 × 2 × (7 adds + 1 bias) = 64 add
+    (tmp_path / "tos_emb_model.py").write_text(
+        "import torch\n"
+        "def build():\n"
+        "    return torch.nn.Sequential(torch.nn.Embedding(100, 8), torch.nn.Linear(8, 2))\n")
+    monkeypatch.chdir(tmp_path)  # the model file is found in the current directory
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    try:
+        assert main(["profile", "tos_emb_model:build", "--input-shape", "1,4", "--input-dtype", "int64",
+                     "--format", "json"]) == 0
+    finally:
+        sys.modules.pop("tos_emb_model", None)
+    data = json.loads(capsys.readouterr().out)
+    assert data["total"]["bos"] == {"add": 64, "sub": 0, "mul": 64, "div": 0, "root": 0}
+
+
+def test_integer_input_range():
+    import torch
+
+    from torch_tos.cli.inputs import default_high, make_inputs
+
+    model = torch.nn.Sequential(torch.nn.Embedding(7, 2), torch.nn.EmbeddingBag(5, 2))
+    assert default_high(model) == 5 and default_high(torch.nn.Linear(2, 2)) == 2
+    x, = make_inputs([(1000,)], [torch.int64], torch.device("cpu"), model=model)
+    assert x.dtype == torch.int64 and x.min() >= 0 and x.max() <= 4
+    x, = make_inputs([(1000,)], [torch.int32], torch.device("cpu"), low=3, high=6)
+    assert x.dtype == torch.int32 and set(x.tolist()) == {3, 4, 5}
+    b, = make_inputs([(1000,)], [torch.bool], torch.device("meta"))
+    assert b.dtype == torch.bool and b.device.type == "meta"

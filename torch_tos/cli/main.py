@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from .errors import CLIError, Parser
+from .errors import CLIError, Parser, first_line
 
 #: The command modules of this package, in ``--help`` order.
 COMMAND_MODULES = ("profile", "energy", "fit", "predict")
@@ -21,22 +21,26 @@ def build_parser() -> Parser:
     sub = parser.add_subparsers(dest="command", parser_class=Parser)
     for name in COMMAND_MODULES:
         importlib.import_module(f"{__package__}.{name}").register(sub)
+    parser.commands = list(sub.choices)
     return parser
 
 
 def main(argv=None) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as e:  # --help and --version: their text is printed, nothing else to do
+            return e.code if isinstance(e.code, int) else 0
         if not getattr(args, "command", None):
-            parser.print_help()
-            return 2
+            raise CLIError(f"no command given; accepted: {', '.join(parser.commands)} "
+                           f"(torch-tos COMMAND --help for one's options)")
         return int(args.func(args) or 0)
     except CLIError as e:
         print(f"torch-tos: error: {e}", file=sys.stderr)
         return 2
-    except (ValueError, TypeError, FileNotFoundError) as e:
-        print(f"torch-tos: error: {e}", file=sys.stderr)
+    except (ValueError, TypeError, OSError) as e:  # torch_tos's checks of user input, file errors
+        print(f"torch-tos: error: {first_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("torch-tos: interrupted", file=sys.stderr)

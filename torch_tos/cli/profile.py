@@ -1,69 +1,140 @@
-"""``torch-tos profile MODULE:CALLABLE --input-shape 1,3,224,224 [--mode training] [--dtype
-float16] [--device meta] [--format table|csv|json]``: count one step of a model."""
+"""``torch-tos profile MODULE:CALLABLE --input-shape 1,3,224,224 [--input-dtype int64] [--mode
+training] [--dtype float16] [--device meta] [--format table|csv|json|html] [--out FILE] [--depth N]
+[--all-rows] [--plot FILE]``, or ``torch-tos profile --hf-config config.json | --hf-model-type llama
+[--hf-override k=v,...] [--batch-size B] [--seq-len T] ...``: count one step of a model
+(docs/cli.md lists every option). Inputs are built by :mod:`.inputs`, models by :mod:`.models`
+and :mod:`.hf`, outputs checked and written by :mod:`.outputs`.
+
+Every error the user can cause — a bad option, a device this machine lacks, inputs that cannot fit
+in memory, an exception raised by the model itself — is one line on stderr and exit code 2; an
+exception from the model names its type, the layer that was running and the source line.
+"""
 
 from __future__ import annotations
 
-import importlib
+import sys
 
-from .errors import CLIError
+from .errors import CLIError, describe_failure, first_line, raised_in_torch_tos
+from .inputs import INPUT_DTYPES, check_device, make_inputs, parse_input_dtypes, parse_shape
+from .models import load_model
+from .outputs import check_output, check_plot, save_plot, write_text
+
+__all__ = ["load_model", "parse_shape", "register", "run_guarded"]  # load_model, parse_shape: used by predict
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+FORMATS = ("table", "csv", "json", "html")
+
+_BATCH_NORM_HINT = (" (batch norm in training mode needs a batch of at least 2: use e.g. "
+                    "--input-shape 2,..., or --eval to use its running statistics)")
+_MEMORY_HINT = " (out of memory: use a smaller --input-shape, or --device meta to count without computing)"
 
 
-def parse_shape(text: str) -> tuple[int, ...]:
-    """``"1,3,224,224"`` → a tuple of positive ints."""
-    try:
-        shape = tuple(int(p) for p in text.split(","))
-    except ValueError:
-        shape = ()
-    if not shape or any(s <= 0 for s in shape):
-        raise CLIError(f"malformed --input-shape {text!r}; expected positive integers separated by "
-                       f"commas, e.g. 1,3,224,224")
-    return shape
-
-
-def load_model(path: str, kwargs_text: str | None = None):
-    """``package.module:callable`` → the ``nn.Module`` it builds (or is)."""
+def _hint(exc: BaseException, text: str) -> str:
     import torch
 
-    if ":" not in path:
-        raise CLIError(f"model path {path!r} must be 'module:callable', e.g. torchvision.models:resnet18")
-    mod_name, _, attr = path.partition(":")
-    try:
-        module = importlib.import_module(mod_name)
-    except Exception as e:  # noqa: BLE001 - any import failure is the user's path
-        raise CLIError(f"cannot import module {mod_name!r} of model path {path!r}: {e}") from None
-    obj = module
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise CLIError(f"module {mod_name!r} has no attribute {attr!r}; expected a model class or "
-                           f"factory such as torchvision.models:resnet18")
-        obj = getattr(obj, part)
-    kwargs = {}
-    if kwargs_text:
-        import json
+    if "more than 1 value per channel" in text:
+        return _BATCH_NORM_HINT
+    if "argument #1 'indices'" in text:
+        return " (embedding inputs are integer indices: add --input-dtype int64)"
+    if isinstance(exc, IndexError) and "(Embedding" in text:
+        return " (integer inputs must be below the Embedding's num_embeddings: lower --input-high)"
+    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)) or "can't allocate memory" in text \
+            or "out of memory" in text.lower():
+        return _MEMORY_HINT
+    return ""
 
-        try:
-            kwargs = json.loads(kwargs_text)
-        except json.JSONDecodeError as e:
-            raise CLIError(f"--model-kwargs must be a JSON object, e.g. '{{\"num_classes\": 10}}': {e}") from None
-    if isinstance(obj, torch.nn.Module):
-        return obj
-    if not callable(obj):
-        raise CLIError(f"{path!r} is neither an nn.Module nor a callable that builds one")
+
+def run_guarded(fn, what: str):
+    """``fn()``, with any exception it raises turned into a one-line :class:`CLIError`:
+    torch_tos's own input checks keep their message; anything else names the exception and where
+    it was raised (``what`` says what was running)."""
     try:
-        model = obj(**kwargs)
-    except Exception as e:  # noqa: BLE001
-        raise CLIError(f"building {path!r} failed: {type(e).__name__}: {e}") from None
-    if not isinstance(model, torch.nn.Module):
-        raise CLIError(f"{path!r} returned {type(model).__name__}, not an nn.Module")
-    return model
+        return fn()
+    except (CLIError, KeyboardInterrupt):
+        raise
+    except Exception as e:  # noqa: BLE001 - every exception of the user's model is reported
+        if isinstance(e, (ValueError, TypeError)) and raised_in_torch_tos(e):
+            raise CLIError(first_line(e)) from None
+        text = describe_failure(e)
+        raise CLIError(f"{what}: {text}{_hint(e, text)}") from None
+
+
+def _optimizer(name, model):
+    import torch
+
+    if name is None:
+        return None
+    if name not in OPTIMIZERS:
+        raise CLIError(f"unknown --optimizer {name!r}; accepted: {', '.join(OPTIMIZERS)}")
+    if name == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=0.01)
+    return {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[name](model.parameters())
+
+
+def _model_and_inputs(args, device):
+    """``(model, inputs, loss_fn, target, shapes shown in errors)`` from MODULE:CALLABLE and
+    --input-shape, or from a Hugging Face config."""
+    import torch
+
+    hf = args.hf_config or args.hf_model_type
+    if args.hf_config and args.hf_model_type:
+        raise CLIError("give --hf-config or --hf-model-type, not both")
+    if hf and args.model:
+        raise CLIError(f"give a model path ({args.model!r}) or a Hugging Face config, not both")
+    if hf:
+        if args.input_shape:
+            raise CLIError("--input-shape is for MODULE:CALLABLE models; a Hugging Face model's inputs "
+                           "come from --batch-size and --seq-len")
+        if args.hf_config:
+            from pathlib import Path
+
+            if not Path(args.hf_config).exists():
+                raise CLIError(f"--hf-config {args.hf_config!r}: no such file or folder; give a "
+                               f"config.json or the folder holding it")
+        from .hf import build_hf
+
+        model, inputs, loss_fn = build_hf(hf, args.hf_override, device, args.batch_size, args.seq_len, args.mode)
+        if args.eval:
+            model.eval()
+        return model, inputs, loss_fn, None, f"batch size {args.batch_size}, sequence length {args.seq_len}"
+    if not args.model:
+        raise CLIError("no model given: a MODULE:CALLABLE path (e.g. torchvision.models:resnet18 "
+                       "--input-shape 1,3,224,224), --hf-config config.json or --hf-model-type llama")
+    if args.hf_override:
+        raise CLIError("--hf-override applies to --hf-config or --hf-model-type only")
+    if not args.input_shape:
+        raise CLIError("--input-shape is required with a MODULE:CALLABLE model, e.g. --input-shape 1,3,224,224")
+    shapes = [parse_shape(s) for s in args.input_shape]
+    input_dtypes = parse_input_dtypes(args.input_dtype, len(shapes))
+    model = load_model(args.model, args.model_kwargs)
+    if args.eval:
+        model.eval()
+    on = device if device is not None else torch.device("cpu")
+    inputs = make_inputs(shapes, input_dtypes, on, low=args.input_low, high=args.input_high, model=model)
+    loss_fn = target = None
+    if args.mode != "inference" and args.loss == "cross_entropy":
+        loss_fn = torch.nn.CrossEntropyLoss()
+        target = torch.zeros(shapes[0][0], dtype=torch.long, device=on)  # every sample of class 0
+    inputs = inputs if len(inputs) > 1 else inputs[0]
+    return model, inputs, loss_fn, target, "inputs of shape " + ", ".join(map(str, shapes))
+
+
+def _check_views(args):
+    if args.depth is not None and args.depth < 0:
+        raise CLIError(f"--depth must be 0 (the whole model) or more, got {args.depth}")
+    if args.top < 1:
+        raise CLIError(f"--top must be a positive number of layers, got {args.top}")
+    out = check_output(args.out, "--out") if args.out else None
+    plot = check_plot(args.plot) if args.plot else None
+    if out is not None and plot is not None and out.resolve() == plot.resolve():
+        raise CLIError(f"--out and --plot are the same file {args.out!r}; give two files")
+    return out, plot
 
 
 def _cmd_profile(args) -> int:
-    import torch
-
     from ..api import profile
-    from ..validation import MODES
     from ..tables import parse_dtype
+    from ..validation import MODES
 
     if args.mode not in MODES:
         raise CLIError(f"unknown --mode {args.mode!r}; accepted: {', '.join(MODES)}")
@@ -73,59 +144,86 @@ def _cmd_profile(args) -> int:
             dtype = parse_dtype(args.dtype)
         except ValueError as e:
             raise CLIError(f"--dtype: {e}") from None
-    shapes = [parse_shape(s) for s in args.input_shape]
-    try:
-        device = torch.device(args.device) if args.device else None
-    except (RuntimeError, TypeError):
-        raise CLIError(f"unknown --device {args.device!r}; accepted: cpu, cuda, cuda:N, meta") from None
-    model = load_model(args.model, args.model_kwargs)
-    if args.eval:
-        model.eval()
-    on = device if device is not None else torch.device("cpu")
-    inputs = tuple(torch.randn(s, device=on) for s in shapes)
-    loss_fn = target = optimizer = None
-    if args.mode != "inference" and args.loss == "cross_entropy":
-        with torch.no_grad():
-            out = model.to(on)(*inputs) if on.type == "meta" else None
-        loss_fn = torch.nn.CrossEntropyLoss()
-        n_classes = out.shape[-1] if out is not None else 1000
-        target = torch.zeros(shapes[0][0], dtype=torch.long, device=on) % n_classes
-    if args.optimizer:
-        opts = {"sgd": lambda p: torch.optim.SGD(p, lr=0.01), "adam": lambda p: torch.optim.Adam(p),
-                "adamw": lambda p: torch.optim.AdamW(p)}
-        if args.optimizer not in opts:
-            raise CLIError(f"unknown --optimizer {args.optimizer!r}; accepted: {', '.join(opts)}")
-        optimizer = opts[args.optimizer](model.parameters())
-    try:
-        report = profile(model, inputs if len(inputs) > 1 else inputs[0], mode=args.mode, dtype=dtype,
-                         device=device, loss_fn=loss_fn, target=target, optimizer=optimizer)
-    except (ValueError, RuntimeError) as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        hint = ""
-        if "more than 1 value per channel" in msg:
-            hint = " (batch norm in training mode needs a batch of at least 2: use e.g. --input-shape 2,...)"
-        raise CLIError(f"the model failed on inputs of shape {', '.join(map(str, shapes))}: {msg}{hint}") from None
+    device = check_device(args.device)
+    out, plot = _check_views(args)
+    model, inputs, loss_fn, target, shown = _model_and_inputs(args, device)
+    optimizer = _optimizer(args.optimizer, model)
+    report = run_guarded(lambda: profile(model, inputs, mode=args.mode, dtype=dtype, device=device,
+                                         loss_fn=loss_fn, target=target, optimizer=optimizer),
+                         f"the model failed on {shown}")
+    depth = args.depth or None  # 0: the whole model, every layer
     if args.format == "json":
-        print(report.to_json())
+        text = report.to_json()
     elif args.format == "csv":
-        print(report.to_dataframe().to_csv(index=False), end="")
+        text = report.to_dataframe(depth).to_csv(index=False)
+    elif args.format == "html":
+        text = run_guarded(lambda: report.to_html(depth=depth, all_rows=args.all_rows, top=args.top),
+                           "the HTML report failed")
     else:
-        print(report)
+        text = report.table(depth, all_rows=args.all_rows).replace(
+            "table(all_rows=True) lists the folded rows", "--all-rows lists the folded rows")
+    write_text(text, out)
+    if plot is not None:
+        save_plot(report, plot, depth=depth, top=args.top)
+    if out is not None or plot is not None:
+        print("written: " + ", ".join(str(p) for p in (out, plot) if p is not None), file=sys.stderr)
     return 0
 
 
 def register(sub) -> None:
-    p = sub.add_parser("profile", help="count BOs, TOs and FLOPs of one step of a model")
-    p.add_argument("model", help="module:callable building the model, e.g. torchvision.models:resnet18")
-    p.add_argument("--input-shape", action="append", required=True,
+    p = sub.add_parser("profile", help="count BOs, TOs and FLOPs of one step of a model",
+                       description="Count the BOs, TOs and FLOPs of one inference, validation or "
+                       "training step of a model built by MODULE:CALLABLE on random inputs, or of a "
+                       "Hugging Face model built from its config (no weights, no network).")
+    p.add_argument("model", nargs="?", help="module:callable building the model (a class, a factory or an "
+                   "nn.Module), e.g. torchvision.models:resnet18, or mymodel:build for ./mymodel.py")
+    p.add_argument("--input-shape", action="append", metavar="SHAPE",
                    help="input tensor shape, e.g. 1,3,224,224 (repeat for several inputs)")
-    p.add_argument("--mode", default="inference", help="inference | validation | training")
-    p.add_argument("--dtype", default=None, help="price every op as this dtype: float16, bfloat16, float32, float64")
-    p.add_argument("--device", default=None, help="cpu, cuda, or meta (count without computing)")
-    p.add_argument("--format", default="table", choices=("table", "csv", "json"))
+    p.add_argument("--input-dtype", action="append", metavar="DTYPE",
+                   help=f"dtype of the inputs, once for all or once per --input-shape: {', '.join(INPUT_DTYPES)}; "
+                   "floating-point inputs are randn, integer ones randint(--input-low, --input-high) "
+                   "(default float32)")
+    p.add_argument("--input-low", type=int, default=0, metavar="N", help="smallest value of integer inputs")
+    p.add_argument("--input-high", type=int, default=None, metavar="N",
+                   help="exclusive upper bound of integer inputs (default: the smallest num_embeddings "
+                   "of the model's Embedding layers, 2 without any)")
+    hf = p.add_argument_group("Hugging Face models (transformers, built from a config; no network)")
+    hf.add_argument("--hf-config", metavar="PATH", help="a config.json, or the folder holding it")
+    hf.add_argument("--hf-model-type", metavar="TYPE", help="a transformers model type with its default "
+                    "config: gpt2, llama, mistral, qwen2, bert, t5, vit, whisper, ...")
+    hf.add_argument("--hf-override", action="append", metavar="K=V,...",
+                    help="config values to change, JSON values, e.g. num_hidden_layers=2,hidden_size=256 "
+                    "(repeatable)")
+    hf.add_argument("--batch-size", type=int, default=1, help="batch size of the Hugging Face inputs")
+    hf.add_argument("--seq-len", type=int, default=128, help="sequence length of the Hugging Face inputs "
+                    "(token ids; images and audio features take their size from the config)")
+    p.add_argument("--mode", default="inference", metavar="MODE",
+                   help="inference (forward), validation (+ loss) or training (+ backward, + one optimizer "
+                   "step with --optimizer)")
+    p.add_argument("--dtype", default=None, help="price every op as this dtype: float16, bfloat16, float32, "
+                   "float64 (default: each op in its own dtype)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N, mps, or meta (count without computing) "
+                   "(default: cpu for a MODULE:CALLABLE model, meta for a Hugging Face config)")
     p.add_argument("--loss", default="sum", choices=("sum", "cross_entropy"),
-                   help="loss for validation/training: the output.sum() surrogate or cross-entropy")
-    p.add_argument("--optimizer", default=None, help="add one optimizer step: sgd, adam, adamw")
-    p.add_argument("--model-kwargs", default=None, help="JSON keyword arguments for the model factory")
-    p.add_argument("--eval", action="store_true", help="put the model in eval mode first")
+                   help="loss for validation/training of a MODULE:CALLABLE model: the output.sum() surrogate, "
+                   "or cross-entropy against class 0 (Hugging Face models use their own loss on labels)")
+    p.add_argument("--optimizer", default=None, metavar="NAME", help=f"add one optimizer step: {', '.join(OPTIMIZERS)} "
+                   "(default: none)")
+    p.add_argument("--model-kwargs", default=None, metavar="JSON", help="JSON keyword arguments for the model "
+                   "factory, e.g. '{\"num_classes\": 10}' (default: none)")
+    p.add_argument("--eval", action="store_true", help="put the model in eval mode first (dropout off, "
+                   "batch norm with running statistics); a new model is in train mode")
+    out = p.add_argument_group("output")
+    out.add_argument("--format", default="table", choices=FORMATS, help="table (text), csv, json, or html (one "
+                     "self-contained page: totals, the table and the figure)")
+    out.add_argument("--out", metavar="FILE", help="write the output to FILE (default: standard output)")
+    out.add_argument("--depth", type=int, default=None, metavar="N",
+                     help="fold submodules deeper than N into their ancestor (1: top-level modules only) in "
+                     "the table, csv, html and plot (default: every layer)")
+    out.add_argument("--all-rows", action="store_true", help="also list the zero-cost and integer bookkeeping "
+                     "rows that the table folds into one line")
+    out.add_argument("--plot", metavar="FILE", help="save the figure of where the TOs go (per layer, by BO "
+                     "kind and by phase) to FILE: .png, .svg, .pdf, ... (needs matplotlib)")
+    out.add_argument("--top", type=int, default=15, metavar="N", help="layers shown in the figure; the "
+                     "rest are folded into one bar")
     p.set_defaults(func=_cmd_profile)
