@@ -53,7 +53,7 @@ def build_hf(source: str, override_texts, device, batch_size: int, seq_len: int,
         import transformers  # noqa: F401
     except ImportError:
         raise CLIError("--hf-config/--hf-model-type need Hugging Face transformers: "
-                       "pip install 'torch-tos[hf]'") from None
+                       "pip install 'torch-tos[transformers]'") from None
     try:
         from ..integrations.transformers import build_from_config, hf_loss
     except ImportError:
