@@ -169,11 +169,14 @@ def _cmd_demo(args) -> int:
 
 
 def _options(p):
+    from ..energy.calibrate import DEFAULT_FEATURES
+
     p.add_argument("--repeats", type=int, default=3, help="runs per suite entry")
     p.add_argument("--reference", action="store_true", help="measure a fixed reference workload before and "
                    "after each run and correct the run for the machine's drift (raw values kept)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
-    p.add_argument("--features", default="tos,calls,bytes", help="the law's counted features, comma-separated")
+    p.add_argument("--features", default=",".join(DEFAULT_FEATURES),
+                   help="the law's counted features, comma-separated")
     p.add_argument("--families", help="only these suite families, comma-separated (a quicker, narrower law)")
     p.add_argument("--scale", type=float, default=1.0, help="multiply every suite entry's epochs (longer or "
                    "shorter runs)")

@@ -58,7 +58,7 @@ def validate_runs(runs, *, features=("tos", "flops"), name: str = "runs", line_o
     """Check a runs table and return a copy with numeric columns as numbers.
 
     Raises ``ValueError`` naming the problem: not a table, missing columns, non-numeric values,
-    empty/NaN, infinite, zero or negative energies or features. ``line_offset`` turns row
+    empty/NaN, infinite, zero or negative energies, negative features. ``line_offset`` turns row
     positions into file line numbers in messages (2 for a CSV with a header).
     """
     if not isinstance(runs, pd.DataFrame):
@@ -96,12 +96,12 @@ def validate_runs(runs, *, features=("tos", "flops"), name: str = "runs", line_o
         if not np.isfinite(values.to_numpy(dtype=float)).all():
             raise ValueError(f"{name}: column {col!r} is infinite on {where}(s) "
                              f"{_rows(~np.isfinite(values.astype(float)), line_offset)}")
-        if (values <= 0).any():
-            what = "energies" if col == "joules" else "counts"
-            raise ValueError(f"{name}: column {col!r} has zero or negative {what} on {where}(s) "
-                             f"{_rows(values <= 0, line_offset)}; "
-                             + ("energies must be positive joules" if col == "joules" else
-                                "counts of a training run must be positive"))
+        if col == "joules" and (values <= 0).any():
+            raise ValueError(f"{name}: column 'joules' has zero or negative energies on {where}(s) "
+                             f"{_rows(values <= 0, line_offset)}; energies must be positive joules")
+        if col != "joules" and (values < 0).any():  # a per-class count may be 0 (no conv in an MLP)
+            raise ValueError(f"{name}: column {col!r} has negative counts on {where}(s) "
+                             f"{_rows(values < 0, line_offset)}; counted features cannot be negative")
     for col in ("family", "width", "depth", "activation"):
         if col not in df.columns:
             df[col] = np.nan
