@@ -107,32 +107,6 @@ def test_as_counts_and_whitelist():
         check_features(())
 
 
-def test_bytes_large_by_hand():
-    from torch_tos.energy.features import LARGE_CALL_BYTES, large_bytes
-
-    assert LARGE_CALL_BYTES == 4 * 2 ** 20
-    c = Counts()
-    # 2 calls moving 10 MiB in all: 5 MiB per call >= 4 MiB -> large
-    c.add(("fc", "forward", F32, "aten.mm"), (1, 0, 1, 0, 0), calls=2, bytes=10 * 2 ** 20)
-    # 4 calls moving 12 MiB in all: 3 MiB per call < 4 MiB -> not large
-    c.add(("fc", "backward", F32, "aten.mm"), (1, 0, 1, 0, 0), calls=4, bytes=12 * 2 ** 20)
-    # exactly 4 MiB in one call -> large (the threshold is inclusive)
-    c.add(("(optimizer)", "optimizer", F32, "aten.add_"), (1, 0, 0, 0, 0), bytes=4 * 2 ** 20)
-    f = step_features(c)
-    assert f["bytes_large"] == 10 * 2 ** 20 + 4 * 2 ** 20
-    assert f["bytes"] == 26 * 2 ** 20
-    rows = list(c.rows.items())
-    assert [large_bytes(r) for _k, r in rows] == [10 * 2 ** 20, 0.0, 4 * 2 ** 20]
-    assert sum(row_features(k, r)["bytes_large"] for k, r in rows) == f["bytes_large"]
-    # a 1024 x 1024 float32 linear layer: its weight alone is 4 MiB, so every call touching it is large
-    model = nn.Linear(1024, 1024, bias=False)
-    r = torch_tos.profile(model, torch.randn(2, 1024), mode="training",
-                          optimizer=torch.optim.SGD(model.parameters(), lr=0.1), device="meta")
-    g = step_features(r)
-    assert g["bytes_large"] >= 4 * 4 * 2 ** 20  # forward mm, weight-grad mm, SGD update, ...
-    assert step_features(hand_counts())["bytes_large"] == 0  # tiny tensors
-
-
 def test_fused_recurrent_layers_are_matmul():
     for op in ("aten.mkldnn_rnn_layer", "aten.mkldnn_rnn_layer_backward", "aten._cudnn_rnn",
                "aten._thnn_fused_lstm_cell"):

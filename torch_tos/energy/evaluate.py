@@ -44,14 +44,12 @@ CLASS_LAW = tuple(f"{kind}_{c}" for kind in ("tos", "calls") for c in CLASSES)
 #: launch overhead each with its own cost; e.g. a 3×3 conv of 512 channels on a 2×2 map is
 #: weight-bandwidth bound, which conv TOs alone cannot say).
 FULL_CLASS_LAW = tuple(f"{kind}_{c}" for kind in ("tos", "bytes", "calls") for c in CLASSES)
-#: :data:`CLASS_LAW` + bytes moved + bytes moved by out-of-cache calls (``bytes_large``).
-CLASS_BYTES_LAW = CLASS_LAW + ("bytes", "bytes_large")
 #: TOs, bytes, elementwise bytes, conv and matmul kernel calls: the default law (see DEFAULT_LAW).
 #: Physically: J per TO (arithmetic), J per byte (data movement), extra J per elementwise byte
 #: (memory-bound pointwise kernels and activations), J per conv call (a oneDNN convolution's fixed
 #: cost: primitive setup, layout reorders, weight-gradient reduction) and J per matmul call.
 STEP_LAW = ("tos", "bytes", "bytes_elementwise", "calls_conv", "calls_matmul")
-#: The candidate laws the default is chosen from: name → features. Six were set before the
+#: The candidate laws the default is chosen from: name → features. Five were set before the
 #: benchmark ran; "TOs+calls+bytes+conv calls/bytes" is the calibration's default of the time
 #: (torch_tos.energy.calibrate); "TOs+bytes+elementwise bytes+conv/matmul calls" (STEP_LAW) came
 #: from a greedy forward selection, starting from TOs, on the LOCO + LOFO error of a first
@@ -65,7 +63,6 @@ CANDIDATES = {
     + ("calls",),
     "TOs+calls per class+conv/opt/rng bytes": CLASS_LAW + ("bytes_conv", "bytes_optimizer", "bytes_rng"),
     "TOs+bytes+calls per class": FULL_CLASS_LAW,
-    "TOs+calls per class+bytes+large": CLASS_BYTES_LAW,
 }
 #: The name (in :data:`CANDIDATES` and :func:`default_laws`) of the law calibrate and predict
 #: should use by default, and its features (:data:`STEP_LAW`): the candidate with the lowest mean
@@ -264,5 +261,4 @@ def format_evaluation(ev: pd.DataFrame, split: str | None = None, digits: int = 
 
 
 __all__ = ["evaluate", "summarize", "format_evaluation", "default_laws", "EVAL_SPLITS", "OVERHEAD", "CLASS_LAW",
-           "MEAN_ONLY", "NOISE_FLOOR", "DEFAULT_LAW", "DEFAULT_FEATURES", "CANDIDATES", "STEP_LAW", "FULL_CLASS_LAW",
-           "CLASS_BYTES_LAW"]
+           "MEAN_ONLY", "NOISE_FLOOR", "DEFAULT_LAW", "DEFAULT_FEATURES", "CANDIDATES", "STEP_LAW", "FULL_CLASS_LAW"]

@@ -12,10 +12,7 @@ runs-CSV column names (:data:`FEATURE_NAMES`):
   ``aten.embedding``, random-number generation). Views and metadata ops (``aten.view``,
   ``aten.t``, ``aten.detach``, allocation with ``aten.empty``) are not kernels;
 - ``bytes``: Σ bytes of each op's tensor inputs and outputs — an *estimate* of data movement
-  (each tensor once; caches, re-reads and fusion ignored; views move 0); ``bytes_large``: the part
-  of ``bytes`` moved by calls of :data:`LARGE_CALL_BYTES` (4 MiB) or more each — tensors too big
-  for a core's private cache (wide layers' weights and gradients, the optimizer step of big
-  tensors, dense embedding gradients), which stream from shared cache or DRAM;
+  (each tensor once; caches, re-reads and fusion ignored; views move 0);
 - per op class ``c`` of :data:`CLASSES`: ``tos_<c>``, ``bytes_<c>``, ``calls_<c>`` (``calls_<c>``
   counts kernels only, like ``calls``).
 
@@ -112,12 +109,7 @@ GRAD_ACCUMULATION: frozenset[str] = frozenset({"aten.add", "aten.add_"})
 #: dtypes with a ``tos_<dtype>`` column (every dtype the transistor table prices).
 DTYPES: tuple[str, ...] = tuple(dict.fromkeys(dtype_name(d) for d in (*FLOAT_FORMATS, *INT_FORMATS,
                                                                       *COMPLEX_COMPONENT)))
-#: Bytes per kernel call from which a call's tensors cannot stay in a core's private cache (L2 is
-#: 1–2 MiB per core on current x86 and Arm server cores; the inputs and outputs of such a call
-#: stream from the shared cache or DRAM). An order of magnitude, not a measured figure.
-LARGE_CALL_BYTES = 4 * 2 ** 20
-BASE_FEATURES: tuple[str, ...] = ("tos", "flops", *(f"bos_{b}" for b in BO_NAMES), "calls", "bytes",
-                                  "bytes_large")
+BASE_FEATURES: tuple[str, ...] = ("tos", "flops", *(f"bos_{b}" for b in BO_NAMES), "calls", "bytes")
 #: Every counted feature, in CSV column order.
 FEATURE_NAMES: tuple[str, ...] = (*BASE_FEATURES, *(f"tos_{d}" for d in DTYPES),
                                   *(f"{kind}_{c}" for c in CLASSES for kind in ("tos", "bytes", "calls")))
@@ -143,13 +135,6 @@ def op_class(op: str, phase: str = "forward", layer_groups: int = 1) -> str:
 def is_kernel(op: str, row) -> bool:
     """Whether a counts row's op runs a compute kernel: BOs or FLOPs > 0, or a data kernel."""
     return any(row[:N_BOS]) or row[FLOPS] > 0 or op in DATA_KERNELS
-
-
-def large_bytes(row) -> float:
-    """Bytes of a counts row whose calls move :data:`LARGE_CALL_BYTES` or more each (on average
-    over the row's calls), else 0: the ``bytes_large`` feature."""
-    calls = row[CALLS]
-    return float(row[BYTES]) if calls > 0 and row[BYTES] >= LARGE_CALL_BYTES * calls else 0.0
 
 
 def conv_groups(model: torch.nn.Module) -> dict[str, int]:
@@ -178,7 +163,7 @@ def row_features(key: tuple, row, table=None, groups: dict | None = None) -> dic
     tos = float(price_bos(table or DEFAULT_TABLE, row, dtype)) if any(row[:N_BOS]) else 0.0
     calls = float(row[CALLS]) if is_kernel(op, row) else 0.0
     out = {"tos": tos, "flops": float(row[FLOPS]), "calls": calls, "bytes": float(row[BYTES]),
-           "bytes_large": large_bytes(row), f"tos_{dtype_name(dtype)}": tos, f"tos_{cls}": tos, f"bytes_{cls}": float(row[BYTES]),
+           f"tos_{dtype_name(dtype)}": tos, f"tos_{cls}": tos, f"bytes_{cls}": float(row[BYTES]),
            f"calls_{cls}": calls}
     for name, v in zip(BO_NAMES, row[:N_BOS]):
         out[f"bos_{name}"] = float(v)
@@ -209,7 +194,6 @@ def step_features(counts: Counts, table=None, *, model: torch.nn.Module | None =
         out[f"calls_{cls}"] += calls
         out["flops"] += row[FLOPS]
         out["bytes"] += row[BYTES]
-        out["bytes_large"] += large_bytes(row)
         out[f"bytes_{cls}"] += row[BYTES]
         for name, v in zip(BO_NAMES, row[:N_BOS]):
             out[f"bos_{name}"] += v
@@ -279,5 +263,5 @@ def unit(feature: str) -> tuple[str, str]:
 
 
 __all__ = ["CLASSES", "OP_CLASSES", "DATA_KERNELS", "FEATURE_NAMES", "BASE_FEATURES", "DTYPES",
-           "step_features", "row_features", "large_bytes", "LARGE_CALL_BYTES", "op_class", "is_kernel", "conv_groups", "as_counts",
+           "step_features", "row_features", "op_class", "is_kernel", "conv_groups", "as_counts",
            "is_counted_feature", "check_features", "unit", "MEASURED"]
