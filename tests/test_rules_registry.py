@@ -14,6 +14,17 @@ from torch_tos.rules import registry
 from torch_tos.rules.registry import MissingOpError
 
 
+def _torchvision_loads() -> bool:
+    try:
+        import torchvision  # noqa: F401
+    except Exception:  # noqa: BLE001 - absent or broken (a CUDA wheel on a CPU torch)
+        return False
+    return True
+
+
+TORCHVISION = _torchvision_loads()
+
+
 def _resolves(op) -> bool:
     """The op is reachable again from its qualified name (packet, or packet + overload)."""
     packet = getattr(op, "_overloadpacket", op)
@@ -27,13 +38,14 @@ def _resolves(op) -> bool:
 
 
 def test_every_registered_name_resolves():
-    registry.resolve_all()   # torchvision is installed here: its rules too
-    assert not registry.PENDING
+    registry.resolve_all()   # where torchvision loads: its rules too
+    assert not registry.PENDING if TORCHVISION else set(registry.PENDING) == {"torchvision"}
     ops = list(registry.RULES) + list(registry.ZERO_OPS)
     assert len(ops) > 700
     unresolved = [str(op) for op in ops if not _resolves(op)]
     assert unresolved == []
-    assert torch.ops.torchvision._cuda_version in registry.ZERO_OPS
+    if TORCHVISION:
+        assert torch.ops.torchvision._cuda_version in registry.ZERO_OPS
 
 
 def test_a_rule_for_a_missing_op_is_an_error():
@@ -58,6 +70,7 @@ def test_version_specs(spec, version, expected):
     assert registry._in_versions(spec, version) is expected
 
 
+@pytest.mark.skipif(not TORCHVISION, reason="torchvision does not load")
 @pytest.mark.parametrize("order", ["import torch_tos, torchvision", "import torchvision, torch_tos"])
 def test_torchvision_ops_registered_whatever_the_import_order(order):
     code = (f"{order}; import torch; from torch_tos.rules import lookup; "

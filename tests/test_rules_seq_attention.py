@@ -238,9 +238,12 @@ def test_sdpa_meta_equals_cpu(kw, mask):
 
 def test_sdpa_three_d_and_gqa_on_meta():
     # 3-D inputs are unsqueezed to 4-D for the CPU kernel; grouped K/V heads are read per q head
-    counted = op_bos(sdpa_step(), torch.randn(2, 3, 2, requires_grad=True), torch.randn(2, 4, 2),
-                     torch.randn(2, 4, 2))
-    assert counted["_scaled_dot_product_flash_attention_for_cpu"] == flash_cpu_forward(1, 2, 3, 4, 2, 2)
+    q3, k3, v3 = torch.randn(2, 3, 2, requires_grad=True), torch.randn(2, 4, 2), torch.randn(2, 4, 2)
+    counted = op_bos(sdpa_step(), q3, k3, v3)          # meta == CPU whichever kernel the CPU takes
+    if cpu_sdp_backend(q3, k3, v3) == SDP_FLASH:        # torch ≥ 2.14 takes flash for 3-D inputs
+        assert counted["_scaled_dot_product_flash_attention_for_cpu"] == flash_cpu_forward(1, 2, 3, 4, 2, 2)
+    else:                                               # torch 2.13: the math path
+        assert "bmm" in counted
     q, k, v = torch.randn(1, 4, 3, 2), torch.randn(1, 2, 5, 2), torch.randn(1, 2, 5, 2)
     counted = op_bos(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, enable_gqa=True), q, k, v)
     assert counted["_scaled_dot_product_flash_attention_for_cpu"] == flash_cpu_forward(1, 4, 3, 5, 2, 2)
@@ -289,7 +292,7 @@ def test_kernel_choice_is_scoped_to_the_engine():
     with torch_tos.Engine(flops=False) as engine:
         assert F.scaled_dot_product_attention is original  # nothing of PyTorch is swapped
         F.scaled_dot_product_attention(q, q, q)
-    ops = {k[3] for k in engine.stats}
+    ops = {k[3] for k in engine.counts.rows}
     assert "aten._scaled_dot_product_flash_attention_for_cpu" in ops
     # outside an engine, meta keeps PyTorch's own (math) path
     assert meta_sdpa_ops() == stock and any("bmm" in s for s in stock)
@@ -320,6 +323,23 @@ def test_other_threads_get_stock_pytorch_while_an_engine_is_open():
     assert seen["meta"] == stock_meta and FLASH not in seen["meta"]
     assert torch.equal(seen["cpu"], stock_cpu)
     assert "aten.mish_backward.default" not in seen["mish"] and "aten.tanh.default" in seen["mish"]
-    ops = {k[3] for k in engine.stats}                  # the engine's own thread: CPU kernels
+    ops = {k[3] for k in engine.counts.rows}                  # the engine's own thread: CPU kernels
     assert {"aten.mish_backward", "aten._scaled_dot_product_flash_attention_for_cpu"} <= ops
     assert not any("bmm" in op for op in ops)            # the other thread's ops are not counted
+
+
+def test_sdpa_mask_that_requires_grad_takes_the_math_path_on_meta_as_on_cpu():
+    # timm beit / maxvit: a learned relative-position bias passed as attn_mask. The CPU selector
+    # rejects flash for a mask that needs a gradient (flash has no mask gradient), so both devices
+    # take the math path; the meta stand-ins keep requires_grad, so meta no longer picks flash and
+    # crashes in backward ("not differentiable with respect to argument attn_mask").
+    q, k, v = qkv(b=1, h=2, L=5, S=5, d=4)
+    mask = torch.zeros(5, 5, requires_grad=True)
+    assert cpu_sdp_backend(q, k, v, mask) == SDP_MATH
+    assert cpu_sdp_backend(q, k, v, mask.detach()) == SDP_FLASH
+    counted = op_bos(sdpa_step(), q, k, v, mask)        # op_bos asserts meta == CPU
+    assert "_scaled_dot_product_flash_attention_for_cpu" not in counted
+    # math path bmms per head (L = S = 5, d = 4; a dot of n: n mul, n−1 add): forward QKᵀ
+    # 25 dots of 4 (100 mul, 75 add), P·V 20 dots of 5 (100, 80); backward dP = dO·Vᵀ (100, 75),
+    # dV = Pᵀ·dO (100, 80), dQ = dS·K (100, 80), dK = dSᵀ·Q (100, 80) → 600 mul, 470 add; 2 heads
+    assert counted["bmm"] == B(add=940, mul=1200)

@@ -51,11 +51,13 @@ def leaf(*shape):
 def test_conv2d_bias_forward_backward():
     # Conv2d(2→3, k=3, pad=1) on 1×2×4×4: 48 outputs, K = 2·9 = 18 products each.
     # forward: mul 48·18 = 864; add 48·17 accumulations + 48 bias = 864
-    # backward: grad_input mul 864, add 864 − numel(x)=32 → 832; grad_weight mul 864,
-    #   add 864 − numel(w)=54 → 810; grad_bias add numel(g) − C_out = 48 − 3 = 45
+    # backward: grad_input mul 864; adds only for products landing inside the input (padding
+    #   crops the rest): per dim the (grad_out position, tap) pairs landing on input positions
+    #   0..3 are 2, 3, 3, 2 → L = 10, R = 4 receiving → N·C_in·(C_out·L² − R²) = 2·(3·100 − 16)
+    #   = 568; grad_weight mul 864, add 864 − numel(w)=54 → 810; grad_bias add 48 − 3 = 45
     got = op_bos(step, nn.Conv2d(2, 3, 3, padding=1), leaf(1, 2, 4, 4))
     assert got["convolution"] == B(add=864, mul=864)
-    assert got["convolution_backward"] == B(add=832 + 810 + 45, mul=2 * 864)
+    assert got["convolution_backward"] == B(add=568 + 810 + 45, mul=2 * 864)
 
 
 def test_conv2d_grouped_strided_no_bias():

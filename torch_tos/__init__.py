@@ -11,8 +11,10 @@ from .api import profile
 from .training import TOsCounter
 from .counter import Engine, UnsupportedOpWarning
 from .graph import GraphReport, GraphTraceError, NodeCount, graph
+from .rules.extend import RuleError, register_rule, unregister_rule
+from .hops import UpperBoundWarning
 
 __all__ = ["BOs", "BO_NAMES", "TOsCounter", "TransistorTable", "DEFAULT_TABLE", "tos", "profile", "Report",
            "PhaseTotal", "UnsupportedOp", "Engine", "UnsupportedOpWarning", "graph", "GraphReport", "GraphTraceError",
-           "NodeCount"]
+           "NodeCount", "register_rule", "unregister_rule", "RuleError", "UpperBoundWarning"]
 __version__ = "0.1.0"

@@ -3,7 +3,7 @@
 torch_tos counts what really runs at the aten level, which needs a few hooks PyTorch does not
 document. They are all imported from here so that a PyTorch release that moves one breaks in one
 place, with a message naming the API, instead of deep inside a count. Tested on torch 2.13 and
-2.14 (see docs/conventions.md §7). Each entry says what happens when the API is missing:
+2.14 (see docs/conventions.md §8). Each entry says what happens when the API is missing:
 
 ==========================================  =======================================================
 API                                         without it
@@ -23,6 +23,10 @@ API                                         without it
 ``aten._fused_sdp_choice``                  :class:`CompatError` (meta SDPA kernel choice)
 ``torch.library.Library._destroy``          dropping the last reference (its finalizer
                                             deregisters the kernels)
+``torch._ops.OpOverload(Packet)``           none: the rules are keyed by them (needed at import)
+``torch._ops.HigherOrderOperator`` and its  no higher-order op is recognised (``torch.cond``
+``py_kernels[CompositeExplicitAutograd]``   then fails inside PyTorch, as before); a HOP without
+                                            the eager kernel is reported unsupported
 ==========================================  =======================================================
 """
 
@@ -110,6 +114,11 @@ def fused_sdp_choice(query, key, value, attn_mask, dropout_p, is_causal, scale, 
                   enable_gqa=enable_gqa))
 
 
+# -- operator objects -------------------------------------------------------------------------------
+OpOverload = torch._ops.OpOverload
+OpOverloadPacket = torch._ops.OpOverloadPacket
+
+
 # -- pytrees ---------------------------------------------------------------------------------------
 try:
     from torch.utils._pytree import tree_leaves
@@ -155,3 +164,15 @@ def wrap_flop_formula(f):
     """A FLOP formula as ``FlopCounterMode(custom_mapping=...)`` wraps it: raw (``_get_raw``)
     formulas take tensors, the others shapes."""
     return f if getattr(f, "_get_raw", False) else shape_wrapper(f)
+
+
+# -- higher-order operators (torch.cond & co., see torch_tos/hops.py) ---------------------------------
+HigherOrderOperator = getattr(getattr(torch, "_ops", None), "HigherOrderOperator", None) or type(
+    "NoHigherOrderOperator", (), {})
+
+
+def eager_kernel(hop):
+    """The eager (``CompositeExplicitAutograd``) Python kernel of a higher-order op, or ``None``."""
+    key = getattr(getattr(torch._C, "DispatchKey", None), "CompositeExplicitAutograd", None)
+    kernels = getattr(hop, "py_kernels", None)
+    return kernels.get(key) if key is not None and kernels is not None else None

@@ -5,11 +5,12 @@ from __future__ import annotations
 import torch
 from torch.utils._pytree import tree_leaves
 
-from .attribution import ModuleScope
+from .attribution import ModuleScope, module_params
 from .copying import working_copy
 from .counter import Engine, warn_unsupported
 from .counts import LOSS_LAYER, OPTIMIZER_LAYER
-from .report import Report
+from .extensions import Extensions
+from .report import Report, check_law
 from .tables import DEFAULT_TABLE, TransistorTable
 from .validation import MODES, check_profile_args, split_inputs  # noqa: F401 - MODES re-exported
 
@@ -30,7 +31,8 @@ def _surrogate_loss(output) -> torch.Tensor:
 
 def profile(model: torch.nn.Module, inputs, *, mode: str = "inference", target=None, loss_fn=None,
             optimizer: torch.optim.Optimizer | None = None, dtype=None, device=None,
-            table: TransistorTable | None = None, flop_mapping: dict | None = None) -> Report:
+            table: TransistorTable | None = None, flop_mapping: dict | None = None,
+            module_rules: dict | None = None, ignore=None, law=None) -> Report:
     """Count the BOs, TOs and FLOPs of one step of ``model`` on ``inputs``.
 
     ``mode``: ``"inference"`` = forward; ``"validation"`` = forward + loss; ``"training"`` =
@@ -45,8 +47,17 @@ def profile(model: torch.nn.Module, inputs, *, mode: str = "inference", target=N
     ``device`` when given), so parameters, gradients, buffers, hooks and optimizer state are
     exactly as before — also when the model raises. The model's train/eval flag is kept: profile
     in ``model.eval()`` for eval-mode behaviour of dropout and batch norm.
+
+    Extensions (:mod:`torch_tos.extensions`): ``module_rules={MyBlock: fn}`` prices the forward of
+    every ``MyBlock`` with ``fn(module, args, output) -> BOs`` instead of its aten ops;
+    ``ignore=[torch.ops.aten.add, nn.BatchNorm2d, model.head]`` counts nothing for those ops,
+    module classes or submodules. ``law`` (an energy law with ``joules_by_row`` and
+    ``fixed_joules``) adds a ``joules`` column (:meth:`Report.with_law`).
     """
     dtype, device = check_profile_args(model, mode, dtype, device, loss_fn, optimizer, table)
+    extensions = Extensions(ignore, module_rules)
+    if law is not None:
+        check_law(law)
 
     model_c, opt_c, inputs_c, target_c, loss_c = working_copy(
         (model, optimizer, inputs, target, loss_fn if isinstance(loss_fn, torch.nn.Module) else None),
@@ -60,7 +71,9 @@ def profile(model: torch.nn.Module, inputs, *, mode: str = "inference", target=N
     args, kwargs = split_inputs(inputs_c)
 
     scope = ModuleScope(model_c)
-    engine = Engine(scope, flop_mapping=flop_mapping)
+    ext = extensions.translated(model, model_c)
+    engine = Engine(scope, flop_mapping=flop_mapping, module_rules=ext.rules,
+                    ignore=[*ext.ops, *ext.classes, *ext.instances])
     meta = {"mode": mode, "model": type(model).__name__,
             "device": str(device) if device is not None else _device_of(model_c, args, kwargs)}
     grad = mode == "training"
@@ -96,7 +109,8 @@ def profile(model: torch.nn.Module, inputs, *, mode: str = "inference", target=N
         types[OPTIMIZER_LAYER] = type(optimizer).__name__
     warn_unsupported(engine.unsupported)
     return Report(engine.counts, engine.unsupported, types=types, order=scope.order, dtype=dtype,
-                  table=table or DEFAULT_TABLE, metadata=meta)
+                  table=table or DEFAULT_TABLE, metadata=meta, params=module_params(model),
+                  uncalled=scope.uncalled(), law=law)
 
 
 def _device_of(model, args, kwargs) -> str:

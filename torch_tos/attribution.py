@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from ._compat import sequence_nr, tree_leaves
-
+from ._compat import current_graph_task_id, sequence_nr, tree_leaves
 from .counts import LOSS_LAYER, OPTIMIZER_LAYER, OUTSIDE_LAYER  # noqa: F401 - defined once, there
 
 _UINT64_MAX = 2 ** 64 - 1
@@ -42,7 +41,21 @@ def _grad_fns(values):
 
 
 class ModuleScope:
-    """Tracks the running module of one model (forward) and which layer owns each autograd node."""
+    """Tracks the running module of one model (forward) and which layer owns each autograd node.
+
+    **Shared modules** (one module object reachable under several names, e.g. ``submod1.submod``
+    and ``submod2.submod``): each call is booked under the name *through which it was reached* —
+    the name whose parent is the innermost running module (else an outer running module's
+    descendant); among aliases under the same parent (``self.a = self.b = block``) the first
+    registered name wins. A module called from outside the model's forward gets its first name.
+
+    **Recompute**: a module entered while the autograd engine runs (activation checkpointing's
+    recompute, reentrant or not) is marked, so the engine books its ops as recompute
+    (:attr:`recomputing`).
+
+    ``listeners`` are called as ``fn(name, module, args, kwargs, output)`` when a module's forward
+    returns (module-class rules use this). ``called`` holds the ids of the module objects that ran.
+    """
 
     def __init__(self, model: torch.nn.Module):
         self.model = model
@@ -50,7 +63,11 @@ class ModuleScope:
         self.node_owner: dict[int, str] = {}
         self.types: dict[str, str] = {}
         self.order: dict[str, int] = {}
+        self.names: dict[int, tuple[str, ...]] = {}  # id(module) -> every name it has
+        self.called: set[int] = set()
+        self.listeners: list = []
         self.entered = False  # True once any forward of this model ran
+        self._frames: list[tuple[int, bool]] = []  # parallel to stack: (id(module), in backward)
         self._handles: list = []
 
     # -- hooks ------------------------------------------------------------------------------
@@ -58,16 +75,21 @@ class ModuleScope:
         """Register the hooks. ``root_pre_hook=False`` leaves out the root module's pre-hook, for a
         caller that runs :meth:`enter_root` itself from its own root pre-hook (hooks cannot be
         added to or removed from a module while its pre-hooks are running)."""
-        seen = set()
+        names: dict[int, list[str]] = {}
+        mods = []
         for name, mod in self.model.named_modules(remove_duplicate=False):
             self.types.setdefault(name, type(mod).__name__)
             self.order.setdefault(name, len(self.order))
-            if id(mod) in seen:  # a shared module is hooked once, under its first name
-                continue
-            seen.add(id(mod))
+            if id(mod) not in names:
+                names[id(mod)] = []
+                mods.append(mod)
+            names[id(mod)].append(name)
+        self.names = {k: tuple(v) for k, v in names.items()}
+        for mod in mods:  # a shared module is hooked once; its hooks pick the name per call
+            first = names[id(mod)][0]
             if root_pre_hook or mod is not self.model:
-                self._handles.append(mod.register_forward_pre_hook(self._pre(name), with_kwargs=True))
-            self._handles.append(mod.register_forward_hook(self._post(name), with_kwargs=True,
+                self._handles.append(mod.register_forward_pre_hook(self._pre(first), with_kwargs=True))
+            self._handles.append(mod.register_forward_hook(self._post(first), with_kwargs=True,
                                                            always_call=True))
         return self
 
@@ -75,11 +97,21 @@ class ModuleScope:
         """What the root module's pre-hook does: claim the input nodes, push the root scope."""
         self._pre("")(self.model, args, kwargs)
 
+    def _pre(self, name: str):
+        """The forward pre-hook registered on the module first named ``name`` (subclasses wrap
+        it, e.g. to bind it to a thread); the hook itself picks the name of each call."""
+        return self._on_pre
+
+    def _post(self, name: str):
+        """The forward hook registered on the module first named ``name`` (see :meth:`_pre`)."""
+        return self._on_post
+
     def detach(self) -> None:
         for h in self._handles:
             h.remove()
         self._handles.clear()
         self.stack.clear()
+        self._frames.clear()
 
     def __enter__(self):
         return self.attach()
@@ -88,28 +120,47 @@ class ModuleScope:
         self.detach()
         return False
 
-    def _pre(self, name: str):
-        def hook(module, args, kwargs):
-            if torch.is_grad_enabled():
-                outer = self.stack[-1] if self.stack else OUTSIDE_LAYER
-                self._claim(_grad_fns((args, kwargs)), outer)
-            self.stack.append(name)
-            self.entered = True
-            return None
+    def name_of(self, module) -> str:
+        """The name a call of ``module`` is booked under now (see the class docstring)."""
+        names = self.names.get(id(module), ("",))
+        if len(names) == 1:
+            return names[0]
+        for outer in reversed(self.stack):
+            prefix = outer + "." if outer else ""
+            below = [n for n in names if n.startswith(prefix) and n != outer]
+            for n in below:
+                if "." not in n[len(prefix):]:  # a direct child of the running module
+                    return n
+            if below:
+                return below[0]
+        return names[0]
 
-        return hook
+    def _on_pre(self, module, args, kwargs):
+        name = self.name_of(module)
+        if torch.is_grad_enabled():
+            outer = self.stack[-1] if self.stack else OUTSIDE_LAYER
+            self._claim(_grad_fns((args, kwargs)), outer)
+        self.stack.append(name)
+        self._frames.append((id(module), current_graph_task_id() != -1))
+        self.called.add(id(module))
+        self.entered = True
+        return None
 
-    def _post(self, name: str):
-        def hook(module, args, kwargs, output):
-            if self.stack and self.stack[-1] == name:
-                self.stack.pop()
-            elif name in self.stack:  # unwinding after an exception
-                del self.stack[self.stack.index(name):]
-            if torch.is_grad_enabled():
-                self._claim(_grad_fns(output), name)
-            return None
-
-        return hook
+    def _on_post(self, module, args, kwargs, output):
+        frames = self._frames
+        at = len(frames) - 1
+        while at >= 0 and frames[at][0] != id(module):  # unwinding after an exception
+            at -= 1
+        if at < 0:  # its pre-hook did not run (the scope was attached inside its forward)
+            name = self.name_of(module)
+        else:
+            name = self.stack[at]
+            del self.stack[at:], frames[at:]
+        if torch.is_grad_enabled():
+            self._claim(_grad_fns(output), name)
+        for fn in self.listeners:
+            fn(name, module, args, kwargs, output)
+        return None
 
     def _claim(self, roots, layer: str) -> None:
         owner = self.node_owner
@@ -130,11 +181,29 @@ class ModuleScope:
         """The innermost running module's name, or None outside the model."""
         return self.stack[-1] if self.stack else None
 
+    @property
+    def recomputing(self) -> bool:
+        """True while the innermost running module was entered inside the autograd engine (an
+        activation-checkpointing recompute)."""
+        return bool(self._frames) and self._frames[-1][1]
+
     def owner_of(self, node) -> str | None:
         """The layer whose forward created autograd ``node`` (None when unknown)."""
         if node is None:
             return None
         return self.node_owner.get(node_key(node))
 
+    def uncalled(self) -> list[str]:
+        """Names of the modules whose object never ran (under any of its names), model order."""
+        return [n for n, mod in self.model.named_modules(remove_duplicate=False)
+                if id(mod) not in self.called]
+
     def forget_nodes(self) -> None:
         self.node_owner.clear()
+
+
+def module_params(model: torch.nn.Module) -> dict[str, int]:
+    """Parameters per module *including* its submodules (``""`` is the whole model), each shared
+    parameter counted once per module, in model order (thop's / ptflops' ``params``)."""
+    return {name: sum(p.numel() for p in mod.parameters())
+            for name, mod in model.named_modules(remove_duplicate=False)}

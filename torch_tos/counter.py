@@ -17,13 +17,18 @@ from __future__ import annotations
 
 import torch
 
-from ._compat import TorchDispatchMode, current_autograd_node, current_graph_task_id
+from ._compat import (HigherOrderOperator, TorchDispatchMode, current_autograd_node,
+                      current_graph_task_id)
 from .flops import flop_formulas
-from .attribution import ModuleScope
+from .attribution import ModuleScope, module_params
 from .bos import BOs
-from .counts import LOSS_LAYER, N_BOS, OPTIMIZER_LAYER, OUTSIDE_LAYER, PHASES, Counts  # noqa: F401
+from .counts import (LOSS_LAYER, N_BOS, OPTIMIZER_LAYER, OUTSIDE_LAYER, PHASES,  # noqa: F401
+                     RECOMPUTE_SUFFIX, Counts)
+from .extensions import Extensions, RuleError, check_bos, module_op_name
+from .hops import handle_higher_order
 from .kernels import kernel_choices
 from .rules import lookup
+from .rules.complex import COMPLEX_DTYPES, complex_bos
 
 # Metadata queries that FlopCounterMode also lets through untouched.
 _PASSTHROUGH = {
@@ -100,30 +105,59 @@ def warn_unsupported(unsupported: dict, stacklevel: int = 3) -> None:
 
 
 class _Dispatch(TorchDispatchMode):
+    supports_higher_order_operators = True  # torch.cond & co. reach _handle (see hops.py)
+
     def __init__(self, engine: "Engine"):
         super().__init__()
         self.engine = engine
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if isinstance(func, HigherOrderOperator):
+            return handle_higher_order(self.engine, self, func, args, kwargs or {})
         return self.engine._handle(self, func, args, kwargs or {})
+
+
+_IGNORED = object()  # resolution of an op the user ignores
 
 
 class Engine:
     """Counts the BOs (and FLOPs) of every aten op run inside ``with engine:``.
 
-    ``scope`` attributes forward ops to modules and backward ops to the layer that created the
-    running autograd node. ``phase`` is the phase ops are booked under; when it is ``None`` the
-    phase is inferred (backward inside the autograd engine, optimizer while ``in_optimizer`` is set,
-    forward inside the model — or everywhere when there is no scope — loss otherwise). Without a
-    scope every op is booked under the layer ``""``.
+    Attribution: ``model=`` attributes ops to that model's modules for *any* code run inside the
+    ``with`` (the engine registers its hooks on entry and removes them on exit); ``scope`` (a
+    :class:`~torch_tos.attribution.ModuleScope`) does the same for a caller that manages the hooks
+    itself. Forward ops go to the innermost running module, backward ops to the layer that created
+    the running autograd node, an activation-checkpointing recompute to the module that re-ran,
+    in the backward phase, with the op name marked ``" (recompute)"``. Without either every op is
+    booked under the layer ``""``. A shared module is booked under the name through which each
+    call reached it (:class:`~torch_tos.attribution.ModuleScope`).
+
+    ``phase`` is the phase ops are booked under; when it is ``None`` the phase is inferred
+    (backward inside the autograd engine, optimizer while ``in_optimizer`` is set, forward inside
+    the model — or everywhere when there is no scope — loss otherwise).
+
+    ``module_rules`` and ``ignore``: see :mod:`torch_tos.extensions`.
+
+    Re-entering: counts *accumulate* over several ``with engine:`` blocks (unlike
+    ``FlopCounterMode``, which restarts on each ``with``); call :meth:`reset` to start again, and
+    :meth:`report` for a snapshot. Nesting ``with engine:`` inside itself is an error (every op
+    would be counted twice).
 
     Results: ``counts`` (a :class:`~torch_tos.counts.Counts` table keyed by ``(layer, phase, dtype,
     op)`` with the fields add, sub, mul, div, root, calls, flops, bytes); ``unsupported`` maps
     ``(op, layer, phase)`` to a call count.
     """
 
-    def __init__(self, scope: ModuleScope | None = None, *, flops: bool = True,
-                 flop_mapping: dict | None = None):
+    def __init__(self, scope: ModuleScope | None = None, *, model: torch.nn.Module | None = None,
+                 flops: bool = True, flop_mapping: dict | None = None,
+                 module_rules: dict | None = None, ignore=None):
+        if model is not None:
+            if scope is not None:
+                raise ValueError("Engine takes scope= or model=, not both")
+            if not isinstance(model, torch.nn.Module):
+                raise TypeError(f"Engine(model=...) needs an nn.Module, got {type(model).__name__}")
+            scope = ModuleScope(model)
+        self._own_scope = model is not None
         self.scope = scope
         self.phase: str | None = None
         self.in_optimizer = False
@@ -134,9 +168,25 @@ class Engine:
         self._resolved: dict = {}
         self._mode: _Dispatch | None = None
         self._dispatched = 0
+        ext = Extensions(ignore, module_rules)
+        self._ignored_ops = frozenset(ext.ops)
+        self._ignored_layers, self._ruled_layers, self._ruled = frozenset(), frozenset(), {}
+        if ext.has_modules:
+            if getattr(scope, "model", None) is None:
+                raise ValueError("module rules and ignored modules need a model: "
+                                 "Engine(model=...) or profile()")
+            self._ignored_layers, self._ruled_layers, self._ruled = ext.layers(scope.model)
+            if self._ruled:
+                scope.listeners.append(self._module_done)
+        self._skip_layers = bool(self._ignored_layers or self._ruled_layers)
 
     # -- context manager ------------------------------------------------------------------
     def __enter__(self) -> "Engine":
+        if self._mode is not None:
+            raise RuntimeError("this Engine is already counting: nested `with engine:` would count "
+                               "every op twice")
+        if self._own_scope:
+            self.scope.attach()
         self._kernels = kernel_choices()  # meta runs the CPU's kernels (torch_tos.kernels)
         self._kernels.__enter__()
         self._mode = _Dispatch(self)
@@ -147,6 +197,8 @@ class Engine:
         mode, self._mode = self._mode, None
         mode.__exit__(*exc)
         self._kernels.__exit__(*exc)
+        if self._own_scope:
+            self.scope.detach()
         return False
 
     def reset(self) -> None:
@@ -154,16 +206,6 @@ class Engine:
         self.unsupported.clear()
 
     # -- results ----------------------------------------------------------------------------
-    @property
-    def stats(self) -> dict[tuple, list]:
-        """The rows of :attr:`counts` (``(layer, phase, dtype, op)`` → field list). A legacy alias
-        kept only while :mod:`torch_tos.training` uses it; read :attr:`counts`."""
-        return self.counts.rows
-
-    @stats.setter
-    def stats(self, rows: dict) -> None:
-        self.counts.rows = rows
-
     def bos_by_op(self, phases=None) -> dict[str, BOs]:
         """BOs per aten op name (``"aten.mm"``), summed over layers and dtypes; ``phases``
         restricts to those phases. Ops that cost nothing are left out."""
@@ -183,13 +225,17 @@ class Engine:
         from .tables import parse_dtype
 
         scope = self.scope
+        model = getattr(scope, "model", None)
         return Report(self.counts, self.unsupported,
                       types=getattr(scope, "types", None), order=getattr(scope, "order", None),
                       dtype=parse_dtype(dtype) if dtype is not None else None, table=table,
-                      metadata={"mode": "engine", **(metadata or {})})
+                      metadata={"mode": "engine", **(metadata or {})},
+                      params=module_params(model) if model is not None else None,
+                      uncalled=scope.uncalled() if model is not None else None)
 
     # -- where an op belongs ----------------------------------------------------------------
-    def _where(self) -> tuple[str, str]:
+    def _where(self) -> tuple[str, str, bool]:
+        """``(layer, phase, recompute)`` of the op running now."""
         scope = self.scope
         phase = self.phase
         in_bw = current_graph_task_id() != -1
@@ -204,29 +250,63 @@ class Engine:
                 phase = "loss"
         if in_bw or phase == "backward":
             if scope is None:
-                return "", phase
+                return "", phase, False
+            if in_bw and scope.stack and getattr(scope, "recomputing", False):
+                return scope.current, phase, True  # a checkpointed module re-running its forward
             layer = scope.owner_of(current_autograd_node())
             if layer is None or layer == OUTSIDE_LAYER:
                 layer = scope.current or LOSS_LAYER
-            return layer, phase
+            return layer, phase, False
         if phase == "optimizer":
-            return OPTIMIZER_LAYER, phase
+            return OPTIMIZER_LAYER, phase, False
         layer = scope.current if scope is not None else None
         if layer is None:
             layer = LOSS_LAYER if phase == "loss" else (OUTSIDE_LAYER if scope is not None else "")
-        return layer, phase
+        return layer, phase, False
+
+    def _skipped(self, layer: str, phase: str, recompute: bool) -> bool:
+        """The op belongs to an ignored module, or to the forward of a module with a rule."""
+        return layer in self._ignored_layers or (
+            layer in self._ruled_layers and (phase != "backward" or recompute))
+
+    def _module_done(self, name, module, args, kwargs, output) -> None:
+        """Book a module-class rule's BOs when the ruled module's forward returns."""
+        hit = self._ruled.get(name)
+        if hit is None or self._mode is None or self.paused:
+            return
+        cls, fn = hit
+        what = f"module rule {getattr(fn, '__name__', fn)!s} for {cls.__name__} (layer {name!r})"
+        try:
+            value = fn(module, args, output)
+        except Exception as e:  # noqa: BLE001 - re-raised with the rule named
+            raise RuleError(f"{what} failed: {type(e).__name__}: {e}") from e
+        bos = check_bos(value, what)
+        in_bw = current_graph_task_id() != -1
+        phase = self.phase or ("backward" if in_bw else "optimizer" if self.in_optimizer else "forward")
+        op = module_op_name(cls) + (RECOMPUTE_SUFFIX if in_bw else "")
+        moved = tensor_bytes(args) + tensor_bytes((output,))
+        self.counts.add((name, phase, op_dtype(args, output), op), bos, bytes=moved)
 
     # -- the per-op handler ---------------------------------------------------------------
+    def _resolve(self, func):
+        packet = getattr(func, "_overloadpacket", None)
+        if self._ignored_ops and (func in self._ignored_ops or packet in self._ignored_ops):
+            hit = _IGNORED
+        else:
+            hit = (lookup(func), self.flop_formulas.get(packet), op_name(func),
+                   bool(getattr(func, "is_view", False)))
+        self._resolved[func] = hit
+        return hit
+
     def _handle(self, mode, func, args, kwargs):
         self._dispatched += 1
         if func in _PASSTHROUGH or self.paused:
             return func(*args, **kwargs)
         hit = self._resolved.get(func)
         if hit is None:
-            packet = getattr(func, "_overloadpacket", None)
-            hit = (lookup(func), self.flop_formulas.get(packet), op_name(func),
-                   bool(getattr(func, "is_view", False)))
-            self._resolved[func] = hit
+            hit = self._resolve(func)
+        if hit is _IGNORED:
+            return func(*args, **kwargs)
         rule, flop_fn, name, is_view = hit
         if rule is None and flop_fn is None:
             before = self._dispatched
@@ -241,7 +321,11 @@ class Engine:
         else:
             out = func(*args, **kwargs)
 
-        layer, phase = self._where()
+        layer, phase, recompute = self._where()
+        if self._skip_layers and self._skipped(layer, phase, recompute):
+            return out
+        if recompute:
+            name += RECOMPUTE_SUFFIX
         dtype = op_dtype(args, out)
         if rule is None:
             key = (name, layer, phase)
@@ -251,6 +335,8 @@ class Engine:
             # an ``out=`` tensor (``torch.maximum(a, b, out=c)``) is the rule's ``out``, not a kwarg
             bos = rule(out, *args, **({k: v for k, v in kwargs.items() if k != "out"}
                                       if "out" in kwargs else kwargs))
+            if dtype in COMPLEX_DTYPES or (isinstance(out, torch.Tensor) and out.is_complex()):
+                bos = complex_bos(name, bos, args)  # real operations on (re, im) pairs
         flops = flop_fn(*args, **kwargs, out_val=out) if flop_fn is not None else 0
         moved = 0 if is_view else tensor_bytes(args) + tensor_bytes(kwargs.values()) + tensor_bytes((out,))
         key = (layer, phase, dtype, name)

@@ -40,6 +40,13 @@ OUTSIDE_LAYER = "(outside)"
 #: How the root module (layer ``""``) is shown in tables.
 MODEL_LAYER = "(model)"
 PSEUDO_LAYER_ORDER: dict[str, int] = {LOSS_LAYER: 0, OPTIMIZER_LAYER: 1, OUTSIDE_LAYER: 2}
+#: Appended to the op name of work an activation-checkpointing recompute re-runs
+#: (``"aten.mm (recompute)"``, booked in the backward phase under the module that re-ran).
+RECOMPUTE_SUFFIX = " (recompute)"
+
+
+def is_recompute(op: str) -> bool:
+    return op.endswith(RECOMPUTE_SUFFIX)
 
 #: The named integer fields of a row, in storage order.
 FIELDS: tuple[str, ...] = (*BO_NAMES, "calls", "flops", "bytes")
@@ -156,6 +163,15 @@ class Counts:
         out.rows = {k: [v * n for v in row] for k, row in self.rows.items()}
         return out
 
+    def retyped(self, dtype: torch.dtype) -> "Counts":
+        """The table with every row's dtype replaced by ``dtype`` (rows that then share a key are
+        added): what a "priced as ``dtype``" what-if reads."""
+        out = Counts()
+        for (layer, phase, _dt, op), row in self.rows.items():
+            out.add((layer, phase, dtype, op), row[:N_BOS], calls=row[CALLS], flops=row[FLOPS],
+                    bytes=row[BYTES])
+        return out
+
     def copy(self) -> "Counts":
         out = Counts()
         out.rows = {k: list(row) for k, row in self.rows.items()}
@@ -183,7 +199,7 @@ class Counts:
         """Sum rows over everything but the key fields ``by`` (names from :data:`KEY_FIELDS`):
         ``{(values of by...): [add, sub, mul, div, root, calls, flops, bytes]}``. With ``depth``,
         layers are first folded to that depth (:func:`fold_layer`)."""
-        idx = _key_indices(by)
+        idx = key_indices(by)
         acc: dict[tuple, list[int]] = {}
         fold = depth is not None and 0 in idx
         for key, row in self.rows.items():
@@ -321,7 +337,7 @@ def _full(row) -> list[int]:
     return row + [0] * (_N - len(row))
 
 
-def _key_indices(by: tuple[str, ...]) -> tuple[int, ...]:
+def key_indices(by: tuple[str, ...]) -> tuple[int, ...]:
     try:
         return tuple(KEY_FIELDS.index(b) for b in by)
     except ValueError:

@@ -1,8 +1,19 @@
-"""The text table of a :class:`~torch_tos.report.Report` (torchinfo-style aligned columns)."""
+"""The text table of a :class:`~torch_tos.report.Report` (torchinfo-style aligned columns).
+
+Rows are listed in model order (each layer's phases together), then the pseudo-layers ``(loss)``,
+``(optimizer)``. By default two kinds of rows are folded into one summary line, so the table of a
+real model stays readable: rows that cost nothing (views, casts, a ``Flatten``) and integer
+bookkeeping rows (a batch norm's ``num_batches_tracked += 1``, index arithmetic). Their counts stay
+in every total; ``report.table(all_rows=True)`` lists them.
+"""
 
 from __future__ import annotations
 
 from .bos import BO_NAMES
+from .counts import MODEL_LAYER, phase_sort_key
+from .tables import INT_FORMATS, dtype_name
+
+_INT_NAMES = frozenset(dtype_name(d) for d in INT_FORMATS)
 
 
 def human(x: float) -> str:
@@ -26,20 +37,51 @@ def _grid(header, rows, right_from: int) -> list[str]:
     return [rule, fmt(header), rule, *(fmt(r) for r in rows), rule]
 
 
-def render_table(report, depth=None) -> str:
-    header = ["Layer", "Type", "Phase", "Dtype", *(n.capitalize() for n in BO_NAMES), "TOs", "FLOPs"]
-    body = []
-    for r in report.rows(depth):
-        layer = r["layer"] if r["layer"] != "" else "(model)"
-        body.append([layer, r["type"], r["phase"], r["dtype"], *(human(r[n]) for n in BO_NAMES),
-                     human(r["tos"]), human(r["flops"])])
+def is_folded(row: dict) -> bool:
+    """A zero-cost row or an integer bookkeeping row (folded by default)."""
+    return (row["tos"] == 0 and row["flops"] == 0) or row["dtype"] in _INT_NAMES
+
+
+def table_rows(report, depth=None, all_rows: bool = False) -> tuple[list[dict], list[dict]]:
+    """``(shown, folded)`` rows of the table, shown in model order."""
+    sort = report._layer_sort
+    rows = sorted(report.rows(depth), key=lambda r: (sort(r["layer"]), phase_sort_key(r["phase"])))
+    if all_rows:
+        return rows, []
+    return [r for r in rows if not is_folded(r)], [r for r in rows if is_folded(r)]
+
+
+def render_table(report, depth=None, all_rows: bool = False) -> str:
+    law = report.law is not None
+    extra = ["Joules"] if law else []
+    header = ["Layer", "Type", "Phase", "Dtype", *(n.capitalize() for n in BO_NAMES), "TOs", "FLOPs",
+              *extra]
+    shown, folded = table_rows(report, depth, all_rows)
+
+    def cells(r):
+        return [*(human(r[n]) for n in BO_NAMES), human(r["tos"]), human(r["flops"]),
+                *([human(r["joules"])] if law else [])]
+
+    body = [[r["layer"] if r["layer"] != "" else MODEL_LAYER, r["type"], r["phase"], r["dtype"], *cells(r)]
+            for r in shown]
+    if folded:
+        total = {k: sum(r[k] for r in folded) for k in (*BO_NAMES, "tos", "flops", *(["joules"] if law else []))}
+        body.append([f"({len(folded)} zero-cost / integer rows folded)", "", "", "", *cells(total)])
     lines = _grid(header, body, right_from=4) if body else ["(no operations recorded)"]
+    if folded:
+        lines.append("table(all_rows=True) lists the folded rows")
+    joules = report.joules_by_phase() if law else {}
     phase_rows = []
     for phase, t in report.by_phase().items():
-        phase_rows.append([phase, *(human(v) for v in t.bos), human(t.tos), human(t.flops)])
+        phase_rows.append([phase, *(human(v) for v in t.bos), human(t.tos), human(t.flops),
+                           *([human(joules[phase])] if law else [])])
     b = report.bos
-    phase_rows.append(["total", *(human(v) for v in b), human(report.tos), human(report.flops)])
-    lines += [""] + _grid(["Totals", *(n.capitalize() for n in BO_NAMES), "TOs", "FLOPs"], phase_rows, 1)
+    if law:
+        phase_rows.append(["(overhead)", *([""] * 7), human(report.overhead_joules)])
+    phase_rows.append(["total", *(human(v) for v in b), human(report.tos), human(report.flops),
+                       *([human(report.joules)] if law else [])])
+    lines += [""] + _grid(["Totals", *(n.capitalize() for n in BO_NAMES), "TOs", "FLOPs", *extra],
+                          phase_rows, 1)
     meta = report.metadata
     info = [f"mode: {meta.get('mode', '?')}"]
     if meta.get("dtype_override"):
@@ -49,7 +91,10 @@ def render_table(report, depth=None) -> str:
     if meta.get("device"):
         info.append(f"device: {meta['device']}")
     lines.append("  ".join(info))
-    lines.append(f"TOs = {report.tos:,.1f}   FLOPs = {report.flops:,}   BOs = {sum(b):,}")
+    summary = f"TOs = {report.tos:,.1f}   FLOPs = {report.flops:,}   BOs = {sum(b):,}"
+    if law:
+        summary += f"   joules = {report.joules:,.6g}"
+    lines.append(summary)
     if report.unsupported:
         names = sorted({u.op for u in report.unsupported})
         lines.append(f"unsupported ops (counted as zero): {', '.join(names)}")

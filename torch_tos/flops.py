@@ -12,8 +12,8 @@ from __future__ import annotations
 from contextlib import ExitStack, contextmanager
 
 import torch
-from torch.utils.flop_counter import (FlopCounterMode, bmm_flop, flop_registry, mm_flop,
-                                      sdpa_backward_flop_count, sdpa_flop_count)
+from torch.utils.flop_counter import (FlopCounterMode, bmm_flop, conv_flop_count, flop_registry,
+                                      mm_flop, sdpa_backward_flop_count, sdpa_flop_count)
 
 from ._compat import wrap_flop_formula
 
@@ -80,6 +80,41 @@ def addmm_activation_flop(self_shape, a_shape, b_shape, *args, out_shape=None, *
     return mm_flop(a_shape, b_shape)
 
 
+def conv_backward_flop(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation,
+                       transposed, _output_padding, groups, output_mask, out_shape=None,
+                       **kwargs) -> int:
+    """``convolution_backward`` with grouped convolutions counted right: PyTorch 2.13/2.14's
+    ``conv_backward_flop`` counts grad_weight over all ``C_in`` (transposed: ``C_out``) channels
+    instead of those of one group, ``groups``× too many (a depthwise Conv2d's backward showed 64×
+    its forward at 64 channels); fixed upstream in pytorch PR #183405, whose correction this is:
+    grad_input = the transposed (or plain) convolution of grad_output, 2·(forward products);
+    grad_weight = PyTorch's formula // groups, also 2·(forward products)."""
+    def t(shape):
+        return [shape[1], shape[0]] + list(shape[2:])
+
+    flops = 0
+    if output_mask[0]:
+        flops += conv_flop_count(grad_out_shape, w_shape, out_shape[0], not transposed)
+    if output_mask[1]:
+        if transposed:
+            full = conv_flop_count(t(grad_out_shape), t(x_shape), t(out_shape[1]), transposed=False)
+        else:
+            full = conv_flop_count(t(x_shape), t(grad_out_shape), t(out_shape[1]), transposed=False)
+        flops += full // int(groups)
+    return flops
+
+
+def grouped_mm_flop(a, b, offs=None, bias=None, out_dtype=None, *args, out_val=None, **kwargs) -> int:
+    """``_grouped_mm`` (MoE expert matmuls; FlopCounterMode has no formula): 2 per product of the
+    groups' matmuls, as mm's formula (raw formula: the group offsets are read on real tensors)."""
+    from .rules.linalg import grouped_mm
+
+    return 2 * grouped_mm(out_val, a, b, offs).mul
+
+
+grouped_mm_flop._get_raw = True  # type: ignore[attr-defined]
+
+
 #: aten packet → FLOP formula (FlopCounterMode ``custom_mapping`` convention: shape-level formula)
 CUSTOM_MAPPING: dict = {
     aten._scaled_dot_product_flash_attention_for_cpu: sdpa_flash_cpu_flop,
@@ -89,6 +124,8 @@ CUSTOM_MAPPING: dict = {
     aten._native_multi_head_attention: native_mha_flop,
     aten._transformer_encoder_layer_fwd: transformer_encoder_layer_flop,
     aten._addmm_activation: addmm_activation_flop,
+    aten.convolution_backward: conv_backward_flop,
+    aten._grouped_mm: grouped_mm_flop,
 }
 
 

@@ -12,6 +12,7 @@ several views of one report costs one pass each.
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass
 from fractions import Fraction
@@ -19,14 +20,14 @@ from fractions import Fraction
 import torch
 
 from .bos import BO_NAMES, BOs
-from .counts import (BYTES, CALLS, FIELDS, FLOPS, N_BOS, Counts, layer_and_ancestors,
-                     layer_sort_key, phase_sort_key, price_groups)
+from .counts import (BYTES, CALLS, FIELDS, FLOPS, N_BOS, Counts, fold_layer, is_recompute,
+                     key_indices, layer_and_ancestors, layer_sort_key, phase_sort_key, price_groups)
 from .tables import DEFAULT_TABLE, TransistorTable, dtype_name
 
 #: Columns of :meth:`Report.rows` / :meth:`Report.to_dataframe`.
 COLUMNS = ["layer", "type", "phase", "dtype", *BO_NAMES, "tos", "flops"]
 #: Columns of :meth:`Report.by_op`.
-OP_COLUMNS = ["op", "calls", *BO_NAMES, "tos", "flops", "bytes"]
+OP_COLUMNS = ["op", "calls", *BO_NAMES, "tos", "flops", "bytes", "recompute"]
 
 
 @dataclass(frozen=True)
@@ -48,14 +49,41 @@ class UnsupportedOp:
     calls: int
 
 
+def check_law(law):
+    """``law`` if it has the energy-law interface a Report reads, else a clear error."""
+    missing = [m for m in ("joules_by_row", "fixed_joules") if not callable(getattr(law, m, None))]
+    if missing:
+        raise TypeError(f"law must have joules_by_row(counts) and fixed_joules(steps=1) (an energy "
+                        f"law from torch_tos.energy); {type(law).__name__} lacks {', '.join(missing)}")
+    return law
+
+
+def law_joules(law, counts: Counts) -> dict[tuple, float]:
+    """``law.joules_by_row(counts)`` checked: a mapping from counts row keys to numbers (rows it
+    leaves out have 0 J)."""
+    out = law.joules_by_row(counts)
+    if not hasattr(out, "items"):
+        raise TypeError(f"{type(law).__name__}.joules_by_row() returned {type(out).__name__}; "
+                        f"expected a dict {{counts row key: joules}}")
+    checked = {}
+    for key, j in out.items():
+        if key not in counts.rows:
+            raise ValueError(f"{type(law).__name__}.joules_by_row() returned joules for {key!r}, "
+                             f"which is not a row of the counts it was given")
+        checked[key] = float(j)
+    return checked
+
+
 class Report:
     """Counts of one profiled run. ``print(report)`` shows the per-layer table.
 
     Attributes: ``counts`` (the :class:`~torch_tos.counts.Counts` table every view reads; treat it
     as read-only — views are cached), ``bos`` (:class:`BOs`), ``tos`` (float), ``tos_exact``
     (Fraction), ``flops`` (int, ``torch.utils.flop_counter`` formulas), ``calls``, ``bytes``,
-    ``unsupported`` (list of :class:`UnsupportedOp`), ``metadata`` (dict: mode, dtype override,
-    transistor constants, loss, …).
+    ``params`` (parameters per module, submodules included), ``unsupported`` (list of
+    :class:`UnsupportedOp`), ``metadata`` (dict: mode, dtype override, transistor constants, loss,
+    …), ``law`` (an energy law or ``None``; with one, ``joules``, ``overhead_joules`` and a
+    ``joules`` column — see :meth:`with_law`). Guide: docs/reports.md.
 
     ``counts`` may be a :class:`~torch_tos.counts.Counts` or a plain ``{key: row}`` mapping; the
     report keeps its own copy.
@@ -63,8 +91,13 @@ class Report:
 
     def __init__(self, counts, unsupported: dict, *, types: dict | None = None,
                  order: dict | None = None, dtype: torch.dtype | None = None,
-                 table: TransistorTable | None = None, metadata: dict | None = None):
+                 table: TransistorTable | None = None, metadata: dict | None = None,
+                 params: dict | None = None, uncalled=None, law=None):
         self.transistor_table = table or DEFAULT_TABLE
+        #: parameters per module including its submodules (``""``: the whole model), model order
+        self.params: dict[str, int] = dict(params or {})
+        self._uncalled = list(uncalled or ())
+        self.law = check_law(law) if law is not None else None
         self.dtype_override = dtype
         self._types = dict(types or {})
         self._order = dict(order or {})
@@ -82,11 +115,22 @@ class Report:
         }
 
     # -- cached groups and prices -----------------------------------------------------------
+    @property
+    def _view(self) -> Counts:
+        """The table the views read: :attr:`counts`, or with a dtype override every row retyped
+        to it (so the rows, TOs and joules of a what-if agree)."""
+        if self.dtype_override is None:
+            return self.counts
+        hit = self._cache.get("view")
+        if hit is None:
+            hit = self._cache["view"] = self.counts.retyped(self.dtype_override)
+        return hit
+
     def _group(self, *by: str, depth: int | None = None) -> dict[tuple, list[int]]:
         key = ("group", by, depth)
         hit = self._cache.get(key)
         if hit is None:
-            hit = self._cache[key] = self.counts.group(*by, depth=depth)
+            hit = self._cache[key] = self._view.group(*by, depth=depth)
         return hit
 
     def _priced(self, *by: str, depth: int | None = None) -> dict[tuple, Fraction]:
@@ -97,8 +141,60 @@ class Report:
             with_dtype = by if "dtype" in by else (*by, "dtype")
             hit = self._cache[key] = price_groups(
                 self._group(*with_dtype, depth=depth), with_dtype, by,
-                table=self.transistor_table, dtype=self.dtype_override)
+                table=self.transistor_table)
         return hit
+
+    # -- energy (with a law) ----------------------------------------------------------------
+    def with_law(self, law) -> "Report":
+        """This report with an energy law: rows, the table, the DataFrame and the JSON gain a
+        ``joules`` column. ``law.joules_by_row(counts)`` gives the variable joules of each counts
+        row; ``law.fixed_joules(steps=1)`` the per-step overhead no layer owns (the table's
+        ``(overhead)`` line)."""
+        new = copy.copy(self)
+        new.law = check_law(law)
+        new._cache = {k: v for k, v in self._cache.items()
+                      if not (isinstance(k, tuple) and k[0] in ("joules", "rows"))}
+        return new
+
+    def _joules_rows(self) -> dict[tuple, float]:
+        hit = self._cache.get(("joules", "rows"))
+        if hit is None:
+            hit = self._cache[("joules", "rows")] = law_joules(self.law, self._view)
+        return hit
+
+    def _joules(self, *by: str, depth: int | None = None) -> dict[tuple, float]:
+        key = ("joules", by, depth)
+        hit = self._cache.get(key)
+        if hit is None:
+            idx = key_indices(by)
+            hit = {}
+            for k, j in self._joules_rows().items():
+                if depth is not None:
+                    k = (fold_layer(k[0], depth), *k[1:])
+                g = tuple(k[i] for i in idx)
+                hit[g] = hit.get(g, 0.0) + j
+            self._cache[key] = hit
+        return hit
+
+    @property
+    def overhead_joules(self) -> float | None:
+        """The law's fixed joules of one step (``None`` without a law)."""
+        return float(self.law.fixed_joules(steps=1)) if self.law is not None else None
+
+    @property
+    def joules(self) -> float | None:
+        """Predicted joules of the run: every row's variable joules plus the overhead (``None``
+        without a law)."""
+        if self.law is None:
+            return None
+        return self._joules().get((), 0.0) + self.overhead_joules
+
+    def joules_by_phase(self) -> dict[str, float]:
+        """Variable joules per phase (the overhead is not split over phases); empty without a law."""
+        if self.law is None:
+            return {}
+        j = self._joules("phase")
+        return {p: j.get((p,), 0.0) for p in self.phases}
 
     def _total(self) -> list[int]:
         return self._group().get((), [0] * len(FIELDS))
@@ -158,15 +254,41 @@ class Report:
         return {k: BOs(*v) for k, v in sorted(acc.items(), key=lambda kv: sort(kv[0]))}
 
     def by_op(self):
-        """DataFrame: one row per aten op (summed over layers), with calls, BOs, TOs, FLOPs and
-        bytes, most TOs first."""
+        """DataFrame: one row per aten op (summed over layers), with calls, BOs, TOs, FLOPs,
+        bytes and ``recompute`` (True for the ops an activation-checkpointing recompute re-ran,
+        named ``"aten.mm (recompute)"``), most TOs first."""
         import pandas as pd
 
         priced = self._priced("op")
-        rows = [[op, a[CALLS], *a[:N_BOS], float(priced[(op,)]), a[FLOPS], a[BYTES]]
+        rows = [[op, a[CALLS], *a[:N_BOS], float(priced[(op,)]), a[FLOPS], a[BYTES], is_recompute(op)]
                 for (op,), a in self._group("op").items()]
         df = pd.DataFrame(rows, columns=OP_COLUMNS)
         return df.sort_values("tos", ascending=False, kind="stable").reset_index(drop=True)
+
+    def by_module_and_op(self, phases=None) -> dict[str, dict[str, BOs]]:
+        """fvcore's ``by_module_and_operator``: ``{module: {op: BOs}}``, each module *including*
+        its submodules (``""`` is the whole model); ``phases`` restricts to those phases."""
+        keep = None if phases is None else set(phases)
+        acc: dict[str, dict[str, list]] = {}
+        for (layer, phase, op), row in self._group("layer", "phase", "op").items():
+            if keep is not None and phase not in keep:
+                continue
+            for name in layer_and_ancestors(layer):
+                ops = acc.setdefault(name, {})
+                a = ops.get(op)
+                if a is None:
+                    ops[op] = list(row[:N_BOS])
+                else:
+                    for i in range(N_BOS):
+                        a[i] += row[i]
+        sort = self._layer_sort
+        return {k: {op: BOs(*v) for op, v in ops.items()}
+                for k, ops in sorted(acc.items(), key=lambda kv: sort(kv[0]))}
+
+    def uncalled_modules(self) -> set[str]:
+        """Names of the model's modules that never ran (fvcore's ``uncalled_modules``); a shared
+        module that ran under any of its names counts as called."""
+        return set(self._uncalled)
 
     # -- per-layer rows ---------------------------------------------------------------------
     @property
@@ -194,14 +316,16 @@ class Report:
                 if any(a[:N_BOS]) or a[FLOPS] or (k[0], k[1]) not in costed]
         layer_sort = self._layer_sort
         keys.sort(key=lambda k: (phase_sort_key(k[1]), layer_sort(k[0]), str(k[2])))
-        override = self.dtype_override
+        joules = self._joules(*by, depth=depth) if self.law is not None else None
         out = []
         for k in keys:
             layer, phase, dt = k
             a = groups[k]
-            out.append({"layer": layer, "type": self.layer_type(layer), "phase": phase,
-                        "dtype": dtype_name(override if override is not None else dt),
-                        **dict(zip(BO_NAMES, a[:N_BOS])), "tos": float(priced[k]), "flops": a[FLOPS]})
+            row = {"layer": layer, "type": self.layer_type(layer), "phase": phase, "dtype": dtype_name(dt),
+                   **dict(zip(BO_NAMES, a[:N_BOS])), "tos": float(priced[k]), "flops": a[FLOPS]}
+            if joules is not None:
+                row["joules"] = joules.get(k, 0.0)
+            out.append(row)
         return out
 
     def to_dataframe(self, depth: int | None = None):
@@ -209,19 +333,26 @@ class Report:
         sub, mul, div, root, tos, flops`` (``depth`` folds deeper submodules into their ancestor)."""
         import pandas as pd
 
-        return pd.DataFrame(self.rows(depth), columns=COLUMNS)
+        return pd.DataFrame(self.rows(depth), columns=COLUMNS + (["joules"] if self.law is not None else []))
 
-    def table(self, depth: int | None = None) -> str:
-        """The text table; ``depth=1`` shows top-level modules only (like torchinfo's ``depth``)."""
+    def table(self, depth: int | None = None, *, all_rows: bool = False) -> str:
+        """The text table in model order; ``depth=1`` shows top-level modules only (like
+        torchinfo's ``depth``). Zero-cost rows and integer bookkeeping rows (e.g. batch norm's
+        ``num_batches_tracked += 1``) are folded into one line unless ``all_rows=True``."""
         from .display import render_table
 
-        return render_table(self, depth)
+        return render_table(self, depth, all_rows=all_rows)
 
     def to_dict(self) -> dict:
         phases = {p: {"bos": t.bos.to_dict(), "tos": t.tos, "flops": t.flops}
                   for p, t in self.by_phase().items()}
+        total = {"bos": self.bos.to_dict(), "tos": self.tos, "flops": self.flops}
+        if self.law is not None:
+            for p, j in self.joules_by_phase().items():
+                phases[p]["joules"] = j
+            total.update(joules=self.joules, overhead_joules=self.overhead_joules)
         return {
-            "total": {"bos": self.bos.to_dict(), "tos": self.tos, "flops": self.flops},
+            "total": total,
             "phases": phases,
             "rows": self.rows(),
             "unsupported": [u.__dict__ for u in self.unsupported],
@@ -230,6 +361,20 @@ class Report:
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, default=str)
+
+    # -- pictures ---------------------------------------------------------------------------
+    def plot(self, *args, **kwargs):
+        """Where the cost goes (matplotlib); see :func:`torch_tos.plotting.plot_report`."""
+        from .plotting import plot_report
+
+        return plot_report(self, *args, **kwargs)
+
+    def to_html(self, *args, **kwargs) -> str:
+        """One self-contained HTML page: totals, the table, the figure; see
+        :func:`torch_tos.html.report_html`."""
+        from .html import report_html
+
+        return report_html(self, *args, **kwargs)
 
     # -- display ----------------------------------------------------------------------------
     def __str__(self) -> str:

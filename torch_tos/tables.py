@@ -15,10 +15,12 @@ All constants are configurable on :class:`TransistorTable`; the defaults reprodu
 Costs are kept as :class:`fractions.Fraction` (they are exact binary fractions) and only turned into
 floats at the edge, so totals are exact before the final conversion.
 
-Beyond the paper (documented extensions): integer and boolean tensors are priced as an n-bit integer
-ALU (no exponent, no sign XOR: ``add = ADDER(n)``, ``mul = MULT(n)``, ``div = DIVR(n)``), the 8-bit
-float formats use their own mantissa/exponent widths, and complex tensors are priced as their real
-component format (an approximation: a complex multiply is really 4 mul + 2 add).
+Beyond the paper (documented extensions, docs/conventions.md §4): integer, boolean and quantized
+(``quint8``, ``qint8``, ``qint32``) tensors are priced as an n-bit integer ALU (no exponent, no sign
+XOR: ``add = ADDER(n)``, ``mul = MULT(n)``, ``div = DIVR(n)``), the 8-bit float formats use their own
+mantissa/exponent widths, and complex tensors are priced in their real component format — the
+engine has already turned each complex operation into the real operations it takes (a complex
+multiply is 4 mul, 1 add, 1 sub; see :mod:`torch_tos.rules.complex`).
 """
 
 from __future__ import annotations
@@ -47,6 +49,11 @@ for _name, _fmt in (("float8_e4m3fn", (4, 4)), ("float8_e5m2", (3, 5)),
 INT_FORMATS: dict[torch.dtype, int] = {
     torch.bool: 1, torch.uint8: 8, torch.int8: 8, torch.int16: 16, torch.int32: 32, torch.int64: 64,
 }
+#: quantized formats: their integer storage width (an n-bit integer ALU, as the integer formats)
+for _name, _bits in (("quint8", 8), ("qint8", 8), ("qint32", 32), ("quint4x2", 4), ("quint2x4", 2),
+                     ("uint16", 16), ("uint32", 32), ("uint64", 64)):
+    if hasattr(torch, _name):
+        INT_FORMATS.setdefault(getattr(torch, _name), _bits)
 
 COMPLEX_COMPONENT = {torch.complex64: torch.float32, torch.complex128: torch.float64,
                      torch.complex32: torch.float16}
@@ -65,7 +72,8 @@ def parse_dtype(value) -> torch.dtype:
     elif isinstance(value, str) and value.strip().lower().replace("torch.", "") in _DTYPE_NAMES:
         return _DTYPE_NAMES[value.strip().lower().replace("torch.", "")]
     raise ValueError(f"unknown dtype {value!r}; accepted: float16, bfloat16, float32, float64 "
-                     f"(also fp16, bf16, fp32, fp64, int8/16/32/64, uint8, bool)")
+                     f"(also fp16, bf16, fp32, fp64, int8/16/32/64, uint8, bool, quint8, qint8, qint32, "
+                     f"complex64, complex128)")
 
 
 def dtype_name(dtype: torch.dtype) -> str:

@@ -73,3 +73,13 @@ def test_sweep_reports_each_repair_as_a_warning_line(tmp_path, capsys):
     err = capsys.readouterr().err.splitlines()
     assert "torch-tos: warning: " + str(out) + ": removed line 2: it holds NUL bytes (a crash or a full disk)" in err
     assert any(e.startswith("torch-tos: warning: ") and "incomplete last line" in e for e in err)
+
+
+def test_fit_refuses_a_file_given_twice_and_duplicate_runs(tmp_path, capsys):
+    out = tmp_path / "runs.csv"
+    assert main(["sweep", "ffn", "--out", str(out), "--widths", "4", "--activations", "tanh", "--repeats", "2",
+                 "--epochs", "1", *QUICK]) == 0
+    one_line_error(capsys, "fit", str(out), str(out), match="same file")
+    lines = out.read_text().splitlines()
+    (tmp_path / "dup.csv").write_text("\n".join([lines[0], lines[1]]) + "\n")
+    one_line_error(capsys, "fit", str(out), str(tmp_path / "dup.csv"), match="duplicate run(s)")

@@ -172,9 +172,8 @@ def run_plan(workloads, out, *, repeats: int = 3, meter="auto", reference=None, 
     called after each run is written. Returns the :class:`~.runfile.ResultFile`.
     """
     workloads = list(workloads)
-    for name, v in (("repeats", repeats),):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
     if order not in ORDERS:
         raise ValueError(f"unknown order {order!r}; accepted: {', '.join(ORDERS)}")
     rf = ResultFile(out, COLUMNS)  # checks the output before any work
@@ -221,8 +220,8 @@ def run_plan(workloads, out, *, repeats: int = 3, meter="auto", reference=None, 
                 rf.append(row)
                 state.done.add(key)
                 state.size = os.stat(rf.path).st_size
-            bar.update(1)
             bar.set_postfix_str(f"{w.label} #{repeat}: {float(row['joules']):.3g} J", refresh=False)
+            bar.update(1)
             if callback is not None:
                 callback(row)
     finally:

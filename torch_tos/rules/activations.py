@@ -170,8 +170,12 @@ def gelu_backward(out, grad, x, *args, approximate="none", **kwargs) -> BOs:
 
 
 def _rows(x, dim) -> tuple[int, int]:
-    """(number of rows, row length) of a softmax over ``dim``."""
-    n = int(x.shape[dims_of(x, dim)[0]]) if x.dim() else 1
+    """(number of rows, row length) of a softmax over ``dim`` (nested tensors: the row length
+    along ``dim``, which must be regular)."""
+    if x.is_nested:
+        n = int(x.size(dim))
+    else:
+        n = int(x.shape[dims_of(x, dim)[0]]) if x.dim() else 1
     return numel(x) // max(n, 1), n
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..bos import BOs
 from . import RULES, ZERO_OPS  # importing the package registers every rule
-from .registry import FAMILY, resolve_all
+from .registry import FAMILY, PENDING
 
 COMMAND = "python -m torch_tos.rules.doc"
 DOC_PATH = Path(__file__).resolve().parents[2] / "docs" / "rules.md"
@@ -67,10 +67,11 @@ def _cell(text: str) -> str:
 
 
 def rows() -> list[tuple[str, str, str]]:
-    """(op, family, formula) for every registered op, sorted by family then op (the rules of
-    installed libraries such as torchvision included, whatever was imported before)."""
-    resolve_all()
-    out = []
+    """(op, family, formula) for every registered op, sorted by family then op — the rules for
+    other libraries' ops (torchvision) included whether or not that library is loaded."""
+    out = [(name.replace("::", "."), family.rsplit(".", 1)[-1],
+            formula(rule) if rule is not None else "0 (memory only)")
+           for entries in PENDING.values() for name, rule, family in entries]
     for op, rule in RULES.items():
         out.append((op_label(op), FAMILY.get(op, "?").rsplit(".", 1)[-1], formula(rule)))
     for op in ZERO_OPS:
@@ -78,9 +79,16 @@ def rows() -> list[tuple[str, str, str]]:
     return sorted(out, key=lambda r: (r[1], r[0]))
 
 
+def counts() -> tuple[int, int]:
+    """(ops with arithmetic rules, memory-only ops), pending registrations included."""
+    pending = [rule for entries in PENDING.values() for _name, rule, _family in entries]
+    return (len(RULES) + sum(r is not None for r in pending),
+            len(ZERO_OPS) + sum(r is None for r in pending))
+
+
 def render() -> str:
-    resolve_all()
-    lines = [HEADER, f"{len(RULES)} ops with arithmetic rules, {len(ZERO_OPS)} memory-only ops.", "",
+    n_rules, n_zero = counts()
+    lines = [HEADER, f"{n_rules} ops with arithmetic rules, {n_zero} memory-only ops.", "",
              "| aten op | family | BOs |", "|---|---|---|"]
     for op, family, text in rows():
         lines.append(f"| `{op}` | {family} | {_cell(text)} |")

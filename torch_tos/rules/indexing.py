@@ -152,3 +152,41 @@ def col2im(out, x, output_size, kernel_size, dilation, padding, stride, **kwargs
 def pad_backward(out, grad, x, padding, **kwargs) -> BOs:
     """Each output gradient added into its source element: numel(grad_output) adds."""
     return BOs(add=numel(grad))
+
+
+def _isin_compares(elements, test, n: int, m: int) -> int:
+    """Compares of ``isin``'s kernel (TensorCompare.cpp): with few test elements
+    (m < 10·n^0.145) each element is compared with the test elements in order until the first
+    match (early exit): exact on real tensors, n·m on meta (warned); otherwise the sort-based path,
+    priced (n + m)·⌈log2(n + m)⌉ sort compares + (n + m) adjacent compares (approximate)."""
+    import math
+
+    if m >= 10.0 * n ** 0.145:
+        k = n + m
+        return k * math.ceil(math.log2(k)) + k if k > 1 else k
+    if not isinstance(elements, torch.Tensor) or not isinstance(test, torch.Tensor):
+        return n * m
+    if elements.device.type == "meta" or test.device.type == "meta":
+        from .registry import warn_approximate
+
+        warn_approximate("aten.isin", "its early-exit compares depend on the values; meta prices "
+                         "every element against every test element")
+        return n * m
+    eq = elements.reshape(-1, 1) == test.reshape(1, -1)
+    hit = eq.any(1)
+    first = eq.int().argmax(1) + 1
+    return int(torch.where(hit, first, torch.full_like(first, m)).sum())
+
+
+@register("isin")
+def isin(out, elements, test_elements, *args, **kwargs) -> BOs:
+    """Compares of isin's kernel: early-exit linear search for few test elements (exact on real
+    tensors, worst case on meta), sort-based otherwise (approximate); a scalar test element: one
+    compare per element; a scalar element: m compares (worst case)."""
+    n = numel(elements) if isinstance(elements, torch.Tensor) else 1
+    m = numel(test_elements) if isinstance(test_elements, torch.Tensor) else 1
+    if not isinstance(test_elements, torch.Tensor):
+        return BOs(sub=n)
+    if not isinstance(elements, torch.Tensor):   # one scalar against m test elements: m at most
+        return BOs(sub=m)
+    return BOs(sub=_isin_compares(elements, test_elements, n, m))

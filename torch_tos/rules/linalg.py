@@ -109,3 +109,59 @@ def cross(out, a, b, *args, **kwargs) -> BOs:
     """3-vector cross products: each output component a_j·b_k − a_k·b_j (2 mul, 1 sub)."""
     n = numel(out)
     return BOs(sub=n, mul=2 * n)
+
+
+def _used(offs, full: int, op: str) -> int:
+    """Rows / columns / depth a grouped matmul covers: the last group offset (real tensors), else
+    the full extent (meta: the offsets' values are unknown — warned)."""
+    if offs is None:
+        return full
+    if offs.device.type == "meta":
+        from .registry import warn_approximate
+
+        warn_approximate(op, "the group offsets are data; meta assumes the groups cover the whole "
+                         "extent")
+        return full
+    return int(offs[-1]) if offs.numel() else 0
+
+
+@register("_grouped_mm")
+def grouped_mm(out, a, b, offs=None, bias=None, out_dtype=None, **kwargs) -> BOs:
+    """Grouped GEMM (Mixture-of-Experts expert matmuls): every output covered by a group is a dot
+    product of K (mul K, add K−1; + 1 add with a bias). a [M, K] × b [G, K, N] with offsets along
+    M: the first offs[−1] rows; a [G, M, K] × b [K, N] with offsets along N: the first offs[−1]
+    columns; a [M, K] × b [K, N] with offsets along K (out [G, M, N]): group g sums its K_g
+    terms (K_g mul, K_g − 1 add per output; an empty group costs nothing); 3-D × 3-D: a batched
+    matmul. Offsets are read on real tensors; on meta the groups are assumed to cover everything
+    (approximate, warned)."""
+    o = out
+    if a.dim() == 2 and b.dim() == 3:
+        rows, K, N = _used(offs, int(a.shape[0]), "aten._grouped_mm"), int(a.shape[1]), int(b.shape[-1])
+        outs, total = rows * N, _product(rows * N, K)
+    elif a.dim() == 3 and b.dim() == 2:
+        M, K = int(a.shape[1]), int(a.shape[2])
+        cols = _used(offs, int(b.shape[1]), "aten._grouped_mm")
+        outs, total = M * cols, _product(M * cols, K)
+    elif a.dim() == 2 and b.dim() == 2:
+        M, N, G = int(a.shape[0]), int(b.shape[1]), int(o.shape[0])
+        if offs is None or offs.device.type == "meta":
+            depth = _used(offs, int(a.shape[1]), "aten._grouped_mm")
+            sizes = [depth // G] * G
+        else:
+            ends = [int(v) for v in offs.tolist()]
+            sizes = [e - s for s, e in zip([0] + ends[:-1], ends)]
+        outs = G * M * N
+        total = BOs(add=M * N * sum(max(k - 1, 0) for k in sizes), mul=M * N * sum(sizes))
+    else:
+        G, M, K, N = int(a.shape[0]), int(a.shape[1]), int(a.shape[2]), int(b.shape[2])
+        outs, total = G * M * N, _product(G * M * N, K)
+    return total + (BOs(add=outs) if isinstance(bias, torch.Tensor) else BOs())
+
+
+@register("linear")
+def nested_linear(out, x, w, bias=None, **kwargs) -> BOs:
+    """``aten.linear`` reaches the engine only for nested tensors (for dense ones it is a composite
+    of mm/addmm): each of the numel(out) outputs a dot product of K = in_features (mul K, add K−1;
+    + 1 add with a bias)."""
+    n, K = numel(out), int(w.shape[-1])
+    return _product(n, K) + (BOs(add=n) if isinstance(bias, torch.Tensor) else BOs())

@@ -158,3 +158,26 @@ def group_norm_backward(out, g, x, mean, rstd, weight, N, C, HxW, group, output_
     """Group-norm gradients per (sample, group) row of C/G·HxW (see module doc)."""
     N, C, HxW, group = int(N), int(C), int(HxW), int(group)
     return _row_norm_backward(N * group, (C // group) * HxW, weight, output_mask, C)
+
+
+def _weight_norm_slices(v, g) -> tuple[int, int]:
+    """(slices, elements per slice): one norm per element of ``g``."""
+    s = max(numel(g), 1)
+    return s, numel(v) // s
+
+
+@register("_weight_norm_interface")
+def weight_norm(out, v, g, dim=0, **kwargs) -> BOs:
+    """w = v·(g/‖v‖), one norm per slice of n elements (per element of g): squares and sum
+    (n mul, n−1 add), √ (1 root), g/‖v‖ (1 div), the scaling (n mul)."""
+    s, n = _weight_norm_slices(v, g)
+    return BOs(add=s * (n - 1), mul=2 * n * s, div=s, root=s)
+
+
+@register("_weight_norm_interface_backward")
+def weight_norm_backward(out, grad_w, v, g, norms, dim=0, **kwargs) -> BOs:
+    """Per slice of n: dot = Σ grad_w·v (n mul, n−1 add), grad_g = dot/‖v‖ (1 div), ‖v‖² (1 mul),
+    dot/‖v‖² and g/‖v‖ (2 div); per element grad_v = (g/‖v‖)·(grad_w − v·dot/‖v‖²)
+    (2 mul, 1 sub) — the formula of WeightNorm.cpp's kernels."""
+    s, n = _weight_norm_slices(v, g)
+    return BOs(add=s * (n - 1), sub=s * n, mul=s * (3 * n + 1), div=3 * s)

@@ -33,6 +33,18 @@ PENDING: dict[str, list] = {}
 NAMESPACE_MODULES = {"torchvision": "torchvision"}
 
 
+class ApproximateCountWarning(UserWarning):
+    """A data-dependent op was priced without its values (on meta): its count is approximate."""
+
+
+def warn_approximate(op: str, why: str) -> None:
+    """Warn (once per op and reason) that ``op``'s count is approximate, and why."""
+    import warnings
+
+    warnings.warn(f"torch_tos: {op} is priced approximately on meta: {why}",
+                  ApproximateCountWarning, stacklevel=2)
+
+
 class MissingOpError(RuntimeError):
     """A rule names an operator the installed torch (or library) does not have."""
 
@@ -151,9 +163,13 @@ def resolve_all() -> None:
 
     for ns in list(PENDING):
         module = NAMESPACE_MODULES[ns]
-        if importlib.util.find_spec(module) is not None:
+        if importlib.util.find_spec(module) is None:
+            continue
+        try:
             importlib.import_module(module)
-            resolve_namespace(ns)
+        except (ImportError, OSError, RuntimeError):  # a broken install: its ops cannot run either
+            continue
+        resolve_namespace(ns)
 
 
 def _where(rule) -> str:

@@ -41,8 +41,10 @@ import weakref
 
 import torch
 
+from ..attribution import module_params
 from ..counter import warn_unsupported
 from ..counts import OPTIMIZER_LAYER, Counts
+from ..extensions import Extensions
 from ..report import Report
 from ..tables import DEFAULT_TABLE, TransistorTable
 from ..validation import check_dtype, check_meter, check_model, check_optimizer, check_table
@@ -68,7 +70,8 @@ class TOsCounter:
     (an energy meter with ``measure()``; each step is measured), ``cache`` (reuse the counts of
     known steps), ``table`` (transistor constants), ``flop_mapping`` (extra FLOP formulas, as for
     :func:`torch_tos.profile`), ``history`` (how many recent :class:`StepRecord` objects to keep;
-    ``None``: all).
+    ``None``: all), ``module_rules`` and ``ignore`` (as for :func:`torch_tos.profile`; see
+    :mod:`torch_tos.extensions`).
 
     Results: :attr:`steps`, :attr:`total`, :meth:`report`, :meth:`to_dataframe`,
     :meth:`total_all_ranks`; logging: :meth:`log_to`.
@@ -76,8 +79,11 @@ class TOsCounter:
 
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None, *,
                  dtype=None, meter=None, cache: bool = True, table: TransistorTable | None = None,
-                 flop_mapping: dict | None = None, history: int | None = 1000):
+                 flop_mapping: dict | None = None, history: int | None = 1000,
+                 module_rules: dict | None = None, ignore=None):
         self.model = check_model(model)
+        Extensions(ignore, module_rules).layers(self.model)  # bad rules or ignores: fail here
+        self._extensions = {"module_rules": module_rules, "ignore": ignore}
         self.optimizer = check_optimizer(optimizer)
         self.dtype: torch.dtype | None = check_dtype(dtype)
         self.meter = check_meter(meter)
@@ -98,7 +104,7 @@ class TOsCounter:
         self._records = History(self.history)
         self._cache = StepCache(self.cache, self.table, self.dtype)
         self._scope = CounterScope(self.model, threading.get_ident())
-        self._engine = CounterEngine(self._scope, flop_mapping=self._flop_mapping)
+        self._engine = CounterEngine(self._scope, flop_mapping=self._flop_mapping, **self._extensions)
         self._tracker = StepTracker(self.model, self.optimizer, self._engine, self._scope, self._cache,
                                     self.meter, self._record)
 
@@ -235,7 +241,7 @@ class TOsCounter:
         if optimizers:
             meta["optimizer"] = optimizers
         return Report(counts.rows, unsupported, types=types, order=self._scope.order, dtype=self.dtype,
-                      table=self.table, metadata=meta)
+                      table=self.table, metadata=meta, params=module_params(self.model))
 
     def to_dataframe(self):
         """pandas DataFrame, one row per kept step, columns :data:`STEP_COLUMNS`."""
