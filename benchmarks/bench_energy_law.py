@@ -1,22 +1,24 @@
-"""Benchmark: does the overhead-aware law predict held-out configurations and unmeasured models?
+"""Benchmark: does the energy law predict held-out configurations and unmeasured models?
 
 On this machine with the CPU-time meter (process CPU seconds × 10 W: it tracks time, not energy),
-one torch thread, short SGD runs, pooled sweeps varying width, depth, activation, steps (epochs)
-and batch size over MLP, MLP+dropout, conv+batch-norm, depthwise-conv and tiny-transformer
-workloads. Reported:
+one torch thread, the calibration suite of ``torch-tos calibrate``
+(:func:`torch_tos.energy.calibrate.suite_workloads`: the families of :mod:`torch_tos.energy.families`
+at two run lengths, varying width, depth, activation, epochs and batch size), measured with the
+same runner (:func:`~torch_tos.energy.runner.run_plan`, interleaved repeats). Reported:
 
-1. leave-one-configuration-out (and leave-one-family-out) mean relative error of the
-   overhead-aware law (TOs + calls + bytes, per step, non-negative) vs the TOs-only and FLOPs-only
-   laws (the paper's E = a + b·x of run totals, and per-step) vs the noise floor (each run
-   predicted by the mean of the other runs of its configuration) and the mean-only baseline;
-2. predicted vs measured energy of two workloads outside the calibration: resnet18 at 64×64 and a
-   2-layer d=128 transformer encoder.
+1. leave-one-configuration-out (LOCO) and leave-one-family-out (LOFO) mean relative error of the
+   laws of :func:`torch_tos.energy.evaluate.default_laws` — the default law, the op-class laws,
+   TOs + calls + bytes, the TOs-only and FLOPs-only laws (the paper's E = a + b·x of run totals,
+   and per step) — vs the noise floor and the mean-only baseline;
+2. predicted vs measured energy of workloads outside the calibration suite: torchvision's
+   resnet18 and mobilenet_v3_small (batch 8, 64×64) and a 2-layer d=128 transformer encoder.
 
-Goal (issue 9): overhead-aware LOCO error within 1.25× the noise floor and strictly below TOs-only
-and FLOPs-only. The machine is shared (2 cores, several processes): runs are kept short and
-interleaved across configurations so drift spreads over all of them; figures move from run to run.
+Goal (issue 9): the default law's LOCO error within 1.25× the noise floor and strictly below the
+TOs-only and FLOPs-only laws. The machine may be shared: figures move from run to run; run it
+twice. ``--out DIR`` keeps the runs (``DIR/calibration.runs.csv``, ``DIR/targets.csv``); a rerun
+on the same folder resumes and only re-evaluates what was measured.
 
-    PYTHONPATH=$PWD python benchmarks/bench_energy_law.py [--repeats 3] [--quick] [--out runs.csv]
+    PYTHONPATH=$PWD python benchmarks/bench_energy_law.py --out bench-runs [--repeats 3] [--scale 1]
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import os
 import socket
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -34,111 +37,48 @@ import torch
 from torch import nn
 
 import torch_tos
-from torch_tos.energy import EnergyModel
-from torch_tos.energy.evaluate import evaluate, format_evaluation, summarize
-from torch_tos.energy.features import step_features
+from torch_tos.energy.calibrate import suite_workloads
+from torch_tos.energy.evaluate import CANDIDATES, DEFAULT_LAW, default_laws, evaluate, format_evaluation, summarize
+from torch_tos.energy.features import FEATURE_NAMES, step_features
+from torch_tos.energy.runner import run_plan
+from torch_tos.energy.runs import read_runs
 
-WATTS = 10.0
-
-
-class Tokens(nn.Module):
-    def __init__(self, width, depth, act, vocab=256, ff=2):
-        super().__init__()
-        self.embed = nn.Embedding(vocab, width)
-        layer = nn.TransformerEncoderLayer(width, max(1, width // 32), ff * width, dropout=0.1,
-                                           activation=act, batch_first=True)
-        self.enc = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
-        self.head = nn.Linear(width, vocab)
-
-    def forward(self, x):
-        return self.head(self.enc(self.embed(x))).mean(dim=1)
+WATTS = 10.0  # the CPU-time meter's watts per core
+TARGETS = (("resnet18", 8, 64, 5), ("mobilenet_v3_small", 8, 64, 10), ("encoder", 16, 32, 10))
+PER_STEP = ("TOs/step", "FLOPs/step")
 
 
-def mlp(width, depth, act, drop=0.0):
-    A = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "sigmoid": nn.Sigmoid}[act]
-    layers, n = [], 32
-    for _ in range(depth):
-        layers += [nn.Linear(n, width), A()] + ([nn.Dropout(drop)] if drop else [])
-        n = width
-    return nn.Sequential(*layers, nn.Linear(n, 10))
-
-
-def convnet(width, depth, act, dw=False):
-    A = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}[act]
-    layers = [nn.Conv2d(3, width, 3, padding=1), nn.BatchNorm2d(width), A()]
-    for _ in range(depth):
-        if dw:
-            layers += [nn.Conv2d(width, width, 3, padding=1, groups=width), nn.BatchNorm2d(width), A(),
-                       nn.Conv2d(width, width, 1), nn.BatchNorm2d(width), A()]
-        else:
-            layers += [nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width), A()]
-    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, 10))
-
-
-def workload(family, width, depth, act, batch, size):
-    """(model, inputs, target, loss_fn) of one configuration."""
+def target(name: str, batch: int, size: int):
+    """(model, inputs, target, loss_fn) of a workload outside the calibration suite."""
     g = torch.Generator().manual_seed(0)
-    if family in ("mlp", "mlpdrop"):
-        model = mlp(width, depth, act, 0.1 if family == "mlpdrop" else 0.0)
-        x = torch.randn(batch, 32, generator=g)
-    elif family in ("conv", "dwconv"):
-        model = convnet(width, depth, act, dw=family == "dwconv")
-        x = torch.randn(batch, 3, size, size, generator=g)
-    elif family == "tokens":
-        model = Tokens(width, depth, act)
-        x = torch.randint(0, 256, (batch, size), generator=g)
-    elif family == "resnet18":
+    if name in ("resnet18", "mobilenet_v3_small"):
         import torchvision
 
-        model = torchvision.models.resnet18(num_classes=10)
+        model = getattr(torchvision.models, name)(num_classes=10)
         x = torch.randn(batch, 3, size, size, generator=g)
-    elif family == "encoder":
+    elif name == "encoder":
         layer = nn.TransformerEncoderLayer(128, 4, 512, dropout=0.1, batch_first=True)
         model = nn.Sequential(nn.TransformerEncoder(layer, 2, enable_nested_tensor=False), nn.Flatten(),
                               nn.Linear(128 * size, 10))
         x = torch.randn(batch, size, 128, generator=g)
     else:
-        raise ValueError(family)
-    y = torch.randint(0, 10, (batch,), generator=g)
-    return model, x, y, nn.CrossEntropyLoss()
+        raise ValueError(name)
+    return model, x, torch.randint(0, 10, (batch,), generator=g), nn.CrossEntropyLoss()
 
 
-def suite(quick: bool):
-    """Calibration configurations: (family, width, depth, activation, batch, input size, steps)."""
-    c = []
-    for w in (32, 256, 1024):
-        for d in (1, 3):
-            for act in ("relu", "tanh"):
-                for b, steps in ((16, 40), (128, 20)):
-                    c.append(("mlp", w, d, act, b, 0, steps))
-    for w in (64, 512):
-        c.append(("mlpdrop", w, 2, "gelu", 64, 0, 30))
-    for w, size in ((8, 32), (32, 16), (64, 8)):
-        for d in (1, 3):
-            c.append(("conv", w, d, "relu", 16, size, 10))
-    c += [("conv", 128, 2, "relu", 8, 4, 10), ("conv", 256, 1, "relu", 8, 4, 6)]  # wide convs, tiny maps
-    for w, size in ((16, 16), (64, 8)):
-        c.append(("dwconv", w, 2, "relu", 16, size, 10))
-    for w in (32, 64):
-        for d in (1, 2):
-            c.append(("tokens", w, d, "gelu", 8, 16, 15))
-    c += [("mlp", 256, 3, "gelu", 64, 0, 60), ("conv", 32, 2, "gelu", 32, 16, 20)]  # more steps/epochs
-    return c[::3] if quick else c
-
-
-def count(cfg):
-    family, width, depth, act, batch, size, _steps = cfg
-    model, x, y, loss_fn = workload(family, width, depth, act, batch, size)
+def count_target(cfg) -> dict:
+    name, batch, size, _steps = cfg
+    model, x, y, loss_fn = target(name, batch, size)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     r = torch_tos.profile(model, x, mode="training", target=y, loss_fn=loss_fn, optimizer=opt, device="meta")
     return step_features(r, model=model)
 
 
-def measure(cfg, seed) -> tuple[float, float]:
-    """CPU-time joules and wall seconds of ``steps`` SGD steps (one untimed warm-up step first)."""
-    family, width, depth, act, batch, size, steps = cfg
+def measure_target(cfg, seed: int) -> float:
+    """CPU-time joules of ``steps`` SGD steps (one untimed warm-up step first, gc paused)."""
+    name, batch, size, steps = cfg
     torch.manual_seed(seed)
-    model, x, y, loss_fn = workload(family, width, depth, act, batch, size)
+    model, x, y, loss_fn = target(name, batch, size)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
 
     def step():
@@ -149,89 +89,85 @@ def measure(cfg, seed) -> tuple[float, float]:
     step()
     gc.disable()
     try:
-        c0, t0 = time.process_time(), time.perf_counter()
+        c0 = time.process_time()
         for _ in range(steps):
             step()
-        c1, t1 = time.process_time(), time.perf_counter()
+        c1 = time.process_time()
     finally:
         gc.enable()
-    return (c1 - c0) * WATTS, t1 - t0
+    return (c1 - c0) * WATTS
 
 
-def row(cfg, repeat, joules, seconds, feats):
-    family, width, depth, act, batch, size, steps = cfg
-    return {"family": family, "width": width, "depth": depth, "activation": act, "batch_size": batch,
-            "input_size": size, "steps": steps, "epochs": 1, "threads": 1, "dtype": "float32",
-            "optimizer": "sgd", "repeat": repeat, "joules": joules, "seconds": seconds, "meter": "cputime",
-            "host": socket.gethostname(), "count_device": "meta", **feats}
-
-
-from torch_tos.energy.evaluate import CLASS_LAW  # noqa: E402 - TOs and calls per op class
+def measure_targets(path: Path, repeats: int) -> pd.DataFrame:
+    """Every target × ``repeats`` (interleaved), cached in ``path`` (a rerun reuses it)."""
+    if path.is_file():
+        return pd.read_csv(path)
+    feats = {cfg: count_target(cfg) for cfg in TARGETS}
+    rows = []
+    for r in range(repeats):
+        for cfg in TARGETS:
+            rows.append({"family": cfg[0], "batch_size": cfg[1], "input_size": cfg[2], "steps": cfg[3],
+                         "repeat": r, "joules": measure_target(cfg, r), "meter": "cputime",
+                         "host": socket.gethostname(), **feats[cfg]})
+    df = pd.DataFrame(rows)
+    df.to_csv(path, index=False)
+    return df
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="bench-energy-law", help="folder for the runs (resumable)")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--quick", action="store_true", help="a third of the suite (a smoke run)")
-    ap.add_argument("--out", default=None, help="also write the runs CSV here")
+    ap.add_argument("--scale", type=float, default=1.0, help="multiply every suite entry's epochs")
     ap.add_argument("--target-repeats", type=int, default=3)
     args = ap.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
-    t_start = time.perf_counter()
-    configs = suite(args.quick)
-    feats = {cfg: count(cfg) for cfg in configs}
-    for cfg in configs:  # warm kernels once
-        measure(cfg[:-1] + (1,), 0)
-    rows = []
-    for r in range(args.repeats):  # interleaved: drift spreads over every configuration
-        for cfg in configs:
-            j, s = measure(cfg, r)
-            rows.append(row(cfg, r, j, s, feats[cfg]))
-    runs = pd.DataFrame(rows)
-    if args.out:
-        runs.to_csv(args.out, index=False)
-    t_cal = time.perf_counter() - t_start
-    calls = runs["calls"]
-    print(f"calibration: {len(configs)} configurations × {args.repeats} repeats = {len(runs)} runs in "
-          f"{t_cal:.0f} s (cputime meter, 1 thread, load average {os.getloadavg()[0]:.1f}); calls/step "
-          f"{calls.min():.0f}–{calls.max():.0f}, TOs/step {runs['tos'].min():.2g}–{runs['tos'].max():.2g}")
-    laws = {"TOs (paper)": EnergyModel("tos"), "FLOPs (paper)": EnergyModel("flops"),
-            "TOs/step": EnergyModel(features=("tos",)), "FLOPs/step": EnergyModel(features=("flops",)),
-            "TOs+calls+bytes": EnergyModel(features=("tos", "calls", "bytes")),
-            "TOs+calls per class": EnergyModel(features=CLASS_LAW)}
-    ev = evaluate(runs, laws, splits=("loco", "lofo", "random"), seeds=range(10))
+    t0 = time.perf_counter()
+    csv = out / "calibration.runs.csv"
+    run_plan(suite_workloads(threads=1, scale=args.scale), csv, repeats=args.repeats, meter="cputime",
+             progress=False)
+    runs = read_runs(csv, features=("tos", "flops", "calls", "bytes"))
+    t_cal = time.perf_counter() - t0
+    targets = measure_targets(out / "targets.csv", args.target_repeats)
+    print(f"calibration: {runs.groupby(['family', 'width', 'depth', 'epochs'], dropna=False).ngroups} "
+          f"configurations, {len(runs)} runs ({t_cal:.0f} s, cputime meter, 1 thread, load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs); calls/step {runs['calls'].min():.0f}–"
+          f"{runs['calls'].max():.0f}, TOs/step {runs['tos'].min():.2g}–{runs['tos'].max():.2g}")
+    laws = default_laws(runs.columns, candidates=True)
+    ev = evaluate(runs, laws, splits=("loco", "lofo"))
     s = summarize(ev)
-    print("\nmean relative error (%) on held-out runs, mean ± sd:")
-    print(s.round(2).to_string())
+    print("\nmean relative error (%) on held-out runs (loco/lofo: pooled; sd over folds):")
+    print(s.round(1).to_string())
     loco = s[("loco", "mean")]
-    floor = loco["noise floor"]
-    for name in ("TOs+calls+bytes", "TOs+calls per class"):
-        best = loco[name]
-        print(f"LOCO: {name} {best:.1f} % vs noise floor {floor:.1f} % (ratio {best / floor:.2f}, goal ≤ 1.25); "
-              f"TOs-only {min(loco['TOs (paper)'], loco['TOs/step']):.1f} %, FLOPs-only "
-              f"{min(loco['FLOPs (paper)'], loco['FLOPs/step']):.1f} %")
+    floor, best = loco["noise floor"], loco[DEFAULT_LAW]
+    tos_only = min(loco["TOs (paper)"], loco["TOs/step"])
+    flops_only = min(loco["FLOPs (paper)"], loco["FLOPs/step"])
+    ok = best <= 1.25 * floor and best < tos_only and best < flops_only
+    print(f"\nLOCO: default law ({DEFAULT_LAW}) {best:.1f} % vs noise floor {floor:.1f} % (ratio "
+          f"{best / floor:.2f}, goal ≤ 1.25); TOs-only {tos_only:.1f} %, FLOPs-only {flops_only:.1f} % → "
+          f"goal {'met' if ok else 'MISSED'}")
+    lofo = s[("lofo", "mean")]
+    print("\ndefault-law criterion, (LOCO + LOFO) / 2 per candidate (%): " + "; ".join(
+        f"{n} {(loco[n] + lofo[n]) / 2:.1f}" for n in CANDIDATES if n in loco.index))
     print("\n" + format_evaluation(ev, "loco"))
 
-    print("\nunmeasured workloads (law fitted on every calibration run):")
-    fitted = {n: EnergyModel(**laws[n].get_params()).fit(runs) for n in ("TOs/step", "FLOPs/step",
-                                                                         "TOs+calls+bytes", "TOs+calls per class")}
-    print("  law:", fitted["TOs+calls+bytes"])
-    print("  law:", fitted["TOs+calls per class"])
-    targets = [("resnet18", 0, 0, "relu", 8, 64, 5), ("encoder", 0, 0, "relu", 16, 32, 10)]
-    for cfg in targets:
-        f = count(cfg)
-        measured = [measure(cfg, r)[0] for r in range(args.target_repeats)]
-        m = float(np.mean(measured))
-        one = pd.DataFrame([row(cfg, 0, m, 0.0, f)])
-        parts = []
-        for name, law in fitted.items():
-            p = float(law.predict(one)[0])
-            parts.append(f"{name} {p:.3g} J ({100 * (p - m) / m:+.0f} %)")
-        lo, hi = fitted["TOs+calls per class"].interval()
-        print(f"  {cfg[0]} batch {cfg[4]} size {cfg[5]}, {cfg[6]} steps, calls/step {f['calls']:.0f}: measured "
-              f"{m:.3g} J (sd {np.std(measured, ddof=1):.2g}); predicted " + "; ".join(parts)
-              + f"; 90 % interval ×{lo:.2f}–×{hi:.2f}")
-    print(f"\ntotal {time.perf_counter() - t_start:.0f} s")
+    print("\nunmeasured workloads (laws fitted on every calibration run; measured: mean of "
+          f"{args.target_repeats} runs):")
+    names = [n for n in laws if laws[n].features is not None]
+    fitted = {n: laws[n].fit(runs) for n in names}
+    print(f"  default law: {fitted[DEFAULT_LAW]}")
+    lo, hi = fitted[DEFAULT_LAW].interval()
+    for cfg in TARGETS:
+        t = targets[targets["family"] == cfg[0]]
+        m = float(t["joules"].mean())
+        one = t.iloc[:1][["steps", *[c for c in FEATURE_NAMES if c in t.columns]]]
+        parts = [f"{n} {100 * (float(law.predict(one)[0]) - m) / m:+.0f} %" for n, law in fitted.items()]
+        print(f"  {cfg[0]} batch {cfg[1]} size {cfg[2]}, {cfg[3]} steps, calls/step {one['calls'].iloc[0]:.0f}: "
+              f"measured {m:.3g} J (sd {t['joules'].std(ddof=1):.2g}); predicted − measured: " + "; ".join(parts)
+              + f"  [default law's 90 % interval ×{lo:.2f}–×{hi:.2f}]")
+    print(f"\ntotal {time.perf_counter() - t0:.0f} s")
     return 0
 
 

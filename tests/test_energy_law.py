@@ -172,3 +172,18 @@ def test_configurations_differing_only_in_steps_stay_separate():
         warnings.simplefilter("error")
         floor = summarize(ev).loc["noise floor", ("loco", "mean")]
     assert floor == pytest.approx(0.0, abs=1e-9)  # the repeats of each configuration agree exactly
+
+
+def test_default_law_is_a_candidate_with_counted_features():
+    from torch_tos.energy.evaluate import CANDIDATES, DEFAULT_FEATURES, DEFAULT_LAW, default_laws
+    from torch_tos.energy.features import check_features
+
+    assert CANDIDATES[DEFAULT_LAW] == DEFAULT_FEATURES
+    for feats in CANDIDATES.values():
+        assert check_features(feats) == tuple(feats)
+    laws = default_laws()
+    assert DEFAULT_LAW in laws and laws[DEFAULT_LAW].features == DEFAULT_FEATURES
+    assert set(CANDIDATES) <= set(default_laws(candidates=True))
+    # a table without the class columns keeps only the laws it can fit
+    assert set(default_laws(["tos", "flops", "calls", "bytes"])) == {"TOs (paper)", "FLOPs (paper)", "TOs/step",
+                                                                      "FLOPs/step", "TOs+calls+bytes"}

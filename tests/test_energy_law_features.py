@@ -105,3 +105,18 @@ def test_as_counts_and_whitelist():
         check_features(["width"])
     with pytest.raises(ValueError, match="empty"):
         check_features(())
+
+
+def test_fused_recurrent_layers_are_matmul():
+    for op in ("aten.mkldnn_rnn_layer", "aten.mkldnn_rnn_layer_backward", "aten._cudnn_rnn",
+               "aten._thnn_fused_lstm_cell"):
+        assert op_class(op) == "matmul", op
+    # counted on the CPU, nn.LSTM runs the fused oneDNN layer: its TOs are matmul TOs, not "other"
+    model = nn.LSTM(8, 16, batch_first=True)
+    r = torch_tos.profile(model, torch.randn(2, 5, 8), mode="training", loss_fn=lambda out, _t: out[0].sum(),
+                          target=torch.zeros(1), optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+                          device="cpu")
+    f = step_features(r)
+    assert any(k[3] == "aten.mkldnn_rnn_layer" for k in r.counts.rows)  # the CPU's fused kernel
+    # the fused layers carry the GEMMs; the rest (loss sum, SGD add_) is a tiny share
+    assert f["tos_matmul"] > 0.9 * f["tos"] and f["tos_other"] < 0.1 * f["tos"]

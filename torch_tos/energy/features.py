@@ -18,7 +18,8 @@ runs-CSV column names (:data:`FEATURE_NAMES`):
 
 Op classes (:func:`op_class`), keyed by aten op name in the one table :data:`OP_CLASSES`:
 
-- ``matmul`` (mm, addmm, bmm, attention kernels), ``conv`` (dense convolutions), ``dwconv``
+- ``matmul`` (mm, addmm, bmm, attention kernels, fused recurrent layers such as
+  ``mkldnn_rnn_layer``: GEMMs with their gates), ``conv`` (dense convolutions), ``dwconv``
   (grouped/depthwise convolutions: ``groups > 1``), ``elementwise`` (arithmetic, activations,
   softmax, losses' pointwise parts), ``norm`` (batch/layer/group norm), ``optimizer`` (every op of
   the optimizer phase, and the gradient accumulation of the backward phase: ``aten.add``/
@@ -56,7 +57,11 @@ _MATMUL = ("mm", "addmm", "bmm", "baddbmm", "addbmm", "mv", "addmv", "dot", "vdo
            "_scaled_dot_product_flash_attention_backward", "_scaled_dot_product_efficient_attention",
            "_scaled_dot_product_efficient_attention_backward", "_scaled_dot_product_cudnn_attention",
            "_scaled_dot_product_cudnn_attention_backward", "_flash_attention_forward",
-           "_flash_attention_backward", "_efficient_attention_forward", "_efficient_attention_backward")
+           "_flash_attention_backward", "_efficient_attention_forward", "_efficient_attention_backward",
+           # fused recurrent layers and cells: GEMMs plus pointwise gates in one kernel
+           "mkldnn_rnn_layer", "mkldnn_rnn_layer_backward", "_cudnn_rnn", "_cudnn_rnn_backward", "miopen_rnn",
+           "miopen_rnn_backward", "_thnn_fused_lstm_cell", "_thnn_fused_lstm_cell_backward_impl",
+           "_thnn_fused_gru_cell", "_thnn_fused_gru_cell_backward")
 _CONV = ("convolution", "convolution_backward", "_convolution", "conv1d", "conv2d", "conv3d",
          "cudnn_convolution", "mkldnn_convolution", "_slow_conv2d_forward", "_slow_conv2d_backward",
          "slow_conv3d_forward", "convolution_overrideable", "convolution_backward_overrideable",
