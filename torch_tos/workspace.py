@@ -123,7 +123,11 @@ class Workspace:
             self._shared.append((t, t._version))
             if not (kind == "param" and self.training and t.requires_grad):
                 return t
-            new = torch.nn.Parameter(t.detach(), requires_grad=True)  # same storage, new leaf
+            with torch.no_grad():  # same storage, a version counter of its own (a loop stepping
+                # the user's optimizer in another thread must not invalidate this step's graph)
+                base = torch.empty(0, dtype=t.dtype, device=t.device).set_(
+                    t.untyped_storage(), t.storage_offset(), t.size(), t.stride())
+            new = torch.nn.Parameter(base, requires_grad=True)
         if kind == "param" and self.training and new.requires_grad:
             self._alias_of[id(new)] = id(t)
             self._handles.append(new.register_post_accumulate_grad_hook(self._drop_grad))
