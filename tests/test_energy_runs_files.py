@@ -102,3 +102,15 @@ def test_sweep_checks_its_output_before_any_work(tmp_path):
     with pytest.raises(ValueError, match="not a regular file"):
         sweep("ffn", "/dev/full", meter=CpuTimeMeter(), callback=calls.append, **TINY)
     assert calls == []
+
+
+def test_a_file_of_another_layout_is_refused_and_left_untouched(tmp_path):
+    # A file written with 4 columns read as a 3-column layout: every data row has the "wrong"
+    # number of fields for the new layout, so repairing first would delete them all as torn
+    # writes. The header is checked first: one clear error, and the bytes stay as they were.
+    p = tmp_path / "old.csv"
+    original = b"a,b,c,d\n1,2,3,4\n5,6,7,8\n"
+    p.write_bytes(original)
+    with pytest.raises(ValueError, match="not a results file of this layout"):
+        ResultFile(p, COLS).rows()
+    assert p.read_bytes() == original

@@ -36,6 +36,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .evaluate import DEFAULT_FEATURES as _DEFAULT_LAW_FEATURES
+
 from .families import Config, get_family
 from .runfile import check_output
 from .runner import Workload, run_plan
@@ -60,11 +62,11 @@ SUITE = (
     ("lstm", 64, 1, None, 16, 16, 70), ("lstm", 128, 2, None, 32, 16, 17), ("gru", 64, 2, None, 16, 16, 20),
     ("cnn", None, 2, "gelu", 32, 64, 7), ("cnn", None, 5, "gelu", 32, 64, 2),
 )
-#: The default features of a calibrated law: TOs, kernel calls and bytes, plus the calls and the
-#: bytes of convolutions (a conv call and a conv byte cost more than the average call and byte).
-#: Chosen among 7 candidate sets as the best on both leave-one-configuration-out and
-#: leave-one-family-out error of a full calibration (see docs/measuring.md).
-DEFAULT_FEATURES = ("tos", "calls", "bytes", "calls_conv", "bytes_conv")
+#: The default features of a calibrated law: those of :data:`~torch_tos.energy.evaluate.DEFAULT_LAW`
+#: (TOs, bytes, elementwise bytes, conv calls, matmul calls), the candidate with the lowest mean of
+#: the leave-one-configuration-out and leave-one-family-out errors on this suite in every
+#: benchmark run (benchmarks/bench_energy_law.py; figures in docs/energy.md).
+DEFAULT_FEATURES = _DEFAULT_LAW_FEATURES
 DEFAULT_REPEATS = 3
 #: Every entry runs at these fractions of its epochs (two lengths: see :func:`suite_workloads`).
 LENGTHS = (0.25, 1.0)

@@ -141,6 +141,7 @@ class ResultFile:
         """The rows now in the file (as strings), after repairing damaged lines (with a warning)."""
         with self.locked():
             data = self._read_bytes()
+            self._check_header(data)  # before any repair: a file of another layout is never touched
             fixed, notes = repair(data, self.path, self.columns)
             if notes:
                 os.ftruncate(self._fd, 0)
@@ -152,14 +153,23 @@ class ResultFile:
             if not fixed:
                 return []
             text = fixed.decode("utf-8")
-            header = next(csv.reader([text.splitlines()[0]]))
-            if header != self.columns:
-                missing = [c for c in self.columns if c not in header]
-                hint = (f"it lacks {', '.join(missing[:6])}{' …' if len(missing) > 6 else ''}: written by an "
-                        "older torch_tos or another tool" if missing else "its columns differ")
-                raise ValueError(f"{self.path} is not a results file of this layout ({hint}); "
-                                 "use another --out")
             return list(csv.DictReader(io.StringIO(text)))
+
+    def _check_header(self, data: bytes) -> None:
+        """A clear error when the file's header (its first complete line) is not :attr:`columns`."""
+        if b"\n" not in data:
+            return  # empty, or only a torn first line: repair handles it
+        first = data.split(b"\n", 1)[0]
+        try:
+            header = next(csv.reader([first.decode("utf-8")]))
+        except (UnicodeDecodeError, csv.Error, StopIteration):
+            header = None
+        if header != self.columns:
+            missing = [c for c in self.columns if c not in (header or [])]
+            hint = (f"it lacks {', '.join(missing[:6])}{' …' if len(missing) > 6 else ''}: written by an "
+                    "older torch_tos or another tool" if missing else "its columns differ")
+            raise ValueError(f"{self.path} is not a results file of this layout ({hint}); "
+                             "use another --out")
 
     def append(self, row: dict) -> None:
         """Append one row (header first when the file is empty), flushed and fsynced."""
