@@ -30,7 +30,8 @@ from .fit import EnergyModel, metrics
 from .law import load_law
 from .predict import Prediction
 from .meters import (DEFAULT_WATTS_PER_CORE, CpuTimeMeter, InvalidWindow, Measurement, Meter,
-                     MeterUnavailable, NvmlMeter, RaplMeter, RaplPermissionError, auto_meter, get_meter)
+                     MeterUnavailable, NvmlMeter, RaplMeter, RaplPermissionError, ZeusMeter, CodeCarbonMeter,
+                     auto_meter, get_meter)
 from .calibrate import calibrate
 from .reference import Reference, cv_by_config
 from .runfile import ResultFileRepaired
@@ -39,7 +40,7 @@ from .sweep import sweep
 
 __all__ = ["EnergyModel", "metrics", "load_law", "Prediction", "step_features", "FEATURE_NAMES", "evaluate",
            "format_evaluation", "compare", "compare_long", "format_table_v", "split_runs",
-           "Meter", "Measurement", "RaplMeter", "NvmlMeter", "CpuTimeMeter", "auto_meter", "get_meter",
+           "Meter", "Measurement", "RaplMeter", "NvmlMeter", "CpuTimeMeter", "ZeusMeter", "CodeCarbonMeter", "auto_meter", "get_meter",
            "MeterUnavailable", "RaplPermissionError", "InvalidWindow", "DEFAULT_WATTS_PER_CORE",
            "COLUMNS", "CONFIG_COLUMNS", "read_runs", "trim_runs", "validate_runs", "find_duplicates", "sweep",
            "calibrate", "Reference", "cv_by_config", "ResultFileRepaired", "plot_fits"]
