@@ -153,11 +153,11 @@ def evaluation_laws(features=DEFAULT_FEATURES, n_runs: int | None = None) -> dic
     """The laws a calibration is judged by: the paper's TOs and FLOPs laws, the per-step laws of
     :func:`~.evaluate.default_laws` and the calibrated law on ``features``; with ``n_runs``, only
     the laws with at most half as many coefficients as runs (a held-out fold must fit them)."""
-    from .evaluate import OVERHEAD, _n_coef, default_laws
+    from .evaluate import _n_coef, default_laws
     from .fit import EnergyModel
 
     laws = default_laws()
-    if tuple(features) != tuple(OVERHEAD):
+    if not any(tuple(m.features or ()) == tuple(features) for m in laws.values()):
         laws["+".join(features)] = EnergyModel(features=tuple(features))
     if n_runs is not None:
         laws = {k: v for k, v in laws.items() if _n_coef(v) <= n_runs // 2}
