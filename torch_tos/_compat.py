@@ -5,29 +5,50 @@ document. They are all imported from here so that a PyTorch release that moves o
 place, with a message naming the API, instead of deep inside a count. Tested on torch 2.13 and
 2.14 (see docs/conventions.md §8). Each entry says what happens when the API is missing:
 
-==========================================  =======================================================
-API                                         without it
-==========================================  =======================================================
-``torch._C._current_graph_task_id``         ``-1`` (never "inside backward": phase from hooks only)
-``torch._C._current_autograd_node``         ``None`` (backward ops booked under the current layer)
-``Node._sequence_nr``                       ``id(node)`` (attribution still works within a step)
-``torch._C._AutoDispatchBelowAutograd``     :class:`CompatError` (meta ``mish_backward`` shim)
-``torch._C._dispatch_get_all_op_names``     the ``aten`` names ``dir(torch.ops.aten)`` lists
-``torch.utils._python_dispatch``:           :class:`CompatError` at import (the engine *is* one)
+============================================  =======================================================
+API                                           without it
+============================================  =======================================================
+``torch._C._current_graph_task_id``           ``-1`` (never "inside backward": phase from hooks only)
+``torch._C._current_autograd_node``           ``None`` (backward ops booked under the current layer)
+``Node._sequence_nr``                         ``id(node)`` (attribution still works within a step)
+``torch._C._AutoDispatchBelowAutograd``       :class:`CompatError` (meta ``mish_backward`` shim)
+``torch._C._dispatch_get_all_op_names``       the ``aten`` names ``dir(torch.ops.aten)`` lists
+``torch.utils._python_dispatch``:             :class:`CompatError` at import (the engine *is* one)
   ``TorchDispatchMode``,
   ``_disable_current_modes``,
   ``_get_current_dispatch_mode_stack``
-``torch.utils._pytree.tree_leaves``         a small recursive walk over lists, tuples and dicts
-``flop_counter.shape_wrapper`` and the      a local copy of the same wrapper (shapes for tensors)
+``torch.utils._pytree.tree_leaves``           a small recursive walk over lists, tuples and dicts
+``flop_counter.shape_wrapper`` and the        a local copy of the same wrapper (shapes for tensors)
 ``_get_raw`` flag of custom FLOP formulas
-``aten._fused_sdp_choice``                  :class:`CompatError` (meta SDPA kernel choice)
-``torch.library.Library._destroy``          dropping the last reference (its finalizer
-                                            deregisters the kernels)
-``torch._ops.OpOverload(Packet)``           none: the rules are keyed by them (needed at import)
-``torch._ops.HigherOrderOperator`` and its  no higher-order op is recognised (``torch.cond``
-``py_kernels[CompositeExplicitAutograd]``   then fails inside PyTorch, as before); a HOP without
-                                            the eager kernel is reported unsupported
-==========================================  =======================================================
+``aten._fused_sdp_choice``                    :class:`CompatError` (meta SDPA kernel choice)
+``torch.library.Library._destroy``            dropping the last reference (its finalizer
+                                              deregisters the kernels)
+``torch._ops.OpOverload``,                    none: the rules are keyed by them (needed at import)
+``OpOverloadPacket``
+``torch._ops.HigherOrderOperator`` and its    no higher-order op is recognised (``torch.cond``
+``py_kernels[CompositeExplicitAutograd]``     then fails inside PyTorch, as before); a HOP without
+                                              the eager kernel is reported unsupported
+``torch._C._push_on_torch_function_stack``,   :class:`CompatError` when the step cache starts
+``_pop_torch_function_stack``,                tracing a step (pass ``cache=False`` to count
+``_len_torch_function_stack``,                without it)
+``_get_function_stack_at``
+``torch._C._autograd._get_sequence_nr``       ``None`` (backward roots keyed without their node's
+                                              position; a partial step's earlier nodes unowned)
+``torch._C.``                                 no re-snapshot: ops right after a ``torch.compile``-d
+``_dynamo_save_local_dispatch_key_set``,      call made inside counting may go uncounted
+``_dynamo_restore_local_dispatch_key_set``,
+``_dispatch_tls_set_dispatch_key_included``,
+``DispatchKey.Python``
+``torch._C._is_any_autocast_enabled``         ``True`` (autocast state always in the signature)
+``torch._C._set_grad_enabled``                ``None`` (grad-mode switches stay events in the step
+                                              fingerprint: fewer cache hits, same counts)
+``torch.nn.modules.module._global_*_hooks``   ``True`` (global hooks assumed set: no trusted-model
+                                              shortcut, exact but slower)
+``torch.fx.node._get_qualified_name``         ``module.qualname`` of the target
+``torch.optim.optimizer.``                    ``None`` (the shadow optimizer keeps its for-loop
+``_default_to_fused_or_foreach``              default)
+``torch.nn.modules.conv._ConvNd``             the six public ``Conv*``/``ConvTranspose*`` classes
+============================================  =======================================================
 """
 
 from __future__ import annotations
@@ -176,3 +197,127 @@ def eager_kernel(hop):
     key = getattr(getattr(torch._C, "DispatchKey", None), "CompositeExplicitAutograd", None)
     kernels = getattr(hop, "py_kernels", None)
     return kernels.get(key) if key is not None and kernels is not None else None
+
+
+# -- the torch-function mode stack (the step cache's tracer, torch_tos/training/steps.py) -------------
+def _tf_api(name: str):
+    api = getattr(torch._C, name, None)
+    if api is None:  # pragma: no cover - depends on the installed torch
+        raise _missing(f"torch._C.{name}", "the step cache's tracer; pass cache=False")
+    return api
+
+
+def push_torch_function_mode(mode) -> None:
+    """Push ``mode`` on this thread's torch-function mode stack (no ``__enter__``)."""
+    _tf_api("_push_on_torch_function_stack")(mode)
+
+
+def pop_torch_function_mode():
+    """Pop the innermost torch-function mode of this thread."""
+    return _tf_api("_pop_torch_function_stack")()
+
+
+def torch_function_mode_at_top():
+    """The innermost torch-function mode of this thread, ``None`` when the stack is empty."""
+    n = _tf_api("_len_torch_function_stack")()
+    return _tf_api("_get_function_stack_at")(n - 1) if n else None
+
+
+# -- autograd sequence numbers, grad mode, autocast --------------------------------------------------
+_get_sequence_nr = getattr(getattr(torch._C, "_autograd", None), "_get_sequence_nr", None)
+
+
+def next_sequence_nr() -> int | None:
+    """The sequence number the next autograd node made in this thread gets; None without it."""
+    return _get_sequence_nr() if _get_sequence_nr is not None else None
+
+
+#: The C function ``torch.set_grad_enabled``/``no_grad`` call (a torch-function event), or None.
+C_SET_GRAD_ENABLED = getattr(torch._C, "_set_grad_enabled", None)
+
+is_any_autocast_enabled = getattr(torch._C, "_is_any_autocast_enabled", None) or (lambda: True)
+
+
+# -- dispatch keys around torch.compile-d calls (torch_tos/training/hooks.py) ------------------------
+_save_keys = getattr(torch._C, "_dynamo_save_local_dispatch_key_set", None)
+_restore_keys = getattr(torch._C, "_dynamo_restore_local_dispatch_key_set", None)
+_include_key = getattr(torch._C, "_dispatch_tls_set_dispatch_key_included", None)
+_keys = getattr(torch._C, "DispatchKey", None)
+_PYTHON_KEYS = tuple(getattr(_keys, k) for k in ("Python", "PythonTLSSnapshot") if hasattr(_keys, k))
+
+
+def resnapshot_python_keys(include: bool) -> bool:
+    """Re-take dynamo's saved dispatch key set of the running compiled call with the ``Python``
+    keys ``include``-d. False outside a compiled call or on a torch without these APIs."""
+    if _save_keys is None or _restore_keys is None or _include_key is None or not _PYTHON_KEYS:
+        return False
+    try:
+        _restore_keys()
+    except RuntimeError:  # no snapshot: not inside a compiled call
+        return False
+    for key in _PYTHON_KEYS:
+        _include_key(key, include)
+    _save_keys()
+    return True
+
+
+# -- module internals ----------------------------------------------------------------------------
+_mod = torch.nn.modules.module
+_GLOBAL_HOOKS = tuple(getattr(_mod, n) for n in ("_global_forward_pre_hooks", "_global_forward_hooks",
+                                                 "_global_backward_hooks", "_global_backward_pre_hooks")
+                      if isinstance(getattr(_mod, n, None), dict))
+
+
+def global_module_hooks_set() -> bool:
+    """Whether hooks for every module (``register_module_forward_hook`` …) are registered;
+    True (assume so) on a torch where they cannot be found."""
+    return any(_GLOBAL_HOOKS) if _GLOBAL_HOOKS else True
+
+
+_nn = torch.nn
+#: Every convolution module type (``isinstance`` argument).
+CONV_TYPES = getattr(_nn.modules.conv, "_ConvNd", None) or (
+    _nn.Conv1d, _nn.Conv2d, _nn.Conv3d, _nn.ConvTranspose1d, _nn.ConvTranspose2d, _nn.ConvTranspose3d)
+
+
+def qualified_name(target) -> str:
+    """The FX name of a call target (``torch.fx.node._get_qualified_name``)."""
+    get = getattr(torch.fx.node, "_get_qualified_name", None)
+    if get is not None:
+        return get(target)
+    return f"{target.__module__}.{target.__qualname__}"  # pragma: no cover
+
+
+def default_foreach(params, differentiable: bool) -> bool | None:
+    """Whether an optimizer with ``foreach=None`` would take the foreach path for ``params``
+    (``torch.optim.optimizer._default_to_fused_or_foreach``); None when that cannot be told."""
+    try:
+        from torch.optim.optimizer import _default_to_fused_or_foreach
+
+        return bool(_default_to_fused_or_foreach(params, differentiable, use_fused=False)[1])
+    except Exception:  # noqa: BLE001 - a private helper; the caller keeps its default
+        return None
+
+
+#: Every private API above, as a dotted path from ``torch`` (tests/test_compat.py resolves each).
+PRIVATE_APIS = (
+    "torch._C._current_graph_task_id", "torch._C._current_autograd_node",
+    "torch.autograd.graph.Node._sequence_nr", "torch._C._AutoDispatchBelowAutograd",
+    "torch._C._dispatch_get_all_op_names", "torch.utils._python_dispatch.TorchDispatchMode",
+    "torch.utils._python_dispatch._disable_current_modes",
+    "torch.utils._python_dispatch._get_current_dispatch_mode_stack",
+    "torch.utils._pytree.tree_leaves", "torch.utils.flop_counter.shape_wrapper",
+    "torch.ops.aten._fused_sdp_choice", "torch.library.Library._destroy",
+    "torch._ops.OpOverload", "torch._ops.OpOverloadPacket", "torch._ops.HigherOrderOperator",
+    "torch._C.DispatchKey.CompositeExplicitAutograd",
+    "torch._C._push_on_torch_function_stack", "torch._C._pop_torch_function_stack",
+    "torch._C._len_torch_function_stack", "torch._C._get_function_stack_at",
+    "torch._C._autograd._get_sequence_nr", "torch._C._dynamo_save_local_dispatch_key_set",
+    "torch._C._dynamo_restore_local_dispatch_key_set",
+    "torch._C._dispatch_tls_set_dispatch_key_included", "torch._C.DispatchKey.Python",
+    "torch._C._is_any_autocast_enabled", "torch._C._set_grad_enabled",
+    "torch.nn.modules.module._global_forward_pre_hooks", "torch.nn.modules.module._global_forward_hooks",
+    "torch.nn.modules.module._global_backward_hooks",
+    "torch.nn.modules.module._global_backward_pre_hooks", "torch.fx.node._get_qualified_name",
+    "torch.optim.optimizer._default_to_fused_or_foreach", "torch.nn.modules.conv._ConvNd",
+)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import torch
-from torch.utils._pytree import tree_leaves
 
+from ._compat import tree_leaves
 from .attribution import ModuleScope, module_params
 from .counter import Engine, warn_unsupported
 from .counts import LOSS_LAYER, OPTIMIZER_LAYER

@@ -23,7 +23,8 @@ import copy
 from collections import OrderedDict, defaultdict
 
 import torch
-from torch.utils._pytree import tree_leaves
+
+from ._compat import tree_leaves
 
 _CONTAINERS = frozenset((dict, OrderedDict, list, set, tuple, defaultdict))
 _ATOMIC = frozenset((bool, int, float, str, bytes, type(None), torch.dtype, torch.device))

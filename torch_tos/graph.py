@@ -16,6 +16,7 @@ from fractions import Fraction
 import torch
 import torch.fx
 
+from ._compat import qualified_name
 from .bos import BO_NAMES, BOs
 from .copying import working_copy
 from .counter import Engine
@@ -74,7 +75,7 @@ def _target_name(node) -> str:
     if isinstance(t, str):
         return t
     try:
-        return torch.fx.node._get_qualified_name(t)
+        return qualified_name(t)
     except Exception:  # noqa: BLE001 - odd callables: fall back to their name
         return getattr(t, "__qualname__", None) or getattr(t, "__name__", None) or str(t)
 

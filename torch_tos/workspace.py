@@ -37,9 +37,8 @@ from __future__ import annotations
 import warnings
 
 import torch
-from torch.utils._pytree import tree_leaves
-from torch.utils._python_dispatch import _disable_current_modes
 
+from ._compat import default_foreach, disable_current_modes, tree_leaves
 from .copying import Shadows, copy_tensor
 
 
@@ -143,7 +142,7 @@ class Workspace:
     def _drop_grad(self, alias: torch.Tensor) -> None:
         g = alias.grad
         if g is not None and id(alias) in self._alias_of:
-            with _disable_current_modes():  # bookkeeping, not part of the counted step
+            with disable_current_modes():  # bookkeeping, not part of the counted step
                 self._grad_meta[id(alias)] = _meta_like(g)
         alias.grad = None
 
@@ -164,13 +163,9 @@ class Workspace:
                 group["foreach"] = True
             elif "foreach" in group and group["foreach"] is None:
                 params = [p for p in real["params"] if isinstance(p, torch.Tensor)]
-                try:
-                    from torch.optim.optimizer import _default_to_fused_or_foreach
-
-                    group["foreach"] = _default_to_fused_or_foreach(
-                        params, bool(group.get("differentiable", False)), use_fused=False)[1]
-                except Exception:  # noqa: BLE001 - a private helper; its default is the loop
-                    pass
+                foreach = default_foreach(params, bool(group.get("differentiable", False)))
+                if foreach is not None:  # else the optimizer's default: the for-loop
+                    group["foreach"] = foreach
         return shadow
 
     def before_optimizer(self) -> None:

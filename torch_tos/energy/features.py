@@ -43,6 +43,7 @@ from fractions import Fraction
 
 import torch
 
+from .._compat import CONV_TYPES
 from ..bos import BO_NAMES
 from ..counts import BYTES, CALLS, FLOPS, N_BOS, Counts, price_bos
 from ..tables import COMPLEX_COMPONENT, FLOAT_FORMATS, INT_FORMATS, dtype_name
@@ -140,7 +141,7 @@ def is_kernel(op: str, row) -> bool:
 def conv_groups(model: torch.nn.Module) -> dict[str, int]:
     """``{module path: groups}`` of every convolution of ``model`` with ``groups > 1``."""
     return {name: int(m.groups) for name, m in model.named_modules()
-            if isinstance(m, torch.nn.modules.conv._ConvNd) and int(m.groups) > 1}
+            if isinstance(m, CONV_TYPES) and int(m.groups) > 1}
 
 
 def _groups(model, groups) -> dict[str, int]:

@@ -41,7 +41,8 @@ import threading
 from contextlib import contextmanager
 
 import torch
-from torch.utils._python_dispatch import _disable_current_modes
+
+from .._compat import disable_current_modes
 
 
 MASKING_MODULE = "transformers.masking_utils"
@@ -83,7 +84,7 @@ def _assumed(self, frame):
         if key in ASSUMED:
             value = ASSUMED[key]
             # the real run reads the value with one aten._local_scalar_dense: book the same op
-            with _disable_current_modes():
+            with disable_current_modes():
                 stand_in = torch.full(self.shape, value, dtype=self.dtype)
             return torch.ops.aten._local_scalar_dense.default(stand_in)
     if self.numel() == 1:

@@ -22,7 +22,7 @@ import threading
 
 import torch
 
-from .._compat import sequence_nr
+from .._compat import next_sequence_nr, resnapshot_python_keys, sequence_nr
 from ..attribution import ModuleScope, node_key
 from ..counter import Engine
 from .verify import data_dependent
@@ -91,13 +91,6 @@ _eager_call = torch.compiler.disable(_eager)
 
 
 _ACCUMULATE_GRAD = 2 ** 64 - 1  # the sequence number of every AccumulateGrad node
-_get_sequence_nr = getattr(getattr(torch._C, "_autograd", None), "_get_sequence_nr", None)
-
-
-def next_sequence_nr() -> int | None:
-    """The sequence number the next autograd node made in this thread gets (private
-    ``torch._C._autograd._get_sequence_nr``); None without it."""
-    return _get_sequence_nr() if _get_sequence_nr is not None else None
 
 
 class CounterScope(ModuleScope):
@@ -212,30 +205,15 @@ def _profiler_ops() -> frozenset:
 PROFILER_OPS = _profiler_ops()
 
 
-_save_keys = getattr(torch._C, "_dynamo_save_local_dispatch_key_set", None)
-_restore_keys = getattr(torch._C, "_dynamo_restore_local_dispatch_key_set", None)
-_PYTHON_KEYS = tuple(getattr(torch._C.DispatchKey, k) for k in ("Python", "PythonTLSSnapshot")
-                     if hasattr(torch._C.DispatchKey, k))
-
-
 def _resnapshot_dispatch_keys(include: bool) -> bool:
     """Inside a call compiled by ``torch.compile``, dynamo snapshots the thread's dispatch key set
-    before the call and restores it after (private ``torch._C._dynamo_save/restore_local_dispatch_
-    key_set``); a dispatch mode pushed *inside* the call would then stay on the mode stack with the
-    ``Python`` keys gone, and the ops right after the compiled call would not reach it. This
-    re-takes that snapshot with the ``Python`` keys ``include``-d (True after the engine entered,
-    False after it left). Returns whether it applied (False outside a compiled call, or on a
-    torch without these APIs: nothing to do there)."""
-    if _save_keys is None or _restore_keys is None or not _PYTHON_KEYS:
-        return False
-    try:
-        _restore_keys()
-    except RuntimeError:  # no snapshot: not inside a compiled call
-        return False
-    for key in _PYTHON_KEYS:
-        torch._C._dispatch_tls_set_dispatch_key_included(key, include)
-    _save_keys()
-    return True
+    before the call and restores it after; a dispatch mode pushed *inside* the call would then stay
+    on the mode stack with the ``Python`` keys gone, and the ops right after the compiled call would
+    not reach it. This re-takes that snapshot with the ``Python`` keys ``include``-d (True after the
+    engine entered, False after it left; :func:`torch_tos._compat.resnapshot_python_keys`).
+    Returns whether it applied (False outside a compiled call, or on a torch without these APIs:
+    nothing to do there)."""
+    return resnapshot_python_keys(include)
 
 
 class CounterEngine(Engine):

@@ -19,6 +19,8 @@ import operator
 
 import torch
 
+from .._compat import is_any_autocast_enabled
+
 __all__ = ["FLAG_FREE", "value_sig", "tensor_sig", "forward_signature", "optimizer_signature",
            "kv_cache_length"]
 
@@ -26,7 +28,6 @@ _SCALARS = (bool, int, float, str, bytes, torch.dtype, torch.device, torch.Size,
 tensor_sig = operator.attrgetter("shape", "dtype", "requires_grad", "device", "layout")
 _DTYPE_RG = operator.attrgetter("dtype", "requires_grad")
 _TRAINING = operator.attrgetter("training")
-_any_autocast = getattr(torch._C, "_is_any_autocast_enabled", None) or (lambda: True)
 
 
 def _flag_free_modules() -> frozenset:
@@ -110,7 +111,7 @@ class ForwardSignature:
         if kwargs:
             inputs = (inputs, tuple([(k, value_sig(v)) for k, v in kwargs.items()]))
         state = (torch.is_grad_enabled(), torch.is_inference_mode_enabled())
-        if _any_autocast():
+        if is_any_autocast_enabled():
             state += tuple((torch.is_autocast_enabled(d), torch.get_autocast_dtype(d))
                            for d in self.autocast_devices)
         params = tuple(map(_DTYPE_RG, self.params))

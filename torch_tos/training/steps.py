@@ -23,17 +23,13 @@ import weakref
 
 import torch
 
+from .._compat import pop_torch_function_mode, push_torch_function_mode, torch_function_mode_at_top
 from .cache import Node, StepCache
 from .hooks import ModuleHook, next_sequence_nr
 from .signature import ForwardSignature, has_kv_cache, optimizer_signature
 from .verify import TRUSTED_OPTIMIZERS, Tracer, global_module_hooks
 
 __all__ = ["Step", "StepTracker"]
-
-_push_tf = torch._C._push_on_torch_function_stack
-_pop_tf = torch._C._pop_torch_function_stack
-_len_tf = torch._C._len_torch_function_stack
-_tf_at = torch._C._get_function_stack_at
 
 
 class Step:
@@ -110,10 +106,10 @@ class StepTracker:
         if on == self.tracing or (on and not self.cache.enabled):  # cache=False: nothing to verify
             return
         if on:
-            _push_tf(self.tracer)
+            push_torch_function_mode(self.tracer)
             self.tracing = True
-        elif _len_tf() and _tf_at(_len_tf() - 1) is self.tracer:
-            _pop_tf()
+        elif torch_function_mode_at_top() is self.tracer:
+            pop_torch_function_mode()
             self.tracing = False
         # else a mode the loop pushed is above ours: keep tracing (exact, only slower)
 

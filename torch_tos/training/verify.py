@@ -30,7 +30,7 @@ from __future__ import annotations
 import torch
 from torch.overrides import TorchFunctionMode
 
-from .._compat import sequence_nr
+from .._compat import C_SET_GRAD_ENABLED, global_module_hooks_set, sequence_nr
 from .signature import FLAG_FREE, tensor_sig, value_sig
 
 __all__ = ["TRUSTED_MODULES", "TRUSTED_OPTIMIZERS", "Tracer", "model_is_trusted", "data_dependent"]
@@ -64,16 +64,10 @@ def model_is_trusted(model: torch.nn.Module) -> bool:
     return True
 
 
-_mod = torch.nn.modules.module
-_GLOBAL_HOOKS = tuple(getattr(_mod, n) for n in ("_global_forward_pre_hooks", "_global_forward_hooks",
-                                                 "_global_backward_hooks", "_global_backward_pre_hooks")
-                      if isinstance(getattr(_mod, n, None), dict))
-
-
 def global_module_hooks() -> bool:
     """True when module hooks registered for every module (``register_module_forward_hook`` …)
     are set: they run user code inside trusted forwards."""
-    return any(_GLOBAL_HOOKS)
+    return global_module_hooks_set()
 
 
 _DATA_DEPENDENT: dict = {}
@@ -97,7 +91,7 @@ def data_dependent(func) -> bool:
 #: Nor are the profiler's ``record_function`` markers (``optimizer.step()`` sets them up before
 #: its pre-hook runs): bookkeeping, never counted.
 _NOT_EVENTS = frozenset(f for f in (
-    getattr(torch._C, "_set_grad_enabled", None),
+    C_SET_GRAD_ENABLED,
     *(getattr(getattr(torch.ops, "profiler", None), n, None)
       for n in ("_record_function_enter", "_record_function_enter_new", "_record_function_exit")))
     if f is not None)
