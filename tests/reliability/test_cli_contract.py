@@ -187,7 +187,7 @@ def test_torch_tos_own_check_keeps_its_message(model_dir, capsys):
 
 def test_no_command_and_unknown_command(capsys):
     err = one_error_line([], capsys)
-    assert "no command given; accepted: profile, sweep, fit, demo" in err
+    assert "no command given; accepted: profile, sweep, calibrate, demo, fit, predict" in err
     err = one_error_line(["profiel"], capsys)
     assert "invalid choice: 'profiel'" in err
 

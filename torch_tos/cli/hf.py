@@ -5,8 +5,7 @@
 pixels or audio features; with labels in validation and training, whose loss is the model's own).
 The weights are built on ``--device``, by default ``meta``: nothing is allocated, so a 70B config
 counts in seconds. The building is :func:`torch_tos.integrations.transformers.build_from_config`
-(every architecture it knows, transformers' meta-device mask checks adapted); where that module is
-not part of the installed torch_tos, :func:`_causal_lm` builds causal language models only.
+(every architecture it knows, transformers' meta-device mask checks adapted).
 """
 
 from __future__ import annotations
@@ -54,10 +53,8 @@ def build_hf(source: str, override_texts, device, batch_size: int, seq_len: int,
     except ImportError:
         raise CLIError("--hf-config/--hf-model-type need Hugging Face transformers: "
                        "pip install 'torch-tos[transformers]'") from None
-    try:
-        from ..integrations.transformers import build_from_config, hf_loss
-    except ImportError:
-        build_from_config, hf_loss = _causal_lm, _output_loss
+    from ..integrations.transformers import build_from_config, hf_loss
+
     if batch_size < 1 or seq_len < 1:
         raise CLIError(f"--batch-size and --seq-len must be positive, got {batch_size} and {seq_len}")
     overrides = split_overrides(override_texts)
@@ -85,51 +82,3 @@ def build_hf(source: str, override_texts, device, batch_size: int, seq_len: int,
     except ValueError as e:
         raise CLIError(str(e)) from None
     return model, inputs, (hf_loss if labels else None)
-
-
-def _output_loss(output):
-    """The loss a transformers model returns when given ``labels``."""
-    return output.loss
-
-
-def _causal_lm(source: str, overrides: list[str], device):
-    """``(model, make_inputs)`` for a causal language model from a ``config.json`` (file or folder)
-    or a model type, with ``key=value`` overrides (JSON values): ``AutoConfig.for_model`` and
-    ``AutoModelForCausalLM.from_config`` on ``device``; token ids from a private generator, labels
-    = the ids (the model shifts them)."""
-    import json
-    import os
-
-    import torch
-    from transformers import CONFIG_MAPPING, AutoConfig, AutoModelForCausalLM
-
-    values = {}
-    for item in overrides:
-        key, _, value = item.partition("=")
-        try:
-            values[key.strip()] = json.loads(value)
-        except ValueError:
-            values[key.strip()] = value
-    path = os.path.join(source, "config.json") if os.path.isdir(source) else source
-    if os.path.isfile(path):
-        with open(path) as f:
-            data = json.load(f)
-        model_type = data.pop("model_type", None)
-    else:
-        data, model_type = {}, source
-    if model_type not in CONFIG_MAPPING:
-        if os.path.isfile(path):
-            raise ValueError(f"{path}: model_type {model_type!r} is not one transformers knows")
-        raise ValueError(f"{source!r} is neither a config.json (file or folder) nor a transformers "
-                         f"model type (e.g. gpt2, llama, mistral, qwen2)")
-    config = AutoConfig.for_model(model_type, **{**data, **values})
-    with torch.device(device):
-        model = AutoModelForCausalLM.from_config(config)
-    vocab = int(getattr(config, "vocab_size", 2) or 2)
-
-    def make_inputs(batch_size: int = 1, seq_len: int = 128, labels: bool = True) -> dict:
-        gen = torch.Generator().manual_seed(0)
-        ids = torch.randint(0, vocab, (batch_size, seq_len), generator=gen).to(device)
-        return {"input_ids": ids, "labels": ids} if labels else {"input_ids": ids}
-
-    return model, make_inputs

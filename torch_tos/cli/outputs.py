@@ -5,8 +5,6 @@ errors — and a failed write (a full disk) is one line naming the file."""
 
 from __future__ import annotations
 
-import os
-import stat
 import sys
 from pathlib import Path
 
@@ -14,24 +12,14 @@ from .errors import CLIError
 
 
 def check_output(path: str, option: str) -> Path:
-    """``path`` if a file can be written there (an existing regular file is replaced)."""
-    p = Path(path)
-    if p.exists():
-        mode = p.stat().st_mode
-        if stat.S_ISDIR(mode):
-            raise CLIError(f"{option} {path!r} is a folder; give a file name, e.g. {str(p / 'report.html')!r}")
-        if not stat.S_ISREG(mode):
-            raise CLIError(f"{option} {path!r} is not a regular file (a device or a pipe); give a file on a disk")
-        if not os.access(p, os.W_OK):
-            raise CLIError(f"{option} {path!r} is not writable by this user; choose another file")
-        return p
-    parent = p.parent
-    if not parent.is_dir():
-        raise CLIError(f"{option} {path!r}: folder {str(parent)!r} does not exist; create it first")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise CLIError(f"{option} {path!r}: folder {str(parent)!r} is not writable by this user; "
-                       f"choose another folder")
-    return p
+    """``path`` if a file can be written there (an existing regular file is replaced): the results
+    files' own check (:func:`torch_tos.energy.runfile.check_output`) as a one-line CLI error."""
+    from ..energy.runfile import check_output as check_writable
+
+    try:
+        return check_writable(path, what=option, example="report.html")
+    except ValueError as e:
+        raise CLIError(str(e)) from None
 
 
 def check_plot(path: str) -> Path:

@@ -36,9 +36,10 @@ class ResultFileRepaired(UserWarning):
     """A damaged line was removed from a results file."""
 
 
-def check_output(path, *, what: str = "--out") -> Path:
-    """``path`` as a :class:`Path` if a results CSV can be created or appended there, else a
-    one-line ``ValueError`` naming the problem (run before any work starts)."""
+def check_output(path, *, what: str = "--out", example: str = "runs.csv") -> Path:
+    """``path`` as a :class:`Path` if a file (a results CSV; for the CLI's ``--out``/``--plot``
+    any output) can be created or written there, else a one-line ``ValueError`` naming the
+    problem (run before any work starts); ``example`` is the file name a folder is hinted with."""
     path = Path(path)
     if path.exists() or path.is_symlink():
         try:
@@ -47,7 +48,7 @@ def check_output(path, *, what: str = "--out") -> Path:
             raise ValueError(f"{what} {str(path)!r} cannot be read: {e.strerror}") from None
         if stat.S_ISDIR(mode):
             raise ValueError(f"{what} {str(path)!r} is a folder; give a file name such as "
-                             f"{str(path / 'runs.csv')!r}")
+                             f"{str(path / example)!r}")
         if not stat.S_ISREG(mode):
             raise ValueError(f"{what} {str(path)!r} is not a regular file (a device or a pipe); "
                              "give a file name on a disk")
