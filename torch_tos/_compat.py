@@ -42,6 +42,8 @@ API                                           without it
 ``torch._C._is_any_autocast_enabled``         ``True`` (autocast state always in the signature)
 ``torch._C._set_grad_enabled``                ``None`` (grad-mode switches stay events in the step
                                               fingerprint: fewer cache hits, same counts)
+``torch._C.DisableTorchFunction``             a null context (hf_meta's value stand-ins are then
+                                              visible to a TOsCounter's tracer: fewer cache hits)
 ``torch.nn.modules.module._global_*_hooks``   ``True`` (global hooks assumed set: no trusted-model
                                               shortcut, exact but slower)
 ``torch.fx.node._get_qualified_name``         ``module.qualname`` of the target
@@ -52,6 +54,8 @@ API                                           without it
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import torch
 
@@ -237,6 +241,9 @@ C_SET_GRAD_ENABLED = getattr(torch._C, "_set_grad_enabled", None)
 
 is_any_autocast_enabled = getattr(torch._C, "_is_any_autocast_enabled", None) or (lambda: True)
 
+#: A context in which torch-function handling (and so any TorchFunctionMode) is off.
+disable_torch_function = getattr(torch._C, "DisableTorchFunction", None) or contextlib.nullcontext
+
 
 # -- dispatch keys around torch.compile-d calls (torch_tos/training/hooks.py) ------------------------
 _save_keys = getattr(torch._C, "_dynamo_save_local_dispatch_key_set", None)
@@ -315,7 +322,7 @@ PRIVATE_APIS = (
     "torch._C._autograd._get_sequence_nr", "torch._C._dynamo_save_local_dispatch_key_set",
     "torch._C._dynamo_restore_local_dispatch_key_set",
     "torch._C._dispatch_tls_set_dispatch_key_included", "torch._C.DispatchKey.Python",
-    "torch._C._is_any_autocast_enabled", "torch._C._set_grad_enabled",
+    "torch._C._is_any_autocast_enabled", "torch._C._set_grad_enabled", "torch._C.DisableTorchFunction",
     "torch.nn.modules.module._global_forward_pre_hooks", "torch.nn.modules.module._global_forward_hooks",
     "torch.nn.modules.module._global_backward_hooks",
     "torch.nn.modules.module._global_backward_pre_hooks", "torch.fx.node._get_qualified_name",

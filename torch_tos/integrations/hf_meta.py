@@ -42,7 +42,7 @@ from contextlib import contextmanager
 
 import torch
 
-from .._compat import disable_current_modes
+from .._compat import disable_current_modes, disable_torch_function
 
 
 MASKING_MODULE = "transformers.masking_utils"
@@ -68,9 +68,10 @@ def _active() -> bool:
     return getattr(_local, "depth", 0) > 0
 
 
-def _caller():
-    """The first frame outside torch's own code that asked for the value."""
-    frame = sys._getframe(2)
+def _caller(depth: int = 2):
+    """The first frame outside torch's own code that asked for the value (``depth``: frames
+    between this function and the wrapper's caller)."""
+    frame = sys._getframe(depth)
     for _ in range(4):
         if not frame.f_globals.get("__name__", "").startswith("torch.") or frame.f_back is None:
             break
@@ -95,24 +96,41 @@ def _assumed(self, frame):
     return None
 
 
+_no_torch_function = disable_torch_function
+
+
+def _meta_value(self):
+    """The assumed value of ``self`` (None: ask the original method). Run with torch-function
+    handling off: the wrapper is the counter's code, so its reads of ``.device``, ``.shape`` …
+    must not reach a ``TorchFunctionMode`` of the loop (TOsCounter's tracer would record them as
+    calls of the step only while an Engine is open, and a replayed step would then differ)."""
+    with _no_torch_function():
+        if not (_active() and self.is_meta):
+            return None
+        return _assumed(self, _caller(3))
+
+
 def _meta_bool(self):
-    if _active() and self.device.type == "meta":
-        value = _assumed(self, _caller())
-        if value is not None:
-            return bool(value)
+    value = _meta_value(self)
+    if value is not None:
+        return bool(value)
     return _originals["__bool__"](self)
 
 
 def _meta_item(self):
-    if _active() and self.device.type == "meta":
-        value = _assumed(self, _caller())
-        if value is not None:
-            return value
+    value = _meta_value(self)
+    if value is not None:
+        return value
     return _originals["item"](self)
 
 
 _WRAPPERS = {"__bool__": _meta_bool, "item": _meta_item}
 _originals: dict = {}
+#: wrapper → the method it stands in for. While installed, torch hands a ``TorchFunctionMode`` the
+#: wrapper as the function of ``t.item()`` / ``bool(t)`` (it looks the method up on the class):
+#: a mode that keys calls by function (TOsCounter's tracer) maps it back, so that a call is the
+#: same event with and without an open Engine.
+STANDS_FOR: dict = {}
 
 
 def _install() -> None:
@@ -121,6 +139,7 @@ def _install() -> None:
             _installed["own"] = {name for name in _WRAPPERS if name in torch.Tensor.__dict__}
             for name, wrapper in _WRAPPERS.items():
                 _originals[name] = getattr(torch.Tensor, name)
+                STANDS_FOR[wrapper] = _originals[name]
                 setattr(torch.Tensor, name, wrapper)
         _installed["count"] += 1
 
