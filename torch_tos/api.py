@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from ._compat import tree_leaves
@@ -17,8 +19,20 @@ from .validation import MODES, check_profile_args, split_inputs  # noqa: F401 - 
 SURROGATE_LOSS = "surrogate: output.sum() (no loss_fn given)"
 
 
+def _tensor_leaves(output) -> list:
+    """The tensors in ``output``: pytree containers (tuples, lists, dicts, Hugging Face outputs)
+    and, inside them, dataclass instances, field by field (never copied)."""
+    out = []
+    for leaf in tree_leaves(output):
+        if dataclasses.is_dataclass(leaf) and not isinstance(leaf, type):
+            out += _tensor_leaves([getattr(leaf, f.name) for f in dataclasses.fields(leaf)])
+        else:
+            out.append(leaf)
+    return out
+
+
 def _surrogate_loss(output) -> torch.Tensor:
-    leaves = [t for t in tree_leaves(output)
+    leaves = [t for t in _tensor_leaves(output)
               if isinstance(t, torch.Tensor) and (t.is_floating_point() or t.is_complex())]
     if not leaves:
         raise ValueError("cannot build the surrogate loss output.sum(): the model returned no "

@@ -8,6 +8,7 @@ access both by attribute (``bos.mul``) and by name or position (``bos["mul"]``, 
 
 from __future__ import annotations
 
+import operator
 from typing import NamedTuple
 
 #: The five categories in the paper's order.
@@ -29,9 +30,21 @@ class BOs(_BOFields):
     BOs(add=5, sub=1, mul=4, div=0, root=0)
     >>> (BOs(add=1, root=1) * 3)["root"]
     3
+
+    Counts are non-negative integers: ``BOs(add=-1)`` or ``BOs(mul=1.5)`` is an error (a
+    difference ``a - b`` must not go below zero either).
     """
 
     __slots__ = ()
+
+    def __new__(cls, add=0, sub=0, mul=0, div=0, root=0):
+        if type(add) is not int or type(sub) is not int or type(mul) is not int \
+                or type(div) is not int or type(root) is not int:
+            add, sub, mul, div, root = (_count(v) for v in (add, sub, mul, div, root))
+        if add < 0 or sub < 0 or mul < 0 or div < 0 or root < 0:
+            raise ValueError(f"basic-operation counts cannot be negative, got add={add}, sub={sub}, "
+                             f"mul={mul}, div={div}, root={root}")
+        return tuple.__new__(cls, (add, sub, mul, div, root))
 
     def __getitem__(self, key):  # type: ignore[override]
         if isinstance(key, str):
@@ -72,6 +85,17 @@ class BOs(_BOFields):
 
     def __bool__(self) -> bool:
         return any(tuple.__iter__(self))
+
+
+def _count(value) -> int:
+    """An integer count (``int``, numpy or torch integer, ``True`` is refused), else a TypeError."""
+    if isinstance(value, bool):
+        raise TypeError(f"a basic-operation count must be an integer, got {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"a basic-operation count must be an integer, got {type(value).__name__} "
+                        f"{value!r}") from None
 
 
 ZERO = BOs()
