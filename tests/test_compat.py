@@ -110,6 +110,9 @@ def _resolve(dotted: str):
 
 @pytest.mark.parametrize("api", _compat.PRIVATE_APIS)
 def test_every_private_api_resolves_on_the_installed_torch(api):
+    newer = _compat.NEWER_PRIVATE_APIS.get(api)
+    if newer is not None and torch.torch_version.TorchVersion(torch.__version__.split("+")[0]) < newer:
+        pytest.skip(f"{api} is new in torch {newer}; its documented fallback applies here")
     assert _resolve(api) is not None
 
 

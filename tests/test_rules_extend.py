@@ -79,7 +79,7 @@ def test_a_failing_rule_names_the_op():
         bos_of(bad, torch.randn(2))
 
 
-@pytest.mark.parametrize("value", [3, (1, 2), BOs(add=-1), (1.5, 0, 0, 0, 0), {"adds": 1}])
+@pytest.mark.parametrize("value", [3, (1, 2), (-1, 0, 0, 0, 0), {"add": -1}, (1.5, 0, 0, 0, 0), {"adds": 1}])
 def test_a_wrong_return_names_the_op(value):
     torch_tos.register_rule(bad, lambda out, x: value)
     with pytest.raises(RuleError, match=r"rule for torch_tos_test\.bad returned"):

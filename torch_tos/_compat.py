@@ -253,6 +253,15 @@ _keys = getattr(torch._C, "DispatchKey", None)
 _PYTHON_KEYS = tuple(getattr(_keys, k) for k in ("Python", "PythonTLSSnapshot") if hasattr(_keys, k))
 
 
+#: APIs that not every supported torch has: name → the first version with it (the fallback in
+#: the table above applies on older versions; torch 2.13 lacks dynamo's key-set snapshot, so an
+#: op run right after a ``torch.compile``'d call inside a counted step may go uncounted there).
+NEWER_PRIVATE_APIS = {"torch._C._dynamo_save_local_dispatch_key_set": "2.14",
+                      "torch._C._dynamo_restore_local_dispatch_key_set": "2.14"}
+#: True when a counted step sees every op around a ``torch.compile``'d call (the APIs above exist).
+COMPILED_CALLS_COUNTED = _save_keys is not None and _restore_keys is not None
+
+
 def resnapshot_python_keys(include: bool) -> bool:
     """Re-take dynamo's saved dispatch key set of the running compiled call with the ``Python``
     keys ``include``-d. False outside a compiled call or on a torch without these APIs."""

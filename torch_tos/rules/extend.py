@@ -58,13 +58,19 @@ def _packet(op):
 
 def as_bos(value, op_label: str) -> BOs:
     """A rule's return value as BOs, or a :class:`RuleError` naming the op."""
-    if isinstance(value, BOs):
-        bos = value
-    elif isinstance(value, dict) and set(value) <= set(BO_NAMES):
-        bos = BOs(**value)
-    elif isinstance(value, (tuple, list)) and len(value) == 5:
-        bos = BOs(*value)
-    else:
+    try:
+        if isinstance(value, BOs):
+            bos = value
+        elif isinstance(value, dict) and set(value) <= set(BO_NAMES):
+            bos = BOs(**value)
+        elif isinstance(value, (tuple, list)) and len(value) == 5:
+            bos = BOs(*value)
+        else:
+            bos = None
+    except (TypeError, ValueError):  # BOs refuses negative or non-integer counts
+        raise RuleError(f"torch_tos: the counting rule for {op_label} returned {value!r}; every count "
+                        "must be a non-negative integer") from None
+    if bos is None:
         raise RuleError(f"torch_tos: the counting rule for {op_label} returned {value!r}; expected "
                         "BOs(add, sub, mul, div, root), 5 non-negative integers, or a dict of them")
     if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in bos):
