@@ -1,5 +1,6 @@
 """energy.efficiency: the kernel-efficiency features (memory-bound GEMM bytes, small-kernel TOs,
-large-row bytes), derived by hand on tiny models and rows, and recovered by the law's fit."""
+large-row bytes, slow-path depthwise backward TOs), derived by hand on tiny models and rows, and
+recovered by the law's fit."""
 
 import numpy as np
 import pandas as pd
@@ -10,9 +11,11 @@ from torch import nn
 import torch_tos
 from torch_tos.counts import Counts
 from torch_tos.energy import EnergyModel
-from torch_tos.energy.efficiency import EFFICIENCY_FEATURES, LARGE_ROW, RIDGE, SMALL_KERNEL, efficiency_names
-from torch_tos.energy.evaluate import DEFAULT_FEATURES, EFFICIENCY_LAW, STEP_LAW
-from torch_tos.energy.features import FEATURE_NAMES, check_features, row_features, step_features, unit
+from torch_tos.energy.efficiency import (EFFICIENCY_FEATURES, FAST_DW_TAPS, LARGE_ROW, RIDGE, SMALL_KERNEL,
+                                         dwconv_slow, efficiency_names)
+from torch_tos.energy.evaluate import DEFAULT_FEATURES, DEPTHWISE_LAW, EFFICIENCY_LAW, STEP_LAW
+from torch_tos.energy.features import (FEATURE_NAMES, ConvLayer, check_features, conv_groups, conv_layers,
+                                       row_features, step_features, unit)
 
 F32 = torch.float32
 
@@ -100,10 +103,54 @@ def test_whitelist_units_and_csv_columns():
         check_features(("bytes_huge",))
 
 
-def test_default_law_is_the_efficiency_law():
+def test_dwconv_slow_at_its_edges():
+    # a 3×3 (9 taps) stride-1 depthwise backward has the fast path; 5×5 or stride 2 do not
+    assert FAST_DW_TAPS == 9
+    assert not dwconv_slow("dwconv", "backward", 9, 1)
+    assert dwconv_slow("dwconv", "backward", 10, 1) and dwconv_slow("dwconv", "backward", 25, 1)
+    assert dwconv_slow("dwconv", "backward", 9, 2)
+    # forward rows, dense convs and layers of unknown kernel never count
+    assert not dwconv_slow("dwconv", "forward", 25, 2)
+    assert not dwconv_slow("conv", "backward", 25, 2)
+    assert not dwconv_slow("dwconv", "backward", None, None)
+
+
+def test_dwconv_slow_tiny_model_by_hand():
+    # three depthwise convs (8 channels, groups 8, no bias) on 2×8×8×8: 3×3 s1, 5×5 s1, 3×3 s2
+    model = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False),
+                          nn.Conv2d(8, 8, 5, padding=2, groups=8, bias=False),
+                          nn.Conv2d(8, 8, 3, stride=2, padding=1, groups=8, bias=False))
+    assert conv_layers(model) == {"0": ConvLayer(8, 9, 1), "1": ConvLayer(8, 25, 1), "2": ConvLayer(8, 9, 2)}
+    r = torch_tos.profile(model, torch.randn(2, 8, 8, 8), mode="training", target=torch.randn(2, 8, 4, 4),
+                          loss_fn=nn.MSELoss(), device="meta")
+    bwd = {k[0]: row for k, row in r.counts.rows.items() if k[3] == "aten.convolution_backward"}
+    # products per pass = N·C·H_out·W_out·taps: layer 1: 2·8·8·8·25 = 25,600; layer 2: 2·8·4·4·9 =
+    # 2,304; layer 0: 2·8·8·8·9 = 9,216. Backward muls: grad_input + grad_weight = 2 × products for
+    # layers 1 and 2; layer 0's input needs no gradient: grad_weight only
+    assert bwd["1"][2] == 51_200 and bwd["2"][2] == 4_608 and bwd["0"][2] == 9_216
+    f = step_features(r, model=model)
+    # slow path = the backward rows of layers 1 (5×5) and 2 (stride 2), float32: add 236 TOs, mul
+    # 12,736.25 TOs; their adds are the rule's (grad_weight: products − weights; grad_input: the
+    # products landing in the input)
+    adds = bwd["1"][0] + bwd["2"][0]
+    assert adds == 46_016
+    assert f["tos_dwconv_slow"] == 236 * 46_016 + 12_736.25 * 55_808 == 721_644_416
+    assert f["tos_dwconv"] > f["tos_dwconv_slow"]  # forward rows and layer 0 are dwconv, not slow
+    # the same by rows; a plain groups map (no kernel, no stride) gives no slow-path TOs
+    by_rows = sum(row_features(k, row, groups=conv_layers(model)).get("tos_dwconv_slow", 0.0)
+                  for k, row in r.counts.rows.items())
+    assert by_rows == 721_644_416
+    g = step_features(r, groups=conv_groups(model))
+    assert g["tos_dwconv_slow"] == 0 and g["tos_dwconv"] == f["tos_dwconv"]
+    assert unit("tos_dwconv_slow") == ("TO", "slow-path depthwise backward TOs")
+
+
+def test_default_law_is_the_depthwise_law():
     # pinned deliberately: changing the default law must change this test
-    assert DEFAULT_FEATURES == EFFICIENCY_LAW == STEP_LAW + (
+    assert EFFICIENCY_LAW == STEP_LAW + (
         "bytes_conv_lowai", "tos_conv_small", "tos_matmul_small", "calls_norm", "bytes_matmul_lowai", "bytes_large")
+    assert DEFAULT_FEATURES == DEPTHWISE_LAW == STEP_LAW + (
+        "bytes_conv_lowai", "tos_matmul_small", "calls_norm", "bytes_matmul_lowai", "bytes_large", "tos_dwconv_slow")
 
 
 def test_recovers_planted_efficiency_law_within_one_percent():
@@ -111,10 +158,10 @@ def test_recovers_planted_efficiency_law_within_one_percent():
     feats = DEFAULT_FEATURES
     scale = {"tos": 1e12, "bytes": 1e8, "bytes_elementwise": 1e7, "calls_conv": 50, "calls_matmul": 50,
              "bytes_conv_lowai": 1e7, "tos_conv_small": 1e9, "tos_matmul_small": 1e9, "calls_norm": 30,
-             "bytes_matmul_lowai": 1e7, "bytes_large": 1e8}
+             "bytes_matmul_lowai": 1e7, "bytes_large": 1e8, "tos_dwconv_slow": 1e11}
     coef = {"tos": 8e-15, "bytes": 4e-10, "bytes_elementwise": 1e-9, "calls_conv": 2e-3, "calls_matmul": 1e-4,
             "bytes_conv_lowai": 3e-9, "tos_conv_small": 3e-12, "tos_matmul_small": 6e-14, "calls_norm": 1.5e-3,
-            "bytes_matmul_lowai": 2e-9, "bytes_large": 5e-9}
+            "bytes_matmul_lowai": 2e-9, "bytes_large": 5e-9, "tos_dwconv_slow": 3e-13}
     rows = []
     for i in range(60):
         x = {f: rng.uniform(0.05, 1.0) * scale[f] for f in feats}
@@ -124,4 +171,15 @@ def test_recovers_planted_efficiency_law_within_one_percent():
     law = EnergyModel(features=feats).fit(pd.DataFrame(rows))
     np.testing.assert_allclose(law.coef_, [coef[f] for f in feats], rtol=0.01)
     assert law.e_step_ == pytest.approx(1e-3, rel=0.01) and law.e_run_ == pytest.approx(0.05, rel=0.01)
-    assert "J/B · low-intensity conv bytes" in str(law) and "J/TO · small-kernel conv TOs" in str(law)
+    assert "J/B · low-intensity conv bytes" in str(law) and "J/TO · slow-path depthwise backward TOs" in str(law)
+    # the previous default (small-kernel conv TOs) is recovered the same way
+    feats = EFFICIENCY_LAW
+    rows = []
+    for i in range(60):
+        x = {f: rng.uniform(0.05, 1.0) * scale[f] for f in feats}
+        steps = int(rng.choice([10, 40, 160]))
+        rows.append({"family": "abcd"[i % 4], "width": i, "steps": steps,
+                     "joules": steps * (1e-3 + sum(coef[f] * x[f] for f in feats)) + 0.05, **x})
+    law = EnergyModel(features=feats).fit(pd.DataFrame(rows))
+    np.testing.assert_allclose(law.coef_, [coef[f] for f in feats], rtol=0.01)
+    assert "J/TO · small-kernel conv TOs" in str(law)

@@ -10,7 +10,7 @@ instead of extrapolating (per step: 14 to ~1,000 kernel calls, 200 to 26 M param
   (dropout: random-number generation);
 - ``conv``: narrow convs on large maps (8 channels, 64²) to wide convs on tiny maps (512 channels,
   2², also 4 layers at batch 8: ~9 M weights streamed per step, as resnet18's late stages), batch norm; ``dwconv``: depthwise-separable blocks; ``mobile``: MobileNetV3
-  blocks (5×5 strided depthwise convs, squeeze-and-excitation, hardswish); ``resnet``: small ResNets
+  blocks (3×3 and 5×5 depthwise convs at strides 1 and 2, squeeze-and-excitation, ReLU/hardswish); ``resnet``: small ResNets
   (strided convs, residual adds, projections, max pooling; 16–512 channels, down to
   resnet18's late stages: 256 channels on 4² and 512 on 2² maps at batch 8);
 - ``transformer``: embeddings, attention, layer norm, dropout, 1 to 6 layers (up to ~500 calls);
@@ -67,9 +67,10 @@ SUITE = (
 )
 #: The default features of a calibrated law: those of :data:`~torch_tos.energy.evaluate.DEFAULT_LAW`
 #: (TOs, bytes, elementwise bytes, conv and matmul calls, plus the kernel-efficiency terms of
-#: :mod:`~torch_tos.energy.efficiency` and norm calls), the candidate with the lowest mean of the
-#: leave-one-configuration-out and leave-one-family-out errors on this suite
-#: (benchmarks/bench_energy_law.py; figures in docs/law2-report.md).
+#: :mod:`~torch_tos.energy.efficiency` — slow-path depthwise backward TOs among them — and norm
+#: calls), the candidate with the lowest mean of the leave-one-configuration-out and
+#: leave-one-family-out errors on this suite (benchmarks/bench_energy_law.py; figures in
+#: docs/law3-report.md).
 DEFAULT_FEATURES = _DEFAULT_LAW_FEATURES
 DEFAULT_REPEATS = 3
 #: Every entry runs at these fractions of its epochs (two lengths: see :func:`suite_workloads`).

@@ -20,6 +20,16 @@ is reproducible from any Report (:func:`~torch_tos.energy.features.row_features`
 - ``tos_<c>_small`` = the row's TOs when it does fewer than :data:`SMALL_KERNEL` (10⁶) FLOPs per
   call (flops/calls): latency-bound tiny kernels, one J/TO of their own;
 
+for a ``dwconv`` row of the backward phase whose layer's kernel and stride are known (the layer map
+of :func:`~torch_tos.energy.features.conv_layers`, from ``model=``):
+
+- ``tos_dwconv_slow`` = the row's TOs when the depthwise/grouped conv has a kernel larger than 3×3
+  (``kh·kw >`` :data:`FAST_DW_TAPS`) or a stride > 1: oneDNN's depthwise backward (grad input +
+  grad weight) has a fast path only for 3×3 stride 1; measured on the same host (one thread, maps
+  2²–32², 32–512 channels, batch 8), 3×3 s1 runs at 0.3–0.5 ns per tap and 5×5 or stride 2 at
+  1.0–1.9 ns per tap (3–4× more per TO; forward is 0.05–0.4 ns per tap for all four). A counts row
+  cannot tell them apart (its key is layer, phase, dtype, op), hence the layer map;
+
 and for a row of any class:
 
 - ``bytes_large`` = the row's bytes when it moves at least :data:`LARGE_ROW` (32 MiB) per call
@@ -45,15 +55,29 @@ SMALL_KERNEL = 10**6
 #: Bytes per call from which a row's tensors are fresh pages every step (32 MiB).
 LARGE_ROW = 2**25
 
+#: Kernel taps (kh·kw) of the depthwise convs whose backward has oneDNN's fast path (3×3).
+FAST_DW_TAPS = 9
+
 #: The kernel-efficiency feature names, in CSV column order.
 EFFICIENCY_FEATURES: tuple[str, ...] = (*(f"bytes_{c}_lowai" for c in GEMM_CLASSES),
-                                        *(f"tos_{c}_small" for c in GEMM_CLASSES), "bytes_large")
+                                        *(f"tos_{c}_small" for c in GEMM_CLASSES), "bytes_large",
+                                        "tos_dwconv_slow")
 #: Printable units: feature → (singular, plural).
 EFFICIENCY_UNITS: dict[str, tuple[str, str]] = {
     **{f"bytes_{c}_lowai": ("B", f"low-intensity {c} bytes") for c in GEMM_CLASSES},
     **{f"tos_{c}_small": ("TO", f"small-kernel {c} TOs") for c in GEMM_CLASSES},
     "bytes_large": ("B", "large-row bytes"),
+    "tos_dwconv_slow": ("TO", "slow-path depthwise backward TOs"),
 }
+
+
+def dwconv_slow(cls: str, phase: str, taps: int | None, stride: int | None) -> bool:
+    """Whether a row of class ``cls`` in ``phase`` counts in ``tos_dwconv_slow``: a backward
+    ``dwconv`` row of a layer with ``taps`` (kh·kw) > :data:`FAST_DW_TAPS` or ``stride`` (the
+    largest of the layer's strides) > 1; False when the layer's kernel is unknown (``taps`` None)."""
+    if cls != "dwconv" or phase != "backward" or taps is None:
+        return False
+    return int(taps) > FAST_DW_TAPS or int(stride or 1) > 1
 
 
 def efficiency_names(cls: str, flops: int, nbytes: int, calls: int) -> tuple[str | None, str | None, bool]:
@@ -69,5 +93,5 @@ def efficiency_names(cls: str, flops: int, nbytes: int, calls: int) -> tuple[str
     return (f"bytes_{cls}_lowai" if low else None), (f"tos_{cls}_small" if small else None), large
 
 
-__all__ = ["GEMM_CLASSES", "RIDGE", "SMALL_KERNEL", "LARGE_ROW", "EFFICIENCY_FEATURES", "EFFICIENCY_UNITS",
-           "efficiency_names"]
+__all__ = ["GEMM_CLASSES", "RIDGE", "SMALL_KERNEL", "LARGE_ROW", "FAST_DW_TAPS", "EFFICIENCY_FEATURES",
+           "EFFICIENCY_UNITS", "efficiency_names", "dwconv_slow"]

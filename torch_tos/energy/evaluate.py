@@ -56,6 +56,12 @@ STEP_LAW_NAME = "TOs+bytes+elementwise bytes+conv/matmul calls"
 #: byte of rows moving ≥ 32 MiB per call (fresh pages every step) and J per normalisation call.
 EFFICIENCY_LAW = STEP_LAW + ("bytes_conv_lowai", "tos_conv_small", "tos_matmul_small", "calls_norm",
                              "bytes_matmul_lowai", "bytes_large")
+#: EFFICIENCY_LAW with the small-kernel conv TOs replaced by the TOs of slow-path depthwise backward
+#: kernels (``tos_dwconv_slow``: depthwise convs larger than 3×3 or strided, whose oneDNN backward
+#: costs 3–4× per tap the 3×3 stride-1 one). The small-kernel conv term was an effective one: in
+#: the suite it absorbed the depthwise cost (it correlates with it in MobileNet blocks) and
+#: over-priced mobilenet_v3_small's 1×1 convs; the depthwise term prices what physically costs.
+DEPTHWISE_LAW = tuple(f for f in EFFICIENCY_LAW if f != "tos_conv_small") + ("tos_dwconv_slow",)
 #: The candidate laws the default is chosen from: name → features. Five were set before the
 #: benchmark ran; "TOs+calls+bytes+conv calls/bytes" is the calibration's default of the time
 #: (torch_tos.energy.calibrate); "TOs+bytes+elementwise bytes+conv/matmul calls" (STEP_LAW) came
@@ -64,6 +70,10 @@ EFFICIENCY_LAW = STEP_LAW + ("bytes_conv_lowai", "tos_conv_small", "tos_matmul_s
 #: "+kernel efficiency" laws came from a greedy forward/backward selection starting from STEP_LAW
 #: over the class features and the kernel-efficiency features, on the mean LOCO/LOFO error of four
 #: measured suites (docs/law2-report.md); "+low-intensity conv bytes" is its first step.
+#: "+kernel efficiency, depthwise path" (DEPTHWISE_LAW) came from the same greedy search started at
+#: "+kernel efficiency" over depthwise, norm and call features, on two measured suites with the
+#: MobileNetV3 blocks of 3×3 and 5×5 kernels (docs/law3-report.md): its two steps were
+#: "− small-kernel conv TOs" and "+ slow-path depthwise backward TOs".
 CANDIDATES = {
     "TOs+calls+bytes": OVERHEAD,
     "TOs+calls+bytes+conv calls/bytes": OVERHEAD + ("calls_conv", "bytes_conv"),
@@ -76,27 +86,30 @@ CANDIDATES = {
     "+low-intensity conv bytes": STEP_LAW + ("bytes_conv_lowai",),
     "+low-intensity conv bytes, small kernels, norm calls": EFFICIENCY_LAW[:9],
     "+kernel efficiency": EFFICIENCY_LAW,
+    "+kernel efficiency, depthwise path": DEPTHWISE_LAW,
 }
 #: The name (in :data:`CANDIDATES` and :func:`default_laws`) of the law calibrate and predict
-#: should use by default, and its features (:data:`EFFICIENCY_LAW`): the candidate with the lowest
+#: should use by default, and its features (:data:`DEPTHWISE_LAW`): the candidate with the lowest
 #: mean of the leave-one-configuration-out and leave-one-family-out errors on the calibration suite
-#: (CPU-time meter, 2-core shared machine; four measured suites re-counted, then confirmed by
-#: benchmarks/bench_energy_law.py; figures in docs/law2-report.md). The previous default was
+#: (CPU-time meter, 2-core shared machine; measured suites re-counted, then confirmed by
+#: benchmarks/bench_energy_law.py; figures in docs/law3-report.md). The previous defaults were
+#: "+kernel efficiency" (EFFICIENCY_LAW, docs/law2-report.md) and before it
 #: "TOs+bytes+elementwise bytes+conv/matmul calls" (STEP_LAW).
-DEFAULT_LAW = "+kernel efficiency"
+DEFAULT_LAW = "+kernel efficiency, depthwise path"
 DEFAULT_FEATURES = CANDIDATES[DEFAULT_LAW]
 SCORES = ("precision_min", "precision_max", "precision", "adj_r2", "rmse", "avg_error", "max_error", "mre")
 
 
 def default_laws(columns=None, candidates: bool = False) -> dict[str, EnergyModel]:
     """The laws :func:`evaluate` compares by default: the paper's TOs and FLOPs laws, per-step
-    TOs-only and FLOPs-only laws, TOs + calls + bytes, the op-class laws, the previous default
-    (:data:`STEP_LAW`) and :data:`DEFAULT_LAW` (``candidates=True``: every law of :data:`CANDIDATES`); only those whose features are all in
+    TOs-only and FLOPs-only laws, TOs + calls + bytes, the op-class laws, the previous defaults
+    (:data:`STEP_LAW`, :data:`EFFICIENCY_LAW`) and :data:`DEFAULT_LAW` (``candidates=True``: every law of :data:`CANDIDATES`); only those whose features are all in
     ``columns``, when given."""
     laws = {"TOs (paper)": EnergyModel("tos"), "FLOPs (paper)": EnergyModel("flops"),
             "TOs/step": EnergyModel(features=("tos",)), "FLOPs/step": EnergyModel(features=("flops",))}
     names = CANDIDATES if candidates else tuple(dict.fromkeys((
-        "TOs+calls+bytes", "TOs+calls per class", "TOs+bytes+calls per class", STEP_LAW_NAME, DEFAULT_LAW)))
+        "TOs+calls+bytes", "TOs+calls per class", "TOs+bytes+calls per class", STEP_LAW_NAME, "+kernel efficiency",
+        DEFAULT_LAW)))
     laws.update({n: EnergyModel(features=CANDIDATES[n]) for n in names})
     if columns is None:
         return laws
@@ -275,4 +288,4 @@ def format_evaluation(ev: pd.DataFrame, split: str | None = None, digits: int = 
 
 __all__ = ["evaluate", "summarize", "format_evaluation", "default_laws", "EVAL_SPLITS", "OVERHEAD", "CLASS_LAW",
            "MEAN_ONLY", "NOISE_FLOOR", "DEFAULT_LAW", "DEFAULT_FEATURES", "CANDIDATES", "STEP_LAW", "FULL_CLASS_LAW",
-           "EFFICIENCY_LAW", "STEP_LAW_NAME"]
+           "EFFICIENCY_LAW", "DEPTHWISE_LAW", "STEP_LAW_NAME"]

@@ -17,7 +17,9 @@ runs-CSV column names (:data:`FEATURE_NAMES`):
   counts kernels only, like ``calls``);
 - kernel efficiency (:mod:`.efficiency`, per row, fixed thresholds): ``bytes_<c>_lowai`` (bytes of
   matmul/conv/dwconv rows below 32 FLOP/B: memory-bound), ``tos_<c>_small`` (TOs of those rows doing
-  < 10⁶ FLOPs per call: latency-bound) and ``bytes_large`` (bytes of rows moving ≥ 32 MiB per call).
+  < 10⁶ FLOPs per call: latency-bound), ``bytes_large`` (bytes of rows moving ≥ 32 MiB per call) and
+  ``tos_dwconv_slow`` (TOs of the backward of depthwise convs larger than 3×3 or strided: oneDNN's
+  slow path; needs the layer map below).
 
 Op classes (:func:`op_class`), keyed by aten op name in the one table :data:`OP_CLASSES`:
 
@@ -32,9 +34,11 @@ Op classes (:func:`op_class`), keyed by aten op name in the one table :data:`OP_
 
 The grouped/depthwise split needs each conv's ``groups``, which a counts row does not hold (its key
 is layer, phase, dtype, op). Pass ``model=`` (the profiled ``nn.Module``) or ``groups=`` (layer path
-→ groups, e.g. from :func:`conv_groups`) and conv rows of a layer with ``groups > 1`` are
-``dwconv``; without either, every convolution is ``conv``. (Splitting inside the engine would need
-the op key to carry the groups, e.g. an op name ``aten.convolution[g>1]``.)
+→ :class:`ConvLayer` from :func:`conv_layers`, or layer path → groups from :func:`conv_groups`) and
+conv rows of a layer with ``groups > 1`` are ``dwconv``; without either, every convolution is
+``conv``. ``tos_dwconv_slow`` also needs the layer's kernel size and stride: a :class:`ConvLayer`
+map (``model=`` builds one); with a plain groups map it stays 0. (Splitting inside the engine would
+need the op key to carry them, e.g. an op name ``aten.convolution[g>1]``.)
 
 Only counted quantities are features: :func:`is_counted_feature` is the whitelist (measured columns
 such as ``joules`` and ``seconds`` are rejected with :func:`check_features`).
@@ -43,6 +47,7 @@ such as ``joules`` and ``seconds`` are rejected with :func:`check_features`).
 from __future__ import annotations
 
 from fractions import Fraction
+from typing import NamedTuple
 
 import torch
 
@@ -50,7 +55,7 @@ from .._compat import CONV_TYPES
 from ..bos import BO_NAMES
 from ..counts import BYTES, CALLS, FLOPS, N_BOS, Counts, price_bos
 from ..tables import COMPLEX_COMPONENT, FLOAT_FORMATS, INT_FORMATS, dtype_name
-from .efficiency import EFFICIENCY_FEATURES, EFFICIENCY_UNITS, efficiency_names
+from .efficiency import EFFICIENCY_FEATURES, EFFICIENCY_UNITS, dwconv_slow, efficiency_names
 
 #: The op classes, in print order.
 CLASSES: tuple[str, ...] = ("matmul", "conv", "dwconv", "elementwise", "norm", "optimizer", "rng",
@@ -143,29 +148,62 @@ def is_kernel(op: str, row) -> bool:
     return any(row[:N_BOS]) or row[FLOPS] > 0 or op in DATA_KERNELS
 
 
+class ConvLayer(NamedTuple):
+    """What a counts row needs to know of its grouped conv layer: ``groups``, ``taps`` (kernel
+    elements per channel, kh·kw·…; None when unknown) and ``stride`` (the largest; None when unknown)."""
+
+    groups: int
+    taps: int | None = None
+    stride: int | None = None
+
+
 def conv_groups(model: torch.nn.Module) -> dict[str, int]:
     """``{module path: groups}`` of every convolution of ``model`` with ``groups > 1``."""
     return {name: int(m.groups) for name, m in model.named_modules()
             if isinstance(m, CONV_TYPES) and int(m.groups) > 1}
 
 
-def _groups(model, groups) -> dict[str, int]:
+def conv_layers(model: torch.nn.Module) -> dict[str, ConvLayer]:
+    """``{module path: ConvLayer(groups, taps, stride)}`` of every convolution of ``model`` with
+    ``groups > 1`` (the layer map of ``tos_dwconv_slow``; read from the modules' attributes)."""
+    out = {}
+    for name, m in model.named_modules():
+        if isinstance(m, CONV_TYPES) and int(m.groups) > 1:
+            taps = 1
+            for k in m.kernel_size:
+                taps *= int(k)
+            out[name] = ConvLayer(int(m.groups), taps, max(int(s) for s in m.stride))
+    return out
+
+
+def _groups(model, groups) -> dict[str, ConvLayer]:
     if model is not None and groups is not None:
         raise ValueError("pass model= or groups=, not both")
     if model is not None:
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-        return conv_groups(model)
-    return dict(groups or {})
+        return conv_layers(model)
+    return {k: (ConvLayer(*v) if isinstance(v, tuple) else ConvLayer(int(v))) for k, v in (groups or {}).items()}
+
+
+def _row_class(key, g: dict) -> tuple[str, bool]:
+    """(op class, slow-path depthwise backward) of the row ``key`` under the layer map ``g``."""
+    layer, phase, _dtype, op = key
+    lay = g.get(layer)
+    if lay is not None and not isinstance(lay, ConvLayer):  # a plain groups map
+        lay = ConvLayer(*lay) if isinstance(lay, tuple) else ConvLayer(int(lay))
+    cls = op_class(op, phase, lay.groups if lay else 1)
+    return cls, bool(lay) and dwconv_slow(cls, phase, lay.taps, lay.stride)
 
 
 def row_features(key: tuple, row, table=None, groups: dict | None = None) -> dict[str, float]:
     """The non-zero features of ONE counts row ``(layer, phase, dtype, op) → fields``; summing
-    them over a table gives :func:`step_features` (the law is linear, so per-row joules add up)."""
+    them over a table gives :func:`step_features` (the law is linear, so per-row joules add up).
+    ``groups``: the layer map (see the module doc)."""
     from ..tables import DEFAULT_TABLE
 
     layer, phase, dtype, op = key
-    cls = op_class(op, phase, (groups or {}).get(layer, 1))
+    cls, slow = _row_class(key, groups or {})
     tos = float(price_bos(table or DEFAULT_TABLE, row, dtype)) if any(row[:N_BOS]) else 0.0
     calls = float(row[CALLS]) if is_kernel(op, row) else 0.0
     out = {"tos": tos, "flops": float(row[FLOPS]), "calls": calls, "bytes": float(row[BYTES]),
@@ -180,6 +218,8 @@ def row_features(key: tuple, row, table=None, groups: dict | None = None) -> dic
         out[small] = tos
     if large:
         out["bytes_large"] = float(row[BYTES])
+    if slow:
+        out["tos_dwconv_slow"] = tos
     return out
 
 
@@ -198,10 +238,11 @@ def step_features(counts: Counts, table=None, *, model: torch.nn.Module | None =
     tos: dict[str, Fraction] = {}
     for key, row in counts.rows.items():
         layer, phase, dtype, op = key
-        cls = op_class(op, phase, g.get(layer, 1))
+        cls, slow = _row_class(key, g)
         t = price_bos(table, row, dtype) if any(row[:N_BOS]) else Fraction(0)
         low, small, large = efficiency_names(cls, row[FLOPS], row[BYTES], row[CALLS])
-        for name in ("tos", f"tos_{dtype_name(dtype)}", f"tos_{cls}", *((small,) if small else ())):
+        for name in ("tos", f"tos_{dtype_name(dtype)}", f"tos_{cls}", *((small,) if small else ()),
+                     *(("tos_dwconv_slow",) if slow else ())):
             tos[name] = tos.get(name, Fraction(0)) + t
         if low:
             out[low] += row[BYTES]
@@ -284,5 +325,6 @@ def unit(feature: str) -> tuple[str, str]:
 
 
 __all__ = ["CLASSES", "OP_CLASSES", "DATA_KERNELS", "FEATURE_NAMES", "BASE_FEATURES", "DTYPES",
-           "step_features", "row_features", "op_class", "is_kernel", "conv_groups", "as_counts",
+           "step_features", "row_features", "op_class", "is_kernel", "conv_groups", "conv_layers", "ConvLayer",
+           "as_counts",
            "is_counted_feature", "check_features", "unit", "MEASURED"]

@@ -5,7 +5,7 @@
 1. counts ONE training step (forward, loss, backward, optimizer step) with
    :func:`torch_tos.profile` on the meta device (``device="meta"``: nothing is computed or
    allocated, so a 70B-parameter model predicts without its memory);
-2. takes the step's counted features (:func:`~.features.step_features`, the model's conv groups
+2. takes the step's counted features (:func:`~.features.step_features`, the model's conv layer map
    decide ``dwconv``) and applies the law: E = steps × (e_step + Σ b_k f_k) + e_run;
 3. gives the prediction interval ``(low·Ê, high·Ê)`` from the calibration residuals (quantiles of
    E/Ê, :meth:`~torch_tos.energy.EnergyModel.interval`), the joules of each layer (the law's
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 import torch
 
-from .features import as_counts, conv_groups, step_features
+from .features import as_counts, conv_layers, step_features
 
 
 class ExtrapolationWarning(UserWarning):
@@ -148,7 +148,7 @@ def predict_model(law, model: torch.nn.Module, inputs, *, target=None, loss_fn=N
     report = profile(model, inputs, mode="training", target=target, loss_fn=loss_fn, optimizer=optimizer,
                      device=device, table=table)
     types = {layer: report.layer_type(layer) for layer in {k[0] for k in as_counts(report).rows}}
-    return predict_counts(law, report, steps, groups=conv_groups(model), coverage=coverage, types=types,
+    return predict_counts(law, report, steps, groups=conv_layers(model), coverage=coverage, types=types,
                           report=report)
 
 

@@ -13,8 +13,8 @@ Each trains with SGD on synthetic data from a fixed seed (``n_batches`` batches 
   width, 3, pad 1, groups=width), BatchNorm2d, act, pointwise Conv2d(width, width, 1), BatchNorm2d, act].
 - ``resnet``: stem + ``depth`` stages of one ResNet basic block each, channels doubling and maps
   halving per stage from ``width`` (strided convs, residual adds, projections, max pooling).
-- ``mobile``: stem + ``depth`` MobileNetV3 blocks (1×1 expansion, 5×5 depthwise with stride 2 every
-  other block, squeeze-and-excitation, hardswish, 1×1 projection): many small kernels, tiny maps.
+- ``mobile``: stem + ``depth`` MobileNetV3 blocks (1×1 expansion, 3×3 and 5×5 depthwise with stride 2
+  every other block, squeeze-and-excitation, ReLU/hardswish, 1×1 projection): many small kernels, tiny maps.
 - ``transformer``: Embedding(512, width), ``depth`` × TransformerEncoderLayer(width, heads
   width/32, feed-forward 4·width, dropout 0.1, ``activation``), Linear(width, 512); next-token
   cross entropy over sequences of ``input_size`` tokens: attention, layer norm, dropout, embeddings.
@@ -184,29 +184,32 @@ class ResNet(ConvNet):
 
 class _InvertedResidual(nn.Module):
     """A MobileNetV3 block: 1×1 expansion (×4), k×k depthwise conv (stride ``stride``),
-    squeeze-and-excitation, 1×1 projection; batch norm and hardswish; residual add when shapes match."""
+    squeeze-and-excitation when ``se``, 1×1 projection; batch norm and ``act`` (hardswish or ReLU);
+    residual add when shapes match."""
 
-    def __init__(self, c_in: int, c_out: int, k: int, stride: int):
+    def __init__(self, c_in: int, c_out: int, k: int, stride: int, se: bool = True, act=nn.Hardswish):
         super().__init__()
         mid = 4 * c_in
-        self.expand = nn.Sequential(nn.Conv2d(c_in, mid, 1, bias=False), nn.BatchNorm2d(mid), nn.Hardswish())
+        self.expand = nn.Sequential(nn.Conv2d(c_in, mid, 1, bias=False), nn.BatchNorm2d(mid), act())
         self.dw = nn.Sequential(nn.Conv2d(mid, mid, k, stride, k // 2, groups=mid, bias=False), nn.BatchNorm2d(mid),
-                                nn.Hardswish())
-        self.se = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(mid, max(8, mid // 4), 1), nn.ReLU(),
-                                nn.Conv2d(max(8, mid // 4), mid, 1), nn.Hardsigmoid())
+                                act())
+        self.se = (nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(mid, max(8, mid // 4), 1), nn.ReLU(),
+                                 nn.Conv2d(max(8, mid // 4), mid, 1), nn.Hardsigmoid()) if se else None)
         self.project = nn.Sequential(nn.Conv2d(mid, c_out, 1, bias=False), nn.BatchNorm2d(c_out))
         self.residual = stride == 1 and c_in == c_out
 
     def forward(self, x):
         h = self.dw(self.expand(x))
-        h = self.project(h * self.se(h))
+        h = self.project(h * self.se(h) if self.se is not None else h)
         return h + x if self.residual else h
 
 
 class Mobile(ConvNet):
     """``mobile``: stem Conv2d(3, width, 3, stride 2) + BatchNorm + hardswish, then ``depth``
-    MobileNetV3 blocks (5×5 depthwise, squeeze-and-excitation), every other one stride 2 with 1.5×
-    the channels: many small kernels on maps shrinking to 1×1."""
+    MobileNetV3 blocks, every other one stride 2 with 1.5× the channels, depthwise kernels in the
+    pattern 3×3 s2, 3×3 s1, 5×5 s2, 5×5 s1 (repeated), as MobileNetV3-small: 3×3 blocks with ReLU,
+    5×5 ones with hardswish, squeeze-and-excitation in all but the stride-1 3×3 blocks — many small
+    kernels on maps shrinking to 1×1."""
 
     name = "mobile"
 
@@ -221,9 +224,10 @@ class Mobile(ConvNet):
         w = config.width
         layers, c = [nn.Conv2d(3, w, 3, 2, 1, bias=False), nn.BatchNorm2d(w), nn.Hardswish()], w
         for i in range(config.depth):
-            stride = 2 if i % 2 == 0 else 1
+            stride, k = (2 if i % 2 == 0 else 1), (3 if i % 4 < 2 else 5)
             out = int(c * 1.5) if stride == 2 else c
-            layers.append(_InvertedResidual(c, out, 5, stride))
+            se = k == 5 or stride == 2  # MobileNetV3-small: SE everywhere but its stride-1 3×3 blocks
+            layers.append(_InvertedResidual(c, out, k, stride, se, nn.Hardswish if k == 5 else nn.ReLU))
             c = out
         return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, 10))
 
