@@ -17,9 +17,10 @@ API                                           without it
   ``TorchDispatchMode``,
   ``_disable_current_modes``,
   ``_get_current_dispatch_mode_stack``
-``torch.utils._pytree.tree_leaves``           a small recursive walk over lists, tuples and dicts
-``flop_counter.shape_wrapper`` and the        a local copy of the same wrapper (shapes for tensors)
-``_get_raw`` flag of custom FLOP formulas
+``torch.utils._pytree.tree_leaves``,          a small recursive walk over lists, tuples and dicts
+``tree_map``
+``flop_counter.shape_wrapper`` and the        ``flop_registry`` entries are called as they are
+``_get_raw`` flag of custom FLOP formulas     (pytree's walk: same FLOPs, slower per op)
 ``aten._fused_sdp_choice``                    :class:`CompatError` (meta SDPA kernel choice)
 ``torch.library.Library._destroy``            dropping the last reference (its finalizer
                                               deregisters the kernels)
@@ -146,7 +147,7 @@ OpOverloadPacket = torch._ops.OpOverloadPacket
 
 # -- pytrees ---------------------------------------------------------------------------------------
 try:
-    from torch.utils._pytree import tree_leaves
+    from torch.utils._pytree import tree_leaves, tree_map
 except ImportError:  # pragma: no cover - depends on the installed torch
     def tree_leaves(tree) -> list:
         """Leaves of nested lists, tuples and dicts (the containers models pass around)."""
@@ -156,39 +157,29 @@ except ImportError:  # pragma: no cover - depends on the installed torch
             return [leaf for t in tree.values() for leaf in tree_leaves(t)]
         return [tree]
 
+    def tree_map(fn, tree):
+        """``fn`` applied to the leaves of nested lists, tuples and dicts, structure kept."""
+        if isinstance(tree, (list, tuple)):
+            return type(tree)(tree_map(fn, t) for t in tree)
+        if isinstance(tree, dict):
+            return {k: tree_map(fn, t) for k, t in tree.items()}
+        return fn(tree)
+
 
 # -- FlopCounterMode's formula wrapper ---------------------------------------------------------------
-def _local_shape_wrapper(f):
-    """``FlopCounterMode``'s wrapper: call a shape-level formula with tensors replaced by shapes."""
-    from functools import wraps
-
-    def shape(x):
-        return x.shape if isinstance(x, torch.Tensor) else x
-
-    def tree_shapes(x):
-        if isinstance(x, (list, tuple)):
-            return type(x)(tree_shapes(v) for v in x)
-        if isinstance(x, dict):
-            return {k: tree_shapes(v) for k, v in x.items()}
-        return shape(x)
-
-    @wraps(f)
-    def nf(*args, out_val=None, **kwargs):
-        return f(*tree_shapes(args), out_shape=tree_shapes(out_val), **tree_shapes(kwargs))
-
-    return nf
-
-
 try:
     from torch.utils.flop_counter import shape_wrapper
+    _SHAPE_WRAPPER_CODE = getattr(shape_wrapper(lambda: 0), "__code__", None)
 except ImportError:  # pragma: no cover - depends on the installed torch
-    shape_wrapper = _local_shape_wrapper
+    _SHAPE_WRAPPER_CODE = None
 
 
-def wrap_flop_formula(f):
-    """A FLOP formula as ``FlopCounterMode(custom_mapping=...)`` wraps it: raw (``_get_raw``)
-    formulas take tensors, the others shapes."""
-    return f if getattr(f, "_get_raw", False) else shape_wrapper(f)
+def shape_level_formula(f):
+    """The shape-level formula inside a ``shape_wrapper``-wrapped ``flop_registry`` entry, or
+    ``None`` when ``f`` is not one (a raw formula, or a torch whose wrapper looks different)."""
+    if _SHAPE_WRAPPER_CODE is not None and getattr(f, "__code__", None) is _SHAPE_WRAPPER_CODE:
+        return getattr(f, "__wrapped__", None)
+    return None
 
 
 # -- higher-order operators (torch.cond & co., see torch_tos/hops.py) ---------------------------------
@@ -322,7 +313,8 @@ PRIVATE_APIS = (
     "torch._C._dispatch_get_all_op_names", "torch.utils._python_dispatch.TorchDispatchMode",
     "torch.utils._python_dispatch._disable_current_modes",
     "torch.utils._python_dispatch._get_current_dispatch_mode_stack",
-    "torch.utils._pytree.tree_leaves", "torch.utils.flop_counter.shape_wrapper",
+    "torch.utils._pytree.tree_leaves", "torch.utils._pytree.tree_map",
+    "torch.utils.flop_counter.shape_wrapper",
     "torch.ops.aten._fused_sdp_choice", "torch.library.Library._destroy",
     "torch._ops.OpOverload", "torch._ops.OpOverloadPacket", "torch._ops.HigherOrderOperator",
     "torch._C.DispatchKey.CompositeExplicitAutograd",

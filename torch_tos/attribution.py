@@ -202,8 +202,28 @@ class ModuleScope:
         self.node_owner.clear()
 
 
+_PARAMETER_API = ("parameters", "named_parameters", "_named_members")
+
+
+def _custom_parameters(cls) -> bool:
+    """Whether ``cls`` overrides how ``Module.parameters()`` finds parameters."""
+    return any(getattr(cls, n) is not getattr(torch.nn.Module, n) for n in _PARAMETER_API)
+
+
 def module_params(model: torch.nn.Module) -> dict[str, int]:
     """Parameters per module *including* its submodules (``""`` is the whole model), each shared
-    parameter counted once per module, in model order (thop's / ptflops' ``params``)."""
-    return {name: sum(p.numel() for p in mod.parameters())
-            for name, mod in model.named_modules(remove_duplicate=False)}
+    parameter counted once per module, in model order (thop's / ptflops' ``params``).
+
+    One bottom-up pass (a module's own parameters plus its children's totals) when no module and
+    no parameter is reachable twice; with sharing, each module's distinct parameters are summed."""
+    named = list(model.named_modules(remove_duplicate=False))
+    mods = {id(m): m for _, m in named}
+    own = [p for m in mods.values() for p in m._parameters.values() if p is not None]
+    if len(mods) < len(named) or len({id(p) for p in own}) < len(own) or \
+            any(_custom_parameters(type(m)) for m in mods.values()):  # walk each module
+        return {name: sum(p.numel() for p in mod.parameters()) for name, mod in named}
+    total: dict[int, int] = {}
+    for _, m in reversed(named):  # children come after their parent in named_modules
+        total[id(m)] = sum(p.numel() for p in m._parameters.values() if p is not None) + \
+            sum(total[id(c)] for c in m._modules.values() if c is not None)
+    return {name: total[id(m)] for name, m in named}
