@@ -50,6 +50,8 @@ API                                           without it
 ``torch.fx.node._get_qualified_name``         ``module.qualname`` of the target
 ``torch.optim.optimizer.``                    ``None`` (the shadow optimizer keeps its for-loop
 ``_default_to_fused_or_foreach``              default)
+``Module._forward_pre_hooks`` & co. (the      the public ``register_forward_pre_hook`` /
+hook dicts), ``RemovableHandle.next_id``      ``register_forward_hook`` (slower attach)
 ``torch.nn.modules.conv._ConvNd``             the six public ``Conv*``/``ConvTranspose*`` classes
 ============================================  =======================================================
 """
@@ -57,6 +59,7 @@ API                                           without it
 from __future__ import annotations
 
 import contextlib
+from collections import OrderedDict
 
 import torch
 
@@ -281,6 +284,52 @@ def global_module_hooks_set() -> bool:
     return any(_GLOBAL_HOOKS) if _GLOBAL_HOOKS else True
 
 
+from torch.utils.hooks import RemovableHandle as _RemovableHandle  # noqa: E402
+
+_HANDLE_IDS = isinstance(getattr(_RemovableHandle, "next_id", None), int)
+_HOOK_DICT_TYPES = (dict, OrderedDict)
+_SCOPE_HOOK_DICTS = ("_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_forward_hooks",
+                     "_forward_hooks_with_kwargs", "_forward_hooks_always_called")
+
+
+class ScopeHooks:
+    """A forward pre-hook (none when ``pre`` is None) and a forward hook of one module, both
+    ``with_kwargs`` and the latter
+    ``always_call`` — what ``register_forward_pre_hook`` and ``register_forward_hook`` store —
+    entered under one fresh hook id straight into the module's hook dictionaries (the two
+    ``RemovableHandle`` objects cost more than the hooks' own work on a small model).
+    :meth:`remove` takes them out again. Where a torch keeps hooks elsewhere, the public
+    ``register_*`` calls are used."""
+
+    __slots__ = ("dicts", "hid", "handles")
+
+    def __init__(self, module, pre, post):
+        d = module.__dict__
+        self.dicts = self.handles = None
+        dicts = tuple(d.get(n) for n in _SCOPE_HOOK_DICTS)
+        if _HANDLE_IDS and all(type(x) in _HOOK_DICT_TYPES for x in dicts):
+            self.hid = _RemovableHandle.next_id  # the id a RemovableHandle would take
+            _RemovableHandle.next_id += 1
+            self.dicts = dicts
+            if pre is not None:
+                dicts[0][self.hid], dicts[1][self.hid] = pre, True
+            dicts[2][self.hid], dicts[3][self.hid], dicts[4][self.hid] = post, True, True
+        else:  # pragma: no cover - depends on the installed torch
+            self.handles = (*(() if pre is None else
+                              (module.register_forward_pre_hook(pre, with_kwargs=True),)),
+                            module.register_forward_hook(post, with_kwargs=True, always_call=True))
+
+    def remove(self) -> None:
+        if self.dicts is not None:
+            for hooks in self.dicts:
+                hooks.pop(self.hid, None)
+            self.dicts = None
+        elif self.handles is not None:  # pragma: no cover
+            for h in self.handles:
+                h.remove()
+            self.handles = None
+
+
 _nn = torch.nn
 #: Every convolution module type (``isinstance`` argument).
 CONV_TYPES = getattr(_nn.modules.conv, "_ConvNd", None) or (
@@ -328,4 +377,5 @@ PRIVATE_APIS = (
     "torch.nn.modules.module._global_backward_hooks",
     "torch.nn.modules.module._global_backward_pre_hooks", "torch.fx.node._get_qualified_name",
     "torch.optim.optimizer._default_to_fused_or_foreach", "torch.nn.modules.conv._ConvNd",
+    "torch.utils.hooks.RemovableHandle.next_id",
 )

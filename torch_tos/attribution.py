@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from ._compat import current_graph_task_id, sequence_nr, tree_leaves
+from ._compat import ScopeHooks, current_graph_task_id, sequence_nr, tree_leaves
 from .counts import LOSS_LAYER, OPTIMIZER_LAYER, OUTSIDE_LAYER  # noqa: F401 - defined once, there
 
 _UINT64_MAX = 2 ** 64 - 1
@@ -87,10 +87,8 @@ class ModuleScope:
         self.names = {k: tuple(v) for k, v in names.items()}
         for mod in mods:  # a shared module is hooked once; its hooks pick the name per call
             first = names[id(mod)][0]
-            if root_pre_hook or mod is not self.model:
-                self._handles.append(mod.register_forward_pre_hook(self._pre(first), with_kwargs=True))
-            self._handles.append(mod.register_forward_hook(self._post(first), with_kwargs=True,
-                                                           always_call=True))
+            pre = self._pre(first) if root_pre_hook or mod is not self.model else None
+            self._handles.append(ScopeHooks(mod, pre, self._post(first)))
         return self
 
     def enter_root(self, args, kwargs) -> None:
