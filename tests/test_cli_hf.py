@@ -81,3 +81,41 @@ def test_weights_that_cannot_fit_are_refused_before_building(capsys, monkeypatch
                  "n_positions=8192", "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert "the weights of 'gpt2' need" in err and "only 1 MB is free on cpu" in err and "--device meta" in err
+
+
+def test_predict_a_hugging_face_config_equals_the_python_api(tmp_path, capsys):
+    """`torch-tos predict --hf-config` predicts the training step the Python API predicts: the
+    model built on meta from the config, labels in the inputs, the model's own loss."""
+    import numpy as np
+    import pandas as pd
+
+    from torch_tos.energy import EnergyModel
+
+    rng = np.random.default_rng(0)
+    runs = pd.DataFrame({"family": "p", "width": np.arange(30), "steps": 10.0, "meter": "cputime",
+                         "tos": rng.uniform(0, 1e12, 30), "calls": rng.uniform(0, 1e3, 30)})
+    runs["joules"] = runs.steps * (1e-3 + 2e-12 * runs.tos + 1e-4 * runs.calls) + 0.5
+    law = EnergyModel(features=("tos", "calls")).fit(runs)
+    law.save(tmp_path / "law.json")
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps(LLAMA))
+    argv = ["predict", "--hf-config", str(cfg), "--batch-size", "2", "--seq-len", "8", "--steps", "50",
+            "--law", str(tmp_path / "law.json")]
+    assert main(argv + ["--format", "csv"]) == 0
+    cli = pd.read_csv(__import__("io").StringIO(capsys.readouterr().out))
+    model, make_inputs = build_from_config(str(cfg), [], "meta")
+    import torch
+
+    pred = law.predict(model, make_inputs(batch_size=2, seq_len=8, labels=True), loss_fn=hf_loss,
+                       optimizer=torch.optim.SGD(model.parameters(), lr=0.01), steps=50)
+    assert cli.joules.sum() == pytest.approx(pred.joules, rel=1e-9) and pred.joules > 0
+    assert "model.layers.0.self_attn" in set(cli.layer)
+    assert main(argv) == 0 and "predicted energy of 50 training steps" in capsys.readouterr().out
+    for extra, message in ((["--loss", "cross_entropy"], "--loss applies to MODULE:CALLABLE models"),
+                           (["--input-shape", "2,8"], "--input-shape is for MODULE:CALLABLE models"),
+                           (["torch.nn:Linear"], "or a Hugging Face config, not both")):
+        assert main(argv + extra) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1
+    assert main(["predict", "--law", str(tmp_path / "law.json")]) == 2
+    assert "no model given" in capsys.readouterr().err

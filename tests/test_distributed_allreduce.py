@@ -30,6 +30,18 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         torch.manual_seed(0)
         ddp = nn.parallel.DistributedDataParallel(nn.Sequential(nn.Linear(4, 8), nn.Sigmoid(), nn.Linear(8, 1)))
         opt = torch.optim.SGD(ddp.parameters(), lr=0.1)
+        # profile() of the DDP-wrapped model: the local step, no collective (profile() never
+        # communicates, so one rank may profile alone); the user's DDP keeps working after it
+        from torch_tos import profile
+
+        x = torch.randn(4, 4)
+        wrapped = profile(ddp, x, mode="training", optimizer=opt).counts.rows
+        plain = profile(ddp.module, x, mode="training", optimizer=opt).counts.rows
+        # the same priced rows, layers named under DDP's "module." (DDP adds zero-cost
+        # record_function bookkeeping rows of its own)
+        priced = lambda rows, pre: {(pre + k[0] if k[0][:1] != "(" else k[0], *k[1:]): v  # noqa: E731
+                                     for k, v in rows.items() if any(v[:5]) or v[6]}
+        same_local_step = priced(wrapped, "") == priced(plain, "module.") != {}
         with TOsCounter(ddp, opt, cache=False) as counter:
             for _ in range(2):
                 opt.zero_grad(set_to_none=True)
@@ -40,7 +52,8 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         allreduce = {k: v for k, v in rows.items() if k[3] == "c10d.allreduce_"}
         with open(os.path.join(out_dir, f"rank{rank}.pkl"), "wb") as f:
             pickle.dump({"rows": allreduce, "unsupported": sorted({u.op for u in counter.report().unsupported}),
-                         "all_backward": everyone.phases["backward"].bos,
+                         "all_backward": everyone.phases["backward"].bos, "same_local_step": same_local_step,
+                         "grads": [p.grad is None for p in ddp.parameters()],
                          "local_backward": counter.total.phases["backward"].bos}, f)
     finally:
         dist.destroy_process_group()
@@ -64,6 +77,7 @@ def test_ddp_allreduce_booked_in_backward_as_adds(tmp_path):
         with open(tmp_path / f"rank{r}.pkl", "rb") as f:
             res.append(pickle.load(f))
     for rank, r in enumerate(res):
+        assert r["same_local_step"]
         assert "c10d.allreduce_" not in r["unsupported"]
         assert {k[1] for k in r["rows"]} == {"backward"}
         row = [sum(v[i] for v in r["rows"].values()) for i in range(6)]

@@ -40,6 +40,44 @@ def split_overrides(texts: list[str] | None) -> list[str]:
     return items
 
 
+def add_hf_arguments(p) -> None:
+    """The Hugging Face options shared by ``torch-tos profile`` and ``torch-tos predict``."""
+    hf = p.add_argument_group("Hugging Face models (transformers, built from a config; no network)")
+    hf.add_argument("--hf-config", metavar="PATH", help="a config.json, or the folder holding it")
+    hf.add_argument("--hf-model-type", metavar="TYPE", help="a transformers model type with its default "
+                    "config: gpt2, llama, mistral, qwen2, bert, t5, vit, whisper, ...")
+    hf.add_argument("--hf-override", action="append", metavar="K=V,...",
+                    help="config values to change, JSON values, e.g. num_hidden_layers=2,hidden_size=256 "
+                    "(repeatable)")
+    hf.add_argument("--batch-size", type=int, default=1, help="batch size of the Hugging Face inputs")
+    hf.add_argument("--seq-len", type=int, default=128, help="sequence length of the Hugging Face inputs "
+                    "(token ids; images and audio features take their size from the config)")
+
+
+def hf_source(args) -> str | None:
+    """The config file/folder or model type the options name (None without one), after checking
+    that they do not contradict a MODULE:CALLABLE model or ``--input-shape``."""
+    hf = args.hf_config or args.hf_model_type
+    if args.hf_config and args.hf_model_type:
+        raise CLIError("give --hf-config or --hf-model-type, not both")
+    if hf and args.model:
+        raise CLIError(f"give a model path ({args.model!r}) or a Hugging Face config, not both")
+    if not hf:
+        if args.hf_override:
+            raise CLIError("--hf-override applies to --hf-config or --hf-model-type only")
+        return None
+    if args.input_shape:
+        raise CLIError("--input-shape is for MODULE:CALLABLE models; a Hugging Face model's inputs "
+                       "come from --batch-size and --seq-len")
+    if args.hf_config:
+        from pathlib import Path
+
+        if not Path(args.hf_config).exists():
+            raise CLIError(f"--hf-config {args.hf_config!r}: no such file or folder; give a "
+                           f"config.json or the folder holding it")
+    return hf
+
+
 def _param_bytes(model) -> int:
     return sum(p.numel() * p.element_size() for p in model.parameters())
 

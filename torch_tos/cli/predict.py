@@ -12,10 +12,37 @@ from __future__ import annotations
 import warnings
 
 from .errors import CLIError
+from .hf import add_hf_arguments, build_hf, hf_source
 from .profile import load_model, parse_shape
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 LOSSES = ("sum", "cross_entropy")
+
+
+def _module_model(args, meta):
+    """``(model, inputs, loss_fn, what the inputs are)`` of a MODULE:CALLABLE model on meta."""
+    import torch
+
+    if not args.model:
+        raise CLIError("no model given: a MODULE:CALLABLE path (e.g. torchvision.models:resnet18 "
+                       "--input-shape 32,3,64,64), --hf-config config.json or --hf-model-type llama")
+    if not args.input_shape:
+        raise CLIError("--input-shape is required with a MODULE:CALLABLE model, e.g. --input-shape 32,3,64,64")
+    if args.dtype not in ("float32", "long"):
+        raise CLIError(f"unknown --input-dtype {args.dtype!r}; accepted: float32, long (token ids)")
+    shapes = [parse_shape(s) for s in args.input_shape]
+    model = load_model(args.model, args.model_kwargs)
+    if args.dtype == "long":
+        inputs = tuple(torch.zeros(s, dtype=torch.long, device=meta) for s in shapes)
+    else:
+        inputs = tuple(torch.empty(s, device=meta) for s in shapes)
+    loss_fn = None
+    if args.loss == "cross_entropy":
+        def loss_fn(out):  # class 0 for every sample: the counts do not depend on the labels
+            out = out.reshape(-1, out.shape[-1])
+            return torch.nn.functional.cross_entropy(out, torch.zeros(out.shape[0], dtype=torch.long,
+                                                                       device=out.device))
+    return model, inputs, loss_fn, f"shape {', '.join(map(str, shapes))}"
 
 
 def _cmd_predict(args) -> int:
@@ -31,25 +58,20 @@ def _cmd_predict(args) -> int:
         raise CLIError(f"unknown --loss {args.loss!r}; accepted: {', '.join(LOSSES)}")
     if not 0 < args.coverage < 1:
         raise CLIError(f"--coverage must be between 0 and 1, got {args.coverage}")
-    shapes = [parse_shape(s) for s in args.input_shape]
     try:
         law = load_law(args.law)
     except (FileNotFoundError, ValueError) as e:
         raise CLIError(str(e)) from None
-    if args.dtype not in ("float32", "long"):
-        raise CLIError(f"unknown --input-dtype {args.dtype!r}; accepted: float32, long (token ids)")
-    model = load_model(args.model, args.model_kwargs)
     meta = torch.device("meta")
-    if args.dtype == "long":
-        inputs = tuple(torch.zeros(s, dtype=torch.long, device=meta) for s in shapes)
+    hf = hf_source(args)
+    if hf:
+        if args.loss != "sum":
+            raise CLIError("--loss applies to MODULE:CALLABLE models; a Hugging Face model is trained on its own "
+                           "loss (labels from the inputs)")
+        model, inputs, loss_fn = build_hf(hf, args.hf_override, meta, args.batch_size, args.seq_len, "training")
+        inputs, what = (inputs,), f"batch size {args.batch_size}, sequence length {args.seq_len}"
     else:
-        inputs = tuple(torch.empty(s, device=meta) for s in shapes)
-    loss_fn = None
-    if args.loss == "cross_entropy":
-        def loss_fn(out):  # class 0 for every sample: the counts do not depend on the labels
-            out = out.reshape(-1, out.shape[-1])
-            return torch.nn.functional.cross_entropy(out, torch.zeros(out.shape[0], dtype=torch.long,
-                                                                       device=out.device))
+        model, inputs, loss_fn, what = _module_model(args, meta)
     opt = {"sgd": lambda p: torch.optim.SGD(p, lr=0.01), "adam": lambda p: torch.optim.Adam(p),
            "adamw": lambda p: torch.optim.AdamW(p)}[args.optimizer](model.parameters())
     with warnings.catch_warnings():
@@ -59,7 +81,7 @@ def _cmd_predict(args) -> int:
                                steps=args.steps, coverage=args.coverage)
         except (RuntimeError, ValueError, TypeError) as e:
             msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise CLIError(f"the model failed on inputs of shape {', '.join(map(str, shapes))}: {msg}") from None
+            raise CLIError(f"the model failed on inputs of {what}: {msg}") from None
     if args.format == "csv":
         print(pred.per_layer.to_csv(index=False), end="")
     else:
@@ -74,8 +96,9 @@ def register(sub) -> None:
     p = sub.add_parser("predict", help="predict the training energy of a model from a saved law",
                        description="Count one training step of a model on the meta device and predict "
                        "the joules of --steps steps with a law saved by torch-tos fit --save or calibrate.")
-    p.add_argument("model", help="module:callable building the model, e.g. torchvision.models:resnet18")
-    p.add_argument("--input-shape", action="append", required=True,
+    p.add_argument("model", nargs="?", help="module:callable building the model, e.g. "
+                   "torchvision.models:resnet18 (or a Hugging Face config: --hf-config / --hf-model-type)")
+    p.add_argument("--input-shape", action="append",
                    help="input tensor shape, e.g. 32,3,64,64 (repeat for several inputs)")
     p.add_argument("--law", required=True, help="law JSON file (torch-tos fit --save / calibrate --out)")
     p.add_argument("--steps", type=int, default=1, help="training steps to predict")
@@ -85,4 +108,5 @@ def register(sub) -> None:
     p.add_argument("--coverage", type=float, default=0.9, help="coverage of the prediction interval")
     p.add_argument("--format", default="table", choices=("table", "csv"), help="table, or csv of joules per layer")
     p.add_argument("--model-kwargs", default=None, help="JSON keyword arguments for the model factory")
+    add_hf_arguments(p)
     p.set_defaults(func=_cmd_predict)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import sys
 
 from .errors import CLIError, describe_failure, first_line, raised_in_torch_tos
+from .hf import add_hf_arguments
 from .inputs import INPUT_DTYPES, check_device, make_inputs, parse_input_dtypes, parse_shape
 from .models import load_model
 from .outputs import check_output, check_plot, save_plot, write_text
@@ -76,21 +77,10 @@ def _model_and_inputs(args, device):
     --input-shape, or from a Hugging Face config."""
     import torch
 
-    hf = args.hf_config or args.hf_model_type
-    if args.hf_config and args.hf_model_type:
-        raise CLIError("give --hf-config or --hf-model-type, not both")
-    if hf and args.model:
-        raise CLIError(f"give a model path ({args.model!r}) or a Hugging Face config, not both")
-    if hf:
-        if args.input_shape:
-            raise CLIError("--input-shape is for MODULE:CALLABLE models; a Hugging Face model's inputs "
-                           "come from --batch-size and --seq-len")
-        if args.hf_config:
-            from pathlib import Path
+    from .hf import hf_source
 
-            if not Path(args.hf_config).exists():
-                raise CLIError(f"--hf-config {args.hf_config!r}: no such file or folder; give a "
-                               f"config.json or the folder holding it")
+    hf = hf_source(args)
+    if hf:
         from .hf import build_hf
 
         model, inputs, loss_fn = build_hf(hf, args.hf_override, device, args.batch_size, args.seq_len, args.mode)
@@ -100,8 +90,6 @@ def _model_and_inputs(args, device):
     if not args.model:
         raise CLIError("no model given: a MODULE:CALLABLE path (e.g. torchvision.models:resnet18 "
                        "--input-shape 1,3,224,224), --hf-config config.json or --hf-model-type llama")
-    if args.hf_override:
-        raise CLIError("--hf-override applies to --hf-config or --hf-model-type only")
     if not args.input_shape:
         raise CLIError("--input-shape is required with a MODULE:CALLABLE model, e.g. --input-shape 1,3,224,224")
     shapes = [parse_shape(s) for s in args.input_shape]
@@ -187,16 +175,7 @@ def register(sub) -> None:
     p.add_argument("--input-high", type=int, default=None, metavar="N",
                    help="exclusive upper bound of integer inputs (default: the smallest num_embeddings "
                    "of the model's Embedding layers, 2 without any)")
-    hf = p.add_argument_group("Hugging Face models (transformers, built from a config; no network)")
-    hf.add_argument("--hf-config", metavar="PATH", help="a config.json, or the folder holding it")
-    hf.add_argument("--hf-model-type", metavar="TYPE", help="a transformers model type with its default "
-                    "config: gpt2, llama, mistral, qwen2, bert, t5, vit, whisper, ...")
-    hf.add_argument("--hf-override", action="append", metavar="K=V,...",
-                    help="config values to change, JSON values, e.g. num_hidden_layers=2,hidden_size=256 "
-                    "(repeatable)")
-    hf.add_argument("--batch-size", type=int, default=1, help="batch size of the Hugging Face inputs")
-    hf.add_argument("--seq-len", type=int, default=128, help="sequence length of the Hugging Face inputs "
-                    "(token ids; images and audio features take their size from the config)")
+    add_hf_arguments(p)
     p.add_argument("--mode", default="inference", metavar="MODE",
                    help="inference (forward), validation (+ loss) or training (+ backward, + one optimizer "
                    "step with --optimizer)")

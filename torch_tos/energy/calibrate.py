@@ -9,9 +9,10 @@ instead of extrapolating (per step: 14 to ~1,000 kernel calls, 200 to 26 M param
   batch-4 run where the optimizer dominates, a 12-layer narrow stack (call-bound), ``mlpdrop``
   (dropout: random-number generation);
 - ``conv``: narrow convs on large maps (8 channels, 64²) to wide convs on tiny maps (512 channels,
-  2²), batch norm; ``dwconv``: depthwise-separable blocks; ``mobile``: MobileNetV3
+  2², also 4 layers at batch 8: ~9 M weights streamed per step, as resnet18's late stages), batch norm; ``dwconv``: depthwise-separable blocks; ``mobile``: MobileNetV3
   blocks (5×5 strided depthwise convs, squeeze-and-excitation, hardswish); ``resnet``: small ResNets
-  (strided convs, residual adds, projections, max pooling; 16–256 channels);
+  (strided convs, residual adds, projections, max pooling; 16–512 channels, down to
+  resnet18's late stages: 256 channels on 4² and 512 on 2² maps at batch 8);
 - ``transformer``: embeddings, attention, layer norm, dropout, 1 to 6 layers (up to ~500 calls);
 - ``embed``: a 100 k × 256 embedding (26 M parameters, dense gradient);
 - ``lstm``/``gru``: recurrent layers (counted on the CPU: fused kernels, see
@@ -52,7 +53,9 @@ SUITE = (
     ("mlp", 64, 12, "relu", None, 32, 100), ("mlpdrop", 512, 3, "relu", None, 32, 40),
     ("conv", 8, 2, "relu", 64, 16, 6), ("conv", 32, 3, "relu", 32, 16, 4), ("conv", 128, 2, "relu", 8, 16, 8),
     ("conv", 256, 2, "relu", 4, 16, 7), ("conv", 512, 2, "relu", 2, 16, 3), ("conv", 64, 6, "relu", 16, 16, 2),
+    ("conv", 512, 4, "relu", 2, 8, 2),
     ("resnet", 16, 3, "relu", 32, 16, 10), ("resnet", 32, 4, "relu", 32, 16, 3), ("resnet", 64, 3, "relu", 16, 16, 5),
+    ("resnet", 64, 4, "relu", 32, 8, 2),
     ("dwconv", 32, 4, "relu", 32, 16, 2), ("dwconv", 128, 3, "relu", 8, 16, 10),
     ("dwconv", 256, 2, "relu", 4, 16, 19),
     ("mobile", 16, 4, None, 32, 16, 5), ("mobile", 24, 6, None, 32, 16, 3), ("mobile", 16, 8, None, 64, 16, 2),
@@ -63,9 +66,10 @@ SUITE = (
     ("cnn", None, 2, "gelu", 32, 64, 7), ("cnn", None, 5, "gelu", 32, 64, 2),
 )
 #: The default features of a calibrated law: those of :data:`~torch_tos.energy.evaluate.DEFAULT_LAW`
-#: (TOs, bytes, elementwise bytes, conv calls, matmul calls), the candidate with the lowest mean of
-#: the leave-one-configuration-out and leave-one-family-out errors on this suite in every
-#: benchmark run (benchmarks/bench_energy_law.py; figures in docs/energy.md).
+#: (TOs, bytes, elementwise bytes, conv and matmul calls, plus the kernel-efficiency terms of
+#: :mod:`~torch_tos.energy.efficiency` and norm calls), the candidate with the lowest mean of the
+#: leave-one-configuration-out and leave-one-family-out errors on this suite
+#: (benchmarks/bench_energy_law.py; figures in docs/law2-report.md).
 DEFAULT_FEATURES = _DEFAULT_LAW_FEATURES
 DEFAULT_REPEATS = 3
 #: Every entry runs at these fractions of its epochs (two lengths: see :func:`suite_workloads`).

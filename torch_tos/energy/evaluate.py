@@ -49,11 +49,21 @@ FULL_CLASS_LAW = tuple(f"{kind}_{c}" for kind in ("tos", "bytes", "calls") for c
 #: (memory-bound pointwise kernels and activations), J per conv call (a oneDNN convolution's fixed
 #: cost: primitive setup, layout reorders, weight-gradient reduction) and J per matmul call.
 STEP_LAW = ("tos", "bytes", "bytes_elementwise", "calls_conv", "calls_matmul")
+STEP_LAW_NAME = "TOs+bytes+elementwise bytes+conv/matmul calls"
+#: STEP_LAW plus the kernel-efficiency terms of :mod:`.efficiency` and batch/layer-norm calls: J per
+#: byte of memory-bound convs and matmuls (below 32 FLOP/B: many channels on tiny maps, weight
+#: streaming), J per TO of latency-bound small conv and matmul kernels (< 10⁶ FLOPs per call), J per
+#: byte of rows moving ≥ 32 MiB per call (fresh pages every step) and J per normalisation call.
+EFFICIENCY_LAW = STEP_LAW + ("bytes_conv_lowai", "tos_conv_small", "tos_matmul_small", "calls_norm",
+                             "bytes_matmul_lowai", "bytes_large")
 #: The candidate laws the default is chosen from: name → features. Five were set before the
 #: benchmark ran; "TOs+calls+bytes+conv calls/bytes" is the calibration's default of the time
 #: (torch_tos.energy.calibrate); "TOs+bytes+elementwise bytes+conv/matmul calls" (STEP_LAW) came
 #: from a greedy forward selection, starting from TOs, on the LOCO + LOFO error of a first
-#: benchmark run, and was then confirmed on two other runs (docs/energy.md).
+#: benchmark run, and was then confirmed on two other runs (docs/energy.md). The three
+#: "+kernel efficiency" laws came from a greedy forward/backward selection starting from STEP_LAW
+#: over the class features and the kernel-efficiency features, on the mean LOCO/LOFO error of four
+#: measured suites (docs/law2-report.md); "+low-intensity conv bytes" is its first step.
 CANDIDATES = {
     "TOs+calls+bytes": OVERHEAD,
     "TOs+calls+bytes+conv calls/bytes": OVERHEAD + ("calls_conv", "bytes_conv"),
@@ -63,27 +73,30 @@ CANDIDATES = {
     + ("calls",),
     "TOs+calls per class+conv/opt/rng bytes": CLASS_LAW + ("bytes_conv", "bytes_optimizer", "bytes_rng"),
     "TOs+bytes+calls per class": FULL_CLASS_LAW,
+    "+low-intensity conv bytes": STEP_LAW + ("bytes_conv_lowai",),
+    "+low-intensity conv bytes, small kernels, norm calls": EFFICIENCY_LAW[:9],
+    "+kernel efficiency": EFFICIENCY_LAW,
 }
 #: The name (in :data:`CANDIDATES` and :func:`default_laws`) of the law calibrate and predict
-#: should use by default, and its features (:data:`STEP_LAW`): the candidate with the lowest mean
-#: of the leave-one-configuration-out and leave-one-family-out errors, in each of the benchmark runs
-#: of benchmarks/bench_energy_law.py (CPU-time meter, 2-core shared machine; figures in
-#: docs/energy.md). It is also the best on leave-one-family-out alone, the split closest to
-#: predicting a model unlike those measured.
-DEFAULT_LAW = "TOs+bytes+elementwise bytes+conv/matmul calls"
+#: should use by default, and its features (:data:`EFFICIENCY_LAW`): the candidate with the lowest
+#: mean of the leave-one-configuration-out and leave-one-family-out errors on the calibration suite
+#: (CPU-time meter, 2-core shared machine; four measured suites re-counted, then confirmed by
+#: benchmarks/bench_energy_law.py; figures in docs/law2-report.md). The previous default was
+#: "TOs+bytes+elementwise bytes+conv/matmul calls" (STEP_LAW).
+DEFAULT_LAW = "+kernel efficiency"
 DEFAULT_FEATURES = CANDIDATES[DEFAULT_LAW]
 SCORES = ("precision_min", "precision_max", "precision", "adj_r2", "rmse", "avg_error", "max_error", "mre")
 
 
 def default_laws(columns=None, candidates: bool = False) -> dict[str, EnergyModel]:
     """The laws :func:`evaluate` compares by default: the paper's TOs and FLOPs laws, per-step
-    TOs-only and FLOPs-only laws, TOs + calls + bytes, the op-class laws and :data:`DEFAULT_LAW`
-    (``candidates=True``: every law of :data:`CANDIDATES`); only those whose features are all in
+    TOs-only and FLOPs-only laws, TOs + calls + bytes, the op-class laws, the previous default
+    (:data:`STEP_LAW`) and :data:`DEFAULT_LAW` (``candidates=True``: every law of :data:`CANDIDATES`); only those whose features are all in
     ``columns``, when given."""
     laws = {"TOs (paper)": EnergyModel("tos"), "FLOPs (paper)": EnergyModel("flops"),
             "TOs/step": EnergyModel(features=("tos",)), "FLOPs/step": EnergyModel(features=("flops",))}
-    names = CANDIDATES if candidates else ("TOs+calls+bytes", "TOs+calls per class", "TOs+bytes+calls per class",
-                                           DEFAULT_LAW)
+    names = CANDIDATES if candidates else tuple(dict.fromkeys((
+        "TOs+calls+bytes", "TOs+calls per class", "TOs+bytes+calls per class", STEP_LAW_NAME, DEFAULT_LAW)))
     laws.update({n: EnergyModel(features=CANDIDATES[n]) for n in names})
     if columns is None:
         return laws
@@ -261,4 +274,5 @@ def format_evaluation(ev: pd.DataFrame, split: str | None = None, digits: int = 
 
 
 __all__ = ["evaluate", "summarize", "format_evaluation", "default_laws", "EVAL_SPLITS", "OVERHEAD", "CLASS_LAW",
-           "MEAN_ONLY", "NOISE_FLOOR", "DEFAULT_LAW", "DEFAULT_FEATURES", "CANDIDATES", "STEP_LAW", "FULL_CLASS_LAW"]
+           "MEAN_ONLY", "NOISE_FLOOR", "DEFAULT_LAW", "DEFAULT_FEATURES", "CANDIDATES", "STEP_LAW", "FULL_CLASS_LAW",
+           "EFFICIENCY_LAW", "STEP_LAW_NAME"]

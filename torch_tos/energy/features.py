@@ -14,7 +14,10 @@ runs-CSV column names (:data:`FEATURE_NAMES`):
 - ``bytes``: Σ bytes of each op's tensor inputs and outputs — an *estimate* of data movement
   (each tensor once; caches, re-reads and fusion ignored; views move 0);
 - per op class ``c`` of :data:`CLASSES`: ``tos_<c>``, ``bytes_<c>``, ``calls_<c>`` (``calls_<c>``
-  counts kernels only, like ``calls``).
+  counts kernels only, like ``calls``);
+- kernel efficiency (:mod:`.efficiency`, per row, fixed thresholds): ``bytes_<c>_lowai`` (bytes of
+  matmul/conv/dwconv rows below 32 FLOP/B: memory-bound), ``tos_<c>_small`` (TOs of those rows doing
+  < 10⁶ FLOPs per call: latency-bound) and ``bytes_large`` (bytes of rows moving ≥ 32 MiB per call).
 
 Op classes (:func:`op_class`), keyed by aten op name in the one table :data:`OP_CLASSES`:
 
@@ -47,6 +50,7 @@ from .._compat import CONV_TYPES
 from ..bos import BO_NAMES
 from ..counts import BYTES, CALLS, FLOPS, N_BOS, Counts, price_bos
 from ..tables import COMPLEX_COMPONENT, FLOAT_FORMATS, INT_FORMATS, dtype_name
+from .efficiency import EFFICIENCY_FEATURES, EFFICIENCY_UNITS, efficiency_names
 
 #: The op classes, in print order.
 CLASSES: tuple[str, ...] = ("matmul", "conv", "dwconv", "elementwise", "norm", "optimizer", "rng",
@@ -113,7 +117,8 @@ DTYPES: tuple[str, ...] = tuple(dict.fromkeys(dtype_name(d) for d in (*FLOAT_FOR
 BASE_FEATURES: tuple[str, ...] = ("tos", "flops", *(f"bos_{b}" for b in BO_NAMES), "calls", "bytes")
 #: Every counted feature, in CSV column order.
 FEATURE_NAMES: tuple[str, ...] = (*BASE_FEATURES, *(f"tos_{d}" for d in DTYPES),
-                                  *(f"{kind}_{c}" for c in CLASSES for kind in ("tos", "bytes", "calls")))
+                                  *(f"{kind}_{c}" for c in CLASSES for kind in ("tos", "bytes", "calls")),
+                                  *EFFICIENCY_FEATURES)
 _FEATURE_SET = frozenset(FEATURE_NAMES)
 #: Printable unit names (a law prints ``J/TO · TOs``).
 UNITS = {"tos": ("TO", "TOs"), "flops": ("FLOP", "FLOPs"), "calls": ("call", "calls"),
@@ -168,6 +173,13 @@ def row_features(key: tuple, row, table=None, groups: dict | None = None) -> dic
            f"calls_{cls}": calls}
     for name, v in zip(BO_NAMES, row[:N_BOS]):
         out[f"bos_{name}"] = float(v)
+    low, small, large = efficiency_names(cls, row[FLOPS], row[BYTES], row[CALLS])
+    if low:
+        out[low] = float(row[BYTES])
+    if small:
+        out[small] = tos
+    if large:
+        out["bytes_large"] = float(row[BYTES])
     return out
 
 
@@ -188,8 +200,13 @@ def step_features(counts: Counts, table=None, *, model: torch.nn.Module | None =
         layer, phase, dtype, op = key
         cls = op_class(op, phase, g.get(layer, 1))
         t = price_bos(table, row, dtype) if any(row[:N_BOS]) else Fraction(0)
-        for name in ("tos", f"tos_{dtype_name(dtype)}", f"tos_{cls}"):
+        low, small, large = efficiency_names(cls, row[FLOPS], row[BYTES], row[CALLS])
+        for name in ("tos", f"tos_{dtype_name(dtype)}", f"tos_{cls}", *((small,) if small else ())):
             tos[name] = tos.get(name, Fraction(0)) + t
+        if low:
+            out[low] += row[BYTES]
+        if large:
+            out["bytes_large"] += row[BYTES]
         calls = row[CALLS] if is_kernel(op, row) else 0
         out["calls"] += calls
         out[f"calls_{cls}"] += calls
@@ -243,7 +260,8 @@ def check_features(features) -> tuple[str, ...]:
         if not is_counted_feature(f):
             what = ("a measured column, not a counted feature" if f in MEASURED else "not a counted feature")
             raise ValueError(f"feature {f!r} is {what}; accepted: {', '.join(BASE_FEATURES)}, tos_<dtype>, "
-                             f"tos_/bytes_/calls_<class> with class in {', '.join(CLASSES)}")
+                             f"tos_/bytes_/calls_<class> with class in {', '.join(CLASSES)}, "
+                             f"{', '.join(EFFICIENCY_FEATURES)}")
     if len(set(features)) != len(features):
         raise ValueError(f"features has duplicates: {', '.join(features)}")
     return features
@@ -256,6 +274,8 @@ MEASURED = frozenset({"joules", "seconds", "cpu_seconds", "wall_seconds", "joule
 
 def unit(feature: str) -> tuple[str, str]:
     """``(singular, plural)`` unit names of a feature: ``tos_matmul`` → ``("TO", "matmul TOs")``."""
+    if feature in EFFICIENCY_UNITS:
+        return EFFICIENCY_UNITS[feature]
     kind, _, rest = feature.partition("_")
     sing, plural = UNITS.get(kind, (feature, feature))
     if kind == "bos" and rest:

@@ -57,14 +57,14 @@ class Prediction:
     law: str = ""
 
     def __str__(self) -> str:
-        lines = [f"predicted energy of {self.steps} training steps: {self.joules:.4g} J "
-                 f"({self.coverage:.0%} interval {self.low:.4g} – {self.high:.4g} J)",
+        lines = [f"predicted energy of {self.steps} training steps: {self.joules:#.4g} J "
+                 f"({self.coverage:.0%} interval {self.low:#.4g} – {self.high:#.4g} J)",
                  f"law: {self.law}", "per step: " + ", ".join(f"{k} {v:.3g} J" for k, v in self.per_step.items())]
         top = self.per_layer.head(12)
         if len(top):
             w = max(len(str(x)) for x in top["layer"])
             lines.append("joules by layer (largest first):")
-            lines += [f"  {str(r.layer).ljust(w)}  {r.type:<22} {r.joules:10.4g} J  {r.share:6.1%}"
+            lines += [f"  {str(r.layer).ljust(w)}  {r.type:<22} {r.joules:#10.4g} J  {r.share:6.1%}"
                       for r in top.itertuples()]
             if len(self.per_layer) > len(top):
                 lines.append(f"  … {len(self.per_layer) - len(top)} more layers")

@@ -17,6 +17,7 @@ import re
 import sys
 from pathlib import Path
 
+from .._compat import OpOverload
 from ..bos import BOs
 from . import RULES, ZERO_OPS  # importing the package registers every rule
 from .registry import FAMILY, PENDING
@@ -37,13 +38,9 @@ profile reports them, never counts them silently as zero.
 
 def op_label(op) -> str:
     """``aten.mm`` for a packet, ``aten._native_batch_norm_legit.no_stats`` for an overload."""
-    name = getattr(op, "_qualified_op_name", None) or str(op)
-    name = name.replace("::", ".")
-    overload = getattr(op, "_overloadname", None)
-    if hasattr(op, "_overloadpacket") and overload is not None:
-        base = str(op._overloadpacket).replace("::", ".")
-        return f"{base}.{overload}"
-    return name
+    if isinstance(op, OpOverload):
+        return f"{op.namespace}.{op.__name__}"
+    return str(op).replace("::", ".")
 
 
 def _first_sentence(text: str) -> str:

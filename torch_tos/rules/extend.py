@@ -43,7 +43,7 @@ def _packet(op):
         return op
     inner = getattr(op, "_opoverload", None)          # torch.library.custom_op's CustomOpDef
     if isinstance(inner, OpOverload):
-        return inner._overloadpacket
+        return inner.overloadpacket
     if isinstance(op, str) and "::" in op:
         ns, rest = op.split("::", 1)
         name, _, overload = rest.partition(".")

@@ -243,7 +243,7 @@ class CounterEngine(Engine):
             segment = tracker.segment
             if segment is not None and segment.volatile is None and not tracker.trusted:
                 if data_dependent(func):
-                    segment.volatile = f"data-dependent op {func._overloadpacket}"
+                    segment.volatile = f"data-dependent op {func.overloadpacket}"
                 elif not tracker.depth:
-                    segment.volatile = f"op {func._overloadpacket} outside any traced call"
+                    segment.volatile = f"op {func.overloadpacket} outside any traced call"
         return Engine._handle(self, mode, func, args, kwargs)

@@ -1,0 +1,73 @@
+"""Kernel-efficiency features: where a counts row's kernel sits on the roofline.
+
+A law linear in per-class totals gives every conv TO the same joules, but on a CPU the same
+convolution TOs cost up to ~8× more when the kernel is memory-bound (many channels on a tiny map:
+weights dominate the bytes) or latency-bound (a kernel doing almost no work per call). Measured on a
+2-core x86 host with oneDNN, one thread (torch dispatch timings of every call of the calibration
+suite): dense convolutions run at ~180 GFLOP/s when flops/bytes > 100 FLOP/B, ~23–40 GFLOP/s below
+32 FLOP/B (resnet18's 512-channel 3×3 convs on 2×2 maps), and 0.05–2 GFLOP/s below 10⁶ FLOPs per
+call (1×1 squeeze-and-excitation convs on 1×1 maps); their time is ≈ flops/P + bytes/B with
+B ≈ 2–3 GB/s, i.e. the bytes of memory-bound convs cost joules of their own.
+
+Each feature is a *counted* quantity, computed from ONE counts row ``(layer, phase, dtype, op) →
+(BOs, calls, flops, bytes)`` and its op class (:func:`~torch_tos.energy.features.op_class`), so it
+is reproducible from any Report (:func:`~torch_tos.energy.features.row_features` and
+:func:`~torch_tos.energy.features.step_features` add them up). For a row of class ``c`` in
+:data:`GEMM_CLASSES` (``matmul``, ``conv``, ``dwconv``) with FLOPs > 0:
+
+- ``bytes_<c>_lowai`` = the row's bytes when its arithmetic intensity flops/bytes is below
+  :data:`RIDGE` (32 FLOP/B): memory-bound GEMM-like kernels, one J/B of their own;
+- ``tos_<c>_small`` = the row's TOs when it does fewer than :data:`SMALL_KERNEL` (10⁶) FLOPs per
+  call (flops/calls): latency-bound tiny kernels, one J/TO of their own;
+
+and for a row of any class:
+
+- ``bytes_large`` = the row's bytes when it moves at least :data:`LARGE_ROW` (32 MiB) per call
+  (bytes/calls): beyond glibc's largest mmap threshold, so its tensors are fresh pages each step
+  (page faults) and stream from DRAM — e.g. a 100 k × 256 embedding's dense gradient.
+
+These are extra terms, not a partition: a low-intensity conv row's TOs are still in ``tos`` and
+``tos_conv``, its bytes still in ``bytes`` and ``bytes_conv``. Approximate by construction: a row
+sums every call of one op in one layer and phase, so a layer that runs one op on several shapes
+(e.g. the matmuls of an attention block) is classified by their summed flops and bytes; the bytes
+are the counter's estimate (each tensor once). The thresholds are fixed constants (not fitted), so
+the same Report always gives the same features; the law fits one coefficient per feature.
+"""
+
+from __future__ import annotations
+
+#: The GEMM-like op classes split by intensity and work per call.
+GEMM_CLASSES: tuple[str, ...] = ("matmul", "conv", "dwconv")
+#: Ridge point (FLOP per byte): a GEMM-like row below it is memory-bound.
+RIDGE = 32
+#: FLOPs per call below which a GEMM-like kernel is latency-bound.
+SMALL_KERNEL = 10**6
+#: Bytes per call from which a row's tensors are fresh pages every step (32 MiB).
+LARGE_ROW = 2**25
+
+#: The kernel-efficiency feature names, in CSV column order.
+EFFICIENCY_FEATURES: tuple[str, ...] = (*(f"bytes_{c}_lowai" for c in GEMM_CLASSES),
+                                        *(f"tos_{c}_small" for c in GEMM_CLASSES), "bytes_large")
+#: Printable units: feature → (singular, plural).
+EFFICIENCY_UNITS: dict[str, tuple[str, str]] = {
+    **{f"bytes_{c}_lowai": ("B", f"low-intensity {c} bytes") for c in GEMM_CLASSES},
+    **{f"tos_{c}_small": ("TO", f"small-kernel {c} TOs") for c in GEMM_CLASSES},
+    "bytes_large": ("B", "large-row bytes"),
+}
+
+
+def efficiency_names(cls: str, flops: int, nbytes: int, calls: int) -> tuple[str | None, str | None, bool]:
+    """``(bytes name, tos name, large)`` for a row of class ``cls``: the ``bytes_<c>_lowai`` name
+    when the row is a memory-bound GEMM-like row (else None), the ``tos_<c>_small`` name when it is
+    a small GEMM-like kernel (else None), and whether its bytes count in ``bytes_large``."""
+    per_call = max(int(calls), 1)
+    large = nbytes >= LARGE_ROW * per_call
+    if cls not in GEMM_CLASSES or flops <= 0:
+        return None, None, large
+    low = flops < RIDGE * nbytes
+    small = flops < SMALL_KERNEL * per_call
+    return (f"bytes_{cls}_lowai" if low else None), (f"tos_{cls}_small" if small else None), large
+
+
+__all__ = ["GEMM_CLASSES", "RIDGE", "SMALL_KERNEL", "LARGE_ROW", "EFFICIENCY_FEATURES", "EFFICIENCY_UNITS",
+           "efficiency_names"]
