@@ -134,7 +134,8 @@ class ModuleScope:
         return names[0]
 
     def _on_pre(self, module, args, kwargs):
-        name = self.name_of(module)
+        names = self.names.get(id(module))
+        name = names[0] if names is not None and len(names) == 1 else self.name_of(module)
         if torch.is_grad_enabled():
             outer = self.stack[-1] if self.stack else OUTSIDE_LAYER
             self._claim(_grad_fns((args, kwargs)), outer)
@@ -218,7 +219,7 @@ def module_params(model: torch.nn.Module) -> dict[str, int]:
     mods = {id(m): m for _, m in named}
     own = [p for m in mods.values() for p in m._parameters.values() if p is not None]
     if len(mods) < len(named) or len({id(p) for p in own}) < len(own) or \
-            any(_custom_parameters(type(m)) for m in mods.values()):  # walk each module
+            any(_custom_parameters(c) for c in {type(m) for m in mods.values()}):  # walk each
         return {name: sum(p.numel() for p in mod.parameters()) for name, mod in named}
     total: dict[int, int] = {}
     for _, m in reversed(named):  # children come after their parent in named_modules
