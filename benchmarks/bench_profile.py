@@ -14,11 +14,15 @@ whose FLOPs differ from the flash kernel a CPU actually runs).
 
 ``--real``: the models on the CPU with real weights, as a user profiles a model in memory.
 Inference at batch 1 (resnet50, vit_b_16, mobilenet_v3_small; all under ``no_grad``) and one
-training step of resnet18 at batch 8 (forward, ``output.sum()``, backward). For each, the median
-time of the plain step, of the step inside ``FlopCounterMode``, and of ``torch_tos.profile`` (which
-also builds its workspace: shared weights, no copies), measured alternately in one process; the
-figures are ratios to the plain step. ``--cpu-time`` times with the process's CPU time instead of
-the wall clock: steadier on a machine shared with other jobs.
+training step of resnet18 at batch 8 (forward, ``output.sum()``, backward). Each round times the
+plain step, the step inside ``FlopCounterMode`` and the whole ``torch_tos.profile`` call (which
+also builds its workspace: shared weights, no copies) once each, in an order rotating from round
+to round; the figures are medians over rounds (``--repeats``, at least 15) of the per-round ratios
+to the plain step, and ``tos/FCM`` the median per-round ratio of torch_tos to FlopCounterMode
+(below 1: cheaper). ``--cpu-time`` times with the process's CPU time instead of the wall clock and
+``--threads 1`` runs torch single-threaded: both steadier on a machine shared with other jobs.
+
+    python benchmarks/bench_profile.py --real --threads 1 --repeats 21
 """
 
 from __future__ import annotations
@@ -111,24 +115,35 @@ def _plain(model, x, mode, counter=None):
 CLOCK = time.perf_counter
 
 
+def _time_profile(model, x, mode):
+    t0 = CLOCK()
+    torch_tos.profile(model, x, mode=mode)
+    return CLOCK() - t0
+
+
 def main_real(repeats: int, quick: bool) -> int:
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, real CPU, median of {repeats}, "
-          f"clock: {CLOCK.__name__}")
-    print(f"{'model':36s} {'plain s':>8s} {'FlopCounterMode':>16s} {'torch_tos':>10s}  (ratios to plain)")
+    """Each round times the three paths once, in an order that rotates from round to round (so
+    a slow spell of a shared machine hits each path alike); the figures are medians over rounds
+    of the per-round ratios to the plain step (and of torch_tos / FlopCounterMode)."""
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, real CPU, {repeats} rounds "
+          f"(median of per-round ratios), clock: {CLOCK.__name__}")
+    print(f"{'model':36s} {'plain s':>8s} {'FlopCounterMode':>16s} {'torch_tos':>10s} {'tos/FCM':>8s}")
     for name, model, x, mode in real_cases(quick):
+        paths = (lambda: _plain(model, x, mode),
+                 lambda: _plain(model, x, mode, FlopCounterMode(display=False)),
+                 lambda: _time_profile(model, x, mode))
         for _ in range(2):  # warm up every path
-            _plain(model, x, mode)
-            _plain(model, x, mode, FlopCounterMode(display=False))
-            torch_tos.profile(model, x, mode=mode)
-        plain, fcm, ours = [], [], []
-        for _ in range(repeats):
-            plain.append(_plain(model, x, mode))
-            fcm.append(_plain(model, x, mode, FlopCounterMode(display=False)))
-            t0 = CLOCK()
-            torch_tos.profile(model, x, mode=mode)
-            ours.append(CLOCK() - t0)
-        p, f, t = (statistics.median(v) for v in (plain, fcm, ours))
-        print(f"{name:36s} {p:8.4f} {f / p:15.2f}x {t / p:9.2f}x", flush=True)
+            for path in paths:
+                path()
+        times = [[], [], []]
+        for r in range(repeats):
+            for i in (r % 3, (r + 1) % 3, (r + 2) % 3):
+                times[i].append(paths[i]())
+        plain, fcm, ours = times
+        med = statistics.median
+        print(f"{name:36s} {med(plain):8.4f} {med(f / p for f, p in zip(fcm, plain)):15.2f}x "
+              f"{med(t / p for t, p in zip(ours, plain)):9.2f}x "
+              f"{med(t / f for t, f in zip(ours, fcm)):8.3f}", flush=True)
     return 0
 
 
@@ -140,12 +155,16 @@ def main(argv=None) -> int:
     ap.add_argument("--real", action="store_true", help="real CPU models: overhead over a plain step")
     ap.add_argument("--cpu-time", action="store_true",
                     help="--real: time with the process's CPU time (steadier on a loaded machine)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch.set_num_threads(N) first (--threads 1: steadier on a shared machine)")
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.cpu_time:
         global CLOCK
         CLOCK = time.process_time
     if args.real:
-        return main_real(max(args.repeats, 5), args.quick)
+        return main_real(max(args.repeats, 15), args.quick)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, optimizer: {args.optimizer}")
     print(f"{'model':40s} {'FlopCounterMode s':>18s} {'torch_tos s':>12s} {'ratio':>6s}  "
           f"{'FLOPs equal':>11s} {'unsupported':>11s}")

@@ -17,9 +17,10 @@ API                                           without it
   ``TorchDispatchMode``,
   ``_disable_current_modes``,
   ``_get_current_dispatch_mode_stack``
-``torch.utils._pytree.tree_leaves``           a small recursive walk over lists, tuples and dicts
-``flop_counter.shape_wrapper`` and the        a local copy of the same wrapper (shapes for tensors)
-``_get_raw`` flag of custom FLOP formulas
+``torch.utils._pytree.tree_leaves``,          a small recursive walk over lists, tuples and dicts
+``tree_map``
+``flop_counter.shape_wrapper`` and the        ``flop_registry`` entries are called as they are
+``_get_raw`` flag of custom FLOP formulas     (pytree's walk: same FLOPs, slower per op)
 ``aten._fused_sdp_choice``                    :class:`CompatError` (meta SDPA kernel choice)
 ``torch.library.Library._destroy``            dropping the last reference (its finalizer
                                               deregisters the kernels)
@@ -49,6 +50,8 @@ API                                           without it
 ``torch.fx.node._get_qualified_name``         ``module.qualname`` of the target
 ``torch.optim.optimizer.``                    ``None`` (the shadow optimizer keeps its for-loop
 ``_default_to_fused_or_foreach``              default)
+``Module._forward_pre_hooks`` & co. (the      the public ``register_forward_pre_hook`` /
+hook dicts), ``RemovableHandle.next_id``      ``register_forward_hook`` (slower attach)
 ``torch.nn.modules.conv._ConvNd``             the six public ``Conv*``/``ConvTranspose*`` classes
 ============================================  =======================================================
 """
@@ -56,6 +59,7 @@ API                                           without it
 from __future__ import annotations
 
 import contextlib
+from collections import OrderedDict
 
 import torch
 
@@ -146,7 +150,7 @@ OpOverloadPacket = torch._ops.OpOverloadPacket
 
 # -- pytrees ---------------------------------------------------------------------------------------
 try:
-    from torch.utils._pytree import tree_leaves
+    from torch.utils._pytree import tree_leaves, tree_map
 except ImportError:  # pragma: no cover - depends on the installed torch
     def tree_leaves(tree) -> list:
         """Leaves of nested lists, tuples and dicts (the containers models pass around)."""
@@ -156,39 +160,29 @@ except ImportError:  # pragma: no cover - depends on the installed torch
             return [leaf for t in tree.values() for leaf in tree_leaves(t)]
         return [tree]
 
+    def tree_map(fn, tree):
+        """``fn`` applied to the leaves of nested lists, tuples and dicts, structure kept."""
+        if isinstance(tree, (list, tuple)):
+            return type(tree)(tree_map(fn, t) for t in tree)
+        if isinstance(tree, dict):
+            return {k: tree_map(fn, t) for k, t in tree.items()}
+        return fn(tree)
+
 
 # -- FlopCounterMode's formula wrapper ---------------------------------------------------------------
-def _local_shape_wrapper(f):
-    """``FlopCounterMode``'s wrapper: call a shape-level formula with tensors replaced by shapes."""
-    from functools import wraps
-
-    def shape(x):
-        return x.shape if isinstance(x, torch.Tensor) else x
-
-    def tree_shapes(x):
-        if isinstance(x, (list, tuple)):
-            return type(x)(tree_shapes(v) for v in x)
-        if isinstance(x, dict):
-            return {k: tree_shapes(v) for k, v in x.items()}
-        return shape(x)
-
-    @wraps(f)
-    def nf(*args, out_val=None, **kwargs):
-        return f(*tree_shapes(args), out_shape=tree_shapes(out_val), **tree_shapes(kwargs))
-
-    return nf
-
-
 try:
     from torch.utils.flop_counter import shape_wrapper
+    _SHAPE_WRAPPER_CODE = getattr(shape_wrapper(lambda: 0), "__code__", None)
 except ImportError:  # pragma: no cover - depends on the installed torch
-    shape_wrapper = _local_shape_wrapper
+    _SHAPE_WRAPPER_CODE = None
 
 
-def wrap_flop_formula(f):
-    """A FLOP formula as ``FlopCounterMode(custom_mapping=...)`` wraps it: raw (``_get_raw``)
-    formulas take tensors, the others shapes."""
-    return f if getattr(f, "_get_raw", False) else shape_wrapper(f)
+def shape_level_formula(f):
+    """The shape-level formula inside a ``shape_wrapper``-wrapped ``flop_registry`` entry, or
+    ``None`` when ``f`` is not one (a raw formula, or a torch whose wrapper looks different)."""
+    if _SHAPE_WRAPPER_CODE is not None and getattr(f, "__code__", None) is _SHAPE_WRAPPER_CODE:
+        return getattr(f, "__wrapped__", None)
+    return None
 
 
 # -- higher-order operators (torch.cond & co., see torch_tos/hops.py) ---------------------------------
@@ -290,6 +284,52 @@ def global_module_hooks_set() -> bool:
     return any(_GLOBAL_HOOKS) if _GLOBAL_HOOKS else True
 
 
+from torch.utils.hooks import RemovableHandle as _RemovableHandle  # noqa: E402
+
+_HANDLE_IDS = isinstance(getattr(_RemovableHandle, "next_id", None), int)
+_HOOK_DICT_TYPES = (dict, OrderedDict)
+_SCOPE_HOOK_DICTS = ("_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_forward_hooks",
+                     "_forward_hooks_with_kwargs", "_forward_hooks_always_called")
+
+
+class ScopeHooks:
+    """A forward pre-hook (none when ``pre`` is None) and a forward hook of one module, both
+    ``with_kwargs`` and the latter
+    ``always_call`` — what ``register_forward_pre_hook`` and ``register_forward_hook`` store —
+    entered under one fresh hook id straight into the module's hook dictionaries (the two
+    ``RemovableHandle`` objects cost more than the hooks' own work on a small model).
+    :meth:`remove` takes them out again. Where a torch keeps hooks elsewhere, the public
+    ``register_*`` calls are used."""
+
+    __slots__ = ("dicts", "hid", "handles")
+
+    def __init__(self, module, pre, post):
+        d = module.__dict__
+        self.dicts = self.handles = None
+        dicts = tuple(d.get(n) for n in _SCOPE_HOOK_DICTS)
+        if _HANDLE_IDS and all(type(x) in _HOOK_DICT_TYPES for x in dicts):
+            self.hid = _RemovableHandle.next_id  # the id a RemovableHandle would take
+            _RemovableHandle.next_id += 1
+            self.dicts = dicts
+            if pre is not None:
+                dicts[0][self.hid], dicts[1][self.hid] = pre, True
+            dicts[2][self.hid], dicts[3][self.hid], dicts[4][self.hid] = post, True, True
+        else:  # pragma: no cover - depends on the installed torch
+            self.handles = (*(() if pre is None else
+                              (module.register_forward_pre_hook(pre, with_kwargs=True),)),
+                            module.register_forward_hook(post, with_kwargs=True, always_call=True))
+
+    def remove(self) -> None:
+        if self.dicts is not None:
+            for hooks in self.dicts:
+                hooks.pop(self.hid, None)
+            self.dicts = None
+        elif self.handles is not None:  # pragma: no cover
+            for h in self.handles:
+                h.remove()
+            self.handles = None
+
+
 _nn = torch.nn
 #: Every convolution module type (``isinstance`` argument).
 CONV_TYPES = getattr(_nn.modules.conv, "_ConvNd", None) or (
@@ -322,7 +362,8 @@ PRIVATE_APIS = (
     "torch._C._dispatch_get_all_op_names", "torch.utils._python_dispatch.TorchDispatchMode",
     "torch.utils._python_dispatch._disable_current_modes",
     "torch.utils._python_dispatch._get_current_dispatch_mode_stack",
-    "torch.utils._pytree.tree_leaves", "torch.utils.flop_counter.shape_wrapper",
+    "torch.utils._pytree.tree_leaves", "torch.utils._pytree.tree_map",
+    "torch.utils.flop_counter.shape_wrapper",
     "torch.ops.aten._fused_sdp_choice", "torch.library.Library._destroy",
     "torch._ops.OpOverload", "torch._ops.OpOverloadPacket", "torch._ops.HigherOrderOperator",
     "torch._C.DispatchKey.CompositeExplicitAutograd",
@@ -336,4 +377,5 @@ PRIVATE_APIS = (
     "torch.nn.modules.module._global_backward_hooks",
     "torch.nn.modules.module._global_backward_pre_hooks", "torch.fx.node._get_qualified_name",
     "torch.optim.optimizer._default_to_fused_or_foreach", "torch.nn.modules.conv._ConvNd",
+    "torch.utils.hooks.RemovableHandle.next_id",
 )

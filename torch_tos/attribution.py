@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from ._compat import current_graph_task_id, sequence_nr, tree_leaves
+from ._compat import ScopeHooks, current_graph_task_id, sequence_nr, tree_leaves
 from .counts import LOSS_LAYER, OPTIMIZER_LAYER, OUTSIDE_LAYER  # noqa: F401 - defined once, there
 
 _UINT64_MAX = 2 ** 64 - 1
@@ -87,10 +87,8 @@ class ModuleScope:
         self.names = {k: tuple(v) for k, v in names.items()}
         for mod in mods:  # a shared module is hooked once; its hooks pick the name per call
             first = names[id(mod)][0]
-            if root_pre_hook or mod is not self.model:
-                self._handles.append(mod.register_forward_pre_hook(self._pre(first), with_kwargs=True))
-            self._handles.append(mod.register_forward_hook(self._post(first), with_kwargs=True,
-                                                           always_call=True))
+            pre = self._pre(first) if root_pre_hook or mod is not self.model else None
+            self._handles.append(ScopeHooks(mod, pre, self._post(first)))
         return self
 
     def enter_root(self, args, kwargs) -> None:
@@ -136,7 +134,8 @@ class ModuleScope:
         return names[0]
 
     def _on_pre(self, module, args, kwargs):
-        name = self.name_of(module)
+        names = self.names.get(id(module))
+        name = names[0] if names is not None and len(names) == 1 else self.name_of(module)
         if torch.is_grad_enabled():
             outer = self.stack[-1] if self.stack else OUTSIDE_LAYER
             self._claim(_grad_fns((args, kwargs)), outer)
@@ -202,8 +201,28 @@ class ModuleScope:
         self.node_owner.clear()
 
 
+_PARAMETER_API = ("parameters", "named_parameters", "_named_members")
+
+
+def _custom_parameters(cls) -> bool:
+    """Whether ``cls`` overrides how ``Module.parameters()`` finds parameters."""
+    return any(getattr(cls, n) is not getattr(torch.nn.Module, n) for n in _PARAMETER_API)
+
+
 def module_params(model: torch.nn.Module) -> dict[str, int]:
     """Parameters per module *including* its submodules (``""`` is the whole model), each shared
-    parameter counted once per module, in model order (thop's / ptflops' ``params``)."""
-    return {name: sum(p.numel() for p in mod.parameters())
-            for name, mod in model.named_modules(remove_duplicate=False)}
+    parameter counted once per module, in model order (thop's / ptflops' ``params``).
+
+    One bottom-up pass (a module's own parameters plus its children's totals) when no module and
+    no parameter is reachable twice; with sharing, each module's distinct parameters are summed."""
+    named = list(model.named_modules(remove_duplicate=False))
+    mods = {id(m): m for _, m in named}
+    own = [p for m in mods.values() for p in m._parameters.values() if p is not None]
+    if len(mods) < len(named) or len({id(p) for p in own}) < len(own) or \
+            any(_custom_parameters(c) for c in {type(m) for m in mods.values()}):  # walk each
+        return {name: sum(p.numel() for p in mod.parameters()) for name, mod in named}
+    total: dict[int, int] = {}
+    for _, m in reversed(named):  # children come after their parent in named_modules
+        total[id(m)] = sum(p.numel() for p in m._parameters.values() if p is not None) + \
+            sum(total[id(c)] for c in m._modules.values() if c is not None)
+    return {name: total[id(m)] for name, m in named}

@@ -57,21 +57,24 @@ class BOs(_BOFields):
     def __add__(self, other):  # type: ignore[override]
         if not isinstance(other, tuple) or len(other) != 5:
             return NotImplemented
-        a = self
-        return BOs(a[0] + other[0], a[1] + other[1], a[2] + other[2], a[3] + other[3], a[4] + other[4])
+        a0, a1, a2, a3, a4 = tuple.__iter__(self)
+        b0, b1, b2, b3, b4 = tuple.__iter__(other)
+        return BOs(a0 + b0, a1 + b1, a2 + b2, a3 + b3, a4 + b4)
 
     __radd__ = __add__
 
     def __sub__(self, other):
         if not isinstance(other, tuple) or len(other) != 5:
             return NotImplemented
-        a = self
-        return BOs(a[0] - other[0], a[1] - other[1], a[2] - other[2], a[3] - other[3], a[4] - other[4])
+        a0, a1, a2, a3, a4 = tuple.__iter__(self)
+        b0, b1, b2, b3, b4 = tuple.__iter__(other)
+        return BOs(a0 - b0, a1 - b1, a2 - b2, a3 - b3, a4 - b4)
 
     def __mul__(self, k):  # type: ignore[override]
         if isinstance(k, bool) or not isinstance(k, int):
             return NotImplemented
-        return BOs(*(k * v for v in tuple.__iter__(self)))
+        a0, a1, a2, a3, a4 = tuple.__iter__(self)
+        return BOs(k * a0, k * a1, k * a2, k * a3, k * a4)
 
     __rmul__ = __mul__
 

@@ -107,21 +107,28 @@ class Shadows:
             return self._deepcopy_module(m)
         new = object.__new__(type(m))
         self.modules[id(m)] = new
-        d = m.__dict__.copy()
-        for k, v in d.items():
+        src = m.__dict__
+        d = src.copy()
+        tensor = self.tensor
+        for k, v in src.items():
             tv = type(v)
-            if tv in _ATOMIC or (tv is tuple and all(type(x) in _ATOMIC for x in v)):
-                continue  # immutable: shared (kernel_size, stride, ...)
+            if tv in _ATOMIC:
+                continue  # immutable: shared (training, in_channels, ...)
+            if tv in _CONTAINERS:
+                if not v:  # an empty container: a new one (the hook dictionaries, mostly)
+                    if tv is not tuple:
+                        d[k] = v.copy() if tv is defaultdict else tv()
+                    continue
+                if tv is tuple and all(type(x) in _ATOMIC for x in v):
+                    continue  # immutable: shared (kernel_size, stride, ...)
             if k == "_parameters":
-                d[k] = tv((n, None if p is None else self.tensor(p, "param")) for n, p in v.items())
+                d[k] = tv((n, None if p is None else tensor(p, "param")) for n, p in v.items())
             elif k == "_buffers":
-                d[k] = tv((n, None if b is None else self.tensor(b, "buffer")) for n, b in v.items())
+                d[k] = tv((n, None if b is None else tensor(b, "buffer")) for n, b in v.items())
             elif k == "_modules":
                 d[k] = tv((n, None if c is None else self.module(c)) for n, c in v.items())
             elif tv in _CONTAINERS:
-                if not v:
-                    d[k] = v if tv is tuple else v.copy() if tv is defaultdict else tv()
-                elif k.endswith("hooks") and isinstance(v, dict):
+                if k.endswith("hooks") and isinstance(v, dict):
                     d[k] = tv((hk, _copy_hook(h)) for hk, h in v.items())
                 else:
                     d[k] = self._container(v)

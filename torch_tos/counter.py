@@ -42,6 +42,7 @@ _PASSTHROUGH = {
 }
 _PASSTHROUGH.discard(None)
 
+_SCALARS = frozenset((int, float, bool, type(None)))
 _FLOAT_KINDS = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
 
@@ -75,9 +76,12 @@ def tensor_bytes(values) -> int:
     for v in values:
         if isinstance(v, torch.Tensor):
             try:
-                total += int(v.numel()) * v.element_size()
+                n = v.numel()
+                total += (n if type(n) is int else int(n)) * v.element_size()
             except (RuntimeError, TypeError, ValueError):  # symbolic / nested sizes: unknown, 0
                 pass
+        elif type(v) in _SCALARS:
+            continue
         elif isinstance(v, (list, tuple)):
             total += tensor_bytes(v)
     return total
@@ -342,14 +346,15 @@ class Engine:
         key = (layer, phase, dtype, name)
         rows = self.counts.rows
         row = rows.get(key)
+        b0, b1, b2, b3, b4 = tuple.__iter__(bos) if isinstance(bos, tuple) else bos
         if row is None:
-            rows[key] = [bos[0], bos[1], bos[2], bos[3], bos[4], 1, flops, moved]
+            rows[key] = [b0, b1, b2, b3, b4, 1, flops, moved]
         else:
-            row[0] += bos[0]
-            row[1] += bos[1]
-            row[2] += bos[2]
-            row[3] += bos[3]
-            row[4] += bos[4]
+            row[0] += b0
+            row[1] += b1
+            row[2] += b2
+            row[3] += b3
+            row[4] += b4
             row[5] += 1
             row[6] += flops
             row[7] += moved

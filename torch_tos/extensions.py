@@ -97,9 +97,10 @@ class Extensions:
     def translated(self, src: torch.nn.Module, dst: torch.nn.Module) -> "Extensions":
         """The same extensions with module instances of ``src`` replaced by the modules of ``dst``
         under the same names (``profile()`` counts on a working copy)."""
-        names = {id(m): n for n, m in src.named_modules(remove_duplicate=False)}
         out = Extensions()
         out.ops, out.classes, out.rules = set(self.ops), self.classes, dict(self.rules)
+        names = {id(m): n for n, m in src.named_modules(remove_duplicate=False)} \
+            if self.instances else {}  # (no instances to translate: no walk)
         for mod in self.instances:
             if id(mod) not in names:
                 raise ValueError(f"ignore: the {type(mod).__name__} instance is not a submodule "

@@ -10,14 +10,22 @@ formulas rather than re-deriving FLOPs.
 from __future__ import annotations
 
 from contextlib import ExitStack, contextmanager
+from functools import wraps
+
+import types
 
 import torch
 from torch.utils.flop_counter import (FlopCounterMode, bmm_flop, conv_flop_count, flop_registry,
-                                      mm_flop, sdpa_backward_flop_count, sdpa_flop_count)
+                                      get_shape, mm_flop, sdpa_backward_flop_count,
+                                      sdpa_flop_count)
 
-from ._compat import wrap_flop_formula
+from ._compat import shape_level_formula, tree_map
 
 aten = torch.ops.aten
+# the shape-level forms (the registry's decorator wraps them for tensors; the formulas below pass
+# shapes, so the wrapper's pytree walk would be pure cost)
+mm_flop = shape_level_formula(mm_flop) or mm_flop
+bmm_flop = shape_level_formula(bmm_flop) or bmm_flop
 
 
 def sdpa_flash_cpu_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
@@ -129,12 +137,78 @@ CUSTOM_MAPPING: dict = {
 }
 
 
+_LEAVES = frozenset((int, float, bool, str, type(None), torch.dtype, torch.device, torch.layout,
+                     torch.memory_format, torch.SymInt, torch.SymFloat, torch.SymBool))
+
+
+def _shapes(v):
+    """``tree_map(get_shape, v)``, FlopCounterMode's argument mapping, without pytree's generic
+    walk for the values aten ops take (tensors, numbers, lists and tuples of them); any other
+    value goes through ``tree_map`` itself, so the result is the same for every input."""
+    if isinstance(v, torch.Tensor):
+        return v.shape
+    t = type(v)
+    if t in _LEAVES:
+        return v
+    if t is list or t is tuple:
+        return t([_shapes(x) for x in v])
+    return tree_map(get_shape, v)
+
+
+def fast_shape_wrapper(f):
+    """``flop_counter.shape_wrapper(f)`` with :func:`_shapes` in place of ``tree_map``: the same
+    arguments reach ``f`` (the tensors' shapes), at a fraction of the cost per op."""
+    @wraps(f)
+    def nf(*args, out_val=None, **kwargs):
+        return f(*[_shapes(a) for a in args], out_shape=_shapes(out_val),
+                 **{k: _shapes(v) for k, v in kwargs.items()})
+
+    return nf
+
+
+_FAST: dict = {}  # flop_registry entry → its fast form (built once per entry, kept)
+
+
+def _direct(inner):
+    """``inner`` (a shape-level formula of ``torch.utils.flop_counter``) calling the shape-level
+    forms of the registered formulas it uses (``addmm_flop`` calls ``mm_flop``, which the registry
+    decorator wrapped): the same code, with those names bound to the unwrapped functions. They get
+    shapes either way; ``tree_map(get_shape, ·)`` of shapes is the shapes themselves."""
+    glb = getattr(inner, "__globals__", None)
+    code = getattr(inner, "__code__", None)
+    if glb is None or code is None:
+        return inner
+    direct = {n: shape_level_formula(glb[n]) for n in code.co_names if n in glb}
+    direct = {n: f for n, f in direct.items() if f is not None}
+    if not direct:
+        return inner
+    f = types.FunctionType(code, {**glb, **direct}, inner.__name__, inner.__defaults__,
+                           inner.__closure__)
+    f.__kwdefaults__ = inner.__kwdefaults__
+    return wraps(inner)(f)
+
+
+def _fast(f):
+    """A ``flop_registry`` entry as ``FlopCounterMode`` calls it, minus pytree's per-op cost: the
+    shape-level formula (:func:`_direct`) behind :func:`fast_shape_wrapper`."""
+    hit = _FAST.get(f)
+    if hit is None:
+        inner = shape_level_formula(f)
+        hit = _FAST[f] = f if inner is None else fast_shape_wrapper(_direct(inner))
+    return hit
+
+
+_CUSTOM_FAST = {k: v if getattr(v, "_get_raw", False) else fast_shape_wrapper(v)
+                for k, v in CUSTOM_MAPPING.items()}
+
+
 def flop_formulas(extra: dict | None = None) -> dict:
-    """``flop_registry`` + :data:`CUSTOM_MAPPING` + ``extra``, wrapped like ``FlopCounterMode`` does."""
-    out = dict(flop_registry)
-    for mapping in (CUSTOM_MAPPING, extra or {}):
-        for k, v in mapping.items():
-            out[k] = wrap_flop_formula(v)
+    """``flop_registry`` + :data:`CUSTOM_MAPPING` + ``extra``, wrapped like ``FlopCounterMode`` does
+    (same formulas and arguments; tensors mapped to shapes by :func:`fast_shape_wrapper`)."""
+    out = {k: _fast(v) for k, v in flop_registry.items()}
+    out.update(_CUSTOM_FAST)
+    for k, v in (extra or {}).items():
+        out[k] = v if getattr(v, "_get_raw", False) else fast_shape_wrapper(v)
     return out
 
 

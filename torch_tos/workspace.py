@@ -70,14 +70,21 @@ class RngGuard:
         return False
 
 
-def _module_flags(modules) -> dict[int, bool]:
-    """id(buffer) → whether some module holding it is in training mode."""
+_EMBEDDINGS = (torch.nn.Embedding, torch.nn.EmbeddingBag)
+
+
+def _module_flags(modules) -> tuple[dict[int, bool], set[int]]:
+    """(id(buffer) → whether some module holding it is in training mode, ids of the weights an
+    ``Embedding``/``EmbeddingBag`` with ``max_norm`` renormalises in place), in one walk."""
     out: dict[int, bool] = {}
+    written: set[int] = set()
     for m in modules:
         for b in m._buffers.values():
             if b is not None:
                 out[id(b)] = out.get(id(b), False) or m.training
-    return out
+        if isinstance(m, _EMBEDDINGS) and m.max_norm is not None:
+            written.add(id(m.weight))
+    return out, written
 
 
 class Workspace:
@@ -96,10 +103,7 @@ class Workspace:
         self._shared: list[tuple[str, torch.Tensor, int]] = []
         roots = [m for m in (model, loss_fn) if isinstance(m, torch.nn.Module)]
         self._roots = roots
-        self._train_buffers = _module_flags(m for r in roots for m in r.modules())
-        self._written = {id(m.weight) for r in roots for m in r.modules()
-                         if isinstance(m, (torch.nn.Embedding, torch.nn.EmbeddingBag))
-                         and m.max_norm is not None}
+        self._train_buffers, self._written = _module_flags(m for r in roots for m in r.modules())
         shadows = Shadows(self._tensor_of)
         self.model = shadows.module(model)
         self.loss_fn = shadows.module(loss_fn) if isinstance(loss_fn, torch.nn.Module) else loss_fn
