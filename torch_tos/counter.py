@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from ._compat import (HigherOrderOperator, TorchDispatchMode, current_autograd_node,
+from ._compat import (HigherOrderOperator, OpOverload, TorchDispatchMode, current_autograd_node,
                       current_graph_task_id)
 from .flops import flop_formulas
 from .attribution import ModuleScope, module_params
@@ -89,7 +89,7 @@ def tensor_bytes(values) -> int:
 
 def op_name(func) -> str:
     """``aten.mm`` style name of an OpOverload (overload dropped)."""
-    return str(func._overloadpacket) if hasattr(func, "_overloadpacket") else str(func)
+    return str(func.overloadpacket) if isinstance(func, OpOverload) else str(func)
 
 
 class UnsupportedOpWarning(UserWarning):
@@ -293,7 +293,7 @@ class Engine:
 
     # -- the per-op handler ---------------------------------------------------------------
     def _resolve(self, func):
-        packet = getattr(func, "_overloadpacket", None)
+        packet = getattr(func, "overloadpacket", None)
         if self._ignored_ops and (func in self._ignored_ops or packet in self._ignored_ops):
             hit = _IGNORED
         else:

@@ -193,7 +193,7 @@ def lookup(func) -> Rule | None:
     rule = RULES.get(func)
     if rule is not None:
         return rule
-    packet = getattr(func, "_overloadpacket", None)
+    packet = getattr(func, "overloadpacket", None)
     rule = RULES.get(packet)
     if rule is not None:
         return rule
