@@ -13,7 +13,7 @@ from torch_tos.counts import Counts
 from torch_tos.energy import EnergyModel
 from torch_tos.energy.efficiency import (EFFICIENCY_FEATURES, FAST_DW_TAPS, LARGE_ROW, RIDGE, SMALL_KERNEL,
                                          dwconv_slow, efficiency_names)
-from torch_tos.energy.evaluate import DEFAULT_FEATURES, DEPTHWISE_LAW, EFFICIENCY_LAW, STEP_LAW
+from torch_tos.energy.evaluate import DEPTHWISE_LAW, EFFICIENCY_LAW, STEP_LAW
 from torch_tos.energy.features import (FEATURE_NAMES, ConvLayer, check_features, conv_groups, conv_layers,
                                        row_features, step_features, unit)
 
@@ -145,17 +145,17 @@ def test_dwconv_slow_tiny_model_by_hand():
     assert unit("tos_dwconv_slow") == ("TO", "slow-path depthwise backward TOs")
 
 
-def test_default_law_is_the_depthwise_law():
-    # pinned deliberately: changing the default law must change this test
+def test_previous_laws_are_pinned():
+    # the previous defaults (the current one is pinned in test_energy_bigrow.py)
     assert EFFICIENCY_LAW == STEP_LAW + (
         "bytes_conv_lowai", "tos_conv_small", "tos_matmul_small", "calls_norm", "bytes_matmul_lowai", "bytes_large")
-    assert DEFAULT_FEATURES == DEPTHWISE_LAW == STEP_LAW + (
+    assert DEPTHWISE_LAW == STEP_LAW + (
         "bytes_conv_lowai", "tos_matmul_small", "calls_norm", "bytes_matmul_lowai", "bytes_large", "tos_dwconv_slow")
 
 
 def test_recovers_planted_efficiency_law_within_one_percent():
     rng = np.random.default_rng(3)
-    feats = DEFAULT_FEATURES
+    feats = DEPTHWISE_LAW  # the previous default (the current one: test_energy_bigrow.py)
     scale = {"tos": 1e12, "bytes": 1e8, "bytes_elementwise": 1e7, "calls_conv": 50, "calls_matmul": 50,
              "bytes_conv_lowai": 1e7, "tos_conv_small": 1e9, "tos_matmul_small": 1e9, "calls_norm": 30,
              "bytes_matmul_lowai": 1e7, "bytes_large": 1e8, "tos_dwconv_slow": 1e11}

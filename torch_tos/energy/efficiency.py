@@ -19,6 +19,14 @@ is reproducible from any Report (:func:`~torch_tos.energy.features.row_features`
   :data:`RIDGE` (32 FLOP/B): memory-bound GEMM-like kernels, one J/B of their own;
 - ``tos_<c>_small`` = the row's TOs when it does fewer than :data:`SMALL_KERNEL` (10⁶) FLOPs per
   call (flops/calls): latency-bound tiny kernels, one J/TO of their own;
+- ``bytes_<c>_big`` = the row's bytes when it moves at least :data:`BIG_ROW` (8 MiB) per call
+  (bytes/calls): operands 4× the per-core L2 (2 MiB here) stream from L3/DRAM on every call, e.g.
+  a 512-channel 3×3 conv's 9.4 MB of weights (resnet18's last stage);
+- ``tos_<c>_lowai_big`` = the row's TOs when it is both below :data:`RIDGE` and at least
+  :data:`BIG_ROW` per call: weight-streaming GEMMs whose arithmetic itself runs slowly, e.g. a
+  2048×2048 linear layer at batch 32 (16 FLOP/B, 16.8 MB of weights): measured 46 GFLOP/s against
+  59 for the 1024×1024 one at the same intensity and 157 for 512×512 (a compute-bound GEMM that
+  moves as much, such as a language-model head at 512 tokens, is above the ridge and not in it);
 
 for a ``dwconv`` row of the backward phase whose layer's kernel and stride are known (the layer map
 of :func:`~torch_tos.energy.features.conv_layers`, from ``model=``):
@@ -54,6 +62,8 @@ RIDGE = 32
 SMALL_KERNEL = 10**6
 #: Bytes per call from which a row's tensors are fresh pages every step (32 MiB).
 LARGE_ROW = 2**25
+#: Bytes per call from which a GEMM-like row's operands stream from beyond the L2 cache (8 MiB).
+BIG_ROW = 2**23
 
 #: Kernel taps (kh·kw) of the depthwise convs whose backward has oneDNN's fast path (3×3).
 FAST_DW_TAPS = 9
@@ -61,13 +71,16 @@ FAST_DW_TAPS = 9
 #: The kernel-efficiency feature names, in CSV column order.
 EFFICIENCY_FEATURES: tuple[str, ...] = (*(f"bytes_{c}_lowai" for c in GEMM_CLASSES),
                                         *(f"tos_{c}_small" for c in GEMM_CLASSES), "bytes_large",
-                                        "tos_dwconv_slow")
+                                        "tos_dwconv_slow", *(f"bytes_{c}_big" for c in GEMM_CLASSES),
+                                        *(f"tos_{c}_lowai_big" for c in GEMM_CLASSES))
 #: Printable units: feature → (singular, plural).
 EFFICIENCY_UNITS: dict[str, tuple[str, str]] = {
     **{f"bytes_{c}_lowai": ("B", f"low-intensity {c} bytes") for c in GEMM_CLASSES},
     **{f"tos_{c}_small": ("TO", f"small-kernel {c} TOs") for c in GEMM_CLASSES},
     "bytes_large": ("B", "large-row bytes"),
     "tos_dwconv_slow": ("TO", "slow-path depthwise backward TOs"),
+    **{f"bytes_{c}_big": ("B", f"big-row {c} bytes") for c in GEMM_CLASSES},
+    **{f"tos_{c}_lowai_big": ("TO", f"weight-streaming {c} TOs") for c in GEMM_CLASSES},
 }
 
 
@@ -93,5 +106,14 @@ def efficiency_names(cls: str, flops: int, nbytes: int, calls: int) -> tuple[str
     return (f"bytes_{cls}_lowai" if low else None), (f"tos_{cls}_small" if small else None), large
 
 
-__all__ = ["GEMM_CLASSES", "RIDGE", "SMALL_KERNEL", "LARGE_ROW", "FAST_DW_TAPS", "EFFICIENCY_FEATURES",
-           "EFFICIENCY_UNITS", "efficiency_names", "dwconv_slow"]
+def big_names(cls: str, flops: int, nbytes: int, calls: int) -> tuple[str | None, str | None]:
+    """``(bytes name, tos name)`` of the big-row features of a row of class ``cls``: ``bytes_<c>_big``
+    when a GEMM-like row with FLOPs moves ≥ :data:`BIG_ROW` bytes per call (else None), and
+    ``tos_<c>_lowai_big`` when that row is also below :data:`RIDGE` FLOP/B (else None)."""
+    if cls not in GEMM_CLASSES or flops <= 0 or nbytes < BIG_ROW * max(int(calls), 1):
+        return None, None
+    return f"bytes_{cls}_big", (f"tos_{cls}_lowai_big" if flops < RIDGE * nbytes else None)
+
+
+__all__ = ["GEMM_CLASSES", "RIDGE", "SMALL_KERNEL", "LARGE_ROW", "BIG_ROW", "FAST_DW_TAPS", "EFFICIENCY_FEATURES",
+           "EFFICIENCY_UNITS", "efficiency_names", "big_names", "dwconv_slow"]

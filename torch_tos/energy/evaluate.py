@@ -73,7 +73,18 @@ DEPTHWISE_LAW = tuple(f for f in EFFICIENCY_LAW if f != "tos_conv_small") + ("to
 #: "+kernel efficiency, depthwise path" (DEPTHWISE_LAW) came from the same greedy search started at
 #: "+kernel efficiency" over depthwise, norm and call features, on two measured suites with the
 #: MobileNetV3 blocks of 3×3 and 5×5 kernels (docs/law3-report.md): its two steps were
-#: "− small-kernel conv TOs" and "+ slow-path depthwise backward TOs".
+#: "− small-kernel conv TOs" and "+ slow-path depthwise backward TOs". "+kernel efficiency, big
+#: rows" (BIGROW_LAW) came from the same search started at DEPTHWISE_LAW over per-call-size
+#: (big-row), norm-size, dispatch and per-class features, on three measured suites re-counted
+#: (docs/law4-report.md): "+ big-row conv bytes", "+ matmul TOs", "− low-intensity matmul bytes",
+#: "+ weight-streaming matmul TOs".
+#: DEPTHWISE_LAW with the low-intensity matmul bytes replaced by matmul TOs (J per matmul TO of its
+#: own) and two big-row terms of :mod:`.efficiency`: bytes of convs moving ≥ 8 MiB per call
+#: (``bytes_conv_big``: a 512-channel 3×3 conv's weights stream from beyond L2 every call) and TOs
+#: of matmuls both below 32 FLOP/B and ≥ 8 MiB per call (``tos_matmul_lowai_big``: a
+#: 2048×2048 linear layer at batch 32 runs at 46 GFLOP/s vs 157 for 512×512).
+BIGROW_LAW = tuple(f for f in DEPTHWISE_LAW if f != "bytes_matmul_lowai") + (
+    "tos_matmul", "bytes_conv_big", "tos_matmul_lowai_big")
 CANDIDATES = {
     "TOs+calls+bytes": OVERHEAD,
     "TOs+calls+bytes+conv calls/bytes": OVERHEAD + ("calls_conv", "bytes_conv"),
@@ -87,15 +98,17 @@ CANDIDATES = {
     "+low-intensity conv bytes, small kernels, norm calls": EFFICIENCY_LAW[:9],
     "+kernel efficiency": EFFICIENCY_LAW,
     "+kernel efficiency, depthwise path": DEPTHWISE_LAW,
+    "+kernel efficiency, big rows": BIGROW_LAW,
 }
 #: The name (in :data:`CANDIDATES` and :func:`default_laws`) of the law calibrate and predict
-#: should use by default, and its features (:data:`DEPTHWISE_LAW`): the candidate with the lowest
+#: should use by default, and its features (:data:`BIGROW_LAW`): the candidate with the lowest
 #: mean of the leave-one-configuration-out and leave-one-family-out errors on the calibration suite
 #: (CPU-time meter, 2-core shared machine; measured suites re-counted, then confirmed by
-#: benchmarks/bench_energy_law.py; figures in docs/law3-report.md). The previous defaults were
-#: "+kernel efficiency" (EFFICIENCY_LAW, docs/law2-report.md) and before it
+#: benchmarks/bench_energy_law.py; figures in docs/law4-report.md). The previous defaults were
+#: "+kernel efficiency, depthwise path" (DEPTHWISE_LAW, docs/law3-report.md), "+kernel efficiency"
+#: (EFFICIENCY_LAW, docs/law2-report.md) and before it
 #: "TOs+bytes+elementwise bytes+conv/matmul calls" (STEP_LAW).
-DEFAULT_LAW = "+kernel efficiency, depthwise path"
+DEFAULT_LAW = "+kernel efficiency, big rows"
 DEFAULT_FEATURES = CANDIDATES[DEFAULT_LAW]
 SCORES = ("precision_min", "precision_max", "precision", "adj_r2", "rmse", "avg_error", "max_error", "mre")
 
@@ -103,13 +116,13 @@ SCORES = ("precision_min", "precision_max", "precision", "adj_r2", "rmse", "avg_
 def default_laws(columns=None, candidates: bool = False) -> dict[str, EnergyModel]:
     """The laws :func:`evaluate` compares by default: the paper's TOs and FLOPs laws, per-step
     TOs-only and FLOPs-only laws, TOs + calls + bytes, the op-class laws, the previous defaults
-    (:data:`STEP_LAW`, :data:`EFFICIENCY_LAW`) and :data:`DEFAULT_LAW` (``candidates=True``: every law of :data:`CANDIDATES`); only those whose features are all in
+    (:data:`STEP_LAW`, :data:`EFFICIENCY_LAW`, :data:`DEPTHWISE_LAW`) and :data:`DEFAULT_LAW` (``candidates=True``: every law of :data:`CANDIDATES`); only those whose features are all in
     ``columns``, when given."""
     laws = {"TOs (paper)": EnergyModel("tos"), "FLOPs (paper)": EnergyModel("flops"),
             "TOs/step": EnergyModel(features=("tos",)), "FLOPs/step": EnergyModel(features=("flops",))}
     names = CANDIDATES if candidates else tuple(dict.fromkeys((
         "TOs+calls+bytes", "TOs+calls per class", "TOs+bytes+calls per class", STEP_LAW_NAME, "+kernel efficiency",
-        DEFAULT_LAW)))
+        "+kernel efficiency, depthwise path", DEFAULT_LAW)))
     laws.update({n: EnergyModel(features=CANDIDATES[n]) for n in names})
     if columns is None:
         return laws
@@ -288,4 +301,4 @@ def format_evaluation(ev: pd.DataFrame, split: str | None = None, digits: int = 
 
 __all__ = ["evaluate", "summarize", "format_evaluation", "default_laws", "EVAL_SPLITS", "OVERHEAD", "CLASS_LAW",
            "MEAN_ONLY", "NOISE_FLOOR", "DEFAULT_LAW", "DEFAULT_FEATURES", "CANDIDATES", "STEP_LAW", "FULL_CLASS_LAW",
-           "EFFICIENCY_LAW", "DEPTHWISE_LAW", "STEP_LAW_NAME"]
+           "EFFICIENCY_LAW", "DEPTHWISE_LAW", "BIGROW_LAW", "STEP_LAW_NAME"]

@@ -19,7 +19,9 @@ runs-CSV column names (:data:`FEATURE_NAMES`):
   matmul/conv/dwconv rows below 32 FLOP/B: memory-bound), ``tos_<c>_small`` (TOs of those rows doing
   < 10⁶ FLOPs per call: latency-bound), ``bytes_large`` (bytes of rows moving ≥ 32 MiB per call) and
   ``tos_dwconv_slow`` (TOs of the backward of depthwise convs larger than 3×3 or strided: oneDNN's
-  slow path; needs the layer map below).
+  slow path; needs the layer map below), ``bytes_<c>_big`` (bytes of matmul/conv/dwconv rows moving
+  ≥ 8 MiB per call: operands beyond the L2 cache) and ``tos_<c>_lowai_big`` (TOs of those rows that
+  are also below 32 FLOP/B: weight-streaming GEMMs).
 
 Op classes (:func:`op_class`), keyed by aten op name in the one table :data:`OP_CLASSES`:
 
@@ -55,7 +57,7 @@ from .._compat import CONV_TYPES
 from ..bos import BO_NAMES
 from ..counts import BYTES, CALLS, FLOPS, N_BOS, Counts, price_bos
 from ..tables import COMPLEX_COMPONENT, FLOAT_FORMATS, INT_FORMATS, dtype_name
-from .efficiency import EFFICIENCY_FEATURES, EFFICIENCY_UNITS, dwconv_slow, efficiency_names
+from .efficiency import EFFICIENCY_FEATURES, EFFICIENCY_UNITS, big_names, dwconv_slow, efficiency_names
 
 #: The op classes, in print order.
 CLASSES: tuple[str, ...] = ("matmul", "conv", "dwconv", "elementwise", "norm", "optimizer", "rng",
@@ -220,6 +222,11 @@ def row_features(key: tuple, row, table=None, groups: dict | None = None) -> dic
         out["bytes_large"] = float(row[BYTES])
     if slow:
         out["tos_dwconv_slow"] = tos
+    big_bytes, big_tos = big_names(cls, row[FLOPS], row[BYTES], row[CALLS])
+    if big_bytes:
+        out[big_bytes] = float(row[BYTES])
+    if big_tos:
+        out[big_tos] = tos
     return out
 
 
@@ -241,13 +248,16 @@ def step_features(counts: Counts, table=None, *, model: torch.nn.Module | None =
         cls, slow = _row_class(key, g)
         t = price_bos(table, row, dtype) if any(row[:N_BOS]) else Fraction(0)
         low, small, large = efficiency_names(cls, row[FLOPS], row[BYTES], row[CALLS])
+        big_bytes, big_tos = big_names(cls, row[FLOPS], row[BYTES], row[CALLS])
         for name in ("tos", f"tos_{dtype_name(dtype)}", f"tos_{cls}", *((small,) if small else ()),
-                     *(("tos_dwconv_slow",) if slow else ())):
+                     *(("tos_dwconv_slow",) if slow else ()), *((big_tos,) if big_tos else ())):
             tos[name] = tos.get(name, Fraction(0)) + t
         if low:
             out[low] += row[BYTES]
         if large:
             out["bytes_large"] += row[BYTES]
+        if big_bytes:
+            out[big_bytes] += row[BYTES]
         calls = row[CALLS] if is_kernel(op, row) else 0
         out["calls"] += calls
         out[f"calls_{cls}"] += calls
