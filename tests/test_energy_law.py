@@ -136,10 +136,23 @@ def test_load_law_bad_files(tmp_path):
 
 
 def test_interval_from_held_out_residuals():
-    law = EnergyModel(features=("tos", "calls", "bytes")).fit(planted(noise=0.05, n_cfg=30, repeats=4))
+    runs = planted(noise=0.05, n_cfg=30, repeats=4)
+    law = EnergyModel(features=("tos", "calls", "bytes")).fit(runs)
     lo, hi = law.interval(0.9)
-    assert law.interval_source_ == "leave-one-configuration-out"
-    assert 0.8 < lo < 1.0 < hi < 1.2  # ~5 % noise: a 90 % band of roughly ±8 %
+    assert law.interval_source_ == "leave-one-family-out"  # families a, b, c
+    assert 0.8 < lo < 1.0 < hi < 1.2  # ~5 % noise, one law for every family: roughly ±8 %
+    one = EnergyModel(features=("tos", "calls", "bytes")).fit(runs.assign(family="a"))
+    assert 0.8 < one.interval(0.9)[0] < 1.0 < one.interval(0.9)[1] < 1.2
+    assert one.interval_source_ == "leave-one-configuration-out"
+    # a family whose runs cost 30 % more than the law of the others: held out, it is predicted
+    # 30 % low, so the interval (what a model never measured may cost) widens to cover it
+    odd = runs.copy()
+    odd.loc[odd.family == "c", "joules"] *= 1.3
+    wide = EnergyModel(features=("tos", "calls", "bytes")).fit(odd)
+    w_lo, w_hi = wide.interval(0.9)
+    assert wide.interval_source_ == "leave-one-family-out" and w_hi > 1.25 and w_lo < lo
+    loco = EnergyModel(features=("tos", "calls", "bytes")).fit(odd.assign(family="a"))
+    assert w_hi - w_lo > loco.interval(0.9)[1] - loco.interval(0.9)[0]
 
 
 def test_evaluate_baselines_floor_and_splits():

@@ -37,7 +37,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 
 from .runs import FEATURES
-from .solve import FIXED, STEPS, _as_1d, _group_keys, nnls_relative, per_step
+from .solve import FIXED, STEPS, _as_1d, _family_keys, _group_keys, nnls_relative, per_step
 
 _SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 
@@ -173,7 +173,7 @@ class EnergyModel(RegressorMixin, BaseEstimator):
         self.feature_names_in_ = np.array(feats, dtype=object)
         self.n_features_in_ = len(feats)
         self.n_train_ = len(y)
-        self._calibration = (A, y, _group_keys(X))
+        self._calibration = (A, y, _group_keys(X), _family_keys(X))
         self.meta_ = {}
         from .law import stamp
 
@@ -243,9 +243,9 @@ class EnergyModel(RegressorMixin, BaseEstimator):
         return out
 
     def interval(self, coverage: float = 0.9) -> tuple[float, float]:
-        """``(low, high)`` ratios E/Ê covering ``coverage`` of the calibration runs: quantiles of
-        the leave-one-configuration-out ratios when the runs name 3 or more configurations, else
-        of the in-sample ratios. A prediction Ê has the interval ``(low·Ê, high·Ê)``."""
+        """``(low, high)`` ratios E/Ê covering ``coverage`` of the calibration runs, each run
+        predicted by a law fitted without it (:meth:`calibration_ratios`). A prediction Ê has the
+        interval ``(low·Ê, high·Ê)``."""
         self._require_linear()
         if not 0 < coverage < 1:
             raise ValueError(f"coverage must be between 0 and 1, got {coverage!r}")
@@ -254,19 +254,24 @@ class EnergyModel(RegressorMixin, BaseEstimator):
         return float(np.quantile(ratios, a)), float(np.quantile(ratios, 1 - a))
 
     def calibration_ratios(self) -> np.ndarray:
-        """E/Ê of every calibration run (held-out configuration when possible; see :meth:`interval`)."""
+        """E/Ê of every calibration run, Ê from a law fitted without it: without its whole family
+        when the runs name 3 or more families (``interval_source_`` "leave-one-family-out": a model
+        that was never measured is a new family more often than a new width of a known one), else
+        without its configuration (3 or more configurations: "leave-one-configuration-out"), else
+        in-sample."""
         self._require_linear()
         cached = getattr(self, "ratios_", None)
         if cached is not None:
             return cached
-        A, y, keys = self._calibration
-        names = sorted(set(keys)) if keys is not None else []
+        A, y, configs, families = self._calibration
         pred = np.empty(len(y))
-        if len(names) >= 3:
-            self.interval_source_ = "leave-one-configuration-out"
-            for k in names:
-                test = np.array([kk == k for kk in keys])
-                pred[test] = A[test] @ nnls_relative(A[~test], y[~test])
+        for source, keys in (("leave-one-family-out", families), ("leave-one-configuration-out", configs)):
+            if keys is not None and len(set(keys)) >= 3:
+                self.interval_source_ = source
+                for k in set(keys):
+                    test = np.array([kk == k for kk in keys])
+                    pred[test] = A[test] @ nnls_relative(A[~test], y[~test])
+                break
         else:
             self.interval_source_ = "in-sample"
             pred = A @ self._coefs()

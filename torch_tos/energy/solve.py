@@ -65,6 +65,13 @@ def nnls_relative(A: np.ndarray, y: np.ndarray) -> np.ndarray:
     return c / norms
 
 
+def _family_keys(X) -> list | None:
+    """The runs' families (for leave-one-family-out residuals), or None without a family column."""
+    if isinstance(X, pd.DataFrame) and "family" in X.columns:
+        return [str(f) for f in X["family"]]
+    return None
+
+
 def _group_keys(X) -> list | None:
     """Configuration keys of the runs (for leave-one-configuration-out residuals), or None."""
     from .runs import CONFIG_COLUMNS
