@@ -79,8 +79,8 @@ DEPTHWISE_LAW = tuple(f for f in EFFICIENCY_LAW if f != "tos_conv_small") + ("to
 #: (docs/law4-report.md): "+ big-row conv bytes", "+ matmul TOs", "− low-intensity matmul bytes",
 #: "+ weight-streaming matmul TOs". "+kernel efficiency, fused recurrent calls" (RNN_LAW) came from
 #: the same search started at BIGROW_LAW + fused recurrent-layer calls, on four measured suites
-#: re-counted (docs/law5-report.md): "+ low-intensity matmul bytes", "+ weight-streaming conv TOs"
-#: (steps gaining < 0.15 points not taken).
+#: re-counted (docs/law5-report.md): "+ low-intensity matmul bytes" (the next step, "+ weight-streaming
+#: conv TOs", was not confirmed on two fresh suites and is not taken).
 #: DEPTHWISE_LAW with the low-intensity matmul bytes replaced by matmul TOs (J per matmul TO of its
 #: own) and two big-row terms of :mod:`.efficiency`: bytes of convs moving ≥ 8 MiB per call
 #: (``bytes_conv_big``: a 512-channel 3×3 conv's weights stream from beyond L2 every call) and TOs
@@ -89,10 +89,9 @@ DEPTHWISE_LAW = tuple(f for f in EFFICIENCY_LAW if f != "tos_conv_small") + ("to
 BIGROW_LAW = tuple(f for f in DEPTHWISE_LAW if f != "bytes_matmul_lowai") + (
     "tos_matmul", "bytes_conv_big", "tos_matmul_lowai_big")
 #: BIGROW_LAW plus J per fused recurrent-layer call (``calls_rnn``: one ``aten.mkldnn_rnn_layer``
-#: call runs a whole LSTM layer and costs ~0.1 ms beyond its arithmetic, see :mod:`.efficiency`),
-#: the bytes of memory-bound matmuls back (``bytes_matmul_lowai``) and the TOs of weight-streaming
-#: convs (``tos_conv_lowai_big``: below 32 FLOP/B and ≥ 8 MiB per call, as for matmuls).
-RNN_LAW = BIGROW_LAW + ("calls_rnn", "bytes_matmul_lowai", "tos_conv_lowai_big")
+#: call runs a whole LSTM layer and costs ~0.1 ms beyond its arithmetic, see :mod:`.efficiency`)
+#: and the bytes of memory-bound matmuls back (``bytes_matmul_lowai``).
+RNN_LAW = BIGROW_LAW + ("calls_rnn", "bytes_matmul_lowai")
 CANDIDATES = {
     "TOs+calls+bytes": OVERHEAD,
     "TOs+calls+bytes+conv calls/bytes": OVERHEAD + ("calls_conv", "bytes_conv"),
