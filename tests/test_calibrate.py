@@ -57,7 +57,7 @@ def test_calibrate_fits_saves_and_resumes(tmp_path):
     assert len(cal.runs) == 2 * len(suite_workloads(families=["ffn", "mlp"], scale=0.05))
     assert set(cal.errors["split"]) == {"loco", "lofo"}
     assert {"noise floor", "mean-only", "TOs+calls+bytes"} <= set(cal.errors["law"])
-    # the default law (13 features + e_step + e_run = 15 coefficients) is judged only when a held-out
+    # the default law (15 features + e_step + e_run = 17 coefficients) is judged only when a held-out
     # fold can fit it: at most half as many coefficients as runs
     assert (DEFAULT_LAW in set(cal.errors["law"])) == (len(DEFAULT_FEATURES) + 2 <= len(cal.runs) // 2)
     assert STEP_LAW_NAME in set(cal.errors["law"])

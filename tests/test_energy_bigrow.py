@@ -1,6 +1,7 @@
 """energy.efficiency: the big-row features (``bytes_<c>_big``: GEMM-like rows moving ≥ 8 MiB per
 call; ``tos_<c>_lowai_big``: those also below 32 FLOP/B), derived by hand on meta-device layers, and
-the default law that uses them ("+kernel efficiency, big rows"), recovered when planted."""
+the law that uses them ("+kernel efficiency, big rows", the previous default; the current one:
+test_energy_rnn.py), recovered when planted."""
 
 import numpy as np
 import pandas as pd
@@ -91,20 +92,19 @@ def test_whitelist_units_and_csv_columns():
     assert unit("tos_matmul_lowai_big") == ("TO", "weight-streaming matmul TOs")
 
 
-def test_default_law_is_the_big_row_law():
-    # pinned deliberately: changing the default law must change this test
-    assert DEFAULT_LAW == "+kernel efficiency, big rows" and CANDIDATES[DEFAULT_LAW] == BIGROW_LAW
-    assert DEFAULT_FEATURES == BIGROW_LAW == STEP_LAW + (
+def test_big_row_law_is_still_a_candidate():
+    assert CANDIDATES["+kernel efficiency, big rows"] == BIGROW_LAW and DEFAULT_FEATURES[:len(BIGROW_LAW)] == BIGROW_LAW
+    assert BIGROW_LAW == STEP_LAW + (
         "bytes_conv_lowai", "tos_matmul_small", "calls_norm", "bytes_large", "tos_dwconv_slow", "tos_matmul",
         "bytes_conv_big", "tos_matmul_lowai_big")
-    # the previous default is still shown next to it
-    assert {"+kernel efficiency, depthwise path", DEFAULT_LAW} <= set(default_laws())
+    # it is still shown next to the default
+    assert {"+kernel efficiency, depthwise path", "+kernel efficiency, big rows", DEFAULT_LAW} <= set(default_laws())
     assert CANDIDATES["+kernel efficiency, depthwise path"] == DEPTHWISE_LAW
 
 
 def test_recovers_planted_big_row_law_within_one_percent():
     rng = np.random.default_rng(4)
-    feats = DEFAULT_FEATURES
+    feats = BIGROW_LAW  # the previous default (the current one: test_energy_rnn.py)
     scale = {"tos": 1e12, "bytes": 1e8, "bytes_elementwise": 1e7, "calls_conv": 50, "calls_matmul": 50,
              "bytes_conv_lowai": 1e7, "tos_matmul_small": 1e9, "calls_norm": 30, "bytes_large": 1e8,
              "tos_dwconv_slow": 1e11, "tos_matmul": 1e12, "bytes_conv_big": 1e8, "tos_matmul_lowai_big": 1e12}

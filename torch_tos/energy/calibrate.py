@@ -69,9 +69,9 @@ SUITE = (
 #: The default features of a calibrated law: those of :data:`~torch_tos.energy.evaluate.DEFAULT_LAW`
 #: (TOs, bytes, elementwise bytes, conv and matmul calls, plus the kernel-efficiency terms of
 #: :mod:`~torch_tos.energy.efficiency` — slow-path depthwise backward TOs among them — and norm
-#: calls), the candidate with the lowest mean of the leave-one-configuration-out and
-#: leave-one-family-out errors on this suite (benchmarks/bench_energy_law.py; figures in
-#: docs/law3-report.md).
+#: calls, fused recurrent-layer calls), the candidate with the lowest mean of the
+#: leave-one-configuration-out and leave-one-family-out errors on this suite
+#: (benchmarks/bench_energy_law.py; figures in docs/law5-report.md).
 DEFAULT_FEATURES = _DEFAULT_LAW_FEATURES
 DEFAULT_REPEATS = 3
 #: Every entry runs at these fractions of its epochs (two lengths: see :func:`suite_workloads`).

@@ -38,6 +38,18 @@ of :func:`~torch_tos.energy.features.conv_layers`, from ``model=``):
   1.0–1.9 ns per tap (3–4× more per TO; forward is 0.05–0.4 ns per tap for all four). A counts row
   cannot tell them apart (its key is layer, phase, dtype, op), hence the layer map;
 
+for a row of a fused recurrent-layer op (:data:`FUSED_RNN`: ``aten.mkldnn_rnn_layer``, cuDNN/MIOpen
+RNNs and their backwards; class ``matmul``):
+
+- ``calls_rnn`` = the row's calls: one fused call runs a whole layer over every time step and has
+  a fixed cost of its own, ~20–50× an ordinary GEMM call's. Measured on the same host (one thread,
+  torch profiler, nn.LSTM with 32 inputs): at batch 4, 4 steps, hidden 32 (0.26 M FLOPs forward)
+  ``mkldnn_rnn_layer`` takes 95 µs and its backward 152 µs (≈ 4 and 9 µs of arithmetic at the
+  60 GFLOP/s they reach on large layers); a training step of a 1-layer LSTM costs 536 µs against
+  126 µs for a 2-layer 32-wide MLP, +210–240 µs per added layer. Time grows with the time steps
+  and batch only as fast as the FLOPs do (batch 16, hidden 64: +23 µs per step of sequence, 1.2 M
+  FLOPs), so the excess is per call, not per time step;
+
 and for a row of any class:
 
 - ``bytes_large`` = the row's bytes when it moves at least :data:`LARGE_ROW` (32 MiB) per call
@@ -65,6 +77,11 @@ LARGE_ROW = 2**25
 #: Bytes per call from which a GEMM-like row's operands stream from beyond the L2 cache (8 MiB).
 BIG_ROW = 2**23
 
+#: Fused recurrent-layer ops (a whole layer, every time step, in one call): rows in ``calls_rnn``.
+FUSED_RNN: tuple[str, ...] = tuple(f"aten.{op}" for op in (
+    "mkldnn_rnn_layer", "mkldnn_rnn_layer_backward", "_cudnn_rnn", "_cudnn_rnn_backward", "miopen_rnn",
+    "miopen_rnn_backward"))
+
 #: Kernel taps (kh·kw) of the depthwise convs whose backward has oneDNN's fast path (3×3).
 FAST_DW_TAPS = 9
 
@@ -72,7 +89,7 @@ FAST_DW_TAPS = 9
 EFFICIENCY_FEATURES: tuple[str, ...] = (*(f"bytes_{c}_lowai" for c in GEMM_CLASSES),
                                         *(f"tos_{c}_small" for c in GEMM_CLASSES), "bytes_large",
                                         "tos_dwconv_slow", *(f"bytes_{c}_big" for c in GEMM_CLASSES),
-                                        *(f"tos_{c}_lowai_big" for c in GEMM_CLASSES))
+                                        *(f"tos_{c}_lowai_big" for c in GEMM_CLASSES), "calls_rnn")
 #: Printable units: feature → (singular, plural).
 EFFICIENCY_UNITS: dict[str, tuple[str, str]] = {
     **{f"bytes_{c}_lowai": ("B", f"low-intensity {c} bytes") for c in GEMM_CLASSES},
@@ -81,6 +98,7 @@ EFFICIENCY_UNITS: dict[str, tuple[str, str]] = {
     "tos_dwconv_slow": ("TO", "slow-path depthwise backward TOs"),
     **{f"bytes_{c}_big": ("B", f"big-row {c} bytes") for c in GEMM_CLASSES},
     **{f"tos_{c}_lowai_big": ("TO", f"weight-streaming {c} TOs") for c in GEMM_CLASSES},
+    "calls_rnn": ("call", "fused recurrent-layer calls"),
 }
 
 
@@ -115,5 +133,11 @@ def big_names(cls: str, flops: int, nbytes: int, calls: int) -> tuple[str | None
     return f"bytes_{cls}_big", (f"tos_{cls}_lowai_big" if flops < RIDGE * nbytes else None)
 
 
-__all__ = ["GEMM_CLASSES", "RIDGE", "SMALL_KERNEL", "LARGE_ROW", "BIG_ROW", "FAST_DW_TAPS", "EFFICIENCY_FEATURES",
+def rnn_calls(op: str, calls: int) -> int:
+    """The ``calls_rnn`` of a row of op ``op`` with ``calls`` calls: its calls when ``op`` is a fused
+    recurrent-layer op of :data:`FUSED_RNN`, else 0."""
+    return int(calls) if op in FUSED_RNN else 0
+
+
+__all__ = ["GEMM_CLASSES", "FUSED_RNN", "rnn_calls", "RIDGE", "SMALL_KERNEL", "LARGE_ROW", "BIG_ROW", "FAST_DW_TAPS", "EFFICIENCY_FEATURES",
            "EFFICIENCY_UNITS", "efficiency_names", "big_names", "dwconv_slow"]

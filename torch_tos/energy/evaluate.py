@@ -77,7 +77,10 @@ DEPTHWISE_LAW = tuple(f for f in EFFICIENCY_LAW if f != "tos_conv_small") + ("to
 #: rows" (BIGROW_LAW) came from the same search started at DEPTHWISE_LAW over per-call-size
 #: (big-row), norm-size, dispatch and per-class features, on three measured suites re-counted
 #: (docs/law4-report.md): "+ big-row conv bytes", "+ matmul TOs", "− low-intensity matmul bytes",
-#: "+ weight-streaming matmul TOs".
+#: "+ weight-streaming matmul TOs". "+kernel efficiency, fused recurrent calls" (RNN_LAW) came from
+#: the same search started at BIGROW_LAW + fused recurrent-layer calls, on four measured suites
+#: re-counted (docs/law5-report.md): "+ low-intensity matmul bytes" (the next step, "+ weight-streaming
+#: conv TOs", was not confirmed on two fresh suites and is not taken).
 #: DEPTHWISE_LAW with the low-intensity matmul bytes replaced by matmul TOs (J per matmul TO of its
 #: own) and two big-row terms of :mod:`.efficiency`: bytes of convs moving ≥ 8 MiB per call
 #: (``bytes_conv_big``: a 512-channel 3×3 conv's weights stream from beyond L2 every call) and TOs
@@ -85,6 +88,10 @@ DEPTHWISE_LAW = tuple(f for f in EFFICIENCY_LAW if f != "tos_conv_small") + ("to
 #: 2048×2048 linear layer at batch 32 runs at 46 GFLOP/s vs 157 for 512×512).
 BIGROW_LAW = tuple(f for f in DEPTHWISE_LAW if f != "bytes_matmul_lowai") + (
     "tos_matmul", "bytes_conv_big", "tos_matmul_lowai_big")
+#: BIGROW_LAW plus J per fused recurrent-layer call (``calls_rnn``: one ``aten.mkldnn_rnn_layer``
+#: call runs a whole LSTM layer and costs ~0.1 ms beyond its arithmetic, see :mod:`.efficiency`)
+#: and the bytes of memory-bound matmuls back (``bytes_matmul_lowai``).
+RNN_LAW = BIGROW_LAW + ("calls_rnn", "bytes_matmul_lowai")
 CANDIDATES = {
     "TOs+calls+bytes": OVERHEAD,
     "TOs+calls+bytes+conv calls/bytes": OVERHEAD + ("calls_conv", "bytes_conv"),
@@ -99,16 +106,18 @@ CANDIDATES = {
     "+kernel efficiency": EFFICIENCY_LAW,
     "+kernel efficiency, depthwise path": DEPTHWISE_LAW,
     "+kernel efficiency, big rows": BIGROW_LAW,
+    "+kernel efficiency, fused recurrent calls": RNN_LAW,
 }
 #: The name (in :data:`CANDIDATES` and :func:`default_laws`) of the law calibrate and predict
-#: should use by default, and its features (:data:`BIGROW_LAW`): the candidate with the lowest
+#: should use by default, and its features (:data:`RNN_LAW`): the candidate with the lowest
 #: mean of the leave-one-configuration-out and leave-one-family-out errors on the calibration suite
 #: (CPU-time meter, 2-core shared machine; measured suites re-counted, then confirmed by
-#: benchmarks/bench_energy_law.py; figures in docs/law4-report.md). The previous defaults were
+#: benchmarks/bench_energy_law.py; figures in docs/law5-report.md). The previous defaults were
+#: "+kernel efficiency, big rows" (BIGROW_LAW, docs/law4-report.md),
 #: "+kernel efficiency, depthwise path" (DEPTHWISE_LAW, docs/law3-report.md), "+kernel efficiency"
 #: (EFFICIENCY_LAW, docs/law2-report.md) and before it
 #: "TOs+bytes+elementwise bytes+conv/matmul calls" (STEP_LAW).
-DEFAULT_LAW = "+kernel efficiency, big rows"
+DEFAULT_LAW = "+kernel efficiency, fused recurrent calls"
 DEFAULT_FEATURES = CANDIDATES[DEFAULT_LAW]
 SCORES = ("precision_min", "precision_max", "precision", "adj_r2", "rmse", "avg_error", "max_error", "mre")
 
@@ -116,13 +125,13 @@ SCORES = ("precision_min", "precision_max", "precision", "adj_r2", "rmse", "avg_
 def default_laws(columns=None, candidates: bool = False) -> dict[str, EnergyModel]:
     """The laws :func:`evaluate` compares by default: the paper's TOs and FLOPs laws, per-step
     TOs-only and FLOPs-only laws, TOs + calls + bytes, the op-class laws, the previous defaults
-    (:data:`STEP_LAW`, :data:`EFFICIENCY_LAW`, :data:`DEPTHWISE_LAW`) and :data:`DEFAULT_LAW` (``candidates=True``: every law of :data:`CANDIDATES`); only those whose features are all in
+    (:data:`STEP_LAW`, :data:`EFFICIENCY_LAW`, :data:`DEPTHWISE_LAW`, :data:`BIGROW_LAW`) and :data:`DEFAULT_LAW` (``candidates=True``: every law of :data:`CANDIDATES`); only those whose features are all in
     ``columns``, when given."""
     laws = {"TOs (paper)": EnergyModel("tos"), "FLOPs (paper)": EnergyModel("flops"),
             "TOs/step": EnergyModel(features=("tos",)), "FLOPs/step": EnergyModel(features=("flops",))}
     names = CANDIDATES if candidates else tuple(dict.fromkeys((
         "TOs+calls+bytes", "TOs+calls per class", "TOs+bytes+calls per class", STEP_LAW_NAME, "+kernel efficiency",
-        "+kernel efficiency, depthwise path", DEFAULT_LAW)))
+        "+kernel efficiency, depthwise path", "+kernel efficiency, big rows", DEFAULT_LAW)))
     laws.update({n: EnergyModel(features=CANDIDATES[n]) for n in names})
     if columns is None:
         return laws

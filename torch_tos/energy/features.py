@@ -21,7 +21,8 @@ runs-CSV column names (:data:`FEATURE_NAMES`):
   ``tos_dwconv_slow`` (TOs of the backward of depthwise convs larger than 3×3 or strided: oneDNN's
   slow path; needs the layer map below), ``bytes_<c>_big`` (bytes of matmul/conv/dwconv rows moving
   ≥ 8 MiB per call: operands beyond the L2 cache) and ``tos_<c>_lowai_big`` (TOs of those rows that
-  are also below 32 FLOP/B: weight-streaming GEMMs).
+  are also below 32 FLOP/B: weight-streaming GEMMs), ``calls_rnn`` (calls of fused recurrent-layer
+  ops such as ``aten.mkldnn_rnn_layer``: a fixed cost per call).
 
 Op classes (:func:`op_class`), keyed by aten op name in the one table :data:`OP_CLASSES`:
 
@@ -57,7 +58,8 @@ from .._compat import CONV_TYPES
 from ..bos import BO_NAMES
 from ..counts import BYTES, CALLS, FLOPS, N_BOS, Counts, price_bos
 from ..tables import COMPLEX_COMPONENT, FLOAT_FORMATS, INT_FORMATS, dtype_name
-from .efficiency import EFFICIENCY_FEATURES, EFFICIENCY_UNITS, big_names, dwconv_slow, efficiency_names
+from .efficiency import (EFFICIENCY_FEATURES, EFFICIENCY_UNITS, FUSED_RNN, big_names, dwconv_slow, efficiency_names,
+                         rnn_calls)
 
 #: The op classes, in print order.
 CLASSES: tuple[str, ...] = ("matmul", "conv", "dwconv", "elementwise", "norm", "optimizer", "rng",
@@ -71,8 +73,7 @@ _MATMUL = ("mm", "addmm", "bmm", "baddbmm", "addbmm", "mv", "addmv", "dot", "vdo
            "_scaled_dot_product_cudnn_attention_backward", "_flash_attention_forward",
            "_flash_attention_backward", "_efficient_attention_forward", "_efficient_attention_backward",
            # fused recurrent layers and cells: GEMMs plus pointwise gates in one kernel
-           "mkldnn_rnn_layer", "mkldnn_rnn_layer_backward", "_cudnn_rnn", "_cudnn_rnn_backward", "miopen_rnn",
-           "miopen_rnn_backward", "_thnn_fused_lstm_cell", "_thnn_fused_lstm_cell_backward_impl",
+           *(op[5:] for op in FUSED_RNN), "_thnn_fused_lstm_cell", "_thnn_fused_lstm_cell_backward_impl",
            "_thnn_fused_gru_cell", "_thnn_fused_gru_cell_backward")
 _CONV = ("convolution", "convolution_backward", "_convolution", "conv1d", "conv2d", "conv3d",
          "cudnn_convolution", "mkldnn_convolution", "_slow_conv2d_forward", "_slow_conv2d_backward",
@@ -227,6 +228,8 @@ def row_features(key: tuple, row, table=None, groups: dict | None = None) -> dic
         out[big_bytes] = float(row[BYTES])
     if big_tos:
         out[big_tos] = tos
+    if rnn_calls(op, row[CALLS]):
+        out["calls_rnn"] = float(row[CALLS])
     return out
 
 
@@ -259,6 +262,7 @@ def step_features(counts: Counts, table=None, *, model: torch.nn.Module | None =
         if big_bytes:
             out[big_bytes] += row[BYTES]
         calls = row[CALLS] if is_kernel(op, row) else 0
+        out["calls_rnn"] += rnn_calls(op, row[CALLS])
         out["calls"] += calls
         out[f"calls_{cls}"] += calls
         out["flops"] += row[FLOPS]
