@@ -19,8 +19,9 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 LOSSES = ("sum", "cross_entropy")
 
 
-def _module_model(args, meta):
-    """``(model, inputs, loss_fn, what the inputs are)`` of a MODULE:CALLABLE model on meta."""
+def _module_model(args):
+    """``(model, inputs, loss_fn, what the inputs are)`` of a MODULE:CALLABLE model, inputs on meta
+    (on the CPU for a model with recurrent layers: :func:`~torch_tos.energy.predict.counting_device`)."""
     import torch
 
     if not args.model:
@@ -30,12 +31,15 @@ def _module_model(args, meta):
         raise CLIError("--input-shape is required with a MODULE:CALLABLE model, e.g. --input-shape 32,3,64,64")
     if args.dtype not in ("float32", "long"):
         raise CLIError(f"unknown --input-dtype {args.dtype!r}; accepted: float32, long (token ids)")
+    from ..energy.predict import counting_device
+
     shapes = [parse_shape(s) for s in args.input_shape]
     model = load_model(args.model, args.model_kwargs)
+    device = torch.device(counting_device(model))  # meta, or the CPU for recurrent layers (fused kernels)
     if args.dtype == "long":
-        inputs = tuple(torch.zeros(s, dtype=torch.long, device=meta) for s in shapes)
+        inputs = tuple(torch.zeros(s, dtype=torch.long, device=device) for s in shapes)
     else:
-        inputs = tuple(torch.empty(s, device=meta) for s in shapes)
+        inputs = tuple(torch.zeros(s, device=device) for s in shapes)
     loss_fn = None
     if args.loss == "cross_entropy":
         def loss_fn(out):  # class 0 for every sample: the counts do not depend on the labels
@@ -71,7 +75,7 @@ def _cmd_predict(args) -> int:
         model, inputs, loss_fn = build_hf(hf, args.hf_override, meta, args.batch_size, args.seq_len, "training")
         inputs, what = (inputs,), f"batch size {args.batch_size}, sequence length {args.seq_len}"
     else:
-        model, inputs, loss_fn, what = _module_model(args, meta)
+        model, inputs, loss_fn, what = _module_model(args)
     opt = {"sgd": lambda p: torch.optim.SGD(p, lr=0.01), "adam": lambda p: torch.optim.Adam(p),
            "adamw": lambda p: torch.optim.AdamW(p)}[args.optimizer](model.parameters())
     with warnings.catch_warnings():

@@ -129,14 +129,44 @@ def predict_counts(law, counts, steps: int = 1, *, groups=None, coverage: float 
                       features=features, warnings=notes, report=report, law=law.law())
 
 
+def counting_device(model: torch.nn.Module, device=None, inputs=()):
+    """Where :func:`predict_model` counts: ``device`` when given; else ``"meta"`` — except for a
+    model with recurrent layers (``nn.LSTM``/``nn.GRU``/``nn.RNN``) whose weights are on a real
+    device: there they run fused kernels (``mkldnn_rnn_layer``, cuDNN) that meta decomposes per
+    time step, and the law's ``calls_rnn`` was calibrated on the fused ones (the suite counts its
+    ``lstm``/``gru`` families on the CPU), so the step is counted on the weights' device (unless
+    ``inputs`` hold meta tensors: then on meta)."""
+    from .._compat import tree_leaves
+
+    if device is not None:
+        return device
+    if any(isinstance(t, torch.Tensor) and t.device.type == "meta" for t in tree_leaves(inputs)):
+        return "meta"
+    if any(isinstance(m, torch.nn.RNNBase) for m in model.modules()):
+        real = next((p.device for p in model.parameters() if p.device.type != "meta"), None)
+        if real is not None:
+            return real
+    return "meta"
+
+
+def recurrent_on_meta_note(model: torch.nn.Module, device) -> list[str]:
+    """The warning for a model with recurrent layers counted on meta (see :func:`counting_device`)."""
+    if torch.device(device).type != "meta" or not any(isinstance(m, torch.nn.RNNBase) for m in model.modules()):
+        return []
+    return ["the model's recurrent layers were counted on meta, where they decompose per time step; the "
+            "device runs fused kernels (calls_rnn) and the law was calibrated on those: build the model on "
+            "the CPU (or its GPU) and predict with device=None or device='cpu' for a faithful count"]
+
+
 def predict_model(law, model: torch.nn.Module, inputs, *, target=None, loss_fn=None, optimizer=None,
-                  steps: int = 1, device="meta", coverage: float = 0.9, table=None) -> Prediction:
+                  steps: int = 1, device=None, coverage: float = 0.9, table=None) -> Prediction:
     """Predict the energy of ``steps`` training steps of ``model`` on ``inputs`` (module doc).
 
     ``loss_fn``/``target`` as in :func:`torch_tos.profile` (default: the ``output.sum()``
     surrogate); ``optimizer``: the optimizer whose step is part of each training step (default:
     plain SGD, like the calibration runs; built on the model's parameters, which it never
-    changes); ``device``: where to count (``"meta"``: no memory, nothing computed)."""
+    changes); ``device``: where to count — by default ``"meta"`` (no memory, nothing computed),
+    or the weights' device for a model with recurrent layers (:func:`counting_device`)."""
     from ..api import profile
 
     law._require_linear()
@@ -145,12 +175,17 @@ def predict_model(law, model: torch.nn.Module, inputs, *, target=None, loss_fn=N
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     if optimizer is None:
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    device = counting_device(model, device, inputs)
     report = profile(model, inputs, mode="training", target=target, loss_fn=loss_fn, optimizer=optimizer,
                      device=device, table=table)
     types = {layer: report.layer_type(layer) for layer in {k[0] for k in as_counts(report).rows}}
-    return predict_counts(law, report, steps, groups=conv_layers(model), coverage=coverage, types=types,
+    pred = predict_counts(law, report, steps, groups=conv_layers(model), coverage=coverage, types=types,
                           report=report)
+    for note in recurrent_on_meta_note(model, device):
+        warnings.warn(note, ExtrapolationWarning, stacklevel=2)
+        pred.warnings.append(note)
+    return pred
 
 
-__all__ = ["Prediction", "predict_model", "predict_counts", "per_layer_joules", "outside_range",
+__all__ = ["Prediction", "predict_model", "counting_device", "recurrent_on_meta_note", "predict_counts", "per_layer_joules", "outside_range",
            "ExtrapolationWarning"]
