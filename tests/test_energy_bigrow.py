@@ -3,16 +3,16 @@ call; ``tos_<c>_lowai_big``: those also below 32 FLOP/B), derived by hand on met
 the law that uses them ("+kernel efficiency, big rows", the previous default; the current one:
 test_energy_rnn.py), recovered when planted."""
 
-import pytest
 import torch
 from torch import nn
 
 import torch_tos
+from energy_checks import assert_rows_add_up
 from torch_tos.counts import Counts
 from torch_tos.energy.efficiency import BIG_ROW, EFFICIENCY_FEATURES, RIDGE, big_names
 from torch_tos.energy.evaluate import (BIGROW_LAW, CANDIDATES, DEFAULT_FEATURES, DEFAULT_LAW, DEPTHWISE_LAW,
                                        STEP_LAW, default_laws)
-from torch_tos.energy.features import FEATURE_NAMES, check_features, row_features, step_features, unit
+from torch_tos.energy.features import FEATURE_NAMES, check_features, step_features, unit
 
 F32 = torch.float32
 
@@ -45,12 +45,7 @@ def test_rows_by_hand():
     assert f["bytes_matmul_big"] == 2**24 and f["tos_matmul_lowai_big"] == 7 * 236 + 7 * 12736.25 == 90_805.75
     assert f["bytes_conv_big"] == 2 * 2**24 and f["tos_conv_lowai_big"] == 0
     assert f["bytes_dwconv_big"] == f["tos_dwconv_lowai_big"] == 0
-    total = {}
-    for key, row in c.rows.items():
-        for k, v in row_features(key, row).items():
-            total[k] = total.get(k, 0.0) + v
-    for name in EFFICIENCY_FEATURES:
-        assert total.get(name, 0.0) == pytest.approx(f[name], rel=1e-12), name
+    assert_rows_add_up(c, f)
 
 
 def test_layers_by_hand_on_meta():

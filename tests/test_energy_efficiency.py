@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 import torch_tos
+from energy_checks import assert_rows_add_up
 from torch_tos.counts import Counts
 from torch_tos.energy.efficiency import (EFFICIENCY_FEATURES, FAST_DW_TAPS, LARGE_ROW, RIDGE, SMALL_KERNEL,
                                          dwconv_slow, efficiency_names)
@@ -52,12 +53,7 @@ def test_rows_by_hand():
     # the split is of extra terms: the totals still hold every row
     assert f["bytes"] == 1000 + 10**6 + 2**26
     # row_features gives the same values row by row
-    total = {}
-    for key, row in c.rows.items():
-        for k, v in row_features(key, row).items():
-            total[k] = total.get(k, 0.0) + v
-    for name in EFFICIENCY_FEATURES:
-        assert total.get(name, 0.0) == pytest.approx(f[name], rel=1e-12), name
+    assert_rows_add_up(c, f)
 
 
 def test_tiny_model_by_hand():
