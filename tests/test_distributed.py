@@ -1,5 +1,6 @@
 """TOsCounter.total_all_ranks(): two processes, gloo backend, DistributedDataParallel on CPU."""
 
+import contextlib
 import os
 import pickle
 import socket
@@ -39,15 +40,30 @@ class _Meter:
         return Window()
 
 
+@contextlib.contextmanager
+def gloo_group(rank: int, port: int, world: int = WORLD):
+    """This process as ``rank`` of a gloo group of ``world`` on localhost (one thread, seed 0)."""
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        torch.manual_seed(0)
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+def dump(out_dir: str, rank: int, result: dict) -> None:
+    """A worker's result, read back by the test process."""
+    with open(os.path.join(out_dir, f"rank{rank}.pkl"), "wb") as f:
+        pickle.dump(result, f)
+
+
 def _worker(rank: int, port: int, out_dir: str) -> None:
     sys.path.insert(0, os.path.dirname(__file__))
     from torch_tos import TOsCounter
 
-    torch.set_num_threads(1)
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
-    try:
-        torch.manual_seed(0)
+    with gloo_group(rank, port):
         model = nn.Sequential(nn.Linear(4, 8), nn.Sigmoid(), nn.Linear(8, 1))
         ddp = nn.parallel.DistributedDataParallel(model)
         opt = torch.optim.SGD(ddp.parameters(), lr=0.1)
@@ -64,11 +80,8 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
                 local = counter.total
                 everyone = counter.total_all_ranks()
         unsupported = sorted({u.op for u in counter.report().unsupported})
-        with open(os.path.join(out_dir, f"rank{rank}.pkl"), "wb") as f:
-            pickle.dump({"local": local, "all": everyone, "kinds": [r.kind for r in counter.steps],
-                         "cache": [r.cache for r in counter.steps], "unsupported": unsupported}, f)
-    finally:
-        dist.destroy_process_group()
+        dump(out_dir, rank, {"local": local, "all": everyone, "kinds": [r.kind for r in counter.steps],
+                             "cache": [r.cache for r in counter.steps], "unsupported": unsupported})
 
 
 def _run(fn, args, timeout: float = 120.0) -> None:

@@ -21,13 +21,10 @@ N_PARAMS = 4 * 8 + 8 + 8 * 1 + 1  # Linear(4, 8) + Linear(8, 1): 49 gradient ele
 
 def _worker(rank: int, port: int, out_dir: str) -> None:
     sys.path.insert(0, os.path.dirname(__file__))
+    from test_distributed import dump, gloo_group
     from torch_tos import TOsCounter
 
-    torch.set_num_threads(1)
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
-    try:
-        torch.manual_seed(0)
+    with gloo_group(rank, port, WORLD):
         ddp = nn.parallel.DistributedDataParallel(nn.Sequential(nn.Linear(4, 8), nn.Sigmoid(), nn.Linear(8, 1)))
         opt = torch.optim.SGD(ddp.parameters(), lr=0.1)
         # profile() of the DDP-wrapped model: the local step, no collective (profile() never
@@ -50,13 +47,9 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
             everyone = counter.total_all_ranks()
         rows = counter.report().counts.rows
         allreduce = {k: v for k, v in rows.items() if k[3] == "c10d.allreduce_"}
-        with open(os.path.join(out_dir, f"rank{rank}.pkl"), "wb") as f:
-            pickle.dump({"rows": allreduce, "unsupported": sorted({u.op for u in counter.report().unsupported}),
-                         "all_backward": everyone.phases["backward"].bos, "same_local_step": same_local_step,
-                         "grads": [p.grad is None for p in ddp.parameters()],
-                         "local_backward": counter.total.phases["backward"].bos}, f)
-    finally:
-        dist.destroy_process_group()
+        dump(out_dir, rank, {"rows": allreduce, "unsupported": sorted({u.op for u in counter.report().unsupported}),
+                             "all_backward": everyone.phases["backward"].bos, "same_local_step": same_local_step,
+                             "local_backward": counter.total.phases["backward"].bos})
 
 
 def test_ring_shares_sum_to_world_minus_one_adds_per_element():
