@@ -99,12 +99,18 @@ def _run(fn, args, timeout: float = 120.0) -> None:
             pytest.fail(f"distributed workers did not finish within {timeout:.0f} s")
 
 
-def test_total_all_ranks_two_processes_gloo_ddp(tmp_path):
-    _run(_worker, (_free_port(), str(tmp_path)))
+def run_workers(worker, tmp_path, world: int = WORLD) -> list[dict]:
+    """Run ``worker(rank, port, out_dir)`` on ``world`` processes; their :func:`dump` results by rank."""
+    _run(worker, (_free_port(), str(tmp_path)))
     res = []
-    for r in range(WORLD):
+    for r in range(world):
         with open(tmp_path / f"rank{r}.pkl", "rb") as f:
             res.append(pickle.load(f))
+    return res
+
+
+def test_total_all_ranks_two_processes_gloo_ddp(tmp_path):
+    res = run_workers(_worker, tmp_path)
     for r in res:
         assert r["kinds"] == ["training"] * 3
         assert r["cache"] == ["miss", "hit", "hit"]

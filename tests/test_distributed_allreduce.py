@@ -1,7 +1,6 @@
 """DDP's gradient all-reduce priced as the adds it performs: 2 gloo processes on CPU."""
 
 import os
-import pickle
 import sys
 
 import pytest
@@ -62,13 +61,9 @@ def test_ring_shares_sum_to_world_minus_one_adds_per_element():
 
 
 def test_ddp_allreduce_booked_in_backward_as_adds(tmp_path):
-    from test_distributed import _free_port, _run
+    from test_distributed import run_workers
 
-    _run(_worker, (_free_port(), str(tmp_path)))
-    res = []
-    for r in range(WORLD):
-        with open(tmp_path / f"rank{r}.pkl", "rb") as f:
-            res.append(pickle.load(f))
+    res = run_workers(_worker, tmp_path, WORLD)
     for rank, r in enumerate(res):
         assert r["same_local_step"]
         assert "c10d.allreduce_" not in r["unsupported"]
