@@ -9,6 +9,18 @@ the engine produces — to a row of integers with the named fields :data:`FIELDS
 * ``bytes`` — Σ bytes of the op's tensor inputs and outputs (an *estimate* of data movement: it
   counts what the op reads and writes once each and ignores caches, re-reads and views).
 
+Beside its totals, each row keeps the **work per call** its cost depends on
+(:attr:`Counts.work`): a histogram ``{(flops, bytes read, bytes written, attrs): calls}`` of the
+distinct per-call work of its calls, ``attrs`` being the op attributes recorded at count time from
+the op's own arguments (:mod:`torch_tos.opattrs`: a convolution's kind, kernel taps and stride, …;
+``None`` for most ops). A row that sums calls of several shapes (the two matmuls of a linear
+layer's backward, attention's products) keeps each shape's work. The histogram is bounded: past
+:data:`WORK_BINS` distinct bins the two nearest bins of equal ``attrs`` (in log work) merge into one
+whose per-call work is their call-weighted mean (an exact :class:`~fractions.Fraction`), so the
+row's totals stay exact: Σ calls = ``calls``, Σ calls·flops = ``flops``, Σ calls·(read + written) =
+``bytes``. A row added without a histogram (:meth:`Counts.add` without ``work``) has one bin, its
+mean per call (:meth:`Counts.work_of`).
+
 Every view — report totals, per phase, per layer, per op, the text table, the DataFrame, the JSON,
 the training counter's step records, the fx graph view — is a :meth:`Counts.group` over one table,
 so all views agree by construction. Pricing into transistor operations is exact
@@ -54,6 +66,10 @@ KEY_FIELDS: tuple[str, ...] = ("layer", "phase", "dtype", "op")
 N_BOS = len(BO_NAMES)
 CALLS, FLOPS, BYTES = FIELDS.index("calls"), FIELDS.index("flops"), FIELDS.index("bytes")
 _N = len(FIELDS)
+#: Most distinct per-call work bins a row keeps (past it, the nearest bins merge; totals stay exact).
+WORK_BINS = 32
+#: The fields of a work bin's key, in order.
+WORK_FIELDS: tuple[str, ...] = ("flops", "bytes_in", "bytes_out", "attrs")
 
 
 class CountKey(NamedTuple):
@@ -104,7 +120,8 @@ def layer_sort_key(order: dict[str, int]) -> Callable[[str], tuple]:
 
 
 class Counts:
-    """A table of counts: :class:`CountKey` → integer row of :data:`FIELDS`.
+    """A table of counts: :class:`CountKey` → integer row of :data:`FIELDS`, and each row's work
+    per call (:attr:`work`).
 
     >>> c = Counts()
     >>> c.add(CountKey("fc", "forward", torch.float32, "aten.mm"), BOs(add=6, mul=8), flops=16)
@@ -115,21 +132,32 @@ class Counts:
     206612.0
 
     ``rows`` is the underlying ``dict`` (keys are plain tuples in :data:`KEY_FIELDS` order, values
-    lists in :data:`FIELDS` order); the engine writes it directly on its hot path. Tables are
-    mutable only through :meth:`add` and :meth:`merge`; every other operation returns a new table.
+    lists in :data:`FIELDS` order); ``work`` maps the same keys to their work histograms
+    ``{(flops, bytes_in, bytes_out, attrs): calls}``. The engine writes both directly on its hot
+    path. Tables are mutable only through :meth:`add` and :meth:`merge`; every other operation
+    returns a new table.
     """
 
-    __slots__ = ("rows", "__weakref__")
+    __slots__ = ("rows", "work", "__weakref__")
 
-    def __init__(self, rows: dict | None = None):
+    def __init__(self, rows: dict | None = None, work: dict | None = None):
         self.rows: dict[tuple, list[int]] = {}
+        self.work: dict[tuple, dict[tuple, int]] = {}
         if rows:
             for key, row in rows.items():
                 self.rows[key] = _full(row)
+        if work:
+            for key, hist in work.items():
+                if key not in self.rows:
+                    raise ValueError(f"work for {key!r}, which is not a row of the table")
+                self.work[key] = dict(hist)
 
     # -- building ---------------------------------------------------------------------------
     def add(self, key: tuple, bos=(0, 0, 0, 0, 0), *, calls: int = 1, flops: int = 0,
-            bytes: int = 0) -> None:  # noqa: A002 - the field's name
+            bytes: int = 0, work: dict | None = None) -> None:  # noqa: A002 - the field's name
+        """Add ``calls`` calls with these totals to the row ``key``. ``work``: their histogram
+        ``{(flops, bytes_in, bytes_out, attrs): calls}`` (default: one bin, the mean per call,
+        every byte counted as read)."""
         row = self.rows.get(key)
         if row is None:
             self.rows[key] = [bos[0], bos[1], bos[2], bos[3], bos[4], calls, flops, bytes]
@@ -139,6 +167,11 @@ class Counts:
             row[CALLS] += calls
             row[FLOPS] += flops
             row[BYTES] += bytes
+        if work is None:
+            if calls <= 0:
+                return
+            work = {(_per_call(flops, calls), _per_call(bytes, calls), 0, None): calls}
+        _merge_hist(self.work, key, work, 1)
 
     def merge(self, other: "Counts", n: int = 1) -> "Counts":
         """Add ``n`` × ``other`` into this table (in place); returns ``self``."""
@@ -150,6 +183,7 @@ class Counts:
             else:
                 for i in range(_N):
                     dst[i] += src[i] * n
+            _merge_hist(self.work, key, other.work_of(key), n)
         return self
 
     def __add__(self, other: "Counts") -> "Counts":
@@ -158,33 +192,62 @@ class Counts:
         return self.copy().merge(other)
 
     def scaled(self, n: int) -> "Counts":
-        """A new table with every field multiplied by the integer ``n`` (n identical steps)."""
+        """A new table with every field (and every bin's calls) multiplied by the integer ``n``
+        (n identical steps)."""
         out = Counts()
         out.rows = {k: [v * n for v in row] for k, row in self.rows.items()}
+        out.work = {k: {b: c * n for b, c in h.items()} for k, h in self.work.items()}
         return out
 
     def retyped(self, dtype: torch.dtype) -> "Counts":
         """The table with every row's dtype replaced by ``dtype`` (rows that then share a key are
-        added): what a "priced as ``dtype``" what-if reads."""
+        added, with their work): what a "priced as ``dtype``" what-if reads."""
         out = Counts()
-        for (layer, phase, _dt, op), row in self.rows.items():
+        for key, row in self.rows.items():
+            layer, phase, _dt, op = key
             out.add((layer, phase, dtype, op), row[:N_BOS], calls=row[CALLS], flops=row[FLOPS],
-                    bytes=row[BYTES])
+                    bytes=row[BYTES], work=self.work_of(key))
         return out
 
     def copy(self) -> "Counts":
         out = Counts()
         out.rows = {k: list(row) for k, row in self.rows.items()}
+        out.work = {k: dict(h) for k, h in self.work.items()}
         return out
 
     def clear(self) -> None:
         self.rows.clear()
+        self.work.clear()
+
+    # -- work per call ----------------------------------------------------------------------
+    def work_of(self, key: tuple) -> dict[tuple, int]:
+        """The work histogram ``{(flops, bytes_in, bytes_out, attrs): calls}`` of the row ``key``:
+        the recorded one, or for a row recorded without one a single bin, its mean per call."""
+        hist = self.work.get(key)
+        if hist is not None:
+            return hist
+        row = self.rows[key]
+        calls = row[CALLS]
+        if calls <= 0:
+            return {}
+        return {(_per_call(row[FLOPS], calls), _per_call(row[BYTES], calls), 0, None): calls}
+
+    def group_work(self, *by: str, depth: int | None = None) -> dict[tuple, dict[tuple, int]]:
+        """The work histograms summed like :meth:`group` ``(*by)`` (bins past :data:`WORK_BINS`
+        merge as in a row)."""
+        idx = key_indices(by)
+        fold = depth is not None and 0 in idx
+        acc: dict[tuple, dict[tuple, int]] = {}
+        for key in self.rows:
+            k = (fold_layer(key[0], depth), *key[1:]) if fold else key
+            _merge_hist(acc, tuple(k[i] for i in idx), self.work_of(key), 1)
+        return acc
 
     # -- selecting --------------------------------------------------------------------------
     def where(self, keep: Callable[[CountKey], bool] | None = None, *,
               phases: Iterable[str] | None = None) -> "Counts":
         """The rows whose key passes ``keep`` (called with a :class:`CountKey`) and whose phase is
-        in ``phases`` (when given)."""
+        in ``phases`` (when given), with their work."""
         phases = None if phases is None else frozenset(phases)
         out = Counts()
         for key, row in self.rows.items():
@@ -193,6 +256,9 @@ class Counts:
             if keep is not None and not keep(CountKey(*key)):
                 continue
             out.rows[key] = list(row)
+            hist = self.work.get(key)
+            if hist is not None:
+                out.work[key] = dict(hist)
         return out
 
     def group(self, *by: str, depth: int | None = None) -> dict[tuple, list[int]]:
@@ -261,7 +327,9 @@ class Counts:
 
     # -- comparison and display -------------------------------------------------------------
     def __eq__(self, other) -> bool:
-        return isinstance(other, Counts) and self.rows == other.rows
+        if not isinstance(other, Counts) or self.rows != other.rows:
+            return False
+        return all(self.work_of(k) == other.work_of(k) for k in self.rows)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -328,6 +396,60 @@ def _common_denominator(costs) -> tuple[tuple[int, ...], int]:
     for c in costs:
         den = den * c.denominator // math.gcd(den, c.denominator)
     return tuple(int(c * den) for c in costs), den
+
+
+def _per_call(total, calls: int):
+    """``total / calls`` exactly (``total`` an int or a Fraction): an int when it divides, else a
+    Fraction."""
+    q = Fraction(total) / calls
+    return q.numerator if q.denominator == 1 else q
+
+
+def _merge_hist(work: dict, key, hist: dict, n: int) -> None:
+    """Add ``n`` × the histogram ``hist`` into ``work[key]`` (a new copy when absent), capped."""
+    if not hist:
+        return
+    dst = work.get(key)
+    if dst is None:
+        work[key] = dst = {}
+    for b, c in hist.items():
+        dst[b] = dst.get(b, 0) + c * n
+    if len(dst) > WORK_BINS:
+        cap_bins(dst)
+
+
+def _bin_logs(b) -> tuple[float, float, float]:
+    return (math.log1p(b[0]), math.log1p(b[1]), math.log1p(b[2]))
+
+
+def cap_bins(hist: dict, cap: int = WORK_BINS) -> dict:
+    """Merge bins of ``hist`` (in place) until at most ``cap`` remain: each time the two bins
+    nearest in log work (L1 over log(1 + flops), log(1 + bytes in), log(1 + bytes out)) among those
+    of equal ``attrs`` (any two when all differ), into their call-weighted mean — exact, so the
+    histogram's totals do not change. Returns ``hist``."""
+    while len(hist) > cap:
+        items = list(hist.items())
+        logs = [_bin_logs(b) for b, _ in items]
+        best = None
+        for same_attrs in (True, False):
+            for i in range(len(items)):
+                for j in range(i + 1, len(items)):
+                    if same_attrs and items[i][0][3] != items[j][0][3]:
+                        continue
+                    d = sum(abs(x - y) for x, y in zip(logs[i], logs[j]))
+                    if best is None or d < best[0]:
+                        best = (d, i, j)
+            if best is not None:
+                break
+        _, i, j = best
+        (bi, ci), (bj, cj) = items[i], items[j]
+        calls = ci + cj
+        merged = tuple(_per_call(bi[k] * ci + bj[k] * cj, calls) for k in range(3))
+        attrs = bi[3] if ci >= cj else bj[3]
+        del hist[bi], hist[bj]
+        key = (*merged, attrs)
+        hist[key] = hist.get(key, 0) + calls
+    return hist
 
 
 def _full(row) -> list[int]:
