@@ -6,11 +6,16 @@ A registry in the style of the rules (:mod:`torch_tos.rules`): aten op → a sma
 work bin (:attr:`torch_tos.counts.Counts.work`). Most ops have none (``None``): their FLOPs and the
 bytes they read and write say what their kernel does. The ones here do not:
 
-- **convolutions** (forward and backward): ``(kind, taps, stride)`` — ``kind`` is ``"dense"``
-  (``groups == 1``), ``"depthwise"`` (``groups`` equal to the input channels), ``"grouped"``
-  (between) or ``"transposed"``; ``taps`` the kernel's spatial elements (kh·kw·…); ``stride`` the
-  largest stride. Libraries run different kernels for these (e.g. a depthwise kernel with a fast
-  path for some sizes and strides), at different speeds for the same FLOPs and bytes;
+- **convolutions** (forward and backward): ``(kind, taps, stride, backend, positions)`` — ``kind`` is
+  ``"dense"`` (``groups == 1``), ``"depthwise"`` (``groups`` equal to the input channels),
+  ``"grouped"`` (between) or ``"transposed"``; ``taps`` the kernel's spatial elements (kh·kw·…);
+  ``stride`` the largest stride; ``backend`` the convolution backend PyTorch selects for these
+  arguments on the device (``torch._C._select_conv_backend``: ``"Mkldnn"``, ``"Slow2d"``,
+  ``"Cudnn"``, … — asked with CPU stand-ins of the same sizes, strides and dtype when counting on
+  meta, under the thread count in force when counting: PyTorch's CPU heuristics pick oneDNN or
+  its own im2col + GEMM path by batch size, kernel, dtype and threads); ``positions`` the output's
+  spatial positions per image (H·W·…): the im2col path runs one GEMM per image, as wide as that.
+  Different kernels and GEMM widths run at different speeds for the same FLOPs and bytes;
 - **foreach ops** (``_foreach_*``, fused optimizers): ``(tensors,)`` — the length of the tensor
   list: such a call loops over its tensors, with a cost per tensor;
 - **fused recurrent layers** (``mkldnn_rnn_layer``, cuDNN/MIOpen RNNs, fused LSTM/GRU cells and their
@@ -44,8 +49,32 @@ def _shape(t) -> tuple[int, ...] | None:
     return None
 
 
-def conv_attrs(weight, input_channels, stride, transposed, groups) -> tuple:
-    """``(kind, taps, stride)`` of a convolution (module doc)."""
+def conv_backend(x, weight, stride, padding, dilation, transposed, output_padding, groups) -> str | None:
+    """The name of the convolution backend PyTorch selects for these arguments on the device
+    (module doc); None when it cannot be asked."""
+    select = getattr(torch._C, "_select_conv_backend", None)
+    if select is None or not isinstance(x, torch.Tensor) or not isinstance(weight, torch.Tensor):
+        return None
+    try:
+        if x.device.type == "meta" or weight.device.type == "meta":
+            x = torch.empty_strided(tuple(x.shape), tuple(x.stride()), dtype=x.dtype, device="cpu")
+            weight = torch.empty_strided(tuple(weight.shape), tuple(weight.stride()), dtype=weight.dtype,
+                                         device="cpu")
+        out = select(x, weight, None, _ints(stride), _ints(padding), _ints(dilation), bool(transposed),
+                     _ints(output_padding), int(groups or 1), None)
+    except (RuntimeError, TypeError, ValueError):
+        return None
+    return getattr(out, "name", str(out))
+
+
+def _ints(v) -> list[int]:
+    if isinstance(v, (list, tuple)):
+        return [int(x) for x in v]
+    return [int(v if v is not None else 0)]
+
+
+def conv_attrs(weight, input_channels, stride, transposed, groups, backend=None, positions=None) -> tuple:
+    """``(kind, taps, stride, backend, positions)`` of a convolution (module doc)."""
     w = _shape(weight)
     taps = 1
     for k in (w[2:] if w else ()):
@@ -60,7 +89,7 @@ def conv_attrs(weight, input_channels, stride, transposed, groups) -> tuple:
     else:
         kind = "grouped"
     strides = [int(s) for s in stride] if isinstance(stride, (list, tuple)) else [int(stride or 1)]
-    return (kind, taps, max(strides or [1]))
+    return (kind, taps, max(strides or [1]), backend, positions)
 
 
 def _channels(x) -> int | None:
@@ -68,39 +97,58 @@ def _channels(x) -> int | None:
     return s[1] if s and len(s) > 1 else None
 
 
+def _positions(y) -> int | None:
+    """Spatial positions per image of a convolution output (or its gradient) ``y``."""
+    s = _shape(y)
+    if not s or len(s) < 3:
+        return None
+    n = 1
+    for d in s[2:]:
+        n *= d
+    return n
+
+
+def _full_conv(x, weight, stride, padding, dilation, transposed, output_padding, groups, y) -> tuple:
+    backend = conv_backend(x, weight, stride, padding, dilation, transposed, output_padding, groups)
+    return conv_attrs(weight, _channels(x), stride, transposed, groups, backend, _positions(y))
+
+
 def _convolution(args, kwargs, out, bos):
     # convolution(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups)
     a = list(args) + [None] * 9
-    return conv_attrs(a[1], _channels(a[0]), kwargs.get("stride", a[3]), kwargs.get("transposed", a[6]),
-                      kwargs.get("groups", a[8]))
+    names = ("stride", "padding", "dilation", "transposed", "output_padding", "groups")
+    v = [kwargs.get(n, a[i]) for n, i in zip(names, (3, 4, 5, 6, 7, 8))]
+    return _full_conv(a[0], a[1], *v, out)
 
 
 def _convolution_backward(args, kwargs, out, bos):
     # convolution_backward(grad_output, input, weight, bias_sizes, stride, padding, dilation, transposed,
     #                      output_padding, groups, output_mask)
     a = list(args) + [None] * 11
-    return conv_attrs(a[2], _channels(a[1]), kwargs.get("stride", a[4]), kwargs.get("transposed", a[7]),
-                      kwargs.get("groups", a[9]))
+    names = ("stride", "padding", "dilation", "transposed", "output_padding", "groups")
+    v = [kwargs.get(n, a[i]) for n, i in zip(names, (4, 5, 6, 7, 8, 9))]
+    return _full_conv(a[1], a[2], *v, a[0])
 
 
 def _mkldnn_convolution(args, kwargs, out, bos):
     # mkldnn_convolution(input, weight, bias, padding, stride, dilation, groups)
     a = list(args) + [None] * 7
-    return conv_attrs(a[1], _channels(a[0]), kwargs.get("stride", a[4]), False, kwargs.get("groups", a[6]))
+    return conv_attrs(a[1], _channels(a[0]), kwargs.get("stride", a[4]), False, kwargs.get("groups", a[6]),
+                      positions=_positions(out))
 
 
 def _conv2d(args, kwargs, out, bos):
     # conv1d/2d/3d(input, weight, bias, stride, padding, dilation, groups)
     a = list(args) + [None] * 7
     return conv_attrs(a[1], _channels(a[0]), kwargs.get("stride", a[3] or 1), False,
-                      kwargs.get("groups", a[6]))
+                      kwargs.get("groups", a[6]), positions=_positions(out))
 
 
 def _depthwise(args, kwargs, out, bos):
     # _conv_depthwise2d(input, weight, kernel_size, bias, stride, padding, dilation)
     a = list(args) + [None] * 7
     ch = _channels(a[0])
-    return conv_attrs(a[1], ch, kwargs.get("stride", a[4] or 1), False, ch)
+    return conv_attrs(a[1], ch, kwargs.get("stride", a[4] or 1), False, ch, positions=_positions(out))
 
 
 def _tensor_list(args, kwargs, out, bos):
@@ -120,19 +168,22 @@ def _register(names, fn: AttrFn) -> None:
 def _cudnn_convolution(args, kwargs, out, bos):
     # cudnn_convolution(input, weight, padding, stride, dilation, groups, ...)
     a = list(args) + [None] * 6
-    return conv_attrs(a[1], _channels(a[0]), kwargs.get("stride", a[3]), False, kwargs.get("groups", a[5]))
+    return conv_attrs(a[1], _channels(a[0]), kwargs.get("stride", a[3]), False, kwargs.get("groups", a[5]),
+                      positions=_positions(out))
 
 
 def _cudnn_transpose(args, kwargs, out, bos):
     # cudnn_convolution_transpose(input, weight, padding, output_padding, stride, dilation, groups, ...)
     a = list(args) + [None] * 7
-    return conv_attrs(a[1], _channels(a[0]), kwargs.get("stride", a[4]), True, kwargs.get("groups", a[6]))
+    return conv_attrs(a[1], _channels(a[0]), kwargs.get("stride", a[4]), True, kwargs.get("groups", a[6]),
+                      positions=_positions(out))
 
 
 def _miopen_transpose(args, kwargs, out, bos):
     # miopen_convolution_transpose(input, weight, bias, padding, output_padding, stride, dilation, groups, ...)
     a = list(args) + [None] * 8
-    return conv_attrs(a[1], _channels(a[0]), kwargs.get("stride", a[5]), True, kwargs.get("groups", a[7]))
+    return conv_attrs(a[1], _channels(a[0]), kwargs.get("stride", a[5]), True, kwargs.get("groups", a[7]),
+                      positions=_positions(out))
 
 
 _register(("convolution", "_convolution", "convolution_overrideable"), _convolution)

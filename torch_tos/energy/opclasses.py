@@ -8,8 +8,9 @@ per call (:mod:`.machine`). The class also says which numbers of a call's work b
 follows — its **axes** (:data:`AXES`):
 
 - ``flops`` and ``bytes`` (read + written) for the GEMM-like classes (``matmul``, ``bmm``,
-  ``attention``, ``conv``, ``conv_backward``, ``dwconv``, ``dwconv_backward``): compute-bound
-  or memory-bound by shape, 2-D;
+  ``attention``): compute-bound or memory-bound by shape, 2-D; for convolutions (``conv``,
+  ``conv_backward``, ``dwconv``, ``dwconv_backward``) also ``positions``, the output's spatial
+  positions per image (a shape axis, :data:`SHAPE_AXES`: a GEMM per image is as wide as that);
 - ``macs`` (the multiplications recorded in the call's attributes, :mod:`torch_tos.opattrs`) and
   ``bytes`` for fused recurrent layers (``rnn``), which have no FLOPs formula;
 - ``tensors`` (the length of the tensor list) and ``bytes`` for ``foreach`` ops;
@@ -64,10 +65,12 @@ CLASSES: dict[str, str] = {
 
 #: class → the work-bin numbers its time follows (module doc).
 AXES: dict[str, tuple[str, ...]] = {
-    **{c: ("flops", "bytes") for c in ("matmul", "bmm", "attention", "conv", "conv_backward", "dwconv",
-                                       "dwconv_backward")},
+    **{c: ("flops", "bytes") for c in ("matmul", "bmm", "attention")},
+    **{c: ("flops", "bytes", "positions") for c in ("conv", "conv_backward", "dwconv", "dwconv_backward")},
     "rnn": ("macs", "bytes"), "foreach": ("tensors", "bytes"), "gather": ("bytes_out",), "views": (),
 }
+#: Axes that locate a call's shape rather than measure its work (not in its roofline time).
+SHAPE_AXES = frozenset({"positions"})
 #: classes priced with another class's kernels.
 PRICED_AS: dict[str, str] = {"collective": "copy"}
 #: class of an op outside the table.
@@ -279,11 +282,13 @@ def axes_of(cls: str, bin_) -> tuple[float, ...]:
             v = b_out if b_out else b_in
         elif name in ("macs", "tensors"):
             v = attrs[0] if attrs else 1
+        elif name == "positions":
+            v = attrs[4] if attrs and len(attrs) > 4 and attrs[4] is not None else 1
         else:  # pragma: no cover - AXES names only the above
             raise AssertionError(name)
         out.append(max(float(v), 1.0))
     return tuple(out)
 
 
-__all__ = ["CLASSES", "AXES", "PRICED_AS", "FALLBACK", "OP_CLASSES", "op_class", "table_class", "unclassified",
+__all__ = ["CLASSES", "AXES", "SHAPE_AXES", "PRICED_AS", "FALLBACK", "OP_CLASSES", "op_class", "table_class", "unclassified",
            "axes_of"]
