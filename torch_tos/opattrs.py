@@ -18,6 +18,10 @@ bytes they read and write say what their kernel does. The ones here do not:
   Different kernels and GEMM widths run at different speeds for the same FLOPs and bytes;
 - **foreach ops** (``_foreach_*``, fused optimizers): ``(tensors,)`` — the length of the tensor
   list: such a call loops over its tensors, with a cost per tensor;
+- **normalisations** (batch, layer, group norm, forward and backward): ``(statistics,)`` — how
+  many independent means and variances the call computes (batch norm: the channels; layer norm:
+  the rows; group norm: batch × groups): a call over many small groups costs per group beyond its
+  bytes;
 - **fused recurrent layers** (``mkldnn_rnn_layer``, cuDNN/MIOpen RNNs, fused LSTM/GRU cells and their
   backwards), which have no FLOPs formula: ``(multiplications,)`` — the multiplications the call's
   rule counts (its GEMMs over every time step), the work its time follows.
@@ -160,6 +164,49 @@ def _multiplications(args, kwargs, out, bos):
     return (int(bos[2]),)
 
 
+def _channel_stats(args, kwargs, out, bos):
+    s = _shape(args[0]) if args else None
+    return (s[1] if s and len(s) > 1 else 1,)
+
+
+def _channel_stats_backward(args, kwargs, out, bos):
+    s = _shape(args[1]) if len(args) > 1 else None  # (grad_out, input, ...)
+    return (s[1] if s and len(s) > 1 else 1,)
+
+
+def _row_stats(x, normalized) -> tuple:
+    s = _shape(x)
+    if not s:
+        return (1,)
+    inner = 1
+    for d in (normalized if isinstance(normalized, (list, tuple)) else [normalized]):
+        inner *= int(d)
+    total = 1
+    for d in s:
+        total *= d
+    return (max(1, total // max(inner, 1)),)
+
+
+def _layer_norm(args, kwargs, out, bos):
+    return _row_stats(args[0], kwargs.get("normalized_shape", args[1] if len(args) > 1 else 1))
+
+
+def _layer_norm_backward(args, kwargs, out, bos):
+    return _row_stats(args[1], kwargs.get("normalized_shape", args[2] if len(args) > 2 else 1))
+
+
+def _group_norm(args, kwargs, out, bos):
+    # native_group_norm(input, weight, bias, N, C, HxW, group, eps)
+    a = list(args) + [None] * 8
+    return (int(a[3] or 1) * int(a[6] or 1),)
+
+
+def _group_norm_backward(args, kwargs, out, bos):
+    # native_group_norm_backward(grad_out, input, mean, rstd, weight, N, C, HxW, group, output_mask)
+    a = list(args) + [None] * 10
+    return (int(a[5] or 1) * int(a[8] or 1),)
+
+
 def _register(names, fn: AttrFn) -> None:
     for n in names:
         ATTRS[f"aten.{n}"] = fn
@@ -194,6 +241,14 @@ _register(("cudnn_convolution_transpose",), _cudnn_transpose)
 _register(("miopen_convolution_transpose",), _miopen_transpose)
 _register(("conv1d", "conv2d", "conv3d"), _conv2d)
 _register(("_conv_depthwise2d", "conv_depthwise3d"), _depthwise)
+_register(("native_batch_norm", "_native_batch_norm_legit", "_native_batch_norm_legit_no_training",
+           "_native_batch_norm_legit_functional", "cudnn_batch_norm", "miopen_batch_norm"), _channel_stats)
+_register(("native_batch_norm_backward", "batch_norm_backward", "cudnn_batch_norm_backward",
+           "miopen_batch_norm_backward"), _channel_stats_backward)
+_register(("native_layer_norm",), _layer_norm)
+_register(("native_layer_norm_backward",), _layer_norm_backward)
+_register(("native_group_norm",), _group_norm)
+_register(("native_group_norm_backward",), _group_norm_backward)
 _register(("mkldnn_rnn_layer", "mkldnn_rnn_layer_backward", "_cudnn_rnn", "_cudnn_rnn_backward", "miopen_rnn",
            "miopen_rnn_backward", "_thnn_fused_lstm_cell", "_thnn_fused_lstm_cell_backward",
            "_thnn_fused_lstm_cell_backward_impl", "_thnn_fused_gru_cell", "_thnn_fused_gru_cell_backward"),

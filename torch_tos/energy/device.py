@@ -76,7 +76,7 @@ class _TF32:
 def resolve_device(device="cpu", cuda=None) -> Device:
     """The :class:`Device` of ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a
     ``torch.device``); a device that is not here is a one-line error naming what is."""
-    from .law import cpu_model
+    from .fingerprint import cpu_model
 
     cuda = cuda if cuda is not None else torch.cuda
     text = str(device).strip() if device is not None else "cpu"
