@@ -67,8 +67,9 @@ def profile(model: torch.nn.Module, inputs, *, mode: str = "inference", target=N
     Extensions (:mod:`torch_tos.extensions`): ``module_rules={MyBlock: fn}`` prices the forward of
     every ``MyBlock`` with ``fn(module, args, output) -> BOs`` instead of its aten ops;
     ``ignore=[torch.ops.aten.add, nn.BatchNorm2d, model.head]`` counts nothing for those ops,
-    module classes or submodules. ``law`` (an energy law with ``joules_by_row`` and
-    ``fixed_joules``) adds a ``joules`` column (:meth:`Report.with_law`).
+    module classes or submodules. ``law`` (a cost model,
+    :class:`torch_tos.energy.CostModel`) adds a ``joules`` column and ``report.prediction``
+    (:meth:`Report.with_law`; the same function as ``law.predict``).
     """
     dtype, device = check_profile_args(model, mode, dtype, device, loss_fn, optimizer, table)
     extensions = Extensions(ignore, module_rules)

@@ -208,11 +208,32 @@ class CostModel:
     __repr__ = __str__
 
     # -- files -------------------------------------------------------------------------------------
-    def save(self, path) -> None:
-        """Write the model to ``path`` atomically (:mod:`.lawfile` format)."""
-        from .lawfile import save_law
+    def to_dict(self) -> dict:
+        """The model as JSON-ready data (the law.json format; :mod:`.law` reads and checks it)."""
+        laws: dict = {}
+        for (mode, q), law in self.laws.items():
+            laws.setdefault(mode, {})[q] = law.to_dict()
+        return {"format": FORMAT, "version": VERSION, "meta": dict(self.meta), "profile": self.profile.to_dict(),
+                "laws": laws, "fingerprints": dict(self.fingerprints), "summary": str(self)}
 
-        save_law(self, path)
+    @classmethod
+    def from_dict(cls, data: dict) -> "CostModel":
+        """The model of :meth:`to_dict` (checked whole by :func:`torch_tos.energy.load_law`)."""
+        from .machine import MachineProfile
+        from .steplaw import StepLaw
+
+        laws = {(mode, q): StepLaw.from_dict(mode, q, d) for mode, per in data["laws"].items() for q, d in per.items()}
+        return cls(MachineProfile.from_dict(data["profile"]), laws, fingerprints=data.get("fingerprints"),
+                   meta=data.get("meta"))
+
+    def save(self, path) -> None:
+        """Write the model to ``path`` as JSON, atomically (a crash or a full disk leaves the
+        previous file intact)."""
+        import json
+
+        from ..fileio import atomic_write_text
+
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=1) + "\n")
 
 
 def _check_steps(steps) -> int:

@@ -156,7 +156,7 @@ class MachineProfile:
     ``points``: a list of dicts with :data:`POINT_FIELDS`; ``floor``: ``{"seconds": s, "joules": J}``
     of an empty call; ``device``: ``{"type", "name", "index", "threads", "meter"}``."""
 
-    def __init__(self, points, floor: dict, alloc=(), device: dict | None = None):
+    def __init__(self, points, floor: dict, alloc=(), device: dict | None = None, dtypes=None):
         self.points = [dict(p) for p in points]
         self.floor = {q: float(floor[q]) for q in QUANTITIES}
         self.alloc = sorted([float(b), float(s), float(j)] for b, s, j in alloc)
@@ -165,25 +165,29 @@ class MachineProfile:
         self._index: dict = defaultdict(list)
         for i, p in enumerate(self.points):
             self._index[(p["dtype"], p["class"])].append(i)
-        self.dtypes = tuple(dict.fromkeys(p["dtype"] for p in self.points
-                                          if not p["dtype"].startswith(("int", "uint", "bool"))))
+        measured = tuple(dict.fromkeys(p["dtype"] for p in self.points if not p["dtype"].startswith(("int", "uint",
+                                                                                                     "bool"))))
+        #: the calibrated dtypes (a cast inside a float32 workload measures a few float16 calls: not calibrated)
+        self.dtypes = tuple(dtypes) if dtypes is not None else measured
         self._curves: dict = {}
 
     # -- which points ---------------------------------------------------------------------------
     def _dtype(self, dtype: str, cls: str, tf32: bool) -> str:
+        """The dtype whose points price a ``cls`` call computing in ``dtype`` (module doc, step 1)."""
         if tf32 and dtype == "float32" and cls in TF32_CLASSES and "tf32" in self.dtypes:
             return "tf32"
+        integer = dtype.startswith(("int", "uint", "bool"))
+        if not integer and dtype not in self.dtypes:
+            raise DtypeNotMeasured(
+                f"the step computes in {dtype}, which this law has not measured (it has "
+                f"{', '.join(self.dtypes) or 'no dtypes'}); calibrate with --dtypes {','.join((*self.dtypes, dtype))}")
         if (dtype, cls) in self._index:
             return dtype
-        if dtype.startswith(("int", "uint", "bool")) or dtype in self.dtypes:
-            fallback = self.dtypes[0] if self.dtypes else dtype
-            if (fallback, cls) in self._index:
-                return fallback
-            raise ValueError(f"the machine profile has no measured {cls!r} calls in {fallback}; calibrate again")
-        raise DtypeNotMeasured(
-            f"the step computes in {dtype}, which this law has not measured (it has "
-            f"{', '.join(self.dtypes) or 'no dtypes'}); calibrate with --dtypes "
-            f"{','.join((*self.dtypes, dtype))}")
+        fallback = self.dtypes[0] if self.dtypes else dtype
+        if (fallback, cls) in self._index:  # integer bookkeeping; a class one dtype cannot run (FFTs in bfloat16)
+            return fallback
+        raise ValueError(f"the machine profile has no measured {cls!r} calls in {dtype} or {fallback}; calibrate "
+                         "again")
 
     def _subset(self, dtype: str, cls: str, op: str, attrs) -> tuple:
         idx = self._index[(dtype, cls)]
@@ -277,14 +281,15 @@ class MachineProfile:
         return out
 
     def to_dict(self) -> dict:
-        return {"device": self.device, "floor": dict(self.floor), "alloc": [list(r) for r in self.alloc],
-                "fields": list(POINT_FIELDS), "points": [[p[f] for f in POINT_FIELDS] for p in self.points]}
+        return {"device": self.device, "dtypes": list(self.dtypes), "floor": dict(self.floor),
+                "alloc": [list(r) for r in self.alloc], "fields": list(POINT_FIELDS),
+                "points": [[p[f] for f in POINT_FIELDS] for p in self.points]}
 
     @classmethod
     def from_dict(cls, data: dict) -> "MachineProfile":
         fields = data["fields"]
         return cls([dict(zip(fields, row)) for row in data["points"]], data["floor"], data.get("alloc", ()),
-                   data.get("device"))
+                   data.get("device"), data.get("dtypes"))
 
 
 def in_place(op: str) -> bool:

@@ -171,10 +171,16 @@ def _jsonable_attrs(attrs):
     return None if attrs is None else [a if isinstance(a, (int, str)) else float(a) for a in attrs]
 
 
+def _point_key(p: dict) -> tuple:
+    return (p["op"], p["dtype"], tuple(p["attrs"]) if p["attrs"] is not None else None, p["flops"], p["bytes_in"],
+            p["bytes_out"])
+
+
 def measure_workload(workload: Workload, size, dtype_name: str, meter, device: Device, *, windows: int = 3,
-                     seen: set | None = None) -> list[dict]:
+                     seen: set | None = None, seen_key=_point_key) -> list[dict]:
     """The measured points of one workload size in one dtype: one dict per distinct timed call
-    (class, op, attrs, flops, bytes_in, bytes_out, seconds, joules, repeats)."""
+    (class, op, dtype, attrs, flops, bytes_in, bytes_out, seconds, joules, repeats); a call whose
+    ``seen_key`` is in ``seen`` (measured before) is not timed again."""
     dtype = DTYPES[dtype_name]
     seen = set() if seen is None else seen
     points = []
@@ -189,7 +195,10 @@ def measure_workload(workload: Workload, size, dtype_name: str, meter, device: D
                 continue
             op, dt, bin_ = hit
             cls = op_class(op, bin_[3])
-            key = (op, str(dt), bin_)
+            point = {"class": cls, "op": op, "dtype": dtype_name if dt == dtype else str(dt).replace("torch.", ""),
+                     "attrs": _jsonable_attrs(bin_[3]), "flops": float(bin_[0]), "bytes_in": float(bin_[1]),
+                     "bytes_out": float(bin_[2])}
+            key = seen_key(point)
             if cls == "views" or key in seen:
                 continue
             seen.add(key)
@@ -197,10 +206,7 @@ def measure_workload(workload: Workload, size, dtype_name: str, meter, device: D
                 t = time_call(func, args, kwargs, meter, device, windows)
             except (RuntimeError, ValueError, TypeError):  # a call that cannot be replayed on its own
                 continue
-            points.append({"class": cls, "op": op, "dtype": dtype_name if dt == dtype else str(dt).replace("torch.", ""),
-                           "attrs": _jsonable_attrs(bin_[3]), "flops": float(bin_[0]), "bytes_in": float(bin_[1]),
-                           "bytes_out": float(bin_[2]), "seconds": t.seconds, "joules": t.joules,
-                           "repeats": t.repeats})
+            points.append({**point, "seconds": t.seconds, "joules": t.joules, "repeats": t.repeats})
     return points
 
 

@@ -4,16 +4,18 @@ A row holds everything that defines its run, so runs of different settings never
 
 - the **configuration** (:data:`CONFIG_COLUMNS`, the key every fit, split and trim groups by):
   ``family, width, depth, activation, input_size, batch_size, optimizer, epochs, steps, dtype,
-  threads`` — a column that does not apply to a family (``width`` of the paper's CNN) is empty;
+  threads, mode`` (``training`` or ``inference``), ``device`` — a column that does not apply to a
+  family (``width`` of the paper's CNN) is empty; a file without ``mode``/``device`` reads as
+  training on the CPU;
 - the **measurement**: ``repeat``, ``joules`` (reference-corrected when the run was measured
   with a reference workload, else the meter's figure), ``joules_raw`` (the meter's figure),
   ``seconds`` (wall clock), ``ref_before``/``ref_after``/``ref_nominal`` (joules of the
   reference workload, :mod:`.reference`; empty without one), ``meter``, ``estimated``, ``host``,
-  ``torch``, ``count_device`` (where the features were counted: ``meta``, or the run's own
+  ``machine`` (the CPU model or GPU name that ran it), ``torch``, ``count_device`` (where the features were counted: ``meta``, or the run's own
   device where meta would run other kernels, e.g. fused recurrent layers);
 - the **counted features of one step** (:data:`FEATURE_COLUMNS` =
   :data:`torch_tos.energy.features.FEATURE_NAMES`: ``tos``, ``flops``, BOs per kind, ``calls``,
-  ``bytes``, TOs per dtype, TOs/bytes/calls per op class), each the mean over the run's
+  ``bytes``, TOs per dtype), each the mean over the run's
   ``steps`` steps (the last batch of an epoch may be smaller): a run's total is ``steps`` × it.
 
 :func:`read_runs` reads CSV files strictly: a file without these columns (written by an older
@@ -36,9 +38,11 @@ import pandas as pd
 from .features import FEATURE_NAMES
 
 CONFIG_COLUMNS = ["family", "width", "depth", "activation", "input_size", "batch_size", "optimizer",
-                  "epochs", "steps", "dtype", "threads"]
+                  "epochs", "steps", "dtype", "threads", "mode", "device"]
+#: Configuration columns a runs file written before they existed may lack: value they then have.
+DEFAULTS = {"mode": "training", "device": "cpu"}
 RUN_COLUMNS = ["repeat", "joules", "joules_raw", "seconds", "ref_before", "ref_after", "ref_nominal",
-               "meter", "estimated", "host", "torch", "count_device"]
+               "meter", "estimated", "host", "machine", "torch", "count_device"]
 FEATURE_COLUMNS = list(FEATURE_NAMES)
 COLUMNS = CONFIG_COLUMNS + RUN_COLUMNS + FEATURE_COLUMNS
 #: A run's identity in a results file: its configuration, repeat and host.
@@ -141,6 +145,9 @@ def read_runs(paths, *, features=("tos", "flops")) -> pd.DataFrame:
                              "sweep or calibrate") from None
         except (pd.errors.ParserError, UnicodeDecodeError) as e:
             raise ValueError(f"{path}: not a readable CSV ({str(e).splitlines()[0]})") from None
+        for col, value in DEFAULTS.items():
+            if col not in raw.columns:
+                raw[col] = value
         missing = [c for c in CONFIG_COLUMNS + ["repeat", "joules", "host"] if c not in raw.columns]
         if missing:
             raise ValueError(f"{path}: no column(s) {', '.join(missing)}: a runs file of an older torch_tos "

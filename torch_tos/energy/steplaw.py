@@ -176,6 +176,22 @@ class StepLaw(RegressorMixin, BaseEstimator):
         a = (1 - coverage) / 2
         return float(np.quantile(self.ratios_, a)), float(np.quantile(self.ratios_, 1 - a))
 
+    def to_dict(self) -> dict:
+        return {"coef": dict(self.coef_), "ranges": {k: list(v) for k, v in self.ranges_.items()},
+                "ratios": [float(r) for r in self.ratios_], "interval_source": self.interval_source_,
+                "n_train": int(self.n_train_)}
+
+    @classmethod
+    def from_dict(cls, mode: str, quantity: str, data: dict) -> "StepLaw":
+        """The law of :meth:`to_dict` (checked whole by :func:`torch_tos.energy.load_law`)."""
+        law = cls(mode, quantity)
+        law.coef_ = {t: float(data["coef"][t]) for t in TERMS[mode]}
+        law.ranges_ = {k: (float(v[0]), float(v[1])) for k, v in data["ranges"].items()}
+        law.ratios_ = np.array([float(r) for r in data["ratios"]])
+        law.interval_source_ = str(data["interval_source"])
+        law.n_train_ = int(data["n_train"])
+        return law
+
     def terms(self, cost: float, ops: dict, steps: int) -> dict[str, float]:
         """The prediction of a run split by term: ``cost`` its priced kernel cost, ``ops`` its calls
         per phase group (``forward``, ``backward``, ``optimizer``), ``steps`` its steps."""
