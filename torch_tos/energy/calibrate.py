@@ -210,6 +210,56 @@ def _run_counts(workloads, counted: dict):
     return run_counts
 
 
+def workload_of_row(row) -> Workload:
+    """The :class:`~.runner.Workload` a runs-table row measured, rebuilt from its configuration
+    columns (the family by name with its batch size and input size); a family this torch_tos does
+    not define is an error naming it."""
+    from .families import FAMILIES
+
+    name = str(row.get("family"))
+    if name not in FAMILIES:
+        raise ValueError(f"the runs hold family {name!r}, which this torch_tos cannot rebuild to count it (known: "
+                         f"{', '.join(FAMILIES)})")
+
+    def value(col, cast=int):
+        v = _norm(row.get(col))
+        return cast(float(v)) if v and cast is int else (v or None)
+
+    opts = {"batch_size": value("batch_size")}
+    size = value("input_size")
+    if name == "cnn":
+        opts["image_size"] = size
+    elif name != "ffn" and size is not None:
+        opts["input_size"] = size
+    fam = get_family(name, **opts)
+    config = Config(name, value("width"), value("depth"), value("activation", str), size if name != "ffn" else None)
+    mode = value("mode", str) or "training"
+    optimizer = value("optimizer", str) if mode == "training" else None
+    if optimizer == fam.optimizer_name:
+        optimizer = None
+    return Workload(fam, config, value("epochs"), fam.default_lr, value("threads") or 1, mode,
+                    value("dtype", str) or "float32", value("device", str) or "cpu", optimizer)
+
+
+def run_counts_of(runs: pd.DataFrame):
+    """``run_counts(row)`` for :func:`~.pricing.price_runs` on any runs table: each configuration
+    rebuilt (:func:`workload_of_row`) and counted once."""
+    from .runner import count_run
+
+    cache: dict = {}
+
+    def run_counts(row):
+        key = tuple(_norm(row.get(c)) for c in CONFIG_COLUMNS)
+        hit = cache.get(key)
+        if hit is None:
+            w = workload_of_row(row)
+            X, y = w.data()
+            hit = cache[key] = count_run(w, X, y).run
+        return hit
+
+    return run_counts
+
+
 def fit_cost_model(profile, priced: pd.DataFrame, meta: dict | None = None):
     """The :class:`~.costmodel.CostModel` of ``profile`` and the priced runs table ``priced``, with
     the fingerprints of the machines that measured them; runs of one configuration measured on two
@@ -251,4 +301,4 @@ def heldout_errors(priced: pd.DataFrame) -> pd.DataFrame:
 
 
 __all__ = ["SUITE", "LENGTHS", "DEFAULT_REPEATS", "calibrate", "suite_workloads", "fit_cost_model", "heldout_errors",
-           "paths", "runs_path", "workload_key", "Calibration"]
+           "paths", "runs_path", "workload_key", "workload_of_row", "run_counts_of", "Calibration"]

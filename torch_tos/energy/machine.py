@@ -204,17 +204,19 @@ class MachineProfile:
 
     def allocation(self, nbytes) -> np.ndarray:
         """Seconds and joules (``(n, 2)``) of fresh output buffers of ``nbytes`` (an array): the
-        allocation curve interpolated in log bytes, 0 below its smallest size, growing linearly
-        with the bytes above its largest."""
+        allocation curve interpolated in log bytes and log cost, 0 below its smallest size, growing
+        linearly with the bytes above its largest."""
         b = np.asarray(nbytes, dtype=float).reshape(-1)
         out = np.zeros((len(b), 2))
         if not len(self._alloc):
             return out
         sizes = np.log(self._alloc[:, 0])
         lb = np.log(np.maximum(b, 1.0))
+        inside = b >= self._alloc[0, 0]
+        above = b > self._alloc[-1, 0]
         for q in range(2):
-            out[:, q] = np.interp(lb, sizes, self._alloc[:, q + 1], left=0.0)
-            above = b > self._alloc[-1, 0]
+            logs = np.log(np.maximum(self._alloc[:, q + 1], 1e-15))
+            out[inside, q] = np.exp(np.interp(lb[inside], sizes, logs))
             out[above, q] = self._alloc[-1, q + 1] * b[above] / self._alloc[-1, 0]
         return out
 
