@@ -109,13 +109,26 @@ def test_conv_attributes_kind_taps_stride_positions_backend():
         assert attrs["c.dense"][3] == expected
 
 
+def test_batch_norm_and_recurrent_attributes():
+    m = nn.Sequential(nn.Conv2d(3, 6, 1), nn.BatchNorm2d(6))
+    r = torch_tos.profile(m, torch.randn(4, 3, 5, 7), mode="training", device="meta")
+    by_op = {k[3]: b[3] for k, h in r.counts.work.items() for b in h}
+    assert by_op["aten.native_batch_norm"] == (6, 35) == by_op["aten.native_batch_norm_backward"]
+    lstm = nn.LSTM(4, 8, batch_first=True)
+    for mode, train in (("training", True), ("inference", False)):
+        lstm.train(train)  # the layer's own flag, not the grad mode, decides the kernel
+        r = torch_tos.profile(lstm, torch.randn(2, 3, 4), mode=mode)
+        attrs = [b[3] for k, h in r.counts.work.items() if k[3] == "aten.mkldnn_rnn_layer" for b in h]
+        assert attrs and all(a[1] is train and a[0] > 0 for a in attrs)
+
+
 def test_norm_and_foreach_attributes():
     m = nn.Sequential(nn.Linear(8, 12), nn.LayerNorm(12), nn.Unflatten(1, (3, 4)), nn.GroupNorm(3, 3))
     opt = torch.optim.SGD(m.parameters(), lr=0.1, foreach=True)
     r = torch_tos.profile(m, torch.randn(5, 8), mode="training", optimizer=opt, device="meta")
     by_op = {k[3]: b[3] for k, h in r.counts.work.items() for b in h}
-    assert by_op["aten.native_layer_norm"] == (5,)          # 5 rows normalised
-    assert by_op["aten.native_group_norm"] == (5 * 3,)      # batch × groups
+    assert by_op["aten.native_layer_norm"] == (5, 12)       # 5 rows of 12 normalised
+    assert by_op["aten.native_group_norm"] == (5 * 3, 4)    # batch × groups, planes of 4
     assert by_op["aten._foreach_add_"] == (6,)              # 6 parameters in one call
 
 

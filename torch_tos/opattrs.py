@@ -18,13 +18,15 @@ bytes they read and write say what their kernel does. The ones here do not:
   Different kernels and GEMM widths run at different speeds for the same FLOPs and bytes;
 - **foreach ops** (``_foreach_*``, fused optimizers): ``(tensors,)`` — the length of the tensor
   list: such a call loops over its tensors, with a cost per tensor;
-- **normalisations** (batch, layer, group norm, forward and backward): ``(statistics,)`` — how
-  many independent means and variances the call computes (batch norm: the channels; layer norm:
-  the rows; group norm: batch × groups): a call over many small groups costs per group beyond its
-  bytes;
+- **normalisations** (batch, layer, group norm, forward and backward): ``(statistics, positions)``
+  — how many independent means and variances the call computes (batch norm: the channels; layer
+  norm: the rows; group norm: batch × groups) and the positions of one image's plane (batch and
+  group norm: H·W·…; layer norm: the normalised size): kernels loop over planes, and a call over
+  many small planes costs per plane beyond its bytes;
 - **fused recurrent layers** (``mkldnn_rnn_layer``, cuDNN/MIOpen RNNs, fused LSTM/GRU cells and their
-  backwards), which have no FLOPs formula: ``(multiplications,)`` — the multiplications the call's
-  rule counts (its GEMMs over every time step), the work its time follows.
+  backwards), which have no FLOPs formula: ``(multiplications, training)`` — the multiplications
+  the call's rule counts (its GEMMs over every time step), the work its time follows, and whether
+  it keeps what backward needs (a training forward writes a workspace an inference one does not).
 
 The cost model (:mod:`torch_tos.energy.opclasses`) reads these to pick the measured kernels a call
 is priced from.
@@ -160,31 +162,49 @@ def _tensor_list(args, kwargs, out, bos):
     return (len(first),) if isinstance(first, (list, tuple)) else (1,)
 
 
-def _multiplications(args, kwargs, out, bos):
-    return (int(bos[2]),)
+#: Position of the ``train`` argument of the fused recurrent ops that have one.
+_RNN_TRAIN = {"aten.mkldnn_rnn_layer": 15, "aten._cudnn_rnn": 12, "aten.miopen_rnn": 10}
+
+
+def _multiplications(name):
+    at = _RNN_TRAIN.get(name)
+
+    def attrs(args, kwargs, out, bos):
+        train = bool(kwargs.get("train", args[at] if at is not None and len(args) > at else True))
+        return (int(bos[2]), train)
+    return attrs
+
+
+def _planes(x) -> tuple:
+    """``(channels, positions per image)`` of a batch-norm or group-norm input."""
+    s = _shape(x)
+    if not s or len(s) < 2:
+        return (1, 1)
+    positions = 1
+    for d in s[2:]:
+        positions *= d
+    return (s[1], positions)
 
 
 def _channel_stats(args, kwargs, out, bos):
-    s = _shape(args[0]) if args else None
-    return (s[1] if s and len(s) > 1 else 1,)
+    return _planes(args[0] if args else None)
 
 
 def _channel_stats_backward(args, kwargs, out, bos):
-    s = _shape(args[1]) if len(args) > 1 else None  # (grad_out, input, ...)
-    return (s[1] if s and len(s) > 1 else 1,)
+    return _planes(args[1] if len(args) > 1 else None)  # (grad_out, input, ...)
 
 
 def _row_stats(x, normalized) -> tuple:
     s = _shape(x)
     if not s:
-        return (1,)
+        return (1, 1)
     inner = 1
     for d in (normalized if isinstance(normalized, (list, tuple)) else [normalized]):
         inner *= int(d)
     total = 1
     for d in s:
         total *= d
-    return (max(1, total // max(inner, 1)),)
+    return (max(1, total // max(inner, 1)), inner)
 
 
 def _layer_norm(args, kwargs, out, bos):
@@ -198,13 +218,13 @@ def _layer_norm_backward(args, kwargs, out, bos):
 def _group_norm(args, kwargs, out, bos):
     # native_group_norm(input, weight, bias, N, C, HxW, group, eps)
     a = list(args) + [None] * 8
-    return (int(a[3] or 1) * int(a[6] or 1),)
+    return (int(a[3] or 1) * int(a[6] or 1), int(a[5] or 1))
 
 
 def _group_norm_backward(args, kwargs, out, bos):
     # native_group_norm_backward(grad_out, input, mean, rstd, weight, N, C, HxW, group, output_mask)
     a = list(args) + [None] * 10
-    return (int(a[5] or 1) * int(a[8] or 1),)
+    return (int(a[5] or 1) * int(a[8] or 1), int(a[7] or 1))
 
 
 def _register(names, fn: AttrFn) -> None:
@@ -249,10 +269,10 @@ _register(("native_layer_norm",), _layer_norm)
 _register(("native_layer_norm_backward",), _layer_norm_backward)
 _register(("native_group_norm",), _group_norm)
 _register(("native_group_norm_backward",), _group_norm_backward)
-_register(("mkldnn_rnn_layer", "mkldnn_rnn_layer_backward", "_cudnn_rnn", "_cudnn_rnn_backward", "miopen_rnn",
-           "miopen_rnn_backward", "_thnn_fused_lstm_cell", "_thnn_fused_lstm_cell_backward",
-           "_thnn_fused_lstm_cell_backward_impl", "_thnn_fused_gru_cell", "_thnn_fused_gru_cell_backward"),
-          _multiplications)
+for _name in ("mkldnn_rnn_layer", "mkldnn_rnn_layer_backward", "_cudnn_rnn", "_cudnn_rnn_backward", "miopen_rnn",
+              "miopen_rnn_backward", "_thnn_fused_lstm_cell", "_thnn_fused_lstm_cell_backward",
+              "_thnn_fused_lstm_cell_backward_impl", "_thnn_fused_gru_cell", "_thnn_fused_gru_cell_backward"):
+    ATTRS[f"aten.{_name}"] = _multiplications(f"aten.{_name}")
 
 
 def attrs_function(func) -> AttrFn | None:

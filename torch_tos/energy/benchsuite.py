@@ -265,10 +265,17 @@ def _random(size, dtype, device):
 
 def _rnn(size, dtype, device):
     cell, batch, steps, features, hidden = size
-    layer = (nn.LSTM if cell == "lstm" else nn.GRU)(features, hidden, batch_first=True).to(device=device, dtype=dtype)
-    x = _randn((batch, steps, features), dtype, device, grad=True)
+    inference = cell.endswith("_inference")
+    layer = (nn.LSTM if cell.startswith("lstm") else nn.GRU)(features, hidden, batch_first=True).to(device=device,
+                                                                                                  dtype=dtype)
+    x = _randn((batch, steps, features), dtype, device, grad=not inference)
+    layer.train(not inference)
 
     def run():
+        if inference:
+            with torch.no_grad():
+                layer(x)
+            return
         _fresh(layer, x)
         _backward(layer(x)[0])
     return run
@@ -344,8 +351,8 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload("sdpa_causal", ((8, 64, 32), (8, 256, 64)), lambda s, d, dev: _attention(s, d, dev, True, True)),
     Workload("conv", _DENSE + _GROUPED, _conv),
     Workload("dwconv", _DEPTHWISE, _conv),
-    Workload("batch_norm", ((8, 16, 32), (8, 64, 16), (8, 256, 4), (8, 512, 1), (16, 32, 32), (8, 64, 64),
-                            (4, 2048, 1), (8, 1024, 2), (8, 128, 8), (16, 512, 4)), _batch_norm),
+    Workload("batch_norm", tuple((8, c, h) for h in (1, 2, 4, 8, 16, 32) for c in (32, 256))
+             + ((16, 512, 2), (16, 64, 8), (4, 1024, 2), (8, 16, 64)), _batch_norm),
     Workload("layer_norm", ((8, 64), (64, 256), (512, 256), (4096, 1024), (2048, 64), (16, 2048)), _layer_norm),
     Workload("group_norm", ((32, 8), (64, 32), (256, 16)), _group_norm),
     Workload("pool", tuple((k, c, h) for k in ("max3s2", "max2", "avg2", "adaptive")
@@ -359,7 +366,7 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload("embedding", ((512, 32, 16), (8000, 128, 512), (30000, 256, 2048), (100000, 256, 1024)), _embedding),
     Workload("scatter", ((8, 4), (128, 64), (1024, 256), (4096, 1024)), _scatter),
     Workload("random", _NUMEL[1:], _random),
-    Workload("rnn", tuple((c, b, t, f, h) for c in ("lstm", "gru") for b, t, f, h in (
+    Workload("rnn", tuple((c, b, t, f, h) for c in ("lstm", "gru", "lstm_inference") for b, t, f, h in (
         (4, 8, 32, 32), (16, 16, 64, 128), (8, 32, 256, 512))), _rnn),
     Workload("optimizer", tuple((k, t, n) for k in ("sgd", "adam", "sgd_foreach", "adam_foreach")
                                 for t, n in ((4, 64), (16, 4096), (8, 262144), (2, 4194304))), _optimizer),

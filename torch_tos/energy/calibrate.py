@@ -17,8 +17,9 @@
    (:func:`heldout_errors`: leave-one-configuration-out and leave-one-family-out errors of the cost
    model beside the paper's TOs and FLOPs laws, a mean-only baseline and the noise floor).
 
-The suite's sizes are fixed: each entry's epochs are set so a run lasts about 0.1–0.3 s
-single-threaded on a 2020s x86 core (the two lengths are a quarter and all of that).
+The suite's sizes are fixed: each entry's epochs are set so a run lasts about 0.25 s
+single-threaded on a 2020s x86 core (the two lengths are a quarter and all of that; an entry of one
+epoch runs at one length).
 """
 
 from __future__ import annotations
@@ -37,42 +38,42 @@ from .runs import CONFIG_COLUMNS, _norm, read_runs
 #: (family, width, depth, activation, input_size, batch size, epochs, mode, dtype, optimizer).
 #: ``dtype`` None: float32, replaced by the calibrated dtypes where a dtype is not calibrated.
 SUITE = (
-    ("ffn", 64, 3, "gelu", None, 64, 6, "training", None, None),
-    ("mlp", 256, 2, "relu", None, 32, 60, "training", None, "adam"),
-    ("mlp", 2048, 2, "relu", None, 4, 6, "training", None, "sgd_momentum"),
-    ("mlp", 64, 12, "relu", None, 32, 40, "training", None, None),
-    ("mlpdrop", 512, 3, "relu", None, 32, 16, "training", None, "adamw"),
-    ("conv", 8, 2, "relu", 64, 16, 3, "training", None, None),
+    ("ffn", 64, 3, "gelu", None, 64, 12, "training", None, None),
+    ("mlp", 256, 2, "relu", None, 32, 35, "training", None, "adam"),
+    ("mlp", 2048, 2, "relu", None, 4, 3, "training", None, "sgd_momentum"),
+    ("mlp", 64, 12, "relu", None, 32, 36, "training", None, None),
+    ("mlpdrop", 512, 3, "relu", None, 32, 9, "training", None, "adamw"),
+    ("conv", 8, 2, "relu", 64, 16, 2, "training", None, None),
     ("conv", 32, 3, "relu", 32, 16, 2, "training", None, "sgd_momentum"),
-    ("conv", 512, 2, "relu", 2, 16, 2, "training", None, None),
-    ("resnet", 16, 3, "relu", 32, 16, 4, "training", None, "adam"),
+    ("conv", 512, 2, "relu", 2, 16, 1, "training", None, None),
+    ("resnet", 16, 3, "relu", 32, 16, 3, "training", None, "adam"),
     ("resnet", 64, 4, "relu", 32, 8, 1, "training", None, "sgd_momentum"),
     ("dwconv", 32, 4, "relu", 32, 16, 1, "training", None, None),
-    ("dwconv", 128, 3, "relu", 8, 16, 4, "training", None, "adamw"),
+    ("dwconv", 128, 3, "relu", 8, 16, 3, "training", None, "adamw"),
     ("mobile", 16, 4, None, 32, 16, 2, "training", None, "sgd_momentum"),
     ("mobile", 16, 8, None, 64, 16, 1, "training", None, None),
-    ("transformer", 64, 2, "gelu", 32, 8, 6, "training", None, "adamw"),
+    ("transformer", 64, 2, "gelu", 32, 8, 4, "training", None, "adamw"),
     ("transformer", 256, 2, "gelu", 16, 8, 2, "training", None, "adam"),
-    ("transformer", 64, 6, "gelu", 16, 8, 4, "training", None, None),
+    ("transformer", 64, 6, "gelu", 16, 8, 2, "training", None, None),
     ("embed", 256, None, None, 100000, 32, 1, "training", None, None),
-    ("lstm", 128, 2, None, 32, 16, 6, "training", None, "adam"),
-    ("gru", 64, 2, None, 16, 16, 6, "training", None, None),
+    ("lstm", 128, 2, None, 32, 16, 4, "training", None, "adam"),
+    ("gru", 64, 2, None, 16, 16, 5, "training", None, None),
     ("cnn", None, 2, "gelu", 32, 64, 2, "training", None, None),
-    ("mlp", 512, 3, "relu", None, 32, 10, "training", "float64", "sgd_momentum"),
-    ("conv", 32, 3, "relu", 16, 16, 2, "training", "float64", None),
-    ("resnet", 16, 3, "relu", 32, 16, 2, "training", "bfloat16", "adamw"),
-    ("transformer", 64, 2, "gelu", 32, 8, 4, "training", "bfloat16", "adam"),
-    ("mlp", 1024, 3, "gelu", None, 32, 30, "inference", None, None),
-    ("conv", 64, 6, "relu", 16, 16, 10, "inference", None, None),
-    ("resnet", 32, 4, "relu", 32, 16, 10, "inference", None, None),
-    ("mobile", 24, 6, None, 32, 16, 8, "inference", None, None),
-    ("transformer", 128, 1, "relu", 64, 8, 10, "inference", None, None),
-    ("transformer", 64, 4, "gelu", 16, 8, 20, "inference", None, None),
-    ("lstm", 64, 1, None, 16, 16, 20, "inference", None, None),
-    ("dwconv", 128, 3, "relu", 8, 16, 20, "inference", None, None),
-    ("embed", 64, None, None, 50000, 32, 10, "inference", None, None),
-    ("mlp", 1024, 3, "gelu", None, 32, 10, "inference", "bfloat16", None),
-    ("conv", 64, 4, "relu", 16, 16, 4, "inference", "float64", None),
+    ("mlp", 512, 3, "relu", None, 32, 6, "training", "float64", "sgd_momentum"),
+    ("conv", 32, 3, "relu", 16, 16, 1, "training", "float64", None),
+    ("resnet", 16, 3, "relu", 32, 16, 3, "training", "bfloat16", "adamw"),
+    ("transformer", 64, 2, "gelu", 32, 8, 3, "training", "bfloat16", "adam"),
+    ("mlp", 1024, 3, "gelu", None, 32, 12, "inference", None, None),
+    ("conv", 64, 6, "relu", 16, 16, 3, "inference", None, None),
+    ("resnet", 32, 4, "relu", 32, 16, 4, "inference", None, None),
+    ("mobile", 24, 6, None, 32, 16, 5, "inference", None, None),
+    ("transformer", 128, 1, "relu", 64, 8, 12, "inference", None, None),
+    ("transformer", 64, 4, "gelu", 16, 8, 24, "inference", None, None),
+    ("lstm", 128, 2, None, 32, 16, 20, "inference", None, None),
+    ("gru", 64, 2, None, 16, 16, 15, "inference", None, None),
+    ("dwconv", 128, 3, "relu", 8, 16, 13, "inference", None, None),
+    ("mlp", 1024, 3, "gelu", None, 32, 25, "inference", "bfloat16", None),
+    ("conv", 64, 4, "relu", 16, 16, 2, "inference", "float64", None),
 )
 DEFAULT_REPEATS = 2
 #: Every entry runs at these fractions of its epochs (two lengths: see :func:`suite_workloads`).

@@ -20,7 +20,8 @@ from its counts:
 
 Where it cannot vouch for a number it says so: a floating dtype the profile has not measured is an
 error naming the ``--dtypes`` to add (:class:`~.machine.DtypeNotMeasured`); a mode it has no law
-for is an error; steps, kernel cost or ops per step outside the calibrated ranges, calls with more
+for is an error; more steps than the longest calibrated run, kernel cost or ops per step far outside
+(beyond half or twice) the calibrated ranges, calls with more
 work than any measured call, ops without a cost class, another machine or thread count than the
 calibration's are warnings (:class:`~.predict.ExtrapolationWarning`, also listed in
 ``Prediction.warnings``).
@@ -107,7 +108,7 @@ class CostModel:
         by_row, totals, fixed, terms = {}, {}, {}, {}
         for q, law in laws.items():
             c = law.coef_
-            k = QUANTITIES.index(q)
+            k = 1 if q == "joules" else 0  # Priced rows are (seconds, joules)
             for key, cost in run.rows.items():
                 beta = c.get(f"beta_{PHASE_GROUPS.get(key[1], 'forward')}", 0.0)
                 v = c["alpha"] * cost[k] + beta * run.calls[key]
@@ -166,9 +167,9 @@ class CostModel:
         ranges = self.law(mode).ranges_
         out = []
         lo, hi = ranges.get("steps", (None, None))
-        if lo is not None and not lo <= steps <= hi:
-            out.append(f"{steps} steps is outside the calibrated {lo:g} – {hi:g}: the per-step and per-run terms "
-                       "extrapolate")
+        if hi is not None and steps > hi:
+            out.append(f"{steps} steps is beyond the longest calibrated run ({hi:g} steps; calibrated {lo:g} – {hi:g}): "
+                       "the per-step and per-run terms extrapolate")
         per_step = {"cost_joules": run.joules / steps, **{f"ops_{g}": n / steps for g, n in run.ops().items()}}
         for col, v in per_step.items():
             lo, hi = ranges.get(col, (None, None))

@@ -14,8 +14,10 @@ floor and its output's allocation, so the two parts are read off separately:
    as batch norm's step counter — use their own dtype's points where measured, else those of the
    profile's first dtype; a floating dtype the profile has not measured is a
    :class:`DtypeNotMeasured` error naming the ``--dtypes`` to add); of the call's own op when that
-   op has at least :data:`MIN_POINTS` points; for convolutions, of the nearest measured kernel
-   (same kind and backend where measured, then nearest taps and stride, :mod:`torch_tos.opattrs`);
+   op (or its in-place twin: ``add_`` runs ``add``'s kernel) has at least :data:`MIN_POINTS`
+   points; for convolutions, of the nearest measured kernel (same kind and backend where measured,
+   then nearest taps and stride, :mod:`torch_tos.opattrs`); for recurrent layers, of the same
+   training or inference kind;
 2. **where on the curve**: the class's axes (:func:`~.opclasses.axes_of`) in log space. 1-D
    classes interpolate log cost piecewise-linearly between measured work; below the smallest
    measured call the cost is that call's (a latency floor); above the largest it grows linearly
@@ -191,11 +193,16 @@ class MachineProfile:
 
     def _subset(self, dtype: str, cls: str, op: str, attrs) -> tuple:
         idx = self._index[(dtype, cls)]
-        own = [i for i in idx if self.points[i]["op"] == op]
+        twins = {op, op[:-1] if op.endswith("_") else op + "_"}  # add_ runs add's kernel in place
+        own = [i for i in idx if self.points[i]["op"] == op] or [i for i in idx if self.points[i]["op"] in twins]
         if len({self._axes_key(i, cls) for i in own}) >= MIN_POINTS:
             idx = own
         if cls in KERNEL_ATTRS and attrs:
             idx = _nearest_kernel(idx, self.points, attrs)
+        elif cls == "rnn" and attrs and len(attrs) > 1:  # a training forward keeps a workspace
+            same = [i for i in idx if (self.points[i].get("attrs") or [None, None])[1:2] == [attrs[1]]]
+            if len(same) >= MIN_POINTS:
+                idx = same
         return tuple(idx)
 
     def _axes_key(self, i, cls):
@@ -244,7 +251,8 @@ class MachineProfile:
         groups: dict = defaultdict(list)
         for b, calls in bins.items():
             cls = op_class(op, b[3])
-            kernel = tuple(b[3][:4]) if cls in KERNEL_ATTRS and b[3] else None  # kind, taps, stride, backend
+            kernel = (tuple(b[3][:4]) if cls in KERNEL_ATTRS and b[3]            # kind, taps, stride, backend
+                      else tuple(b[3][1:2]) if cls == "rnn" and b[3] else None)   # training or inference
             groups[(cls, kernel)].append((b, calls))
         for (cls, attrs), items in groups.items():
             if cls in DISPATCH_ONLY:  # views and metadata: an empty call, the floor itself

@@ -41,7 +41,7 @@ from .device import DTYPES, Device
 from .opclasses import op_class
 
 #: Seconds a measurement window lasts, per meter source (a coarser counter needs longer windows).
-WINDOW_SECONDS = {"cputime": 0.01, "rapl": 0.05, "nvml": 0.2, "nvml-sampled": 0.5, "zeus": 0.2,
+WINDOW_SECONDS = {"cputime": 0.006, "rapl": 0.05, "nvml": 0.2, "nvml-sampled": 0.5, "zeus": 0.2,
                   "codecarbon": 0.5}
 MAX_REPEATS = 200_000
 
@@ -154,8 +154,13 @@ def allocation_costs(meter, device: Device, floor: Timing, sizes=ALLOCATION_SIZE
     writing it — allocating it, faulting its pages in, freeing it (a large buffer may be fresh
     pages every time, a small one recycled) — as ``empty(n).fill_()`` minus ``fill_()`` of a
     buffer allocated once minus one dispatch ``floor`` (the extra call), each timed like a call
-    (:func:`time_call`), never below 0."""
+    (:func:`time_call`), never below 0. Sizes are measured from the largest down, after one
+    untimed buffer of each size: the allocator then is in the state a training process reaches
+    (allocators adapt their thresholds to the buffers freed)."""
     out = []
+    sizes = sorted(sizes, reverse=True)
+    for n in sizes:  # warm the allocator as a step does: buffers of every size allocated and freed before
+        torch.empty(n, dtype=torch.uint8, device=device.torch).fill_(1)
     for n in sizes:
         kept = torch.empty(n, dtype=torch.uint8, device=device.torch)
         fresh = time_call(lambda: torch.empty(n, dtype=torch.uint8, device=device.torch).fill_(1), (), {}, meter,
@@ -164,7 +169,7 @@ def allocation_costs(meter, device: Device, floor: Timing, sizes=ALLOCATION_SIZE
         out.append([float(n), max(fresh.seconds - warm.seconds - floor.seconds, 0.0),
                     max(fresh.joules - warm.joules - floor.joules, 0.0)])
         del kept
-    return out
+    return sorted(out)
 
 
 def _jsonable_attrs(attrs):

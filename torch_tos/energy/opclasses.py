@@ -14,8 +14,8 @@ follows — its **axes** (:data:`AXES`):
 - ``macs`` (the multiplications recorded in the call's attributes, :mod:`torch_tos.opattrs`) and
   ``bytes`` for fused recurrent layers (``rnn``), which have no FLOPs formula;
 - ``tensors`` (the length of the tensor list) and ``bytes`` for ``foreach`` ops;
-- ``bytes`` and ``statistics`` (the independent means and variances computed) for ``norm`` and
-  ``norm_backward``;
+- ``bytes``, ``statistics`` (the independent means and variances computed) and ``positions`` (of
+  one plane, a shape axis) for ``norm`` and ``norm_backward``;
 - ``bytes_out`` (bytes written) for ``gather`` (an embedding lookup reads a few rows of a large
   table: what it writes is what it moves);
 - nothing for ``views`` (views and metadata: dispatch only, no data touched; their cost is the
@@ -69,7 +69,7 @@ CLASSES: dict[str, str] = {
 AXES: dict[str, tuple[str, ...]] = {
     **{c: ("flops", "bytes") for c in ("matmul", "bmm", "attention")},
     **{c: ("flops", "bytes", "positions") for c in ("conv", "conv_backward", "dwconv", "dwconv_backward")},
-    "norm": ("bytes", "statistics"), "norm_backward": ("bytes", "statistics"),
+    "norm": ("bytes", "statistics", "positions"), "norm_backward": ("bytes", "statistics", "positions"),
     "rnn": ("macs", "bytes"), "foreach": ("tensors", "bytes"), "gather": ("bytes_out",), "views": (),
 }
 #: Axes that locate a call's shape rather than measure its work (not in its roofline time).
@@ -286,7 +286,8 @@ def axes_of(cls: str, bin_) -> tuple[float, ...]:
         elif name in ("macs", "tensors", "statistics"):
             v = attrs[0] if attrs else 1
         elif name == "positions":
-            v = attrs[4] if attrs and len(attrs) > 4 and attrs[4] is not None else 1
+            at = 4 if len(attrs or ()) > 2 else 1  # a convolution's 5th attribute, a norm's 2nd
+            v = attrs[at] if attrs and len(attrs) > at and attrs[at] is not None else 1
         else:  # pragma: no cover - AXES names only the above
             raise AssertionError(name)
         out.append(max(float(v), 1.0))

@@ -215,6 +215,12 @@ def config_keys(runs: pd.DataFrame) -> pd.Series:
     return pd.Series(_key_frame(runs, CONFIG_COLUMNS), index=runs.index)
 
 
+def model_keys(runs: pd.DataFrame) -> pd.Series:
+    """One hashable key per row: its configuration without its length (``epochs``, ``steps``) —
+    which model it ran, however long."""
+    return pd.Series(_key_frame(runs, [c for c in CONFIG_COLUMNS if c not in ("epochs", "steps")]), index=runs.index)
+
+
 def config_label(row) -> str:
     """``ffn w=8 d=3 gelu`` (+ ``in=32 b=64 e=10`` …, when present) from a row of a runs table."""
     parts = [str(row.get("family", "")) if _norm(row.get("family")) else ""]

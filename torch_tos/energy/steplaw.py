@@ -78,11 +78,11 @@ def check_identifiable(X: pd.DataFrame, mode: str, quantity: str = "joules") -> 
     if np.unique(steps).size < 2:
         raise ValueError(f"every {mode} run has {steps[0]:g} steps: per-step and per-run costs cannot be told "
                          "apart; add runs of another length (calibrate runs each configuration at two lengths)")
-    from .runs import config_keys
+    from .runs import model_keys
 
-    configs = config_keys(X).nunique() if len(X) else 0
+    configs = model_keys(X).nunique() if len(X) else 0
     if configs < 3:
-        raise ValueError(f"the {mode} runs hold {configs} configuration(s): the cost per op and per kernel "
+        raise ValueError(f"the {mode} runs hold {configs} model configuration(s): the cost per op and per kernel "
                          "cannot be told apart; add runs of other models or sizes (3 configurations or more)")
     A = design(X, mode, quantity)
     A = A / np.where(np.linalg.norm(A, axis=0) > 0, np.linalg.norm(A, axis=0), 1.0)
