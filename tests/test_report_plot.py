@@ -41,14 +41,9 @@ def test_plot_draws_and_saves(tmp_path):
     fig = r.plot(path=tmp_path / "cost.png", top=3)
     assert len(fig.axes) == 2 and (tmp_path / "cost.png").read_bytes()[:4] == b"\x89PNG"
 
-    class Law:
-        def joules_by_row(self, counts):
-            return {k: 1.0 for k in counts.rows}
+    from test_report_law import FakeLaw
 
-        def fixed_joules(self, steps=1):
-            return 2.0
-
-    assert len(r.with_law(Law()).plot().axes) == 3  # + joules by phase
+    assert len(r.with_law(FakeLaw()).plot().axes) == 3  # + joules by phase
 
 
 def test_plot_without_matplotlib_is_a_clear_error(monkeypatch):

@@ -180,7 +180,7 @@ def _check_profile(p, where: str) -> None:
             _fail(f"{at}.dtype", f"is not a known dtype (accepted: {', '.join(sorted(_DTYPES))})", dtype)
         if attrs is not None:
             for a in _list(attrs, f"{at}.attrs"):
-                if a is not None and not isinstance(a, str):
+                if a is not None and not isinstance(a, (str, bool)):
                     _number(a, f"{at}.attrs")
         for name, v in zip(POINT_FIELDS[4:7], row[4:7]):
             _number(v, f"{at}.{name}")
