@@ -24,7 +24,7 @@ def synthetic_profile(dtypes=("float32", "float64")) -> MachineProfile:
             if conv:
                 kinds = [k for k in _CONV_KINDS if (k[0] == "depthwise") == cls.startswith("dw")]
             else:
-                kinds = [[3, 16] if "statistics" in axes else None]
+                kinds = [[3, 16, True] if "statistics" in axes else None]
             for attrs in kinds:
                 for size in (1e2, 1e4, 1e6, 1e8):
                     flops = size * 10 if axes[0] == "flops" else 0.0

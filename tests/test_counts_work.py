@@ -113,7 +113,10 @@ def test_batch_norm_and_recurrent_attributes():
     m = nn.Sequential(nn.Conv2d(3, 6, 1), nn.BatchNorm2d(6))
     r = torch_tos.profile(m, torch.randn(4, 3, 5, 7), mode="training", device="meta")
     by_op = {k[3]: b[3] for k, h in r.counts.work.items() for b in h}
-    assert by_op["aten.native_batch_norm"] == (6, 35) == by_op["aten.native_batch_norm_backward"]
+    assert by_op["aten.native_batch_norm"] == (6, 35, True) == by_op["aten.native_batch_norm_backward"]
+    r = torch_tos.profile(m.eval(), torch.randn(4, 3, 5, 7), mode="inference", device="meta")
+    bn = [b[3] for k, h in r.counts.work.items() if "batch_norm" in k[3] for b in h]
+    assert bn == [(6, 35, False)]
     lstm = nn.LSTM(4, 8, batch_first=True)
     for mode, train in (("training", True), ("inference", False)):
         lstm.train(train)  # the layer's own flag, not the grad mode, decides the kernel
@@ -127,8 +130,8 @@ def test_norm_and_foreach_attributes():
     opt = torch.optim.SGD(m.parameters(), lr=0.1, foreach=True)
     r = torch_tos.profile(m, torch.randn(5, 8), mode="training", optimizer=opt, device="meta")
     by_op = {k[3]: b[3] for k, h in r.counts.work.items() for b in h}
-    assert by_op["aten.native_layer_norm"] == (5, 12)       # 5 rows of 12 normalised
-    assert by_op["aten.native_group_norm"] == (5 * 3, 4)    # batch × groups, planes of 4
+    assert by_op["aten.native_layer_norm"] == (5, 12, True)     # 5 rows of 12 normalised
+    assert by_op["aten.native_group_norm"] == (5 * 3, 4, True)  # batch × groups, planes of 4
     assert by_op["aten._foreach_add_"] == (6,)              # 6 parameters in one call
 
 

@@ -37,7 +37,7 @@ def test_axes_read_the_work_bin():
     assert oc.axes_of("conv", (10, 20, 30, ("dense", 9, 1, "Mkldnn", 16))) == (10.0, 50.0, 16.0)
     assert oc.axes_of("gather", (0, 4000, 64, None)) == (64.0,)
     assert oc.axes_of("foreach", (0, 100, 50, (7,))) == (7.0, 150.0)
-    assert oc.axes_of("norm", (0, 100, 50, (12, 49))) == (150.0, 12.0, 49.0)
+    assert oc.axes_of("norm", (0, 100, 50, (12, 49, True))) == (150.0, 12.0, 49.0)
     assert oc.axes_of("views", (0, 0, 0, None)) == ()
     assert oc.axes_of("collective", (0, 8, 8, None)) == (16.0,)     # priced as a copy of its bytes
     assert oc.axes_of("elementwise", (0, 0, 0, None)) == (1.0,)     # at least 1 on a log scale

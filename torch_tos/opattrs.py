@@ -18,11 +18,12 @@ bytes they read and write say what their kernel does. The ones here do not:
   Different kernels and GEMM widths run at different speeds for the same FLOPs and bytes;
 - **foreach ops** (``_foreach_*``, fused optimizers): ``(tensors,)`` — the length of the tensor
   list: such a call loops over its tensors, with a cost per tensor;
-- **normalisations** (batch, layer, group norm, forward and backward): ``(statistics, positions)``
-  — how many independent means and variances the call computes (batch norm: the channels; layer
-  norm: the rows; group norm: batch × groups) and the positions of one image's plane (batch and
-  group norm: H·W·…; layer norm: the normalised size): kernels loop over planes, and a call over
-  many small planes costs per plane beyond its bytes;
+- **normalisations** (batch, layer, group norm, forward and backward): ``(statistics, positions,
+  training)`` — how many independent means and variances the call computes (batch norm: the
+  channels; layer norm: the rows; group norm: batch × groups), the positions of one image's plane
+  (batch and group norm: H·W·…; layer norm: the normalised size) — kernels loop over planes, and a
+  call over many small planes costs per plane beyond its bytes — and whether it computes the
+  batch's statistics (a batch norm in eval mode only scales and shifts);
 - **fused recurrent layers** (``mkldnn_rnn_layer``, cuDNN/MIOpen RNNs, fused LSTM/GRU cells and their
   backwards), which have no FLOPs formula: ``(multiplications, training)`` — the multiplications
   the call's rule counts (its GEMMs over every time step), the work its time follows, and whether
@@ -187,11 +188,17 @@ def _planes(x) -> tuple:
 
 
 def _channel_stats(args, kwargs, out, bos):
-    return _planes(args[0] if args else None)
+    # native_batch_norm / _native_batch_norm_legit(input, weight, bias, running_mean, running_var, training, ...)
+    training = kwargs.get("training", args[5] if len(args) > 5 else True)
+    return (*_planes(args[0] if args else None), bool(training))
+
+
+def _channel_stats_eval(args, kwargs, out, bos):
+    return (*_planes(args[0] if args else None), False)
 
 
 def _channel_stats_backward(args, kwargs, out, bos):
-    return _planes(args[1] if len(args) > 1 else None)  # (grad_out, input, ...)
+    return (*_planes(args[1] if len(args) > 1 else None), True)  # (grad_out, input, ...)
 
 
 def _row_stats(x, normalized) -> tuple:
@@ -204,7 +211,7 @@ def _row_stats(x, normalized) -> tuple:
     total = 1
     for d in s:
         total *= d
-    return (max(1, total // max(inner, 1)), inner)
+    return (max(1, total // max(inner, 1)), inner, True)
 
 
 def _layer_norm(args, kwargs, out, bos):
@@ -218,13 +225,13 @@ def _layer_norm_backward(args, kwargs, out, bos):
 def _group_norm(args, kwargs, out, bos):
     # native_group_norm(input, weight, bias, N, C, HxW, group, eps)
     a = list(args) + [None] * 8
-    return (int(a[3] or 1) * int(a[6] or 1), int(a[5] or 1))
+    return (int(a[3] or 1) * int(a[6] or 1), int(a[5] or 1), True)
 
 
 def _group_norm_backward(args, kwargs, out, bos):
     # native_group_norm_backward(grad_out, input, mean, rstd, weight, N, C, HxW, group, output_mask)
     a = list(args) + [None] * 10
-    return (int(a[5] or 1) * int(a[8] or 1), int(a[7] or 1))
+    return (int(a[5] or 1) * int(a[8] or 1), int(a[7] or 1), True)
 
 
 def _register(names, fn: AttrFn) -> None:
@@ -261,8 +268,9 @@ _register(("cudnn_convolution_transpose",), _cudnn_transpose)
 _register(("miopen_convolution_transpose",), _miopen_transpose)
 _register(("conv1d", "conv2d", "conv3d"), _conv2d)
 _register(("_conv_depthwise2d", "conv_depthwise3d"), _depthwise)
-_register(("native_batch_norm", "_native_batch_norm_legit", "_native_batch_norm_legit_no_training",
-           "_native_batch_norm_legit_functional", "cudnn_batch_norm", "miopen_batch_norm"), _channel_stats)
+_register(("native_batch_norm", "_native_batch_norm_legit", "_native_batch_norm_legit_functional",
+           "cudnn_batch_norm", "miopen_batch_norm"), _channel_stats)
+_register(("_native_batch_norm_legit_no_training",), _channel_stats_eval)
 _register(("native_batch_norm_backward", "batch_norm_backward", "cudnn_batch_norm_backward",
            "miopen_batch_norm_backward"), _channel_stats_backward)
 _register(("native_layer_norm",), _layer_norm)

@@ -98,12 +98,17 @@ def _conv(size, dtype, device):
     return run
 
 
-def _batch_norm(size, dtype, device):
+def _batch_norm(size, dtype, device, inference=False):
     n, c, h = size
     block = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU()).to(device=device, dtype=dtype)
-    x = _randn((n, c, h, h), dtype, device, grad=True)
+    x = _randn((n, c, h, h), dtype, device, grad=not inference)
+    block.train(not inference)
 
     def run():
+        if inference:
+            with torch.no_grad():
+                block(x)
+            return
         _fresh(block, x)
         _backward(block(x))
     return run
@@ -353,6 +358,8 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload("dwconv", _DEPTHWISE, _conv),
     Workload("batch_norm", tuple((8, c, h) for h in (1, 2, 4, 8, 16, 32) for c in (32, 256))
              + ((16, 512, 2), (16, 64, 8), (4, 1024, 2), (8, 16, 64)), _batch_norm),
+    Workload("batch_norm_eval", tuple((8, c, h) for h in (1, 2, 4, 8, 16, 32) for c in (32, 256)),
+             lambda s, d, dev: _batch_norm(s, d, dev, inference=True)),
     Workload("layer_norm", ((8, 64), (64, 256), (512, 256), (4096, 1024), (2048, 64), (16, 2048)), _layer_norm),
     Workload("group_norm", ((32, 8), (64, 32), (256, 16)), _group_norm),
     Workload("pool", tuple((k, c, h) for k in ("max3s2", "max2", "avg2", "adaptive")

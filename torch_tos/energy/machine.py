@@ -16,8 +16,8 @@ floor and its output's allocation, so the two parts are read off separately:
    :class:`DtypeNotMeasured` error naming the ``--dtypes`` to add); of the call's own op when that
    op (or its in-place twin: ``add_`` runs ``add``'s kernel) has at least :data:`MIN_POINTS`
    points; for convolutions, of the nearest measured kernel (same kind and backend where measured,
-   then nearest taps and stride, :mod:`torch_tos.opattrs`); for recurrent layers, of the same
-   training or inference kind;
+   then nearest taps and stride, :mod:`torch_tos.opattrs`); for recurrent layers and
+   normalisations, of the same training or inference kind (:data:`FLAG_AT`);
 2. **where on the curve**: the class's axes (:func:`~.opclasses.axes_of`) in log space. 1-D
    classes interpolate log cost piecewise-linearly between measured work; below the smallest
    measured call the cost is that call's (a latency floor); above the largest it grows linearly
@@ -51,6 +51,9 @@ KERNEL_ATTRS = frozenset({"conv", "conv_backward", "dwconv", "dwconv_backward"})
 #: The GEMM-like classes whose float32 calls run in TF32 when a profile has measured ``tf32`` and
 #: the caller asks for it.
 TF32_CLASSES = frozenset({"matmul", "bmm", "attention", "conv", "conv_backward", "dwconv", "dwconv_backward"})
+#: Classes whose attributes say whether a call trains (recurrent layers keep a workspace, batch
+#: norm computes the batch's statistics): the position of that flag in their attributes.
+FLAG_AT = {"rnn": 1, "norm": 2}
 #: Classes whose calls cost a dispatch and nothing more (no kernel): priced 0 beyond the floor.
 DISPATCH_ONLY = frozenset({"views"})
 POINT_FIELDS = ("class", "op", "dtype", "attrs", "flops", "bytes_in", "bytes_out", "seconds", "joules")
@@ -199,8 +202,9 @@ class MachineProfile:
             idx = own
         if cls in KERNEL_ATTRS and attrs:
             idx = _nearest_kernel(idx, self.points, attrs)
-        elif cls == "rnn" and attrs and len(attrs) > 1:  # a training forward keeps a workspace
-            same = [i for i in idx if (self.points[i].get("attrs") or [None, None])[1:2] == [attrs[1]]]
+        elif cls in FLAG_AT and attrs and len(attrs) > FLAG_AT[cls]:  # training or inference kernels
+            at = FLAG_AT[cls]
+            same = [i for i in idx if (self.points[i].get("attrs") or [None] * (at + 1))[at:at + 1] == [attrs[at]]]
             if len(same) >= MIN_POINTS:
                 idx = same
         return tuple(idx)
@@ -251,8 +255,9 @@ class MachineProfile:
         groups: dict = defaultdict(list)
         for b, calls in bins.items():
             cls = op_class(op, b[3])
-            kernel = (tuple(b[3][:4]) if cls in KERNEL_ATTRS and b[3]            # kind, taps, stride, backend
-                      else tuple(b[3][1:2]) if cls == "rnn" and b[3] else None)   # training or inference
+            at = FLAG_AT.get(cls)
+            kernel = (tuple(b[3][:4]) if cls in KERNEL_ATTRS and b[3]                    # kind, taps, stride, backend
+                      else tuple(b[3][at:at + 1]) if at is not None and b[3] else None)  # training or inference
             groups[(cls, kernel)].append((b, calls))
         for (cls, attrs), items in groups.items():
             if cls in DISPATCH_ONLY:  # views and metadata: an empty call, the floor itself

@@ -286,7 +286,7 @@ def axes_of(cls: str, bin_) -> tuple[float, ...]:
         elif name in ("macs", "tensors", "statistics"):
             v = attrs[0] if attrs else 1
         elif name == "positions":
-            at = 4 if len(attrs or ()) > 2 else 1  # a convolution's 5th attribute, a norm's 2nd
+            at = 1 if cls.startswith("norm") else 4  # a norm's 2nd attribute, a convolution's 5th
             v = attrs[at] if attrs and len(attrs) > at and attrs[at] is not None else 1
         else:  # pragma: no cover - AXES names only the above
             raise AssertionError(name)

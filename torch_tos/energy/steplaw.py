@@ -13,8 +13,9 @@ advance, one law per mode and quantity (joules or seconds):
 the autograd engine) and in the optimizer step; ``steps`` its steps. α is the in-step factor of
 the isolated kernel costs, β the cost per op of each phase, e_step the cost per step, e_run per
 run. Inference runs (forward passes under ``torch.no_grad()``) have ``α, β_f, e_step, e_run``.
-Every coefficient is non-negative (no cost is negative), fitted by non-negative least squares on
-relative errors (:func:`.solve.nnls_relative`: runs span orders of magnitude).
+Every coefficient is non-negative (no cost is negative), fitted by least absolute relative
+deviations (:func:`.solve.lad_relative`: runs span orders of magnitude, and a configuration whose
+kernels the profile misprices moves the fit no more than its share).
 
 A fit needs runs that identify every term: runs of at least two lengths (else per-step and per-run
 costs are one number) and a design matrix of full rank (else it names the terms the runs cannot
@@ -35,7 +36,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
 
-from .solve import nnls_relative
+from .solve import lad_relative
 
 MODES = ("training", "inference")
 QUANTITIES = ("joules", "seconds")
@@ -124,7 +125,7 @@ class StepLaw(RegressorMixin, BaseEstimator):
         self._check()
         check_identifiable(X, self.mode, self.quantity)
         A, y = design(X, self.mode, self.quantity), self._y(X, y)
-        c = nnls_relative(A, y)
+        c = lad_relative(A, y)
         self.coef_ = {t: float(v) for t, v in zip(TERMS[self.mode], c)}
         per_step = X[[col for col in RANGE_COLUMNS if col in X]].astype(float)
         ranges = {}
@@ -154,7 +155,7 @@ class StepLaw(RegressorMixin, BaseEstimator):
                     check_identifiable(X[~test], self.mode, self.quantity)
                 except ValueError:
                     continue
-                pred[test] = A[test] @ nnls_relative(A[~test], y[~test])
+                pred[test] = A[test] @ lad_relative(A[~test], y[~test])
             ratios = y / pred
             ratios = ratios[np.isfinite(ratios) & (pred > 0)]
             if len(ratios) >= 3:
