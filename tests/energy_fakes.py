@@ -56,3 +56,26 @@ def synthetic_law(modes=("training", "inference"), dtypes=("float32", "float64")
     fp = {"host": "h", "cpu": "synthetic", "threads": 1, "torch": torch.__version__}
     return CostModel(synthetic_profile(dtypes), laws, fingerprints={"profile": {}, "runs": [fp]},
                      meta={"threads": None, "meter": "fake", "dtypes": list(dtypes)})
+
+
+def write_bench(path, dtypes=("float32",), threads=1, meter="cputime"):
+    """A finished microbenchmark file of :func:`synthetic_profile` for this machine's setup: a
+    calibration that finds it measures no microbenchmark (it resumes) and goes on to its suite."""
+    import json
+
+    from torch_tos.energy.benchsuite import WORKLOADS
+    from torch_tos.energy.device import resolve_device
+    from torch_tos.energy.microbench import plan
+
+    dev = resolve_device("cpu")
+    prof = synthetic_profile(dtypes)
+    lines = [{"setup": {"device": "cpu", "name": dev.name, "threads": threads, "meter": meter}},
+             {"floor": dict(prof.floor)}, {"alloc": prof.alloc}]
+    first = True
+    for dt, w, size in plan(dtypes, WORKLOADS):
+        pts = [p for p in prof.points if p["dtype"] == dt] if first else []
+        first = False
+        lines.append({"dtype": dt, "workload": w.name, "size": list(size) if isinstance(size, tuple) else [size],
+                      "points": pts})
+    with open(path, "w") as f:
+        f.writelines(json.dumps(x) + "\n" for x in lines)

@@ -103,6 +103,7 @@ def _demo_target(cal, args, meter, out: Path, spec) -> list[str]:
     from ..units import duration, energy
 
     name, kwargs, batch, side, steps, mode = spec
+    steps = args.steps or steps
     fam = _target(name, kwargs, batch, side)
     config = fam.configs()[0]
     w = Workload(fam, config, steps, fam.default_lr, args.threads, mode, None, "cpu",
@@ -154,6 +155,8 @@ def _cmd_demo(args) -> int:
             check_output(p, what="--out")
     except ValueError as e:
         raise CLIError(str(e)) from None
+    if args.steps is not None and args.steps < 1:
+        raise CLIError(f"--steps must be a positive integer, got {args.steps}")
     if args.fresh:
         for p in files:
             p.unlink(missing_ok=True)
@@ -210,6 +213,7 @@ def register(subparsers) -> None:
     p.add_argument("--out", default="torch-tos-demo", help="folder for law.json and the measurements (a rerun "
                    "resumes)")
     p.add_argument("--fresh", action="store_true", help="discard the measurements of a previous demo in --out")
+    p.add_argument("--steps", type=int, help="steps of each predicted and measured run (default 20)")
     _options(p)
     common_options(p)
     p.set_defaults(func=_cmd_demo)

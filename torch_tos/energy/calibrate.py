@@ -269,8 +269,12 @@ def fit_cost_model(profile, priced: pd.DataFrame, meta: dict | None = None):
     from .fingerprint import fingerprint
     from .runs import config_keys, config_label
 
-    machines = priced.get("machine", pd.Series([""] * len(priced))).fillna("").astype(str)
-    hosts = priced.get("host", pd.Series([""] * len(priced))).fillna("").astype(str)
+    def column(name, default=""):
+        col = priced[name] if name in priced else pd.Series([default] * len(priced), index=priced.index)
+        return col.fillna(default)
+
+    machines, hosts = column("machine").astype(str), column("host").astype(str)
+    versions, threads = column("torch").astype(str), column("threads", 0).astype(int)
     who = hosts + " / " + machines
     keys = config_keys(priced)
     for key, idx in priced.groupby(keys, sort=False).indices.items():
@@ -280,11 +284,9 @@ def fit_cost_model(profile, priced: pd.DataFrame, meta: dict | None = None):
                              f"({'; '.join(found)}): a cost model is one machine's; fit the runs of each machine "
                              "separately")
     runs_fp = []
-    for (host, machine, version, threads), _ in priced.groupby(
-            [hosts, machines, priced.get("torch", pd.Series([""] * len(priced))).fillna("").astype(str),
-             priced["threads"].fillna(0).astype(int)], sort=True):
+    for (host, machine, version, n), _ in priced.groupby([hosts, machines, versions, threads], sort=True):
         runs_fp.append({"host": host or None, "machine": machine or None, "torch": version or None,
-                        "threads": int(threads)})
+                        "threads": int(n) or None})
     dev = profile.device
     prof_fp = fingerprint(threads=dev.get("threads"))
     if dev.get("type") == "cuda":
