@@ -315,8 +315,9 @@ def _gemm_sizes():
     """Linear layers: rows 1 to 512, square and skewed weights from 32² to 2048², and weights
     larger than a last-level cache (4096 × 4096 at 8 rows: 64 MB) for weight streaming."""
     out = []
-    for m in (1, 8, 64, 512):
-        for k, n in ((32, 32), (128, 128), (512, 512), (2048, 2048), (128, 2048), (2048, 128), (256, 8192)):
+    for m in (1, 8, 32, 128, 512):
+        for k, n in ((32, 32), (128, 128), (512, 512), (1024, 1024), (2048, 2048), (128, 2048), (2048, 128),
+                     (256, 8192)):
             if 2 * m * k * n <= MAX_FLOPS:
                 out.append((m, k, n))
     return tuple(out) + ((8, 4096, 4096),)

@@ -72,6 +72,13 @@ SUITE = (
     ("lstm", 128, 2, None, 32, 16, 20, "inference", None, None),
     ("gru", 64, 2, None, 16, 16, 15, "inference", None, None),
     ("dwconv", 128, 3, "relu", 8, 16, 13, "inference", None, None),
+    ("transformer", 256, 2, "gelu", 16, 8, 8, "inference", None, None),
+    ("mobile", 16, 8, None, 64, 16, 2, "inference", None, None),
+    ("resnet", 16, 3, "relu", 32, 16, 8, "inference", None, None),
+    ("dwconv", 32, 4, "relu", 32, 16, 3, "inference", None, None),
+    ("mlp", 64, 12, "relu", None, 32, 80, "inference", None, None),
+    ("ffn", 64, 3, "gelu", None, 64, 40, "inference", None, None),
+    ("cnn", None, 2, "gelu", 32, 64, 4, "inference", None, None),
     ("mlp", 1024, 3, "gelu", None, 32, 25, "inference", "bfloat16", None),
     ("conv", 64, 4, "relu", 16, 16, 2, "inference", "float64", None),
 )
