@@ -96,16 +96,16 @@ def _seen_key(p: dict) -> tuple:
 
 
 def measure_profile(device: Device, dtypes, meter, path, *, threads: int = 1, workloads=None, progress: bool = True,
-                    windows: int = 3) -> MachineProfile:
+                    windows: int = 3, thin: int = 1) -> MachineProfile:
     """Measure (or resume) the profile of ``device`` for ``dtypes`` into the file ``path`` (module
     doc) and return it. ``workloads``: names of :mod:`.benchsuite` workloads (all by default) or
-    :class:`~.benchsuite.Workload` objects."""
+    :class:`~.benchsuite.Workload` objects; ``thin``: a sparser sweep (:func:`.microbench.plan`)."""
     from tqdm.auto import tqdm
 
     setup = {"device": str(device), "name": device.name, "threads": int(threads), "meter": meter.source}
     bf = BenchFile(path, setup)
     chosen = tuple(workloads) if workloads and not isinstance(workloads[0], str) else get_workloads(workloads)
-    todo = list(plan(dtypes, chosen))
+    todo = list(plan(dtypes, chosen, thin))
     done = bf.done()
     previous = torch.get_num_threads()
     torch.set_flush_denormal(True)

@@ -151,14 +151,15 @@ class Calibration:
 
 def calibrate(out="law.json", *, device="cpu", dtypes=None, threads: int = 1, meter="auto", repeats: int = DEFAULT_REPEATS,
               runs=None, bench=None, reference=False, families=None, scale: float = 1.0, workloads=None, seed: int = 0,
-              progress: bool = True, callback=None) -> Calibration:
+              progress: bool = True, callback=None, thin: int = 1) -> Calibration:
     """Measure this device and fit its cost model (module doc); returns a :class:`Calibration`.
 
     ``device``: ``cpu``, ``cuda``, ``cuda:i``; ``dtypes``: the dtypes to measure (default: the
     device's, :data:`~.device.DEFAULT_DTYPES`); ``threads``: torch threads (1 unless told);
     ``runs``/``bench``: the runs CSV and the microbenchmark file (default next to ``out``);
     ``reference``: drift-correct every run (:mod:`.reference`); ``families``/``scale``: a
-    narrower or longer suite; ``workloads``: microbenchmark workloads (all by default)."""
+    narrower or longer suite; ``workloads``: microbenchmark workloads (all by default); ``thin``: a
+    sparser microbenchmark sweep (every ``thin``-th size; for meters that need long windows)."""
     from .benchfile import measure_profile
     from .costmodel import CostModel
     from .device import check_dtypes, resolve_device
@@ -179,7 +180,7 @@ def calibrate(out="law.json", *, device="cpu", dtypes=None, threads: int = 1, me
         raise ValueError(f"threads must be a positive integer, got {threads!r}")
     meter = get_meter(meter)
     profile = measure_profile(dev, dtypes, meter, bench_path, threads=threads, workloads=workloads,
-                              progress=progress)
+                              progress=progress, thin=thin)
     suite = suite_workloads(threads=threads, device=str(dev), dtypes=set(dtypes), families=families, scale=scale)
     counted: dict = {}
     run_plan(suite, csv_path, repeats=repeats, meter=meter, reference=reference, seed=seed, progress=progress,

@@ -215,13 +215,16 @@ def measure_workload(workload: Workload, size, dtype_name: str, meter, device: D
     return points
 
 
-def plan(dtypes, workloads=WORKLOADS):
-    """The (dtype, workload, size) triples of a sweep, in measuring order."""
+def plan(dtypes, workloads=WORKLOADS, thin: int = 1):
+    """The (dtype, workload, size) triples of a sweep, in measuring order; ``thin`` > 1 keeps every
+    ``thin``-th size of each workload (and its largest): a sparser sweep, for meters whose windows
+    must be long."""
     for dt in dtypes:
         for w in workloads:
             if w.floating_only and dt in ("bfloat16", "float16"):
                 continue
-            for size in w.sizes:
+            sizes = w.sizes if thin <= 1 else tuple(dict.fromkeys((*w.sizes[::thin], w.sizes[-1])))
+            for size in sizes:
                 yield dt, w, size
 
 
