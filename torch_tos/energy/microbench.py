@@ -2,14 +2,17 @@
 
 For every workload of :mod:`.benchsuite` at every size and dtype:
 
-1. **capture**: run the workload once (forward and backward) under a dispatch mode that records
-   each aten call with a snapshot of its arguments (same sizes, strides and storage offsets);
-2. **classify**: replay each recorded call once under the counting engine
-   (:class:`~torch_tos.counter.Engine`), which gives its op name, dtype and work bin — FLOPs, bytes
-   read and written, op attributes — exactly as a counted model's call gets them, so the profile's
-   axes and a model's counts can never disagree; calls of class ``views`` (dispatch only) and calls
-   of the same (op, dtype, bin) as one already timed are skipped;
-3. **time**: replay the call in a loop inside meter windows (:func:`time_call`): one warm-up call,
+1. **intercept**: run the workload once (forward and backward) under a dispatch mode that hands
+   over each aten call, with its live arguments, right after it runs (nothing is kept: memory stays
+   that of the workload);
+2. **classify**: replay the call once on snapshots of its arguments (same sizes, strides and
+   storage offsets) under the counting engine (:class:`~torch_tos.counter.Engine`), which gives its
+   op name, dtype and work bin — FLOPs, bytes read and written, op attributes — exactly as a
+   counted model's call gets them, so the profile's axes and a model's counts can never disagree;
+   calls of class ``views`` (dispatch only) and calls of the same (op, dtype, bin) as one already
+   timed are skipped;
+3. **time**: replay the call in a loop inside meter windows (:func:`time_call`), on its live
+   arguments (an in-place op changes values, never shapes, as a real step's repeated calls do): one warm-up call,
    one timed probe to choose the repeat count so a window lasts :func:`window_seconds` of the
    meter, then ``windows`` windows (median kept), each synchronised at both edges on CUDA; the
    window's joules and wall seconds divided by the repeats give joules and seconds per call.
@@ -36,9 +39,10 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from .._compat import OpOverload
+from ..counter import op_name
 from .benchsuite import WORKLOADS, Workload
 from .device import DTYPES, Device
-from .opclasses import op_class
+from .opclasses import op_class, table_class
 
 #: Seconds a measurement window lasts, per meter source (a coarser counter needs longer windows).
 WINDOW_SECONDS = {"cputime": 0.006, "rapl": 0.05, "nvml": 0.2, "nvml-sampled": 0.5, "zeus": 0.2,
@@ -69,23 +73,27 @@ def _snapshot(value):
 
 
 class _Recorder(TorchDispatchMode):
-    def __init__(self):
+    """Calls ``on_call(func, args, kwargs)`` after each aten call runs (the mode is off while it
+    does: what it runs is not recorded)."""
+
+    def __init__(self, on_call):
         super().__init__()
-        self.calls: list[tuple] = []
+        self.on_call = on_call
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        out = func(*args, **kwargs)
         if isinstance(func, OpOverload):
-            self.calls.append((func, _snapshot(args), _snapshot(kwargs)))
-        return func(*args, **kwargs)
+            self.on_call(func, args, kwargs)
+        return out
 
 
 def capture(run) -> list[tuple]:
     """The aten calls ``run()`` makes, each ``(func, args, kwargs)`` with snapshot arguments."""
-    rec = _Recorder()
-    with rec:
+    calls = []
+    with _Recorder(lambda f, a, k: calls.append((f, _snapshot(a), _snapshot(k)))):
         run()
-    return rec.calls
+    return calls
 
 
 def classify(func, args, kwargs) -> tuple | None:
@@ -189,29 +197,34 @@ def measure_workload(workload: Workload, size, dtype_name: str, meter, device: D
     dtype = DTYPES[dtype_name]
     seen = set() if seen is None else seen
     points = []
+
+    def on_call(func, args, kwargs):
+        if table_class(op_name(func)) == "views":
+            return
+        hit = classify(func, args, kwargs)
+        if hit is None:
+            return
+        op, dt, bin_ = hit
+        cls = op_class(op, bin_[3])
+        point = {"class": cls, "op": op, "dtype": dtype_name if dt == dtype else str(dt).replace("torch.", ""),
+                 "attrs": _jsonable_attrs(bin_[3]), "flops": float(bin_[0]), "bytes_in": float(bin_[1]),
+                 "bytes_out": float(bin_[2])}
+        key = seen_key(point)
+        if cls == "views" or key in seen:
+            return
+        seen.add(key)
+        try:
+            t = time_call(func, args, kwargs, meter, device, windows)
+        except (RuntimeError, ValueError, TypeError):  # a call that cannot be replayed on its own
+            return
+        points.append({**point, "seconds": t.seconds, "joules": t.joules, "repeats": t.repeats})
+
     with device.tf32(dtype_name == "tf32"):
         torch.manual_seed(0)
         run = workload.make(size, dtype, device.torch)
-        run()  # first-call costs (kernel selection, allocator) stay out of the capture
-        calls = capture(run)
-        for func, args, kwargs in calls:
-            hit = classify(func, args, kwargs)
-            if hit is None:
-                continue
-            op, dt, bin_ = hit
-            cls = op_class(op, bin_[3])
-            point = {"class": cls, "op": op, "dtype": dtype_name if dt == dtype else str(dt).replace("torch.", ""),
-                     "attrs": _jsonable_attrs(bin_[3]), "flops": float(bin_[0]), "bytes_in": float(bin_[1]),
-                     "bytes_out": float(bin_[2])}
-            key = seen_key(point)
-            if cls == "views" or key in seen:
-                continue
-            seen.add(key)
-            try:
-                t = time_call(func, args, kwargs, meter, device, windows)
-            except (RuntimeError, ValueError, TypeError):  # a call that cannot be replayed on its own
-                continue
-            points.append({**point, "seconds": t.seconds, "joules": t.joules, "repeats": t.repeats})
+        run()  # first-call costs (kernel selection, allocator) stay out of the timing
+        with _Recorder(on_call):
+            run()
     return points
 
 
