@@ -141,6 +141,9 @@ def _cmd_demo(args) -> int:
 
     t0 = time.perf_counter()
     out = Path(args.out)
+    for name, v in (("--steps", args.steps), ("--repeats", args.repeats), ("--threads", args.threads)):
+        if v is not None and v < 1:
+            raise CLIError(f"{name} must be a positive integer, got {v}")
     if out.exists() and not out.is_dir():
         raise CLIError(f"--out {str(out)!r} is an existing file; the demo writes a folder: give a new or "
                        "existing folder name")
@@ -155,8 +158,6 @@ def _cmd_demo(args) -> int:
             check_output(p, what="--out")
     except ValueError as e:
         raise CLIError(str(e)) from None
-    if args.steps is not None and args.steps < 1:
-        raise CLIError(f"--steps must be a positive integer, got {args.steps}")
     if args.fresh:
         for p in files:
             p.unlink(missing_ok=True)

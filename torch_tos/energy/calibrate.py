@@ -178,10 +178,16 @@ def calibrate(out="law.json", *, device="cpu", dtypes=None, threads: int = 1, me
     dtypes = check_dtypes(dtypes, dev)
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
+    suite = suite_workloads(threads=threads, device=str(dev), dtypes=set(dtypes), families=families, scale=scale)
+    if workloads is not None and isinstance(workloads[0], str):
+        from .benchsuite import get_workloads
+
+        get_workloads(workloads)  # an unknown name fails before any measuring
     meter = get_meter(meter)
     profile = measure_profile(dev, dtypes, meter, bench_path, threads=threads, workloads=workloads,
                               progress=progress, thin=thin)
-    suite = suite_workloads(threads=threads, device=str(dev), dtypes=set(dtypes), families=families, scale=scale)
     counted: dict = {}
     run_plan(suite, csv_path, repeats=repeats, meter=meter, reference=reference, seed=seed, progress=progress,
              callback=callback, desc="step-level runs", counted=counted)
