@@ -53,6 +53,8 @@ API                                           without it
 ``Module._forward_pre_hooks`` & co. (the      the public ``register_forward_pre_hook`` /
 hook dicts), ``RemovableHandle.next_id``      ``register_forward_hook`` (slower attach)
 ``torch.nn.modules.conv._ConvNd``             the six public ``Conv*``/``ConvTranspose*`` classes
+``torch._C._select_conv_backend``             ``None`` (a convolution's backend unknown: priced by
+                                              the nearest measured kernel of its kind)
 ============================================  =======================================================
 """
 
@@ -355,6 +357,13 @@ def default_foreach(params, differentiable: bool) -> bool | None:
         return None
 
 
+# -- the convolution backend PyTorch selects (the cost model's op attributes) --------------------
+#: ``torch._C._select_conv_backend(input, weight, bias, stride, padding, dilation, transposed,
+#: output_padding, groups, bias_sizes)`` → a ``_ConvBackend``; None where torch lacks it (the
+#: attribute is then unknown and the nearest measured kernel of the kind prices the call).
+select_conv_backend = getattr(torch._C, "_select_conv_backend", None)
+
+
 #: Every private API above, as a dotted path from ``torch`` (tests/test_compat.py resolves each).
 PRIVATE_APIS = (
     "torch._C._current_graph_task_id", "torch._C._current_autograd_node",
@@ -377,5 +386,5 @@ PRIVATE_APIS = (
     "torch.nn.modules.module._global_backward_hooks",
     "torch.nn.modules.module._global_backward_pre_hooks", "torch.fx.node._get_qualified_name",
     "torch.optim.optimizer._default_to_fused_or_foreach", "torch.nn.modules.conv._ConvNd",
-    "torch.utils.hooks.RemovableHandle.next_id",
+    "torch.utils.hooks.RemovableHandle.next_id", "torch._C._select_conv_backend",
 )

@@ -10,7 +10,7 @@ bytes they read and write say what their kernel does. The ones here do not:
   ``"dense"`` (``groups == 1``), ``"depthwise"`` (``groups`` equal to the input channels),
   ``"grouped"`` (between) or ``"transposed"``; ``taps`` the kernel's spatial elements (kh·kw·…);
   ``stride`` the largest stride; ``backend`` the convolution backend PyTorch selects for these
-  arguments on the device (``torch._C._select_conv_backend``: ``"Mkldnn"``, ``"Slow2d"``,
+  arguments on the device (PyTorch's own selector: ``"Mkldnn"``, ``"Slow2d"``,
   ``"Cudnn"``, … — asked with CPU stand-ins of the same sizes, strides and dtype when counting on
   meta, under the thread count in force when counting: PyTorch's CPU heuristics pick oneDNN or
   its own im2col + GEMM path by batch size, kernel, dtype and threads); ``positions`` the output's
@@ -39,7 +39,7 @@ from typing import Callable
 
 import torch
 
-from ._compat import OpOverload
+from ._compat import OpOverload, select_conv_backend
 
 AttrFn = Callable[..., tuple]
 
@@ -59,7 +59,7 @@ def _shape(t) -> tuple[int, ...] | None:
 def conv_backend(x, weight, stride, padding, dilation, transposed, output_padding, groups) -> str | None:
     """The name of the convolution backend PyTorch selects for these arguments on the device
     (module doc); None when it cannot be asked."""
-    select = getattr(torch._C, "_select_conv_backend", None)
+    select = select_conv_backend
     if select is None or not isinstance(x, torch.Tensor) or not isinstance(weight, torch.Tensor):
         return None
     try:

@@ -36,9 +36,7 @@ import time
 from dataclasses import dataclass
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-
-from .._compat import OpOverload
+from .._compat import OpOverload, TorchDispatchMode
 from ..counter import op_name
 from .benchsuite import WORKLOADS, Workload
 from .device import DTYPES, Device
