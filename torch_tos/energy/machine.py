@@ -194,7 +194,7 @@ class MachineProfile:
         raise ValueError(f"the machine profile has no measured {cls!r} calls in {dtype} or {fallback}; calibrate "
                          "again")
 
-    def _subset(self, dtype: str, cls: str, op: str, attrs) -> tuple:
+    def _subset(self, dtype: str, cls: str, op: str, attrs, flag=None) -> tuple:
         idx = self._index[(dtype, cls)]
         twins = {op, op[:-1] if op.endswith("_") else op + "_"}  # add_ runs add's kernel in place
         own = [i for i in idx if self.points[i]["op"] == op] or [i for i in idx if self.points[i]["op"] in twins]
@@ -202,9 +202,9 @@ class MachineProfile:
             idx = own
         if cls in KERNEL_ATTRS and attrs:
             idx = _nearest_kernel(idx, self.points, attrs)
-        elif cls in FLAG_AT and attrs and len(attrs) > FLAG_AT[cls]:  # training or inference kernels
+        elif cls in FLAG_AT and flag is not None:  # training or inference kernels
             at = FLAG_AT[cls]
-            same = [i for i in idx if (self.points[i].get("attrs") or [None] * (at + 1))[at:at + 1] == [attrs[at]]]
+            same = [i for i in idx if (self.points[i].get("attrs") or [None] * (at + 1))[at:at + 1] == [flag]]
             if len(same) >= MIN_POINTS:
                 idx = same
         return tuple(idx)
@@ -256,15 +256,15 @@ class MachineProfile:
         for b, calls in bins.items():
             cls = op_class(op, b[3])
             at = FLAG_AT.get(cls)
-            kernel = (tuple(b[3][:4]) if cls in KERNEL_ATTRS and b[3]                    # kind, taps, stride, backend
-                      else tuple(b[3][at:at + 1]) if at is not None and b[3] else None)  # training or inference
-            groups[(cls, kernel)].append((b, calls))
-        for (cls, attrs), items in groups.items():
+            kernel = tuple(b[3][:4]) if cls in KERNEL_ATTRS and b[3] else None              # kind, taps, stride, backend
+            flag = b[3][at] if at is not None and b[3] and len(b[3]) > at else None       # training or inference
+            groups[(cls, kernel, flag)].append((b, calls))
+        for (cls, attrs, flag), items in groups.items():
             if cls in DISPATCH_ONLY:  # views and metadata: an empty call, the floor itself
                 continue
             measured = PRICED_AS.get(cls, cls)
             dt = self._dtype(dtype, measured, tf32)
-            subset = self._subset(dt, measured, op.split(" (", 1)[0], attrs)
+            subset = self._subset(dt, measured, op.split(" (", 1)[0], attrs, flag)
             curve = self._curve(subset, cls if measured == cls else measured)
             axes = np.array([axes_of(cls, b) for b, _ in items], dtype=float).reshape(len(items), curve.ndim)
             costs = curve(axes)

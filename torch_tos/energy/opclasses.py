@@ -15,7 +15,8 @@ follows — its **axes** (:data:`AXES`):
   ``bytes`` for fused recurrent layers (``rnn``), which have no FLOPs formula;
 - ``tensors`` (the length of the tensor list) and ``bytes`` for ``foreach`` ops;
 - ``bytes``, ``statistics`` (the independent means and variances computed) and ``positions`` (of
-  one plane, a shape axis) for ``norm`` and ``norm_backward``;
+  one plane) for ``norm`` and ``norm_backward`` — the last two shape axes: they say which kernel
+  path a call takes, its bytes say how much it does;
 - ``bytes_out`` (bytes written) for ``gather`` (an embedding lookup reads a few rows of a large
   table: what it writes is what it moves);
 - nothing for ``views`` (views and metadata: dispatch only, no data touched; their cost is the
@@ -73,7 +74,7 @@ AXES: dict[str, tuple[str, ...]] = {
     "rnn": ("macs", "bytes"), "foreach": ("tensors", "bytes"), "gather": ("bytes_out",), "views": (),
 }
 #: Axes that locate a call's shape rather than measure its work (not in its roofline time).
-SHAPE_AXES = frozenset({"positions"})
+SHAPE_AXES = frozenset({"positions", "statistics"})
 #: classes priced with another class's kernels.
 PRICED_AS: dict[str, str] = {"collective": "copy"}
 #: class of an op outside the table.
