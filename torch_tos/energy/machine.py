@@ -175,6 +175,7 @@ class MachineProfile:
         #: the calibrated dtypes (a cast inside a float32 workload measures a few float16 calls: not calibrated)
         self.dtypes = tuple(dtypes) if dtypes is not None else measured
         self._curves: dict = {}
+        self._subsets: dict = {}
 
     # -- which points ---------------------------------------------------------------------------
     def _dtype(self, dtype: str, cls: str, tf32: bool) -> str:
@@ -195,6 +196,13 @@ class MachineProfile:
                          "again")
 
     def _subset(self, dtype: str, cls: str, op: str, attrs, flag=None) -> tuple:
+        key = (dtype, cls, op, attrs, flag)
+        hit = self._subsets.get(key)
+        if hit is None:
+            hit = self._subsets[key] = self._select(dtype, cls, op, attrs, flag)
+        return hit
+
+    def _select(self, dtype: str, cls: str, op: str, attrs, flag) -> tuple:
         idx = self._index[(dtype, cls)]
         twins = {op, op[:-1] if op.endswith("_") else op + "_"}  # add_ runs add's kernel in place
         own = [i for i in idx if self.points[i]["op"] == op] or [i for i in idx if self.points[i]["op"] in twins]
