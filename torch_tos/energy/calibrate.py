@@ -305,7 +305,7 @@ def fit_cost_model(profile, priced: pd.DataFrame, meta: dict | None = None):
     prof_fp = fingerprint(threads=dev.get("threads"))
     if dev.get("type") == "cuda":
         prof_fp.update(gpu=dev.get("name"), device=f"cuda:{dev.get('index') or 0}")
-    return CostModel.fit(profile, priced, fingerprints={"profile": prof_fp, "runs": runs_fp}, meta=meta)
+    return CostModel(profile, fingerprints={"profile": prof_fp, "runs": runs_fp}, meta=meta).fit(priced)
 
 
 def heldout_errors(priced: pd.DataFrame) -> pd.DataFrame:

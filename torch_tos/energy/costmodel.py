@@ -44,30 +44,34 @@ class CostModel:
     """A calibrated cost model (module doc).
 
     ``profile``: the :class:`~.machine.MachineProfile`; ``laws``: ``{(mode, quantity): StepLaw}``
-    (fitted); ``fingerprints``: ``{"profile": {...}, "runs": [{...}, ...]}`` — the machine that
+    (fitted; or fit them with :meth:`fit`, scikit-learn style); ``fingerprints``: ``{"profile": {...}, "runs": [{...}, ...]}`` — the machine that
     measured the profile and the machines that measured the runs; ``meta``: free-form notes
     (dtypes, threads, meter, suite)."""
 
-    def __init__(self, profile, laws: dict, *, fingerprints: dict | None = None, meta: dict | None = None):
+    def __init__(self, profile, laws: dict | None = None, *, fingerprints: dict | None = None,
+                 meta: dict | None = None):
         self.profile = profile
-        self.laws = dict(laws)
+        self.laws = dict(laws or {})
         self.fingerprints = dict(fingerprints or {})
         self.meta = dict(meta or {})
 
     # -- fitting ---------------------------------------------------------------------------------
-    @classmethod
-    def fit(cls, profile, priced_runs, *, fingerprints: dict | None = None, meta: dict | None = None) -> "CostModel":
-        """Fit the step-level law of every mode in ``priced_runs`` (a priced runs table,
-        :func:`.pricing.price_runs`, with a ``mode`` column) for joules and seconds."""
+    def fit(self, X, y=None) -> "CostModel":
+        """Fit the step-level law of every mode in ``X`` — a priced runs table
+        (:func:`.pricing.price_runs` with this model's profile) with a ``mode`` column — for joules
+        and seconds (``y`` is read from its ``joules`` and ``seconds`` columns); returns ``self``."""
         from .steplaw import StepLaw
 
-        modes = sorted(set(priced_runs["mode"].astype(str))) if "mode" in priced_runs else ["training"]
+        if y is not None:
+            raise ValueError("CostModel.fit reads joules and seconds from the priced runs table; pass y=None")
+        modes = sorted(set(X["mode"].astype(str))) if "mode" in X else ["training"]
         laws = {}
         for mode in modes:
-            runs = priced_runs[priced_runs["mode"].astype(str) == mode] if "mode" in priced_runs else priced_runs
+            runs = X[X["mode"].astype(str) == mode] if "mode" in X else X
             for q in QUANTITIES:
                 laws[(mode, q)] = StepLaw(mode, q).fit(runs)
-        return cls(profile, laws, fingerprints=fingerprints, meta=meta)
+        self.laws = laws
+        return self
 
     @property
     def modes(self) -> tuple[str, ...]:
