@@ -25,7 +25,8 @@ import torch
 
 from .._compat import pop_torch_function_mode, push_torch_function_mode, torch_function_mode_at_top
 from .cache import Node, StepCache
-from .hooks import ModuleHook, next_sequence_nr
+from .._compat import next_sequence_nr
+from .hooks import ModuleHook, running_modules
 from .signature import ForwardSignature, has_kv_cache, optimizer_signature
 from .verify import TRUSTED_OPTIMIZERS, Tracer, global_module_hooks
 
@@ -40,10 +41,10 @@ class Step:
     counted = 0        # events counted
     forwards = 0
     decoding = False   # a forward was given a key/value cache
-    ranges = ()        # autograd sequence ranges of its root forwards (see CounterScope.partial)
     reason = None      # why counting started (None: it did not)
     full = False       # count every event (the previous step was partial)
     seq0 = None        # the autograd sequence number when the step opened
+    state = None       # parameter gradients and optimizer state when it opened (see open)
     meter_ctx = None
     meter_m = None
 
@@ -78,6 +79,7 @@ class StepTracker:
         self.depth = 0                    # > 0 inside a traced call
         self.trusted = False              # inside a trusted forward or optimizer step
         self.root_depth = 0               # root forwards running (re-entrant calls)
+        self.entering = False             # in the root's forward pre-hook
         self.engine_on = False
         self.scope_on = False
         self.inner_handle = None
@@ -96,11 +98,24 @@ class StepTracker:
             step.reason = self.cache.why_not(node, key, step.full)
             self._start_counting()
             step.counting = True
-            if step.reused:  # the step left the cache part-way
-                self.scope.partial(step.ranges, inside_forward=self.root_depth > 0)
+            self.scope.seq0 = step.seq0
+            if step.reused:  # the step left the cache part-way: take over from the cached path
+                self.scope.resume(node, step.seq0, self._running())
         child = step.node = self.segment = self.cache.new_child(node, key)
         step.counted += 1
         self.engine.counts, self.engine.unsupported = child.counts, child.unsupported
+        if self.cache.enabled:
+            child.claims, child.marks = [], []
+            self.scope.recording = child
+            self.scope.mark()
+
+    def _running(self) -> tuple:
+        """The model's modules running now, as :meth:`CounterScope.resume` takes them: ``()``,
+        ``("",)`` for the root alone, else a stack it cannot take over."""
+        n = running_modules(self.model) - self.entering
+        if n == 1 and self.root_depth:
+            return ("",)
+        return ("?",) * n
 
     def trace(self, on: bool) -> None:
         if on == self.tracing or (on and not self.cache.enabled):  # cache=False: nothing to verify
@@ -137,6 +152,13 @@ class StepTracker:
     def open(self, grad: bool, explicit: bool) -> Step:
         step = self.step = Step(grad, explicit, self.cache.roots["step"])
         step.seq0 = next_sequence_nr()
+        if grad:
+            # what decides work later in the step and is known now: which parameters hold a
+            # gradient (zero_grad() inside the step, accumulation into it) and how much state
+            # the followed optimizers hold (their first step creates it). A step that starts
+            # differently from every cached one is counted from its start, never part-way.
+            step.state = (tuple([p.grad is None for p in self.signature.params]),
+                          tuple([(len(o.state), sum(map(len, o.state.values()))) for o in self.followed()]))
         if self.full_next:
             # the last step left the cache part-way, so the layers of its work that began before
             # are coarse (CounterScope.partial); counting this one in full makes the path exact
@@ -193,13 +215,12 @@ class StepTracker:
             self.root_depth += 1
             self.trace(outer)
         else:
-            region = self.forward(args, kwargs, explicit=False)
+            self.entering = True  # in the root's call, before its forward (see _running)
+            try:
+                region = self.forward(args, kwargs, explicit=False)
+            finally:
+                self.entering = False
             self.root_depth = 1
-            step = self.step
-            if step is not None and region != "inner":
-                if not step.ranges:
-                    step.ranges = []
-                step.ranges.append([next_sequence_nr(), None])
             if region == "traced":
                 self.trace(True)
             elif region is not None:  # "trusted" or "inner": the forward runs untraced
@@ -213,10 +234,7 @@ class StepTracker:
             self.root_depth -= 1
         elif self.root_depth == 1:
             self.root_depth = 0
-            step = self.step
-            if step is not None:  # back in the step's own code: traced
-                if step.ranges and step.ranges[-1][1] is None:
-                    step.ranges[-1][1] = next_sequence_nr()
+            if self.step is not None:  # back in the step's own code: traced
                 self.trusted = False
                 self.trace(True)
         return None
@@ -244,7 +262,8 @@ class StepTracker:
         step.forwards += 1
         if not grad and has_kv_cache(args, kwargs):
             step.decoding = True
-        self.event(step, (sig, trusted))
+        key = (sig, trusted)
+        self.event(step, key if step.node.parent is not None else (key, step.state))
         return "trusted" if trusted else "traced"
 
     def begin(self, args, kwargs) -> None:
@@ -267,8 +286,10 @@ class StepTracker:
             return
         node = self.cache.new_child(root, sig) if cacheable else Node(sig, root)
         engine = self.engine
-        saved = (engine.counts, engine.unsupported, self.segment)
+        scope = self.scope
+        saved = (engine.counts, engine.unsupported, self.segment, scope.recording)
         engine.counts, engine.unsupported, self.segment = node.counts, node.unsupported, node
+        scope.recording = None  # its module entries are not part of the step's timeline
         started_scope, started_engine = not self.scope_on, not self.engine_on
         self._start_counting()
         tracker = self
@@ -285,7 +306,9 @@ class StepTracker:
                 tracker.scope.detach()
                 tracker.scope.forget_nodes()
                 tracker.scope_on = False
-            engine.counts, engine.unsupported, tracker.segment = saved
+            engine.counts, engine.unsupported, tracker.segment, recording = saved
+            if tracker.scope_on:
+                scope.recording = recording
             summary, new = tracker.cache.summary(node) if cacheable else \
                 tracker.cache.intern(node.counts, node.unsupported, False)
             tracker.record(summary, "miss", None, new, None if cacheable else "untrusted model")
@@ -296,6 +319,13 @@ class StepTracker:
                                                              with_kwargs=True, always_call=True)
 
     # -- optimizer -----------------------------------------------------------------------------
+    def followed(self) -> list:
+        """The optimizers whose steps close this counter's steps (the one given, else those seen
+        stepping the model's parameters)."""
+        if self.optimizer is not None:
+            return [self.optimizer]
+        return [o for o in (ref() for ref, mine in self._ours.values() if mine) if o is not None]
+
     def is_ours(self, opt) -> bool:
         if opt is self.optimizer:
             return True
@@ -347,7 +377,7 @@ class StepTracker:
         self.engine.in_optimizer = True
         trusted = type(opt) in TRUSTED_OPTIMIZERS
         key = ("optimizer", optimizer_signature(opt, self._hyper_memo), self.signature.param_id, trusted)
-        self.event(step, key)
+        self.event(step, key if step.node.parent is not None else (key, step.state))
         self.trusted = trusted
         self.trace(not trusted)
 

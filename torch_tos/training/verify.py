@@ -87,12 +87,34 @@ def data_dependent(func) -> bool:
     return hit
 
 
+#: Tensor attributes whose reading runs an op (a view: ``x.T``, ``x.data`` is an ``aten.detach``)
+#: or whose setting does (``x.real = y`` copies): their accesses stay events.
+_ATTRIBUTES_WITH_OPS = frozenset(("T", "mT", "H", "mH", "data", "real", "imag"))
+
+
+def _bookkeeping_attributes() -> tuple:
+    """Reading and setting every other ``Tensor`` attribute (``p.grad``, ``p.grad = None``,
+    ``requires_grad``, ``grad_fn``, ``shape``, …): no op runs, so no work to verify — what a
+    setting changes (a gradient dropped, ``requires_grad``) is in the keys of the later events
+    that depend on it (a backward's key says which parameters hold a gradient, every signature
+    has ``requires_grad``). Were one of them to run an op after all, that op would run outside
+    any traced call and its segment would be counted every time (still exact)."""
+    base = torch._C.TensorBase
+    out = []
+    for name in dir(base):
+        attr = getattr(base, name, None)
+        if type(attr).__name__ == "getset_descriptor" and name not in _ATTRIBUTES_WITH_OPS:
+            out += [attr.__get__, attr.__set__]
+    return tuple(out)
+
+
 #: Calls that are not events: switching grad mode changes no work by itself; what it changes
 #: (``requires_grad`` of the tensors made under it) is in the signatures of the calls that use them.
-#: Nor are the profiler's ``record_function`` markers (``optimizer.step()`` sets them up before
-#: its pre-hook runs): bookkeeping, never counted.
+#: Nor are the profiler's ``record_function`` markers (``optimizer.step()`` and ``zero_grad()``
+#: set them up): bookkeeping, never counted. Nor the bookkeeping of gradients and flags
+#: (``zero_grad()``'s ``p.grad = None``, ``requires_grad_()``; see :func:`_bookkeeping_attributes`).
 _NOT_EVENTS = frozenset(f for f in (
-    C_SET_GRAD_ENABLED,
+    C_SET_GRAD_ENABLED, torch.Tensor.requires_grad_, *_bookkeeping_attributes(),
     *(getattr(getattr(torch.ops, "profiler", None), n, None)
       for n in ("_record_function_enter", "_record_function_enter_new", "_record_function_exit")))
     if f is not None)
