@@ -8,6 +8,7 @@ table must be equal row for row — layer, phase, dtype, op — in all three, an
 (``zero_grad()`` with either ``set_to_none``, ``optimizer.step()``, ``GradScaler``, gradient
 clipping, accumulation) must never leave a cached step part-way when its work is the same."""
 
+import contextlib
 import warnings
 
 import pytest
@@ -38,14 +39,16 @@ def _rows(counts) -> dict:
     return {k: list(v) for k, v in counts.rows.items() if not k[3].startswith("profiler.")}
 
 
-class _Reference:
+class Reference:
     """``Engine(model=...)`` around what the counter calls a step: counting from the model's
     first forward until ``optimizer.step()`` returns, the optimizer phase inside that step (not
-    inside its closure)."""
+    inside its closure); each step's rows are appended to :attr:`steps` when it ends. Works
+    around any loop (a Trainer's too): ``with Reference(model, opt): ...``."""
 
     def __init__(self, model, opt):
         self.engine = Engine(model=model)
         self.engine.paused = True
+        self.steps: list = []
         self.handles = [model.register_forward_pre_hook(self._open, prepend=True),
                         opt.register_step_pre_hook(self._opt_pre),
                         opt.register_step_post_hook(self._opt_post)]
@@ -71,19 +74,28 @@ class _Reference:
         return args[:1], {**kwargs, "closure": phased}
 
     def _opt_post(self, *_):
-        self.engine.in_optimizer = False
-        self.engine.paused = True
+        engine = self.engine
+        engine.in_optimizer = False
+        engine.paused = True
+        self.steps.append(_rows(engine.counts))
+        engine.reset()
 
-    def run(self, body, *args):
-        self.engine.reset()
-        with self.engine:
-            body(*args)
-        self.engine.paused = True
-        return _rows(self.engine.counts)
+    def __enter__(self):
+        self.engine.__enter__()
+        return self
 
-    def close(self):
+    def __exit__(self, *exc):
+        self.engine.__exit__(*exc)
         for h in self.handles:
             h.remove()
+        return False
+
+
+def assert_steps_equal(records, counted, reference):
+    """Every step's rows: the counter's (``counted``) equal the reference Engine's."""
+    assert len(counted) == len(reference), (len(counted), len(reference))
+    for i, (got, want) in enumerate(zip(counted, reference)):
+        assert got == want, f"step {i} ({records[i].cache}, {records[i].recount}) differs from an Engine"
 
 
 def _three_ways(make, body, steps):
@@ -95,9 +107,10 @@ def _three_ways(make, body, steps):
         model, opt = make()
         state: dict = {}
         if mode == "engine":
-            ref = _Reference(model, opt)
-            out[mode] = [ref.run(body, model, opt, i, state) for i in range(steps)]
-            ref.close()
+            with Reference(model, opt) as ref:
+                for i in range(steps):
+                    body(model, opt, i, state)
+            out[mode] = ref.steps
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -107,10 +120,8 @@ def _three_ways(make, body, steps):
         assert len(counter.steps) == steps, [r.kind for r in counter.steps]
         out[mode] = [_rows(counter.report(step=i).counts) for i in range(steps)]
         out[mode + "_records"] = counter.steps
-    for i in range(steps):
-        assert out["uncached"][i] == out["engine"][i], f"step {i}: cache=False differs from an Engine"
-        assert out["cached"][i] == out["engine"][i], \
-            f"step {i} ({out['cached_records'][i].cache}): cache=True differs from an Engine"
+    assert_steps_equal(out["uncached_records"], out["uncached"], out["engine"])
+    assert_steps_equal(out["cached_records"], out["cached"], out["engine"])
     return out["cached_records"]
 
 
@@ -274,3 +285,89 @@ def test_a_step_that_leaves_the_cache_inside_the_root_forward():
 
     records = _three_ways(_sgd(Gate), body, 5)
     assert [r.cache for r in records] == ["miss", "hit", "partial", "hit", "hit"]
+
+
+def _trainer_rows(counter) -> tuple[list, list]:
+    records = [r for r in counter.steps if r.kind == "training"]
+    return records, [_rows(counter.report(step=r.index).counts) for r in records]
+
+
+def test_hugging_face_trainer(tmp_path):
+    """The Trainer's own loop (gradient clipping, accumulation over 2 batches,
+    ``model.zero_grad()`` after the step, the scheduler): every step equal to an Engine around
+    it."""
+    pytest.importorskip("transformers")
+    pytest.importorskip("accelerate")
+    from transformers import Trainer, TrainingArguments
+
+    from torch_tos.integrations.transformers import TOsTrainerCallback, build_from_config
+
+    config = dict(num_hidden_layers=1, hidden_size=16, intermediate_size=32, num_attention_heads=2,
+                  num_key_value_heads=1, vocab_size=50, use_cache=False)
+
+    def run(callbacks, wrap):
+        torch.manual_seed(0)
+        model, make_inputs = build_from_config("llama", config, "cpu")
+        batch = make_inputs(batch_size=2, seq_len=6)
+        data = [{k: v[i % 2] for k, v in batch.items()} for i in range(8)]
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        args = TrainingArguments(output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=2,
+                                 gradient_accumulation_steps=2, max_grad_norm=1.0,
+                                 report_to=[], save_strategy="no", use_cpu=True, disable_tqdm=True,
+                                 dataloader_num_workers=0, logging_steps=100)
+        trainer = Trainer(model=model, args=args, train_dataset=data, optimizers=(opt, None),
+                          callbacks=callbacks)
+        with wrap(model, opt) as ref:
+            trainer.train()
+        return ref
+
+    tos = TOsTrainerCallback(log=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run([tos], lambda m, o: contextlib.nullcontext())
+        ref = run([], Reference)
+    records, counted = _trainer_rows(tos.counter)
+    assert [r.cache for r in records] == ["miss", "miss", "hit"]  # AdamW's state from step 1 on
+    assert_steps_equal(records, counted, ref.steps)
+
+
+def test_lightning_trainer():
+    """Lightning's automatic optimisation (the closure runs the training step, ``zero_grad()``
+    and ``backward()`` inside ``optimizer.step()``): every step equal to an Engine around it."""
+    L = pytest.importorskip("lightning.pytorch")
+    from torch_tos.integrations.lightning import TOsCallback
+
+    class Net(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = _net()
+
+        def training_step(self, batch, batch_idx):
+            return nn.functional.cross_entropy(self.net(batch[0]), batch[1])
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1, momentum=0.9)
+
+    class WithReference(L.Callback):
+        def on_train_start(self, trainer, module):
+            self.ref = Reference(module, trainer.optimizers[0]).__enter__()
+
+        def on_train_end(self, trainer, module):
+            self.ref.__exit__(None, None, None)
+
+    def fit(callback):
+        torch.manual_seed(0)
+        data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, Y), batch_size=4)
+        trainer = L.Trainer(max_epochs=1, logger=False, callbacks=[callback], accelerator="cpu",
+                            devices=1, enable_checkpointing=False, enable_progress_bar=False,
+                            enable_model_summary=False)
+        trainer.fit(Net(), data)
+
+    tos, ref = TOsCallback(log=False), WithReference()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit(tos)
+        fit(ref)
+    records, counted = _trainer_rows(tos.counter)
+    assert [r.cache for r in records] == ["miss", "miss", "hit", "hit"]
+    assert_steps_equal(records, counted, ref.ref.steps)
