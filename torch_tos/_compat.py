@@ -53,6 +53,8 @@ API                                           without it
 ``Module._forward_pre_hooks`` & co. (the      the public ``register_forward_pre_hook`` /
 hook dicts), ``RemovableHandle.next_id``      ``register_forward_hook`` (slower attach)
 ``torch.nn.modules.conv._ConvNd``             the six public ``Conv*``/``ConvTranspose*`` classes
+``torch.nn.Module._call_impl``                a step that leaves the cache inside a forward is
+                                              attributed coarsely (then counted in full once)
 ============================================  =======================================================
 """
 
@@ -199,26 +201,30 @@ def eager_kernel(hop):
 
 # -- the torch-function mode stack (the step cache's tracer, torch_tos/training/steps.py) -------------
 def _tf_api(name: str):
+    """``torch._C.<name>`` itself (the tracer calls these on every step: no wrapper), or a
+    function raising :class:`CompatError` when called."""
     api = getattr(torch._C, name, None)
-    if api is None:  # pragma: no cover - depends on the installed torch
+    if api is not None:
+        return api
+
+    def missing(*args):  # pragma: no cover - depends on the installed torch
         raise _missing(f"torch._C.{name}", "the step cache's tracer; pass cache=False")
-    return api
+
+    return missing
 
 
-def push_torch_function_mode(mode) -> None:
-    """Push ``mode`` on this thread's torch-function mode stack (no ``__enter__``)."""
-    _tf_api("_push_on_torch_function_stack")(mode)
-
-
-def pop_torch_function_mode():
-    """Pop the innermost torch-function mode of this thread."""
-    return _tf_api("_pop_torch_function_stack")()
+#: ``push_torch_function_mode(mode)``: push ``mode`` on this thread's torch-function mode stack
+#: (no ``__enter__``); ``pop_torch_function_mode()``: pop the innermost one.
+push_torch_function_mode = _tf_api("_push_on_torch_function_stack")
+pop_torch_function_mode = _tf_api("_pop_torch_function_stack")
+_tf_len = _tf_api("_len_torch_function_stack")
+_tf_at = _tf_api("_get_function_stack_at")
 
 
 def torch_function_mode_at_top():
     """The innermost torch-function mode of this thread, ``None`` when the stack is empty."""
-    n = _tf_api("_len_torch_function_stack")()
-    return _tf_api("_get_function_stack_at")(n - 1) if n else None
+    n = _tf_len()
+    return _tf_at(n - 1) if n else None
 
 
 # -- autograd sequence numbers, grad mode, autocast --------------------------------------------------
@@ -330,6 +336,11 @@ class ScopeHooks:
             self.handles = None
 
 
+#: The code of ``Module._call_impl``, which every module call runs: a Python frame running it is a
+#: module call in progress (None on a torch without it).
+MODULE_CALL_CODE = getattr(getattr(torch.nn.Module, "_call_impl", None), "__code__", None)
+
+
 _nn = torch.nn
 #: Every convolution module type (``isinstance`` argument).
 CONV_TYPES = getattr(_nn.modules.conv, "_ConvNd", None) or (
@@ -377,5 +388,5 @@ PRIVATE_APIS = (
     "torch.nn.modules.module._global_backward_hooks",
     "torch.nn.modules.module._global_backward_pre_hooks", "torch.fx.node._get_qualified_name",
     "torch.optim.optimizer._default_to_fused_or_foreach", "torch.nn.modules.conv._ConvNd",
-    "torch.utils.hooks.RemovableHandle.next_id",
+    "torch.utils.hooks.RemovableHandle.next_id", "torch.nn.Module._call_impl",
 )

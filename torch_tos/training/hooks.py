@@ -23,7 +23,7 @@ import threading
 
 import torch
 
-from .._compat import next_sequence_nr, resnapshot_python_keys
+from .._compat import MODULE_CALL_CODE, resnapshot_python_keys
 from ..attribution import OUTSIDE_LAYER, ModuleScope, node_key
 from ..counter import Engine
 from .verify import data_dependent
@@ -223,18 +223,16 @@ def running_modules(model: torch.nn.Module) -> int:
     """How many of ``model``'s modules have a call running in this thread now, read from the
     Python frames of ``Module._call_impl`` (a module entered before its hooks existed is seen
     too)."""
+    if MODULE_CALL_CODE is None:  # pragma: no cover - depends on the installed torch
+        return 2 ** 31  # unknown: more than can be taken over
     ids = {id(m) for m in model.modules()}
     n = 0
     frame = sys._getframe(1)
     while frame is not None:
-        if frame.f_code is _CALL_IMPL:
-            if id(frame.f_locals.get("self")) in ids:
-                n += 1
+        if frame.f_code is MODULE_CALL_CODE and id(frame.f_locals.get("self")) in ids:
+            n += 1
         frame = frame.f_back
     return n
-
-
-_CALL_IMPL = torch.nn.Module._call_impl.__code__
 
 
 def _profiler_ops() -> frozenset:

@@ -99,10 +99,9 @@ def _bookkeeping_attributes() -> tuple:
     that depend on it (a backward's key says which parameters hold a gradient, every signature
     has ``requires_grad``). Were one of them to run an op after all, that op would run outside
     any traced call and its segment would be counted every time (still exact)."""
-    base = torch._C.TensorBase
     out = []
-    for name in dir(base):
-        attr = getattr(base, name, None)
+    for name in dir(torch.Tensor):  # the C getters and setters, as the class inherits them
+        attr = getattr(torch.Tensor, name, None)
         if type(attr).__name__ == "getset_descriptor" and name not in _ATTRIBUTES_WITH_OPS:
             out += [attr.__get__, attr.__set__]
     return tuple(out)
