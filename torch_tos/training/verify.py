@@ -150,19 +150,17 @@ class Tracer(TorchFunctionMode):
         self.params = params
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        if func in _NOT_EVENTS:
-            return func(*args, **(kwargs or {}))
+        tracker = self.tracker
+        step = tracker.step
+        if step is None or func in _NOT_EVENTS:
+            return func(*args, **kwargs) if kwargs else func(*args)
         # an open Engine's Tensor.__bool__/item wrappers (integrations.hf_meta) are the same call
-        key = (STANDS_FOR.get(func, func), *[tensor_sig(a) if type(a) is _Tensor else
-                       (a if type(a) in _PLAIN else value_sig(a)) for a in args])
+        key = (_STANDS_FOR.get(func, func), *[tensor_sig(a) if type(a) is _Tensor else
+                                              (a if type(a) in _PLAIN else value_sig(a)) for a in args])
         if kwargs:
             key += (tuple([(k, v if type(v) in _PLAIN else value_sig(v)) for k, v in kwargs.items()]),)
         else:
-            kwargs = {}
-        tracker = self.tracker
-        step = tracker.step
-        if step is None:
-            return func(*args, **kwargs)
+            kwargs = _EMPTY
         if func in _BACKWARD:
             key += (_roots(args[0] if args else kwargs.get("tensors", kwargs.get("outputs")), step.seq0),
                     tuple([p.grad is None for p in self.params]))
@@ -179,3 +177,7 @@ class Tracer(TorchFunctionMode):
             return func(*args, **kwargs)
         finally:
             tracker.depth -= 1
+
+
+_STANDS_FOR = STANDS_FOR
+_EMPTY: dict = {}
