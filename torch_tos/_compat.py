@@ -55,6 +55,12 @@ hook dicts), ``RemovableHandle.next_id``      ``register_forward_hook`` (slower 
 ``torch.nn.modules.conv._ConvNd``             the six public ``Conv*``/``ConvTranspose*`` classes
 ``torch.nn.Module._call_impl``                a step that leaves the cache inside a forward is
                                               attributed coarsely (then counted in full once)
+``DistributedDataParallel.``                  the backward of a DDP model is counted every step
+``_get_ddp_logging_data`` and its ``_comm_``  (its bucket rebuild and communication hook cannot
+``hooks``, ``_has_rebuilt_buckets``,          be told apart otherwise)
+``_lazy_init_ran``; ``ddp_comm_hooks.mixed_``
+``precision_hooks._reducer_allreduce_and_``
+``upcast_hook``
 ============================================  =======================================================
 """
 
@@ -336,6 +342,38 @@ class ScopeHooks:
             self.handles = None
 
 
+# -- DistributedDataParallel internals (torch_tos/training/ddp.py) ------------------------------------
+_DDP_FIELDS = ("_has_rebuilt_buckets", "_lazy_init_ran", "_delay_all_reduce_all_params",
+               "_static_graph_delay_allreduce_enqueued")
+
+
+def ddp_internals(ddp) -> dict | None:
+    """What a ``DistributedDataParallel`` keeps about its own state: ``logging`` (its
+    ``_get_ddp_logging_data()``: iteration, bucket sizes, communication hook name), ``hooks``
+    (its ``_comm_hooks``: ``[(hook, state)]`` of the Python hooks) and the flags of
+    :data:`_DDP_FIELDS` (by name, without the underscore). None when this torch lacks them."""
+    get = getattr(ddp, "_get_ddp_logging_data", None)
+    hooks = getattr(ddp, "_comm_hooks", None)
+    if get is None or hooks is None or not hasattr(ddp, "_has_rebuilt_buckets"):
+        return None  # pragma: no cover - depends on the installed torch
+    try:
+        logging = get()
+    except RuntimeError:  # pragma: no cover - no reducer (e.g. DDP of a model without parameters)
+        logging = {}
+    out = {name[1:]: getattr(ddp, name, None) for name in _DDP_FIELDS}
+    out.update(logging=logging, hooks=hooks)
+    return out
+
+
+def ddp_mixed_precision_hook():
+    """The hook DDP registers for its ``mixed_precision`` option (fixed work per step), or None."""
+    try:
+        from torch.distributed.algorithms.ddp_comm_hooks import mixed_precision_hooks
+    except ImportError:  # pragma: no cover - depends on the installed torch
+        return None
+    return getattr(mixed_precision_hooks, "_reducer_allreduce_and_upcast_hook", None)
+
+
 #: The code of ``Module._call_impl``, which every module call runs: a Python frame running it is a
 #: module call in progress (None on a torch without it).
 MODULE_CALL_CODE = getattr(getattr(torch.nn.Module, "_call_impl", None), "__code__", None)
@@ -389,4 +427,6 @@ PRIVATE_APIS = (
     "torch.nn.modules.module._global_backward_pre_hooks", "torch.fx.node._get_qualified_name",
     "torch.optim.optimizer._default_to_fused_or_foreach", "torch.nn.modules.conv._ConvNd",
     "torch.utils.hooks.RemovableHandle.next_id", "torch.nn.Module._call_impl",
+    "torch.nn.parallel.DistributedDataParallel._get_ddp_logging_data",
+    "torch.distributed.algorithms.ddp_comm_hooks.mixed_precision_hooks._reducer_allreduce_and_upcast_hook",
 )

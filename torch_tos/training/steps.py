@@ -26,6 +26,7 @@ import torch
 from .._compat import (global_module_hooks_set, next_sequence_nr, pop_torch_function_mode,
                        push_torch_function_mode, torch_function_mode_at_top)
 from .cache import Node, StepCache
+from .ddp import ddp_of, forward_state
 from .hooks import ModuleHook, running_modules
 from .signature import ForwardSignature, has_kv_cache, optimizer_signature
 from .verify import TRUSTED_OPTIMIZERS, Tracer
@@ -93,6 +94,7 @@ class StepTracker:
         self._ours: dict = {}   # id(optimizer) -> (weakref, follows the model?) without optimizer=
         self._followed: tuple = (optimizer,) if optimizer is not None else ()
         self._hyper_memo: dict = {}
+        self.ddp = ddp_of(model)          # a DistributedDataParallel model (see .ddp)
 
     # -- the one decision: follow the cache or count -----------------------------------------
     def event(self, step: Step, key) -> None:
@@ -278,6 +280,8 @@ class StepTracker:
                 step = None
         key = (self.signature(args, kwargs),
                self.model_trusted and not explicit and not global_module_hooks_set())
+        if self.ddp is not None:
+            key += (forward_state(self.ddp),)
         if step is None:
             step = self.open(grad, explicit)
             self.event(step, (key, step.state))

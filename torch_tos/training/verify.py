@@ -32,6 +32,7 @@ from torch.overrides import TorchFunctionMode
 
 from .._compat import C_SET_GRAD_ENABLED, global_module_hooks_set, sequence_nr
 from ..integrations.hf_meta import STANDS_FOR
+from .ddp import comm_hook_state
 from .signature import FLAG_FREE, tensor_sig, value_sig
 
 __all__ = ["TRUSTED_MODULES", "TRUSTED_OPTIMIZERS", "Tracer", "model_is_trusted", "data_dependent"]
@@ -161,17 +162,23 @@ class Tracer(TorchFunctionMode):
             key += (tuple([(k, v if type(v) in _PLAIN else value_sig(v)) for k, v in kwargs.items()]),)
         else:
             kwargs = _EMPTY
+        volatile = None
         if func in _BACKWARD:
             key += (_roots(args[0] if args else kwargs.get("tensors", kwargs.get("outputs")), step.seq0),
                     tuple([p.grad is None for p in self.params]))
-        if not step.counting and not step.full:  # replaying the cache (the common case): as
-            # StepTracker.event decides for a known event, inlined to keep it short
+            if tracker.ddp is not None:  # the communication hook runs inside this backward
+                comm, volatile = comm_hook_state(tracker.ddp)
+                key += (comm,)
+        if not step.counting and not step.full and volatile is None:  # replaying the cache (the
+            # common case): as StepTracker.event decides for a known event, inlined
             child = step.node.children.get(key)
             if child is not None and child.volatile is None:
                 step.node = child
                 step.reused += 1
                 return func(*args, **kwargs)
         tracker.event(step, key)
+        if volatile is not None:
+            step.node.volatile = volatile
         tracker.depth += 1
         try:
             return func(*args, **kwargs)
