@@ -56,11 +56,11 @@ hook dicts), ``RemovableHandle.next_id``      ``register_forward_hook`` (slower 
 ``torch.nn.Module._call_impl``                a step that leaves the cache inside a forward is
                                               attributed coarsely (then counted in full once)
 ``DistributedDataParallel.``                  the backward of a DDP model is counted every step
-``_get_ddp_logging_data`` and its ``_comm_``  (its bucket rebuild and communication hook cannot
-``hooks``, ``_has_rebuilt_buckets``,          be told apart otherwise)
-``_lazy_init_ran``; ``ddp_comm_hooks.mixed_``
-``precision_hooks._reducer_allreduce_and_``
-``upcast_hook``
+``_get_ddp_logging_data`` and the DDP's       (its bucket rebuild and communication hook cannot
+``_comm_hooks``, ``_has_rebuilt_buckets``,    be told apart otherwise)
+``_lazy_init_ran``
+``mixed_precision_hooks.``                    DDP's ``mixed_precision`` hook is user code to the
+``_reducer_allreduce_and_upcast_hook``        cache: its backward is counted every step
 ============================================  =======================================================
 """
 
