@@ -95,7 +95,7 @@ def test_step_cache_knows_ddp_communication_hooks(tmp_path):
         # PowerSGD's first compressed step (it creates its buffers), step 4 the steady one;
         # from then on its work is the same and reused
         assert [r[0] for r in psgd] == ["miss", "miss", "miss", "partial", "partial", "hit", "hit", "hit"]
-        assert psgd[3][1] == psgd[4][1] == "call sequence differs at backward"
+        assert "communication hook differs" in psgd[3][1] and "communication hook differs" in psgd[4][1]
         assert len({tos[2], tos[3], tos[4]}) == 3  # three different kinds of work
         later = res["registered-later", True]
         assert [r[0] for r in later[3:]] == ["hit", "miss", "hit", "hit", "hit"]  # registered at step 4

@@ -97,9 +97,19 @@ class StepCache:
                 if any(s is not None and s[0] == state[0] for s in seen):
                     return "optimizer state at the step's start differs from every counted step"
                 return "parameter gradients at the step's start differ from every counted step"
+            if _ddp_differs(key, [k for k, _ in node.children]):
+                return _DDP
+        elif _ddp_differs(key, list(node.children)):
+            return _DDP
         if callable(key[0]):  # a torch call seen by the tracer: (function, *argument signatures)
             f = key[0]
             name = getattr(f, "__name__", None) or str(f)
+            if name in ("backward", "grad") and any(len(k) == len(key) and k[:-1] == key[:-1]
+                                                    for k in node.children):
+                # a DDP backward (its last part is the communication hook's state) seen with
+                # another hook state
+                return ("the state of DistributedDataParallel's communication hook differs from "
+                        "every counted step (e.g. PowerSGD leaving its warm-up)")
             return f"call sequence differs at {name}"
         if key[0] == "optimizer":
             return "optimizer signature not seen"
@@ -147,3 +157,14 @@ class StepCache:
             return hit, False
         summary = self._by_content[key] = Summary(counts, unsupported, self.table, self.dtype, decoding)
         return summary, True
+
+
+_DDP = ("DistributedDataParallel's state differs from every counted step (its first forward, "
+        "bucket rebuild, no_sync() or communication hook)")
+
+
+def _ddp_differs(key, seen) -> bool:
+    """``key`` is a forward event of a DDP model (signature, trusted, DDP state) whose signature
+    was seen with another DDP state."""
+    return (isinstance(key, tuple) and len(key) == 3 and not callable(key[0]) and key[0] != "optimizer"
+            and any(isinstance(k, tuple) and len(k) == 3 and k[:2] == key[:2] for k in seen))
