@@ -104,8 +104,9 @@ class StepCache:
         if callable(key[0]):  # a torch call seen by the tracer: (function, *argument signatures)
             f = key[0]
             name = getattr(f, "__name__", None) or str(f)
-            if name in ("backward", "grad") and any(len(k) == len(key) and k[:-1] == key[:-1]
-                                                    for k in node.children):
+            last = key[-1]
+            if type(last) is tuple and last[:1] == ("ddp communication hook",) and \
+                    any(len(k) == len(key) and k[:-1] == key[:-1] for k in node.children):
                 # a DDP backward (its last part is the communication hook's state) seen with
                 # another hook state
                 return ("the state of DistributedDataParallel's communication hook differs from "

@@ -168,7 +168,7 @@ class Tracer(TorchFunctionMode):
                     tuple([p.grad is None for p in self.params]))
             if tracker.ddp is not None:  # the communication hook runs inside this backward
                 comm, volatile = comm_hook_state(tracker.ddp)
-                key += (comm,)
+                key += (("ddp communication hook", comm),)
         if not step.counting and not step.full and volatile is None:  # replaying the cache (the
             # common case): as StepTracker.event decides for a known event, inlined
             child = step.node.children.get(key)
