@@ -102,3 +102,41 @@ def test_step_cache_knows_ddp_communication_hooks(tmp_path):
         user = res["user-hook", True]
         assert all(r[0] != "hit" for r in user)
         assert "user code" in user[-1][1]
+
+
+def _csv_worker(rank: int, port: int, out_dir: str) -> None:
+    sys.path.insert(0, os.path.dirname(__file__))
+    from torch_tos import TOsCounter
+
+    with gloo_group(rank, port):
+        ddp = nn.parallel.DistributedDataParallel(nn.Sequential(nn.Linear(16, 8), nn.Sigmoid(), nn.Linear(8, 8)))
+        opt = torch.optim.SGD(ddp.parameters(), lr=0.1)
+        g = torch.Generator().manual_seed(rank)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with TOsCounter(ddp, opt) as counter:
+                counter.log_to(os.path.join(out_dir, "steps.csv"))  # the same path on every rank
+                for _ in range(5 + rank):  # the ranks log different numbers of steps
+                    opt.zero_grad()
+                    nn.functional.mse_loss(ddp(torch.randn(4, 16, generator=g)), torch.randn(4, 8, generator=g)).backward()
+                    opt.step()
+        dump(out_dir, rank, {"tos": [r.tos for r in counter.steps]})
+
+
+def test_log_to_csv_writes_one_file_per_rank(tmp_path):
+    import pandas as pd
+
+    from torch_tos.training.records import STEP_COLUMNS
+
+    res = run_workers(_csv_worker, tmp_path)
+    assert not (tmp_path / "steps.csv").exists()
+    for rank in (0, 1):
+        path = tmp_path / f"steps.rank{rank}.csv"
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+        assert rows[0] == ["rank", *STEP_COLUMNS]
+        assert all(len(r) == len(rows[0]) for r in rows)  # whole rows only
+        df = pd.read_csv(path)
+        assert df["rank"].tolist() == [rank] * (5 + rank)
+        assert df["step"].tolist() == list(range(5 + rank))  # one row per step, no duplicates
+        assert df["tos"].tolist() == pytest.approx(res[rank]["tos"])

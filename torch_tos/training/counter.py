@@ -40,6 +40,7 @@ on the same model (or one sharing modules) while the first is active is an error
 from __future__ import annotations
 
 import logging
+import operator
 import threading
 import weakref
 
@@ -51,7 +52,8 @@ from ..counts import OPTIMIZER_LAYER, Counts
 from ..extensions import Extensions
 from ..report import Report
 from ..tables import DEFAULT_TABLE, TransistorTable
-from ..validation import check_dtype, check_meter, check_model, check_optimizer, check_table
+from ..validation import (check_count, check_dtype, check_meter, check_model, check_optimizer,
+                          check_table)
 from .cache import StepCache
 from .distributed import total_all_ranks
 from .hooks import CounterEngine, CounterScope, Hook, ModuleHook
@@ -64,6 +66,7 @@ __all__ = ["TOsCounter", "ACTIVE"]
 
 #: Models (root modules) with an active TOsCounter -> the counter. Kept here, never on the model.
 ACTIVE: "weakref.WeakKeyDictionary[torch.nn.Module, TOsCounter]" = weakref.WeakKeyDictionary()
+_ACTIVE_LOCK = threading.Lock()
 
 
 class TOsCounter:
@@ -94,13 +97,14 @@ class TOsCounter:
         self.meter = check_meter(meter)
         self.cache: bool = bool(cache)
         self.table: TransistorTable = check_table(table) or DEFAULT_TABLE
-        if history is not None and (not isinstance(history, int) or isinstance(history, bool) or history < 1):
-            raise ValueError(f"history must be a positive int or None (keep every record), got {history!r}")
+        if history is not None:
+            history = check_count(history, "history", what="records kept; None keeps every record")
         self.history: int | None = history
         self._flop_mapping = flop_mapping
         self._sinks: list = []
         self._handles: list = []
         self._active = False
+        self._thread: threading.Thread | None = None  # the thread that entered it
         self._warned: set = set()
         self._reset()
 
@@ -116,18 +120,36 @@ class TOsCounter:
     # -- context manager ---------------------------------------------------------------------
     def __enter__(self) -> "TOsCounter":
         model = self.model
-        if self._active:
-            raise RuntimeError("this TOsCounter is already active; TOsCounter cannot be nested")
-        mine = {id(m) for m in model.modules()}
-        for other in list(ACTIVE.keys()):
-            if id(other) in mine or any(m is model for m in other.modules()):
-                what = "model" if other is model else "a model sharing modules with it"
+        here = threading.current_thread()
+        with _ACTIVE_LOCK:  # two threads entering at once: one wins, the other gets the error
+            if self._active:
+                if self._thread is here:
+                    raise RuntimeError("this TOsCounter is already active: `with counter:` blocks of one "
+                                       "counter cannot be nested (the outer one covers everything)")
                 raise RuntimeError(
-                    f"a TOsCounter is already active on this {what} ({type(other).__name__}); "
-                    "nested TOsCounters on the same model are not supported — use one counter "
-                    "(its steps, total and report() cover everything the loop runs)")
-        ACTIVE[model] = self
-        self._active = True
+                    f"this TOsCounter is already active in thread {self._thread.name!r}: a counter "
+                    "counts the ops of the one thread that entered it — leave it there first, or give "
+                    "this thread its own counter (over its own model)")
+            mine = {id(m) for m in model.modules()}
+            for other in list(ACTIVE.keys()):
+                if id(other) in mine or any(m is model for m in other.modules()):
+                    what = "model" if other is model else "a model sharing modules with it"
+                    holder = ACTIVE.get(other)
+                    thread = holder._thread if holder is not None else None
+                    if thread is not None and thread is not here:
+                        raise RuntimeError(
+                            f"a TOsCounter is already active on this {what} ({type(other).__name__}) "
+                            f"in thread {thread.name!r}: a model is counted by one counter at a time, "
+                            "and a counter sees only the thread that entered it (calls of the model "
+                            "from other threads are not counted) — count this thread's work on a copy "
+                            "of the model, or after the other counter exits")
+                    raise RuntimeError(
+                        f"a TOsCounter is already active on this {what} ({type(other).__name__}); "
+                        "nested TOsCounters on the same model are not supported — use one counter "
+                        "(its steps, total and report() cover everything the loop runs)")
+            ACTIVE[model] = self
+            self._active = True
+            self._thread = here
         tracker = self._tracker
         thread = self._scope.thread = threading.get_ident()
         try:
@@ -180,9 +202,11 @@ class TOsCounter:
             tracker.inner_handle = None
         for sink in self._sinks:
             sink.close()
-        if ACTIVE.get(self.model) is self:
-            del ACTIVE[self.model]
-        self._active = False
+        with _ACTIVE_LOCK:
+            if ACTIVE.get(self.model) is self:
+                del ACTIVE[self.model]
+            self._active = False
+            self._thread = None
 
     # -- explicit step control ---------------------------------------------------------------
     def step(self) -> StepRecord | None:
@@ -229,7 +253,7 @@ class TOsCounter:
         if kind is not None and kind not in KINDS:
             raise ValueError(f"unknown kind {kind!r}; accepted: {', '.join(KINDS)}")
         if step is not None:
-            rec = self._records.record(step)
+            rec = self._records.record(_index(step))
             uses, first = {rec.summary: 1}, rec.index
         else:
             uses = {s: n for s, n in self._records.uses.items() if kind is None or s.kind == kind}
@@ -278,3 +302,13 @@ class TOsCounter:
         t = self.total
         return (f"TOsCounter({type(self.model).__name__}, steps={self._records.n}, tos={t.tos:.6g}, "
                 f"flops={t.flops}, cache={self.cache}, active={self._active})")
+
+
+def _index(step) -> int:
+    """A step index (negative from the end): any integral number, e.g. ``numpy.int64``."""
+    try:
+        if not isinstance(step, bool):
+            return operator.index(step)
+    except TypeError:
+        pass
+    raise TypeError(f"step must be an integer step index (negative: from the end), got {step!r}")
