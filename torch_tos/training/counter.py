@@ -283,12 +283,15 @@ class TOsCounter:
 
     def log_to(self, target, *, level: int = logging.INFO) -> "TOsCounter":
         """Log every step as it closes to ``target``: a ``torch.utils.tensorboard.SummaryWriter``
-        (scalars ``tos/step``, ``tos/total``, ``flops/step``, ``energy/joules``,
-        ``energy/joules_per_tos``; global step = step index), a ``logging.Logger`` (one line per
-        step at ``level``), a CSV path (one row per step, columns :data:`STEP_COLUMNS`, appended and
-        flushed as it goes; the header is written when the file is new; the path is checked now
-        and a torn last line repaired), or a callable taking the :class:`StepRecord`. Returns the
-        counter, so calls chain."""
+        (global step = step index; training steps as ``tos/step``, ``flops/step``,
+        ``energy/joules``, ``energy/joules_per_tos``, validation and inference steps under their
+        own tags — ``tos/validation_step``, ``flops/inference_step``, ``energy/inference_joules``
+        …; ``tos/total`` for all), a ``logging.Logger`` (one line per step at ``level``), a CSV
+        path (one row per step, columns :data:`STEP_COLUMNS`, each appended as one whole line; the
+        header is written when the file is new; the path is checked now and a torn last line
+        repaired; under ``torch.distributed`` each rank writes its own ``<name>.rank<r>.csv``
+        with a leading ``rank`` column — see :mod:`.sinks`), or a callable taking the
+        :class:`StepRecord`. Returns the counter, so calls chain."""
         self._sinks.append(make_sink(target, level))
         return self
 
