@@ -207,6 +207,22 @@ def test_accumulation_whose_last_micro_batch_is_smaller():
     assert records[2].recount == "forward sequence differs"
 
 
+def test_a_gradient_dropped_inside_the_step_is_seen():
+    """No zero_grad(): gradients accumulate across steps, except that step 2 drops one between
+    its forward and its backward (a setter the cache does not key, but the backward's key reads
+    the gradients again after it)."""
+
+    def body(model, opt, i, state):
+        out = model(X)
+        if i == 2:
+            model[0].weight.grad = None  # storing a first gradient is not an accumulation
+        nn.functional.cross_entropy(out, Y).backward()
+        opt.step()
+
+    records = _three_ways(_sgd(), body, 4)
+    assert [r.cache for r in records] == ["miss", "miss", "partial", "hit"]
+
+
 def test_amp_with_grad_scaler():
     def body(model, opt, i, state):
         scaler = state.setdefault("scaler", torch.amp.GradScaler("cpu"))

@@ -95,6 +95,10 @@ class StepTracker:
         self._followed: tuple = (optimizer,) if optimizer is not None else ()
         self._hyper_memo: dict = {}
         self.ddp = ddp_of(model)          # a DistributedDataParallel model (see .ddp)
+        # which parameters hold a gradient (p.grad is None, per parameter) as read when the step
+        # opened, while nothing can have changed that: no backward and no setter seen since (the
+        # code between runs traced or is a trusted forward); None once it may have changed
+        self.grads: tuple | None = None
 
     # -- the one decision: follow the cache or count -----------------------------------------
     def event(self, step: Step, key) -> None:
@@ -167,13 +171,15 @@ class StepTracker:
     def open(self, grad: bool, explicit: bool) -> Step:
         step = self.step = Step(grad, explicit, self.cache.roots["step"])
         step.seq0 = next_sequence_nr()
+        self.grads = None
         if grad:
             # what decides work later in the step and is known now: which parameters hold a
             # gradient (zero_grad() inside the step, accumulation into it) and how much state
             # the followed optimizers hold (their first step creates it). A step that starts
             # differently from every cached one is counted from its start, never part-way.
-            step.state = (tuple([p.grad is None for p in self.params]),
-                          tuple([(len(o.state), sum(map(len, o.state.values()))) for o in self._followed]))
+            grads = self.grads = tuple([p.grad is None for p in self.params])
+            step.state = (grads, tuple([(len(o.state), sum(map(len, o.state.values())))
+                                        for o in self._followed]))
         if self.full_next:
             # the last step could not take over the attribution of its cached part
             # (CounterScope.resume); counting this one in full makes the path exact
@@ -187,6 +193,7 @@ class StepTracker:
     def close(self):
         """Close the open step; returns its record (None when nothing was recorded)."""
         step, self.step = self.step, None
+        self.grads = None
         if step is None:
             return None
         if self.tracing:

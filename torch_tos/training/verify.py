@@ -93,7 +93,7 @@ def data_dependent(func) -> bool:
 _ATTRIBUTES_WITH_OPS = frozenset(("T", "mT", "H", "mH", "data", "real", "imag"))
 
 
-def _bookkeeping_attributes() -> tuple:
+def _bookkeeping_attributes(setters: bool = False) -> tuple:
     """Reading and setting every other ``Tensor`` attribute (``p.grad``, ``p.grad = None``,
     ``requires_grad``, ``grad_fn``, ``shape``, …): no op runs, so no work to verify — what a
     setting changes (a gradient dropped, ``requires_grad``) is in the keys of the later events
@@ -104,7 +104,7 @@ def _bookkeeping_attributes() -> tuple:
     for name in dir(torch.Tensor):  # the C getters and setters, as the class inherits them
         attr = getattr(torch.Tensor, name, None)
         if type(attr).__name__ == "getset_descriptor" and name not in _ATTRIBUTES_WITH_OPS:
-            out += [attr.__get__, attr.__set__]
+            out += [attr.__set__] if setters else [attr.__get__, attr.__set__]
     return tuple(out)
 
 
@@ -118,6 +118,9 @@ _NOT_EVENTS = frozenset(f for f in (
     *(getattr(getattr(torch.ops, "profiler", None), n, None)
       for n in ("_record_function_enter", "_record_function_enter_new", "_record_function_exit")))
     if f is not None)
+#: The setters among them (and ``requires_grad_``): after one, which parameters hold a gradient
+#: is read again (see ``StepTracker.grads``).
+_SETTERS = frozenset((torch.Tensor.requires_grad_, *_bookkeeping_attributes(setters=True)))
 #: Calls that run the backward pass: their key also says which tensors the pass starts from and
 #: which parameters already hold a gradient (accumulating into an existing ``.grad`` is an add per
 #: element, storing a first one is not).
@@ -154,6 +157,8 @@ class Tracer(TorchFunctionMode):
         tracker = self.tracker
         step = tracker.step
         if step is None or func in _NOT_EVENTS:
+            if func in _SETTERS:  # a gradient may have been set or dropped
+                tracker.grads = None
             return func(*args, **kwargs) if kwargs else func(*args)
         # an open Engine's Tensor.__bool__/item wrappers (integrations.hf_meta) are the same call
         key = (_STANDS_FOR.get(func, func), *[tensor_sig(a) if type(a) is _Tensor else
@@ -164,8 +169,12 @@ class Tracer(TorchFunctionMode):
             kwargs = _EMPTY
         volatile = None
         if func in _BACKWARD:
+            grads = tracker.grads  # which parameters hold a gradient, if known since the step opened
+            if grads is None:
+                grads = tuple([p.grad is None for p in self.params])
+            tracker.grads = None  # the backward changes them
             key += (_roots(args[0] if args else kwargs.get("tensors", kwargs.get("outputs")), step.seq0),
-                    tuple([p.grad is None for p in self.params]))
+                    grads)
             if tracker.ddp is not None:  # the communication hook runs inside this backward
                 comm, volatile = comm_hook_state(tracker.ddp)
                 key += (("ddp communication hook", comm),)
