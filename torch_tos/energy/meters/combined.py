@@ -13,7 +13,7 @@ class CombinedMeter(Meter):
     its counters, at both edges; parts begin and end in the order given. The measurement's
     ``joules`` is the sum of the parts', ``domains`` and ``devices`` the union of theirs (each
     domain reported: ``package-0``, ``package-0/dram``, ``cuda:0`` …; a label two parts share is
-    prefixed with the part's name), ``estimated`` is true when any part estimates, ``valid`` when
+    prefixed with the part's name, and its position when two parts share a name: ``nvml#1:cuda:0``), ``estimated`` is true when any part estimates, ``valid`` when
     every part is, ``source`` joins the parts' sources with ``+`` (``nvml+rapl``). The parts must
     meter distinct hardware: a CPU-time estimate beside RAPL would count the CPU twice.
     """
@@ -69,9 +69,11 @@ class CombinedMeter(Meter):
             raise error
         labels = [label for _, part in parts for label in part.domains]
         shared = {label for label in labels if labels.count(label) > 1}
-        for meter, part in parts:
+        names = [meter.name for meter, _ in parts]
+        for i, (meter, part) in enumerate(parts):
+            prefix = meter.name if names.count(meter.name) == 1 else f"{meter.name}#{i}"
             for label, joules in part.domains.items():
-                key = f"{meter.name}:{label}" if label in shared else label
+                key = f"{prefix}:{label}" if label in shared else label
                 m.domains[key] = joules
                 if label in part.devices:
                     m.devices[key] = part.devices[label]
