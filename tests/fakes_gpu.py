@@ -17,7 +17,8 @@ Use them from a test module with ``from fakes_gpu import fake_clock, fake_cuda, 
   ``set_device``, ``synchronize``, ``get_device_properties``) and torch's primary-context check.
   Like the real ones, ``current_device``, ``set_device``, ``synchronize`` and
   ``get_device_properties`` initialise CUDA when it is not (recorded in ``initialised_by``), and
-  ``set_device``/``synchronize`` create a context on their device (``contexts``);
+  ``set_device``/``synchronize`` create a context on their device (``contexts``; a fake built with
+  ``initialized=True`` has one on ``current``, the device it has used);
   ``synchronized`` lists the devices synchronised. ``is_initialized`` and ``device_count`` start
   nothing (the real ``device_count`` asks NVML). ``uuids`` maps CUDA ordinals to the UUIDs torch reports
   (``get_device_properties(i).uuid``, without NVML's ``GPU-`` prefix); ordinals not in it get UUIDs
@@ -184,7 +185,6 @@ class FakeCuda:
         if not self.initialized:
             self.initialized = True
             self.initialised_by.append(why)
-            self.contexts.add(self.current)
 
     def _index(self, device) -> int:
         if device is None:
