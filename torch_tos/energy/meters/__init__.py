@@ -84,6 +84,9 @@ def auto_meter(*, rapl_root: str | os.PathLike = "/sys/class/powercap",
     reason is also in the returned meter's ``why``.
     """
     reasons = []
+    codecarbon_ok = codecarbon_configured()
+    if not codecarbon_ok:
+        reasons.append("codecarbon: not configured (no .codecarbon.config, no CODECARBON_* variable)")
     zeus = _try(ZeusMeter, reasons)
     if zeus is not None:
         return _chosen(zeus, reasons)
@@ -96,12 +99,10 @@ def auto_meter(*, rapl_root: str | os.PathLike = "/sys/class/powercap",
         return _chosen(nvml, reasons)
     if rapl is not None:
         return _chosen(rapl, reasons)
-    if codecarbon_configured():
+    if codecarbon_ok:
         codecarbon = _try(CodeCarbonMeter, reasons)
         if codecarbon is not None:
             return _chosen(codecarbon, reasons)
-    else:
-        reasons.append("codecarbon: not configured (no .codecarbon.config, no CODECARBON_* variable)")
     meter = CpuTimeMeter(watts_per_core)
     meter.why = ("no energy counter on this machine (" + "; ".join(reasons) + "); falling back to the "
                  f"CPU-time estimate: CPU seconds x {meter.watts_per_core:g} W per core, which tracks "
