@@ -107,11 +107,23 @@ def test_synchronises_only_where_this_process_has_a_context(monkeypatch, fake_nv
     assert cuda.synchronized == [] and cuda.contexts == {0}
 
 
-def test_not_distributed_meters_every_visible_gpu_until_cuda_starts(fake_nvml, fake_cuda):
-    fake_nvml(3)
+def test_not_distributed_meters_every_visible_gpu_until_cuda_starts(fake_nvml, fake_cuda, fake_clock):
+    fake_nvml([FakeGpu(10.0), FakeGpu(20.0), FakeGpu(40.0)])
     cuda = fake_cuda(3)
-    assert metered(NvmlMeter()) == ["gpu:0", "gpu:1", "gpu:2"]
-    cuda.initialized, cuda.contexts = True, {0, 2}  # one process that spread a model over GPUs 0 and 2
+    early = NvmlMeter(clock=fake_clock)  # built before the model went to the GPU
+    assert metered(early) == ["gpu:0", "gpu:1", "gpu:2"]
+    with early.measure() as m:
+        fake_clock.advance(1.0)
+    assert m.joules == pytest.approx(70.0)  # CUDA not started: every visible GPU
+    cuda.set_device(1)  # the script moves its model to cuda:1
+    window = early.start()
+    fake_clock.advance(1.0)
+    cuda.set_device(2)  # a choice is never changed inside a window
+    m = window.stop()
+    assert m.domains == pytest.approx({"cuda:1": 20.0}) and "current CUDA device" in early.describe()
+    assert metered(early) == ["gpu:1"] and cuda.initialised_by == ["set_device"]  # the script's, not ours
+    cuda.contexts, cuda.current = {0, 2}, 0  # a process that spread a model over GPUs 0 and 2
+    cuda.synchronized.clear()
     meter = NvmlMeter()
     assert metered(meter) == ["gpu:0", "gpu:2"] and "used" in meter.describe()
     with meter.measure():

@@ -27,10 +27,16 @@ class CombinedMeter(Meter):
             if not isinstance(m, Meter):
                 raise TypeError(f"CombinedMeter parts must be Meters, got {type(m).__name__}")
         self.meters = list(meters)
-        self.source = "+".join(m.source for m in meters)
         self.name = "+".join(m.name for m in meters)
-        self.estimated = any(m.estimated for m in meters)
         self.strict = any(m.strict for m in meters)
+
+    @property
+    def source(self) -> str:
+        return "+".join(m.source for m in self.meters)
+
+    @property
+    def estimated(self) -> bool:
+        return any(m.estimated for m in self.meters)
 
     def describe(self) -> str:
         return " + ".join(m.describe() for m in self.meters)

@@ -10,8 +10,9 @@ without starting CUDA.
 2. else, once CUDA is initialised, ``torch.cuda.current_device()`` — and, in a process that is not
    part of a distributed job, every other visible GPU on which it has already created a CUDA context
    (a model spread over several GPUs by one process);
-3. else, not distributed: every visible GPU; distributed with several GPUs visible and nothing to
-   tell which is this rank's: :class:`MeterUnavailable`, naming the fixes.
+3. else, not distributed: every visible GPU (``NvmlMeter`` narrows it to step 2 at its first window
+   after CUDA starts); distributed with several GPUs visible and nothing to tell which is this
+   rank's: :class:`MeterUnavailable`, naming the fixes.
 
 **Ordinals to NVML devices** (:func:`nvml_handles`): once CUDA is initialised, the ordinal's UUID
 from ``torch.cuda.get_device_properties`` (exact under any ``CUDA_VISIBLE_DEVICES`` and

@@ -40,8 +40,9 @@ class NvmlMeter(Meter):
 
     ``devices``: CUDA ordinals as this process sees them; ``None`` (default) = this process's own
     GPU — ``LOCAL_RANK``'s under a distributed launcher, else the current CUDA device once CUDA is
-    initialised, else every visible GPU outside a distributed job (:func:`.gpus.default_devices`);
-    ``"all"`` = every visible GPU. Ordinals map to NVML devices through torch's UUIDs once CUDA is
+    initialised, else every visible GPU outside a distributed job (:func:`.gpus.default_devices`;
+    a meter built before CUDA starts in such a process narrows its choice to the GPUs the process
+    uses at the first window after CUDA starts); ``"all"`` = every visible GPU. Ordinals map to NVML devices through torch's UUIDs once CUDA is
     initialised, else through ``CUDA_VISIBLE_DEVICES`` (indices or ``GPU-`` UUIDs, see
     :mod:`.gpus`).
 
@@ -85,10 +86,19 @@ class NvmlMeter(Meter):
                                  f"0..{len(visible) - 1} (or devices='all')")
         if not ordinals:
             raise ValueError("devices is empty; pass CUDA ordinals, 'all' or None (this process's GPU)")
-        self.ordinals = list(dict.fromkeys(ordinals))
-        self.devices = list(zip(self.ordinals, gpus.nvml_handles(nv, self.ordinals, visible)))
-        self.ids = {d: self._identify(d, h) for d, h in self.devices}
+        self._visible, self._open = visible, 0
+        # one process, several GPUs, CUDA not started yet: every visible GPU for now, and this
+        # process's own from the first window after CUDA starts (model.cuda() after the meter)
+        self._settle_later = devices is None and len(visible) > 1 and not gpus.cuda_initialized() \
+            and not gpus.distributed()
+        self._choose(ordinals)
         self.order_note = gpus.order_warning(nv, visible)
+
+    def _choose(self, ordinals) -> None:
+        nv = self.nv
+        self.ordinals = list(dict.fromkeys(ordinals))
+        self.devices = list(zip(self.ordinals, gpus.nvml_handles(nv, self.ordinals, self._visible)))
+        self.ids = {d: self._identify(d, h) for d, h in self.devices}
         self.sampled = set()
         for ordinal, handle in self.devices:
             try:
@@ -104,6 +114,14 @@ class NvmlMeter(Meter):
                 self.sampled.add(ordinal)
         self.estimated = bool(self.sampled)
         self.source = "nvml-sampled" if self.sampled else "nvml"
+
+    def _settle(self) -> None:
+        """Narrow a provisional choice of every visible GPU to this process's own once CUDA runs
+        (between windows only)."""
+        if self._settle_later and not self._open and gpus.cuda_initialized():
+            self._settle_later = False
+            ordinals, self.chosen_by = gpus.default_devices(len(self._visible))
+            self._choose(ordinals)
 
     def _identify(self, ordinal: int, handle) -> DeviceId:
         nv = self.nv
@@ -129,6 +147,7 @@ class NvmlMeter(Meter):
         return f"nvml ({kind}; GPU {gpus_text}: {self.chosen_by})"
 
     def synchronize(self) -> None:
+        self._settle()
         gpus.synchronize(self.ordinals)
 
     def _read(self):
@@ -143,6 +162,7 @@ class NvmlMeter(Meter):
         return now, out
 
     def _begin(self):
+        self._open += 1
         state = {"first": self._read(), "samples": [], "stop": threading.Event(), "thread": None}
         state["samples"].append(state["first"])
         if self.sampled:
@@ -154,6 +174,7 @@ class NvmlMeter(Meter):
         return state
 
     def _end(self, state, m):
+        self._open -= 1
         state["stop"].set()
         if state["thread"] is not None:
             state["thread"].join()
