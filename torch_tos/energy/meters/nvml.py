@@ -42,9 +42,9 @@ class NvmlMeter(Meter):
     GPU — ``LOCAL_RANK``'s under a distributed launcher, else the current CUDA device once CUDA is
     initialised, else every visible GPU outside a distributed job (:func:`.gpus.default_devices`;
     a meter built before CUDA starts in such a process narrows its choice to the GPUs the process
-    uses at the first window after CUDA starts); ``"all"`` = every visible GPU. Ordinals map to NVML devices through torch's UUIDs once CUDA is
-    initialised, else through ``CUDA_VISIBLE_DEVICES`` (indices or ``GPU-`` UUIDs, see
-    :mod:`.gpus`).
+    uses at the first window after CUDA starts); ``"all"`` = every visible GPU. Ordinals map to
+    NVML devices through torch's UUIDs once CUDA is initialised, else through
+    ``CUDA_VISIBLE_DEVICES`` (indices or ``GPU-`` UUIDs, see :mod:`.gpus`).
 
     Each GPU's energy is the delta of ``nvmlDeviceGetTotalEnergyConsumption`` (mJ, Volta and newer)
     across the window, with ``torch.cuda.synchronize`` of the metered GPUs at both edges (only when
