@@ -311,6 +311,8 @@ def no_external_tools(monkeypatch, tmp_path_factory):
     monkeypatch.setitem(sys.modules, "codecarbon", None)
     for k in [k for k in os.environ if k.startswith("CODECARBON_")]:
         monkeypatch.delenv(k)
+    for k in ("LOCAL_RANK", "WORLD_SIZE", "CUDA_DEVICE_ORDER"):  # a plain process unless a test says so
+        monkeypatch.delenv(k, raising=False)
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.chdir(home)
