@@ -13,6 +13,12 @@ from .counter import Engine, UnsupportedOpWarning
 from .graph import GraphReport, GraphTraceError, NodeCount, graph
 from .rules.extend import RuleError, register_rule, unregister_rule
 from .hops import UpperBoundWarning
+from .kernels import autoload_meta_adaptation
+
+# transformers on meta: its mask checks are answered while an Engine is open (the integration
+# registers itself with the engine when imported; imported only once transformers is)
+autoload_meta_adaptation("transformers.masking_utils", "torch_tos.integrations.hf_meta")
+del autoload_meta_adaptation
 
 __all__ = ["BOs", "BO_NAMES", "TOsCounter", "TransistorTable", "DEFAULT_TABLE", "tos", "profile", "Report",
            "PhaseTotal", "UnsupportedOp", "Engine", "UnsupportedOpWarning", "graph", "GraphReport", "GraphTraceError",

@@ -13,6 +13,12 @@ is open, through :func:`kernel_choices`:
   ``where`` op, as the composite does) or the math path;
 * ``mish_backward`` on meta dispatches as the one op the CPU runs (below autograd; the meta
   backend then computes its output shape unseen) instead of its decomposition;
+* ``aten._grouped_mm`` (the Mixture-of-Experts grouped GEMM) on meta gets the CPU kernel's shape
+  function: PyTorch's meta kernel checks the CUDA kernel's dtypes (bf16, or fp16 with cuBLASLt) and
+  rejects float32, which the CPU kernel runs; in a counting thread meta validates the inputs as
+  the CPU kernel does (float32, bfloat16 or float16, strides aligned to 16 bytes, int32 offsets,
+  no bias) and returns an output of the CPU kernel's sizes, strides and dtype
+  (:func:`grouped_mm_shape`);
 * under ``torch.autocast("cpu", dtype=...)`` meta tensors get the CPU autocast cast policy (the
   meta device has no autocast key, so PyTorch would run everything in float32): the ops of the
   CPU's lower-precision list (linear, convolutions, matmuls, SDPA, prelu, vecdot) cast their
@@ -26,24 +32,35 @@ is open, through :func:`kernel_choices`:
   composite such as ``aten::lstm``) are not reproduced (**approximate** there).
 
 Mechanism: while at least one counting context is open anywhere, one ``torch.library`` fragment
-holds ``AutogradMeta`` kernels for these two ops (it is removed when the last one closes). The
+holds ``AutogradMeta`` kernels for SDPA and ``mish_backward`` and a ``Meta`` kernel for
+``_grouped_mm`` (it is removed when the last one closes, which restores PyTorch's own). The
 kernels act only in a thread that has a counting context open (a thread-local depth; meta backward
 runs on the calling thread); in every other thread they call PyTorch's own composite
-(``OpOverload.decompose``), so other threads see stock behaviour op for op. Real (CPU, CUDA)
-tensors never reach an ``AutogradMeta`` kernel. Nothing else of PyTorch is patched.
+(``OpOverload.decompose``) or meta function, so other threads see stock behaviour op for op. Real
+(CPU, CUDA) tensors never reach these kernels. Nothing else of PyTorch is patched.
+
+**Meta adaptations of other libraries** are not this module's business: an integration registers
+a context with :func:`register_meta_adaptation` and every counting context enters it (the
+Hugging Face one, :mod:`torch_tos.integrations.hf_meta`, answers transformers' mask checks). The
+engine imports no integration: :func:`autoload_meta_adaptation` names, as strings, a module to
+import when its library has been imported by the time a counting context opens (the package root
+declares the Hugging Face one), and :data:`STANDS_FOR` maps the method wrappers an adaptation
+installs back to the methods they stand for (the training counter's tracer reads it).
 """
 
 from __future__ import annotations
 
+import importlib
 import math
+import sys
 import threading
 from contextlib import ExitStack, contextmanager
+from typing import Callable, ContextManager
 
 import torch
 from torch.overrides import TorchFunctionMode
 
 from . import _compat
-from .integrations.hf_meta import masking_on_meta
 
 aten = torch.ops.aten
 
@@ -117,14 +134,141 @@ def _mish_backward_meta(grad, x):
         return aten.mish_backward.default(grad, x)
 
 
-_KERNELS = {"scaled_dot_product_attention": _sdpa_meta, "mish_backward": _mish_backward_meta}
+# -- _grouped_mm: the CPU kernel's checks and output --------------------------------------------
+
+#: the dtypes the CPU ``_grouped_mm`` kernel runs
+GROUPED_MM_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def _check_layout(mat) -> None:
+    """The CPU kernel's stride check: the last two dims row- or column-major, the leading stride
+    a multiple of 16 bytes (``check_valid_strides_and_return_transposed``)."""
+    end, align = mat.dim() - 1, 16 // mat.element_size()
+    stride, size = mat.stride(), mat.shape
+    if stride[end - 1] == 1 and stride[end] >= max(1, size[end - 1]):
+        lead = stride[end]
+    elif stride[end] == 1 and stride[end - 1] >= max(1, size[end]):
+        lead = stride[end - 1]
+    else:
+        raise RuntimeError(f"Invalid strides/sizes, got {list(stride)} for strides and "
+                           f"{list(size)} for sizes")
+    if lead % align:
+        raise RuntimeError("strides should be multiple of 16 bytes")
+
+
+def grouped_mm_shape(mat_a, mat_b, offs=None, bias=None, out_dtype=None):
+    """The tensor ``aten._grouped_mm`` returns on CPU for these inputs — sizes, strides, dtype,
+    no data — after the CPU kernel's input checks, with their messages (PyTorch's
+    ``aten/src/ATen/native/GroupedMMUtils.h``: ``_grouped_mm_validate_inputs``,
+    ``_resolve_grouped_mm_out_dtype``, ``create_grouped_gemm_output_tensor``).
+
+    Sizes: 2-D ``[M, K]`` × 3-D ``[G, K, N]`` → ``[M, N]``; 3-D ``[G, M, K]`` × 2-D ``[K, N]`` →
+    ``[M, N]``; 2-D ``[M, K]`` × 2-D ``[K, N]`` → ``[G, M, N]`` (G = len(offs)); 3-D × 3-D →
+    ``[G, M, N]``. The last dim's stride is padded to 16 bytes (not on ROCm builds), as the kernel
+    allocates it."""
+    for name, mat in (("mat_a", mat_a), ("mat_b", mat_b)):
+        if mat.dtype not in GROUPED_MM_DTYPES:
+            raise RuntimeError(f"Expected {name} to be Float32, BFloat16 or Float16 matrix, got "
+                               f"{mat.dtype}")
+        if mat.dim() not in (2, 3):
+            raise RuntimeError(f"{name} has to be 2 or 3d")
+    a2, b2 = mat_a.dim() == 2, mat_b.dim() == 2
+    if (not a2 or not b2) and mat_a.shape[-1] != mat_b.shape[-2]:
+        raise RuntimeError("contraction dimension of mat_a and mat_b must match")
+    _check_layout(mat_a)
+    _check_layout(mat_b)
+    if (offs is not None) != (a2 or b2):
+        raise RuntimeError("Have to provide offsets if there is a 2d matrix, or no offset if both "
+                           "matrices are 3d")
+    if offs is not None and (offs.dim() != 1 or offs.dtype != torch.int32):
+        raise RuntimeError("offs has to be 1D" if offs.dim() != 1 else "Offsets have to be int32")
+    if bias is not None:
+        raise RuntimeError("Bias not supported yet")
+    dtype = out_dtype or mat_a.dtype
+    if dtype != mat_a.dtype:
+        raise RuntimeError("Grouped gemm output dtype must match `mat_a` dtype")
+    if mat_b.dtype != mat_a.dtype:  # the kernel's per-group mm refuses mixed dtypes
+        raise RuntimeError(f"expected mat_a and mat_b to have the same dtype, but got: "
+                           f"{mat_a.dtype} != {mat_b.dtype}")
+    if a2 and b2:
+        size = [int(offs.shape[0]), int(mat_a.shape[0]), int(mat_b.shape[1])]
+    elif a2 or b2:
+        batch = mat_b if a2 else mat_a
+        if int(offs.shape[0]) != int(batch.shape[0]):
+            raise RuntimeError("matrix batch sizes have to match")
+        size = [int(mat_a.shape[0 if a2 else 1]), int(mat_b.shape[-1] if a2 else mat_b.shape[1])]
+    else:
+        if mat_a.shape[0] != mat_b.shape[0]:
+            raise RuntimeError("batched dimension has to match")
+        size = [int(mat_a.shape[0]), int(mat_a.shape[1]), int(mat_b.shape[-1])]
+    if torch.version.hip is None:
+        align = 16 // torch.empty((), dtype=dtype, device="meta").element_size()
+        row = (size[-1] + align - 1) // align * align
+        stride = [row, 1] if len(size) == 2 else [size[1] * row, row, 1]
+        return torch.empty_strided(size, stride, dtype=dtype, device=mat_a.device)
+    return torch.empty(size, dtype=dtype, device=mat_a.device)
+
+
+def _grouped_mm_meta(mat_a, mat_b, offs=None, bias=None, out_dtype=None):
+    """``Meta`` kernel of ``aten._grouped_mm``: the CPU kernel's shape function in a counting
+    thread, PyTorch's own meta function everywhere else."""
+    if not active():
+        return _compat.stock_meta_kernel(aten._grouped_mm.default, grouped_mm_shape)(
+            mat_a, mat_b, offs, bias, out_dtype)
+    return grouped_mm_shape(mat_a, mat_b, offs, bias, out_dtype)
+
+
+#: op name → (dispatch key, kernel) held by the fragment while a counting context is open
+_KERNELS = {"scaled_dot_product_attention": ("AutogradMeta", _sdpa_meta),
+            "mish_backward": ("AutogradMeta", _mish_backward_meta),
+            "_grouped_mm": ("Meta", _grouped_mm_meta)}
 
 
 def _install():
     lib = torch.library.Library("aten", "IMPL")
-    for name, kernel in _KERNELS.items():
-        lib.impl(name, kernel, "AutogradMeta")
+    for name, (key, kernel) in _KERNELS.items():
+        lib.impl(name, kernel, key)
     return lib
+
+
+# -- meta adaptations registered by integrations --------------------------------------------------
+
+#: name → a function returning the context every counting context enters (registered by integrations)
+_ADAPTATIONS: dict[str, Callable[[], ContextManager]] = {}
+#: library module → the module that registers its adaptation, imported when a counting context
+#: opens after the library has been imported
+_AUTOLOAD: dict[str, str] = {}
+#: method wrapper an adaptation installs → the method it stands in for (a ``TorchFunctionMode``
+#: that keys calls by function maps the wrapper back: the same call with and without an Engine)
+STANDS_FOR: dict = {}
+
+
+def register_meta_adaptation(name: str, adaptation: Callable[[], ContextManager]) -> None:
+    """Enter ``adaptation()`` in every counting context opened from now on, in its thread (an
+    integration registers itself when imported; registering ``name`` again replaces it)."""
+    if not callable(adaptation):
+        raise TypeError(f"meta adaptation {name!r} must be a callable returning a context manager, "
+                        f"got {type(adaptation).__name__}")
+    _ADAPTATIONS[str(name)] = adaptation
+
+
+def unregister_meta_adaptation(name: str) -> None:
+    """Stop entering the adaptation registered as ``name`` (no error if there is none)."""
+    _ADAPTATIONS.pop(str(name), None)
+
+
+def autoload_meta_adaptation(library: str, module: str) -> None:
+    """When ``library`` (a module name, ``"transformers.masking_utils"``) has been imported by the
+    time a counting context opens, import ``module`` first: it registers its adaptation on import.
+    Neither is imported before that."""
+    _AUTOLOAD[str(library)] = str(module)
+
+
+def _adaptations() -> list:
+    for library, module in list(_AUTOLOAD.items()):
+        if library in sys.modules and module not in sys.modules:
+            importlib.import_module(module)
+    return list(_ADAPTATIONS.values())
 
 
 # -- autocast on meta: the CPU's cast policy -----------------------------------------------------
@@ -210,7 +354,8 @@ def kernel_choices():
     _LOCAL.depth = getattr(_LOCAL, "depth", 0) + 1
     try:
         with ExitStack() as stack:
-            stack.enter_context(masking_on_meta())  # transformers' mask checks (integrations.hf_meta)
+            for adaptation in _adaptations():  # registered by integrations (register_meta_adaptation)
+                stack.enter_context(adaptation())
             if torch.is_autocast_enabled("cpu"):
                 if not _POLICY:
                     _POLICY.update(_policy())

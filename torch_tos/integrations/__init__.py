@@ -9,5 +9,6 @@ is not installed.
   a real device, with an input builder) and
   :class:`~torch_tos.integrations.transformers.TOsTrainerCallback` for the ``Trainer``.
 - :mod:`torch_tos.integrations.hf_meta`: what counting on meta adapts of transformers while an
-  Engine is open (imports nothing of transformers; entered by every Engine).
+  Engine is open (imports nothing of transformers; registers itself with the engine when imported,
+  which the engine does once transformers has been imported).
 """
