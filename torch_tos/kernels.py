@@ -19,6 +19,10 @@ is open, through :func:`kernel_choices`:
   the CPU kernel does (float32, bfloat16 or float16, strides aligned to 16 bytes, int32 offsets,
   no bias) and returns an output of the CPU kernel's sizes, strides and dtype
   (:func:`grouped_mm_shape`);
+* ``aten.nonzero`` on meta (``torch.where(mask)``, the expert loops of transformers' ``eager``
+  experts) raises :class:`MetaValueError` naming the model's line: its output size is data, which
+  meta cannot know (PyTorch's meta function refuses too, pointing at a flag that would assume every
+  element non-zero — a wrong count);
 * under ``torch.autocast("cpu", dtype=...)`` meta tensors get the CPU autocast cast policy (the
   meta device has no autocast key, so PyTorch would run everything in float32): the ops of the
   CPU's lower-precision list (linear, convolutions, matmuls, SDPA, prelu, vecdot) cast their
@@ -32,8 +36,8 @@ is open, through :func:`kernel_choices`:
   composite such as ``aten::lstm``) are not reproduced (**approximate** there).
 
 Mechanism: while at least one counting context is open anywhere, one ``torch.library`` fragment
-holds ``AutogradMeta`` kernels for SDPA and ``mish_backward`` and a ``Meta`` kernel for
-``_grouped_mm`` (it is removed when the last one closes, which restores PyTorch's own). The
+holds ``AutogradMeta`` kernels for SDPA and ``mish_backward`` and ``Meta`` kernels for
+``_grouped_mm`` and ``nonzero`` (it is removed when the last one closes, which restores PyTorch's own). The
 kernels act only in a thread that has a counting context open (a thread-local depth; meta backward
 runs on the calling thread); in every other thread they call PyTorch's own composite
 (``OpOverload.decompose``) or meta function, so other threads see stock behaviour op for op. Real
@@ -156,6 +160,15 @@ def _check_layout(mat) -> None:
         raise RuntimeError("strides should be multiple of 16 bytes")
 
 
+def _scalar_name(dtype) -> str:
+    """The C++ ScalarType name PyTorch's kernels print (``Double`` for ``torch.float64``)."""
+    try:
+        with _compat.disable_current_modes():
+            return torch.empty(0, dtype=dtype).type().rsplit(".", 1)[-1].removesuffix("Tensor")
+    except (RuntimeError, TypeError):
+        return str(dtype)
+
+
 def grouped_mm_shape(mat_a, mat_b, offs=None, bias=None, out_dtype=None):
     """The tensor ``aten._grouped_mm`` returns on CPU for these inputs — sizes, strides, dtype,
     no data — after the CPU kernel's input checks, with their messages (PyTorch's
@@ -169,7 +182,7 @@ def grouped_mm_shape(mat_a, mat_b, offs=None, bias=None, out_dtype=None):
     for name, mat in (("mat_a", mat_a), ("mat_b", mat_b)):
         if mat.dtype not in GROUPED_MM_DTYPES:
             raise RuntimeError(f"Expected {name} to be Float32, BFloat16 or Float16 matrix, got "
-                               f"{mat.dtype}")
+                               f"{_scalar_name(mat.dtype)}")
         if mat.dim() not in (2, 3):
             raise RuntimeError(f"{name} has to be 2 or 3d")
     a2, b2 = mat_a.dim() == 2, mat_b.dim() == 2
@@ -218,10 +231,41 @@ def _grouped_mm_meta(mat_a, mat_b, offs=None, bias=None, out_dtype=None):
     return grouped_mm_shape(mat_a, mat_b, offs, bias, out_dtype)
 
 
+# -- nonzero: data-dependent, refused with the line that asked --------------------------------------
+
+class MetaValueError(RuntimeError):
+    """A meta tensor's value was needed to decide what to compute."""
+
+
+def user_frame(depth: int = 2):
+    """The first frame, ``depth`` frames up or further, outside torch and torch_tos: the model
+    code that made the call."""
+    frame = sys._getframe(depth)
+    while frame.f_back is not None and \
+            frame.f_globals.get("__name__", "").split(".")[0] in ("torch", "torch_tos"):
+        frame = frame.f_back
+    return frame
+
+
+def _nonzero_meta(x):
+    """``Meta`` kernel of ``aten.nonzero``: in a counting thread a :class:`MetaValueError` naming
+    the model's line (its output size is the count of non-zero values: an expert loop's routing, a
+    mask), PyTorch's own meta function (which refuses too) everywhere else."""
+    if not active():
+        return _compat.stock_meta_kernel(aten.nonzero.default, None)(x)
+    frame = user_frame(2)
+    raise MetaValueError(
+        f"torch_tos: {frame.f_code.co_filename}:{frame.f_lineno} takes the non-zero positions of a "
+        "meta tensor (aten.nonzero: its output size depends on the values — routing, masking); "
+        "counting on meta cannot decide it: count on a real device (a small config gives the same "
+        "per-shape counts)")
+
+
 #: op name → (dispatch key, kernel) held by the fragment while a counting context is open
 _KERNELS = {"scaled_dot_product_attention": ("AutogradMeta", _sdpa_meta),
             "mish_backward": ("AutogradMeta", _mish_backward_meta),
-            "_grouped_mm": ("Meta", _grouped_mm_meta)}
+            "_grouped_mm": ("Meta", _grouped_mm_meta),
+            "nonzero": ("Meta", _nonzero_meta)}
 
 
 def _install():

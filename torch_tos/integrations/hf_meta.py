@@ -46,7 +46,7 @@ from contextlib import contextmanager
 import torch
 
 from .._compat import disable_current_modes, disable_torch_function
-from ..kernels import STANDS_FOR, register_meta_adaptation
+from ..kernels import STANDS_FOR, MetaValueError, register_meta_adaptation  # noqa: F401
 
 
 MASKING_MODULE = "transformers.masking_utils"
@@ -54,10 +54,6 @@ MASKING_MODULE = "transformers.masking_utils"
 _local = threading.local()
 _lock = threading.Lock()
 _installed = {"count": 0, "own": set()}
-
-
-class MetaValueError(RuntimeError):
-    """A meta tensor's value was needed to decide what to compute."""
 
 
 #: (module, function, or None for every function of the module) → the truth value taken for a
