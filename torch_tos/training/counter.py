@@ -73,12 +73,12 @@ class TOsCounter:
     Parameters: ``model`` (the ``nn.Module`` the loop calls; a ``DistributedDataParallel`` wrapper
     is fine, and so is an engine an integration follows, such as a DeepSpeed engine: see
     :mod:`.adapters`), ``optimizer`` (its ``step()`` closes a step; ``None`` follows any optimizer
-    over the model's parameters, or the engine's own step), ``dtype`` (price every op in this format — what-if analysis), ``meter``
-    (an energy meter with ``measure()``; each step is measured), ``cache`` (reuse the counts of
-    known steps), ``table`` (transistor constants), ``flop_mapping`` (extra FLOP formulas, as for
-    :func:`torch_tos.profile`), ``history`` (how many recent :class:`StepRecord` objects to keep;
-    ``None``: all), ``module_rules`` and ``ignore`` (as for :func:`torch_tos.profile`; see
-    :mod:`torch_tos.extensions`).
+    over the model's parameters, or the engine's own step), ``dtype`` (price every op in this
+    format — what-if analysis), ``meter`` (an energy meter with ``measure()``; each step is
+    measured), ``cache`` (reuse the counts of known steps), ``table`` (transistor constants),
+    ``flop_mapping`` (extra FLOP formulas, as for :func:`torch_tos.profile`), ``history`` (how many
+    recent :class:`StepRecord` objects to keep; ``None``: all), ``module_rules`` and ``ignore`` (as
+    for :func:`torch_tos.profile`; see :mod:`torch_tos.extensions`).
 
     Results: :attr:`steps`, :attr:`total`, :meth:`report`, :meth:`to_dataframe`,
     :meth:`total_all_ranks`; logging: :meth:`log_to`.
