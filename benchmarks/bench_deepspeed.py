@@ -125,8 +125,10 @@ def main(argv=None) -> int:
           f"{args.steps} steps; torch {torch.__version__}, deepspeed {deepspeed.__version__}")
     print("TOs of one step (the last), per phase: " + ", ".join(PHASES))
     print(f"{'':22s}" + "".join(f"{p:>12s}" for p in PHASES) + f"{'step':>12s}")
-    row = lambda name, ph: print(f"{name:22s}" + "".join(f"{ph.get(p, 0):12.4g}" for p in PHASES)  # noqa: E731
-                                 + f"{sum(ph.values()):12.4g}")
+
+    def row(name: str, ph: dict) -> None:
+        print(f"{name:22s}" + "".join(f"{ph.get(p, 0):12.4g}" for p in PHASES) + f"{sum(ph.values()):12.4g}")
+
     row("single process (16)", ref["phases"])
     for stage in map(str, STAGES):
         for r, res in enumerate(ranks):

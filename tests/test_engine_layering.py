@@ -11,6 +11,7 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
 import torch
 
 import torch_tos
@@ -51,7 +52,8 @@ def test_the_engine_imports_no_integration_until_transformers_is_imported():
 import sys, torch_tos, torch_tos.counter, torch_tos.kernels, torch_tos.training.verify
 
 def loaded():
-    return sorted(m for m in sys.modules if m.startswith(("torch_tos.integrations", "transformers")))
+    return sorted(m for m in sys.modules
+                  if m.startswith(("torch_tos.integrations", "transformers", "deepspeed")))
 
 with torch_tos.Engine():
     pass
@@ -93,8 +95,30 @@ def test_a_registered_adaptation_is_entered_by_every_counting_context_in_its_thr
     assert len(seen) == n  # unregistered: no longer entered
 
 
-def test_a_bad_adaptation_is_refused_with_one_line():
-    import pytest
+def test_step_adapters_claim_only_their_engines():
+    from torch_tos.training.adapters import register_step_adapter, step_adapter, unregister_step_adapter
 
+    class Engine(torch.nn.Linear):
+        pass
+
+    class Adapter:
+        def claims(self, model):
+            return isinstance(model, Engine)
+
+        check_optimizer = describe = step_state = attach = claims
+
+    assert step_adapter(torch.nn.Linear(2, 2)) is None
+    register_step_adapter("test", Adapter())
+    try:
+        assert step_adapter(torch.nn.Linear(2, 2)) is None
+        assert isinstance(step_adapter(Engine(2, 2)), Adapter)
+    finally:
+        unregister_step_adapter("test")
+    assert step_adapter(Engine(2, 2)) is None
+    with pytest.raises(TypeError, match="lacks check_optimizer, describe, step_state, attach"):
+        register_step_adapter("bad", type("Bad", (), {"claims": lambda self, m: True})())
+
+
+def test_a_bad_adaptation_is_refused_with_one_line():
     with pytest.raises(TypeError, match="must be a callable returning a context manager"):
         kernels.register_meta_adaptation("bad", object())

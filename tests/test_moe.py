@@ -14,7 +14,8 @@ import torch
 
 import torch_tos
 from test_rules_seq_helpers import B
-from torch_tos.kernels import GROUPED_MM_DTYPES, MetaValueError, kernel_choices
+from torch_tos.cpu_shapes import GROUPED_MM_DTYPES
+from torch_tos.kernels import MetaValueError, kernel_choices
 from torch_tos.rules.registry import ApproximateCountWarning
 
 I32 = torch.int32

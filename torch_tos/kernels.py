@@ -18,7 +18,7 @@ is open, through :func:`kernel_choices`:
   rejects float32, which the CPU kernel runs; in a counting thread meta validates the inputs as
   the CPU kernel does (float32, bfloat16 or float16, strides aligned to 16 bytes, int32 offsets,
   no bias) and returns an output of the CPU kernel's sizes, strides and dtype
-  (:func:`grouped_mm_shape`);
+  (:func:`torch_tos.cpu_shapes.grouped_mm_shape`);
 * ``aten.nonzero`` on meta (``torch.where(mask)``, the expert loops of transformers' ``eager``
   experts) raises :class:`MetaValueError` naming the model's line: its output size is data, which
   meta cannot know (PyTorch's meta function refuses too, pointing at a flag that would assume every
@@ -65,6 +65,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from . import _compat
+from .cpu_shapes import grouped_mm_shape
 
 aten = torch.ops.aten
 
@@ -138,89 +139,7 @@ def _mish_backward_meta(grad, x):
         return aten.mish_backward.default(grad, x)
 
 
-# -- _grouped_mm: the CPU kernel's checks and output --------------------------------------------
-
-#: the dtypes the CPU ``_grouped_mm`` kernel runs
-GROUPED_MM_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
-
-
-def _check_layout(mat) -> None:
-    """The CPU kernel's stride check: the last two dims row- or column-major, the leading stride
-    a multiple of 16 bytes (``check_valid_strides_and_return_transposed``)."""
-    end, align = mat.dim() - 1, 16 // mat.element_size()
-    stride, size = mat.stride(), mat.shape
-    if stride[end - 1] == 1 and stride[end] >= max(1, size[end - 1]):
-        lead = stride[end]
-    elif stride[end] == 1 and stride[end - 1] >= max(1, size[end]):
-        lead = stride[end - 1]
-    else:
-        raise RuntimeError(f"Invalid strides/sizes, got {list(stride)} for strides and "
-                           f"{list(size)} for sizes")
-    if lead % align:
-        raise RuntimeError("strides should be multiple of 16 bytes")
-
-
-def _scalar_name(dtype) -> str:
-    """The C++ ScalarType name PyTorch's kernels print (``Double`` for ``torch.float64``)."""
-    try:
-        with _compat.disable_current_modes():
-            return torch.empty(0, dtype=dtype).type().rsplit(".", 1)[-1].removesuffix("Tensor")
-    except (RuntimeError, TypeError):
-        return str(dtype)
-
-
-def grouped_mm_shape(mat_a, mat_b, offs=None, bias=None, out_dtype=None):
-    """The tensor ``aten._grouped_mm`` returns on CPU for these inputs — sizes, strides, dtype,
-    no data — after the CPU kernel's input checks, with their messages (PyTorch's
-    ``aten/src/ATen/native/GroupedMMUtils.h``: ``_grouped_mm_validate_inputs``,
-    ``_resolve_grouped_mm_out_dtype``, ``create_grouped_gemm_output_tensor``).
-
-    Sizes: 2-D ``[M, K]`` × 3-D ``[G, K, N]`` → ``[M, N]``; 3-D ``[G, M, K]`` × 2-D ``[K, N]`` →
-    ``[M, N]``; 2-D ``[M, K]`` × 2-D ``[K, N]`` → ``[G, M, N]`` (G = len(offs)); 3-D × 3-D →
-    ``[G, M, N]``. The last dim's stride is padded to 16 bytes (not on ROCm builds), as the kernel
-    allocates it."""
-    for name, mat in (("mat_a", mat_a), ("mat_b", mat_b)):
-        if mat.dtype not in GROUPED_MM_DTYPES:
-            raise RuntimeError(f"Expected {name} to be Float32, BFloat16 or Float16 matrix, got "
-                               f"{_scalar_name(mat.dtype)}")
-        if mat.dim() not in (2, 3):
-            raise RuntimeError(f"{name} has to be 2 or 3d")
-    a2, b2 = mat_a.dim() == 2, mat_b.dim() == 2
-    if (not a2 or not b2) and mat_a.shape[-1] != mat_b.shape[-2]:
-        raise RuntimeError("contraction dimension of mat_a and mat_b must match")
-    _check_layout(mat_a)
-    _check_layout(mat_b)
-    if (offs is not None) != (a2 or b2):
-        raise RuntimeError("Have to provide offsets if there is a 2d matrix, or no offset if both "
-                           "matrices are 3d")
-    if offs is not None and (offs.dim() != 1 or offs.dtype != torch.int32):
-        raise RuntimeError("offs has to be 1D" if offs.dim() != 1 else "Offsets have to be int32")
-    if bias is not None:
-        raise RuntimeError("Bias not supported yet")
-    dtype = out_dtype or mat_a.dtype
-    if dtype != mat_a.dtype:
-        raise RuntimeError("Grouped gemm output dtype must match `mat_a` dtype")
-    if mat_b.dtype != mat_a.dtype:  # the kernel's per-group mm refuses mixed dtypes
-        raise RuntimeError(f"expected mat_a and mat_b to have the same dtype, but got: "
-                           f"{mat_a.dtype} != {mat_b.dtype}")
-    if a2 and b2:
-        size = [int(offs.shape[0]), int(mat_a.shape[0]), int(mat_b.shape[1])]
-    elif a2 or b2:
-        batch = mat_b if a2 else mat_a
-        if int(offs.shape[0]) != int(batch.shape[0]):
-            raise RuntimeError("matrix batch sizes have to match")
-        size = [int(mat_a.shape[0 if a2 else 1]), int(mat_b.shape[-1] if a2 else mat_b.shape[1])]
-    else:
-        if mat_a.shape[0] != mat_b.shape[0]:
-            raise RuntimeError("batched dimension has to match")
-        size = [int(mat_a.shape[0]), int(mat_a.shape[1]), int(mat_b.shape[-1])]
-    if torch.version.hip is None:
-        align = 16 // torch.empty((), dtype=dtype, device="meta").element_size()
-        row = (size[-1] + align - 1) // align * align
-        stride = [row, 1] if len(size) == 2 else [size[1] * row, row, 1]
-        return torch.empty_strided(size, stride, dtype=dtype, device=mat_a.device)
-    return torch.empty(size, dtype=dtype, device=mat_a.device)
-
+# -- _grouped_mm: the CPU kernel's checks and output -----------------------------------------------
 
 def _grouped_mm_meta(mat_a, mat_b, offs=None, bias=None, out_dtype=None):
     """``Meta`` kernel of ``aten._grouped_mm``: the CPU kernel's shape function in a counting
