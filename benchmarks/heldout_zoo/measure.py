@@ -20,6 +20,7 @@ import datetime as _dt
 import gc
 import os
 import socket
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -43,7 +44,6 @@ def measure_run(entry: Entry, repeat: int, meter) -> dict:
     """One measured run of ``entry`` (module doc) as a row of :data:`COLUMNS`."""
     job = build(entry, "cpu", seed=repeat)
     job.run(1)  # warm-up, untimed
-    gc.collect()
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -134,6 +134,9 @@ def measure(path, entries, *, repeats: int = 3, meter="cputime", threads: int = 
 
 def read_measurements(path) -> pd.DataFrame:
     """The measurements CSV as a DataFrame (numbers as numbers), checked against the zoo."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"measurements file {str(path)!r} does not exist; make it with "
+                                f"`bench_heldout_zoo.py measure --out {path}`")
     rows = ResultFile(path, COLUMNS, what="measurements file").rows()
     if not rows:
         raise ValueError(f"{path}: no measured runs; run `bench_heldout_zoo.py measure --out {path}` first")

@@ -176,7 +176,7 @@ TV, TIMM, HF, NN = "torchvision", "timm", "transformers", "torch.nn"
 GPT2_Z16 = dict(n_embd=256, n_layer=4, n_head=4, vocab_size=VOCAB, use_cache=False)
 GPT2_Z25 = dict(n_embd=128, n_layer=2, n_head=4, vocab_size=VOCAB, use_cache=False)
 
-#: The zoo (issue 16, item 6): 14 training and 11 inference runs; 20 float32, 2 float64, 3 bfloat16.
+#: The zoo (issue 16, item 6): 16 training and 9 inference runs; 20 float32, 2 float64, 3 bfloat16.
 ZOO: tuple[Entry, ...] = (
     Entry("z01", "resnet18 3×64²", "torchvision CNN", TV, "training", F32, 8, "sgd-momentum", 15,
           torchvision_model("resnet18"), images(64), CE),
