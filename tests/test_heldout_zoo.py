@@ -177,6 +177,7 @@ def test_error_table_by_hand(tmp_path):
     md = R.render(t, "law", [], ["## title"])
     assert "| z21 | MLP 784-1024-1024-10 | training | float64 | 60 | 5 J (20.0 %) |" in md
     assert "+40.0 %" in md and "**no**" in md
+    assert "| median \\|err\\| |" in md  # a pipe inside a cell is escaped
 
 
 def test_compare_table_by_hand(tmp_path):
