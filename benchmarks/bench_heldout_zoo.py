@@ -83,7 +83,7 @@ def cmd_report(args) -> int:
         preds = P.predict_zoo(entries, laws, progress=not args.no_progress)
         table = table.merge(preds, on="id")
         md, _ = R.compare_table(table, "A", "B")
-        head = [f"## Held-out zoo: two laws compared", "", f"A: {args.compare[0]}: {laws['A']}",
+        head = ["## Held-out zoo: two laws compared", "", f"A: {args.compare[0]}: {laws['A']}",
                 f"B: {args.compare[1]}: {laws['B']}", *_measurement_lines(meas), ""]
         text = "\n".join(head) + "\n" + md
     else:
