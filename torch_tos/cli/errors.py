@@ -6,10 +6,12 @@ one line that says what an exception raised by the user's model was and where it
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import sysconfig
 import traceback
+import warnings
 
 
 class CLIError(Exception):
@@ -58,6 +60,24 @@ def check_input_file(path: str, option: str, hint: str) -> str:
     if not os.access(p, os.R_OK):
         raise CLIError(f"{option} {p!r} is not readable by this user")
     return p
+
+
+@contextlib.contextmanager
+def warnings_as_lines(*categories):
+    """Print each warning of ``categories`` raised inside the block as one ``torch-tos: warning:``
+    line on stderr, at once (other warnings as Python shows them)."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, categories):
+            print(f"torch-tos: warning: {message}", file=sys.stderr, flush=True)
+        else:
+            previous(message, category, filename, lineno, file, line)
+
+    with warnings.catch_warnings():  # restores the filters and showwarning on exit
+        previous = warnings.showwarning
+        for category in categories:
+            warnings.simplefilter("always", category)
+        warnings.showwarning = show
+        yield
 
 
 def first_line(exc: BaseException) -> str:

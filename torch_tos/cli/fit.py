@@ -93,7 +93,9 @@ def _cmd_fit(args) -> int:
     from ..energy.evaluate import EVAL_SPLITS
     from ..energy.features import check_features
     from ..energy.fit import EnergyModel
+    from ..energy.runcells import RunsOutlierWarning
     from ..energy.runs import read_runs
+    from .errors import warnings_as_lines
 
     features = _names(args.features)
     if args.law.lower().endswith(".json") or "/" in args.law:
@@ -114,7 +116,8 @@ def _cmd_fit(args) -> int:
     if args.seeds < 1:
         raise CLIError(f"--seeds must be a positive number of split seeds (10 or more recommended), got {args.seeds}")
     save, figure = _outputs(args)
-    runs = read_runs(args.runs, features=tuple(features))  # per-class law features may be 0
+    with warnings_as_lines(RunsOutlierWarning):
+        runs = read_runs(args.runs, features=tuple(features))  # per-class law features may be 0
     meters = meters_of(runs)
     if len(meters) > 1:
         raise CLIError(f"the runs files mix meters ({', '.join(meters)}); fit the runs of one meter at a time")
