@@ -23,8 +23,11 @@ What ``profile()`` runs the step on, and what it costs in memory:
   (PyTorch's modules never write buffers in eval mode). A shared tensor whose version counter moved
   while the step ran (written in place by the step — or by another thread) is reported with a
   :class:`UserWarning` naming it.
-- **Inputs and targets** are copied (activation-sized); a tensor that requires grad — a leaf or
-  not — becomes a new leaf that requires grad, so the input-gradient work is counted.
+- **Inputs and targets** are copied (activation-sized); a leaf that requires grad becomes a new
+  leaf that requires grad, so the input-gradient work is counted; a non-leaf (the output of ops
+  that require grad) stays a non-leaf — the ``clone()`` of a new leaf that shares its data
+  read-only — so the model may apply in-place ops to it (``x.relu_()``) as in the user's loop, and
+  the backward stops at that leaf instead of flowing into the user's graph.
 - On another ``device`` (``meta`` included) every tensor is copied onto it; on ``meta`` that is
   only sizes, strides and dtypes.
 - **Random streams**: the CPU generator, every initialised CUDA device's generator, and any
@@ -107,13 +110,23 @@ class Workspace:
         shadows = Shadows(self._tensor_of)
         self.model = shadows.module(model)
         self.loss_fn = shadows.module(loss_fn) if isinstance(loss_fn, torch.nn.Module) else loss_fn
-        data = Shadows(lambda t, kind: copy_tensor(t, self._device))
+        data = Shadows(self._input_of)
         self.inputs = data.value(inputs)
         self.target = data.value(target)
         self.rng = RngGuard([g for g in tree_leaves((inputs, target)) if isinstance(g, torch.Generator)])
         self.optimizer = self._meta_optimizer(optimizer) if optimizer is not None and self.training else None
 
     # -- which tensor the shadow holds ---------------------------------------------------------
+    def _input_of(self, t: torch.Tensor, kind: str) -> torch.Tensor:
+        """An input or target: a copy; a non-leaf stays a non-leaf (module doc)."""
+        if not (t.requires_grad and t.grad_fn is not None):
+            return copy_tensor(t, self._device)
+        with torch.no_grad():
+            base = copy_tensor(t, self._device, leaf_grad=False) if self._moves(t) else t.detach()
+        base.requires_grad_(True)
+        with torch.enable_grad():
+            return base.clone()
+
     def _moves(self, t: torch.Tensor) -> bool:
         return self._device is not None and self._device != t.device
 
