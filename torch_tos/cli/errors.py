@@ -42,8 +42,6 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message):
-        if message.startswith("unrecognized arguments"):
-            message += f" ({self.prog} --help lists the options)"
         raise CLIError(message)
 
 

@@ -48,11 +48,15 @@ def main(argv=None) -> int:
     debug = False
     try:
         try:
-            args = parser.parse_args(argv)
+            args, extra = parser.parse_known_args(argv)
         except SystemExit as e:  # --help and --version: their text is printed, nothing else to do
             return e.code if isinstance(e.code, int) else 0
         debug = bool(getattr(args, "debug", False))
-        if not getattr(args, "command", None):
+        command = getattr(args, "command", None)
+        if extra:
+            raise CLIError(f"unrecognized arguments: {' '.join(extra)} (torch-tos {command or ''}"
+                           f"{' ' if command else ''}--help lists the options)")
+        if not command:
             raise CLIError(f"no command given; accepted: {', '.join(parser.commands)} "
                            f"(torch-tos COMMAND --help for one's options)")
         return int(args.func(args) or 0)
