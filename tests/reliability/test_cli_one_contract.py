@@ -88,7 +88,8 @@ def test_shared_options_accept_the_same_values():
     assert predict_cmd.OPTIMIZERS == profile_cmd.OPTIMIZERS
     parser = build_parser()
     commands = {p.prog.split()[-1]: p for p in _parsers(parser) if p is not parser}
-    loss = {name: [a for a in commands[name]._actions if "--loss" in a.option_strings][0] for name in ("profile", "predict")}
+    loss = {name: next(a for a in commands[name]._actions if "--loss" in a.option_strings)
+            for name in ("profile", "predict")}
     assert set(loss["profile"].choices) == set(predict_cmd.LOSSES)
 
 

@@ -140,8 +140,9 @@ def _composite_ops_with_rules() -> set[str]:
 def test_every_rule_on_a_composite_op_has_its_decompositions_flops():
     formulas = {str(k) for k in flop_formulas()}
     unreviewed = _composite_ops_with_rules() - formulas - NO_FLOPS_WHEN_DECOMPOSED
-    assert not unreviewed, ("ops that reach the engine whole only under inference_mode: give each the FLOPs "
-                            f"of FlopCounterMode's decomposition (COMPOSITE_MAPPING) or review it: {sorted(unreviewed)}")
+    assert not unreviewed, ("ops that reach the engine whole only under inference_mode: give each the FLOPs of "
+                            "FlopCounterMode's decomposition (COMPOSITE_MAPPING) or review it: "
+                            f"{sorted(unreviewed)}")
     assert {str(k) for k in COMPOSITE_MAPPING} <= _composite_ops_with_rules()
 
 

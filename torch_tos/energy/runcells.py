@@ -26,7 +26,6 @@ comparable power). Each note names file, line, the value and the reference it wa
 
 from __future__ import annotations
 
-import math
 import re
 
 import numpy as np
@@ -84,8 +83,8 @@ def _problems(text: pd.Series, kind: str) -> tuple[np.ndarray, pd.Series]:
 def _also(lines: list[int]) -> str:
     if not lines:
         return ""
-    shown = ", ".join(map(str, lines[:5]))
-    return f" (also line{'s' if len(lines) > 1 else ''} {shown}{f' and {len(lines) - 5} more' if len(lines) > 5 else ''})"
+    shown = ", ".join(map(str, lines[:5])) + (f" and {len(lines) - 5} more" if len(lines) > 5 else "")
+    return f" (also line{'s' if len(lines) > 1 else ''} {shown})"
 
 
 def check_cells(path, table: pd.DataFrame, lines: np.ndarray, kinds: dict, required) -> dict[str, np.ndarray]:
