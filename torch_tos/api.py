@@ -88,7 +88,7 @@ def profile(model: torch.nn.Module, inputs, *, mode: str = "inference", target=N
             "device": str(device) if device is not None else _device_of(model_c, args, kwargs)}
     grad = mode == "training"
     try:
-        with work.rng, scope, engine, torch.set_grad_enabled(grad):
+        with work.rng, scope, work.guard, engine, torch.set_grad_enabled(grad):
             engine.phase = "forward"
             output = model_c(*args, **kwargs)
             if mode in ("validation", "training"):

@@ -65,7 +65,8 @@ def plot_data(report, top: int = 15, depth: int | None = None) -> dict:
 
 def plot_report(report, *, top: int = 15, depth: int | None = None, path=None, figsize=None):
     """Draw the panels described in the module docstring; returns the matplotlib ``Figure`` and,
-    with ``path``, also saves it there (format from the suffix: ``.png``, ``.svg``, ``.pdf``)."""
+    with ``path``, also saves it there, atomically (format from the suffix: ``.png``, ``.svg``,
+    ``.pdf``; a file object as ``savefig`` takes it)."""
     Figure = _matplotlib()
     data = plot_data(report, top=top, depth=depth)
     panels = [("TOs by operation kind", data["kinds"]), ("TOs by phase", data["phases"])]
@@ -91,7 +92,9 @@ def plot_report(report, *, top: int = 15, depth: int | None = None, path=None, f
     meta = report.metadata
     fig.suptitle(f"{meta.get('model', 'model')} — {meta.get('mode', '')}: {report.tos:.3g} TOs", fontsize=11)
     if path is not None:
-        fig.savefig(path, dpi=120)
+        from .fileio import save_figure
+
+        save_figure(fig, path, dpi=120)
     return fig
 
 

@@ -59,8 +59,9 @@ def test_a_counter_entered_in_another_thread_counts_that_thread():
 
     got = _in_thread(loop)
     assert [r.cache for r in got.steps] == ["miss", "hit", "hit"]
-    ref = torch_tos.profile(_net(), X, mode="training", loss_fn=nn.MSELoss(), target=Y,
-                            optimizer=torch.optim.SGD(_net().parameters(), lr=0.1))
+    other = _net()
+    ref = torch_tos.profile(other, X, mode="training", loss_fn=nn.MSELoss(), target=Y,
+                            optimizer=torch.optim.SGD(other.parameters(), lr=0.1))
     assert got.steps[0].phases["forward"] == ref.by_phase()["forward"]
 
 

@@ -28,6 +28,7 @@ from .._compat import (global_module_hooks_set, next_sequence_nr, pop_torch_func
 from .cache import Node, StepCache
 from .ddp import ddp_of, forward_state
 from .hooks import ModuleHook, running_modules
+from .records import device_readings
 from .signature import ForwardSignature, has_kv_cache, optimizer_signature
 from .verify import TRUSTED_OPTIMIZERS, Tracer
 
@@ -232,7 +233,8 @@ class StepTracker:
         m = step.meter_m if step.meter_m is not None else step.meter_ctx
         joules, seconds = getattr(m, "joules", None), getattr(m, "seconds", None)
         return (float(joules) if joules is not None else None,
-                float(seconds) if seconds is not None else None, getattr(m, "estimated", None))
+                float(seconds) if seconds is not None else None, getattr(m, "estimated", None),
+                device_readings(m))
 
     # -- forwards --------------------------------------------------------------------------------
     def on_root_pre(self, module, args, kwargs):

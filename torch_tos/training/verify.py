@@ -31,7 +31,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from .._compat import C_SET_GRAD_ENABLED, global_module_hooks_set, sequence_nr
-from ..integrations.hf_meta import STANDS_FOR
+from ..kernels import STANDS_FOR
 from .ddp import comm_hook_state
 from .signature import FLAG_FREE, tensor_sig, value_sig
 
@@ -160,7 +160,7 @@ class Tracer(TorchFunctionMode):
             if func in _SETTERS:  # a gradient may have been set or dropped
                 tracker.grads = None
             return func(*args, **kwargs) if kwargs else func(*args)
-        # an open Engine's Tensor.__bool__/item wrappers (integrations.hf_meta) are the same call
+        # an open Engine's method wrappers (a meta adaptation's, kernels.STANDS_FOR) are the same call
         key = (_STANDS_FOR.get(func, func), *[tensor_sig(a) if type(a) is _Tensor else
                                               (a if type(a) in _PLAIN else value_sig(a)) for a in args])
         if kwargs:
