@@ -8,7 +8,8 @@
     print(counter.total, counter.report())
 
 **Steps** (:mod:`.steps`): a step opens at the model's first forward after the previous step
-closed and closes after ``optimizer.step()`` or at :meth:`TOsCounter.step`. Without
+closed and closes after ``optimizer.step()`` or at :meth:`TOsCounter.step` (work between the two,
+e.g. a ``zero_grad()`` before the forward or ``GradScaler.update()``, is in no step). Without
 ``optimizer=``, every optimizer whose parameters belong to the model is followed. Gradient
 accumulation is one step; a no-grad forward is a step of its own (``validation`` when something
 is computed on its output, else ``inference``; a decoding step given a key/value cache is
@@ -19,22 +20,28 @@ inside the autograd engine, ``optimizer`` inside ``optimizer.step()`` (not insid
 ``loss`` for the rest. Autograd's gradient seed (``ones_like`` in ``loss.backward()``, zero BOs)
 lands in ``loss``, where it runs; the profiler's ``record_function`` markers are not counted.
 
-**Cache** (:mod:`.cache`, :mod:`.signature`, :mod:`.verify`): with ``cache=True`` a step
-reuses counts only while the library can show it is the same work. Its events — forward
-signatures, optimizer signatures, and every ``torch`` call outside trusted library code (the
-loss, metrics, regularizers, closures, KV-cache reads, ``backward()`` with its roots, the code of
-optimizers other than the built-in ones) — are matched against the cached sequence; while all
-match nothing is intercepted (``"hit"``), at the first difference the step is counted from there
-(``"partial"``; :attr:`StepRecord.recount` says why). Segments with data-dependent shapes or
-with ops no traced call covers are counted every time. ``cache=False`` intercepts every step.
+**Cache** (:mod:`.cache`, :mod:`.signature`, :mod:`.verify`, :mod:`.ddp`): with ``cache=True``
+a step reuses counts only while the library can show it is the same work. Its events — forward
+signatures (with DDP's own state), optimizer signatures, and every ``torch`` call outside trusted
+library code (the loss, metrics, regularizers, closures, KV-cache reads, ``backward()`` with its
+roots and DDP's communication hook, the code of optimizers other than the built-in ones; reading
+and setting tensor attributes such as ``p.grad = None`` runs no op and is not an event) — are
+matched against the cached sequence, the first one together with the step's starting state (which
+parameters hold a gradient, how much optimizer state exists); while all match nothing is
+intercepted (``"hit"``), at the first difference the step is counted from there (``"partial"``;
+:attr:`StepRecord.recount` says why), attributed per layer exactly as if counted from its start
+(:class:`~.hooks.CounterScope`). Segments with data-dependent shapes or with ops no traced call
+covers are counted every time. ``cache=False`` intercepts every step; both give the same tables,
+step for step.
 
 **Memory**: totals and :meth:`report` cover every step from O(distinct step kinds) state; the
 last ``history`` records are kept in full in :attr:`steps` (``history=None``: all of them).
 
 **Safety**: nothing is written onto the model; hooks are registered on entry (per-module hooks
 only while a step is counted) and removed on exit, also when the loop raises. Hooks act only in
-the thread that entered the counter and are no-ops in deep copies and pickles. A second counter
-on the same model (or one sharing modules) while the first is active is an error.
+the thread that entered the counter (any thread may) and are no-ops in deep copies and pickles. A
+second counter on the same model (or one sharing modules) while the first is active is an error,
+which names the other counter's thread when it is another one.
 """
 
 from __future__ import annotations

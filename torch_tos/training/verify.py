@@ -7,8 +7,12 @@ read, the optimizer's own code when it is not a known one. :class:`Tracer`, a
 ``TorchFunctionMode`` active in those stretches of the step, turns each call into an event keyed
 by the function and the signature of its arguments (shapes, dtypes, ``requires_grad``, devices,
 non-tensor values); ``Tensor.backward`` is such a call, so the backward pass is keyed by what it
-is called on and by the graph the preceding events built. A step reuses cached counts only while
-every event matches the cached sequence; at the first difference it counts from there.
+is called on, by which parameters already hold a gradient, by the state of a DDP communication
+hook (:mod:`.ddp`) and by the graph the preceding events built. Calls that run no op are not
+events: switching grad mode, the profiler's markers, and reading or setting a tensor attribute
+(``p.grad = None``, ``requires_grad``, …; what a setting changes is in the keys of the events that
+depend on it). A step reuses cached counts only while every event matches the cached sequence;
+at the first difference it counts from there.
 
 Trusted (not traced inside):
 
