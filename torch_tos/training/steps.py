@@ -27,7 +27,8 @@ from .._compat import (global_module_hooks_set, next_sequence_nr, pop_torch_func
                        push_torch_function_mode, torch_function_mode_at_top)
 from .cache import Node, StepCache
 from .ddp import ddp_of, forward_state
-from .hooks import ModuleHook, running_modules
+from .hooks import running_modules
+from .inner import inner_forward
 from .records import device_readings
 from .signature import ForwardSignature, has_kv_cache, optimizer_signature
 from .verify import TRUSTED_OPTIMIZERS, Tracer
@@ -309,49 +310,7 @@ class StepTracker:
         self.trace(True)
 
     def _inner_eval(self, args, kwargs) -> None:
-        """A no-grad forward inside an open training step: its own ``inference`` record (cached
-        only for a trusted model: its forward is not traced)."""
-        root = self.cache.roots["inner"]
-        sig = self.signature(args, kwargs)
-        cacheable = self.model_trusted and not global_module_hooks_set()
-        node = self.cache.child(root, sig) if cacheable else None
-        if node is not None:
-            summary, _ = self.cache.summary(node)
-            self.record(summary, "hit", None, False, None)
-            return
-        node = self.cache.new_child(root, sig) if cacheable else Node(sig, root)
-        engine = self.engine
-        scope = self.scope
-        saved = (engine.counts, engine.unsupported, self.segment, scope.recording)
-        engine.counts, engine.unsupported, self.segment = node.counts, node.unsupported, node
-        scope.recording = None  # its module entries are not part of the step's timeline
-        started_scope, started_engine = not self.scope_on, not self.engine_on
-        self._start_counting()
-        tracker = self
-
-        def done(module, a, k, out):
-            tracing = tracker.tracing
-            tracker.trace(False)
-            tracker.inner_handle.remove()
-            tracker.inner_handle = None
-            if started_engine and tracker.engine_on:
-                tracker.engine_on = False
-                engine.__exit__(None, None, None)
-            if started_scope and tracker.scope_on:  # the scope's post-hook ran before this one
-                tracker.scope.detach()
-                tracker.scope.forget_nodes()
-                tracker.scope_on = False
-            engine.counts, engine.unsupported, tracker.segment, recording = saved
-            if tracker.scope_on:
-                scope.recording = recording
-            summary, new = tracker.cache.summary(node) if cacheable else \
-                tracker.cache.intern(node.counts, node.unsupported, False)
-            tracker.record(summary, "miss", None, new, None if cacheable else "untrusted model")
-            tracker.trace(tracing)
-            return None
-
-        self.inner_handle = self.model.register_forward_hook(ModuleHook(done, self.scope.thread),
-                                                             with_kwargs=True, always_call=True)
+        inner_forward(self, args, kwargs)
 
     # -- optimizer -----------------------------------------------------------------------------
     def is_ours(self, opt) -> bool:
