@@ -29,6 +29,7 @@ from .hops import handle_higher_order
 from .kernels import kernel_choices
 from .rules import lookup
 from .rules.complex import COMPLEX_DTYPES, complex_bos
+from .sharded import fake_mode_active, holds_dtensor
 
 # Metadata queries that FlopCounterMode also lets through untouched.
 _PASSTHROUGH = {
@@ -114,11 +115,31 @@ class _Dispatch(TorchDispatchMode):
     def __init__(self, engine: "Engine"):
         super().__init__()
         self.engine = engine
+        self._dtensor_depth = 0   # DTensor dispatches running under this mode
+        self._declining = None    # the DTensor op this mode re-dispatched and now declines
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if types and holds_dtensor(types):
+            return self._dtensor_op(func, types, args, kwargs or {})
+        if self._dtensor_depth and fake_mode_active():
+            return func(*args, **(kwargs or {}))  # DTensor's shape propagation: no work is done
         if isinstance(func, HigherOrderOperator):
             return handle_higher_order(self.engine, self, func, args, kwargs or {})
         return self.engine._handle(self, func, args, kwargs or {})
+
+    def _dtensor_op(self, func, types, args, kwargs):
+        """An op on DTensors: run DTensor's dispatch with this mode active (:mod:`.sharded`)."""
+        if self._declining is func:
+            self._declining = None
+            return NotImplemented  # DTensor's own dispatch runs next, this mode still active
+        self._dtensor_depth += 1
+        self._declining = func
+        try:
+            with self:
+                return func(*args, **kwargs)
+        finally:
+            self._declining = None
+            self._dtensor_depth -= 1
 
 
 _IGNORED = object()  # resolution of an op the user ignores

@@ -1,0 +1,54 @@
+"""DTensor (``torch.distributed.tensor``) under the counting engine: each rank's local work.
+
+An op on DTensors reaches a ``TorchDispatchMode`` before DTensor's own dispatch, at the
+*global* shape: ``mm`` of a ``[16, 32]`` input by a ``[32, 64]`` weight sharded column-wise on
+two ranks arrives as the full ``[16, 32] × [32, 64]`` product, though each rank's kernel computes
+``[16, 32] × [32, 32]``. The engine declines such a call (``NotImplemented``, as
+``torch.distributed.tensor.debug.CommDebugMode`` does), so DTensor's dispatch runs with the
+counting mode still active: its sharding propagation, the redistributions it needs (functional
+collectives on local tensors: ``all_gather_into_tensor``, ``reduce_scatter_tensor``,
+``all_reduce``, ``all_to_all_single``, plus the local copies, chunks and divisions around them)
+and the op itself on the local shards — each reaches the engine as an op on plain tensors, and
+is priced once, at the shapes the rank's kernels see. Attribution is unchanged: the local ops run
+inside the same module call, autograd node and phase as the DTensor op they implement.
+
+``torch.distributed.tensor`` is never imported here: a process that holds a DTensor has
+imported it already.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+
+__all__ = ["dtensor_class", "fake_mode_active", "holds_dtensor", "is_dtensor"]
+
+
+def dtensor_class():
+    """The ``DTensor`` class, or ``None`` when ``torch.distributed.tensor`` is not loaded."""
+    module = sys.modules.get("torch.distributed.tensor")
+    return getattr(module, "DTensor", None) if module is not None else None
+
+
+def holds_dtensor(types) -> bool:
+    """Whether the tensor-subclass ``types`` of a dispatched call include DTensor (or a subclass)."""
+    cls = dtensor_class()
+    return cls is not None and any(isinstance(t, type) and issubclass(t, cls) for t in types)
+
+
+def is_dtensor(t) -> bool:
+    """Whether ``t`` is a DTensor."""
+    cls = dtensor_class()
+    return cls is not None and isinstance(t, cls)
+
+
+_FAKE_KEY = getattr(getattr(torch._C, "_TorchDispatchModeKey", None), "FAKE", None)
+
+
+def fake_mode_active() -> bool:
+    """Whether a ``FakeTensorMode`` is active: ops run now compute shapes only (DTensor's sharding
+    propagation runs the global-shape op on fake tensors to learn its output's metadata)."""
+    if _FAKE_KEY is None:
+        return False
+    return torch._C._get_dispatch_mode(_FAKE_KEY) is not None
