@@ -25,6 +25,7 @@ from collections import OrderedDict, defaultdict
 import torch
 
 from ._compat import tree_leaves
+from .sharded import is_dtensor, meta_dtensor
 
 _CONTAINERS = frozenset((dict, OrderedDict, list, set, tuple, defaultdict))
 _ATOMIC = frozenset((bool, int, float, str, bytes, type(None), torch.dtype, torch.device))
@@ -36,6 +37,11 @@ def copy_tensor(t: torch.Tensor, device=None, *, leaf_grad: bool = True) -> torc
     requires grad (a leaf or not) becomes a new leaf that requires grad when ``leaf_grad``, so the
     input-gradient work of a step is counted and nothing flows back into the user's graph."""
     target = torch.device(device) if device is not None else t.device
+    if is_dtensor(t):  # the rank's shard copied, inside a DTensor of the same mesh and placements
+        data = meta_dtensor(t, copy_tensor(t.to_local().detach(), target, leaf_grad=False))
+        if isinstance(t, torch.nn.Parameter):
+            return torch.nn.Parameter(data, requires_grad=t.requires_grad)
+        return data.requires_grad_(True) if t.requires_grad and leaf_grad else data
     with torch.no_grad():
         if t.is_nested or t.layout != torch.strided:
             data = t.detach().to(target, copy=True)  # jagged / sparse: no strides to copy

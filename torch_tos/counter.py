@@ -28,6 +28,7 @@ from .extensions import Extensions, RuleError, check_bos, module_op_name
 from .hops import handle_higher_order
 from .kernels import kernel_choices
 from .rules import lookup
+from .rules.registry import ALIAS_OPS
 from .rules.complex import COMPLEX_DTYPES, complex_bos
 from .sharded import fake_mode_active, holds_dtensor
 
@@ -319,7 +320,7 @@ class Engine:
             hit = _IGNORED
         else:
             hit = (lookup(func), self.flop_formulas.get(packet), op_name(func),
-                   bool(getattr(func, "is_view", False)))
+                   bool(getattr(func, "is_view", False)) or packet in ALIAS_OPS)
         self._resolved[func] = hit
         return hit
 

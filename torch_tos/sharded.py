@@ -22,7 +22,8 @@ import sys
 
 import torch
 
-__all__ = ["dtensor_class", "fake_mode_active", "holds_dtensor", "is_dtensor"]
+__all__ = ["check_profile_model", "dtensor_class", "fake_mode_active", "holds_dtensor", "is_dtensor",
+           "meta_dtensor"]
 
 
 def dtensor_class():
@@ -52,3 +53,45 @@ def fake_mode_active() -> bool:
     if _FAKE_KEY is None:
         return False
     return torch._C._get_dispatch_mode(_FAKE_KEY) is not None
+
+
+def meta_dtensor(t, local):
+    """A DTensor with ``t``'s mesh, placements, global size and strides around ``local`` (the
+    rank's shard, e.g. on ``meta``): ops on it run DTensor's dispatch at the rank's shard shapes,
+    and its redistributions run the functional collectives' meta kernels (no communication)."""
+    from torch.distributed.tensor import DTensor
+
+    return DTensor.from_local(local, t.device_mesh, t.placements, run_check=False,
+                              shape=t.shape, stride=t.stride())
+
+
+def _fsdp_module_class():
+    module = sys.modules.get("torch.distributed.fsdp")
+    return getattr(module, "FSDPModule", None) if module is not None else None
+
+
+def check_profile_model(model, device) -> None:
+    """One-line ``ValueError`` where :func:`torch_tos.profile` cannot count ``model``'s step.
+
+    * FSDP2 (``fully_shard``): the step all-gathers and reduce-scatters with the other ranks and
+      swaps the modules' parameters between their sharded and unsharded forms — state of the
+      user's modules that ``profile()`` never changes.
+    * Other DTensor parameters (tensor parallelism) on their real device: the step communicates
+      with the other ranks (a rank profiling alone would wait forever). On ``meta`` the rank's
+      local step is counted: every parameter becomes a meta DTensor of the same mesh and
+      placements (:func:`meta_dtensor`), so the shard shapes and the collectives' reductions are
+      what the rank would run.
+    """
+    fsdp = _fsdp_module_class()
+    if fsdp is not None and any(isinstance(m, fsdp) for m in model.modules()):
+        raise ValueError("profile() cannot run an FSDP2 (fully_shard) model: its step all-gathers "
+                         "and reduce-scatters with the other ranks and swaps the modules' parameters; "
+                         "count its real steps with TOsCounter(model, optimizer) on every rank, or "
+                         "profile the model before fully_shard (docs/distributed.md)")
+    if dtensor_class() is None or (device is not None and torch.device(device).type == "meta"):
+        return
+    if any(is_dtensor(t) for t in (*model.parameters(), *model.buffers())):
+        raise ValueError("profile() runs a model with DTensor parameters (tensor parallelism) on "
+                         "device='meta' only: on its real device the step communicates with the other "
+                         "ranks; profile(model, inputs, device='meta') counts this rank's local step, "
+                         "TOsCounter(model, optimizer) counts real steps on every rank")

@@ -21,6 +21,9 @@ Rule = Callable[..., BOs]
 RULES: dict[object, Rule] = {}
 #: ops that move or create memory only (registered explicitly as zero arithmetic)
 ZERO_OPS: set[object] = set()
+#: memory-only ops whose output is the tensor they were given (``_c10d_functional.wait_tensor``):
+#: like views, they move no bytes
+ALIAS_OPS: set[object] = set()
 #: aten op → name of the module that registered it (its family, for docs/rules.md)
 FAMILY: dict[object, str] = {}
 #: ops that some supported torch versions lack: name → the versions that have it (``">=2.14"``,
@@ -30,7 +33,7 @@ OPTIONAL_OPS: dict[str, str] = {}
 #: namespace → [(op name, rule or None for memory-only, family)]
 PENDING: dict[str, list] = {}
 #: namespace → the Python module whose import loads its ops
-NAMESPACE_MODULES = {"torchvision": "torchvision"}
+NAMESPACE_MODULES = {"torchvision": "torchvision", "fsdp": "torch.distributed.fsdp"}
 
 
 class ApproximateCountWarning(UserWarning):
