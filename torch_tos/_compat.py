@@ -292,9 +292,22 @@ _SCOPE_HOOK_DICTS = ("_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_f
                      "_forward_hooks_with_kwargs", "_forward_hooks_always_called")
 
 
+def _prepend(hooks: dict, key, value) -> None:
+    """``hooks[key] = value`` as the first entry (``register_forward_pre_hook(prepend=True)``)."""
+    if isinstance(hooks, OrderedDict):
+        hooks[key] = value
+        hooks.move_to_end(key, last=False)
+        return
+    rest = list(hooks.items())
+    hooks.clear()
+    hooks[key] = value
+    hooks.update(rest)
+
+
 class ScopeHooks:
-    """A forward pre-hook (none when ``pre`` is None) and a forward hook of one module, both
-    ``with_kwargs`` and the latter
+    """A forward pre-hook (none when ``pre`` is None), run before the module's other pre-hooks
+    (the work of those — FSDP2's all-gather, a parallel style's input redistribution — belongs to
+    the module), and a forward hook of one module, both ``with_kwargs`` and the latter
     ``always_call`` — what ``register_forward_pre_hook`` and ``register_forward_hook`` store —
     entered under one fresh hook id straight into the module's hook dictionaries (the two
     ``RemovableHandle`` objects cost more than the hooks' own work on a small model).
@@ -311,12 +324,13 @@ class ScopeHooks:
             self.hid = _RemovableHandle.next_id  # the id a RemovableHandle would take
             _RemovableHandle.next_id += 1
             self.dicts = dicts
-            if pre is not None:
-                dicts[0][self.hid], dicts[1][self.hid] = pre, True
+            if pre is not None:  # first: the module's own pre-hooks' work runs inside its scope
+                _prepend(dicts[0], self.hid, pre)
+                dicts[1][self.hid] = True
             dicts[2][self.hid], dicts[3][self.hid], dicts[4][self.hid] = post, True, True
         else:  # pragma: no cover - depends on the installed torch
             self.handles = (*(() if pre is None else
-                              (module.register_forward_pre_hook(pre, with_kwargs=True),)),
+                              (module.register_forward_pre_hook(pre, with_kwargs=True, prepend=True),)),
                             module.register_forward_hook(post, with_kwargs=True, always_call=True))
 
     def remove(self) -> None:
