@@ -320,7 +320,7 @@ class Engine:
             hit = _IGNORED
         else:
             hit = (lookup(func), self.flop_formulas.get(packet), op_name(func),
-                   bool(getattr(func, "is_view", False)) or packet in ALIAS_OPS)
+                   bool(getattr(func, "is_view", False)) or op_name(func) in ALIAS_OPS)
         self._resolved[func] = hit
         return hit
 

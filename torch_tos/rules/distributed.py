@@ -214,12 +214,15 @@ for _packet in (*_c10d("broadcast_", "allgather_", "_allgather_base_", "allgathe
         ZERO_OPS.add(_packet)
         FAMILY.setdefault(_packet, __name__)
 
-# the tensor they are given, returned: no arithmetic, no bytes
-for _packet in _functional("wait_tensor", "_wrap_tensor_autograd"):
+# the tensor they are given, returned: no arithmetic, no bytes (``_wrap_tensor_autograd`` is
+# defined by torch.distributed._functional_collectives, registered once that is loaded)
+for _packet in _functional("wait_tensor"):
     if _packet not in ZERO_OPS:
         ZERO_OPS.add(_packet)
-        ALIAS_OPS.add(_packet)
         FAMILY.setdefault(_packet, __name__)
+if _functional("wait_tensor"):
+    register_zero("_c10d_functional::_wrap_tensor_autograd")
+ALIAS_OPS.update(("_c10d_functional.wait_tensor", "_c10d_functional._wrap_tensor_autograd"))
 
 # FSDP2's copies around its collectives (torch.distributed.fsdp defines them when it is loaded):
 # the all-gather's input packed from the shards, its output split into the unsharded parameters,
