@@ -155,6 +155,8 @@ def _fsdp_worker(rank: int, port: int, out_dir: str) -> None:
         opt = torch.optim.AdamW(model.parameters())
         res["mlp"] = count(model, opt, x, lambda o: o.sum())
         res["mlp_cached"] = count(model, opt, x, lambda o: o.sum(), steps=2, cache=True)
+        ddp = nn.parallel.DistributedDataParallel(mlp(bias=True))  # the same model, replicated
+        res["ddp"] = count(ddp, torch.optim.AdamW(ddp.parameters()), x, lambda o: o.sum())
         res["refused"] = [refused(lambda: profile(model, x)),
                           refused(lambda: profile(model, x, mode="training", optimizer=opt, device="meta"))]
 
@@ -371,6 +373,25 @@ def test_fsdp2_mlp_each_rank_counts_its_batch_and_its_optimizer_shard(fsdp):
     expected["backward"] = add(expected["backward"], ((W - 1) * (P0 + P2), 0, 0, P0 + P2, 0))
     expected["optimizer"] = add(one_opt, STEP, times=[1, (W - 1) * 4])
     assert fsdp[0]["mlp"]["all"] == fsdp[1]["mlp"]["all"] == expected
+
+
+def test_ddp_against_fsdp2_on_the_same_model_and_batches(fsdp):
+    from torch_tos.rules.distributed import own_chunk
+
+    P = 64 * 32 + 64 + 32 * 64 + 32  # one bucket
+    for rank, r in enumerate(fsdp):
+        rows, single = r["ddp"]["rows"], r["mlp_single"]["rows"]
+        assert r["ddp"]["unsupported"] == []
+        for ph in ("forward", "loss"):
+            assert phase(rows, ph) == phase(single, ph)
+        # backward: the bucket's all-reduce (the rank's ring chunk), and DDP's scaling of every
+        # gradient by 1 / W as it is copied into the bucket (a mul per element)
+        assert phase(rows, "backward", comm=True) == (own_chunk(P, W, rank) * (W - 1), 0, 0, 0, 0)
+        assert phase(rows, "backward", comm=False) == add(phase(single, "backward"), (0, 0, P, 0, 0))
+        assert r["ddp"]["phases"]["optimizer"] == r["mlp_single"]["phases"]["optimizer"]  # every parameter
+    total = fsdp[0]["ddp"]["all"]
+    assert total["backward"] == add(group_total(fsdp, "mlp_single", "backward"), ((W - 1) * P, 0, W * P, 0, 0))
+    assert total["optimizer"] == add(fsdp[0]["mlp_single"]["phases"]["optimizer"], times=[W])
 
 
 def test_fsdp2_transformer_adamw_counts_the_ranks_shard(fsdp):

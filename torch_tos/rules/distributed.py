@@ -34,10 +34,10 @@ per element of the rank's chunk (the scaling of its inputs, counted where the ch
 plus the adds; bitwise ``BAND``/``BOR``/``BXOR`` are no BO kind: 0.
 
 Under ``DistributedDataParallel`` the gradient buckets are all-reduced (``c10d.allreduce_`` with
-``SUM``; DDP divides the gradients by ``W`` in a separate ``div_``, counted by its own rule) from
-autograd hooks, so the engine books them in the ``backward`` phase; FSDP2's reduce-scatter of
-gradients likewise (``AVG`` where the backend supports it, else ``SUM`` and ``div_`` by its own
-rule).
+``SUM``; DDP scales each gradient by ``1/W`` as it copies it into the bucket, a ``mul`` counted by
+its own rule) from autograd hooks, so the engine books them in the ``backward`` phase; FSDP2's
+reduce-scatter of gradients likewise (``AVG`` for fp32/bf16 gradients, else ``SUM`` with ``div_``
+before and after it, counted by their own rule).
 """
 
 from __future__ import annotations
