@@ -3,14 +3,16 @@
 An op on DTensors reaches a ``TorchDispatchMode`` before DTensor's own dispatch, at the
 *global* shape: ``mm`` of a ``[16, 32]`` input by a ``[32, 64]`` weight sharded column-wise on
 two ranks arrives as the full ``[16, 32] × [32, 64]`` product, though each rank's kernel computes
-``[16, 32] × [32, 32]``. The engine declines such a call (``NotImplemented``, as
-``torch.distributed.tensor.debug.CommDebugMode`` does), so DTensor's dispatch runs with the
-counting mode still active: its sharding propagation, the redistributions it needs (functional
-collectives on local tensors: ``all_gather_into_tensor``, ``reduce_scatter_tensor``,
+``[16, 32] × [32, 32]``. The engine re-dispatches such a call with its mode pushed again and
+declines it there (``NotImplemented``, as ``torch.distributed.tensor.debug.CommDebugMode``
+does), so DTensor's dispatch runs with the counting mode active: the redistributions it needs
+(functional collectives on local tensors: ``all_gather_into_tensor``, ``reduce_scatter_tensor``,
 ``all_reduce``, ``all_to_all_single``, plus the local copies, chunks and divisions around them)
-and the op itself on the local shards — each reaches the engine as an op on plain tensors, and
-is priced once, at the shapes the rank's kernels see. Attribution is unchanged: the local ops run
-inside the same module call, autograd node and phase as the DTensor op they implement.
+and the op itself on the local shards each reach the engine as ops on plain tensors, and are
+priced once, at the shapes the rank's kernels see. The sharding propagation's fake-tensor run of
+the global op (to learn the output's metadata) computes nothing and is let through uncounted.
+Attribution is unchanged: the local ops run inside the same module call, autograd node and phase
+as the DTensor op they implement.
 
 ``torch.distributed.tensor`` is never imported here: a process that holds a DTensor has
 imported it already.
