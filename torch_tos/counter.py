@@ -122,10 +122,11 @@ class _Dispatch(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if isinstance(func, HigherOrderOperator):  # its body's ops come back here, DTensor or not
             return handle_higher_order(self.engine, self, func, args, kwargs or {})
-        if types and holds_dtensor(types):
-            return self._dtensor_op(func, types, args, kwargs or {})
-        if self._dtensor_depth and fake_mode_active():
-            return func(*args, **(kwargs or {}))  # DTensor's shape propagation: no work is done
+        if types or self._dtensor_depth:  # tensor subclasses (plain tensors: no types)
+            if holds_dtensor(types):
+                return self._dtensor_op(func, types, args, kwargs or {})
+            if self._dtensor_depth and fake_mode_active():
+                return func(*args, **(kwargs or {}))  # DTensor's shape propagation: no work done
         return self.engine._handle(self, func, args, kwargs or {})
 
     def _dtensor_op(self, func, types, args, kwargs):
