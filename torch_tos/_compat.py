@@ -53,6 +53,10 @@ API                                           without it
 ``Module._forward_pre_hooks`` & co. (the      the public ``register_forward_pre_hook`` /
 hook dicts), ``RemovableHandle.next_id``      ``register_forward_hook`` (slower attach)
 ``torch.nn.modules.conv._ConvNd``             the six public ``Conv*``/``ConvTranspose*`` classes
+``torch._C._get_dispatch_mode``,              never "in fake mode": DTensor's shape propagation
+``_TorchDispatchModeKey.FAKE``                (a fake-tensor run of the global op) is counted too
+``torch.distributed.distributed_c10d.``       the default process group's size and rank price a
+``_resolve_process_group``                    functional collective of a named subgroup
 ============================================  =======================================================
 """
 
@@ -369,6 +373,30 @@ def default_foreach(params, differentiable: bool) -> bool | None:
         return None
 
 
+_FAKE_KEY = getattr(getattr(torch._C, "_TorchDispatchModeKey", None), "FAKE", None)
+_get_dispatch_mode = getattr(torch._C, "_get_dispatch_mode", None)
+
+
+def fake_mode_active() -> bool:
+    """Whether a ``FakeTensorMode`` is active (``torch._C._get_dispatch_mode(FAKE)``): ops run now
+    compute shapes only. False where that cannot be told."""
+    if _FAKE_KEY is None or _get_dispatch_mode is None:  # pragma: no cover - depends on torch
+        return False
+    return _get_dispatch_mode(_FAKE_KEY) is not None
+
+
+def process_group_size_and_rank(group_name) -> tuple[int, int] | None:
+    """(size, this process's rank) of the process group a functional collective names
+    (``distributed_c10d._resolve_process_group``); None where it cannot be resolved."""
+    try:
+        from torch.distributed.distributed_c10d import _resolve_process_group
+
+        pg = _resolve_process_group(group_name)
+        return int(pg.size()), int(pg.rank())
+    except Exception:  # noqa: BLE001 - unknown name, no distributed build, a moved helper
+        return None
+
+
 #: Every private API above, as a dotted path from ``torch`` (tests/test_compat.py resolves each).
 PRIVATE_APIS = (
     "torch._C._current_graph_task_id", "torch._C._current_autograd_node",
@@ -391,5 +419,6 @@ PRIVATE_APIS = (
     "torch.nn.modules.module._global_backward_hooks",
     "torch.nn.modules.module._global_backward_pre_hooks", "torch.fx.node._get_qualified_name",
     "torch.optim.optimizer._default_to_fused_or_foreach", "torch.nn.modules.conv._ConvNd",
-    "torch.utils.hooks.RemovableHandle.next_id",
+    "torch.utils.hooks.RemovableHandle.next_id", "torch._C._get_dispatch_mode",
+    "torch._C._TorchDispatchModeKey.FAKE", "torch.distributed.distributed_c10d._resolve_process_group",
 )

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from ._compat import (HigherOrderOperator, OpOverload, TorchDispatchMode, current_autograd_node,
-                      current_graph_task_id)
+                      current_graph_task_id, fake_mode_active)
 from .flops import flop_formulas
 from .attribution import ModuleScope, module_params
 from .bos import BOs
@@ -30,7 +30,7 @@ from .kernels import kernel_choices
 from .rules import lookup
 from .rules.registry import ALIAS_OPS
 from .rules.complex import COMPLEX_DTYPES, complex_bos
-from .sharded import fake_mode_active, holds_dtensor
+from .sharded import holds_dtensor
 
 # Metadata queries that FlopCounterMode also lets through untouched.
 _PASSTHROUGH = {

@@ -24,8 +24,7 @@ import sys
 
 import torch
 
-__all__ = ["check_profile_model", "dtensor_class", "fake_mode_active", "holds_dtensor", "is_dtensor",
-           "meta_dtensor"]
+__all__ = ["check_profile_model", "dtensor_class", "holds_dtensor", "is_dtensor", "meta_dtensor"]
 
 
 def dtensor_class():
@@ -44,17 +43,6 @@ def is_dtensor(t) -> bool:
     """Whether ``t`` is a DTensor."""
     cls = dtensor_class()
     return cls is not None and isinstance(t, cls)
-
-
-_FAKE_KEY = getattr(getattr(torch._C, "_TorchDispatchModeKey", None), "FAKE", None)
-
-
-def fake_mode_active() -> bool:
-    """Whether a ``FakeTensorMode`` is active: ops run now compute shapes only (DTensor's sharding
-    propagation runs the global-shape op on fake tensors to learn its output's metadata)."""
-    if _FAKE_KEY is None:
-        return False
-    return torch._C._get_dispatch_mode(_FAKE_KEY) is not None
 
 
 def meta_dtensor(t, local):

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import torch
 
+from .._compat import process_group_size_and_rank
 from ..bos import BOs
 from .registry import ALIAS_OPS, FAMILY, RULES, ZERO_OPS, register, register_zero
 
@@ -92,14 +93,9 @@ def _world_and_rank(group) -> tuple[int, int]:
 
 
 def _named_group(group_name) -> tuple[int, int]:
-    """(size, this process's rank) of a functional collective's group (given by name)."""
-    try:
-        from torch.distributed.distributed_c10d import _resolve_process_group
-
-        pg = _resolve_process_group(group_name)
-        return int(pg.size()), int(pg.rank())
-    except Exception:  # noqa: BLE001 - an unknown name: the default group
-        return _default_group()
+    """(size, this process's rank) of a functional collective's group (given by name); the
+    default group's where the name cannot be resolved."""
+    return process_group_size_and_rank(group_name) or _default_group()
 
 
 def own_chunk(n: int, world: int, rank: int) -> int:
@@ -201,7 +197,8 @@ def functional_reduce_scatter(out, inputs, reduce_op, group_size, group_name, *a
     return reduction_bos(mine * world, world, 0, code)
 
 
-# data movement: zero BOs, the buffers' bytes counted by the engine
+# data movement (and DTensor's lookup of a mesh dimension's group): zero BOs, the buffers' bytes
+# counted by the engine
 for _packet in (*_c10d("broadcast_", "allgather_", "_allgather_base_", "allgather_coalesced_",
                        "allgather_into_tensor_coalesced_", "scatter_", "gather_", "gather_into_tensor_",
                        "alltoall_", "alltoall_base_", "send", "recv_", "recv_any_source_", "barrier",
@@ -209,7 +206,7 @@ for _packet in (*_c10d("broadcast_", "allgather_", "_allgather_base_", "allgathe
                 *_functional("all_gather_into_tensor", "all_gather_into_tensor_coalesced",
                              "all_gather_into_tensor_out", "all_to_all_single", "broadcast", "broadcast_",
                              "batch_p2p_ops", "isend", "irecv"),
-                *_ops("_dtensor", "shard_dim_alltoall")):
+                *_ops("_dtensor", "shard_dim_alltoall", "mesh_get_process_group")):
     if _packet not in RULES and _packet not in ZERO_OPS:
         ZERO_OPS.add(_packet)
         FAMILY.setdefault(_packet, __name__)
