@@ -134,8 +134,9 @@ class Shadows:
             elif k == "_modules":
                 d[k] = tv((n, None if c is None else self.module(c)) for n, c in v.items())
             elif tv in _CONTAINERS:
-                if k.endswith("hooks") and isinstance(v, dict):
-                    d[k] = tv((hk, _copy_hook(h)) for hk, h in v.items())
+                if k.endswith("hooks") and isinstance(v, dict):  # a snapshot taken in one step:
+                    # another thread may be adding its hooks to the user's module meanwhile
+                    d[k] = tv((hk, _copy_hook(h)) for hk, h in list(v.items()))
                 else:
                     d[k] = self._container(v)
             elif isinstance(v, (torch.Tensor, torch.nn.Module)):
@@ -189,7 +190,7 @@ class Shadows:
                     state[key] = {sk: self._state_value(sv, host_scalars) for sk, sv in s.items()}
                 d[k] = state
             elif k.endswith("hooks") and isinstance(v, dict):
-                d[k] = type(v)((hk, _copy_hook(h)) for hk, h in v.items())
+                d[k] = type(v)((hk, _copy_hook(h)) for hk, h in list(v.items()))
             elif type(v) in _CONTAINERS:
                 d[k] = self._container(v)
             else:
