@@ -22,6 +22,8 @@ API                                           without it
 ``flop_counter.shape_wrapper`` and the        ``flop_registry`` entries are called as they are
 ``_get_raw`` flag of custom FLOP formulas     (pytree's walk: same FLOPs, slower per op)
 ``aten._fused_sdp_choice``                    :class:`CompatError` (meta SDPA kernel choice)
+``torch._decomp.meta_table``                  the CPU's shape function (meta ``_grouped_mm`` in
+                                              threads that count nothing)
 ``torch.library.Library._destroy``            dropping the last reference (its finalizer
                                               deregisters the kernels)
 ``torch._ops.OpOverload``,                    none: the rules are keyed by them (needed at import)
@@ -145,6 +147,15 @@ def fused_sdp_choice(query, key, value, attn_mask, dropout_p, is_causal, scale, 
         raise _missing("aten._fused_sdp_choice", "the CPU's SDPA kernel choice on meta")
     return int(op(query, key, value, attn_mask, dropout_p, is_causal, scale=scale,
                   enable_gqa=enable_gqa))
+
+
+def stock_meta_kernel(op, fallback):
+    """PyTorch's Python meta function of ``op`` (``torch._decomp.meta_table``), or ``fallback``."""
+    try:
+        from torch._decomp import meta_table
+    except ImportError:  # pragma: no cover - depends on the installed torch
+        return fallback
+    return meta_table.get(op, fallback)
 
 
 # -- operator objects -------------------------------------------------------------------------------
@@ -406,7 +417,7 @@ PRIVATE_APIS = (
     "torch.utils._python_dispatch._get_current_dispatch_mode_stack",
     "torch.utils._pytree.tree_leaves", "torch.utils._pytree.tree_map",
     "torch.utils.flop_counter.shape_wrapper",
-    "torch.ops.aten._fused_sdp_choice", "torch.library.Library._destroy",
+    "torch.ops.aten._fused_sdp_choice", "torch._decomp.meta_table", "torch.library.Library._destroy",
     "torch._ops.OpOverload", "torch._ops.OpOverloadPacket", "torch._ops.HigherOrderOperator",
     "torch._C.DispatchKey.CompositeExplicitAutograd",
     "torch._C._push_on_torch_function_stack", "torch._C._pop_torch_function_stack",
