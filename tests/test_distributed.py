@@ -84,12 +84,12 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
                              "cache": [r.cache for r in counter.steps], "unsupported": unsupported})
 
 
-def _run(fn, args, timeout: float = 120.0) -> None:
+def _run(fn, args, timeout: float = 120.0, nprocs: int = WORLD) -> None:
     """``torch.multiprocessing.spawn`` semantics, started by fork where the platform has it (the
     children inherit the imported modules instead of importing torch again: seconds, not tens of
     seconds), with a deadline so that a hung rank cannot hang the test run."""
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    context = mp.start_processes(fn, args=args, nprocs=WORLD, join=False, start_method=method)
+    context = mp.start_processes(fn, args=args, nprocs=nprocs, join=False, start_method=method)
     deadline = time.monotonic() + timeout
     while not context.join(timeout=1.0):
         if time.monotonic() > deadline:
@@ -101,7 +101,7 @@ def _run(fn, args, timeout: float = 120.0) -> None:
 
 def run_workers(worker, tmp_path, world: int = WORLD) -> list[dict]:
     """Run ``worker(rank, port, out_dir)`` on ``world`` processes; their :func:`dump` results by rank."""
-    _run(worker, (_free_port(), str(tmp_path)))
+    _run(worker, (_free_port(), str(tmp_path)), nprocs=world)
     res = []
     for r in range(world):
         with open(tmp_path / f"rank{r}.pkl", "rb") as f:

@@ -49,10 +49,13 @@ import contextlib
 
 from ._compat import default_foreach, disable_current_modes, tree_leaves
 from .copying import Shadows, copy_tensor
+from .sharded import is_dtensor, meta_dtensor
 from .writeguard import WriteGuard
 
 
 def _meta_like(g: torch.Tensor) -> torch.Tensor:
+    if is_dtensor(g):  # a DTensor gradient: its shard on meta, same mesh and placements
+        return meta_dtensor(g, _meta_like(g.to_local()))
     if g.layout == torch.strided:
         return torch.empty_strided(g.size(), g.stride(), dtype=g.dtype, device="meta")
     return g.detach().to("meta")
