@@ -113,7 +113,9 @@ def test_total_all_ranks_two_processes_gloo_ddp(tmp_path):
     res = run_workers(_worker, tmp_path)
     for r in res:
         assert r["kinds"] == ["training"] * 3
-        assert r["cache"] == ["miss", "hit", "hit"]
+        # DDP's first forward, its bucket rebuild at the second, then its steady state: three
+        # kinds of work, each counted (training/ddp.py)
+        assert r["cache"] == ["miss", "miss", "miss"]
     l0, l1 = res[0]["local"], res[1]["local"]
     assert l0.tos_exact != l1.tos_exact  # different batch sizes: different work per rank
     for r in res:

@@ -55,6 +55,14 @@ API                                           without it
 ``Module._forward_pre_hooks`` & co. (the      the public ``register_forward_pre_hook`` /
 hook dicts), ``RemovableHandle.next_id``      ``register_forward_hook`` (slower attach)
 ``torch.nn.modules.conv._ConvNd``             the six public ``Conv*``/``ConvTranspose*`` classes
+``torch.nn.Module._call_impl``                a step that leaves the cache inside a forward is
+                                              attributed coarsely (then counted in full once)
+``DistributedDataParallel.``                  the backward of a DDP model is counted every step
+``_get_ddp_logging_data`` and the DDP's       (its bucket rebuild and communication hook cannot
+``_comm_hooks``, ``_has_rebuilt_buckets``,    be told apart otherwise)
+``_lazy_init_ran``
+``mixed_precision_hooks.``                    DDP's ``mixed_precision`` hook is user code to the
+``_reducer_allreduce_and_upcast_hook``        cache: its backward is counted every step
 ``torch._C._get_dispatch_mode``,              never "in fake mode": DTensor's shape propagation
 ``_TorchDispatchModeKey.FAKE``                (a fake-tensor run of the global op) is counted too
 ``torch.distributed.distributed_c10d.``       the default process group's size and rank price a
@@ -214,26 +222,30 @@ def eager_kernel(hop):
 
 # -- the torch-function mode stack (the step cache's tracer, torch_tos/training/steps.py) -------------
 def _tf_api(name: str):
+    """``torch._C.<name>`` itself (the tracer calls these on every step: no wrapper), or a
+    function raising :class:`CompatError` when called."""
     api = getattr(torch._C, name, None)
-    if api is None:  # pragma: no cover - depends on the installed torch
+    if api is not None:
+        return api
+
+    def missing(*args):  # pragma: no cover - depends on the installed torch
         raise _missing(f"torch._C.{name}", "the step cache's tracer; pass cache=False")
-    return api
+
+    return missing
 
 
-def push_torch_function_mode(mode) -> None:
-    """Push ``mode`` on this thread's torch-function mode stack (no ``__enter__``)."""
-    _tf_api("_push_on_torch_function_stack")(mode)
-
-
-def pop_torch_function_mode():
-    """Pop the innermost torch-function mode of this thread."""
-    return _tf_api("_pop_torch_function_stack")()
+#: ``push_torch_function_mode(mode)``: push ``mode`` on this thread's torch-function mode stack
+#: (no ``__enter__``); ``pop_torch_function_mode()``: pop the innermost one.
+push_torch_function_mode = _tf_api("_push_on_torch_function_stack")
+pop_torch_function_mode = _tf_api("_pop_torch_function_stack")
+_tf_len = _tf_api("_len_torch_function_stack")
+_tf_at = _tf_api("_get_function_stack_at")
 
 
 def torch_function_mode_at_top():
     """The innermost torch-function mode of this thread, ``None`` when the stack is empty."""
-    n = _tf_api("_len_torch_function_stack")()
-    return _tf_api("_get_function_stack_at")(n - 1) if n else None
+    n = _tf_len()
+    return _tf_at(n - 1) if n else None
 
 
 # -- autograd sequence numbers, grad mode, autocast --------------------------------------------------
@@ -359,6 +371,43 @@ class ScopeHooks:
             self.handles = None
 
 
+# -- DistributedDataParallel internals (torch_tos/training/ddp.py) ------------------------------------
+_DDP_FIELDS = ("_has_rebuilt_buckets", "_lazy_init_ran", "_delay_all_reduce_all_params",
+               "_static_graph_delay_allreduce_enqueued")
+
+
+def ddp_internals(ddp) -> dict | None:
+    """What a ``DistributedDataParallel`` keeps about its own state: ``logging`` (its
+    ``_get_ddp_logging_data()``: iteration, bucket sizes, communication hook name), ``hooks``
+    (its ``_comm_hooks``: ``[(hook, state)]`` of the Python hooks) and the flags of
+    :data:`_DDP_FIELDS` (by name, without the underscore). None when this torch lacks them."""
+    get = getattr(ddp, "_get_ddp_logging_data", None)
+    hooks = getattr(ddp, "_comm_hooks", None)
+    if get is None or hooks is None or not hasattr(ddp, "_has_rebuilt_buckets"):
+        return None  # pragma: no cover - depends on the installed torch
+    try:
+        logging = get()
+    except RuntimeError:  # pragma: no cover - no reducer (e.g. DDP of a model without parameters)
+        logging = {}
+    out = {name[1:]: getattr(ddp, name, None) for name in _DDP_FIELDS}
+    out.update(logging=logging, hooks=hooks)
+    return out
+
+
+def ddp_mixed_precision_hook():
+    """The hook DDP registers for its ``mixed_precision`` option (fixed work per step), or None."""
+    try:
+        from torch.distributed.algorithms.ddp_comm_hooks import mixed_precision_hooks
+    except ImportError:  # pragma: no cover - depends on the installed torch
+        return None
+    return getattr(mixed_precision_hooks, "_reducer_allreduce_and_upcast_hook", None)
+
+
+#: The code of ``Module._call_impl``, which every module call runs: a Python frame running it is a
+#: module call in progress (None on a torch without it).
+MODULE_CALL_CODE = getattr(getattr(torch.nn.Module, "_call_impl", None), "__code__", None)
+
+
 _nn = torch.nn
 #: Every convolution module type (``isinstance`` argument).
 CONV_TYPES = getattr(_nn.modules.conv, "_ConvNd", None) or (
@@ -430,6 +479,9 @@ PRIVATE_APIS = (
     "torch.nn.modules.module._global_backward_hooks",
     "torch.nn.modules.module._global_backward_pre_hooks", "torch.fx.node._get_qualified_name",
     "torch.optim.optimizer._default_to_fused_or_foreach", "torch.nn.modules.conv._ConvNd",
-    "torch.utils.hooks.RemovableHandle.next_id", "torch._C._get_dispatch_mode",
+    "torch.utils.hooks.RemovableHandle.next_id", "torch.nn.Module._call_impl",
+    "torch.nn.parallel.DistributedDataParallel._get_ddp_logging_data",
+    "torch.distributed.algorithms.ddp_comm_hooks.mixed_precision_hooks._reducer_allreduce_and_upcast_hook",
+    "torch._C._get_dispatch_mode",
     "torch._C._TorchDispatchModeKey.FAKE", "torch.distributed.distributed_c10d._resolve_process_group",
 )

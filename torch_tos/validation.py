@@ -5,12 +5,28 @@ and what is accepted; the CLI prints that message as its one line (exit code 2).
 
 from __future__ import annotations
 
+import operator
+
 import torch
 
 from .tables import TransistorTable, parse_dtype
 
 MODES = ("inference", "validation", "training")
 DEVICES_ACCEPTED = "cpu, cuda, cuda:N, mps, meta"
+
+
+def check_count(value, name: str, *, minimum: int = 1, what: str = "") -> int:
+    """``value`` as an ``int`` when it is an integral number (``int``, ``numpy.int64``, anything
+    with ``__index__``; not ``bool``, not a float) of at least ``minimum``; else a ``ValueError``
+    naming ``name`` (and ``what`` it counts)."""
+    try:
+        n = operator.index(value) if not isinstance(value, bool) else None
+    except TypeError:
+        n = None
+    if n is None or n < minimum:
+        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"{name} must be {kind}{f' ({what})' if what else ''}, got {value!r}")
+    return int(n)
 
 
 def check_model(model) -> torch.nn.Module:

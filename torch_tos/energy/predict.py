@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 import torch
 
+from ..validation import check_count
 from .features import as_counts, conv_layers, step_features
 
 
@@ -73,9 +74,7 @@ class Prediction:
 
 
 def _check_steps(steps) -> int:
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer (training steps to predict), got {steps!r}")
-    return steps
+    return check_count(steps, "steps", what="training steps to predict")
 
 
 def outside_range(law, features: dict) -> list[str]:
