@@ -53,6 +53,8 @@ API                                           without it
 ``Module._forward_pre_hooks`` & co. (the      the public ``register_forward_pre_hook`` /
 hook dicts), ``RemovableHandle.next_id``      ``register_forward_hook`` (slower attach)
 ``torch.nn.modules.conv._ConvNd``             the six public ``Conv*``/``ConvTranspose*`` classes
+``torch._disable_dynamo``                     ``torch.compiler.disable`` (imports ``torch._dynamo``,
+                                              ~2 s, when the training counter is imported)
 ============================================  =======================================================
 """
 
@@ -271,6 +273,14 @@ def resnapshot_python_keys(include: bool) -> bool:
     return True
 
 
+def eager_under_compile(fn):
+    """``fn`` as ``torch.compiler.disable(fn)``: ``torch.compile`` runs it eagerly, outside the
+    graph. ``torch._disable_dynamo`` imports ``torch._dynamo`` on the first call only, so
+    ``import torch_tos`` does not pay for dynamo."""
+    lazy = getattr(torch, "_disable_dynamo", None)
+    return lazy(fn) if lazy is not None else torch.compiler.disable(fn)
+
+
 # -- module internals ----------------------------------------------------------------------------
 _mod = torch.nn.modules.module
 _GLOBAL_HOOKS = tuple(getattr(_mod, n) for n in ("_global_forward_pre_hooks", "_global_forward_hooks",
@@ -377,5 +387,5 @@ PRIVATE_APIS = (
     "torch.nn.modules.module._global_backward_hooks",
     "torch.nn.modules.module._global_backward_pre_hooks", "torch.fx.node._get_qualified_name",
     "torch.optim.optimizer._default_to_fused_or_foreach", "torch.nn.modules.conv._ConvNd",
-    "torch.utils.hooks.RemovableHandle.next_id",
+    "torch.utils.hooks.RemovableHandle.next_id", "torch._disable_dynamo",
 )

@@ -22,7 +22,7 @@ import threading
 
 import torch
 
-from .._compat import next_sequence_nr, resnapshot_python_keys, sequence_nr
+from .._compat import eager_under_compile, next_sequence_nr, resnapshot_python_keys, sequence_nr
 from ..attribution import ModuleScope, node_key
 from ..counter import Engine
 from .verify import data_dependent
@@ -87,7 +87,7 @@ def _eager(hook: Hook, args):
 
 _get_ident = threading.get_ident
 _is_compiling = torch.compiler.is_compiling
-_eager_call = torch.compiler.disable(_eager)
+_eager_call = eager_under_compile(_eager)
 
 
 _ACCUMULATE_GRAD = 2 ** 64 - 1  # the sequence number of every AccumulateGrad node
