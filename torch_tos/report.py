@@ -30,6 +30,28 @@ COLUMNS = ["layer", "type", "phase", "dtype", *BO_NAMES, "tos", "flops"]
 OP_COLUMNS = ["op", "calls", *BO_NAMES, "tos", "flops", "bytes", "recompute"]
 
 
+_FINE = ("layer", "phase", "dtype")
+
+
+def _regroup(fine: dict[tuple, list[int]], by: tuple[str, ...], depth: int | None) -> dict[tuple, list[int]]:
+    """A ``(layer, phase, dtype)`` grouping summed over everything but ``by`` (layers folded to
+    ``depth``): what :meth:`Counts.group` ``(*by, depth=depth)`` gives, from fewer rows."""
+    idx = tuple(_FINE.index(b) for b in by)
+    fold = depth is not None and 0 in idx
+    acc: dict[tuple, list[int]] = {}
+    for key, row in fine.items():
+        if fold:
+            key = (fold_layer(key[0], depth), *key[1:])
+        g = tuple(key[i] for i in idx)
+        a = acc.get(g)
+        if a is None:
+            acc[g] = list(row)
+        else:
+            for i, v in enumerate(row):
+                a[i] += v
+    return acc
+
+
 @dataclass(frozen=True)
 class PhaseTotal:
     """BOs, TOs and FLOPs of one phase."""
@@ -80,7 +102,9 @@ class Report:
     Attributes: ``counts`` (the :class:`~torch_tos.counts.Counts` table every view reads; treat it
     as read-only — views are cached), ``bos`` (:class:`BOs`), ``tos`` (float), ``tos_exact``
     (Fraction), ``flops`` (int, ``torch.utils.flop_counter`` formulas), ``calls``, ``bytes``,
-    ``params`` (parameters per module, submodules included), ``unsupported`` (list of
+    ``params`` (parameters per module, submodules included), ``own_params`` (parameters each
+    module holds itself), ``output_shapes`` (per layer, the distinct output shapes of its calls,
+    recorded by the forward hooks at count time), ``unsupported`` (list of
     :class:`UnsupportedOp`), ``metadata`` (dict: mode, dtype override, transistor constants, loss,
     …), ``law`` (an energy law or ``None``; with one, ``joules``, ``overhead_joules`` and a
     ``joules`` column — see :meth:`with_law`). Guide: docs/reports.md.
@@ -92,10 +116,15 @@ class Report:
     def __init__(self, counts, unsupported: dict, *, types: dict | None = None,
                  order: dict | None = None, dtype: torch.dtype | None = None,
                  table: TransistorTable | None = None, metadata: dict | None = None,
-                 params: dict | None = None, uncalled=None, law=None):
+                 params: dict | None = None, uncalled=None, law=None,
+                 own_params: dict | None = None, shapes: dict | None = None):
         self.transistor_table = table or DEFAULT_TABLE
         #: parameters per module including its submodules (``""``: the whole model), model order
         self.params: dict[str, int] = dict(params or {})
+        #: parameters each module holds itself (modules without any are left out)
+        self.own_params: dict[str, int] = dict(own_params or {})
+        #: per layer, the distinct output shapes of its calls: a list of tuples of tensor shapes
+        self.output_shapes: dict[str, list[tuple]] = {k: list(v) for k, v in (shapes or {}).items()}
         self._uncalled = list(uncalled or ())
         self.law = check_law(law) if law is not None else None
         self.dtype_override = dtype
@@ -127,10 +156,17 @@ class Report:
         return hit
 
     def _group(self, *by: str, depth: int | None = None) -> dict[tuple, list[int]]:
+        """:meth:`Counts.group` of the view, cached. A grouping without ``op`` is summed from the
+        ``(layer, phase, dtype)`` grouping (one pass over the table for all of them: a table
+        holds several ops per layer)."""
         key = ("group", by, depth)
         hit = self._cache.get(key)
         if hit is None:
-            hit = self._cache[key] = self._view.group(*by, depth=depth)
+            if "op" in by or (by == _FINE and depth is None):
+                hit = self._view.group(*by, depth=depth)
+            else:
+                hit = _regroup(self._group(*_FINE), by, depth)
+            self._cache[key] = hit
         return hit
 
     def _priced(self, *by: str, depth: int | None = None) -> dict[tuple, Fraction]:
@@ -335,13 +371,19 @@ class Report:
 
         return pd.DataFrame(self.rows(depth), columns=COLUMNS + (["joules"] if self.law is not None else []))
 
-    def table(self, depth: int | None = None, *, all_rows: bool = False) -> str:
-        """The text table in model order; ``depth=1`` shows top-level modules only (like
-        torchinfo's ``depth``). Zero-cost rows and integer bookkeeping rows (e.g. batch norm's
-        ``num_batches_tracked += 1``) are folded into one line unless ``all_rows=True``."""
+    def table(self, depth="auto", *, full: bool = False, exact: bool = False, all_rows: bool = False,
+              max_rows: int = 30) -> str:
+        """The text table (what ``print(report)`` shows): one row per layer with its type, output
+        shape, parameters, BOs, TOs, share of the TOs and FLOPs, in model order, then the totals
+        per phase. ``depth``: ``"auto"`` folds submodules at the depth that fits ``max_rows``
+        rows (repeated blocks merged where that lets a deeper depth fit; beyond it the costliest
+        layers and one "other" row); an int folds at that depth (torchinfo's ``depth``); None
+        lists every layer. ``full=True``: one row per layer, phase and dtype (every layer unless
+        ``depth`` is an int). ``exact=True``: exact counts instead of SI prefixes.
+        ``all_rows=True``: nothing folded (zero-cost layers, integer bookkeeping rows, "other")."""
         from .display import render_table
 
-        return render_table(self, depth, all_rows=all_rows)
+        return render_table(self, depth, full=full, exact=exact, all_rows=all_rows, max_rows=max_rows)
 
     def to_dict(self) -> dict:
         phases = {p: {"bos": t.bos.to_dict(), "tos": t.tos, "flops": t.flops}
