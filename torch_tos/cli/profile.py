@@ -1,7 +1,7 @@
 """``torch-tos profile MODULE:CALLABLE --input-shape 1,3,224,224 [--input-dtype int64] [--mode
 training] [--dtype float16] [--device meta] [--format table|csv|json|html] [--out FILE] [--depth N]
-[--full] [--exact] [--all-rows] [--plot FILE]``, or ``torch-tos profile --hf-config config.json | --hf-model-type llama
-[--hf-override k=v,...] [--batch-size B] [--seq-len T] ...``: count one step of a model
+[--full] [--exact] [--all-rows] [--plot FILE]``, or ``torch-tos profile --hf-config config.json |
+--hf-model-type llama [--hf-override k=v,...] [--batch-size B] [--seq-len T] ...``: count one step of a model
 (docs/cli.md lists every option). Inputs are built by :mod:`.inputs`, models by :mod:`.models`
 and :mod:`.hf`, outputs checked and written by :mod:`.outputs`.
 
