@@ -145,7 +145,7 @@ LAYER_HEADER = ["Layer", "Type", "Output shape", "Params", *BO_HEADERS, "TOs", "
 
 def _by_layer(report, depth, exact_: bool, all_rows: bool, max_rows, spell) -> list[str]:
     law = report.law is not None
-    view = layer_view(report, depth, max_rows=None if all_rows else max_rows, fold=not all_rows)
+    view = layer_view(report, depth, max_rows=max_rows, fold=not all_rows)
     header = [*LAYER_HEADER, *(["Energy"] if law else [])]
     body = [layer_cells(view, r, exact_, law) for r in view.rows]
     lines = grid(header, body, right_from=3) if body else ["(no operations recorded)"]

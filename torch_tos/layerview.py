@@ -274,38 +274,45 @@ def keep_costliest(rows: list[LayerRow], max_rows: int) -> list[LayerRow]:
     return [body[i] for i in range(len(body)) if i in keep] + [other] + tail
 
 
-def layer_view(report, depth=AUTO, *, max_rows: int | None = MAX_ROWS, fold: bool = True) -> LayerView:
-    """The rows at ``depth`` (an int ≥ 1, ``None`` for every layer, or ``"auto"``). ``fold=False``
-    keeps zero-cost layers as their own rows and never sums layers into an "other" row;
-    ``max_rows`` bounds the rows at ``depth="auto"`` (``None``: no bound)."""
+def _drop_zero(rows: list[LayerRow]) -> list[LayerRow]:
+    return [r for r in rows if not (r.costs_nothing and not r.joules)]
+
+
+def layer_view(report, depth=AUTO, *, max_rows: int | None = MAX_ROWS, zero: str = "fold",
+               fold: bool = True) -> LayerView:
+    """The rows at ``depth`` (an int ≥ 1, ``None`` for every layer, or ``"auto"``).
+    ``zero``: what becomes of layers that cost nothing and hold no parameters — ``"fold"`` (one
+    row), ``"drop"`` (left out: a figure has no bar for them) or ``"keep"``. ``max_rows`` bounds
+    the rows at ``depth="auto"`` (``None``: every layer); ``fold=False`` keeps every layer as its
+    own row (nothing summed into "zero-cost" or "other" rows, no repeated blocks merged)."""
+    if zero not in ("fold", "drop", "keep"):
+        raise ValueError(f"zero must be 'fold', 'drop' or 'keep', got {zero!r}")
+    if max_rows is not None and (not isinstance(max_rows, int) or isinstance(max_rows, bool) or max_rows < 1):
+        raise ValueError(f"max_rows must be a positive integer, got {max_rows!r}")
+    if not fold:
+        zero = "keep" if zero == "fold" else zero
+    zeroed = {"fold": fold_zero_cost, "drop": _drop_zero, "keep": lambda rows: rows}[zero]
     base = _Base(report)
     total = report.tos_exact
-    if depth != AUTO:
-        rows = base.rows(depth)
-        if fold:
-            rows = fold_zero_cost(rows)
-        return LayerView(rows, depth, False, False, base.max_depth, total)
-    if not fold or max_rows is None:
-        return LayerView(fold_zero_cost(base.rows(None)) if fold else base.rows(None), None, False, True,
-                         base.max_depth, total)
-    if max_rows < 1:
-        raise ValueError(f"max_rows must be a positive integer, got {max_rows!r}")
+    if depth != AUTO or not fold or max_rows is None:
+        d = None if depth == AUTO else depth
+        return LayerView(zeroed(base.rows(d)), d, False, depth == AUTO, base.max_depth, total)
+    if base.max_depth == 0:  # no module paths: the root and the pseudo-layers only
+        return LayerView(keep_costliest(zeroed(base.rows(None)), max_rows), None, False, True, 0, total)
     plain, grouped = {}, {}
     best_plain = best_grouped = None
     for d in range(1, base.max_depth + 1):
-        plain[d] = fold_zero_cost(base.rows(d))
+        plain[d] = zeroed(base.rows(d))
         if len(plain[d]) <= max_rows:
             best_plain = d
         grouped[d] = group_repeats(plain[d])
         if len(grouped[d]) <= max_rows:
             best_grouped = d
-    if base.max_depth == 0:  # no module paths: the root and pseudo-layers only
-        return LayerView(fold_zero_cost(base.rows(None)), None, False, True, 0, total)
     if best_plain == base.max_depth:
         return LayerView(plain[best_plain], best_plain, False, True, base.max_depth, total)
     if best_grouped is not None and (best_plain is None or best_grouped > best_plain):
         return LayerView(grouped[best_grouped], best_grouped, True, True, base.max_depth, total)
     if best_plain is not None:
         return LayerView(plain[best_plain], best_plain, False, True, base.max_depth, total)
-    return LayerView(keep_costliest(grouped[1], max_rows), 1, grouped[1] != plain[1], True,
+    return LayerView(keep_costliest(grouped[1], max_rows), 1, len(grouped[1]) < len(plain[1]), True,
                      base.max_depth, total)
