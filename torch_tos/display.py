@@ -70,8 +70,6 @@ def grid(header, rows, right_from: int) -> list[str]:
     return [rule, fmt(header), rule, *(fmt(r) for r in rows), rule]
 
 
-_grid = grid  # the name the fx graph view imports
-
 
 def is_folded(row: dict) -> bool:
     """A zero-cost row or an integer bookkeeping row (folded in the full layout)."""
