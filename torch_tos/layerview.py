@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from .counts import MODEL_LAYER, N_BOS, is_pseudo_layer
+from .counts import MODEL_LAYER, N_BOS, fold_layer, is_pseudo_layer
 
 AUTO = "auto"
 #: Rows of the text table at ``depth="auto"``.
@@ -124,7 +124,7 @@ class _Base:
         """One row per layer folded to ``depth`` (model order, pseudo-layers last)."""
         acc: dict[str, list] = {}
         for (layer,), row in self.fields.items():
-            name = _fold(layer, depth)
+            name = fold_layer(layer, depth)
             a = acc.get(name)
             if a is None:
                 acc[name] = [list(row), self.tos[(layer,)],
@@ -144,12 +144,6 @@ class _Base:
                                 params=self.params(name, depth), bos=f[:N_BOS], calls=f[N_BOS],
                                 flops=f[N_BOS + 1], tos=tos, joules=joules))
         return out
-
-
-def _fold(layer: str, depth: int | None) -> str:
-    if depth is None or not layer or is_pseudo_layer(layer):
-        return layer
-    return ".".join(layer.split(".")[:depth])
 
 
 def _add(into: LayerRow, row: LayerRow) -> None:

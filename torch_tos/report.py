@@ -21,7 +21,8 @@ import torch
 
 from .bos import BO_NAMES, BOs
 from .counts import (BYTES, CALLS, FIELDS, FLOPS, N_BOS, Counts, fold_layer, is_recompute,
-                     key_indices, layer_and_ancestors, layer_sort_key, phase_sort_key, price_groups)
+                     key_indices, layer_and_ancestors, layer_sort_key, phase_sort_key, price_groups,
+                     regroup)
 from .tables import DEFAULT_TABLE, TransistorTable, dtype_name
 
 #: Columns of :meth:`Report.rows` / :meth:`Report.to_dataframe`.
@@ -31,25 +32,6 @@ OP_COLUMNS = ["op", "calls", *BO_NAMES, "tos", "flops", "bytes", "recompute"]
 
 
 _FINE = ("layer", "phase", "dtype")
-
-
-def _regroup(fine: dict[tuple, list[int]], by: tuple[str, ...], depth: int | None) -> dict[tuple, list[int]]:
-    """A ``(layer, phase, dtype)`` grouping summed over everything but ``by`` (layers folded to
-    ``depth``): what :meth:`Counts.group` ``(*by, depth=depth)`` gives, from fewer rows."""
-    idx = tuple(_FINE.index(b) for b in by)
-    fold = depth is not None and 0 in idx
-    acc: dict[tuple, list[int]] = {}
-    for key, row in fine.items():
-        if fold:
-            key = (fold_layer(key[0], depth), *key[1:])
-        g = tuple(key[i] for i in idx)
-        a = acc.get(g)
-        if a is None:
-            acc[g] = list(row)
-        else:
-            for i, v in enumerate(row):
-                a[i] += v
-    return acc
 
 
 @dataclass(frozen=True)
@@ -165,7 +147,7 @@ class Report:
             if "op" in by or (by == _FINE and depth is None):
                 hit = self._view.group(*by, depth=depth)
             else:
-                hit = _regroup(self._group(*_FINE), by, depth)
+                hit = regroup(self._group(*_FINE), _FINE, by, depth)
             self._cache[key] = hit
         return hit
 
@@ -373,14 +355,11 @@ class Report:
 
     def table(self, depth="auto", *, full: bool = False, exact: bool = False, all_rows: bool = False,
               max_rows: int = 30) -> str:
-        """The text table (what ``print(report)`` shows): one row per layer with its type, output
-        shape, parameters, BOs, TOs, share of the TOs and FLOPs, in model order, then the totals
-        per phase. ``depth``: ``"auto"`` folds submodules at the depth that fits ``max_rows``
-        rows (repeated blocks merged where that lets a deeper depth fit; beyond it the costliest
-        layers and one "other" row); an int folds at that depth (torchinfo's ``depth``); None
-        lists every layer. ``full=True``: one row per layer, phase and dtype (every layer unless
-        ``depth`` is an int). ``exact=True``: exact counts instead of SI prefixes.
-        ``all_rows=True``: nothing folded (zero-cost layers, integer bookkeeping rows, "other")."""
+        """The text table ``print(report)`` shows (:mod:`torch_tos.display`): one row per layer
+        with type, output shape, parameters, BOs, TOs, share of the TOs and FLOPs, then the totals
+        per phase. ``depth``: ``"auto"`` (the depth that fits ``max_rows``, repeated blocks
+        merged), an int (torchinfo's ``depth``) or None (every layer); ``full=True``: one row per
+        layer, phase and dtype; ``exact=True``: exact counts; ``all_rows=True``: nothing folded."""
         from .display import render_table
 
         return render_table(self, depth, full=full, exact=exact, all_rows=all_rows, max_rows=max_rows)
