@@ -205,8 +205,8 @@ def register(sub) -> None:
     out.add_argument("--out", metavar="FILE", help="write the output to FILE (default: standard output)")
     out.add_argument("--depth", type=int, default=None, metavar="N",
                      help="fold submodules deeper than N into their ancestor (1: top-level modules only; 0: "
-                     "every layer) in the table, csv, html and plot (default: the table, html and plot pick "
-                     "a depth that keeps them short; csv lists every layer)")
+                     "every layer) in the table, csv, html and plot (default: a depth that keeps the table, "
+                     "html and figure short; csv: every layer)")
     out.add_argument("--full", action="store_true", help="table: one row per layer, phase and dtype")
     out.add_argument("--exact", action="store_true", help="table and html: exact counts instead of SI prefixes")
     out.add_argument("--all-rows", action="store_true", help="also list the rows the table folds (zero-cost "
