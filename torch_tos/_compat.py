@@ -22,6 +22,8 @@ API                                           without it
 ``flop_counter.shape_wrapper`` and the        ``flop_registry`` entries are called as they are
 ``_get_raw`` flag of custom FLOP formulas     (pytree's walk: same FLOPs, slower per op)
 ``aten._fused_sdp_choice``                    :class:`CompatError` (meta SDPA kernel choice)
+``torch._decomp.meta_table``                  the CPU's shape function (meta ``_grouped_mm`` in
+                                              threads that count nothing)
 ``torch.library.Library._destroy``            dropping the last reference (its finalizer
                                               deregisters the kernels)
 ``torch._ops.OpOverload``,                    none: the rules are keyed by them (needed at import)
@@ -53,6 +55,10 @@ API                                           without it
 ``Module._forward_pre_hooks`` & co. (the      the public ``register_forward_pre_hook`` /
 hook dicts), ``RemovableHandle.next_id``      ``register_forward_hook`` (slower attach)
 ``torch.nn.modules.conv._ConvNd``             the six public ``Conv*``/``ConvTranspose*`` classes
+``torch._C._get_dispatch_mode``,              never "in fake mode": DTensor's shape propagation
+``_TorchDispatchModeKey.FAKE``                (a fake-tensor run of the global op) is counted too
+``torch.distributed.distributed_c10d.``       the default process group's size and rank price a
+``_resolve_process_group``                    functional collective of a named subgroup
 ``torch._disable_dynamo``                     ``torch.compiler.disable`` (imports ``torch._dynamo``,
                                               ~2 s, when the training counter is imported)
 ============================================  =======================================================
@@ -143,6 +149,15 @@ def fused_sdp_choice(query, key, value, attn_mask, dropout_p, is_causal, scale, 
         raise _missing("aten._fused_sdp_choice", "the CPU's SDPA kernel choice on meta")
     return int(op(query, key, value, attn_mask, dropout_p, is_causal, scale=scale,
                   enable_gqa=enable_gqa))
+
+
+def stock_meta_kernel(op, fallback):
+    """PyTorch's Python meta function of ``op`` (``torch._decomp.meta_table``), or ``fallback``."""
+    try:
+        from torch._decomp import meta_table
+    except ImportError:  # pragma: no cover - depends on the installed torch
+        return fallback
+    return meta_table.get(op, fallback)
 
 
 # -- operator objects -------------------------------------------------------------------------------
@@ -302,9 +317,22 @@ _SCOPE_HOOK_DICTS = ("_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_f
                      "_forward_hooks_with_kwargs", "_forward_hooks_always_called")
 
 
+def _prepend(hooks: dict, key, value) -> None:
+    """``hooks[key] = value`` as the first entry (``register_forward_pre_hook(prepend=True)``)."""
+    if isinstance(hooks, OrderedDict):
+        hooks[key] = value
+        hooks.move_to_end(key, last=False)
+        return
+    rest = list(hooks.items())
+    hooks.clear()
+    hooks[key] = value
+    hooks.update(rest)
+
+
 class ScopeHooks:
-    """A forward pre-hook (none when ``pre`` is None) and a forward hook of one module, both
-    ``with_kwargs`` and the latter
+    """A forward pre-hook (none when ``pre`` is None), run before the module's other pre-hooks
+    (the work of those — FSDP2's all-gather, a parallel style's input redistribution — belongs to
+    the module), and a forward hook of one module, both ``with_kwargs`` and the latter
     ``always_call`` — what ``register_forward_pre_hook`` and ``register_forward_hook`` store —
     entered under one fresh hook id straight into the module's hook dictionaries (the two
     ``RemovableHandle`` objects cost more than the hooks' own work on a small model).
@@ -321,12 +349,13 @@ class ScopeHooks:
             self.hid = _RemovableHandle.next_id  # the id a RemovableHandle would take
             _RemovableHandle.next_id += 1
             self.dicts = dicts
-            if pre is not None:
-                dicts[0][self.hid], dicts[1][self.hid] = pre, True
+            if pre is not None:  # first: the module's own pre-hooks' work runs inside its scope
+                _prepend(dicts[0], self.hid, pre)
+                dicts[1][self.hid] = True
             dicts[2][self.hid], dicts[3][self.hid], dicts[4][self.hid] = post, True, True
         else:  # pragma: no cover - depends on the installed torch
             self.handles = (*(() if pre is None else
-                              (module.register_forward_pre_hook(pre, with_kwargs=True),)),
+                              (module.register_forward_pre_hook(pre, with_kwargs=True, prepend=True),)),
                             module.register_forward_hook(post, with_kwargs=True, always_call=True))
 
     def remove(self) -> None:
@@ -365,6 +394,30 @@ def default_foreach(params, differentiable: bool) -> bool | None:
         return None
 
 
+_FAKE_KEY = getattr(getattr(torch._C, "_TorchDispatchModeKey", None), "FAKE", None)
+_get_dispatch_mode = getattr(torch._C, "_get_dispatch_mode", None)
+
+
+def fake_mode_active() -> bool:
+    """Whether a ``FakeTensorMode`` is active (``torch._C._get_dispatch_mode(FAKE)``): ops run now
+    compute shapes only. False where that cannot be told."""
+    if _FAKE_KEY is None or _get_dispatch_mode is None:  # pragma: no cover - depends on torch
+        return False
+    return _get_dispatch_mode(_FAKE_KEY) is not None
+
+
+def process_group_size_and_rank(group_name) -> tuple[int, int] | None:
+    """(size, this process's rank) of the process group a functional collective names
+    (``distributed_c10d._resolve_process_group``); None where it cannot be resolved."""
+    try:
+        from torch.distributed.distributed_c10d import _resolve_process_group
+
+        pg = _resolve_process_group(group_name)
+        return int(pg.size()), int(pg.rank())
+    except Exception:  # noqa: BLE001 - unknown name, no distributed build, a moved helper
+        return None
+
+
 #: Every private API above, as a dotted path from ``torch`` (tests/test_compat.py resolves each).
 PRIVATE_APIS = (
     "torch._C._current_graph_task_id", "torch._C._current_autograd_node",
@@ -374,7 +427,7 @@ PRIVATE_APIS = (
     "torch.utils._python_dispatch._get_current_dispatch_mode_stack",
     "torch.utils._pytree.tree_leaves", "torch.utils._pytree.tree_map",
     "torch.utils.flop_counter.shape_wrapper",
-    "torch.ops.aten._fused_sdp_choice", "torch.library.Library._destroy",
+    "torch.ops.aten._fused_sdp_choice", "torch._decomp.meta_table", "torch.library.Library._destroy",
     "torch._ops.OpOverload", "torch._ops.OpOverloadPacket", "torch._ops.HigherOrderOperator",
     "torch._C.DispatchKey.CompositeExplicitAutograd",
     "torch._C._push_on_torch_function_stack", "torch._C._pop_torch_function_stack",
@@ -387,5 +440,7 @@ PRIVATE_APIS = (
     "torch.nn.modules.module._global_backward_hooks",
     "torch.nn.modules.module._global_backward_pre_hooks", "torch.fx.node._get_qualified_name",
     "torch.optim.optimizer._default_to_fused_or_foreach", "torch.nn.modules.conv._ConvNd",
-    "torch.utils.hooks.RemovableHandle.next_id", "torch._disable_dynamo",
+    "torch.utils.hooks.RemovableHandle.next_id", "torch._C._get_dispatch_mode",
+    "torch._C._TorchDispatchModeKey.FAKE", "torch.distributed.distributed_c10d._resolve_process_group",
+    "torch._disable_dynamo",
 )

@@ -12,6 +12,7 @@ from .counter import Engine, warn_unsupported
 from .counts import LOSS_LAYER, OPTIMIZER_LAYER
 from .extensions import Extensions
 from .report import Report, check_law
+from .sharded import check_profile_model
 from .tables import DEFAULT_TABLE, TransistorTable
 from .workspace import Workspace
 from .validation import MODES, check_profile_args, split_inputs  # noqa: F401 - MODES re-exported
@@ -71,6 +72,7 @@ def profile(model: torch.nn.Module, inputs, *, mode: str = "inference", target=N
     ``fixed_joules``) adds a ``joules`` column (:meth:`Report.with_law`).
     """
     dtype, device = check_profile_args(model, mode, dtype, device, loss_fn, optimizer, table)
+    check_profile_model(model, device)
     extensions = Extensions(ignore, module_rules)
     if law is not None:
         check_law(law)
@@ -88,7 +90,7 @@ def profile(model: torch.nn.Module, inputs, *, mode: str = "inference", target=N
             "device": str(device) if device is not None else _device_of(model_c, args, kwargs)}
     grad = mode == "training"
     try:
-        with work.rng, scope, engine, torch.set_grad_enabled(grad):
+        with work.rng, scope, work.guard, engine, torch.set_grad_enabled(grad):
             engine.phase = "forward"
             output = model_c(*args, **kwargs)
             if mode in ("validation", "training"):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from ._compat import (HigherOrderOperator, OpOverload, TorchDispatchMode, current_autograd_node,
-                      current_graph_task_id)
+                      current_graph_task_id, fake_mode_active)
 from .flops import flop_formulas
 from .attribution import ModuleScope, module_params, own_params
 from .bos import BOs
@@ -28,7 +28,9 @@ from .extensions import Extensions, RuleError, check_bos, module_op_name
 from .hops import handle_higher_order
 from .kernels import kernel_choices
 from .rules import lookup
+from .rules.registry import ALIAS_OPS
 from .rules.complex import COMPLEX_DTYPES, complex_bos
+from .sharded import holds_dtensor
 
 # Metadata queries that FlopCounterMode also lets through untouched.
 _PASSTHROUGH = {
@@ -114,11 +116,32 @@ class _Dispatch(TorchDispatchMode):
     def __init__(self, engine: "Engine"):
         super().__init__()
         self.engine = engine
+        self._dtensor_depth = 0   # DTensor dispatches running under this mode
+        self._declining = None    # the DTensor op this mode re-dispatched and now declines
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if isinstance(func, HigherOrderOperator):
+        if isinstance(func, HigherOrderOperator):  # its body's ops come back here, DTensor or not
             return handle_higher_order(self.engine, self, func, args, kwargs or {})
+        if types or self._dtensor_depth:  # tensor subclasses (plain tensors: no types)
+            if holds_dtensor(types):
+                return self._dtensor_op(func, types, args, kwargs or {})
+            if self._dtensor_depth and fake_mode_active():
+                return func(*args, **(kwargs or {}))  # DTensor's shape propagation: no work done
         return self.engine._handle(self, func, args, kwargs or {})
+
+    def _dtensor_op(self, func, types, args, kwargs):
+        """An op on DTensors: run DTensor's dispatch with this mode active (:mod:`.sharded`)."""
+        if self._declining is func:
+            self._declining = None
+            return NotImplemented  # DTensor's own dispatch runs next, this mode still active
+        self._dtensor_depth += 1
+        self._declining = func
+        try:
+            with self:
+                return func(*args, **kwargs)
+        finally:
+            self._declining = None
+            self._dtensor_depth -= 1
 
 
 _IGNORED = object()  # resolution of an op the user ignores
@@ -300,7 +323,7 @@ class Engine:
             hit = _IGNORED
         else:
             hit = (lookup(func), self.flop_formulas.get(packet), op_name(func),
-                   bool(getattr(func, "is_view", False)))
+                   bool(getattr(func, "is_view", False)) or op_name(func) in ALIAS_OPS)
         self._resolved[func] = hit
         return hit
 

@@ -1,7 +1,7 @@
 """Atomic writes of a user's files: a crash, a full disk or an I/O error leaves the previous file.
 
 Every file torch_tos writes for a user (law files, runs-file repairs, ``--out`` tables, HTML pages,
-plots) goes through :func:`atomic_writer`: the content is written to a temporary file in the
+plots: :func:`save_figure`) goes through :func:`atomic_writer`: the content is written to a temporary file in the
 *same folder* (so the final rename never crosses a file system), flushed and ``fsync``-ed, then
 ``os.replace``-d over the target — an atomic step on POSIX and Windows — and the folder is
 ``fsync``-ed so the rename itself survives a power cut. On any error the temporary file is removed,
@@ -94,4 +94,25 @@ def atomic_write_bytes(path, data: bytes) -> None:
         f.write(data)
 
 
-__all__ = ["atomic_writer", "atomic_write_text", "atomic_write_bytes"]
+def save_figure(fig, path, **kwargs) -> None:
+    """``fig.savefig(path, **kwargs)`` written atomically (:func:`atomic_writer`) when ``path`` is a
+    file name; a file object is handed to ``savefig`` as it is. As ``savefig``: the format is
+    ``kwargs["format"]``, else the name's suffix; a name without a suffix gets
+    ``rcParams["savefig.format"]``'s (``"png"``) appended."""
+    if not isinstance(path, (str, os.PathLike)):
+        fig.savefig(path, **kwargs)
+        return
+    path = Path(path)
+    fmt = kwargs.pop("format", None)
+    if fmt is None:
+        fmt = path.suffix[1:].lower()
+        if not fmt:
+            from matplotlib import rcParams
+
+            fmt = rcParams["savefig.format"]
+            path = path.with_name(f"{path.name}.{fmt}")
+    with atomic_writer(path, "wb") as f:
+        fig.savefig(f, format=fmt, **kwargs)
+
+
+__all__ = ["atomic_writer", "atomic_write_text", "atomic_write_bytes", "save_figure"]

@@ -89,9 +89,9 @@ def _joules_axis(values_max: float):
 
 def plot_report(report, *, top: int = 15, depth=AUTO, path=None, figsize=None):
     """Draw the panels described in the module docstring; returns the matplotlib ``Figure`` and,
-    with ``path``, also saves it there (format from the suffix: ``.png``, ``.svg``, ``.pdf``).
-    ``depth``: ``"auto"``, an int (fold at that depth, the ``top`` costliest layers) or None
-    (every layer, the ``top`` costliest)."""
+    with ``path``, also saves it there, atomically (format from the suffix: ``.png``, ``.svg``,
+    ``.pdf``; a file object as ``savefig`` takes it). ``depth``: ``"auto"``, an int (fold at that
+    depth, the ``top`` costliest layers) or None (every layer, the ``top`` costliest)."""
     Figure, FuncFormatter = _matplotlib()
     data = plot_data(report, top=top, depth=depth)
     panels = [("TOs by operation kind", data["kinds"], KIND_COLOURS, "TOs (transistor operations)"),
@@ -129,7 +129,9 @@ def plot_report(report, *, top: int = 15, depth=AUTO, path=None, figsize=None):
     fig.suptitle(f"{meta.get('model', 'model')} — {meta.get('mode', '')}: {si(report.tos)} TOs, "
                  f"{si(report.flops)} FLOPs ({folded})", fontsize=11)
     if path is not None:
-        fig.savefig(path, dpi=120)
+        from .fileio import save_figure
+
+        save_figure(fig, path, dpi=120)
     return fig
 
 

@@ -384,11 +384,12 @@ class Report:
         return json.dumps(self.to_dict(), indent=indent, default=str)
 
     # -- pictures ---------------------------------------------------------------------------
-    def plot(self, *args, **kwargs):
-        """Where the cost goes (matplotlib); see :func:`torch_tos.plotting.plot_report`."""
+    def plot(self, path=None, **kwargs):
+        """Where the cost goes (matplotlib): ``report.plot("r18.png")`` saves the figure there, as
+        ``Figure.savefig`` would, and returns it; see :func:`torch_tos.plotting.plot_report`."""
         from .plotting import plot_report
 
-        return plot_report(self, *args, **kwargs)
+        return plot_report(self, path=path, **kwargs)
 
     def to_html(self, *args, **kwargs) -> str:
         """One self-contained HTML page: totals, the table, the figure; see

@@ -56,6 +56,32 @@ def check_optimizer(optimizer) -> torch.optim.Optimizer | None:
     return optimizer
 
 
+class ForeignParametersWarning(UserWarning):
+    """An optimizer given to ``profile()`` also holds parameters that are not the model's."""
+
+
+def check_optimizer_of(model: torch.nn.Module, optimizer, loss_fn=None) -> None:
+    """The optimizer must update the model (or its loss module): an optimizer holding none of
+    their parameters (built for another model) is a ``ValueError``; one that also holds other
+    parameters gets a :class:`ForeignParametersWarning` (those get no gradient in the step, so
+    their update is not counted)."""
+    if optimizer is None:
+        return
+    owned = {id(p) for m in (model, loss_fn) if isinstance(m, torch.nn.Module) for p in m.parameters()}
+    held = [p for g in optimizer.param_groups for p in g["params"] if isinstance(p, torch.Tensor)]
+    foreign = [p for p in held if id(p) not in owned]
+    if held and len(foreign) == len(held):
+        raise ValueError(f"the optimizer ({type(optimizer).__name__}) holds none of the model's parameters — built "
+                         f"for another model? Build it over this model's: "
+                         f"torch.optim.{type(optimizer).__name__}(model.parameters(), ...)")
+    if foreign:
+        import warnings
+
+        warnings.warn(f"the optimizer ({type(optimizer).__name__}) also holds {len(foreign)} parameter(s) that are "
+                      "not the model's (or the loss's): they get no gradient in this step, so their update is "
+                      "not counted", ForeignParametersWarning, stacklevel=4)
+
+
 def check_table(table) -> TransistorTable | None:
     if table is not None and not isinstance(table, TransistorTable):
         raise TypeError(f"table must be a torch_tos.TransistorTable, got {type(table).__name__}")
@@ -86,5 +112,6 @@ def check_profile_args(model, mode, dtype, device, loss_fn, optimizer, table):
     device = check_device(device)
     check_loss_fn(loss_fn)
     check_optimizer(optimizer)
+    check_optimizer_of(model, optimizer, loss_fn)
     check_table(table)
     return dtype, device

@@ -93,9 +93,14 @@ def _cmd_fit(args) -> int:
     from ..energy.evaluate import EVAL_SPLITS
     from ..energy.features import check_features
     from ..energy.fit import EnergyModel
+    from ..energy.runcells import RunsOutlierWarning
     from ..energy.runs import read_runs
+    from .errors import warnings_as_lines
 
     features = _names(args.features)
+    if args.law.lower().endswith(".json") or "/" in args.law:
+        raise CLIError(f"fit --law takes the features of the overhead-aware law (e.g. tos,calls,bytes), not a "
+                       f"file; to write the fitted law to {args.law!r} use --save {args.law}")
     try:
         check_features(features)
         law_features = check_features(_names(args.law))
@@ -110,7 +115,9 @@ def _cmd_fit(args) -> int:
         raise CLIError(f"unknown --evaluate split {bad[0]!r}; accepted: {', '.join(EVAL_SPLITS)} or none")
     if args.seeds < 1:
         raise CLIError(f"--seeds must be a positive number of split seeds (10 or more recommended), got {args.seeds}")
-    runs = read_runs(args.runs, features=tuple(features))  # per-class law features may be 0
+    save, figure = _outputs(args)
+    with warnings_as_lines(RunsOutlierWarning):
+        runs = read_runs(args.runs, features=tuple(features))  # per-class law features may be 0
     meters = meters_of(runs)
     if len(meters) > 1:
         raise CLIError(f"the runs files mix meters ({', '.join(meters)}); fit the runs of one meter at a time")
@@ -129,13 +136,24 @@ def _cmd_fit(args) -> int:
     lo, hi = law.interval()
     print(f"\noverhead-aware law fitted on all runs: {law}\n  90 % prediction interval: ×{lo:.2f} – ×{hi:.2f} "
           f"({law.interval_source_} residuals)")
-    if args.save:
-        law.save(args.save)
-        print(f"law saved to {args.save} (next: torch-tos predict MODULE:CALLABLE --input-shape ... --law "
-              f"{args.save})")
-    if args.plot:
-        plot(runs, features, degrees, args.split, args.train_frac, args.seed, args.trim, args.plot)
+    if save:
+        law.save(save)
+        print(f"law saved to {save} (next: torch-tos predict MODULE:CALLABLE --input-shape ... --law "
+              f"{save})")
+    if figure:
+        plot(runs, features, degrees, args.split, args.train_frac, args.seed, args.trim, figure)
     return 0
+
+
+def _outputs(args):
+    """``--save`` and ``--plot`` checked before any runs are read or fitted."""
+    from .outputs import check_output, check_plot
+
+    save = check_output(args.save, "--save", "law.json") if args.save else None
+    figure = check_plot(args.plot) if args.plot else None
+    if save is not None and figure is not None and save.resolve() == figure.resolve():
+        raise CLIError(f"--save and --plot are the same file {args.save!r}; give two files")
+    return save, figure
 
 
 def _ok(name) -> bool:

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import warnings
 
-from .errors import CLIError
+from .errors import CLIError, check_input_file
 from .hf import add_hf_arguments, build_hf, hf_source
+from .inputs import INPUT_DTYPES, parse_input_dtypes
 from .profile import load_model, parse_shape
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 LOSSES = ("sum", "cross_entropy")
+#: how to get a law file, said wherever one is missing
+MAKE_A_LAW = ("make one on this machine with torch-tos calibrate --out law.json (measures a built-in "
+              "suite, a few minutes), or torch-tos fit runs.csv --save law.json from your own runs")
 
 
 def _module_model(args):
@@ -29,17 +33,13 @@ def _module_model(args):
                        "--input-shape 32,3,64,64), --hf-config config.json or --hf-model-type llama")
     if not args.input_shape:
         raise CLIError("--input-shape is required with a MODULE:CALLABLE model, e.g. --input-shape 32,3,64,64")
-    if args.dtype not in ("float32", "long"):
-        raise CLIError(f"unknown --input-dtype {args.dtype!r}; accepted: float32, long (token ids)")
     from ..energy.predict import counting_device
 
     shapes = [parse_shape(s) for s in args.input_shape]
+    dtypes = parse_input_dtypes(args.input_dtype, len(shapes))
     model = load_model(args.model, args.model_kwargs)
     device = torch.device(counting_device(model))  # meta, or the CPU for recurrent layers (fused kernels)
-    if args.dtype == "long":
-        inputs = tuple(torch.zeros(s, dtype=torch.long, device=device) for s in shapes)
-    else:
-        inputs = tuple(torch.zeros(s, device=device) for s in shapes)
+    inputs = tuple(torch.zeros(s, dtype=d, device=device) for s, d in zip(shapes, dtypes))
     loss_fn = None
     if args.loss == "cross_entropy":
         def loss_fn(out):  # class 0 for every sample: the counts do not depend on the labels
@@ -62,6 +62,9 @@ def _cmd_predict(args) -> int:
         raise CLIError(f"unknown --loss {args.loss!r}; accepted: {', '.join(LOSSES)}")
     if not 0 < args.coverage < 1:
         raise CLIError(f"--coverage must be between 0 and 1, got {args.coverage}")
+    if args.law is None:
+        raise CLIError(f"--law LAW.json is required: the energy law of the machine to predict for; {MAKE_A_LAW}")
+    check_input_file(args.law, "--law", MAKE_A_LAW)
     try:
         law = load_law(args.law)
     except (FileNotFoundError, ValueError) as e:
@@ -104,11 +107,14 @@ def register(sub) -> None:
                    "torchvision.models:resnet18 (or a Hugging Face config: --hf-config / --hf-model-type)")
     p.add_argument("--input-shape", action="append",
                    help="input tensor shape, e.g. 32,3,64,64 (repeat for several inputs)")
-    p.add_argument("--law", required=True, help="law JSON file (torch-tos fit --save / calibrate --out)")
+    p.add_argument("--law", metavar="LAW.json", help="law JSON file (required): torch-tos calibrate --out "
+                   "law.json, or torch-tos fit runs.csv --save law.json")
     p.add_argument("--steps", type=int, default=1, help="training steps to predict")
     p.add_argument("--optimizer", default="sgd", help=f"optimizer of each step: {', '.join(OPTIMIZERS)}")
     p.add_argument("--loss", default="sum", help="loss: sum (output.sum() surrogate) or cross_entropy")
-    p.add_argument("--input-dtype", dest="dtype", default="float32", help="float32 or long (token ids)")
+    p.add_argument("--input-dtype", action="append", metavar="DTYPE",
+                   help=f"dtype of the inputs, once for all or once per --input-shape: {', '.join(INPUT_DTYPES)} "
+                   "(int64 for token ids; default float32)")
     p.add_argument("--coverage", type=float, default=0.9, help="coverage of the prediction interval")
     p.add_argument("--format", default="table", choices=("table", "csv"), help="table, or csv of joules per layer")
     p.add_argument("--model-kwargs", default=None, help="JSON keyword arguments for the model factory")

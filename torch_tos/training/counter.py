@@ -52,6 +52,7 @@ from ..extensions import Extensions
 from ..report import Report
 from ..tables import DEFAULT_TABLE, TransistorTable
 from ..validation import check_dtype, check_meter, check_model, check_optimizer, check_table
+from .adapters import EngineStep, Marks, step_adapter
 from .cache import StepCache
 from .distributed import total_all_ranks
 from .hooks import CounterEngine, CounterScope, Hook, ModuleHook
@@ -70,13 +71,14 @@ class TOsCounter:
     """Count BOs, TOs and FLOPs of every step of a training loop; see the module docstring.
 
     Parameters: ``model`` (the ``nn.Module`` the loop calls; a ``DistributedDataParallel`` wrapper
-    is fine), ``optimizer`` (its ``step()`` closes a step; ``None`` follows any optimizer over the
-    model's parameters), ``dtype`` (price every op in this format — what-if analysis), ``meter``
-    (an energy meter with ``measure()``; each step is measured), ``cache`` (reuse the counts of
-    known steps), ``table`` (transistor constants), ``flop_mapping`` (extra FLOP formulas, as for
-    :func:`torch_tos.profile`), ``history`` (how many recent :class:`StepRecord` objects to keep;
-    ``None``: all), ``module_rules`` and ``ignore`` (as for :func:`torch_tos.profile`; see
-    :mod:`torch_tos.extensions`).
+    is fine, and so is an engine an integration follows, such as a DeepSpeed engine: see
+    :mod:`.adapters`), ``optimizer`` (its ``step()`` closes a step; ``None`` follows any optimizer
+    over the model's parameters, or the engine's own step), ``dtype`` (price every op in this
+    format — what-if analysis), ``meter`` (an energy meter with ``measure()``; each step is
+    measured), ``cache`` (reuse the counts of known steps), ``table`` (transistor constants),
+    ``flop_mapping`` (extra FLOP formulas, as for :func:`torch_tos.profile`), ``history`` (how many
+    recent :class:`StepRecord` objects to keep; ``None``: all), ``module_rules`` and ``ignore`` (as
+    for :func:`torch_tos.profile`; see :mod:`torch_tos.extensions`).
 
     Results: :attr:`steps`, :attr:`total`, :meth:`report`, :meth:`to_dataframe`,
     :meth:`total_all_ranks`; logging: :meth:`log_to`.
@@ -89,7 +91,9 @@ class TOsCounter:
         self.model = check_model(model)
         Extensions(ignore, module_rules).layers(self.model)  # bad rules or ignores: fail here
         self._extensions = {"module_rules": module_rules, "ignore": ignore}
-        self.optimizer = check_optimizer(optimizer)
+        self._adapter = step_adapter(self.model)  # an engine that owns its optimizer step (.adapters)
+        self.optimizer = (check_optimizer(optimizer) if self._adapter is None
+                          else self._adapter.check_optimizer(self.model, optimizer))
         self.dtype: torch.dtype | None = check_dtype(dtype)
         self.meter = check_meter(meter)
         self.cache: bool = bool(cache)
@@ -110,8 +114,13 @@ class TOsCounter:
         self._cache = StepCache(self.cache, self.table, self.dtype)
         self._scope = CounterScope(self.model, threading.get_ident())
         self._engine = CounterEngine(self._scope, flop_mapping=self._flop_mapping, **self._extensions)
-        self._tracker = StepTracker(self.model, self.optimizer, self._engine, self._scope, self._cache,
+        adapter, followed = self._adapter, self.optimizer
+        if adapter is not None:
+            followed = EngineStep(adapter.step_state(self.model))
+        self._tracker = StepTracker(self.model, followed, self._engine, self._scope, self._cache,
                                     self.meter, self._record)
+        if adapter is not None:
+            self._tracker.optimizer_types = {adapter.describe(self.model)} - {""}
 
     # -- context manager ---------------------------------------------------------------------
     def __enter__(self) -> "TOsCounter":
@@ -138,7 +147,9 @@ class TOsCounter:
                 ModuleHook(tracker.on_root_pre, thread), with_kwargs=True, prepend=True))
             self._handles.append(model.register_forward_hook(
                 ModuleHook(tracker.on_root_post, thread), prepend=True, always_call=True))
-            if self.optimizer is not None:
+            if self._adapter is not None:  # the engine's own step: marked by the adapter
+                self._handles.append(self._adapter.attach(model, Marks(tracker, thread)))
+            elif self.optimizer is not None:
                 opt = self.optimizer
                 self._handles.append(opt.register_step_pre_hook(Hook(tracker.on_opt_pre, thread)))
                 self._handles.append(opt.register_step_post_hook(Hook(tracker.on_opt_post, thread)))

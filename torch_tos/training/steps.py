@@ -26,6 +26,7 @@ import torch
 from .._compat import pop_torch_function_mode, push_torch_function_mode, torch_function_mode_at_top
 from .cache import Node, StepCache
 from .hooks import ModuleHook, next_sequence_nr
+from .records import device_readings
 from .signature import ForwardSignature, has_kv_cache, optimizer_signature
 from .verify import TRUSTED_OPTIMIZERS, Tracer, global_module_hooks
 
@@ -183,7 +184,8 @@ class StepTracker:
         m = step.meter_m if step.meter_m is not None else step.meter_ctx
         joules, seconds = getattr(m, "joules", None), getattr(m, "seconds", None)
         return (float(joules) if joules is not None else None,
-                float(seconds) if seconds is not None else None, getattr(m, "estimated", None))
+                float(seconds) if seconds is not None else None, getattr(m, "estimated", None),
+                device_readings(m))
 
     # -- forwards --------------------------------------------------------------------------------
     def on_root_pre(self, module, args, kwargs):

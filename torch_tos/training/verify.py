@@ -31,7 +31,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from .._compat import C_SET_GRAD_ENABLED, global_module_hooks_set, sequence_nr
-from ..integrations.hf_meta import STANDS_FOR
+from ..kernels import STANDS_FOR
 from .signature import FLAG_FREE, tensor_sig, value_sig
 
 __all__ = ["TRUSTED_MODULES", "TRUSTED_OPTIMIZERS", "Tracer", "model_is_trusted", "data_dependent"]
@@ -131,7 +131,7 @@ class Tracer(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         if func in _NOT_EVENTS:
             return func(*args, **(kwargs or {}))
-        # an open Engine's Tensor.__bool__/item wrappers (integrations.hf_meta) are the same call
+        # an open Engine's method wrappers (a meta adaptation's, kernels.STANDS_FOR) are the same call
         key = (STANDS_FOR.get(func, func), *[tensor_sig(a) if type(a) is _Tensor else
                        (a if type(a) in _PLAIN else value_sig(a)) for a in args])
         if kwargs:
