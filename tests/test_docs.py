@@ -5,14 +5,17 @@ Each page runs as one script, in a fresh folder, its blocks in the order they ap
 blocks as they are, ``bash`` blocks command by command (``torch-tos`` as ``python -m torch_tos``,
 ``python`` as this interpreter), and a block with a file name (```` ```python title="mymodel.py"
 ````) is written to that file. Output blocks (``text``, ``pycon``) are not run. A comment on the
-line before a block marks it: ``<!-- docs-test: slow -->`` (the page's test is marked slow) or
-``<!-- docs-test: skip: REASON -->`` (installs packages, needs hardware this machine lacks); a
+line before a block marks it: ``<!-- docs-test: slow -->`` (the page's test is marked slow),
+``<!-- docs-test: requires: deepspeed -->`` (the page is skipped where that optional package is
+not installed; marks combine with commas) or ``<!-- docs-test: skip: REASON -->`` (installs
+packages, needs hardware this machine lacks); a
 bash block may run only ``torch-tos``, ``python`` and ``mkdocs``, so a command nobody can check
 (``pip``, ``sudo``) must be in a skipped block.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -27,7 +30,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 _FENCE = re.compile(r'^```(\w*)(?:\s+title="([^"]+)")?\s*$')
-_MARK = re.compile(r"^<!--\s*docs-test:\s*(slow|skip:\s*(.+?))\s*-->$")
+_MARK = re.compile(r"^<!--\s*docs-test:\s*(.+?)\s*-->$")
 RUN = ("python", "bash")
 COMMANDS = ("torch-tos", "python", "mkdocs")
 
@@ -47,6 +50,7 @@ class Block:
     mark: str | None    # "slow", "skip" or None
     reason: str = ""
     title: str = ""     # a file name: the block is that file's text (written, not run)
+    requires: tuple[str, ...] = ()  # optional packages the block imports
 
 
 def blocks(path: Path) -> list[Block]:
@@ -63,10 +67,18 @@ def blocks(path: Path) -> list[Block]:
         while i < len(lines) and lines[i].strip() != "```":
             i += 1
         prev = next((lines[j].strip() for j in range(start - 1, -1, -1) if lines[j].strip()), "")
-        mark = _MARK.match(prev)
-        kind = None if mark is None else ("slow" if mark.group(1) == "slow" else "skip")
-        out.append(Block(lang, "\n".join(lines[start + 1:i]), start + 2, kind,
-                         mark.group(2) if mark and mark.group(2) else "", title))
+        found = _MARK.match(prev)
+        kind, reason, requires = None, "", ()
+        for part in (p.strip() for p in found.group(1).split(",")) if found else ():
+            if part == "slow":
+                kind = kind or "slow"
+            elif part.startswith("skip:"):
+                kind, reason = "skip", part[5:].strip()
+            elif part.startswith("requires:"):
+                requires += tuple(part[9:].split())
+            else:
+                raise ValueError(f"{path}:{start}: unknown docs-test mark {part!r}")
+        out.append(Block(lang, "\n".join(lines[start + 1:i]), start + 2, kind, reason, title, requires))
         i += 1
     return out
 
@@ -118,6 +130,9 @@ def _pages() -> list:
             continue
         name = str(page.relative_to(DOCS))
         marks = [pytest.mark.slow] if any(b.mark == "slow" for b in runs) else []
+        missing = sorted({m for b in runs for m in b.requires if importlib.util.find_spec(m) is None})
+        if missing:
+            marks.append(pytest.mark.skip(reason=f"needs {', '.join(missing)} (pip install -e '.[dev]')"))
         if name in PENDING:
             marks.append(pytest.mark.skip(reason=PENDING[name]))
         params.append(pytest.param(page, id=name, marks=marks))
