@@ -38,7 +38,6 @@ COMMANDS = ("torch-tos", "python", "mkdocs")
 #: for marks, not run, until it lands (page -> why).
 PENDING = {
     "energy.md": "the energy-law rewrite replaces this page and its examples",
-    "measuring.md": "the meters rewrite replaces this page and its examples",
 }
 
 
