@@ -67,6 +67,8 @@ hook dicts), ``RemovableHandle.next_id``      ``register_forward_hook`` (slower 
 ``_TorchDispatchModeKey.FAKE``                (a fake-tensor run of the global op) is counted too
 ``torch.distributed.distributed_c10d.``       the default process group's size and rank price a
 ``_resolve_process_group``                    functional collective of a named subgroup
+``torch._disable_dynamo``                     ``torch.compiler.disable`` (imports ``torch._dynamo``,
+                                              ~2 s, when the training counter is imported)
 ============================================  =======================================================
 """
 
@@ -298,6 +300,14 @@ def resnapshot_python_keys(include: bool) -> bool:
     return True
 
 
+def eager_under_compile(fn):
+    """``fn`` as ``torch.compiler.disable(fn)``: ``torch.compile`` runs it eagerly, outside the
+    graph. ``torch._disable_dynamo`` imports ``torch._dynamo`` on the first call only, so
+    ``import torch_tos`` does not pay for dynamo."""
+    lazy = getattr(torch, "_disable_dynamo", None)
+    return lazy(fn) if lazy is not None else torch.compiler.disable(fn)
+
+
 # -- module internals ----------------------------------------------------------------------------
 _mod = torch.nn.modules.module
 _GLOBAL_HOOKS = tuple(getattr(_mod, n) for n in ("_global_forward_pre_hooks", "_global_forward_hooks",
@@ -484,4 +494,5 @@ PRIVATE_APIS = (
     "torch.distributed.algorithms.ddp_comm_hooks.mixed_precision_hooks._reducer_allreduce_and_upcast_hook",
     "torch._C._get_dispatch_mode",
     "torch._C._TorchDispatchModeKey.FAKE", "torch.distributed.distributed_c10d._resolve_process_group",
+    "torch._disable_dynamo",
 )

@@ -7,7 +7,7 @@ import dataclasses
 import torch
 
 from ._compat import tree_leaves
-from .attribution import ModuleScope, module_params
+from .attribution import ModuleScope, module_params, own_params
 from .counter import Engine, warn_unsupported
 from .counts import LOSS_LAYER, OPTIMIZER_LAYER
 from .extensions import Extensions
@@ -128,7 +128,7 @@ def profile(model: torch.nn.Module, inputs, *, mode: str = "inference", target=N
     warn_unsupported(engine.unsupported)
     return Report(engine.counts, engine.unsupported, types=types, order=scope.order, dtype=dtype,
                   table=table or DEFAULT_TABLE, metadata=meta, params=module_params(model),
-                  uncalled=scope.uncalled(), law=law)
+                  uncalled=scope.uncalled(), law=law, own_params=own_params(model), shapes=scope.shapes)
 
 
 def _device_of(model, args, kwargs) -> str:

@@ -20,7 +20,7 @@ import torch
 from ._compat import (HigherOrderOperator, OpOverload, TorchDispatchMode, current_autograd_node,
                       current_graph_task_id, fake_mode_active)
 from .flops import flop_formulas
-from .attribution import ModuleScope, module_params
+from .attribution import ModuleScope, module_params, own_params
 from .bos import BOs
 from .counts import (LOSS_LAYER, N_BOS, OPTIMIZER_LAYER, OUTSIDE_LAYER, PHASES,  # noqa: F401
                      RECOMPUTE_SUFFIX, Counts)
@@ -258,7 +258,9 @@ class Engine:
                       dtype=parse_dtype(dtype) if dtype is not None else None, table=table,
                       metadata={"mode": "engine", **(metadata or {})},
                       params=module_params(model) if model is not None else None,
-                      uncalled=scope.uncalled() if model is not None else None)
+                      uncalled=scope.uncalled() if model is not None else None,
+                      own_params=own_params(model) if model is not None else None,
+                      shapes=getattr(scope, "shapes", None))
 
     # -- where an op belongs ----------------------------------------------------------------
     def _where(self) -> tuple[str, str, bool]:

@@ -279,6 +279,28 @@ class Counts:
                 f"flops={t[FLOPS]}, bytes={t[BYTES]})")
 
 
+def regroup(groups: dict[tuple, list[int]], by: tuple[str, ...], keep: tuple[str, ...],
+            depth: int | None = None) -> dict[tuple, list[int]]:
+    """Already grouped rows (:meth:`Counts.group` ``(*by)``) summed onto the fields ``keep`` (a
+    subset of ``by``), layers folded to ``depth``: what ``Counts.group(*keep, depth=depth)``
+    gives, from fewer rows."""
+    idx = tuple(by.index(k) for k in keep)
+    fold = depth is not None and "layer" in keep
+    at = by.index("layer") if fold else -1
+    acc: dict[tuple, list[int]] = {}
+    for key, row in groups.items():
+        if fold:
+            key = (*key[:at], fold_layer(key[at], depth), *key[at + 1:])
+        g = tuple(key[i] for i in idx)
+        a = acc.get(g)
+        if a is None:
+            acc[g] = list(row)
+        else:
+            for i in range(_N):
+                a[i] += row[i]
+    return acc
+
+
 def price_groups(groups: dict[tuple, list[int]], by: tuple[str, ...], keep: tuple[str, ...],
                  *, table=None, dtype: torch.dtype | None = None) -> dict[tuple, Fraction]:
     """Exact TOs of already grouped rows: ``groups`` is :meth:`Counts.group` ``(*by)`` with
