@@ -177,3 +177,17 @@ def test_another_threads_calls_only_call_through():
         worker.start()
         worker.join()
         assert len(counter.steps) == 1
+
+
+def test_a_second_counter_is_refused_and_changes_nothing():
+    engine = Engine()
+    before = _own(engine)
+    with TOsCounter(engine) as counter:
+        during = _own(engine)
+        for other in (engine, engine.module):  # the engine again, or the model it wraps
+            with pytest.raises(RuntimeError, match="already active"):
+                with TOsCounter(other):
+                    pass
+            assert _same(during, _own(engine))
+        _loop(engine, 1)
+    assert _same(before, _own(engine)) and len(counter.steps) == 1
