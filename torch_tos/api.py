@@ -86,11 +86,12 @@ def profile(model: torch.nn.Module, inputs, *, mode: str = "inference", target=N
     ext = extensions.translated(model, model_c)
     engine = Engine(scope, flop_mapping=flop_mapping, module_rules=ext.rules,
                     ignore=[*ext.ops, *ext.classes, *ext.instances])
+    engine.write_guard = work.write_guard  # undoes the step's writes to what it shares with the model
     meta = {"mode": mode, "model": type(model).__name__,
             "device": str(device) if device is not None else _device_of(model_c, args, kwargs)}
     grad = mode == "training"
     try:
-        with work.rng, scope, work.guard, engine, torch.set_grad_enabled(grad):
+        with work.rng, scope, engine, torch.set_grad_enabled(grad):
             engine.phase = "forward"
             output = model_c(*args, **kwargs)
             if mode in ("validation", "training"):

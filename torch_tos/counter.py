@@ -163,7 +163,9 @@ class Engine:
     (backward inside the autograd engine, optimizer while ``in_optimizer`` is set, forward inside
     the model — or everywhere when there is no scope — loss otherwise).
 
-    ``module_rules`` and ``ignore``: see :mod:`torch_tos.extensions`.
+    ``module_rules`` and ``ignore``: see :mod:`torch_tos.extensions`. ``write_guard`` (``None``,
+    or a :class:`~torch_tos.writeguard.WriteGuard` that :func:`torch_tos.profile` sets) is told of
+    every op before it runs.
 
     Re-entering: counts *accumulate* over several ``with engine:`` blocks (unlike
     ``FlopCounterMode``, which restarts on each ``with``); call :meth:`reset` to start again, and
@@ -189,6 +191,7 @@ class Engine:
         self.phase: str | None = None
         self.in_optimizer = False
         self.paused = False
+        self.write_guard = None
         self.counts = Counts()
         self.unsupported: dict[tuple, int] = {}
         self.flop_formulas = flop_formulas(flop_mapping) if flops else {}
@@ -329,6 +332,8 @@ class Engine:
 
     def _handle(self, mode, func, args, kwargs):
         self._dispatched += 1
+        if self.write_guard is not None:  # profile(): what the op writes of the user's tensors
+            self.write_guard.check(func, args, kwargs)
         if func in _PASSTHROUGH or self.paused:
             return func(*args, **kwargs)
         hit = self._resolved.get(func)
