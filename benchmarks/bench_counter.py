@@ -1,16 +1,22 @@
 """TOsCounter overhead: step time of an ordinary training loop with and without the counter.
 
-Side by side in one process: four identical models (same weights, own optimizers), one per
-variant, stepped in turn — one step of each, in a random order every step — so that all variants
-see the same machine at the same moments (the figures stay comparable on a loaded machine). Each
-step is timed on its own, wall and process CPU time; a round is ``--steps`` steps (default 50) per
+Side by side in one process: identical models (same weights, own optimizers), one per variant,
+stepped in turn — one step of each, in a random order every step — so that all variants see the
+same machine at the same moments (the figures stay comparable on a loaded machine). Each step is
+timed on its own, wall and process CPU time; a round is ``--steps`` steps (default 50) per
 variant; figures are medians over rounds, as ratios to ``plain``:
 
 * ``plain``     — the loop alone;
+* ``floor``     — the loop with a ``TorchFunctionMode`` that does nothing, on the stack over the
+  stretch the counter's tracer watches (from the model's forward returning to the optimizer's
+  step pre-hook): what seeing the calls outside the model costs by itself, whatever the counter
+  does with them;
 * ``cached``    — inside a ``TOsCounter(model, opt)`` (``cache=True``) entered at the start of the
   round, so its first step (counted op by op) is one of the 50;
 * ``steady``    — inside a ``TOsCounter`` whose cache is already warm: the cost on every later step;
-* ``uncached``  — ``TOsCounter(model, opt, cache=False)``: every step intercepted op by op.
+* ``uncached``  — ``TOsCounter(model, opt, cache=False)``: every step intercepted op by op;
+* with ``--baseline DIR`` (another checkout, e.g. a worktree of ``main``): ``cached@base`` and
+  ``steady@base``, the same two with that checkout's ``torch_tos`` — before and after, in one run.
 
 Cases: the paper's FFN on Banknote (4 → 18 → 18 → 18 → 1, sigmoid, MSE, SGD, batch 64; the
 bundled data through ``torch_tos.data.load_banknote()``, random data of that shape if the loader
@@ -18,9 +24,12 @@ is missing) and torchvision ``resnet18`` (batch 32, 3×64×64, CPU).
 
     python benchmarks/bench_counter.py                # both cases (resnet18: minutes)
     python benchmarks/bench_counter.py --only ffn     # seconds
+    python benchmarks/bench_counter.py --only ffn --baseline ../main   # before/after
     python benchmarks/bench_counter.py --quick        # fewer rounds, resnet18 batch 8
     python benchmarks/bench_counter.py --threads 2    # default: 1 thread, as the paper's runs
     python benchmarks/bench_counter.py --memory       # RSS growth over 10,000 FFN steps, both modes
+
+The script times the ``torch_tos`` of the checkout it lives in (not whichever one is installed).
 
 Memory (``--memory``): the FFN trained for 10,000 steps inside ``TOsCounter(cache=True)`` and
 ``TOsCounter(cache=False)``; the resident set size is read from ``/proc/self/statm`` after 500
@@ -30,15 +39,23 @@ warm-up steps and after the 10,000 (goal: growth <= 5 MB in both modes).
 from __future__ import annotations
 
 import argparse
+import importlib
+import os
 import platform
 import random
+import shutil
 import statistics
+import sys
+import tempfile
 import time
 
-import torch
-import torch.nn as nn
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this checkout
 
-import torch_tos
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+from torch.overrides import TorchFunctionMode  # noqa: E402
+
+import torch_tos  # noqa: E402
 
 
 def ffn(width: int = 18, depth: int = 3) -> nn.Module:
@@ -80,7 +97,38 @@ def cases(quick: bool):
            lambda m: torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9), nn.CrossEntropyLoss(), data)
 
 
-VARIANTS = ("plain", "cached", "steady", "uncached")
+class _Watching(TorchFunctionMode):
+    """A mode that does nothing: the ``floor`` variant's observer."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        return func(*args, **(kwargs or {}))
+
+
+def watch_outside_the_model(model, opt) -> list:
+    """Hooks that keep a :class:`_Watching` mode on the stack from the model's forward returning
+    to the optimizer's step pre-hook, as the counter's tracer is; returns their handles."""
+    mode = _Watching()
+    from torch_tos._compat import pop_torch_function_mode as pop, push_torch_function_mode as push
+
+    def on(*_):
+        push(mode)
+
+    def off(*_):
+        pop()
+
+    return [model.register_forward_hook(on), opt.register_step_pre_hook(off)]
+
+
+def load_baseline(folder: str):
+    """The ``torch_tos`` package of another checkout, imported as ``torch_tos_baseline`` (a copy
+    under that name: its imports are relative)."""
+    src = os.path.join(folder, "torch_tos")
+    if not os.path.isdir(src):
+        raise SystemExit(f"--baseline: {folder} has no torch_tos package")
+    tmp = tempfile.mkdtemp(prefix="torch_tos_baseline_")
+    shutil.copytree(src, os.path.join(tmp, "torch_tos_baseline"))
+    sys.path.insert(0, tmp)
+    return importlib.import_module("torch_tos_baseline")
 
 
 def one_step(model, opt, loss_fn, x, y) -> None:
@@ -90,60 +138,75 @@ def one_step(model, opt, loss_fn, x, y) -> None:
     opt.step()
 
 
-def bench(label, make_model, make_opt, loss_fn, batches, steps, rounds):
-    """Four identical models (same weights), one per variant, stepped in turn (one step of each,
-    in a random order every step) so that every variant sees the same machine at the same
-    moments; each step is timed on its own (wall and process CPU time)."""
-    models = {v: make_model() for v in VARIANTS}
+def bench(label, make_model, make_opt, loss_fn, batches, steps, rounds, baseline=None):
+    """Identical models (same weights), one per variant, stepped in turn (one step of each, in a
+    random order every step) so that every variant sees the same machine at the same moments;
+    each step is timed on its own (wall and process CPU time)."""
+    variants = ["plain", "floor", "cached", "steady", "uncached"]
+    libs = {"cached": torch_tos, "steady": torch_tos}
+    if baseline is not None:
+        variants += ["cached@base", "steady@base"]
+        libs.update({"cached@base": baseline, "steady@base": baseline})
+    models = {v: make_model() for v in variants}
     state = models["plain"].state_dict()
     for m in models.values():
         m.load_state_dict(state)
     opts = {v: make_opt(m) for v, m in models.items()}
-    for v in VARIANTS:  # warm-up: allocator, kernels, lazy imports
+    for v in variants:  # warm-up: allocator, kernels, lazy imports
         for x, y in batches[:3]:
             one_step(models[v], opts[v], loss_fn, x, y)
-    steady = torch_tos.TOsCounter(models["steady"], opts["steady"], history=None).__enter__()
-    one_step(models["steady"], opts["steady"], loss_fn, *batches[0])  # the one counted step
+    handles = watch_outside_the_model(models["floor"], opts["floor"])
+    counters = {}
+    for v in variants:
+        if v.startswith("steady"):
+            counters[v] = libs[v].TOsCounter(models[v], opts[v], history=None).__enter__()
+            one_step(models[v], opts[v], loss_fn, *batches[0])  # the one counted step
     uncached = torch_tos.TOsCounter(models["uncached"], opts["uncached"], cache=False).__enter__()
-    wall = {v: [] for v in VARIANTS}
-    cpu = {v: [] for v in VARIANTS}
+    wall = {v: [] for v in variants}
+    cpu = {v: [] for v in variants}
     rng = random.Random(0)
     try:
         for r in range(rounds):
             # a fresh counter every round: its first step is counted op by op, inside the 50
-            cached = torch_tos.TOsCounter(models["cached"], opts["cached"]).__enter__()
-            w = dict.fromkeys(VARIANTS, 0.0)
-            c = dict.fromkeys(VARIANTS, 0.0)
+            fresh = {v: libs[v].TOsCounter(models[v], opts[v]).__enter__()
+                     for v in variants if v.startswith("cached")}
+            w = dict.fromkeys(variants, 0.0)
+            c = dict.fromkeys(variants, 0.0)
             for i in range(steps):
                 x, y = batches[i % len(batches)]
-                order = list(VARIANTS)
+                order = list(variants)
                 rng.shuffle(order)  # a random order every step: no variant always follows another
                 for v in order:
                     c0, t0 = time.process_time(), time.perf_counter()
                     one_step(models[v], opts[v], loss_fn, x, y)
                     w[v] += time.perf_counter() - t0
                     c[v] += time.process_time() - c0
-            cached.__exit__(None, None, None)
-            assert sum(rec.cache == "miss" for rec in cached.steps) == 1, \
-                [(r.cache, r.recount) for r in cached.steps if r.cache != "hit"]
-            for v in VARIANTS:
+            for v, counter in fresh.items():
+                counter.__exit__(None, None, None)
+                misses = [(rec.cache, rec.recount) for rec in counter.steps if rec.cache != "hit"]
+                assert misses == [("miss", "first step")], (v, misses)
+            for v in variants:
                 wall[v].append(w[v])
                 cpu[v].append(c[v])
     finally:
-        steady.__exit__(None, None, None)
+        for counter in counters.values():
+            counter.__exit__(None, None, None)
         uncached.__exit__(None, None, None)
-    assert sum(rec.cache == "miss" for rec in steady.steps) == 1, "the steady counter re-counted a step"
+        for h in handles:
+            h.remove()
+    for v, counter in counters.items():
+        assert sum(rec.cache == "miss" for rec in counter.steps) == 1, f"{v}: the counter re-counted a step"
     out = {}
     print(f"\n{label}: {rounds} rounds x {steps} steps per variant")
-    print(f"  {'variant':<10}{'wall ms/step':>14}{'ratio':>8}{'CPU ms/step':>13}{'ratio':>8}"
-          f"{'CPU ratio per round (min..max)':>33}")
-    for v in VARIANTS:
+    print(f"  {'variant':<12}{'wall ms/step':>14}{'ratio':>8}{'CPU ms/step':>13}{'ratio':>8}"
+          f"{'CPU ratio per round: median (min..max)':>41}")
+    for v in variants:
         mw, mc = statistics.median(wall[v]), statistics.median(cpu[v])
         pw, pc = statistics.median(wall["plain"]), statistics.median(cpu["plain"])
         per_round = [a / b for a, b in zip(cpu[v], cpu["plain"])]
-        out[v] = (mw / pw, mc / pc)
-        print(f"  {v:<10}{mw / steps * 1e3:>14.3f}{mw / pw:>8.3f}{mc / steps * 1e3:>13.3f}{mc / pc:>8.3f}"
-              f"{min(per_round):>20.3f}..{max(per_round):.3f}")
+        out[v] = (mw / pw, mc / pc, statistics.median(per_round))
+        print(f"  {v:<12}{mw / steps * 1e3:>14.3f}{mw / pw:>8.3f}{mc / steps * 1e3:>13.3f}{mc / pc:>8.3f}"
+              f"{statistics.median(per_round):>20.3f} ({min(per_round):.3f}..{max(per_round):.3f})")
     return out
 
 
@@ -186,10 +249,15 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", choices=("ffn", "resnet18"), default=None)
     ap.add_argument("--memory", action="store_true", help="only the RSS growth benchmark")
+    ap.add_argument("--baseline", metavar="DIR", default=None,
+                    help="another checkout whose torch_tos is timed beside this one (before/after)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    baseline = load_baseline(args.baseline) if args.baseline else None
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-          f"{args.threads} thread(s), python {platform.python_version()}")
+          f"{args.threads} thread(s), python {platform.python_version()}, load average {load:.2f}"
+          + (f", baseline {args.baseline}" if baseline else ""))
     if args.memory:
         print("\nFFN, TOsCounter memory:")
         memory()
@@ -198,7 +266,9 @@ def main(argv=None):
         if args.only and (i == 0) != (args.only == "ffn"):
             continue
         rounds = args.rounds or ((5 if args.quick else 20) if i == 0 else (1 if args.quick else 3))
-        bench(label, make_model, make_opt, loss_fn, batches, args.steps, rounds)
+        bench(label, make_model, make_opt, loss_fn, batches, args.steps, rounds, baseline)
+    if hasattr(os, "getloadavg"):
+        print(f"\nload average at the end {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

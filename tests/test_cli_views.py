@@ -83,22 +83,26 @@ def test_output_errors_before_counting(extra, message, model_args, capsys, monke
     assert message in err and err.count("\n") == 1
 
 
-def test_full_disk_is_one_line(model_args, capsys, monkeypatch):
+@pytest.mark.parametrize("fmt, out", [("table", "r.txt"), ("html", "r.html")])
+def test_full_disk_is_one_line_and_the_previous_file_is_kept(model_args, capsys, monkeypatch, fmt, out):
+    from disk_faults import fail_nth_write
+
     from pathlib import Path
 
-    def full(self, *a, **k):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(Path, "write_text", full)
-    assert main([*model_args, "--out", "r.txt"]) == 2
+    Path(out).write_text("the previous report\n")
+    fail_nth_write(monkeypatch, 1)
+    assert main([*model_args, "--format", fmt, "--out", out]) == 2
     err = capsys.readouterr().err
-    assert err == "torch-tos: error: cannot write --out 'r.txt': No space left on device\n"
+    assert err == (f"torch-tos: error: --out: cannot write {out!r} (the previous file, if any, is intact): "
+                   "No space left on device\n")
+    assert Path(out).read_text() == "the previous report\n"
+    assert sorted(p.name for p in Path(".").iterdir() if p.name.startswith(f".{out}")) == []  # no temporary left
 
 
 def test_all_rows_lists_the_folded_bookkeeping_rows(capsys):
     argv = ["profile", "torch.nn:BatchNorm1d", "--model-kwargs", '{"num_features": 3}', "--input-shape", "2,3"]
-    assert main(argv) == 0
+    assert main([*argv, "--full"]) == 0
     folded = capsys.readouterr().out
     assert "int64" not in folded and "--all-rows lists the folded rows" in folded
-    assert main([*argv, "--all-rows"]) == 0
+    assert main([*argv, "--full", "--all-rows"]) == 0
     assert "int64" in capsys.readouterr().out  # num_batches_tracked += 1

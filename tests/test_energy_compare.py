@@ -132,12 +132,12 @@ def test_read_runs_checks_files(tmp_path):
     cells = text[3].split(",")
     cells[COLUMNS.index("joules")] = "lots"
     bad = write(tmp_path / "bad.csv", "\n".join(text[:3] + [",".join(cells)] + text[4:]) + "\n")
-    with pytest.raises(ValueError, match=r"bad.csv: column 'joules' has non-numeric values on line\(s\) 4 "
-                                         r"\(e.g. 'lots'\)"):
+    with pytest.raises(ValueError, match=r"bad.csv line 4, column 13 \(joules\): 'lots' is not a number; joules "
+                                         r"holds a finite positive number of joules"):
         read_runs(bad)
     cells[COLUMNS.index("joules")] = ""
     empty = write(tmp_path / "empty_e.csv", "\n".join(text[:3] + [",".join(cells)] + text[4:]) + "\n")
-    with pytest.raises(ValueError, match="empty or NaN on line"):
+    with pytest.raises(ValueError, match=r"empty_e.csv line 4, column 13 \(joules\) is empty; every run needs its joules"):
         read_runs(empty)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         read_runs(tmp_path / "nope.csv")

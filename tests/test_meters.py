@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from fakes_gpu import FakeGpu, fake_clock, fake_cuda, fake_nvml  # noqa: F401 - fixtures
 from torch_tos.energy import meters as M
 from torch_tos.energy.meters import (CpuTimeMeter, InvalidWindow, MeterUnavailable, NvmlMeter, RaplMeter,
                                      RaplPermissionError, auto_meter, get_meter)
@@ -216,97 +217,75 @@ def test_rapl_multi_die_and_mmio_duplicates(tmp_path):
     assert "package-0-die-0/dram" in m.domains
 
 
-# -- NVML -------------------------------------------------------------------------------------
-class FakeNVMLError(Exception):
-    def __init__(self, value):
-        super().__init__(f"NVML error {value}")
-        self.value = value
-
-
-def fake_pynvml(energies: dict, uuids=None, no_counter=(), power_mw=100_000):
-    """A pynvml stand-in: ``energies[index]`` is a list of successive mJ readings."""
-    nv = types.ModuleType("pynvml")
-    nv.NVMLError = FakeNVMLError
-    nv.NVML_ERROR_NOT_SUPPORTED = 3
-    nv.calls = []
-    uuids = uuids or {i: f"GPU-{i:08d}-aaaa" for i in energies}
-    nv.nvmlInit = lambda: nv.calls.append("init")
-    nv.nvmlShutdown = lambda: nv.calls.append("shutdown")
-    nv.nvmlDeviceGetCount = lambda: len(energies)
-    nv.nvmlDeviceGetHandleByIndex = lambda i: ("handle", i)
-    nv.nvmlDeviceGetUUID = lambda h: uuids[h[1]]
-
-    def energy(h):
-        if h[1] in no_counter:
-            raise FakeNVMLError(3)
-        seq = energies[h[1]]
-        return seq.pop(0) if len(seq) > 1 else seq[0]
-
-    nv.nvmlDeviceGetTotalEnergyConsumption = energy
-    nv.nvmlDeviceGetPowerUsage = lambda h: power_mw
-    return nv
-
-
-@pytest.fixture
-def cuda_sync(monkeypatch):
-    import torch
-
-    calls = []
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append(device))
-    return calls
-
-
-def test_nvml_energy_counter_deltas(monkeypatch, cuda_sync):
-    # readings: probe at construction, window start, window end
-    nv = fake_pynvml({0: [1_000, 1_000, 6_500], 1: [0, 0, 2_000]})
-    monkeypatch.setitem(sys.modules, "pynvml", nv)
+# -- NVML (more in test_meters_gpu.py) --------------------------------------------------------
+def test_nvml_energy_counter_deltas(monkeypatch, fake_nvml, fake_cuda, fake_clock):
+    nv = fake_nvml([FakeGpu(100.0), FakeGpu(40.0)])
+    cuda = fake_cuda(2)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    meter = NvmlMeter()
+    meter = NvmlMeter(clock=fake_clock)  # not distributed, CUDA not initialised: every visible GPU
     with meter.measure() as m:
-        assert cuda_sync == [0]  # synchronised before the window opened
-    assert cuda_sync == [0, 0]   # and before it closed
-    assert m.domains == pytest.approx({"cuda:0": 5.5, "cuda:1": 2.0})
-    assert m.joules == pytest.approx(7.5)
+        fake_clock.advance(0.5)
+    # 100 W x 0.5 s and 40 W x 0.5 s, read from the counters (mJ)
+    assert m.domains == pytest.approx({"cuda:0": 50.0, "cuda:1": 20.0})
+    assert m.joules == pytest.approx(70.0) and m.seconds == pytest.approx(0.5)
     assert m.source == "nvml" and not m.estimated
+    assert cuda.synchronized == [] and cuda.initialised_by == []  # CUDA was never started
+    assert m.devices["cuda:1"].uid == nv.gpus[1].uuid and m.devices["cuda:1"].name == "gpu:1"
 
 
-def test_nvml_respects_cuda_visible_devices(monkeypatch, cuda_sync):
-    nv = fake_pynvml({0: [0], 1: [0, 0, 1_000], 2: [0, 0, 3_000]})
-    monkeypatch.setitem(sys.modules, "pynvml", nv)
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,GPU-00000001")
-    meter = NvmlMeter()
-    assert [h for _, h in meter.devices] == [("handle", 2), ("handle", 1)]
+def test_nvml_respects_cuda_visible_devices(monkeypatch, fake_nvml, fake_cuda, fake_clock):
+    nv = fake_nvml([FakeGpu(10.0), FakeGpu(20.0), FakeGpu(30.0)])
+    fake_cuda(2)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", f"2,{nv.gpus[1].uuid[:13]}")  # an index and a UUID prefix
+    meter = NvmlMeter(clock=fake_clock)
+    assert [h for _, h in meter.devices] == [nv.nvmlDeviceGetHandleByIndex(2), nv.nvmlDeviceGetHandleByIndex(1)]
     with meter.measure() as m:
-        pass
-    assert m.domains == pytest.approx({"cuda:0": 3.0, "cuda:1": 1.0})
+        fake_clock.advance(1.0)
+    assert m.domains == pytest.approx({"cuda:0": 30.0, "cuda:1": 20.0})
+    assert {k: d.name for k, d in m.devices.items()} == {"cuda:0": "gpu:2", "cuda:1": "gpu:1"}
     only = NvmlMeter(devices=[1])
-    assert only.devices == [(1, ("handle", 1))]
+    assert only.devices == [(1, nv.nvmlDeviceGetHandleByIndex(1))]
     with pytest.raises(ValueError, match="unknown CUDA device 5"):
         NvmlMeter(devices=[5])
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     with pytest.raises(MeterUnavailable, match="no GPU is visible"):
         NvmlMeter()
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "MIG-abc")
+    with pytest.raises(MeterUnavailable, match="MIG slices"):
+        NvmlMeter()
 
 
-def test_nvml_pre_volta_power_sampling_is_flagged(monkeypatch, cuda_sync):
-    nv = fake_pynvml({0: [0]}, no_counter={0}, power_mw=50_000)  # a steady 50 W
-    monkeypatch.setitem(sys.modules, "pynvml", nv)
+def test_nvml_power_sampling_without_counter_is_flagged(monkeypatch, fake_nvml, fake_cuda, fake_clock):
+    nv = fake_nvml([FakeGpu(50.0, energy_counter=False)])  # a GPU before Volta
+    fake_cuda(1)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    meter = NvmlMeter(poll_interval=0.005)
-    with meter.measure() as m:
-        time.sleep(0.1)
+    meter = NvmlMeter(poll_interval=0.001, clock=fake_clock)
+    assert "power sampling" in meter.describe()
+    window = meter.start()
+    t0 = fake_clock()
+    fake_clock.advance(1.0)
+    nv.set_watts(0, 150.0)
+    deadline = time.monotonic() + 10
+    while not any(t == t0 + 1.0 for t, _ in window._state["samples"]) and time.monotonic() < deadline:
+        time.sleep(0.001)  # until the sampling thread has read 150 W at t = 1 s
+    fake_clock.advance(2.0)
+    m = window.stop()
     assert m.estimated and m.source == "nvml-sampled"
-    # samples span the window plus its edges (the first and last reads)
-    assert 50 * m.seconds * 0.95 <= m.joules <= 50 * (m.seconds + 0.05)
+    # trapezoids between the samples (0 s, 50 W), (1 s, 150 W), (3 s, 150 W): 100 J + 300 J
+    assert m.joules == pytest.approx((50 + 150) / 2 * 1.0 + 150 * 2.0, rel=1e-9)
+    assert m.seconds == pytest.approx(3.0)
     assert "power samples" in " ".join(m.notes)
 
 
 def test_nvml_missing_library(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", None)  # import pynvml -> ImportError
     with pytest.raises(MeterUnavailable, match="nvidia-ml-py"):
+        NvmlMeter()
+
+
+def test_nvml_without_driver_is_unavailable(fake_nvml):
+    fake_nvml(1, init_error=12)  # what nvidia-ml-py raises where libnvidia-ml.so is missing
+    with pytest.raises(MeterUnavailable, match="NVML not available on this machine: NVML Shared|LibraryNotFound"):
         NvmlMeter()
 
 
@@ -332,6 +311,8 @@ def no_external_tools(monkeypatch, tmp_path_factory):
     monkeypatch.setitem(sys.modules, "codecarbon", None)
     for k in [k for k in os.environ if k.startswith("CODECARBON_")]:
         monkeypatch.delenv(k)
+    for k in ("LOCAL_RANK", "WORLD_SIZE", "CUDA_DEVICE_ORDER"):  # a plain process unless a test says so
+        monkeypatch.delenv(k, raising=False)
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.chdir(home)
@@ -356,8 +337,8 @@ def test_auto_meter_prefers_rapl(intel, caplog):
 
 def test_get_meter_names():
     assert isinstance(get_meter("cputime"), CpuTimeMeter)
-    with pytest.raises(ValueError, match="unknown meter 'joulemeter'; accepted: auto, rapl, nvml, cputime, "
-                                         "zeus, codecarbon"):
+    with pytest.raises(ValueError, match=r"unknown meter 'joulemeter'; accepted: auto, rapl, nvml, rapl\+nvml, "
+                                         "cputime, zeus, codecarbon"):
         get_meter("joulemeter")
     m = CpuTimeMeter()
     assert get_meter(m) is m
@@ -416,7 +397,9 @@ def fake_zeus(monkeypatch, *, gpu_indices=(0,), cpu_indices=(0,), fail=None):
                      sync_execution_with="torch"):
             if fail:
                 raise RuntimeError(fail)
-            self.gpu_indices, self.cpu_indices = list(gpu_indices_default), list(cpu_indices_default)
+            calls.append(("init", gpu_indices, cpu_indices))
+            self.gpu_indices = list(gpu_indices_default if gpu_indices is None else gpu_indices)
+            self.cpu_indices = list(cpu_indices_default if cpu_indices is None else cpu_indices)
 
         def begin_window(self, key, sync_execution=True, restart=False):
             calls.append(("begin", key, sync_execution))
@@ -443,10 +426,29 @@ def test_zeus_meter_sums_gpu_cpu_and_dram_of_each_window(monkeypatch):
     # 30 J GPU 0 + 12 J CPU package 0 + 3 J its DRAM
     assert m.joules == 45.0 and m.seconds == 1.5 and m.source == "zeus" and not m.estimated
     assert m.domains == {"cuda:0": 30.0, "cpu:0": 12.0, "dram:0": 3.0}
-    assert [c[0] for c in calls] == ["begin", "end"] and calls[0][1] == calls[1][1] and calls[0][2] is True
+    assert calls[0] == ("init", None, None)  # torch sees no GPU here: Zeus decides
+    windows = calls[1:]
+    # CUDA is not initialised: Zeus is not asked to synchronise (that would start CUDA)
+    assert [c[0] for c in windows] == ["begin", "end"] and windows[0][1] == windows[1][1] and windows[0][2] is False
     with meter.measure(), meter.measure():  # nested windows get keys of their own
         pass
-    assert len({c[1] for c in calls}) == 3
+    assert len({c[1] for c in calls[1:]}) == 3
+    assert m.devices["cpu:0"].uid == "rapl:intel-rapl:0" and m.devices["dram:0"].uid == "rapl:intel-rapl:0/dram"
+
+
+def test_zeus_meters_this_rank_gpu_and_syncs_only_once_cuda_runs(monkeypatch, fake_nvml, fake_cuda):
+    calls = fake_zeus(monkeypatch)
+    nv = fake_nvml(4)
+    cuda = fake_cuda(4, initialized=True, current=0)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    meter = M.ZeusMeter()
+    assert calls[0] == ("init", [2], None)  # not every GPU of the node: this rank's
+    with meter.measure():
+        pass
+    assert calls[1][2] is True and calls[2][2] is True
+    assert meter.ids["cuda:2"].uid == nv.gpus[2].uuid  # identified through NVML (torch's UUID unknown to it)
+    assert cuda.initialised_by == []
 
 
 def test_auto_meter_picks_zeus_when_installed_and_able(monkeypatch, intel):

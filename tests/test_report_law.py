@@ -44,8 +44,8 @@ def test_joules_by_hand():
     data = json.loads(r.to_json())
     assert data["total"]["joules"] == 20.0 and data["total"]["overhead_joules"] == 3.0
     assert data["phases"]["forward"]["joules"] == 17.0
-    text = str(r)
-    assert "Joules" in text and "(overhead)" in text and "joules = 20" in text
+    text = str(r)  # the Energy column and the totals in J: 17 J in the layer, 3 J overhead, 20 J in all
+    assert "Energy" in text and "17 J" in text and "(overhead)" in text and "energy 20 J" in text
 
 
 def test_with_law_is_a_new_report_and_without_a_law_nothing_changes():

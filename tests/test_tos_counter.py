@@ -97,9 +97,10 @@ def test_each_step_equals_profile(case):
                                               optimizer=opt, dtype=dtype))
             _step(model, opt, loss_fn, x, y)
     assert len(counter.steps) == 4
-    # step 0 counted op by op; step 1 reuses the forward side but re-counts the optimizer (its
-    # state appeared); later steps reuse everything
-    assert [r.cache for r in counter.steps] == ["miss", "partial", "hit", "hit"]
+    # step 0 counted op by op; step 1 starts with optimizer state (and the first steps of Adam
+    # and momentum create it): counted from its start; later steps reuse everything
+    assert [r.cache for r in counter.steps] == ["miss", "miss", "hit", "hit"]
+    assert counter.steps[1].recount == "optimizer state at the step's start differs from every counted step"
     for rec, prof in zip(counter.steps, expected):
         rep = counter.report(step=rec.index)
         assert _strip(rep.counts.rows) == _strip(prof.counts.rows)
@@ -130,7 +131,7 @@ def test_cache_false_counts_every_step_and_agrees():
         results[cache] = counter
     on, off = results[True], results[False]
     assert [r.cache for r in off.steps] == ["miss"] * 5
-    assert [r.cache for r in on.steps] == ["miss", "partial", "hit", "miss", "hit"]  # batch 5: new signature
+    assert [r.cache for r in on.steps] == ["miss", "miss", "hit", "miss", "hit"]  # Adam's state; batch 5
     for a, b in zip(on.steps, off.steps):
         assert a.phases == b.phases
     assert on.total == off.total

@@ -3,8 +3,12 @@
 torch_tos counts what really runs at the aten level, which needs a few hooks PyTorch does not
 document. They are all imported from here so that a PyTorch release that moves one breaks in one
 place, with a message naming the API, instead of deep inside a count. Tested on torch 2.13 and
-2.14 (see docs/conventions.md §8). Each entry says what happens when the API is missing:
+2.14 (see docs/conventions.md §8). Each entry says what happens when the API is missing. The
+internals of modules and optimizers (the rows from ``_global_*_hooks`` to ``_ConvNd``) are used in
+:mod:`torch_tos._compat_nn`, re-exported here; everything else lives in this module:
 
+``torch._disable_dynamo``                     ``torch.compiler.disable`` (imports ``torch._dynamo``,
+                                              ~2 s, when the training counter is imported)
 ============================================  =======================================================
 API                                           without it
 ============================================  =======================================================
@@ -22,6 +26,8 @@ API                                           without it
 ``flop_counter.shape_wrapper`` and the        ``flop_registry`` entries are called as they are
 ``_get_raw`` flag of custom FLOP formulas     (pytree's walk: same FLOPs, slower per op)
 ``aten._fused_sdp_choice``                    :class:`CompatError` (meta SDPA kernel choice)
+``torch._decomp.meta_table``                  the CPU's shape function (meta ``_grouped_mm`` in
+                                              threads that count nothing)
 ``torch.library.Library._destroy``            dropping the last reference (its finalizer
                                               deregisters the kernels)
 ``torch._ops.OpOverload``,                    none: the rules are keyed by them (needed at import)
@@ -55,15 +61,30 @@ hook dicts), ``RemovableHandle.next_id``      ``register_forward_hook`` (slower 
 ``torch.nn.modules.conv._ConvNd``             the six public ``Conv*``/``ConvTranspose*`` classes
 ``torch._C._select_conv_backend``             ``None`` (a convolution's backend unknown: priced by
                                               the nearest measured kernel of its kind)
+``torch.nn.Module._call_impl``                a step that leaves the cache inside a forward is
+                                              attributed coarsely (then counted in full once)
+``DistributedDataParallel.``                  the backward of a DDP model is counted every step
+``_get_ddp_logging_data`` and the DDP's       (its bucket rebuild and communication hook cannot
+``_comm_hooks``, ``_has_rebuilt_buckets``,    be told apart otherwise)
+``_lazy_init_ran``
+``mixed_precision_hooks.``                    DDP's ``mixed_precision`` hook is user code to the
+``_reducer_allreduce_and_upcast_hook``        cache: its backward is counted every step
+``torch._C._get_dispatch_mode``,              never "in fake mode": DTensor's shape propagation
+``_TorchDispatchModeKey.FAKE``                (a fake-tensor run of the global op) is counted too
+``torch.distributed.distributed_c10d.``       the default process group's size and rank price a
+``_resolve_process_group``                    functional collective of a named subgroup
 ============================================  =======================================================
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections import OrderedDict
 
 import torch
+
+from ._compat_nn import (CONV_TYPES, MODULE_CALL_CODE, ScopeHooks,  # noqa: F401 - re-exported
+                         ddp_internals, ddp_mixed_precision_hook, default_foreach,
+                         global_module_hooks_set, qualified_name)
 
 
 class CompatError(RuntimeError):
@@ -143,6 +164,15 @@ def fused_sdp_choice(query, key, value, attn_mask, dropout_p, is_causal, scale, 
         raise _missing("aten._fused_sdp_choice", "the CPU's SDPA kernel choice on meta")
     return int(op(query, key, value, attn_mask, dropout_p, is_causal, scale=scale,
                   enable_gqa=enable_gqa))
+
+
+def stock_meta_kernel(op, fallback):
+    """PyTorch's Python meta function of ``op`` (``torch._decomp.meta_table``), or ``fallback``."""
+    try:
+        from torch._decomp import meta_table
+    except ImportError:  # pragma: no cover - depends on the installed torch
+        return fallback
+    return meta_table.get(op, fallback)
 
 
 # -- operator objects -------------------------------------------------------------------------------
@@ -273,87 +303,35 @@ def resnapshot_python_keys(include: bool) -> bool:
     return True
 
 
-# -- module internals ----------------------------------------------------------------------------
-_mod = torch.nn.modules.module
-_GLOBAL_HOOKS = tuple(getattr(_mod, n) for n in ("_global_forward_pre_hooks", "_global_forward_hooks",
-                                                 "_global_backward_hooks", "_global_backward_pre_hooks")
-                      if isinstance(getattr(_mod, n, None), dict))
+def eager_under_compile(fn):
+    """``fn`` as ``torch.compiler.disable(fn)``: ``torch.compile`` runs it eagerly, outside the
+    graph. ``torch._disable_dynamo`` imports ``torch._dynamo`` on the first call only, so
+    ``import torch_tos`` does not pay for dynamo."""
+    lazy = getattr(torch, "_disable_dynamo", None)
+    return lazy(fn) if lazy is not None else torch.compiler.disable(fn)
 
 
-def global_module_hooks_set() -> bool:
-    """Whether hooks for every module (``register_module_forward_hook`` …) are registered;
-    True (assume so) on a torch where they cannot be found."""
-    return any(_GLOBAL_HOOKS) if _GLOBAL_HOOKS else True
+_FAKE_KEY = getattr(getattr(torch._C, "_TorchDispatchModeKey", None), "FAKE", None)
+_get_dispatch_mode = getattr(torch._C, "_get_dispatch_mode", None)
 
 
-from torch.utils.hooks import RemovableHandle as _RemovableHandle  # noqa: E402
-
-_HANDLE_IDS = isinstance(getattr(_RemovableHandle, "next_id", None), int)
-_HOOK_DICT_TYPES = (dict, OrderedDict)
-_SCOPE_HOOK_DICTS = ("_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_forward_hooks",
-                     "_forward_hooks_with_kwargs", "_forward_hooks_always_called")
-
-
-class ScopeHooks:
-    """A forward pre-hook (none when ``pre`` is None) and a forward hook of one module, both
-    ``with_kwargs`` and the latter
-    ``always_call`` — what ``register_forward_pre_hook`` and ``register_forward_hook`` store —
-    entered under one fresh hook id straight into the module's hook dictionaries (the two
-    ``RemovableHandle`` objects cost more than the hooks' own work on a small model).
-    :meth:`remove` takes them out again. Where a torch keeps hooks elsewhere, the public
-    ``register_*`` calls are used."""
-
-    __slots__ = ("dicts", "hid", "handles")
-
-    def __init__(self, module, pre, post):
-        d = module.__dict__
-        self.dicts = self.handles = None
-        dicts = tuple(d.get(n) for n in _SCOPE_HOOK_DICTS)
-        if _HANDLE_IDS and all(type(x) in _HOOK_DICT_TYPES for x in dicts):
-            self.hid = _RemovableHandle.next_id  # the id a RemovableHandle would take
-            _RemovableHandle.next_id += 1
-            self.dicts = dicts
-            if pre is not None:
-                dicts[0][self.hid], dicts[1][self.hid] = pre, True
-            dicts[2][self.hid], dicts[3][self.hid], dicts[4][self.hid] = post, True, True
-        else:  # pragma: no cover - depends on the installed torch
-            self.handles = (*(() if pre is None else
-                              (module.register_forward_pre_hook(pre, with_kwargs=True),)),
-                            module.register_forward_hook(post, with_kwargs=True, always_call=True))
-
-    def remove(self) -> None:
-        if self.dicts is not None:
-            for hooks in self.dicts:
-                hooks.pop(self.hid, None)
-            self.dicts = None
-        elif self.handles is not None:  # pragma: no cover
-            for h in self.handles:
-                h.remove()
-            self.handles = None
+def fake_mode_active() -> bool:
+    """Whether a ``FakeTensorMode`` is active (``torch._C._get_dispatch_mode(FAKE)``): ops run now
+    compute shapes only. False where that cannot be told."""
+    if _FAKE_KEY is None or _get_dispatch_mode is None:  # pragma: no cover - depends on torch
+        return False
+    return _get_dispatch_mode(_FAKE_KEY) is not None
 
 
-_nn = torch.nn
-#: Every convolution module type (``isinstance`` argument).
-CONV_TYPES = getattr(_nn.modules.conv, "_ConvNd", None) or (
-    _nn.Conv1d, _nn.Conv2d, _nn.Conv3d, _nn.ConvTranspose1d, _nn.ConvTranspose2d, _nn.ConvTranspose3d)
-
-
-def qualified_name(target) -> str:
-    """The FX name of a call target (``torch.fx.node._get_qualified_name``)."""
-    get = getattr(torch.fx.node, "_get_qualified_name", None)
-    if get is not None:
-        return get(target)
-    return f"{target.__module__}.{target.__qualname__}"  # pragma: no cover
-
-
-def default_foreach(params, differentiable: bool) -> bool | None:
-    """Whether an optimizer with ``foreach=None`` would take the foreach path for ``params``
-    (``torch.optim.optimizer._default_to_fused_or_foreach``); None when that cannot be told."""
+def process_group_size_and_rank(group_name) -> tuple[int, int] | None:
+    """(size, this process's rank) of the process group a functional collective names
+    (``distributed_c10d._resolve_process_group``); None where it cannot be resolved."""
     try:
-        from torch.optim.optimizer import _default_to_fused_or_foreach
+        from torch.distributed.distributed_c10d import _resolve_process_group
 
-        return bool(_default_to_fused_or_foreach(params, differentiable, use_fused=False)[1])
-    except Exception:  # noqa: BLE001 - a private helper; the caller keeps its default
+        pg = _resolve_process_group(group_name)
+        return int(pg.size()), int(pg.rank())
+    except Exception:  # noqa: BLE001 - unknown name, no distributed build, a moved helper
         return None
 
 
@@ -373,7 +351,7 @@ PRIVATE_APIS = (
     "torch.utils._python_dispatch._get_current_dispatch_mode_stack",
     "torch.utils._pytree.tree_leaves", "torch.utils._pytree.tree_map",
     "torch.utils.flop_counter.shape_wrapper",
-    "torch.ops.aten._fused_sdp_choice", "torch.library.Library._destroy",
+    "torch.ops.aten._fused_sdp_choice", "torch._decomp.meta_table", "torch.library.Library._destroy",
     "torch._ops.OpOverload", "torch._ops.OpOverloadPacket", "torch._ops.HigherOrderOperator",
     "torch._C.DispatchKey.CompositeExplicitAutograd",
     "torch._C._push_on_torch_function_stack", "torch._C._pop_torch_function_stack",
@@ -386,5 +364,11 @@ PRIVATE_APIS = (
     "torch.nn.modules.module._global_backward_hooks",
     "torch.nn.modules.module._global_backward_pre_hooks", "torch.fx.node._get_qualified_name",
     "torch.optim.optimizer._default_to_fused_or_foreach", "torch.nn.modules.conv._ConvNd",
-    "torch.utils.hooks.RemovableHandle.next_id", "torch._C._select_conv_backend",
+    "torch.utils.hooks.RemovableHandle.next_id", "torch.nn.Module._call_impl",
+    "torch._C._select_conv_backend",
+    "torch.nn.parallel.DistributedDataParallel._get_ddp_logging_data",
+    "torch.distributed.algorithms.ddp_comm_hooks.mixed_precision_hooks._reducer_allreduce_and_upcast_hook",
+    "torch._C._get_dispatch_mode",
+    "torch._C._TorchDispatchModeKey.FAKE", "torch.distributed.distributed_c10d._resolve_process_group",
+    "torch._disable_dynamo",
 )

@@ -7,11 +7,12 @@ import dataclasses
 import torch
 
 from ._compat import tree_leaves
-from .attribution import ModuleScope, module_params
+from .attribution import ModuleScope, module_params, own_params
 from .counter import Engine, warn_unsupported
 from .counts import LOSS_LAYER, OPTIMIZER_LAYER
 from .extensions import Extensions
 from .report import Report, check_law
+from .sharded import check_profile_model
 from .tables import DEFAULT_TABLE, TransistorTable
 from .workspace import Workspace
 from .validation import MODES, check_profile_args, split_inputs  # noqa: F401 - MODES re-exported
@@ -72,6 +73,7 @@ def profile(model: torch.nn.Module, inputs, *, mode: str = "inference", target=N
     (:meth:`Report.with_law`; the same function as ``law.predict``).
     """
     dtype, device = check_profile_args(model, mode, dtype, device, loss_fn, optimizer, table)
+    check_profile_model(model, device)
     extensions = Extensions(ignore, module_rules)
     if law is not None:
         check_law(law)
@@ -85,6 +87,7 @@ def profile(model: torch.nn.Module, inputs, *, mode: str = "inference", target=N
     ext = extensions.translated(model, model_c)
     engine = Engine(scope, flop_mapping=flop_mapping, module_rules=ext.rules,
                     ignore=[*ext.ops, *ext.classes, *ext.instances])
+    engine.write_guard = work.write_guard  # undoes the step's writes to what it shares with the model
     meta = {"mode": mode, "model": type(model).__name__,
             "device": str(device) if device is not None else _device_of(model_c, args, kwargs)}
     grad = mode == "training"
@@ -127,7 +130,7 @@ def profile(model: torch.nn.Module, inputs, *, mode: str = "inference", target=N
     warn_unsupported(engine.unsupported)
     return Report(engine.counts, engine.unsupported, types=types, order=scope.order, dtype=dtype,
                   table=table or DEFAULT_TABLE, metadata=meta, params=module_params(model),
-                  uncalled=scope.uncalled(), law=law)
+                  uncalled=scope.uncalled(), law=law, own_params=own_params(model), shapes=scope.shapes)
 
 
 def _device_of(model, args, kwargs) -> str:

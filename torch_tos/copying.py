@@ -25,6 +25,7 @@ from collections import OrderedDict, defaultdict
 import torch
 
 from ._compat import tree_leaves
+from .sharded import is_dtensor, meta_dtensor
 
 _CONTAINERS = frozenset((dict, OrderedDict, list, set, tuple, defaultdict))
 _ATOMIC = frozenset((bool, int, float, str, bytes, type(None), torch.dtype, torch.device))
@@ -36,6 +37,11 @@ def copy_tensor(t: torch.Tensor, device=None, *, leaf_grad: bool = True) -> torc
     requires grad (a leaf or not) becomes a new leaf that requires grad when ``leaf_grad``, so the
     input-gradient work of a step is counted and nothing flows back into the user's graph."""
     target = torch.device(device) if device is not None else t.device
+    if is_dtensor(t):  # the rank's shard copied, inside a DTensor of the same mesh and placements
+        data = meta_dtensor(t, copy_tensor(t.to_local().detach(), target, leaf_grad=False))
+        if isinstance(t, torch.nn.Parameter):
+            return torch.nn.Parameter(data, requires_grad=t.requires_grad)
+        return data.requires_grad_(True) if t.requires_grad and leaf_grad else data
     with torch.no_grad():
         if t.is_nested or t.layout != torch.strided:
             data = t.detach().to(target, copy=True)  # jagged / sparse: no strides to copy
@@ -128,8 +134,9 @@ class Shadows:
             elif k == "_modules":
                 d[k] = tv((n, None if c is None else self.module(c)) for n, c in v.items())
             elif tv in _CONTAINERS:
-                if k.endswith("hooks") and isinstance(v, dict):
-                    d[k] = tv((hk, _copy_hook(h)) for hk, h in v.items())
+                if k.endswith("hooks") and isinstance(v, dict):  # a snapshot taken in one step:
+                    # another thread may be adding its hooks to the user's module meanwhile
+                    d[k] = tv((hk, _copy_hook(h)) for hk, h in list(v.items()))
                 else:
                     d[k] = self._container(v)
             elif isinstance(v, (torch.Tensor, torch.nn.Module)):
@@ -183,7 +190,7 @@ class Shadows:
                     state[key] = {sk: self._state_value(sv, host_scalars) for sk, sv in s.items()}
                 d[k] = state
             elif k.endswith("hooks") and isinstance(v, dict):
-                d[k] = type(v)((hk, _copy_hook(h)) for hk, h in v.items())
+                d[k] = type(v)((hk, _copy_hook(h)) for hk, h in list(v.items()))
             elif type(v) in _CONTAINERS:
                 d[k] = self._container(v)
             else:

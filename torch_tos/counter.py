@@ -18,9 +18,9 @@ from __future__ import annotations
 import torch
 
 from ._compat import (HigherOrderOperator, OpOverload, TorchDispatchMode, current_autograd_node,
-                      current_graph_task_id)
+                      current_graph_task_id, fake_mode_active)
 from .flops import flop_formulas
-from .attribution import ModuleScope, module_params
+from .attribution import ModuleScope, module_params, own_params
 from .bos import BOs
 from .counts import (LOSS_LAYER, N_BOS, OPTIMIZER_LAYER, OUTSIDE_LAYER, PHASES,  # noqa: F401
                      RECOMPUTE_SUFFIX, WORK_BINS, Counts, cap_bins)
@@ -29,7 +29,9 @@ from .hops import handle_higher_order
 from .kernels import kernel_choices
 from .opattrs import attrs_function
 from .rules import lookup
+from .rules.registry import ALIAS_OPS
 from .rules.complex import COMPLEX_DTYPES, complex_bos
+from .sharded import holds_dtensor
 
 # Metadata queries that FlopCounterMode also lets through untouched.
 _PASSTHROUGH = {
@@ -115,11 +117,32 @@ class _Dispatch(TorchDispatchMode):
     def __init__(self, engine: "Engine"):
         super().__init__()
         self.engine = engine
+        self._dtensor_depth = 0   # DTensor dispatches running under this mode
+        self._declining = None    # the DTensor op this mode re-dispatched and now declines
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if isinstance(func, HigherOrderOperator):
+        if isinstance(func, HigherOrderOperator):  # its body's ops come back here, DTensor or not
             return handle_higher_order(self.engine, self, func, args, kwargs or {})
+        if types or self._dtensor_depth:  # tensor subclasses (plain tensors: no types)
+            if holds_dtensor(types):
+                return self._dtensor_op(func, types, args, kwargs or {})
+            if self._dtensor_depth and fake_mode_active():
+                return func(*args, **(kwargs or {}))  # DTensor's shape propagation: no work done
         return self.engine._handle(self, func, args, kwargs or {})
+
+    def _dtensor_op(self, func, types, args, kwargs):
+        """An op on DTensors: run DTensor's dispatch with this mode active (:mod:`.sharded`)."""
+        if self._declining is func:
+            self._declining = None
+            return NotImplemented  # DTensor's own dispatch runs next, this mode still active
+        self._dtensor_depth += 1
+        self._declining = func
+        try:
+            with self:
+                return func(*args, **kwargs)
+        finally:
+            self._declining = None
+            self._dtensor_depth -= 1
 
 
 _IGNORED = object()  # resolution of an op the user ignores
@@ -141,7 +164,9 @@ class Engine:
     (backward inside the autograd engine, optimizer while ``in_optimizer`` is set, forward inside
     the model — or everywhere when there is no scope — loss otherwise).
 
-    ``module_rules`` and ``ignore``: see :mod:`torch_tos.extensions`.
+    ``module_rules`` and ``ignore``: see :mod:`torch_tos.extensions`. ``write_guard`` (``None``,
+    or a :class:`~torch_tos.writeguard.WriteGuard` that :func:`torch_tos.profile` sets) is told of
+    every op before it runs.
 
     Re-entering: counts *accumulate* over several ``with engine:`` blocks (unlike
     ``FlopCounterMode``, which restarts on each ``with``); call :meth:`reset` to start again, and
@@ -167,6 +192,7 @@ class Engine:
         self.phase: str | None = None
         self.in_optimizer = False
         self.paused = False
+        self.write_guard = None
         self.counts = Counts()
         self.unsupported: dict[tuple, int] = {}
         self.flop_formulas = flop_formulas(flop_mapping) if flops else {}
@@ -236,7 +262,9 @@ class Engine:
                       dtype=parse_dtype(dtype) if dtype is not None else None, table=table,
                       metadata={"mode": "engine", **(metadata or {})},
                       params=module_params(model) if model is not None else None,
-                      uncalled=scope.uncalled() if model is not None else None)
+                      uncalled=scope.uncalled() if model is not None else None,
+                      own_params=own_params(model) if model is not None else None,
+                      shapes=getattr(scope, "shapes", None))
 
     # -- where an op belongs ----------------------------------------------------------------
     def _where(self) -> tuple[str, str, bool]:
@@ -299,12 +327,15 @@ class Engine:
             hit = _IGNORED
         else:
             hit = (lookup(func), self.flop_formulas.get(packet), op_name(func),
-                   bool(getattr(func, "is_view", False)), attrs_function(func))
+                   bool(getattr(func, "is_view", False)) or op_name(func) in ALIAS_OPS,
+                   attrs_function(func))
         self._resolved[func] = hit
         return hit
 
     def _handle(self, mode, func, args, kwargs):
         self._dispatched += 1
+        if self.write_guard is not None:  # profile(): what the op writes of the user's tensors
+            self.write_guard.check(func, args, kwargs)
         if func in _PASSTHROUGH or self.paused:
             return func(*args, **kwargs)
         hit = self._resolved.get(func)

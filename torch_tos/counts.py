@@ -9,17 +9,11 @@ the engine produces — to a row of integers with the named fields :data:`FIELDS
 * ``bytes`` — Σ bytes of the op's tensor inputs and outputs (an *estimate* of data movement: it
   counts what the op reads and writes once each and ignores caches, re-reads and views).
 
-Beside its totals, each row keeps the **work per call** its cost depends on
-(:attr:`Counts.work`): a histogram ``{(flops, bytes read, bytes written, attrs): calls}`` of the
-distinct per-call work of its calls, ``attrs`` being the op attributes recorded at count time from
-the op's own arguments (:mod:`torch_tos.opattrs`: a convolution's kind, kernel taps and stride, …;
-``None`` for most ops). A row that sums calls of several shapes (the two matmuls of a linear
-layer's backward, attention's products) keeps each shape's work. The histogram is bounded: past
-:data:`WORK_BINS` distinct bins the two nearest bins of equal ``attrs`` (in log work) merge into one
-whose per-call work is their call-weighted mean (an exact :class:`~fractions.Fraction`), so the
-row's totals stay exact: Σ calls = ``calls``, Σ calls·flops = ``flops``, Σ calls·(read + written) =
-``bytes``. A row added without a histogram (:meth:`Counts.add` without ``work``) has one bin, its
-mean per call (:meth:`Counts.work_of`).
+Beside its totals, each row keeps the **work per call** its cost depends on (:attr:`Counts.work`):
+a bounded histogram ``{(flops, bytes read, bytes written, attrs): calls}`` of its calls' distinct
+work, ``attrs`` the op attributes recorded at count time (:mod:`torch_tos.opattrs`); bins merge
+past a cap with the row's totals kept exact (:mod:`torch_tos.workbins`). A row added without one
+has one bin, its mean per call (:meth:`Counts.work_of`).
 
 Every view — report totals, per phase, per layer, per op, the text table, the DataFrame, the JSON,
 the training counter's step records, the fx graph view — is a :meth:`Counts.group` over one table,
@@ -342,6 +336,28 @@ class Counts:
         t = self.total()
         return (f"Counts({len(self.rows)} rows, bos={BOs(*t[:N_BOS])}, calls={t[CALLS]}, "
                 f"flops={t[FLOPS]}, bytes={t[BYTES]})")
+
+
+def regroup(groups: dict[tuple, list[int]], by: tuple[str, ...], keep: tuple[str, ...],
+            depth: int | None = None) -> dict[tuple, list[int]]:
+    """Already grouped rows (:meth:`Counts.group` ``(*by)``) summed onto the fields ``keep`` (a
+    subset of ``by``), layers folded to ``depth``: what ``Counts.group(*keep, depth=depth)``
+    gives, from fewer rows."""
+    idx = tuple(by.index(k) for k in keep)
+    fold = depth is not None and "layer" in keep
+    at = by.index("layer") if fold else -1
+    acc: dict[tuple, list[int]] = {}
+    for key, row in groups.items():
+        if fold:
+            key = (*key[:at], fold_layer(key[at], depth), *key[at + 1:])
+        g = tuple(key[i] for i in idx)
+        a = acc.get(g)
+        if a is None:
+            acc[g] = list(row)
+        else:
+            for i in range(_N):
+                a[i] += row[i]
+    return acc
 
 
 def price_groups(groups: dict[tuple, list[int]], by: tuple[str, ...], keep: tuple[str, ...],

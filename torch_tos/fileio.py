@@ -1,14 +1,15 @@
 """Atomic writes of a user's files: a crash, a full disk or an I/O error leaves the previous file.
 
 Every file torch_tos writes for a user (law files, runs-file repairs, ``--out`` tables, HTML pages,
-plots) goes through :func:`atomic_writer`: the content is written to a temporary file in the
+plots: :func:`save_figure`) goes through :func:`atomic_writer`: the content is written to a temporary file in the
 *same folder* (so the final rename never crosses a file system), flushed and ``fsync``-ed, then
 ``os.replace``-d over the target — an atomic step on POSIX and Windows — and the folder is
 ``fsync``-ed so the rename itself survives a power cut. On any error the temporary file is removed,
 the target is untouched, and the error is an :class:`OSError` naming the path.
 
 The new file keeps the permission bits of the file it replaces (or gets the process's default,
-``0o666 & ~umask``, like ``open(path, "w")``).
+``0o666 & ~umask``, like ``open(path, "w")``). A path that is a symbolic link is written where the
+link points — the link stays, as with ``open(path, "w")`` — and errors name the path as given.
 """
 
 from __future__ import annotations
@@ -20,10 +21,23 @@ from pathlib import Path
 from typing import IO, Iterator
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where the kernel tells it (Linux ≥ 4.7:
+    ``/proc/self/status``); elsewhere set and restored at once (``os.umask`` has no read-only form)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    umask = os.umask(0o077)  # pragma: no cover - not Linux: the brief window is as private as can be
+    os.umask(umask)  # pragma: no cover
+    return umask  # pragma: no cover
+
+
 def _default_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+    return 0o666 & ~_umask()
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -47,17 +61,18 @@ def atomic_writer(path, mode: str = "w", *, encoding: str | None = "utf-8",
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_writer mode must be 'w' or 'wb', got {mode!r}")
     path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path  # the link stays
+    folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
         raise FileNotFoundError(f"cannot write {str(path)!r}: folder {str(folder)!r} does not exist")
-    if path.is_dir():
+    if target.is_dir():
         raise IsADirectoryError(f"cannot write {str(path)!r}: it is a folder, not a file")
     try:
-        perms = path.stat().st_mode & 0o7777
+        perms = target.stat().st_mode & 0o7777
     except OSError:
         perms = _default_mode()
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     except OSError as e:
         raise type(e)(e.errno, f"cannot write {str(path)!r}: {e.strerror or e}") from None
     ok = False
@@ -68,7 +83,7 @@ def atomic_writer(path, mode: str = "w", *, encoding: str | None = "utf-8",
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, perms)
-        os.replace(tmp, path)
+        os.replace(tmp, target)
         ok = True
     except OSError as e:
         if isinstance(e, (FileNotFoundError, IsADirectoryError)) and str(path) in str(e):
@@ -94,4 +109,25 @@ def atomic_write_bytes(path, data: bytes) -> None:
         f.write(data)
 
 
-__all__ = ["atomic_writer", "atomic_write_text", "atomic_write_bytes"]
+def save_figure(fig, path, **kwargs) -> None:
+    """``fig.savefig(path, **kwargs)`` written atomically (:func:`atomic_writer`) when ``path`` is a
+    file name; a file object is handed to ``savefig`` as it is. As ``savefig``: the format is
+    ``kwargs["format"]``, else the name's suffix; a name without a suffix gets
+    ``rcParams["savefig.format"]``'s (``"png"``) appended."""
+    if not isinstance(path, (str, os.PathLike)):
+        fig.savefig(path, **kwargs)
+        return
+    path = Path(path)
+    fmt = kwargs.pop("format", None)
+    if fmt is None:
+        fmt = path.suffix[1:].lower()
+        if not fmt:
+            from matplotlib import rcParams
+
+            fmt = rcParams["savefig.format"]
+            path = path.with_name(f"{path.name}.{fmt}")
+    with atomic_writer(path, "wb") as f:
+        fig.savefig(f, format=fmt, **kwargs)
+
+
+__all__ = ["atomic_writer", "atomic_write_text", "atomic_write_bytes", "save_figure"]

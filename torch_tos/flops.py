@@ -3,8 +3,15 @@
 ``FLOP_FORMULAS`` is ``flop_counter.flop_registry`` plus the entries of :data:`CUSTOM_MAPPING`,
 wrapped exactly as ``FlopCounterMode(custom_mapping=...)`` wraps them, so
 ``FlopCounterMode(custom_mapping=CUSTOM_MAPPING)`` and torch_tos always agree. ``CUSTOM_MAPPING``
-closes gaps of ``FlopCounterMode`` itself (kernels it has no formula for); it reuses PyTorch's
-formulas rather than re-deriving FLOPs.
+closes gaps of ``FlopCounterMode`` itself (kernels it has no formula for, or a formula that
+fails); it reuses PyTorch's formulas rather than re-deriving FLOPs.
+
+:data:`COMPOSITE_MAPPING` keeps the two equal in every grad mode. ``FlopCounterMode`` decomposes
+every ``CompositeImplicitAutograd`` op it sees and counts the pieces; torch_tos prices some such ops
+whole (a rule of their own). Outside ``torch.inference_mode()`` those ops are decomposed before
+any dispatch mode sees them; inside it they reach the engine whole (a ``Linear`` arrives as
+``aten.linear``). Their formulas here give the FLOPs of ``FlopCounterMode``'s decomposition, so a
+model's FLOPs are the same with and without ``inference_mode`` (tests pin the list of such ops).
 """
 
 from __future__ import annotations
@@ -123,6 +130,29 @@ def grouped_mm_flop(a, b, offs=None, bias=None, out_dtype=None, *args, out_val=N
 grouped_mm_flop._get_raw = True  # type: ignore[attr-defined]
 
 
+def slow_conv2d_flop(x_shape, w_shape, _kernel_size, _bias=None, _stride=None, _padding=None, *args,
+                     out_shape=None, **kwargs) -> int:
+    """``_slow_conv2d_forward`` (and ``thnn_conv2d``, which decomposes into it): a plain
+    convolution, FlopCounterMode's ``conv_flop_count``. ``flop_registry`` lists this op under
+    ``conv_flop``, whose signature (a ``transposed`` argument) it does not have: the lookup raises
+    a ``TypeError`` in torch 2.13/2.14."""
+    return conv_flop_count(x_shape, w_shape, out_shape, transposed=False)
+
+
+def linear_flop(input_shape, weight_shape, _bias=None, *args, out_shape=None, **kwargs) -> int:
+    """``aten.linear`` as ``FlopCounterMode`` counts its decomposition: ``addmm`` (2-D input with a
+    bias) or ``matmul(input, weightᵀ)``, which folds every leading dimension into one ``mm``:
+    2·(rows of the input)·in·out, the bias add uncounted; a 1-D weight (``mv``/``dot``) has no
+    formula there, 0."""
+    if len(weight_shape) != 2:
+        return 0
+    rows = 1
+    for d in input_shape[:-1]:
+        rows *= int(d)
+    out, k = (int(d) for d in weight_shape)
+    return mm_flop((rows, k), (k, out))
+
+
 #: aten packet → FLOP formula (FlopCounterMode ``custom_mapping`` convention: shape-level formula)
 CUSTOM_MAPPING: dict = {
     aten._scaled_dot_product_flash_attention_for_cpu: sdpa_flash_cpu_flop,
@@ -134,6 +164,14 @@ CUSTOM_MAPPING: dict = {
     aten._addmm_activation: addmm_activation_flop,
     aten.convolution_backward: conv_backward_flop,
     aten._grouped_mm: grouped_mm_flop,
+    aten._slow_conv2d_forward: slow_conv2d_flop,
+}
+
+#: ``CompositeImplicitAutograd`` ops with a torch_tos rule → the FLOPs of ``FlopCounterMode``'s
+#: decomposition (module doc); they reach the engine whole only under ``torch.inference_mode()``.
+COMPOSITE_MAPPING: dict = {
+    aten.linear: linear_flop,
+    aten.thnn_conv2d: slow_conv2d_flop,
 }
 
 
@@ -199,12 +237,13 @@ def _fast(f):
 
 
 _CUSTOM_FAST = {k: v if getattr(v, "_get_raw", False) else fast_shape_wrapper(v)
-                for k, v in CUSTOM_MAPPING.items()}
+                for k, v in {**COMPOSITE_MAPPING, **CUSTOM_MAPPING}.items()}
 
 
 def flop_formulas(extra: dict | None = None) -> dict:
-    """``flop_registry`` + :data:`CUSTOM_MAPPING` + ``extra``, wrapped like ``FlopCounterMode`` does
-    (same formulas and arguments; tensors mapped to shapes by :func:`fast_shape_wrapper`)."""
+    """``flop_registry`` + :data:`CUSTOM_MAPPING` + :data:`COMPOSITE_MAPPING` + ``extra``, wrapped
+    like ``FlopCounterMode`` does (same formulas and arguments; tensors mapped to shapes by
+    :func:`fast_shape_wrapper`)."""
     out = {k: _fast(v) for k, v in flop_registry.items()}
     out.update(_CUSTOM_FAST)
     for k, v in (extra or {}).items():

@@ -13,6 +13,16 @@ is open, through :func:`kernel_choices`:
   ``where`` op, as the composite does) or the math path;
 * ``mish_backward`` on meta dispatches as the one op the CPU runs (below autograd; the meta
   backend then computes its output shape unseen) instead of its decomposition;
+* ``aten._grouped_mm`` (the Mixture-of-Experts grouped GEMM) on meta gets the CPU kernel's shape
+  function: PyTorch's meta kernel checks the CUDA kernel's dtypes (bf16, or fp16 with cuBLASLt) and
+  rejects float32, which the CPU kernel runs; in a counting thread meta validates the inputs as
+  the CPU kernel does (float32, bfloat16 or float16, strides aligned to 16 bytes, int32 offsets,
+  no bias) and returns an output of the CPU kernel's sizes, strides and dtype
+  (:func:`torch_tos.cpu_shapes.grouped_mm_shape`);
+* ``aten.nonzero`` on meta (``torch.where(mask)``, the expert loops of transformers' ``eager``
+  experts) raises :class:`MetaValueError` naming the model's line: its output size is data, which
+  meta cannot know (PyTorch's meta function refuses too, pointing at a flag that would assume every
+  element non-zero — a wrong count);
 * under ``torch.autocast("cpu", dtype=...)`` meta tensors get the CPU autocast cast policy (the
   meta device has no autocast key, so PyTorch would run everything in float32): the ops of the
   CPU's lower-precision list (linear, convolutions, matmuls, SDPA, prelu, vecdot) cast their
@@ -26,24 +36,36 @@ is open, through :func:`kernel_choices`:
   composite such as ``aten::lstm``) are not reproduced (**approximate** there).
 
 Mechanism: while at least one counting context is open anywhere, one ``torch.library`` fragment
-holds ``AutogradMeta`` kernels for these two ops (it is removed when the last one closes). The
+holds ``AutogradMeta`` kernels for SDPA and ``mish_backward`` and ``Meta`` kernels for
+``_grouped_mm`` and ``nonzero`` (it is removed when the last one closes, which restores PyTorch's own). The
 kernels act only in a thread that has a counting context open (a thread-local depth; meta backward
 runs on the calling thread); in every other thread they call PyTorch's own composite
-(``OpOverload.decompose``), so other threads see stock behaviour op for op. Real (CPU, CUDA)
-tensors never reach an ``AutogradMeta`` kernel. Nothing else of PyTorch is patched.
+(``OpOverload.decompose``) or meta function, so other threads see stock behaviour op for op. Real
+(CPU, CUDA) tensors never reach these kernels. Nothing else of PyTorch is patched.
+
+**Meta adaptations of other libraries** are not this module's business: an integration registers
+a context with :func:`register_meta_adaptation` and every counting context enters it (the
+Hugging Face one, :mod:`torch_tos.integrations.hf_meta`, answers transformers' mask checks). The
+engine imports no integration: :func:`autoload_meta_adaptation` names, as strings, a module to
+import when its library has been imported by the time a counting context opens (the package root
+declares the Hugging Face one), and :data:`STANDS_FOR` maps the method wrappers an adaptation
+installs back to the methods they stand for (the training counter's tracer reads it).
 """
 
 from __future__ import annotations
 
+import importlib
 import math
+import sys
 import threading
 from contextlib import ExitStack, contextmanager
+from typing import Callable, ContextManager
 
 import torch
 from torch.overrides import TorchFunctionMode
 
 from . import _compat
-from .integrations.hf_meta import masking_on_meta
+from .cpu_shapes import grouped_mm_shape
 
 aten = torch.ops.aten
 
@@ -117,14 +139,99 @@ def _mish_backward_meta(grad, x):
         return aten.mish_backward.default(grad, x)
 
 
-_KERNELS = {"scaled_dot_product_attention": _sdpa_meta, "mish_backward": _mish_backward_meta}
+# -- _grouped_mm: the CPU kernel's checks and output -----------------------------------------------
+
+def _grouped_mm_meta(mat_a, mat_b, offs=None, bias=None, out_dtype=None):
+    """``Meta`` kernel of ``aten._grouped_mm``: the CPU kernel's shape function in a counting
+    thread, PyTorch's own meta function everywhere else."""
+    if not active():
+        return _compat.stock_meta_kernel(aten._grouped_mm.default, grouped_mm_shape)(
+            mat_a, mat_b, offs, bias, out_dtype)
+    return grouped_mm_shape(mat_a, mat_b, offs, bias, out_dtype)
+
+
+# -- nonzero: data-dependent, refused with the line that asked --------------------------------------
+
+class MetaValueError(RuntimeError):
+    """A meta tensor's value was needed to decide what to compute."""
+
+
+def user_frame(depth: int = 2):
+    """The first frame, ``depth`` frames up or further, outside torch and torch_tos: the model
+    code that made the call."""
+    frame = sys._getframe(depth)
+    while frame.f_back is not None and \
+            frame.f_globals.get("__name__", "").split(".")[0] in ("torch", "torch_tos"):
+        frame = frame.f_back
+    return frame
+
+
+def _nonzero_meta(x):
+    """``Meta`` kernel of ``aten.nonzero``: in a counting thread a :class:`MetaValueError` naming
+    the model's line (its output size is the count of non-zero values: an expert loop's routing, a
+    mask), PyTorch's own meta function (which refuses too) everywhere else."""
+    if not active():
+        return _compat.stock_meta_kernel(aten.nonzero.default, None)(x)
+    frame = user_frame(2)
+    raise MetaValueError(
+        f"torch_tos: {frame.f_code.co_filename}:{frame.f_lineno} takes the non-zero positions of a "
+        "meta tensor (aten.nonzero: its output size depends on the values — routing, masking); "
+        "counting on meta cannot decide it: count on a real device (a small config gives the same "
+        "per-shape counts)")
+
+
+#: op name → (dispatch key, kernel) held by the fragment while a counting context is open
+_KERNELS = {"scaled_dot_product_attention": ("AutogradMeta", _sdpa_meta),
+            "mish_backward": ("AutogradMeta", _mish_backward_meta),
+            "_grouped_mm": ("Meta", _grouped_mm_meta),
+            "nonzero": ("Meta", _nonzero_meta)}
 
 
 def _install():
     lib = torch.library.Library("aten", "IMPL")
-    for name, kernel in _KERNELS.items():
-        lib.impl(name, kernel, "AutogradMeta")
+    for name, (key, kernel) in _KERNELS.items():
+        lib.impl(name, kernel, key)
     return lib
+
+
+# -- meta adaptations registered by integrations --------------------------------------------------
+
+#: name → a function returning the context every counting context enters (registered by integrations)
+_ADAPTATIONS: dict[str, Callable[[], ContextManager]] = {}
+#: library module → the module that registers its adaptation, imported when a counting context
+#: opens after the library has been imported
+_AUTOLOAD: dict[str, str] = {}
+#: method wrapper an adaptation installs → the method it stands in for (a ``TorchFunctionMode``
+#: that keys calls by function maps the wrapper back: the same call with and without an Engine)
+STANDS_FOR: dict = {}
+
+
+def register_meta_adaptation(name: str, adaptation: Callable[[], ContextManager]) -> None:
+    """Enter ``adaptation()`` in every counting context opened from now on, in its thread (an
+    integration registers itself when imported; registering ``name`` again replaces it)."""
+    if not callable(adaptation):
+        raise TypeError(f"meta adaptation {name!r} must be a callable returning a context manager, "
+                        f"got {type(adaptation).__name__}")
+    _ADAPTATIONS[str(name)] = adaptation
+
+
+def unregister_meta_adaptation(name: str) -> None:
+    """Stop entering the adaptation registered as ``name`` (no error if there is none)."""
+    _ADAPTATIONS.pop(str(name), None)
+
+
+def autoload_meta_adaptation(library: str, module: str) -> None:
+    """When ``library`` (a module name, ``"transformers.masking_utils"``) has been imported by the
+    time a counting context opens, import ``module`` first: it registers its adaptation on import.
+    Neither is imported before that."""
+    _AUTOLOAD[str(library)] = str(module)
+
+
+def _adaptations() -> list:
+    for library, module in list(_AUTOLOAD.items()):
+        if library in sys.modules and module not in sys.modules:
+            importlib.import_module(module)
+    return list(_ADAPTATIONS.values())
 
 
 # -- autocast on meta: the CPU's cast policy -----------------------------------------------------
@@ -210,7 +317,8 @@ def kernel_choices():
     _LOCAL.depth = getattr(_LOCAL, "depth", 0) + 1
     try:
         with ExitStack() as stack:
-            stack.enter_context(masking_on_meta())  # transformers' mask checks (integrations.hf_meta)
+            for adaptation in _adaptations():  # registered by integrations (register_meta_adaptation)
+                stack.enter_context(adaptation())
             if torch.is_autocast_enabled("cpu"):
                 if not _POLICY:
                     _POLICY.update(_policy())

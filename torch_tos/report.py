@@ -21,13 +21,17 @@ import torch
 
 from .bos import BO_NAMES, BOs
 from .counts import (BYTES, CALLS, FIELDS, FLOPS, N_BOS, Counts, fold_layer, is_recompute,
-                     key_indices, layer_and_ancestors, layer_sort_key, phase_sort_key, price_groups)
+                     key_indices, layer_and_ancestors, layer_sort_key, phase_sort_key, price_groups,
+                     regroup)
 from .tables import DEFAULT_TABLE, TransistorTable, dtype_name
 
 #: Columns of :meth:`Report.rows` / :meth:`Report.to_dataframe`.
 COLUMNS = ["layer", "type", "phase", "dtype", *BO_NAMES, "tos", "flops"]
 #: Columns of :meth:`Report.by_op`.
 OP_COLUMNS = ["op", "calls", *BO_NAMES, "tos", "flops", "bytes", "recompute"]
+
+
+_FINE = ("layer", "phase", "dtype")
 
 
 @dataclass(frozen=True)
@@ -64,7 +68,9 @@ class Report:
     Attributes: ``counts`` (the :class:`~torch_tos.counts.Counts` table every view reads; treat it
     as read-only — views are cached), ``bos`` (:class:`BOs`), ``tos`` (float), ``tos_exact``
     (Fraction), ``flops`` (int, ``torch.utils.flop_counter`` formulas), ``calls``, ``bytes``,
-    ``params`` (parameters per module, submodules included), ``unsupported`` (list of
+    ``params`` (parameters per module, submodules included), ``own_params`` (parameters each
+    module holds itself), ``output_shapes`` (per layer, the distinct output shapes of its calls,
+    recorded by the forward hooks at count time), ``unsupported`` (list of
     :class:`UnsupportedOp`), ``metadata`` (dict: mode, dtype override, transistor constants, loss,
     …), ``law`` (a cost model or ``None``; with one, ``prediction``, ``joules``,
     ``overhead_joules`` and a ``joules`` column — see :meth:`with_law`). Guide: docs/reports.md.
@@ -76,10 +82,15 @@ class Report:
     def __init__(self, counts, unsupported: dict, *, types: dict | None = None,
                  order: dict | None = None, dtype: torch.dtype | None = None,
                  table: TransistorTable | None = None, metadata: dict | None = None,
-                 params: dict | None = None, uncalled=None, law=None):
+                 params: dict | None = None, uncalled=None, law=None,
+                 own_params: dict | None = None, shapes: dict | None = None):
         self.transistor_table = table or DEFAULT_TABLE
         #: parameters per module including its submodules (``""``: the whole model), model order
         self.params: dict[str, int] = dict(params or {})
+        #: parameters each module holds itself (modules without any are left out)
+        self.own_params: dict[str, int] = dict(own_params or {})
+        #: per layer, the distinct output shapes of its calls: a list of tuples of tensor shapes
+        self.output_shapes: dict[str, list[tuple]] = {k: list(v) for k, v in (shapes or {}).items()}
         self._uncalled = list(uncalled or ())
         self.law = check_law(law) if law is not None else None
         self.dtype_override = dtype
@@ -111,10 +122,17 @@ class Report:
         return hit
 
     def _group(self, *by: str, depth: int | None = None) -> dict[tuple, list[int]]:
+        """:meth:`Counts.group` of the view, cached. A grouping without ``op`` is summed from the
+        ``(layer, phase, dtype)`` grouping (one pass over the table for all of them: a table
+        holds several ops per layer)."""
         key = ("group", by, depth)
         hit = self._cache.get(key)
         if hit is None:
-            hit = self._cache[key] = self._view.group(*by, depth=depth)
+            if "op" in by or (by == _FINE and depth is None):
+                hit = self._view.group(*by, depth=depth)
+            else:
+                hit = regroup(self._group(*_FINE), _FINE, by, depth)
+            self._cache[key] = hit
         return hit
 
     def _priced(self, *by: str, depth: int | None = None) -> dict[tuple, Fraction]:
@@ -326,13 +344,16 @@ class Report:
 
         return pd.DataFrame(self.rows(depth), columns=COLUMNS + (["joules"] if self.law is not None else []))
 
-    def table(self, depth: int | None = None, *, all_rows: bool = False) -> str:
-        """The text table in model order; ``depth=1`` shows top-level modules only (like
-        torchinfo's ``depth``). Zero-cost rows and integer bookkeeping rows (e.g. batch norm's
-        ``num_batches_tracked += 1``) are folded into one line unless ``all_rows=True``."""
+    def table(self, depth="auto", *, full: bool = False, exact: bool = False, all_rows: bool = False,
+              max_rows: int = 30) -> str:
+        """The text table ``print(report)`` shows (:mod:`torch_tos.display`): one row per layer
+        with type, output shape, parameters, BOs, TOs, share of the TOs and FLOPs, then the totals
+        per phase. ``depth``: ``"auto"`` (the depth that fits ``max_rows``, repeated blocks
+        merged), an int (torchinfo's ``depth``) or None (every layer); ``full=True``: one row per
+        layer, phase and dtype; ``exact=True``: exact counts; ``all_rows=True``: nothing folded."""
         from .display import render_table
 
-        return render_table(self, depth, all_rows=all_rows)
+        return render_table(self, depth, full=full, exact=exact, all_rows=all_rows, max_rows=max_rows)
 
     def to_dict(self) -> dict:
         phases = {p: {"bos": t.bos.to_dict(), "tos": t.tos, "flops": t.flops}
@@ -354,11 +375,12 @@ class Report:
         return json.dumps(self.to_dict(), indent=indent, default=str)
 
     # -- pictures ---------------------------------------------------------------------------
-    def plot(self, *args, **kwargs):
-        """Where the cost goes (matplotlib); see :func:`torch_tos.plotting.plot_report`."""
+    def plot(self, path=None, **kwargs):
+        """Where the cost goes (matplotlib): ``report.plot("r18.png")`` saves the figure there, as
+        ``Figure.savefig`` would, and returns it; see :func:`torch_tos.plotting.plot_report`."""
         from .plotting import plot_report
 
-        return plot_report(self, *args, **kwargs)
+        return plot_report(self, path=path, **kwargs)
 
     def to_html(self, *args, **kwargs) -> str:
         """One self-contained HTML page: totals, the table, the figure; see

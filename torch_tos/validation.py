@@ -5,12 +5,28 @@ and what is accepted; the CLI prints that message as its one line (exit code 2).
 
 from __future__ import annotations
 
+import operator
+
 import torch
 
 from .tables import TransistorTable, parse_dtype
 
 MODES = ("inference", "validation", "training")
 DEVICES_ACCEPTED = "cpu, cuda, cuda:N, mps, meta"
+
+
+def check_count(value, name: str, *, minimum: int = 1, what: str = "") -> int:
+    """``value`` as an ``int`` when it is an integral number (``int``, ``numpy.int64``, anything
+    with ``__index__``; not ``bool``, not a float) of at least ``minimum``; else a ``ValueError``
+    naming ``name`` (and ``what`` it counts)."""
+    try:
+        n = operator.index(value) if not isinstance(value, bool) else None
+    except TypeError:
+        n = None
+    if n is None or n < minimum:
+        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"{name} must be {kind}{f' ({what})' if what else ''}, got {value!r}")
+    return int(n)
 
 
 def check_model(model) -> torch.nn.Module:
@@ -56,6 +72,32 @@ def check_optimizer(optimizer) -> torch.optim.Optimizer | None:
     return optimizer
 
 
+class ForeignParametersWarning(UserWarning):
+    """An optimizer given to ``profile()`` also holds parameters that are not the model's."""
+
+
+def check_optimizer_of(model: torch.nn.Module, optimizer, loss_fn=None) -> None:
+    """The optimizer must update the model (or its loss module): an optimizer holding none of
+    their parameters (built for another model) is a ``ValueError``; one that also holds other
+    parameters gets a :class:`ForeignParametersWarning` (those get no gradient in the step, so
+    their update is not counted)."""
+    if optimizer is None:
+        return
+    owned = {id(p) for m in (model, loss_fn) if isinstance(m, torch.nn.Module) for p in m.parameters()}
+    held = [p for g in optimizer.param_groups for p in g["params"] if isinstance(p, torch.Tensor)]
+    foreign = [p for p in held if id(p) not in owned]
+    if held and len(foreign) == len(held):
+        raise ValueError(f"the optimizer ({type(optimizer).__name__}) holds none of the model's parameters — built "
+                         f"for another model? Build it over this model's: "
+                         f"torch.optim.{type(optimizer).__name__}(model.parameters(), ...)")
+    if foreign:
+        import warnings
+
+        warnings.warn(f"the optimizer ({type(optimizer).__name__}) also holds {len(foreign)} parameter(s) that are "
+                      "not the model's (or the loss's): they get no gradient in this step, so their update is "
+                      "not counted", ForeignParametersWarning, stacklevel=4)
+
+
 def check_table(table) -> TransistorTable | None:
     if table is not None and not isinstance(table, TransistorTable):
         raise TypeError(f"table must be a torch_tos.TransistorTable, got {type(table).__name__}")
@@ -86,5 +128,6 @@ def check_profile_args(model, mode, dtype, device, loss_fn, optimizer, table):
     device = check_device(device)
     check_loss_fn(loss_fn)
     check_optimizer(optimizer)
+    check_optimizer_of(model, optimizer, loss_fn)
     check_table(table)
     return dtype, device

@@ -1,7 +1,8 @@
 """Work histograms of counts rows: ``{(flops, bytes_in, bytes_out, attrs): calls}``, bounded.
 
-A counts row (:class:`torch_tos.counts.Counts`) keeps the distinct per-call work of its calls;
-past :data:`WORK_BINS` distinct bins the two nearest of equal attributes merge into their
+A counts row (:class:`torch_tos.counts.Counts`) keeps the distinct per-call work of its calls (a
+row that sums calls of several shapes — the two matmuls of a linear layer's backward — keeps each
+shape's work); past :data:`WORK_BINS` distinct bins the two nearest of equal attributes merge into their
 call-weighted mean (:func:`cap_bins`), an exact :class:`~fractions.Fraction`, so a histogram's
 totals — calls, Σ calls·flops, Σ calls·bytes — never change.
 """

@@ -20,11 +20,19 @@ What ``profile()`` runs the step on, and what it costs in memory:
   renormalises rows in place) is copied.
 - **Buffers** of modules in training mode are copied (the step may update them: batch-norm running
   statistics, ``num_batches_tracked``); buffers of modules in eval mode are shared read-only
-  (PyTorch's modules never write buffers in eval mode). A shared tensor whose version counter moved
-  while the step ran (written in place by the step — or by another thread) is reported with a
-  :class:`UserWarning` naming it.
-- **Inputs and targets** are copied (activation-sized); a tensor that requires grad — a leaf or
-  not — becomes a new leaf that requires grad, so the input-gradient work is counted.
+  (PyTorch's modules never write buffers in eval mode).
+- **Writes to what is shared**: a step that writes a shared parameter or buffer in place (weight
+  clipping in ``forward``) is undone after the step — :class:`~torch_tos.writeguard.WriteGuard`
+  (:attr:`Workspace.write_guard`, handed to the engine) saves each written region before its first
+  write and puts it back, so
+  the values are exactly as before; only written regions are copied, only during the step. A
+  shared tensor that changed while the step ran without the step writing it (another thread) is
+  reported with a :class:`UserWarning` naming it.
+- **Inputs and targets** are copied (activation-sized); a leaf that requires grad becomes a new
+  leaf that requires grad, so the input-gradient work is counted; a non-leaf (the output of ops
+  that require grad) stays a non-leaf — the ``clone()`` of a new leaf that shares its data
+  read-only — so the model may apply in-place ops to it (``x.relu_()``) as in the user's loop, and
+  the backward stops at that leaf instead of flowing into the user's graph.
 - On another ``device`` (``meta`` included) every tensor is copied onto it; on ``meta`` that is
   only sizes, strides and dtypes.
 - **Random streams**: the CPU generator, every initialised CUDA device's generator, and any
@@ -40,9 +48,13 @@ import torch
 
 from ._compat import default_foreach, disable_current_modes, tree_leaves
 from .copying import Shadows, copy_tensor
+from .sharded import is_dtensor, meta_dtensor
+from .writeguard import WriteGuard
 
 
 def _meta_like(g: torch.Tensor) -> torch.Tensor:
+    if is_dtensor(g):  # a DTensor gradient: its shard on meta, same mesh and placements
+        return meta_dtensor(g, _meta_like(g.to_local()))
     if g.layout == torch.strided:
         return torch.empty_strided(g.size(), g.stride(), dtype=g.dtype, device="meta")
     return g.detach().to("meta")
@@ -91,7 +103,10 @@ class Workspace:
     """The objects one profiled step runs on (see the module doc).
 
     ``model``, ``loss_fn``, ``inputs``, ``target``: what to run; ``optimizer``: the meta shadow to
-    step (``None`` without one). Call :meth:`close` when done (also after an exception).
+    step (``None`` without one); ``write_guard``: the :class:`~torch_tos.writeguard.WriteGuard`
+    for the counting engine (``Engine.write_guard``), which undoes the step's writes to shared
+    tensors (``None`` when nothing with values is shared). Call :meth:`close` when done (also
+    after an exception).
     """
 
     def __init__(self, model, optimizer, inputs, target, loss_fn, *, mode: str, device=None):
@@ -100,20 +115,32 @@ class Workspace:
         self._grad_meta: dict[int, torch.Tensor] = {}   # id(alias) → meta gradient
         self._alias_of: dict[int, int] = {}              # id(alias) → id(user parameter)
         self._handles: list = []
-        self._shared: list[tuple[str, torch.Tensor, int]] = []
+        self._shared: list[tuple[torch.Tensor, int | None]] = []  # (user tensor, its version; None: inference)
         roots = [m for m in (model, loss_fn) if isinstance(m, torch.nn.Module)]
         self._roots = roots
         self._train_buffers, self._written = _module_flags(m for r in roots for m in r.modules())
         shadows = Shadows(self._tensor_of)
         self.model = shadows.module(model)
         self.loss_fn = shadows.module(loss_fn) if isinstance(loss_fn, torch.nn.Module) else loss_fn
-        data = Shadows(lambda t, kind: copy_tensor(t, self._device))
+        data = Shadows(self._input_of)
         self.inputs = data.value(inputs)
         self.target = data.value(target)
         self.rng = RngGuard([g for g in tree_leaves((inputs, target)) if isinstance(g, torch.Generator)])
         self.optimizer = self._meta_optimizer(optimizer) if optimizer is not None and self.training else None
+        self._guard = WriteGuard([t for t, _ in self._shared])
+        self.write_guard = self._guard if self._guard.watching else None
 
     # -- which tensor the shadow holds ---------------------------------------------------------
+    def _input_of(self, t: torch.Tensor, kind: str) -> torch.Tensor:
+        """An input or target: a copy; a non-leaf stays a non-leaf (module doc)."""
+        if not (t.requires_grad and t.grad_fn is not None):
+            return copy_tensor(t, self._device)
+        with torch.no_grad():
+            base = copy_tensor(t, self._device, leaf_grad=False) if self._moves(t) else t.detach()
+        base.requires_grad_(True)
+        with torch.enable_grad():
+            return base.clone()
+
     def _moves(self, t: torch.Tensor) -> bool:
         return self._device is not None and self._device != t.device
 
@@ -123,7 +150,7 @@ class Workspace:
         elif kind == "buffer" and self._train_buffers.get(id(t), False):
             return copy_tensor(t)
         else:
-            self._shared.append((t, t._version))
+            self._shared.append((t, None if t.is_inference() else t._version))
             if not (kind == "param" and self.training and t.requires_grad):
                 return t
             with torch.no_grad():  # same storage, a version counter of its own (a loop stepping
@@ -184,10 +211,13 @@ class Workspace:
             h.remove()
         self._handles.clear()
         self._grad_meta.clear()
-        changed = [t for t, version in self._shared if t._version != version]
+        restored = self._guard.restore()
+        changed = [t for t, version in self._shared if version is not None and t._version != version
+                   and t.untyped_storage().data_ptr() not in restored]
         self._shared.clear()
         if changed:
             warnings.warn("torch_tos.profile: tensors it shares read-only with your model changed while "
-                          f"it ran: {', '.join(self._names(changed))} (written in place by the step, or by "
-                          "another thread; profile on device='meta' to leave them untouched)",
+                          f"it ran, not by the step: {', '.join(self._names(changed))} (another thread writing "
+                          "them? they are left as that thread wrote them; profile on device='meta' to share "
+                          "nothing)",
                           UserWarning, stacklevel=3)

@@ -1,15 +1,17 @@
 """What every ``torch-tos`` command shares: the user-error type, the parser that turns argparse's
-own usage errors into it (one line on stderr, exit code 2, never a traceback), and
-:func:`describe_failure`, the one line that says what an exception raised by the user's model was
-and where it was raised."""
+own usage errors into it (one line on stderr, exit code 2, never a traceback) and takes options
+only as written in full (``--mod`` is not ``--model-kwargs``), and :func:`describe_failure`, the
+one line that says what an exception raised by the user's model was and where it was raised."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import sysconfig
 import traceback
+import warnings
 
 
 class CLIError(Exception):
@@ -29,15 +31,51 @@ class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 class Parser(argparse.ArgumentParser):
-    """``argparse.ArgumentParser`` whose usage errors raise :class:`CLIError`; ``--help`` shows
-    every option's default."""
+    """``argparse.ArgumentParser`` whose usage errors raise :class:`CLIError`; options are taken
+    only as written in full (``allow_abbrev=False``: a prefix such as ``--mode`` of
+    ``--model-kwargs`` is an unknown option, not that option); ``--help`` shows every option's
+    default."""
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("formatter_class", DefaultsFormatter)
+        kwargs["allow_abbrev"] = False
         super().__init__(*args, **kwargs)
 
     def error(self, message):
         raise CLIError(message)
+
+
+def check_input_file(path: str, option: str, hint: str) -> str:
+    """``path`` if it names a readable file, else a one-line :class:`CLIError` saying what it is
+    (missing, a folder, unreadable) and ``hint`` (how to get such a file)."""
+    p = os.fspath(path)
+    if os.path.isdir(p):
+        raise CLIError(f"{option} {p!r} is a folder, not a file; {hint}")
+    if not os.path.exists(p):
+        raise CLIError(f"{option} {p!r} does not exist; {hint}")
+    if not os.path.isfile(p):
+        raise CLIError(f"{option} {p!r} is not a regular file; {hint}")
+    if not os.access(p, os.R_OK):
+        raise CLIError(f"{option} {p!r} is not readable by this user")
+    return p
+
+
+@contextlib.contextmanager
+def warnings_as_lines(*categories):
+    """Print each warning of ``categories`` raised inside the block as one ``torch-tos: warning:``
+    line on stderr, at once (other warnings as Python shows them)."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, categories):
+            print(f"torch-tos: warning: {message}", file=sys.stderr, flush=True)
+        else:
+            previous(message, category, filename, lineno, file, line)
+
+    with warnings.catch_warnings():  # restores the filters and showwarning on exit
+        previous = warnings.showwarning
+        for category in categories:
+            warnings.simplefilter("always", category)
+        warnings.showwarning = show
+        yield
 
 
 def first_line(exc: BaseException) -> str:

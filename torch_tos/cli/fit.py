@@ -13,7 +13,7 @@ paths are checked before any work.
 
 from __future__ import annotations
 
-from .errors import CLIError
+from .errors import CLIError, check_input_file, warnings_as_lines
 
 
 def _names(text):
@@ -116,8 +116,8 @@ def _cmd_fit(args) -> int:
     from ..energy.evaluate import EVAL_SPLITS
     from ..energy.features import check_features
     from ..energy.fit import EnergyModel
+    from ..energy.runcells import RunsOutlierWarning
     from ..energy.runs import read_runs, trim_runs
-    from ..energy.runfile import check_output
 
     features = _names(args.features)
     try:
@@ -133,13 +133,11 @@ def _cmd_fit(args) -> int:
         raise CLIError(f"unknown --evaluate split {bad[0]!r}; accepted: {', '.join(EVAL_SPLITS)} or none")
     if args.seeds < 1:
         raise CLIError(f"--seeds must be a positive number of split seeds (10 or more recommended), got {args.seeds}")
-    for option, path in (("--save", args.save), ("--plot", args.plot)):
-        if path:
-            try:
-                check_output(path, what=option)
-            except ValueError as e:
-                raise CLIError(str(e)) from None
-    runs = read_runs(args.runs, features=tuple(features))
+    save, figure = _outputs(args)
+    if args.profile:
+        check_input_file(args.profile, "--profile", "make one with torch-tos calibrate --out law.json")
+    with warnings_as_lines(RunsOutlierWarning):
+        runs = read_runs(args.runs, features=tuple(features))
     meters = meters_of(runs)
     if len(meters) > 1:
         raise CLIError(f"the runs files mix meters ({', '.join(meters)}); fit the runs of one meter at a time")
@@ -152,15 +150,26 @@ def _cmd_fit(args) -> int:
         lines, _ev = evaluation_report(runs, [s for s in splits if s != "none"], args.seeds, args.train_frac, args.trim)
         print("\n" + "\n".join(lines))
     if args.profile:
-        print("\n" + "\n".join(cost_model_report(trim_runs(runs, args.trim), args.profile, args.save)))
-    elif args.save:
+        print("\n" + "\n".join(cost_model_report(trim_runs(runs, args.trim), args.profile, save)))
+    elif save:
         law = EnergyModel(features[0], degrees[0]).fit(trim_runs(runs, args.trim))
-        law.save(args.save)
-        print(f"\npaper's law saved to {args.save}: {law} (a cost model that predicts unmeasured models needs "
+        law.save(save)
+        print(f"\npaper's law saved to {save}: {law} (a cost model that predicts unmeasured models needs "
               "--profile law.json of torch-tos calibrate)")
-    if args.plot:
-        plot(runs, features, degrees, args.split, args.train_frac, args.seed, args.trim, args.plot)
+    if figure:
+        plot(runs, features, degrees, args.split, args.train_frac, args.seed, args.trim, figure)
     return 0
+
+
+def _outputs(args):
+    """``--save`` and ``--plot`` checked before any runs are read or fitted."""
+    from .outputs import check_output, check_plot
+
+    save = check_output(args.save, "--save", "law.json") if args.save else None
+    figure = check_plot(args.plot) if args.plot else None
+    if save is not None and figure is not None and save.resolve() == figure.resolve():
+        raise CLIError(f"--save and --plot are the same file {args.save!r}; give two files")
+    return save, figure
 
 
 def register(sub) -> None:

@@ -14,13 +14,18 @@ from __future__ import annotations
 
 import warnings
 
-from .errors import CLIError
+from .errors import CLIError, check_input_file
 from .hf import add_hf_arguments, build_hf, hf_source
-from .profile import load_model, parse_shape
+from .inputs import INPUT_DTYPES, parse_input_dtypes
+from .profile import OPTIMIZERS, load_model, parse_shape
+from .profile import _optimizer as build_optimizer
 
-OPTIMIZERS = ("sgd", "sgd_momentum", "adam", "adamw", "none")
 MODES = ("training", "inference")
 LOSSES = ("sum", "cross_entropy")
+#: how to get a law file, said wherever one is missing
+MAKE_A_LAW = ("make one on this machine with torch-tos calibrate --out law.json (measures a built-in "
+              "suite, a few minutes); torch-tos fit runs.csv --profile law.json --save refit.json refits its "
+              "step terms on your own runs")
 
 
 def _module_model(args):
@@ -34,19 +39,15 @@ def _module_model(args):
                        "--input-shape 32,3,64,64), --hf-config config.json or --hf-model-type llama")
     if not args.input_shape:
         raise CLIError("--input-shape is required with a MODULE:CALLABLE model, e.g. --input-shape 32,3,64,64")
-    if args.dtype not in ("float32", "long"):
-        raise CLIError(f"unknown --input-dtype {args.dtype!r}; accepted: float32, long (token ids)")
     from ..energy.stepcount import counting_device
 
     shapes = [parse_shape(s) for s in args.input_shape]
+    dtypes = parse_input_dtypes(args.input_dtype, len(shapes))
     model = load_model(args.model, args.model_kwargs)
     if args.mode == "inference":
         model.eval()
     device = torch.device(counting_device(model, args.mode))  # meta, or the CPU for layers with fast paths
-    if args.dtype == "long":
-        inputs = tuple(torch.zeros(s, dtype=torch.long, device=device) for s in shapes)
-    else:
-        inputs = tuple(torch.zeros(s, device=device) for s in shapes)
+    inputs = tuple(torch.zeros(s, dtype=d, device=device) for s, d in zip(shapes, dtypes))
     loss_fn = None
     if args.loss == "cross_entropy":
         def loss_fn(out):  # class 0 for every sample: the counts do not depend on the labels
@@ -72,9 +73,9 @@ def _cmd_predict(args) -> int:
         raise CLIError(f"unknown --loss {args.loss!r}; accepted: {', '.join(LOSSES)}")
     if not 0 < args.coverage < 1:
         raise CLIError(f"--coverage must be between 0 and 1, got {args.coverage}")
-    if not args.law:
-        raise CLIError("no --law given: predict needs this machine's cost model; make one with torch-tos calibrate "
-                       "--out law.json (a few minutes), then pass --law law.json")
+    if args.law is None:
+        raise CLIError(f"--law LAW.json is required: this machine's cost model; {MAKE_A_LAW}")
+    check_input_file(args.law, "--law", MAKE_A_LAW)
     try:
         law = load_law(args.law)
     except (FileNotFoundError, ValueError) as e:
@@ -94,12 +95,7 @@ def _cmd_predict(args) -> int:
         inputs, what = (inputs,), f"batch size {args.batch_size}, sequence length {args.seq_len}"
     else:
         model, inputs, loss_fn, what = _module_model(args)
-    opt = None
-    if args.mode == "training" and args.optimizer != "none":
-        opt = {"sgd": lambda p: torch.optim.SGD(p, lr=0.01),
-               "sgd_momentum": lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9),
-               "adam": lambda p: torch.optim.Adam(p), "adamw": lambda p: torch.optim.AdamW(p)}[args.optimizer](
-            model.parameters())
+    opt = build_optimizer(args.optimizer, model) if args.mode == "training" else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the Prediction lists its warnings; printed below
         try:
@@ -129,13 +125,16 @@ def register(sub) -> None:
                    "torchvision.models:resnet18 (or a Hugging Face config: --hf-config / --hf-model-type)")
     p.add_argument("--input-shape", action="append",
                    help="input tensor shape, e.g. 32,3,64,64 (repeat for several inputs)")
-    p.add_argument("--law", help="the cost model's JSON file (torch-tos calibrate --out law.json)")
+    p.add_argument("--law", metavar="LAW.json", help="the cost model's JSON file (required): torch-tos calibrate "
+                   "--out law.json")
     p.add_argument("--mode", default="training", help="training (forward, loss, backward, optimizer step) or "
                    "inference (forward under no_grad)")
     p.add_argument("--steps", type=int, default=1, help="steps to predict")
     p.add_argument("--optimizer", default="sgd", help=f"optimizer of each training step: {', '.join(OPTIMIZERS)}")
     p.add_argument("--loss", default="sum", help="loss: sum (output.sum() surrogate) or cross_entropy")
-    p.add_argument("--input-dtype", dest="dtype", default="float32", help="float32 or long (token ids)")
+    p.add_argument("--input-dtype", action="append", metavar="DTYPE",
+                   help=f"dtype of the inputs, once for all or once per --input-shape: {', '.join(INPUT_DTYPES)} "
+                   "(int64 for token ids; default float32)")
     p.add_argument("--coverage", type=float, default=0.9, help="coverage of the prediction interval")
     p.add_argument("--format", default="table", choices=("table", "csv"), help="table, or csv of joules per layer")
     p.add_argument("--model-kwargs", default=None, help="JSON keyword arguments for the model factory")

@@ -33,6 +33,7 @@ import warnings
 
 import torch
 
+from ..validation import check_count
 from .pricing import PHASE_GROUPS, price_counts
 from .predict import ExtrapolationWarning, Prediction, per_layer_table
 from .steplaw import QUANTITIES, TERMS, UNITS
@@ -242,11 +243,7 @@ class CostModel:
 
 
 def _check_steps(steps) -> int:
-    import numbers
-
-    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
-        raise ValueError(f"steps must be a positive integer (steps to predict), got {steps!r}")
-    return int(steps)
+    return check_count(steps, "steps", what="steps to predict")
 
 
 __all__ = ["CostModel", "FORMAT", "VERSION"]

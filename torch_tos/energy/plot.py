@@ -93,7 +93,9 @@ def plot_fits(runs, features=("tos", "flops"), degrees=(1, 2, 3), *, split: str 
     meter = _meter_note(df)
     fig.suptitle(title or f"Energy scaling law{meter}", fontsize=11)
     if path is not None:
-        fig.savefig(path)
+        from ..fileio import save_figure
+
+        save_figure(fig, path)
     return fig
 
 

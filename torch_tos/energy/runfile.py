@@ -13,7 +13,13 @@ repaired (loudly) when a kill or a crash left it damaged.
 - Damaged lines are **reported and repaired**, never silently kept or dropped: a last line cut
   short by a kill is removed, and so is any line holding NUL bytes (what a crash of the file
   system leaves) or the wrong number of fields; each repair emits a :class:`ResultFileRepaired`
-  warning naming the line.
+  warning naming the line. The repaired file is written beside the damaged one and renamed over
+  it (:mod:`torch_tos.fileio`): a full disk or an I/O error during the repair leaves every complete
+  run in place, and the error names the file. A writer that waited for the lock of a file that
+  was replaced meanwhile takes the lock of the new file instead (:meth:`ResultFile.locked`).
+- :func:`scan` is the one reading of a runs file's lines — the header, damaged lines with their
+  1-based line numbers — shared by the writer (which repairs) and by
+  :func:`torch_tos.energy.runs.read_runs` (which refuses, naming file, line and column).
 """
 
 from __future__ import annotations
@@ -24,7 +30,10 @@ import io
 import os
 import stat
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from ..fileio import atomic_writer
 
 try:  # POSIX only; elsewhere the file is written without a lock
     import fcntl
@@ -68,32 +77,92 @@ def _warn(path, message: str) -> None:
     warnings.warn(f"{path}: {message}", ResultFileRepaired, stacklevel=3)
 
 
-def repair(data: bytes, path, columns: list[str]) -> tuple[bytes, list[str]]:
-    """The file's bytes without damaged lines, and one message per line removed."""
-    notes = []
-    if data and not data.endswith(b"\n"):
-        cut = data.rfind(b"\n") + 1
-        line_no = data[:cut].count(b"\n") + 1
-        notes.append(f"removed an incomplete last line (line {line_no}: a run killed while writing it)")
-        data = data[:cut]
-    lines = data.split(b"\n")[:-1] if data else []
+@dataclass
+class Damage:
+    """One damaged line of a runs file: its 1-based ``line`` and ``column`` (the first field that
+    is wrong, or 1), what is wrong (``what``) and why it happens (``cause``)."""
+
+    line: int
+    column: int
+    what: str
+    cause: str
+
+
+@dataclass
+class Scan:
+    """A runs file read line by line: ``header`` (its first line's fields, ``None`` when it has
+    none), ``rows`` as ``(line number, fields)``, ``damage`` (:class:`Damage`, in file order) and
+    ``kept`` (the file's bytes without the damaged lines)."""
+
+    header: list[str] | None
+    rows: list[tuple[int, list[str]]] = field(default_factory=list)
+    damage: list[Damage] = field(default_factory=list)
+    kept: bytes = b""
+
+
+def _fields(line: bytes) -> list[str] | None:
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    text = text[:-1] if text.endswith("\r") else text
+    try:
+        return next(csv.reader([text]), [])
+    except csv.Error:
+        return None
+
+
+def scan(data: bytes, n_fields: int | None = None) -> Scan:
+    """Split a runs file's bytes into its header and rows, and find its damaged lines.
+
+    A line is damaged when it is the last and has no line end (every line the writer appends
+    ends with one: a line without it was cut by a kill, possibly inside its last field, so
+    ``12.5`` may read as ``12``), holds NUL bytes (what a crash or a full disk leaves), is not
+    UTF-8, or has another number of fields than the header (``n_fields``, default the header's).
+    Blank lines carry nothing and are skipped. A UTF-8 byte-order mark before the header is
+    dropped."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    result = Scan(header=None)
+    lines = data.split(b"\n")
+    torn = lines.pop()  # the bytes after the last line end: b"" in an intact file
     kept = []
     for number, line in enumerate(lines, start=1):
         if b"\x00" in line:
-            notes.append(f"removed line {number}: it holds NUL bytes (a crash or a full disk)")
+            result.damage.append(Damage(number, 1, "it holds NUL bytes", "a crash or a full disk"))
             continue
-        if number > 1 and kept:
-            try:
-                fields = next(csv.reader([line.decode("utf-8")]))
-            except (UnicodeDecodeError, csv.Error, StopIteration):
-                fields = None
-            if fields is None or len(fields) != len(columns):
-                notes.append(f"removed line {number}: {len(fields) if fields else 0} fields instead "
-                             f"of {len(columns)} (a torn write)")
-                continue
+        fields = _fields(line)
+        if fields is None:
+            result.damage.append(Damage(number, 1, "it is not UTF-8 text", "a crash or a full disk"))
+            continue
+        if not fields or fields == [""]:
+            kept.append(line)
+            continue
+        if result.header is None:
+            result.header = fields
+            n_fields = n_fields if n_fields is not None else len(fields)
+        elif len(fields) != n_fields:
+            result.damage.append(Damage(number, min(len(fields), n_fields) + 1,
+                                        f"{len(fields)} fields instead of {n_fields}", "a torn write"))
+            continue
+        else:
+            result.rows.append((number, fields))
         kept.append(line)
-    out = b"".join(line + b"\n" for line in kept)
-    return out, notes
+    if torn:
+        number = len(lines) + 1
+        fields = _fields(torn) if b"\x00" not in torn else None
+        column = len(fields) if fields else 1
+        result.damage.append(Damage(number, column, "an incomplete last line (no line end)",
+                                    "a run killed while it was written"))
+    result.kept = b"".join(line + b"\n" for line in kept)
+    return result
+
+
+def repair(data: bytes, path, columns: list[str]) -> tuple[bytes, list[str]]:
+    """The file's bytes without damaged lines (:func:`scan`), and one message per line removed."""
+    found = scan(data, len(columns))
+    notes = [f"removed line {d.line}: {d.what} ({d.cause})" for d in found.damage]
+    return found.kept, notes
 
 
 class ResultFile:
@@ -119,15 +188,51 @@ class ResultFile:
             finally:
                 self._depth -= 1
             return
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        self._fd, self._depth = self._open_locked(), 1
         try:
-            if fcntl is not None:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            self._fd, self._depth = fd, 1
             yield self
         finally:
-            self._fd, self._depth = None, 0
+            fd, self._fd, self._depth = self._fd, None, 0
             os.close(fd)  # closing releases the lock
+
+    def _open_locked(self) -> int:
+        """An open, locked descriptor of the file now at :attr:`path`: a repair renames a new file
+        over the path, so a lock won on the file it replaced is given up and taken again."""
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            if fcntl is None:
+                return fd
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                held, now = os.fstat(fd), os.stat(self.path)
+            except FileNotFoundError:  # removed while we waited: create it again
+                os.close(fd)
+                continue
+            except BaseException:
+                os.close(fd)
+                raise
+            if (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino):
+                return fd
+            os.close(fd)
+
+    def _replace(self, data: bytes, notes: list[str]) -> None:
+        """Write ``data`` beside the file and rename it over the file, keeping the lock: the new
+        file is locked before it is visible, and the old descriptor is closed after."""
+        new_fd = None
+        try:
+            with atomic_writer(self.path, "wb") as f:
+                f.write(data)
+                f.flush()
+                new_fd = os.dup(f.fileno())
+                if fcntl is not None:
+                    fcntl.flock(new_fd, fcntl.LOCK_EX)
+        except OSError as e:
+            if new_fd is not None:
+                os.close(new_fd)
+            raise type(e)(e.errno, f"cannot repair {self.path} ({notes[0]}): {os.strerror(e.errno) if e.errno else e}; "
+                          "the file is left as it was: free some space (or fix the disk) and run again") from None
+        old, self._fd = self._fd, new_fd
+        os.close(old)
 
     def _read_bytes(self) -> bytes:
         os.lseek(self._fd, 0, os.SEEK_SET)
@@ -145,10 +250,7 @@ class ResultFile:
             self._check_header(data)  # before any repair: a file of another layout is never touched
             fixed, notes = repair(data, self.path, self.columns)
             if notes:
-                os.ftruncate(self._fd, 0)
-                os.lseek(self._fd, 0, os.SEEK_SET)
-                _write_all(self._fd, fixed)
-                os.fsync(self._fd)
+                self._replace(fixed, notes)
                 for note in notes:
                     _warn(self.path, note)
             if not fixed:

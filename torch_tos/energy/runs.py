@@ -18,11 +18,17 @@ A row holds everything that defines its run, so runs of different settings never
   ``bytes``, TOs per dtype), each the mean over the run's
   ``steps`` steps (the last batch of an epoch may be smaller): a run's total is ``steps`` × it.
 
-:func:`read_runs` reads CSV files strictly: a file without these columns (written by an older
-torch_tos, whose rows did not record epochs or batch size) is a clear error, and so are the same
-file given twice and duplicate (configuration, repeat, host) rows (:func:`find_duplicates`).
-:func:`validate_runs` checks a DataFrame built by hand and is lenient about the layout (missing
-configuration columns are empty).
+:func:`read_runs` reads CSV files as strictly as the sweep writes them, line by line through the
+writer's own reading (:func:`torch_tos.energy.runfile.scan`): a damaged line (a last line without
+its line end — a run cut by a kill, possibly inside its last field —, NUL bytes, a wrong number of
+fields), a header naming a column twice, a file without these columns (written by an older
+torch_tos, whose rows did not record epochs or batch size), a cell that is not of its column's
+kind (:data:`CELL_KINDS`, :mod:`.runcells`: ``steps`` a positive integer, ``joules`` a positive
+finite number, features finite and non-negative …) or a run of impossible mean power are errors
+naming file, line and column (1-based) and what to do; the same file given twice and duplicate
+(configuration, repeat, host) rows (:func:`find_duplicates`) are refused; outliers are reported
+with a :class:`~.runcells.RunsOutlierWarning`. :func:`validate_runs` checks a DataFrame built by
+hand and is lenient about the layout (missing configuration columns are empty).
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ import numpy as np
 import pandas as pd
 
 from .features import FEATURE_NAMES
+from .runcells import RunsOutlierWarning, check_cells, outliers
+from .runfile import scan
 
 CONFIG_COLUMNS = ["family", "width", "depth", "activation", "input_size", "batch_size", "optimizer",
                   "epochs", "steps", "dtype", "threads", "mode", "device"]
@@ -50,6 +58,14 @@ RUN_KEY = CONFIG_COLUMNS + ["repeat", "host"]
 NUMERIC = ["width", "depth", "input_size", "batch_size", "epochs", "steps", "threads", "repeat", "joules",
            "joules_raw", "seconds", "ref_before", "ref_after", "ref_nominal", *FEATURE_COLUMNS]
 FEATURES = {"tos": "TOs", "flops": "FLOPs"}
+#: what each numeric column's cells hold (:mod:`.runcells`); a column added to the lists above is
+#: checked once it is given a kind here
+CELL_KINDS = {**{c: "count" for c in ("width", "depth", "input_size", "batch_size", "epochs", "steps", "threads")},
+              "repeat": "index", "joules": "joules", "joules_raw": "energy", "seconds": "duration",
+              "ref_before": "energy", "ref_after": "energy", "ref_nominal": "energy",
+              **{c: "amount" for c in FEATURE_COLUMNS}}
+#: columns every run of a runs file must fill (with the features a fit uses)
+REQUIRED = ["repeat", "joules"]
 
 
 def _rows(mask: pd.Series, offset: int) -> str:
@@ -114,55 +130,85 @@ def validate_runs(runs, *, features=("tos", "flops"), name: str = "runs", line_o
     return df
 
 
-def _digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def read_runs(paths, *, features=("tos", "flops")) -> pd.DataFrame:
     """Read and validate one or more runs CSV files into one DataFrame (columns ``file`` and
-    ``line`` added). Refuses files without the full layout (:data:`COLUMNS`), a file given twice
-    (same path or same content) and duplicate (configuration, repeat, host) runs."""
+    ``line``, the 1-based file line, added): see the module doc for what is refused and what is
+    reported."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     frames, seen = [], {}
     for path in paths:
         path = Path(path)
+        if path.is_dir():
+            raise ValueError(f"runs file {str(path)!r} is a folder; give the CSV files in it")
         if not path.is_file():
             raise FileNotFoundError(f"runs file {str(path)!r} does not exist")
-        ident = _digest(path)
+        data = path.read_bytes()
+        ident = hashlib.sha256(data).hexdigest()
         if ident in seen:
             raise ValueError(f"{path} and {seen[ident]} are the same file (or identical copies): "
                              "give each runs file once, or its runs would be counted twice")
         seen[ident] = path
-        try:
-            raw = pd.read_csv(path, dtype=str, keep_default_na=False)
-        except pd.errors.EmptyDataError:
-            raise ValueError(f"{path}: the file is empty; expected a runs CSV written by torch-tos "
-                             "sweep or calibrate") from None
-        except (pd.errors.ParserError, UnicodeDecodeError) as e:
-            raise ValueError(f"{path}: not a readable CSV ({str(e).splitlines()[0]})") from None
-        for col, value in DEFAULTS.items():
-            if col not in raw.columns:
-                raw[col] = value
-        missing = [c for c in CONFIG_COLUMNS + ["repeat", "joules", "host"] if c not in raw.columns]
-        if missing:
-            raise ValueError(f"{path}: no column(s) {', '.join(missing)}: a runs file of an older torch_tos "
-                             "(its rows do not say their epochs, batch size or steps, so configurations "
-                             "would mix); measure it again with torch-tos sweep or calibrate")
-        raw = raw.replace("", np.nan)
-        df = validate_runs(raw, features=features, name=str(path), line_offset=2)
-        df["file"] = str(path)
-        df["line"] = np.arange(len(df)) + 2
-        frames.append(df)
+        frames.append(_read_file(path, data, features))
     if not frames:
         raise ValueError("no runs file given")
     runs = pd.concat(frames, ignore_index=True)
     check_no_duplicates(runs)
+    notes = outliers(runs, config_keys(runs))
+    if notes:
+        import warnings
+
+        warnings.warn(f"{len(notes)} outlier run(s): {'; '.join(notes[:5])}{' …' if len(notes) > 5 else ''} — "
+                      "check them (a meter glitch, another load on the machine, an edited cell?) and delete "
+                      "the lines that are not real measurements", RunsOutlierWarning, stacklevel=2)
     return runs
+
+
+def _read_file(path: Path, data: bytes, features) -> pd.DataFrame:
+    """One runs file as a checked DataFrame (module doc)."""
+    if not data.strip():
+        raise ValueError(f"{path}: the file is empty; expected a runs CSV written by torch-tos sweep or calibrate")
+    found = scan(data)
+    if found.header is None:
+        raise ValueError(f"{path}: no header line; expected a runs CSV written by torch-tos sweep or calibrate")
+    header = found.header
+    twice = sorted({c for c in header if header.count(c) > 1}, key=header.index)
+    if twice:
+        at = [i + 1 for i, c in enumerate(header) if c == twice[0]]
+        raise ValueError(f"{path} line 1: column {twice[0]!r} is named twice (columns {' and '.join(map(str, at))}); "
+                         "a runs file names each column once — remove the extra column (a file edited by hand or "
+                         "two files pasted together?)")
+    if found.damage:
+        d = found.damage[0]
+        name = f" ({header[d.column - 1]})" if 0 < d.column <= len(header) else ""
+        more = f" (and {len(found.damage) - 1} more damaged line(s))" if len(found.damage) > 1 else ""
+        raise ValueError(f"{path} line {d.line}, column {d.column}{name}: {d.what} ({d.cause}){more} — a sweep "
+                         "or calibration resumed on this file removes damaged lines and says so; or delete the "
+                         "line by hand")
+    defaulted = [c for c in DEFAULTS if c not in header]
+    missing = [c for c in CONFIG_COLUMNS + ["repeat", "joules", "host"] if c not in header and c not in DEFAULTS]
+    if missing:
+        raise ValueError(f"{path}: no column(s) {', '.join(missing)}: a runs file of an older torch_tos "
+                         "(its rows do not say their epochs, batch size or steps, so configurations "
+                         "would mix); measure it again with torch-tos sweep or calibrate")
+    absent = [f for f in features if f not in header]
+    if absent:
+        raise ValueError(f"{path}: no column(s) {', '.join(absent)}, which the fit uses; a runs table needs "
+                         f"joules and {', '.join(features)} (full layout: see torch_tos.energy.runs.COLUMNS)")
+    if not found.rows:
+        raise ValueError(f"{path}: no runs (only a header line)")
+    table = pd.DataFrame([fields for _, fields in found.rows], columns=header, dtype=str)
+    lines = np.array([line for line, _ in found.rows])
+    numbers = check_cells(path, table, lines, CELL_KINDS, set(REQUIRED) | set(features))
+    for name, values in numbers.items():
+        table[name] = values
+    for col in defaulted:
+        table[col] = DEFAULTS[col]
+    table = table.replace("", np.nan)
+    df = validate_runs(table, features=features, name=str(path))
+    df["file"] = str(path)
+    df["line"] = lines
+    return df
 
 
 def _norm(value) -> str:

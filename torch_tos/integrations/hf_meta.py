@@ -22,11 +22,14 @@ The adaptation, and all of it:
   unchanged. A meta tensor's value needed elsewhere (e.g. wav2vec2's ``labels.max() >=
   vocab_size`` check before its CTC loss, whose cost depends on the label values) raises a
   ``RuntimeError`` naming the file and line, and saying to count on a real device instead.
-- It is entered by :func:`torch_tos.kernels.kernel_choices`, the context every Engine (and
-  :func:`torch_tos.flops.flop_counter`) opens. It is installed (``torch.Tensor.__bool__`` and
-  ``.item`` wrapped) when the first Engine of the process opens
-  and only if ``transformers.masking_utils`` has been imported, and removed when the last one
-  closes: outside an Engine nothing of torch or transformers is changed.
+- It registers itself, when imported, as a meta adaptation of the engine
+  (:func:`torch_tos.kernels.register_meta_adaptation`), so every counting context — every Engine,
+  :func:`torch_tos.flops.flop_counter` — enters it; the package root asks the engine to import
+  this module when a counting context opens after ``transformers.masking_utils`` was imported
+  (:func:`torch_tos.kernels.autoload_meta_adaptation`). It is installed (``torch.Tensor.__bool__``
+  and ``.item`` wrapped) when the first Engine of the process opens and only if
+  ``transformers.masking_utils`` has been imported, and removed when the last one closes: outside
+  an Engine nothing of torch or transformers is changed.
 
 Masks with real padding or packed sequences on meta would be counted as unpadded: count those on
 a real device (a small config is enough — the counts scale with shapes only). The same holds for
@@ -43,6 +46,7 @@ from contextlib import contextmanager
 import torch
 
 from .._compat import disable_current_modes, disable_torch_function
+from ..kernels import STANDS_FOR, MetaValueError, register_meta_adaptation  # noqa: F401
 
 
 MASKING_MODULE = "transformers.masking_utils"
@@ -50,10 +54,6 @@ MASKING_MODULE = "transformers.masking_utils"
 _local = threading.local()
 _lock = threading.Lock()
 _installed = {"count": 0, "own": set()}
-
-
-class MetaValueError(RuntimeError):
-    """A meta tensor's value was needed to decide what to compute."""
 
 
 #: (module, function, or None for every function of the module) → the truth value taken for a
@@ -126,11 +126,10 @@ def _meta_item(self):
 
 _WRAPPERS = {"__bool__": _meta_bool, "item": _meta_item}
 _originals: dict = {}
-#: wrapper → the method it stands in for. While installed, torch hands a ``TorchFunctionMode`` the
-#: wrapper as the function of ``t.item()`` / ``bool(t)`` (it looks the method up on the class):
-#: a mode that keys calls by function (TOsCounter's tracer) maps it back, so that a call is the
-#: same event with and without an open Engine.
-STANDS_FOR: dict = {}
+# While installed, torch hands a ``TorchFunctionMode`` the wrapper as the function of ``t.item()``
+# / ``bool(t)`` (it looks the method up on the class): ``STANDS_FOR`` (the engine's table of
+# wrapper → the method it stands in for) lets a mode that keys calls by function (TOsCounter's
+# tracer) map it back, so that a call is the same event with and without an open Engine.
 
 
 def _install() -> None:
@@ -178,3 +177,5 @@ def installed() -> bool:
     """Whether ``torch.Tensor.__bool__``/``item`` are wrapped now (by some thread's open Engine)."""
     return _installed["count"] > 0
 
+
+register_meta_adaptation("transformers", masking_on_meta)

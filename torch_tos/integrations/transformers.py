@@ -43,6 +43,7 @@ except ImportError as e:  # pragma: no cover - depends on what is installed
 import torch
 
 from ..training import TOsCounter
+from . import hf_meta  # noqa: F401  (registers transformers' meta adaptation with the engine)
 
 __all__ = ["TOsTrainerCallback", "build_from_config", "hf_loss", "load_config"]
 

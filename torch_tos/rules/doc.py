@@ -104,8 +104,10 @@ def main(argv=None) -> int:
             print(f"{args.out} is stale: run `{COMMAND}`", file=sys.stderr)
             return 1
         return 0
+    from ..fileio import atomic_write_text
+
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    atomic_write_text(args.out, text)
     print(f"wrote {args.out} ({len(text.splitlines())} lines)")
     return 0
 

@@ -111,7 +111,12 @@ def cross(out, a, b, *args, **kwargs) -> BOs:
     return BOs(sub=n, mul=2 * n)
 
 
-def _used(offs, full: int, op: str) -> int:
+_META_GROUPS = ("the group offsets are data; meta assumes every row (column, depth) up to the "
+                "end belongs to a group and every group is non-empty, as in transformers' experts "
+                "when every expert receives a token")
+
+
+def _used(offs, full: int) -> int:
     """Rows / columns / depth a grouped matmul covers: the last group offset (real tensors), else
     the full extent (meta: the offsets' values are unknown — warned)."""
     if offs is None:
@@ -119,39 +124,52 @@ def _used(offs, full: int, op: str) -> int:
     if offs.device.type == "meta":
         from .registry import warn_approximate
 
-        warn_approximate(op, "the group offsets are data; meta assumes the groups cover the whole "
-                         "extent")
+        warn_approximate("aten._grouped_mm", _META_GROUPS)
         return full
     return int(offs[-1]) if offs.numel() else 0
 
 
+def _group_sizes(offs, depth: int) -> tuple[int, int]:
+    """(Σ K_g, number of non-empty groups) of groups split along K by ``offs``; on meta the groups
+    cover the whole depth and as many as can be are non-empty (min(G, depth))."""
+    if offs.device.type == "meta":
+        used = _used(offs, depth)
+        return used, min(int(offs.shape[0]), used)
+    ends = [int(v) for v in offs.tolist()]
+    sizes = [e - s for s, e in zip([0] + ends[:-1], ends)]
+    return sum(sizes), sum(1 for k in sizes if k > 0)
+
+
 @register("_grouped_mm")
 def grouped_mm(out, a, b, offs=None, bias=None, out_dtype=None, **kwargs) -> BOs:
-    """Grouped GEMM (Mixture-of-Experts expert matmuls): every output covered by a group is a dot
-    product of K (mul K, add K−1; + 1 add with a bias). a [M, K] × b [G, K, N] with offsets along
-    M: the first offs[−1] rows; a [G, M, K] × b [K, N] with offsets along N: the first offs[−1]
-    columns; a [M, K] × b [K, N] with offsets along K (out [G, M, N]): group g sums its K_g
-    terms (K_g mul, K_g − 1 add per output; an empty group costs nothing); 3-D × 3-D: a batched
-    matmul. Offsets are read on real tensors; on meta the groups are assumed to cover everything
-    (approximate, warned)."""
-    o = out
+    """Grouped GEMM (Mixture-of-Experts expert matmuls; the CPU kernel is one ``mm`` per group,
+    PyTorch's ``_grouped_mm_fallback``): every output covered by a group is a dot product of K
+    (mul K, add K−1; + 1 add with a bias).
+
+    * a [M, K] × b [G, K, N], offsets along M (experts' forward, dX): the first offs[−1] rows,
+      offs[−1]·N dots of K;
+    * a [G, M, K] × b [K, N], offsets along N: the first offs[−1] columns, M·offs[−1] dots of K;
+    * a [M, K] × b [K, N], offsets along K, out [G, M, N] (experts' weight gradient): group g's
+      M·N outputs sum its K_g terms (K_g mul, K_g − 1 add); an empty group costs nothing (its
+      output is zero-filled): mul M·N·ΣK_g, add M·N·(ΣK_g − non-empty groups);
+    * 3-D × 3-D: a batched matmul, G·M·N dots of K.
+
+    Offsets are read on real tensors. On meta their values are unknown: the groups are taken to
+    cover the whole extent and every group to be non-empty (as many as the depth allows) — exact
+    for transformers' experts, whose offsets end at the routed-row count, whenever every expert
+    receives a token (approximate otherwise, warned)."""
     if a.dim() == 2 and b.dim() == 3:
-        rows, K, N = _used(offs, int(a.shape[0]), "aten._grouped_mm"), int(a.shape[1]), int(b.shape[-1])
+        rows, K, N = _used(offs, int(a.shape[0])), int(a.shape[1]), int(b.shape[-1])
         outs, total = rows * N, _product(rows * N, K)
     elif a.dim() == 3 and b.dim() == 2:
         M, K = int(a.shape[1]), int(a.shape[2])
-        cols = _used(offs, int(b.shape[1]), "aten._grouped_mm")
+        cols = _used(offs, int(b.shape[1]))
         outs, total = M * cols, _product(M * cols, K)
     elif a.dim() == 2 and b.dim() == 2:
-        M, N, G = int(a.shape[0]), int(b.shape[1]), int(o.shape[0])
-        if offs is None or offs.device.type == "meta":
-            depth = _used(offs, int(a.shape[1]), "aten._grouped_mm")
-            sizes = [depth // G] * G
-        else:
-            ends = [int(v) for v in offs.tolist()]
-            sizes = [e - s for s, e in zip([0] + ends[:-1], ends)]
+        M, N, G = int(a.shape[0]), int(b.shape[1]), int(out.shape[0])
+        depth, nonempty = _group_sizes(offs, int(a.shape[1]))
         outs = G * M * N
-        total = BOs(add=M * N * sum(max(k - 1, 0) for k in sizes), mul=M * N * sum(sizes))
+        total = BOs(add=M * N * (depth - nonempty), mul=M * N * depth)
     else:
         G, M, K, N = int(a.shape[0]), int(a.shape[1]), int(a.shape[2]), int(b.shape[2])
         outs, total = G * M * N, _product(G * M * N, K)

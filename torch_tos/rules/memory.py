@@ -7,6 +7,8 @@ zero (``bernoulli_``, which compares a draw with ``p``, is priced in :mod:`.elem
 (``_to_copy``) are format conversions, not arithmetic.
 """
 
+import torch
+
 from .registry import register_zero
 
 register_zero(
@@ -55,3 +57,8 @@ register_zero(
 # import order)
 register_zero("profiler::_record_function_enter", "profiler::_record_function_enter_new",
               "profiler::_record_function_exit", "torchvision::_cuda_version")
+
+# a capability query that returns a Python bool (DeepSpeed's CPU accelerator asks it in its
+# gradient all-reduce); builds without oneDNN lack the op
+if hasattr(torch.ops.mkldnn, "_is_mkldnn_fp16_supported"):
+    register_zero("mkldnn::_is_mkldnn_fp16_supported")

@@ -21,6 +21,9 @@ Rule = Callable[..., BOs]
 RULES: dict[object, Rule] = {}
 #: ops that move or create memory only (registered explicitly as zero arithmetic)
 ZERO_OPS: set[object] = set()
+#: names (``"_c10d_functional.wait_tensor"``) of memory-only ops whose output is the tensor they
+#: were given: like views, they move no bytes
+ALIAS_OPS: set[str] = set()
 #: aten op → name of the module that registered it (its family, for docs/rules.md)
 FAMILY: dict[object, str] = {}
 #: ops that some supported torch versions lack: name → the versions that have it (``">=2.14"``,
@@ -30,7 +33,8 @@ OPTIONAL_OPS: dict[str, str] = {}
 #: namespace → [(op name, rule or None for memory-only, family)]
 PENDING: dict[str, list] = {}
 #: namespace → the Python module whose import loads its ops
-NAMESPACE_MODULES = {"torchvision": "torchvision"}
+NAMESPACE_MODULES = {"torchvision": "torchvision", "fsdp": "torch.distributed.fsdp",
+                     "_c10d_functional": "torch.distributed._functional_collectives"}
 
 
 class ApproximateCountWarning(UserWarning):
@@ -185,10 +189,10 @@ def zero_rule(*args, **kwargs) -> BOs:
 
 def lookup(func) -> Rule | None:
     """The rule for an ``OpOverload`` (overload-specific first, then its packet). An op of a
-    library with pending rules (torchvision) registers them first."""
+    library with pending rules (torchvision) registers them first, once the library is loaded."""
     if PENDING:
         ns = getattr(func, "namespace", None)
-        if ns in PENDING:
+        if ns in PENDING and _namespace_loaded(ns):
             resolve_namespace(ns)
     rule = RULES.get(func)
     if rule is not None:

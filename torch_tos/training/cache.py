@@ -9,6 +9,11 @@ event; while its events are found it runs with no interception at all, and at th
 that is not found the engine starts and counts from there (a new branch). A step's counts are the
 sum of the segments along its path (:meth:`StepCache.summary`, built once per end node).
 
+A counted node also keeps what a later step needs to take over from it exactly when it leaves
+the cache right after it (:meth:`~.hooks.CounterScope.resume`): the layer that claimed each
+autograd node in its segment (``claims``, by sequence number relative to the step's start) and
+the module stack at each module entry and exit (``marks``).
+
 With ``cache=False`` every step is counted and its nodes are not kept in the trie; the step's
 summary is still shared with every earlier step whose table of counts is identical
 (:meth:`StepCache.intern`), so memory stays O(distinct step kinds) in both modes.
@@ -24,9 +29,15 @@ __all__ = ["Node", "StepCache"]
 
 class Node:
     """One event of a cached sequence: ``children`` (event key → :class:`Node`), the ``counts``
-    and ``unsupported`` ops of its segment, and the ``summary`` of a step ending here."""
+    and ``unsupported`` ops of its segment, the ``summary`` of a step ending here, and for the
+    segment's counted run ``claims`` (``[(key, layer)]``: an autograd node's sequence number
+    relative to the step's first, or a gradient accumulator's negative key), ``marks``
+    (``[(claims so far, module stack, frames)]`` at the segment's start and after each module
+    entry or exit) and ``exact`` (False when its claims cannot be taken over: a module claimed a
+    node made before the step, or the run itself was coarse)."""
 
-    __slots__ = ("key", "parent", "children", "counts", "unsupported", "summary", "volatile")
+    __slots__ = ("key", "parent", "children", "counts", "unsupported", "summary", "volatile",
+                 "claims", "marks", "exact")
 
     def __init__(self, key=None, parent: "Node | None" = None):
         self.key = key
@@ -36,6 +47,9 @@ class Node:
         self.unsupported: dict = {}
         self.summary: Summary | None = None
         self.volatile: str | None = None  # why this segment must be counted every time
+        self.claims: list | None = None
+        self.marks: list | None = None
+        self.exact = True
 
     def path(self) -> list["Node"]:
         """The nodes from the first event to this one."""
@@ -74,11 +88,29 @@ class StepCache:
         child = node.children.get(key)
         if child is not None and child.volatile:
             return child.volatile
-        if node.parent is None and not node.children:
-            return "first step"
+        if node.parent is None:  # a step's first event: (event key, state at the step's start)
+            if not node.children:
+                return "first step"
+            key, state = key
+            seen = [s for k, s in node.children if k == key]
+            if seen and state is not None:
+                if any(s is not None and s[0] == state[0] for s in seen):
+                    return "optimizer state at the step's start differs from every counted step"
+                return "parameter gradients at the step's start differ from every counted step"
+            if _ddp_differs(key, [k for k, _ in node.children]):
+                return _DDP
+        elif _ddp_differs(key, list(node.children)):
+            return _DDP
         if callable(key[0]):  # a torch call seen by the tracer: (function, *argument signatures)
             f = key[0]
             name = getattr(f, "__name__", None) or str(f)
+            last = key[-1]
+            if type(last) is tuple and last[:1] == ("ddp communication hook",) and \
+                    any(len(k) == len(key) and k[:-1] == key[:-1] for k in node.children):
+                # a DDP backward (its last part is the communication hook's state) seen with
+                # another hook state
+                return ("the state of DistributedDataParallel's communication hook differs from "
+                        "every counted step (e.g. PowerSGD leaving its warm-up)")
             return f"call sequence differs at {name}"
         if key[0] == "optimizer":
             return "optimizer signature not seen"
@@ -126,3 +158,14 @@ class StepCache:
             return hit, False
         summary = self._by_content[key] = Summary(counts, unsupported, self.table, self.dtype, decoding)
         return summary, True
+
+
+_DDP = ("DistributedDataParallel's state differs from every counted step (its first forward, "
+        "bucket rebuild, no_sync() or communication hook)")
+
+
+def _ddp_differs(key, seen) -> bool:
+    """``key`` is a forward event of a DDP model (signature, trusted, DDP state) whose signature
+    was seen with another DDP state."""
+    return (isinstance(key, tuple) and len(key) == 3 and not callable(key[0]) and key[0] != "optimizer"
+            and any(isinstance(k, tuple) and len(k) == 3 and k[:2] == key[:2] for k in seen))

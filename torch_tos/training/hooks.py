@@ -18,12 +18,13 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 
 import torch
 
-from .._compat import next_sequence_nr, resnapshot_python_keys, sequence_nr
-from ..attribution import ModuleScope, node_key
+from .._compat import MODULE_CALL_CODE, eager_under_compile, resnapshot_python_keys
+from ..attribution import OUTSIDE_LAYER, ModuleScope, node_key
 from ..counter import Engine
 from .verify import data_dependent
 
@@ -87,84 +88,108 @@ def _eager(hook: Hook, args):
 
 _get_ident = threading.get_ident
 _is_compiling = torch.compiler.is_compiling
-_eager_call = torch.compiler.disable(_eager)
-
-
-_ACCUMULATE_GRAD = 2 ** 64 - 1  # the sequence number of every AccumulateGrad node
+_eager_call = eager_under_compile(_eager)
 
 
 class CounterScope(ModuleScope):
     """A :class:`ModuleScope` whose hooks are :class:`Hook` objects bound to ``thread``; while
     they run, the tracker's tracer is off (their tensor accesses are not part of the step).
 
-    **Partial steps.** When counting starts in the middle of a step (the step left the cached
-    sequence after its forward, or inside it), the autograd nodes made before that moment were
-    never claimed by a module. :meth:`partial` records the autograd sequence number at that
-    moment and the sequence ranges of the step's root forwards: a node made before it is owned
-    by the model as a whole (layer ``""``) when it was made inside a root forward, else by nobody
-    (the engine books its backward under ``(loss)``); module hooks do not claim such nodes. Ops of
-    a forward that was already running when counting started are booked under the model."""
+    **Recording.** While a segment of a step is counted with the cache on, its cache node
+    (``recording``) receives every claim (autograd node → layer), keyed by the node's sequence
+    number relative to the step's first (``seq0``) — a gradient accumulator by its own (negative)
+    key — and a *mark* at the segment's start and after every module entry or exit: the number
+    of claims so far and the module stack. The same events run the same code, so they make the
+    same autograd nodes in the same order: relative numbers of one step name the same nodes in
+    the next.
+
+    **Partial steps.** When counting starts in the middle of a step, right after cached event
+    ``node``, :meth:`resume` takes over what a count from the step's start would know at that
+    moment: every claim of the cached segments before ``node``, the claims of ``node``'s own
+    segment up to the point where its counted run left the modules the step has left now (the
+    running modules are read from the Python frames), and that module stack. The rest of the step
+    is then attributed as if it had been counted from its start — equal to an
+    ``Engine(model=...)`` around the step, row for row. When that point cannot be found (the
+    step left the cache inside a submodule's forward, whose hooks were not there when it was
+    entered; the counted run entered another module first; a module claimed a node made before
+    the step; the cached run was itself coarse), the forward already running is booked under the
+    model (layer ``""``) and :attr:`coarse` is set: the tracker then counts the next step in full.
+    """
 
     tracker = None
-    _param_owners = None
-    first_seq = None  # sequence number when counting started in a partial step
-    ranges = ()       # [start, end] sequence ranges of the step's root forwards before it
+    recording = None  # the cache node whose counted segment claims and marks go to
+    seq0 = None       # the autograd sequence number when the step opened
+    coarse = False    # this partial step's earlier work could not all be attributed exactly
 
-    coarse = False    # a booking of this partial step used the rules above
+    def mark(self) -> None:
+        """Note the module stack in the recording node's timeline (see the class docstring)."""
+        rec = self.recording
+        if rec is not None:
+            rec.marks.append((len(rec.claims), tuple(self.stack), tuple(self._frames)))
 
-    def partial(self, ranges, inside_forward: bool) -> None:
-        self.first_seq = next_sequence_nr()
-        self.ranges = ranges
-        if inside_forward and not self.stack:  # as if the root's pre-hook had run
-            self.stack.append("")
-            frames = getattr(self, "_frames", None)
-            if frames is not None:
-                frames.append((id(self.model), False))
-            self.coarse = True
+    def resume(self, node, seq0, running: tuple) -> bool:
+        """Counting starts right after cached event ``node``; ``running`` is the stack of the
+        model's modules whose forward runs now (``()`` or ``("",)``; longer: a submodule is
+        mid-forward). Returns whether the attribution is exact (see the class docstring)."""
+        owner = self.node_owner
+        exact = seq0 is not None and len(running) <= 1
+        path = node.path()
+        upto = None  # how many of node's own claims precede this point
+        if exact:
+            marks = node.marks or ()
+            for i, (n, stack, frames) in enumerate(marks):
+                if i and len(stack) >= len(marks[i - 1][1]):  # entered a module first
+                    break
+                if stack == running:
+                    upto, self.stack[:], self._frames[:] = n, stack, frames
+                    break
+        if upto is None:
+            exact = False
+            if running and not self.stack:  # as if the root's pre-hook had run
+                self.stack.append("")
+                self._frames.append((id(self.model), False))
+        for n in path:
+            if n.claims is None or not n.exact:
+                exact = False
+            claims = n.claims
+            if claims and seq0 is not None:
+                for key, layer in (claims[:upto] if n is node and upto is not None else claims):
+                    owner[key + seq0 if key >= 0 else key] = layer
+        self.coarse = not exact
+        return exact
 
     def forget_nodes(self) -> None:
         super().forget_nodes()
-        self.first_seq, self.ranges, self.coarse = None, (), False
-
-    def owner_of(self, node):
-        owner = super().owner_of(node)
-        first = self.first_seq
-        if owner is None and first is not None and node is not None:
-            seq = sequence_nr(node)
-            if seq < first:
-                self.coarse = True
-                for a, b in self.ranges:
-                    if a <= seq and (b is None or seq < b):
-                        return ""
-            elif seq == _ACCUMULATE_GRAD:  # a parameter's gradient: the module holding it
-                self.coarse = True
-                var = getattr(node, "variable", None)
-                return self._param_owner().get(id(var)) if var is not None else None
-        return owner
-
-    def _param_owner(self) -> dict:
-        if self._param_owners is None:
-            self._param_owners = {}
-            for name, mod in self.model.named_modules():
-                for p in mod.parameters(recurse=False):
-                    self._param_owners.setdefault(id(p), name)
-        return self._param_owners
+        self.coarse = False
+        self.recording = None
 
     def _claim(self, roots, layer: str) -> None:
-        first = self.first_seq
-        if first is None:
-            return ModuleScope._claim(self, roots, layer)
         owner = self.node_owner
+        rec = self.recording
+        seq0 = self.seq0
+        if rec is not None and (seq0 is None or rec.claims is None):
+            rec.exact, rec = False, None
         todo = list(roots)
         while todo:
             node = todo.pop()
             key = node_key(node)
-            if key in owner or 0 <= key < first:  # made before counting started: not ours
+            if key in owner:
                 continue
             owner[key] = layer
+            if rec is not None:
+                if key < 0:  # a gradient accumulator: its key is the same in every step
+                    rec.claims.append((key, layer))
+                elif key >= seq0:
+                    rec.claims.append((key - seq0, layer))
+                elif layer != OUTSIDE_LAYER:  # a node made before the step: not the same next time
+                    rec.exact = False
             for nxt, _ in node.next_functions:
                 if nxt is not None:
                     todo.append(nxt)
+
+    def enter_root(self, args, kwargs) -> None:
+        ModuleScope.enter_root(self, args, kwargs)
+        self.mark()
 
     def __init__(self, model: torch.nn.Module, thread: int):
         super().__init__(model)
@@ -174,12 +199,16 @@ class CounterScope(ModuleScope):
         def hook(*args):
             tracker = self.tracker
             if tracker is None or not tracker.tracing:
-                return fn(*args)
-            tracker.trace(False)
-            try:
-                return fn(*args)
-            finally:
-                tracker.trace(True)
+                fn(*args)
+            else:
+                tracker.trace(False)
+                try:
+                    fn(*args)
+                finally:
+                    tracker.trace(True)
+            if self.recording is not None:
+                self.mark()
+            return None
 
         return hook
 
@@ -188,6 +217,22 @@ class CounterScope(ModuleScope):
 
     def _post(self, name: str):
         return ModuleHook(self._untraced(super()._post(name)), self.thread)
+
+
+def running_modules(model: torch.nn.Module) -> int:
+    """How many of ``model``'s modules have a call running in this thread now, read from the
+    Python frames of ``Module._call_impl`` (a module entered before its hooks existed is seen
+    too)."""
+    if MODULE_CALL_CODE is None:  # pragma: no cover - depends on the installed torch
+        return 2 ** 31  # unknown: more than can be taken over
+    ids = {id(m) for m in model.modules()}
+    n = 0
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code is MODULE_CALL_CODE and id(frame.f_locals.get("self")) in ids:
+            n += 1
+        frame = frame.f_back
+    return n
 
 
 def _profiler_ops() -> frozenset:

@@ -7,11 +7,14 @@ a shared summary, so a record costs a few slots however large the model.
 
 :class:`History` keeps what the counter remembers: the number of records per summary and the
 energy sums (enough for exact totals and reports over all steps, O(distinct step kinds)) and the
-most recent ``history`` records in full (all of them with ``history=None``).
+most recent ``history`` records in full (all of them with ``history=None``), and the joules of each
+metered device (:func:`device_readings`), so that totals over ranks count each device once.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 from collections import deque
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -20,7 +23,8 @@ from ..bos import BO_NAMES, BOs
 from ..counts import CALLS, FLOPS, N_BOS, PHASES, Counts, phase_sort_key
 from ..report import PhaseTotal
 
-__all__ = ["KINDS", "CACHE_STATES", "STEP_COLUMNS", "Summary", "StepRecord", "CounterTotal", "History"]
+__all__ = ["KINDS", "CACHE_STATES", "STEP_COLUMNS", "Summary", "StepRecord", "CounterTotal", "History",
+           "ProcessReading", "device_readings"]
 
 KINDS = ("training", "validation", "inference")
 
@@ -132,9 +136,46 @@ class StepRecord:
 
 
 @dataclass(frozen=True)
+class ProcessReading:
+    """The identity of a reading whose meter does not say what it metered (a meter without
+    ``Measurement.devices``): this process's own, so sums over ranks add it and never merge it.
+    Duck-types :class:`torch_tos.energy.meters.DeviceId`."""
+
+    host: str
+    pid: int
+    machine = None
+    uid = None
+    counted = True
+
+    @property
+    def name(self) -> str:
+        return f"process {self.pid}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.host}/{self.name}"
+
+
+def device_readings(m) -> tuple:
+    """``(device id, joules)`` of each domain of a closed measurement window: the meter's
+    ``Measurement.readings()`` (:class:`~torch_tos.energy.meters.DeviceId`: machine, GPU UUID or RAPL
+    zone) where it identifies what it metered, else one :class:`ProcessReading` of the window's
+    joules; ``()`` without joules."""
+    readings = getattr(m, "readings", None)
+    out = tuple((dev, float(j)) for dev, j in readings()) if callable(readings) else ()
+    if out:
+        return out
+    joules = getattr(m, "joules", None)
+    return () if joules is None else ((ProcessReading(socket.gethostname(), os.getpid()), float(joules)),)
+
+
+@dataclass(frozen=True)
 class CounterTotal:
     """Totals over the recorded steps: ``bos``, ``tos``, ``flops``, ``steps`` (records), per-phase
-    ``phases``, and with a meter ``joules``, ``seconds`` and ``joules_per_tos`` (else ``None``)."""
+    ``phases``, and with a meter ``joules``, ``seconds`` and ``joules_per_tos`` (else ``None``), and
+    ``domains``: the joules of each metered device, labelled ``host/name`` (``node1/gpu:0``,
+    ``node1/package-0``, ``node1/package-0/dram``; what the meter reports but does not add, such as
+    RAPL's ``core``, is left out, so the domains add up to ``joules``)."""
 
     bos: BOs
     tos: float
@@ -144,6 +185,7 @@ class CounterTotal:
     seconds: float | None = None
     phases: dict = field(default_factory=dict, compare=False)
     tos_exact: Fraction = field(default=Fraction(0), compare=False, repr=False)
+    domains: dict = field(default_factory=dict, compare=False)
 
     @property
     def joules_per_tos(self):
@@ -153,7 +195,10 @@ class CounterTotal:
 
 
 class History:
-    """Records per summary, energy sums, and the last ``keep`` records (all with ``keep=None``)."""
+    """Records per summary, energy sums, and the last ``keep`` records (all with ``keep=None``).
+
+    ``devices`` holds the joules of each metered device over all steps (device id → J), from the
+    fourth element of a step's ``energy`` (:func:`device_readings`)."""
 
     def __init__(self, keep: int | None):
         self.recent: deque[StepRecord] = deque(maxlen=keep)
@@ -162,16 +207,20 @@ class History:
         self.running_tos = 0.0
         self.joules: float | None = None
         self.seconds: float | None = None
+        self.devices: dict = {}
 
     def add(self, summary: Summary, cache: str, energy=None, recount=None) -> StepRecord:
+        """Record a step; ``energy`` is ``(joules, seconds, estimated[, readings])``."""
         if energy is None:
             rec = StepRecord(self.n, summary, cache, recount)
         else:
-            rec = StepRecord(self.n, summary, cache, recount, *energy)
+            rec = StepRecord(self.n, summary, cache, recount, *energy[:3])
             if rec.joules is not None:
                 self.joules = (self.joules or 0.0) + rec.joules
             if rec.seconds is not None:
                 self.seconds = (self.seconds or 0.0) + rec.seconds
+            for dev, joules in (energy[3] if len(energy) > 3 else ()):
+                self.devices[dev] = self.devices.get(dev, 0.0) + joules
         self.n += 1
         self.recent.append(rec)
         uses = self.uses
@@ -201,4 +250,22 @@ class History:
         tos = sum((acc[p][1] for p in order), Fraction(0))
         bos = sum((acc[p][0] for p in order), BOs())
         flops = sum(acc[p][2] for p in order)
-        return CounterTotal(bos, float(tos), flops, self.n, self.joules, self.seconds, phases, tos)
+        return CounterTotal(bos, float(tos), flops, self.n, self.joules, self.seconds, phases, tos,
+                            domain_joules(self.devices.items()))
+
+    def energy(self) -> dict | None:
+        """What :func:`~torch_tos.training.distributed.total_all_ranks` gathers from this rank
+        (``None`` without a meter)."""
+        if self.joules is None:
+            return None
+        return {"joules": self.joules, "seconds": self.seconds, "devices": dict(self.devices)}
+
+
+def domain_joules(readings) -> dict:
+    """``{label: joules}`` of the counted devices among ``(device id, joules)`` pairs (labels shared
+    by two devices add up)."""
+    out: dict = {}
+    for dev, joules in readings:
+        if dev.counted:
+            out[dev.label] = out.get(dev.label, 0.0) + joules
+    return out

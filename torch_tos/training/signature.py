@@ -25,6 +25,9 @@ __all__ = ["FLAG_FREE", "value_sig", "tensor_sig", "forward_signature", "optimiz
            "kv_cache_length"]
 
 _SCALARS = (bool, int, float, str, bytes, torch.dtype, torch.device, torch.Size, type(None))
+_Tensor = torch.Tensor
+_grad_enabled = torch.is_grad_enabled
+_inference_mode = torch.is_inference_mode_enabled
 tensor_sig = operator.attrgetter("shape", "dtype", "requires_grad", "device", "layout")
 _DTYPE_RG = operator.attrgetter("dtype", "requires_grad")
 _TRAINING = operator.attrgetter("training")
@@ -91,8 +94,9 @@ def has_kv_cache(args, kwargs) -> bool:
 
 
 class ForwardSignature:
-    """Computes :func:`forward_signature` for one model; keeps the parameter part as a small int
-    (``param_id``) for the optimizer key."""
+    """Computes :func:`forward_signature` for one model. The parameter part enters it as a small
+    int (``param_id``, one per distinct tuple of parameter dtypes and ``requires_grad``; the
+    optimizer key takes it too), so that a key hashes in a few steps however many parameters."""
 
     def __init__(self, model: torch.nn.Module):
         self.modules = [m for m in model.modules() if type(m) not in FLAG_FREE]
@@ -104,13 +108,13 @@ class ForwardSignature:
 
     def __call__(self, args, kwargs) -> tuple:
         """``sig[0][0]`` is the grad mode."""
-        if len(args) == 1 and type(args[0]) is torch.Tensor:
+        if len(args) == 1 and type(args[0]) is _Tensor:
             inputs = (tensor_sig(args[0]),)
         else:
             inputs = tuple([value_sig(a) for a in args])
         if kwargs:
             inputs = (inputs, tuple([(k, value_sig(v)) for k, v in kwargs.items()]))
-        state = (torch.is_grad_enabled(), torch.is_inference_mode_enabled())
+        state = (_grad_enabled(), _inference_mode())
         if is_any_autocast_enabled():
             state += tuple((torch.is_autocast_enabled(d), torch.get_autocast_dtype(d))
                            for d in self.autocast_devices)
@@ -118,7 +122,9 @@ class ForwardSignature:
         if params != self._param_sig:
             self._param_sig = params
             self.param_id = self._param_ids.setdefault(params, len(self._param_ids))
-        return (state, tuple(map(_TRAINING, self.modules)), params, inputs)
+        if self.modules:
+            return (state, tuple(map(_TRAINING, self.modules)), self.param_id, inputs)
+        return (state, self.param_id, inputs)
 
 
 def forward_signature(model: torch.nn.Module, args, kwargs) -> tuple:

@@ -23,13 +23,19 @@ import weakref
 
 import torch
 
-from .._compat import pop_torch_function_mode, push_torch_function_mode, torch_function_mode_at_top
+from .._compat import (global_module_hooks_set, next_sequence_nr, pop_torch_function_mode,
+                       push_torch_function_mode, torch_function_mode_at_top)
 from .cache import Node, StepCache
-from .hooks import ModuleHook, next_sequence_nr
+from .ddp import ddp_of, forward_state
+from .hooks import running_modules
+from .inner import inner_forward
+from .records import device_readings
 from .signature import ForwardSignature, has_kv_cache, optimizer_signature
-from .verify import TRUSTED_OPTIMIZERS, Tracer, global_module_hooks
+from .verify import TRUSTED_OPTIMIZERS, Tracer
 
 __all__ = ["Step", "StepTracker"]
+
+_grad_enabled = torch.is_grad_enabled
 
 
 class Step:
@@ -40,10 +46,10 @@ class Step:
     counted = 0        # events counted
     forwards = 0
     decoding = False   # a forward was given a key/value cache
-    ranges = ()        # autograd sequence ranges of its root forwards (see CounterScope.partial)
     reason = None      # why counting started (None: it did not)
     full = False       # count every event (the previous step was partial)
     seq0 = None        # the autograd sequence number when the step opened
+    state = None       # parameter gradients and optimizer state when it opened (see open)
     meter_ctx = None
     meter_m = None
 
@@ -55,7 +61,11 @@ class Step:
 
 class StepTracker:
     """The step state machine of one :class:`~torch_tos.TOsCounter` (see the module doc).
-    ``record(summary, cache, energy, new, reason)`` is called for every closed step."""
+    ``record(summary, cache, energy, new, reason)`` is called for every closed step.
+
+    The methods called on every step of a cached loop (the hooks, :meth:`open`,
+    :meth:`event`, :meth:`close`) are its overhead: they are kept to a few attribute reads and
+    dictionary lookups, with the rarer cases in other methods."""
 
     def __init__(self, model, optimizer, engine, scope, cache: StepCache, meter, record):
         self.model, self.optimizer = model, optimizer
@@ -64,7 +74,8 @@ class StepTracker:
         self.meter = meter
         self.record = record
         self.signature = ForwardSignature(model)
-        self.param_ids = {id(p) for p in self.signature.params}
+        self.params = self.signature.params
+        self.param_ids = {id(p) for p in self.params}
         self.optimizer_types: set[str] = set()
         if optimizer is not None:
             self.optimizer_types.add(type(optimizer).__name__)
@@ -73,42 +84,67 @@ class StepTracker:
         self.active = False
         self.full_next = False            # count the next step in full (see open)
         self.model_trusted = False        # set on entry (see verify.model_is_trusted)
-        self.tracer = Tracer(self, self.signature.params)
+        self.tracer = Tracer(self, self.params)
         self.tracing = False
         self.depth = 0                    # > 0 inside a traced call
         self.trusted = False              # inside a trusted forward or optimizer step
         self.root_depth = 0               # root forwards running (re-entrant calls)
+        self.entering = False             # in the root's forward pre-hook
         self.engine_on = False
         self.scope_on = False
         self.inner_handle = None
         self._ours: dict = {}   # id(optimizer) -> (weakref, follows the model?) without optimizer=
+        self._followed: tuple = (optimizer,) if optimizer is not None else ()
         self._hyper_memo: dict = {}
+        self.ddp = ddp_of(model)          # a DistributedDataParallel model (see .ddp)
+        # which parameters hold a gradient (p.grad is None, per parameter) as read when the step
+        # opened, while nothing can have changed that: no backward and no setter seen since (the
+        # code between runs traced or is a trusted forward); None once it may have changed
+        self.grads: tuple | None = None
 
     # -- the one decision: follow the cache or count -----------------------------------------
     def event(self, step: Step, key) -> None:
         node = step.node
         if not step.counting:
-            child = self.cache.child(node, key) if not step.full else None
-            if child is not None:
-                step.node = child
-                step.reused += 1
-                return
-            step.reason = self.cache.why_not(node, key, step.full)
-            self._start_counting()
-            step.counting = True
-            if step.reused:  # the step left the cache part-way
-                self.scope.partial(step.ranges, inside_forward=self.root_depth > 0)
+            if not step.full:
+                child = node.children.get(key)
+                if child is not None and child.volatile is None:
+                    step.node = child
+                    step.reused += 1
+                    return
+            self._leave_cache(step, node, key)
         child = step.node = self.segment = self.cache.new_child(node, key)
         step.counted += 1
         self.engine.counts, self.engine.unsupported = child.counts, child.unsupported
+        if self.cache.enabled:
+            child.claims, child.marks = [], []
+            self.scope.recording = child
+            self.scope.mark()
+
+    def _leave_cache(self, step: Step, node: Node, key) -> None:
+        """Counting starts at event ``key`` after ``node``."""
+        step.reason = self.cache.why_not(node, key, step.full)
+        self._start_counting()
+        step.counting = True
+        self.scope.seq0 = step.seq0
+        if step.reused:  # the step left the cache part-way: take over from the cached path
+            self.scope.resume(node, step.seq0, self._running())
+
+    def _running(self) -> tuple:
+        """The model's modules running now, as :meth:`CounterScope.resume` takes them: ``()``,
+        ``("",)`` for the root alone, else a stack it cannot take over."""
+        n = running_modules(self.model) - self.entering
+        if n == 1 and self.root_depth:
+            return ("",)
+        return ("?",) * n
 
     def trace(self, on: bool) -> None:
-        if on == self.tracing or (on and not self.cache.enabled):  # cache=False: nothing to verify
-            return
+        """Push (``on``) or pop the tracer. With ``cache=False`` nothing is verified: no tracer."""
         if on:
-            push_torch_function_mode(self.tracer)
-            self.tracing = True
-        elif torch_function_mode_at_top() is self.tracer:
+            if not self.tracing and self.cache.enabled:
+                push_torch_function_mode(self.tracer)
+                self.tracing = True
+        elif self.tracing and torch_function_mode_at_top() is self.tracer:
             pop_torch_function_mode()
             self.tracing = False
         # else a mode the loop pushed is above ours: keep tracing (exact, only slower)
@@ -137,9 +173,18 @@ class StepTracker:
     def open(self, grad: bool, explicit: bool) -> Step:
         step = self.step = Step(grad, explicit, self.cache.roots["step"])
         step.seq0 = next_sequence_nr()
+        self.grads = None
+        if grad:
+            # what decides work later in the step and is known now: which parameters hold a
+            # gradient (zero_grad() inside the step, accumulation into it) and how much state
+            # the followed optimizers hold (their first step creates it). A step that starts
+            # differently from every cached one is counted from its start, never part-way.
+            grads = self.grads = tuple([p.grad is None for p in self.params])
+            step.state = (grads, tuple([(len(o.state), sum(map(len, o.state.values())))
+                                        for o in self._followed]))
         if self.full_next:
-            # the last step left the cache part-way, so the layers of its work that began before
-            # are coarse (CounterScope.partial); counting this one in full makes the path exact
+            # the last step could not take over the attribution of its cached part
+            # (CounterScope.resume); counting this one in full makes the path exact
             step.full, self.full_next = True, False
         if self.meter is not None:
             ctx = self.meter.measure()
@@ -150,21 +195,27 @@ class StepTracker:
     def close(self):
         """Close the open step; returns its record (None when nothing was recorded)."""
         step, self.step = self.step, None
+        self.grads = None
         if step is None:
             return None
-        self.trace(False)
+        if self.tracing:
+            self.trace(False)
         self.trusted = False
-        coarse = self.scope.coarse
-        if self.engine_on or self.scope_on:
+        if step.counting or self.engine_on or self.scope_on:
+            if self.scope.coarse and step.reused:
+                self.full_next = True
             self.stop_counting()
         self.engine.in_optimizer = False
         energy = self._meter_stop(step) if step.meter_ctx is not None else None
-        if step.node.parent is None:  # no event: nothing ran
+        node = step.node
+        if node.parent is None:  # no event: nothing ran
             return None
-        summary, new = self.cache.summary(step.node, step.decoding)
+        summary = node.summary
+        if summary is not None:
+            new = False
+        else:
+            summary, new = self.cache.summary(node, step.decoding)
         cache = "hit" if not step.counted else ("miss" if not step.reused else "partial")
-        if cache == "partial" and coarse:
-            self.full_next = True
         return self.record(summary, cache, energy, new, step.reason)
 
     def discard(self, *exc) -> None:
@@ -183,49 +234,49 @@ class StepTracker:
         m = step.meter_m if step.meter_m is not None else step.meter_ctx
         joules, seconds = getattr(m, "joules", None), getattr(m, "seconds", None)
         return (float(joules) if joules is not None else None,
-                float(seconds) if seconds is not None else None, getattr(m, "estimated", None))
+                float(seconds) if seconds is not None else None, getattr(m, "estimated", None),
+                device_readings(m))
 
     # -- forwards --------------------------------------------------------------------------------
     def on_root_pre(self, module, args, kwargs):
         outer = self.tracing
-        self.trace(False)  # the counter's own code is not part of the step
+        if outer:
+            self.trace(False)  # the counter's own code is not part of the step
         if self.root_depth:  # the root called re-entrantly from inside its own forward
             self.root_depth += 1
-            self.trace(outer)
-        else:
-            region = self.forward(args, kwargs, explicit=False)
-            self.root_depth = 1
-            step = self.step
-            if step is not None and region != "inner":
-                if not step.ranges:
-                    step.ranges = []
-                step.ranges.append([next_sequence_nr(), None])
-            if region == "traced":
+            if outer:
                 self.trace(True)
-            elif region is not None:  # "trusted" or "inner": the forward runs untraced
+        else:
+            self.entering = True  # in the root's call, before its forward (see _running)
+            try:
+                region = self.forward(args, kwargs, False)
+            finally:
+                self.entering = False
+            self.root_depth = 1
+            if region == "trusted" or region == "inner":  # the forward runs untraced
                 self.trusted = True
+            elif region == "traced":
+                self.trace(True)
         if self.scope_on:  # the scope's own root pre-hook is left out (see ModuleScope.attach)
             self.scope.enter_root(args, kwargs)
         return None
 
     def on_root_post(self, module, args, output):
-        if self.root_depth > 1:
-            self.root_depth -= 1
-        elif self.root_depth == 1:
+        depth = self.root_depth
+        if depth == 1:
             self.root_depth = 0
-            step = self.step
-            if step is not None:  # back in the step's own code: traced
-                if step.ranges and step.ranges[-1][1] is None:
-                    step.ranges[-1][1] = next_sequence_nr()
+            if self.step is not None:  # back in the step's own code: traced
                 self.trusted = False
                 self.trace(True)
+        elif depth:
+            self.root_depth = depth - 1
         return None
 
     def forward(self, args, kwargs, explicit: bool):
         """A forward event; returns how the forward runs: ``"trusted"`` (untraced),
         ``"traced"``, ``"inner"`` (a separate record) or None (part of an explicit step)."""
         step = self.step
-        grad = torch.is_grad_enabled()
+        grad = _grad_enabled()
         if step is not None:
             if step.explicit and not explicit:
                 return "traced"  # forwards inside an explicitly opened step belong to it
@@ -237,15 +288,19 @@ class StepTracker:
                 # step (no forward) takes no forwards
                 self.close()
                 step = None
-        sig = self.signature(args, kwargs)
-        trusted = self.model_trusted and not explicit and not global_module_hooks()
+        key = (self.signature(args, kwargs),
+               self.model_trusted and not explicit and not global_module_hooks_set())
+        if self.ddp is not None:
+            key += (forward_state(self.ddp),)
         if step is None:
             step = self.open(grad, explicit)
+            self.event(step, (key, step.state))
+        else:
+            self.event(step, key)
         step.forwards += 1
         if not grad and has_kv_cache(args, kwargs):
             step.decoding = True
-        self.event(step, (sig, trusted))
-        return "trusted" if trusted else "traced"
+        return "trusted" if key[1] else "traced"
 
     def begin(self, args, kwargs) -> None:
         """An explicit ``begin_step(*args, **kwargs)``: everything in the step is traced."""
@@ -255,48 +310,12 @@ class StepTracker:
         self.trace(True)
 
     def _inner_eval(self, args, kwargs) -> None:
-        """A no-grad forward inside an open training step: its own ``inference`` record (cached
-        only for a trusted model: its forward is not traced)."""
-        root = self.cache.roots["inner"]
-        sig = self.signature(args, kwargs)
-        cacheable = self.model_trusted and not global_module_hooks()
-        node = self.cache.child(root, sig) if cacheable else None
-        if node is not None:
-            summary, _ = self.cache.summary(node)
-            self.record(summary, "hit", None, False, None)
-            return
-        node = self.cache.new_child(root, sig) if cacheable else Node(sig, root)
-        engine = self.engine
-        saved = (engine.counts, engine.unsupported, self.segment)
-        engine.counts, engine.unsupported, self.segment = node.counts, node.unsupported, node
-        started_scope, started_engine = not self.scope_on, not self.engine_on
-        self._start_counting()
-        tracker = self
-
-        def done(module, a, k, out):
-            tracing = tracker.tracing
-            tracker.trace(False)
-            tracker.inner_handle.remove()
-            tracker.inner_handle = None
-            if started_engine and tracker.engine_on:
-                tracker.engine_on = False
-                engine.__exit__(None, None, None)
-            if started_scope and tracker.scope_on:  # the scope's post-hook ran before this one
-                tracker.scope.detach()
-                tracker.scope.forget_nodes()
-                tracker.scope_on = False
-            engine.counts, engine.unsupported, tracker.segment = saved
-            summary, new = tracker.cache.summary(node) if cacheable else \
-                tracker.cache.intern(node.counts, node.unsupported, False)
-            tracker.record(summary, "miss", None, new, None if cacheable else "untrusted model")
-            tracker.trace(tracing)
-            return None
-
-        self.inner_handle = self.model.register_forward_hook(ModuleHook(done, self.scope.thread),
-                                                             with_kwargs=True, always_call=True)
+        inner_forward(self, args, kwargs)
 
     # -- optimizer -----------------------------------------------------------------------------
     def is_ours(self, opt) -> bool:
+        """Whether ``opt``'s steps close this counter's steps (the optimizer given, else any
+        optimizer of the model's parameters; those found are followed from then on)."""
         if opt is self.optimizer:
             return True
         if self.optimizer is not None:
@@ -307,13 +326,15 @@ class StepTracker:
             hit = self._ours[id(opt)] = (weakref.ref(opt), mine)
             if mine:
                 self.optimizer_types.add(type(opt).__name__)
+            self._followed = tuple(o for o in (r() for r, m in self._ours.values() if m) if o is not None)
         return hit[1]
 
     def on_opt_pre(self, opt, args, kwargs):
-        if not self.is_ours(opt):
+        if opt is not self.optimizer and not self.is_ours(opt):
             return None
-        self.trace(False)
-        closure = kwargs.get("closure") if "closure" in kwargs else (args[1] if len(args) > 1 else None)
+        if self.tracing:
+            self.trace(False)
+        closure = kwargs["closure"] if "closure" in kwargs else (args[1] if len(args) > 1 else None)
         if closure is None:
             self.optimizer_event(opt)
             return None
@@ -342,16 +363,19 @@ class StepTracker:
         if step is not None and not step.grad:
             self.close()
             step = None
-        if step is None:
-            step = self.open(True, False)
         self.engine.in_optimizer = True
         trusted = type(opt) in TRUSTED_OPTIMIZERS
         key = ("optimizer", optimizer_signature(opt, self._hyper_memo), self.signature.param_id, trusted)
-        self.event(step, key)
+        if step is None:
+            step = self.open(True, False)
+            self.event(step, (key, step.state))
+        else:
+            self.event(step, key)
         self.trusted = trusted
-        self.trace(not trusted)
+        if not trusted:
+            self.trace(True)
 
     def on_opt_post(self, opt, args, kwargs):
-        if self.step is not None and self.is_ours(opt):
+        if self.step is not None and (opt is self.optimizer or self.is_ours(opt)):
             self.close()
         return None

@@ -7,8 +7,12 @@ read, the optimizer's own code when it is not a known one. :class:`Tracer`, a
 ``TorchFunctionMode`` active in those stretches of the step, turns each call into an event keyed
 by the function and the signature of its arguments (shapes, dtypes, ``requires_grad``, devices,
 non-tensor values); ``Tensor.backward`` is such a call, so the backward pass is keyed by what it
-is called on and by the graph the preceding events built. A step reuses cached counts only while
-every event matches the cached sequence; at the first difference it counts from there.
+is called on, by which parameters already hold a gradient, by the state of a DDP communication
+hook (:mod:`.ddp`) and by the graph the preceding events built. Calls that run no op are not
+events: switching grad mode, the profiler's markers, and reading or setting a tensor attribute
+(``p.grad = None``, ``requires_grad``, …; what a setting changes is in the keys of the events that
+depend on it). A step reuses cached counts only while every event matches the cached sequence;
+at the first difference it counts from there.
 
 Trusted (not traced inside):
 
@@ -31,7 +35,8 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from .._compat import C_SET_GRAD_ENABLED, global_module_hooks_set, sequence_nr
-from ..integrations.hf_meta import STANDS_FOR
+from ..kernels import STANDS_FOR
+from .ddp import comm_hook_state
 from .signature import FLAG_FREE, tensor_sig, value_sig
 
 __all__ = ["TRUSTED_MODULES", "TRUSTED_OPTIMIZERS", "Tracer", "model_is_trusted", "data_dependent"]
@@ -87,15 +92,39 @@ def data_dependent(func) -> bool:
     return hit
 
 
+#: Tensor attributes whose reading runs an op (a view: ``x.T``, ``x.data`` is an ``aten.detach``)
+#: or whose setting does (``x.real = y`` copies): their accesses stay events.
+_ATTRIBUTES_WITH_OPS = frozenset(("T", "mT", "H", "mH", "data", "real", "imag"))
+
+
+def _bookkeeping_attributes(setters: bool = False) -> tuple:
+    """Reading and setting every other ``Tensor`` attribute (``p.grad``, ``p.grad = None``,
+    ``requires_grad``, ``grad_fn``, ``shape``, …): no op runs, so no work to verify — what a
+    setting changes (a gradient dropped, ``requires_grad``) is in the keys of the later events
+    that depend on it (a backward's key says which parameters hold a gradient, every signature
+    has ``requires_grad``). Were one of them to run an op after all, that op would run outside
+    any traced call and its segment would be counted every time (still exact)."""
+    out = []
+    for name in dir(torch.Tensor):  # the C getters and setters, as the class inherits them
+        attr = getattr(torch.Tensor, name, None)
+        if type(attr).__name__ == "getset_descriptor" and name not in _ATTRIBUTES_WITH_OPS:
+            out += [attr.__set__] if setters else [attr.__get__, attr.__set__]
+    return tuple(out)
+
+
 #: Calls that are not events: switching grad mode changes no work by itself; what it changes
 #: (``requires_grad`` of the tensors made under it) is in the signatures of the calls that use them.
-#: Nor are the profiler's ``record_function`` markers (``optimizer.step()`` sets them up before
-#: its pre-hook runs): bookkeeping, never counted.
+#: Nor are the profiler's ``record_function`` markers (``optimizer.step()`` and ``zero_grad()``
+#: set them up): bookkeeping, never counted. Nor the bookkeeping of gradients and flags
+#: (``zero_grad()``'s ``p.grad = None``, ``requires_grad_()``; see :func:`_bookkeeping_attributes`).
 _NOT_EVENTS = frozenset(f for f in (
-    C_SET_GRAD_ENABLED,
+    C_SET_GRAD_ENABLED, torch.Tensor.requires_grad_, *_bookkeeping_attributes(),
     *(getattr(getattr(torch.ops, "profiler", None), n, None)
       for n in ("_record_function_enter", "_record_function_enter_new", "_record_function_exit")))
     if f is not None)
+#: The setters among them (and ``requires_grad_``): after one, which parameters hold a gradient
+#: is read again (see ``StepTracker.grads``).
+_SETTERS = frozenset((torch.Tensor.requires_grad_, *_bookkeeping_attributes(setters=True)))
 #: Calls that run the backward pass: their key also says which tensors the pass starts from and
 #: which parameters already hold a gradient (accumulating into an existing ``.grad`` is an add per
 #: element, storing a first one is not).
@@ -129,32 +158,46 @@ class Tracer(TorchFunctionMode):
         self.params = params
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        if func in _NOT_EVENTS:
-            return func(*args, **(kwargs or {}))
-        # an open Engine's Tensor.__bool__/item wrappers (integrations.hf_meta) are the same call
-        key = (STANDS_FOR.get(func, func), *[tensor_sig(a) if type(a) is _Tensor else
-                       (a if type(a) in _PLAIN else value_sig(a)) for a in args])
+        tracker = self.tracker
+        step = tracker.step
+        if step is None or func in _NOT_EVENTS:
+            if func in _SETTERS:  # a gradient may have been set or dropped
+                tracker.grads = None
+            return func(*args, **kwargs) if kwargs else func(*args)
+        # an open Engine's method wrappers (a meta adaptation's, kernels.STANDS_FOR) are the same call
+        key = (_STANDS_FOR.get(func, func), *[tensor_sig(a) if type(a) is _Tensor else
+                                              (a if type(a) in _PLAIN else value_sig(a)) for a in args])
         if kwargs:
             key += (tuple([(k, v if type(v) in _PLAIN else value_sig(v)) for k, v in kwargs.items()]),)
         else:
-            kwargs = {}
-        tracker = self.tracker
-        step = tracker.step
-        if step is None:
-            return func(*args, **kwargs)
+            kwargs = _EMPTY
+        volatile = None
         if func in _BACKWARD:
+            grads = tracker.grads  # which parameters hold a gradient, if known since the step opened
+            if grads is None:
+                grads = tuple([p.grad is None for p in self.params])
+            tracker.grads = None  # the backward changes them
             key += (_roots(args[0] if args else kwargs.get("tensors", kwargs.get("outputs")), step.seq0),
-                    tuple([p.grad is None for p in self.params]))
-        if not step.counting and not step.full:  # replaying the cache (the common case): as
-            # StepTracker.event decides for a known event, inlined to keep it short
+                    grads)
+            if tracker.ddp is not None:  # the communication hook runs inside this backward
+                comm, volatile = comm_hook_state(tracker.ddp)
+                key += (("ddp communication hook", comm),)
+        if not step.counting and not step.full and volatile is None:  # replaying the cache (the
+            # common case): as StepTracker.event decides for a known event, inlined
             child = step.node.children.get(key)
             if child is not None and child.volatile is None:
                 step.node = child
                 step.reused += 1
                 return func(*args, **kwargs)
         tracker.event(step, key)
+        if volatile is not None:
+            step.node.volatile = volatile
         tracker.depth += 1
         try:
             return func(*args, **kwargs)
         finally:
             tracker.depth -= 1
+
+
+_STANDS_FOR = STANDS_FOR
+_EMPTY: dict = {}

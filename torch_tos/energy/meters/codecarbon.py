@@ -9,6 +9,12 @@ window's own ``energy_consumed``); trackers without tasks (CodeCarbon < 2.5) run
 ``start()`` … ``stop()`` per window and read ``final_emissions_data``. CodeCarbon reports kWh:
 ``joules = energy_consumed × 3.6e6``; ``domains`` holds its ``cpu``, ``gpu`` and ``ram`` parts.
 
+CodeCarbon meters the whole machine (every CPU package, its RAM, the GPUs of its ``gpu_ids``,
+default all): ``devices`` identifies each part per host (``codecarbon:cpu``, ``codecarbon:ram``,
+``codecarbon:gpu`` with the tracker's ``gpu_ids`` when set), so ranks of one node that each run a
+tracker count the node once; with ``tracking_mode="process"`` each part is the process's own share
+and adds up over processes.
+
 CodeCarbon measures where it can (RAPL, NVML) and otherwise *estimates* (CPU power from its TDP
 table × load, RAM from its size): the meter says ``estimated=True``, since which one was used is
 CodeCarbon's choice and not reported per window. :func:`~torch_tos.energy.meters.auto_meter` picks it
@@ -22,7 +28,7 @@ import itertools
 import os
 from pathlib import Path
 
-from .base import Meter, MeterUnavailable
+from .base import DeviceId, Meter, MeterUnavailable
 
 KWH = 3.6e6  # joules per kWh
 _tasks = itertools.count()
@@ -98,7 +104,18 @@ class CodeCarbonMeter(Meter):
         m.joules = float(data.energy_consumed) * KWH
         m.domains = {part: float(getattr(data, f"{part}_energy")) * KWH
                      for part in ("cpu", "gpu", "ram") if getattr(data, f"{part}_energy", None) is not None}
+        m.devices = {part: self._device(part) for part in m.domains}
         m.notes.append("CodeCarbon energy_consumed (kWh x 3.6e6)")
+
+    def _device(self, part: str) -> DeviceId:
+        """The identity of one part (module doc): host-wide, or this process's own under
+        ``tracking_mode="process"`` (CodeCarbon's settings live in its ``_<name>`` attributes)."""
+        gpu_ids = getattr(self.tracker, "_gpu_ids", None)
+        if part == "gpu" and isinstance(gpu_ids, (list, tuple)) and gpu_ids:
+            part = f"gpu[{','.join(map(str, gpu_ids))}]"
+        if getattr(self.tracker, "_tracking_mode", "machine") == "process":
+            return DeviceId.here(f"pid:{os.getpid()}/codecarbon:{part}", f"codecarbon {part} (pid {os.getpid()})")
+        return DeviceId.here(f"codecarbon:{part}", f"codecarbon {part}")
 
     def close(self) -> None:
         """Stop the tracker started by the first window."""

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 
-from .base import DEFAULT_WATTS_PER_CORE, Meter
+from .base import DEFAULT_WATTS_PER_CORE, DeviceId, Meter
 
 
 class CpuTimeMeter(Meter):
@@ -14,7 +15,8 @@ class CpuTimeMeter(Meter):
 
     Always ``estimated=True``. Child processes are not included. The figure is proportional to
     CPU time, so it tracks time, not energy: use it to exercise the pipeline or where no energy
-    counter exists, never as a measured energy.
+    counter exists, never as a measured energy. Its one domain, ``cpu``, is this process's own
+    (``DeviceId`` ``pid:<n>``): the figures of several processes add up.
     """
 
     name = source = "cputime"
@@ -36,4 +38,6 @@ class CpuTimeMeter(Meter):
         cpu = time.process_time() - state
         m.joules = cpu * self.watts_per_core
         m.domains = {"cpu": m.joules}
+        pid = os.getpid()
+        m.devices = {"cpu": DeviceId.here(f"pid:{pid}", f"cputime (pid {pid})")}
         m.notes.append(f"estimate: {cpu:.4f} CPU s x {self.watts_per_core:g} W/core")

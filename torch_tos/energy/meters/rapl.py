@@ -10,7 +10,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from .base import InvalidWindow, Measurement, Meter, MeterUnavailable, RaplPermissionError, Window
+from .base import DeviceId, InvalidWindow, Measurement, Meter, MeterUnavailable, RaplPermissionError, Window
 
 
 def _read_text(path: Path) -> str:
@@ -29,12 +29,14 @@ _PERMISSION_HINT = (
 @dataclass
 class RaplZone:
     """One powercap zone: its folder, the ``name`` it reports, the domain label used in
-    :attr:`Measurement.domains`, and whether it is added to the total."""
+    :attr:`Measurement.domains`, whether it is added to the total, and its identity on the host
+    (``rapl:intel-rapl:0``, ``rapl:intel-rapl:0/dram``: what :class:`DeviceId` carries)."""
 
     path: Path
     name: str
     label: str
     counted: bool
+    uid: str = ""
 
 
 class RaplMeter(Meter):
@@ -66,6 +68,7 @@ class RaplMeter(Meter):
         self.max_watts = float(max_watts)
         self.strict = strict
         self.zones = self._discover()
+        self.ids = {z.label: DeviceId.here(z.uid, z.label, z.counted) for z in self.zones}
         for z in self.zones:  # fail now, with the fix, if the counters are not readable
             try:
                 self._read_energy(z)
@@ -100,15 +103,16 @@ class RaplMeter(Meter):
         for dirname in sorted(chosen, key=lambda n: tuple(int(x) for x in re.findall(r"\d+", n))):
             path, match = chosen[dirname]
             zone_name = self._read(path / "name").strip()
+            top = f"intel-rapl{match.group('mmio') or ''}:{match.group('top')}"
             if match.group("sub") is None:
                 parents[match.group("top")] = zone_name
                 counted = zone_name.startswith("package") or zone_name == "dram"
-                label = zone_name
+                label, uid = zone_name, f"rapl:{top}"
             else:
                 parent = parents.get(match.group("top"), f"zone-{match.group('top')}")
                 counted = zone_name == "dram" and parent.startswith("package")
-                label = f"{parent}/{zone_name}"
-            zones.append(RaplZone(path, zone_name, label, counted))
+                label, uid = f"{parent}/{zone_name}", f"rapl:{top}/{zone_name}"
+            zones.append(RaplZone(path, zone_name, label, counted, uid))
         if not any(z.counted and z.name.startswith("package") for z in zones):
             found = ", ".join(z.label for z in zones) or "no intel-rapl zones"
             raise MeterUnavailable(f"RAPL not available on this machine: no package zone under "
@@ -159,6 +163,7 @@ class RaplMeter(Meter):
         totals = state.stop()
         m.domains = {label: uj / 1e6 if uj is not None and label not in state.problems else math.nan
                      for label, uj in totals.items()}
+        m.devices = dict(self.ids)
         bad = [z.label for z in self.zones if z.counted and z.label in state.problems]
         if bad:
             m.valid = False
