@@ -85,8 +85,7 @@ def profile(model: torch.nn.Module, inputs, *, mode: str = "inference", target=N
 
     scope = ModuleScope(model_c)
     ext = extensions.translated(model, model_c)
-    engine = Engine(scope, flop_mapping=flop_mapping, module_rules=ext.rules,
-                    ignore=[*ext.ops, *ext.classes, *ext.instances])
+    engine = Engine(scope, flop_mapping=flop_mapping, extensions=ext)
     engine.write_guard = work.write_guard  # undoes the step's writes to what it shares with the model
     meta = {"mode": mode, "model": type(model).__name__,
             "device": str(device) if device is not None else _device_of(model_c, args, kwargs)}

@@ -24,7 +24,7 @@ from .attribution import ModuleScope, module_params, own_params
 from .bos import BOs
 from .counts import (LOSS_LAYER, N_BOS, OPTIMIZER_LAYER, OUTSIDE_LAYER, PHASES,  # noqa: F401
                      RECOMPUTE_SUFFIX, WORK_BINS, Counts, cap_bins)
-from .extensions import Extensions, RuleError, check_bos, module_op_name
+from .extensions import Extensions, call_rule, module_op_name
 from .hops import handle_higher_order
 from .kernels import kernel_choices
 from .opattrs import attrs_function
@@ -164,7 +164,9 @@ class Engine:
     (backward inside the autograd engine, optimizer while ``in_optimizer`` is set, forward inside
     the model — or everywhere when there is no scope — loss otherwise).
 
-    ``module_rules`` and ``ignore``: see :mod:`torch_tos.extensions`. ``write_guard`` (``None``,
+    ``module_rules`` and ``ignore``: see :mod:`torch_tos.extensions`; ``extensions``: the same,
+    already validated (an :class:`~torch_tos.extensions.Extensions`, what :func:`torch_tos.profile`
+    and :class:`~torch_tos.TOsCounter` pass). ``write_guard`` (``None``,
     or a :class:`~torch_tos.writeguard.WriteGuard` that :func:`torch_tos.profile` sets) is told of
     every op before it runs.
 
@@ -180,7 +182,9 @@ class Engine:
 
     def __init__(self, scope: ModuleScope | None = None, *, model: torch.nn.Module | None = None,
                  flops: bool = True, flop_mapping: dict | None = None,
-                 module_rules: dict | None = None, ignore=None):
+                 module_rules: dict | None = None, ignore=None, extensions: Extensions | None = None):
+        if extensions is not None and (module_rules is not None or ignore is not None):
+            raise ValueError("Engine takes extensions= or module_rules=/ignore=, not both")
         if model is not None:
             if scope is not None:
                 raise ValueError("Engine takes scope= or model=, not both")
@@ -199,7 +203,7 @@ class Engine:
         self._resolved: dict = {}
         self._mode: _Dispatch | None = None
         self._dispatched = 0
-        ext = Extensions(ignore, module_rules)
+        ext = extensions if extensions is not None else Extensions(ignore, module_rules)
         self._ignored_ops = frozenset(ext.ops)
         self._ignored_layers, self._ruled_layers, self._ruled = frozenset(), frozenset(), {}
         if ext.has_modules:
@@ -309,11 +313,7 @@ class Engine:
             return
         cls, fn = hit
         what = f"module rule {getattr(fn, '__name__', fn)!s} for {cls.__name__} (layer {name!r})"
-        try:
-            value = fn(module, args, output)
-        except Exception as e:  # noqa: BLE001 - re-raised with the rule named
-            raise RuleError(f"{what} failed: {type(e).__name__}: {e}") from e
-        bos = check_bos(value, what)
+        bos = call_rule(fn, (module, args, output), what, failed="failed:")
         in_bw = current_graph_task_id() != -1
         phase = self.phase or ("backward" if in_bw else "optimizer" if self.in_optimizer else "forward")
         op = module_op_name(cls) + (RECOMPUTE_SUFFIX if in_bw else "")

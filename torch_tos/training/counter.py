@@ -99,8 +99,8 @@ class TOsCounter:
                  flop_mapping: dict | None = None, history: int | None = 1000,
                  module_rules: dict | None = None, ignore=None):
         self.model = check_model(model)
-        Extensions(ignore, module_rules).layers(self.model)  # bad rules or ignores: fail here
-        self._extensions = {"module_rules": module_rules, "ignore": ignore}
+        self._extensions = Extensions(ignore, module_rules)  # validated here, once
+        self._extensions.layers(self.model)  # an ignored instance outside the model: fail here
         self._adapter = step_adapter(self.model)  # an engine that owns its optimizer step (.adapters)
         self.optimizer = (check_optimizer(optimizer) if self._adapter is None
                           else self._adapter.check_optimizer(self.model, optimizer))
@@ -124,7 +124,8 @@ class TOsCounter:
         self._records = History(self.history)
         self._cache = StepCache(self.cache, self.table, self.dtype)
         self._scope = CounterScope(self.model, threading.get_ident())
-        self._engine = CounterEngine(self._scope, flop_mapping=self._flop_mapping, **self._extensions)
+        self._engine = CounterEngine(self._scope, flop_mapping=self._flop_mapping,
+                                     extensions=self._extensions)
         adapter, followed = self._adapter, self.optimizer
         if adapter is not None:
             followed = EngineStep(adapter.step_state(self.model))
