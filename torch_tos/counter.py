@@ -20,7 +20,7 @@ import torch
 from ._compat import (HigherOrderOperator, OpOverload, TorchDispatchMode, current_autograd_node,
                       current_graph_task_id, fake_mode_active)
 from .flops import flop_formulas
-from .attribution import ModuleScope, module_params, own_params
+from .attribution import ModuleScope
 from .bos import BOs
 from .counts import (LOSS_LAYER, N_BOS, OPTIMIZER_LAYER, OUTSIDE_LAYER, PHASES,  # noqa: F401
                      RECOMPUTE_SUFFIX, WORK_BINS, Counts, cap_bins)
@@ -256,19 +256,13 @@ class Engine:
         >>> engine.report().bos
         BOs(add=3, sub=3, mul=0, div=3, root=3)
         """
-        from .report import Report
+        from .reporting import build_report
         from .tables import parse_dtype
 
-        scope = self.scope
-        model = getattr(scope, "model", None)
-        return Report(self.counts, self.unsupported,
-                      types=getattr(scope, "types", None), order=getattr(scope, "order", None),
-                      dtype=parse_dtype(dtype) if dtype is not None else None, table=table,
-                      metadata={"mode": "engine", **(metadata or {})},
-                      params=module_params(model) if model is not None else None,
-                      uncalled=scope.uncalled() if model is not None else None,
-                      own_params=own_params(model) if model is not None else None,
-                      shapes=getattr(scope, "shapes", None))
+        return build_report(self.counts, self.unsupported, self.scope,
+                            model=getattr(self.scope, "model", None),
+                            dtype=parse_dtype(dtype) if dtype is not None else None, table=table,
+                            metadata={"mode": "engine", **(metadata or {})})
 
     # -- where an op belongs ----------------------------------------------------------------
     def _where(self) -> tuple[str, str, bool]:
