@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from ._compat import (HigherOrderOperator, OpOverload, TorchDispatchMode, current_autograd_node,
+from ._compat import (HigherOrderOperator, TorchDispatchMode, current_autograd_node,
                       current_graph_task_id, fake_mode_active)
 from .flops import flop_formulas
 from .attribution import ModuleScope
@@ -28,6 +28,7 @@ from .extensions import Extensions, call_rule, module_op_name
 from .hops import handle_higher_order
 from .kernels import kernel_choices
 from .opattrs import attrs_function
+from .opcalls import op_dtype, op_name, tensor_bytes  # noqa: F401 - op_name re-exported
 from .rules import lookup
 from .rules.registry import ALIAS_OPS
 from .rules.complex import COMPLEX_DTYPES, complex_bos
@@ -44,56 +45,6 @@ _PASSTHROUGH = {
     torch.ops.aten.sym_numel.default, torch.ops.aten.dim.default, torch.ops.prim.layout.default,
 }
 _PASSTHROUGH.discard(None)
-
-_SCALARS = frozenset((int, float, bool, type(None)))
-_FLOAT_KINDS = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
-
-
-def op_dtype(args, out):
-    """The data type an op computes in: its first floating-point tensor argument, else its output.
-
-    Under autocast the casts are separate ops, so every op sees tensors already in the dtype it
-    runs in — mixed precision is priced per op.
-    """
-    first = None
-    for a in args:
-        for b in (a if isinstance(a, (list, tuple)) else (a,)):
-            if isinstance(b, torch.Tensor):
-                if b.is_floating_point() or b.is_complex():
-                    return b.dtype
-                if first is None:
-                    first = b.dtype
-    o = out[0] if isinstance(out, (list, tuple)) and out else out
-    if isinstance(o, (list, tuple)) and o:
-        o = o[0]
-    if isinstance(o, torch.Tensor) and (o.is_floating_point() or first is None):
-        return o.dtype
-    return first if first is not None else torch.float32
-
-
-def tensor_bytes(values) -> int:
-    """Σ ``numel × element_size`` of the tensors in ``values`` (and in lists/tuples inside it): the
-    bytes an op reads or writes, an *estimate* of its data movement: each tensor once, caches and
-    re-reads ignored; view ops (``aten.t``, ``aten.view``) move nothing and are booked as 0."""
-    total = 0
-    for v in values:
-        if isinstance(v, torch.Tensor):
-            try:
-                n = v.numel()
-                total += (n if type(n) is int else int(n)) * v.element_size()
-            except (RuntimeError, TypeError, ValueError):  # symbolic / nested sizes: unknown, 0
-                pass
-        elif type(v) in _SCALARS:
-            continue
-        elif isinstance(v, (list, tuple)):
-            total += tensor_bytes(v)
-    return total
-
-
-def op_name(func) -> str:
-    """``aten.mm`` style name of an OpOverload (overload dropped)."""
-    return str(func.overloadpacket) if isinstance(func, OpOverload) else str(func)
-
 
 class UnsupportedOpWarning(UserWarning):
     """Some aten ops ran without a counting rule (they are listed in ``report.unsupported``)."""
