@@ -194,20 +194,8 @@ class Counts:
         """Sum rows over everything but the key fields ``by`` (names from :data:`KEY_FIELDS`):
         ``{(values of by...): [add, sub, mul, div, root, calls, flops, bytes]}``. With ``depth``,
         layers are first folded to that depth (:func:`fold_layer`)."""
-        idx = key_indices(by)
-        acc: dict[tuple, list[int]] = {}
-        fold = depth is not None and 0 in idx
-        for key, row in self.rows.items():
-            if fold:
-                key = (fold_layer(key[0], depth), *key[1:])
-            g = tuple(key[i] for i in idx)
-            a = acc.get(g)
-            if a is None:
-                acc[g] = list(row)
-            else:
-                for i in range(_N):
-                    a[i] += row[i]
-        return acc
+        key_indices(by)  # an unknown field is an error naming the accepted ones
+        return regroup(self.rows, KEY_FIELDS, by, depth)
 
     # -- totals -----------------------------------------------------------------------------
     def total(self) -> list[int]:

@@ -181,20 +181,26 @@ class Report(EnergyViews, Exports):
     def by_module(self, phases=None) -> dict[str, BOs]:
         """fvcore-style: BOs per module *including* its submodules (``""`` is the whole model);
         pseudo-layers (``(loss)``, ``(optimizer)``) stand beside it. ``phases`` restricts to those."""
+        sort = self._layer_sort
+        return {k: BOs(*v) for (k,), v in sorted(self._inclusive(phases).items(), key=lambda kv: sort(kv[0][0]))}
+
+    def _inclusive(self, phases, *extra: str) -> dict[tuple, list[int]]:
+        """BOs per ``(module, *extra)``, each module *including* its submodules, over ``phases``
+        (``None``: all)."""
         keep = None if phases is None else set(phases)
-        acc: dict[str, list] = {}
-        for (layer, phase), row in self._group("layer", "phase").items():
+        acc: dict[tuple, list[int]] = {}
+        for (layer, phase, *rest), row in self._group("layer", "phase", *extra).items():
             if keep is not None and phase not in keep:
                 continue
             for name in layer_and_ancestors(layer):
-                a = acc.get(name)
+                k = (name, *rest)
+                a = acc.get(k)
                 if a is None:
-                    acc[name] = list(row[:N_BOS])
+                    acc[k] = list(row[:N_BOS])
                 else:
                     for i in range(N_BOS):
                         a[i] += row[i]
-        sort = self._layer_sort
-        return {k: BOs(*v) for k, v in sorted(acc.items(), key=lambda kv: sort(kv[0]))}
+        return acc
 
     def by_op(self):
         """DataFrame: one row per aten op (summed over layers), with calls, BOs, TOs, FLOPs,
@@ -211,22 +217,11 @@ class Report(EnergyViews, Exports):
     def by_module_and_op(self, phases=None) -> dict[str, dict[str, BOs]]:
         """fvcore's ``by_module_and_operator``: ``{module: {op: BOs}}``, each module *including*
         its submodules (``""`` is the whole model); ``phases`` restricts to those phases."""
-        keep = None if phases is None else set(phases)
-        acc: dict[str, dict[str, list]] = {}
-        for (layer, phase, op), row in self._group("layer", "phase", "op").items():
-            if keep is not None and phase not in keep:
-                continue
-            for name in layer_and_ancestors(layer):
-                ops = acc.setdefault(name, {})
-                a = ops.get(op)
-                if a is None:
-                    ops[op] = list(row[:N_BOS])
-                else:
-                    for i in range(N_BOS):
-                        a[i] += row[i]
+        acc: dict[str, dict[str, BOs]] = {}
+        for (name, op), v in self._inclusive(phases, "op").items():
+            acc.setdefault(name, {})[op] = BOs(*v)
         sort = self._layer_sort
-        return {k: {op: BOs(*v) for op, v in ops.items()}
-                for k, ops in sorted(acc.items(), key=lambda kv: sort(kv[0]))}
+        return dict(sorted(acc.items(), key=lambda kv: sort(kv[0])))
 
     def uncalled_modules(self) -> set[str]:
         """Names of the model's modules that never ran (fvcore's ``uncalled_modules``); a shared
