@@ -198,7 +198,7 @@ def _install():
 
 #: name → a function returning the context every counting context enters (registered by
 #: integrations), and the integration module to import once its library has been imported
-_ADAPTATIONS = Plugins()
+_ADAPTATIONS = Plugins("meta adaptation", expects=" returning a context manager")
 #: method wrapper an adaptation installs → the method it stands in for (a ``TorchFunctionMode``
 #: that keys calls by function maps the wrapper back: the same call with and without an Engine)
 STANDS_FOR: dict = {}
@@ -207,9 +207,6 @@ STANDS_FOR: dict = {}
 def register_meta_adaptation(name: str, adaptation: Callable[[], ContextManager]) -> None:
     """Enter ``adaptation()`` in every counting context opened from now on, in its thread (an
     integration registers itself when imported; registering ``name`` again replaces it)."""
-    if not callable(adaptation):
-        raise TypeError(f"meta adaptation {name!r} must be a callable returning a context manager, "
-                        f"got {type(adaptation).__name__}")
     _ADAPTATIONS.register(name, adaptation)
 
 

@@ -16,14 +16,32 @@ import sys
 
 
 class Plugins:
-    """``name → item`` registered by integrations, and ``library → module`` to import on use."""
+    """``name → item`` registered by integrations, and ``library → module`` to import on use.
 
-    def __init__(self):
+    ``what`` names an item in errors; ``needs`` lists the methods an item must have (none: the
+    item itself must be callable, ``expects`` saying what it should return). An item is checked
+    once, when it is registered, and trusted from then on."""
+
+    def __init__(self, what: str, needs: tuple[str, ...] = (), expects: str = ""):
+        self.what, self.needs, self.expects = what, needs, expects
         self.items: dict[str, object] = {}
         self.pending: dict[str, str] = {}
 
+    def check(self, name: str, item) -> None:
+        """A one-line ``TypeError`` naming what ``item`` lacks."""
+        if not self.needs:
+            if not callable(item):
+                raise TypeError(f"{self.what} {name!r} must be a callable{self.expects}, got "
+                                f"{type(item).__name__}")
+            return
+        missing = [m for m in self.needs if not callable(getattr(item, m, None))]
+        if missing:
+            raise TypeError(f"{self.what} {name!r} lacks {', '.join(missing)}{self.expects}")
+
     def register(self, name: str, item) -> None:
-        """Register ``item`` as ``name`` (registering ``name`` again replaces it)."""
+        """Check ``item`` (:meth:`check`) and register it as ``name`` (registering ``name`` again
+        replaces it)."""
+        self.check(name, item)
         self.items[str(name)] = item
 
     def unregister(self, name: str) -> None:

@@ -118,17 +118,13 @@ class EngineStep:
 
 #: name → the StepAdapter registered by an integration, and the integration to import once its
 #: library has been imported
-_ADAPTERS = Plugins()
+_ADAPTERS = Plugins("step adapter", needs=("claims", "check_optimizer", "describe", "step_state", "attach"),
+                    expects=" (see torch_tos.training.adapters.StepAdapter)")
 
 
 def register_step_adapter(name: str, adapter: StepAdapter) -> None:
     """Let every counter made from now on follow the engines ``adapter`` claims (registering
     ``name`` again replaces it)."""
-    missing = [m for m in ("claims", "check_optimizer", "describe", "step_state", "attach")
-               if not callable(getattr(adapter, m, None))]
-    if missing:
-        raise TypeError(f"step adapter {name!r} lacks {', '.join(missing)} (see "
-                        "torch_tos.training.adapters.StepAdapter)")
     _ADAPTERS.register(name, adapter)
 
 
