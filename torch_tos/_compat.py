@@ -59,6 +59,13 @@ API                                           without it
 ``Module._forward_pre_hooks`` & co. (the      the public ``register_forward_pre_hook`` /
 hook dicts), ``RemovableHandle.next_id``      ``register_forward_hook`` (slower attach)
 ``torch.nn.modules.conv._ConvNd``             the six public ``Conv*``/``ConvTranspose*`` classes
+``Module._parameters``, ``_buffers``,         the public ``parameters(recurse=False)``,
+``_modules`` (a module's own members)         ``buffers(recurse=False)``, ``children()``
+``Module._forward_hooks``, ``_backward_hooks``  hooks assumed (no trusted-model shortcut: exact,
+``_backward_pre_hooks`` (read)                slower)
+``torch.Tensor._version``                     none: a shared tensor written by another thread
+                                              during a profile is told by it
+``torch._C._cuda_hasPrimaryContext``          ``True`` (a CUDA context assumed on every GPU)
 ``torch._C._select_conv_backend``             ``None`` (a convolution's backend unknown: priced by
                                               the nearest measured kernel of its kind)
 ``torch.nn.Module._call_impl``                a step that leaves the cache inside a forward is
@@ -83,8 +90,9 @@ import contextlib
 import torch
 
 from ._compat_nn import (CONV_TYPES, MODULE_CALL_CODE, ScopeHooks,  # noqa: F401 - re-exported
-                         ddp_internals, ddp_mixed_precision_hook, default_foreach,
-                         global_module_hooks_set, qualified_name)
+                         child_modules, ddp_internals, ddp_mixed_precision_hook, default_foreach,
+                         global_module_hooks_set, has_module_hooks, own_buffers, own_parameters,
+                         qualified_name, tensor_version)
 
 
 class CompatError(RuntimeError):
@@ -370,5 +378,16 @@ PRIVATE_APIS = (
     "torch.distributed.algorithms.ddp_comm_hooks.mixed_precision_hooks._reducer_allreduce_and_upcast_hook",
     "torch._C._get_dispatch_mode",
     "torch._C._TorchDispatchModeKey.FAKE", "torch.distributed.distributed_c10d._resolve_process_group",
-    "torch._disable_dynamo",
+    "torch._disable_dynamo", "torch.Tensor._version", "torch._C._cuda_hasPrimaryContext",
 )
+#: Private attributes of every ``nn.Module`` instance read through :mod:`torch_tos._compat_nn`
+#: (instance attributes: checked on a module, not resolved on the class).
+PRIVATE_MODULE_ATTRIBUTES = ("_parameters", "_buffers", "_modules", "_forward_hooks", "_backward_hooks",
+                             "_backward_pre_hooks", "_forward_pre_hooks")
+
+
+def cuda_has_primary_context(index: int) -> bool:
+    """Whether this process has a CUDA context on ordinal ``index`` (``True`` when torch cannot
+    tell), without creating one."""
+    check = getattr(torch._C, "_cuda_hasPrimaryContext", None)
+    return True if check is None else bool(check(index))
