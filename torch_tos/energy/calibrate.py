@@ -275,13 +275,20 @@ def run_counts_of(runs: pd.DataFrame):
     return run_counts
 
 
-def fit_cost_model(profile, priced: pd.DataFrame, meta: dict | None = None):
+def fit_cost_model(profile, priced: pd.DataFrame, meta: dict | None = None, *, profile_fingerprint: dict | None = None,
+                   profile_fingerprints=None):
     """The :class:`~.costmodel.CostModel` of ``profile`` and the priced runs table ``priced``, with
-    the fingerprints of the machines that measured them; runs of one configuration measured on two
-    machines are refused (their costs are not one machine's)."""
+    the fingerprints of the machines that measured them: ``profile_fingerprint`` (the machine that
+    measured the microbenchmarks; default: the profile's own :attr:`~.machine.MachineProfile.fingerprint`,
+    else this machine with the profile's device and threads),
+    ``profile_fingerprints`` (every shard's, when the profile merges shards) and one per
+    (host, machine, torch, threads) of the runs. Runs of several machines, and runs of one
+    configuration measured on two hosts, are refused (a cost model is one machine's)."""
     from .costmodel import CostModel
     from .fingerprint import fingerprint
-    from .runs import config_keys, config_label
+    from .runs import check_one_machine, config_keys, config_label
+
+    check_one_machine(priced, how="the runs of machine ")
 
     def column(name, default=""):
         col = priced[name] if name in priced else pd.Series([default] * len(priced), index=priced.index)
@@ -302,10 +309,14 @@ def fit_cost_model(profile, priced: pd.DataFrame, meta: dict | None = None):
         runs_fp.append({"host": host or None, "machine": machine or None, "torch": version or None,
                         "threads": int(n) or None})
     dev = profile.device
-    prof_fp = fingerprint(threads=dev.get("threads"))
-    if dev.get("type") == "cuda":
+    given = profile_fingerprint or getattr(profile, "fingerprint", None)
+    prof_fp = dict(given) if given else fingerprint(threads=dev.get("threads"))
+    if not given and dev.get("type") == "cuda":
         prof_fp.update(gpu=dev.get("name"), device=f"cuda:{dev.get('index') or 0}")
-    return CostModel(profile, fingerprints={"profile": prof_fp, "runs": runs_fp}, meta=meta).fit(priced)
+    fps = {"profile": prof_fp, "runs": runs_fp}
+    if profile_fingerprints:
+        fps["profiles"] = [dict(f) for f in profile_fingerprints]
+    return CostModel(profile, fingerprints=fps, meta=meta).fit(priced)
 
 
 def heldout_errors(priced: pd.DataFrame) -> pd.DataFrame:

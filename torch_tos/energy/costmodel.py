@@ -205,6 +205,7 @@ class CostModel:
                  f"thread(s), meter {self.meta.get('meter', '?')}); dtypes: {', '.join(self.dtypes)}",
                  f"  machine profile: {len(self.profile.points)} measured calls, dispatch floor "
                  f"{self.profile.floor['seconds'] * 1e6:.2f} µs"]
+        lines += self._measured_by()
         for mode in self.modes:
             lines.append("  " + self.describe_law(mode))
             lo, hi = self.law(mode).interval()
@@ -212,6 +213,24 @@ class CostModel:
         return "\n".join(lines)
 
     __repr__ = __str__
+
+    def _measured_by(self) -> list[str]:
+        """Which machines measured the profile and the runs (from :attr:`fingerprints`)."""
+        def who(fp: dict) -> str:
+            what = fp.get("gpu") or fp.get("machine") or fp.get("cpu") or "?"
+            return f"{fp.get('host') or '?'} ({what}, torch {fp.get('torch') or '?'})"
+
+        out = []
+        profiles = self.fingerprints.get("profiles") or ([self.fingerprints["profile"]]
+                                                         if self.fingerprints.get("profile") else [])
+        if profiles:
+            out.append(f"  microbenchmarks measured on {len(profiles)} host(s): "
+                       + ", ".join(who(fp) for fp in profiles[:4]) + (" …" if len(profiles) > 4 else ""))
+        runs = self.fingerprints.get("runs") or []
+        if runs:
+            out.append(f"  runs measured on {len(runs)} host(s): " + ", ".join(who(fp) for fp in runs[:4])
+                       + (" …" if len(runs) > 4 else ""))
+        return out
 
     # -- files -------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
