@@ -25,7 +25,7 @@ epoch runs at one length).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -88,11 +88,12 @@ LENGTHS = (0.25, 1.0)
 
 
 def suite_workloads(*, threads: int = 1, device: str = "cpu", dtypes=None, families=None, scale: float = 1.0,
-                    lengths=LENGTHS, suite=SUITE) -> list[Workload]:
+                    lengths=LENGTHS, suite=SUITE, shard=None) -> list[Workload]:
     """The suite as :class:`~.runner.Workload` objects, each entry at every run length of
     ``lengths`` (fractions of its epochs, at least one epoch); entries in a dtype not among
     ``dtypes`` are left out; ``families``: keep only these; ``scale``: multiply every entry's
-    epochs."""
+    epochs; ``shard=(i, n)``: only every n-th kept entry starting at the i-th (an entry's lengths
+    stay together, so each model's per-step and per-run costs are measured on one host)."""
     if families is not None:
         known = {s[0] for s in suite}
         bad = sorted(set(families) - known)
@@ -100,13 +101,12 @@ def suite_workloads(*, threads: int = 1, device: str = "cpu", dtypes=None, famil
             raise ValueError(f"unknown suite family {bad[0]!r}; accepted: {', '.join(sorted(known))}")
     if not scale > 0:
         raise ValueError(f"scale must be a positive number, got {scale!r}")
-    out = []
-    for name, width, depth, act, size, batch, epochs, mode, dtype, optimizer in suite:
-        if families is not None and name not in families:
-            continue
+    out, kept = [], [e for e in suite if (families is None or e[0] in families)
+                     and (dtypes is None or (e[8] or "float32") in dtypes)]
+    if shard is not None:
+        kept = kept[shard[0] - 1::shard[1]]
+    for name, width, depth, act, size, batch, epochs, mode, dtype, optimizer in kept:
         dtype = dtype or "float32"
-        if dtypes is not None and dtype not in dtypes:
-            continue
         opts = {"batch_size": batch}
         if name == "cnn":
             opts["image_size"] = size
@@ -147,6 +147,7 @@ class Calibration:
     bench_path: Path
     errors: pd.DataFrame
     seconds: float
+    notes: list = field(default_factory=list)
 
 
 def calibrate(out="law.json", *, device="cpu", dtypes=None, threads: int = 1, meter="auto", repeats: int = DEFAULT_REPEATS,

@@ -216,20 +216,24 @@ class CostModel:
 
     def _measured_by(self) -> list[str]:
         """Which machines measured the profile and the runs (from :attr:`fingerprints`)."""
-        def who(fp: dict) -> str:
-            what = fp.get("gpu") or fp.get("machine") or fp.get("cpu") or "?"
-            return f"{fp.get('host') or '?'} ({what}, torch {fp.get('torch') or '?'})"
+        def hosts(fps) -> str:
+            seen: dict = {}
+            for fp in fps:
+                what = fp.get("gpu") or fp.get("machine") or fp.get("cpu") or "?"
+                key = f"{fp.get('host') or '?'} ({what}, torch {fp.get('torch') or '?'})"
+                seen[key] = seen.get(key, 0) + 1
+            shown = [k + (f" ×{v}" if v > 1 else "") for k, v in list(seen.items())[:4]]
+            return ", ".join(shown) + (f" and {len(seen) - 4} more" if len(seen) > 4 else "")
 
         out = []
         profiles = self.fingerprints.get("profiles") or ([self.fingerprints["profile"]]
                                                          if self.fingerprints.get("profile") else [])
         if profiles:
-            out.append(f"  microbenchmarks measured on {len(profiles)} host(s): "
-                       + ", ".join(who(fp) for fp in profiles[:4]) + (" …" if len(profiles) > 4 else ""))
+            shards = f" ({len(profiles)} shards, merged)" if len(profiles) > 1 else ""
+            out.append(f"  microbenchmarks measured on {hosts(profiles)}{shards}")
         runs = self.fingerprints.get("runs") or []
         if runs:
-            out.append(f"  runs measured on {len(runs)} host(s): " + ", ".join(who(fp) for fp in runs[:4])
-                       + (" …" if len(runs) > 4 else ""))
+            out.append(f"  runs measured on {hosts(runs)}")
         return out
 
     # -- files -------------------------------------------------------------------------------------
