@@ -280,11 +280,13 @@ def config_label(row) -> str:
 
 def machines_of(runs: pd.DataFrame) -> dict[str, int]:
     """The machines (the ``machine`` column, :func:`~.fingerprint.machine_name`) that measured
-    ``runs`` → their numbers of runs, most runs first; a run without a machine is ``"unknown"``."""
+    ``runs`` → their numbers of runs, most runs first (then by name); a run without a machine is
+    ``"unknown"``."""
     if "machine" not in runs.columns or runs.empty:
         return {}
     names = runs["machine"].map(_norm).replace("", "unknown")
-    return {str(k): int(v) for k, v in names.value_counts(sort=True).items()}
+    counts = {str(k): int(v) for k, v in names.value_counts().items()}
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def check_one_machine(runs: pd.DataFrame, machine: str | None = None, *, how: str = "machine=") -> pd.DataFrame:
