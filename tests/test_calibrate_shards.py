@@ -202,3 +202,24 @@ def test_a_runs_machine_is_the_processor_of_its_device():
 
     assert machine_name("cpu") == cpu_model()
     assert machine_name(Device("cuda", 0, "NVIDIA H100 80GB HBM3")) == "NVIDIA H100 80GB HBM3"
+
+
+def test_work_outside_the_calibrated_range_warns_at_predict_time():
+    """Steps beyond the longest run and unmeasured dtypes: tests/test_costmodel.py; here the kernel
+    cost and the ops per step of a step far outside what the calibration's runs spanned."""
+    import warnings
+
+    import torch
+
+    from energy_fakes import synthetic_law
+    from torch_tos.energy import ExtrapolationWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pred = synthetic_law().predict(torch.nn.Linear(4096, 4096), torch.empty(4096, 4096, device="meta"),
+                                       mode="inference")
+    said = [str(w.message) for w in caught if issubclass(w.category, ExtrapolationWarning)]
+    assert any(s.startswith("kernel cost per step (") and "outside the calibrated 1e-06 – 10" in s for s in said)
+    assert any(s.startswith("forward ops per step (2) is outside the calibrated 10 – 1e+05") for s in said)
+    assert any("more work than the largest measured one" in s for s in said)
+    assert set(said) <= set(pred.warnings)
