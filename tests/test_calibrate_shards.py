@@ -160,6 +160,8 @@ def test_runs_of_two_machines_are_refused_or_picked():
     law = fit_cost_model(synthetic_profile(), hosts, profile_fingerprint={"host": "a", "cpu": "cpu A"})
     assert [fp["host"] for fp in law.fingerprints["runs"]] == ["a", "b"]
     assert law.fingerprints["profile"] == {"host": "a", "cpu": "cpu A"}
+    with pytest.raises(ValueError, match="runs were measured on 'cpu A' but the machine profile on 'EPYC' \\(n2\\)"):
+        fit_cost_model(synthetic_profile(), hosts, profile_fingerprint={"host": "n2", "cpu": "EPYC"})
 
 
 def test_fit_refuses_runs_of_two_machines_and_fits_one_with_machine(tmp_path, capsys):

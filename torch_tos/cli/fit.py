@@ -91,7 +91,9 @@ def cost_model_report(runs, profile_path, save) -> list[str]:
         raise CLIError(f"--profile {profile_path}: holds the paper's law, not a cost model; give a law.json of "
                        "torch-tos calibrate")
     priced = price_runs(runs, run_counts_of(runs), base.profile)
-    law = fit_cost_model(base.profile, priced, meta={**base.meta, "runs": "torch-tos fit"})
+    law = fit_cost_model(base.profile, priced, meta={**base.meta, "runs": "torch-tos fit"},
+                         profile_fingerprint=base.fingerprints.get("profile"),
+                         profile_fingerprints=base.fingerprints.get("profiles"))
     lines = [f"cost model refitted on these runs with the machine profile of {profile_path}:", str(law)]
     ev = heldout_errors(priced)
     for mode in dict.fromkeys(ev["mode"]) if len(ev) else ():

@@ -290,6 +290,8 @@ def fit_cost_model(profile, priced: pd.DataFrame, meta: dict | None = None, *, p
     from .runs import check_one_machine, config_keys, config_label
 
     check_one_machine(priced, how="the runs of machine ")
+    given = profile_fingerprint or getattr(profile, "fingerprint", None)
+    _check_runs_machine(given, priced)
 
     def column(name, default=""):
         col = priced[name] if name in priced else pd.Series([default] * len(priced), index=priced.index)
@@ -310,7 +312,6 @@ def fit_cost_model(profile, priced: pd.DataFrame, meta: dict | None = None, *, p
         runs_fp.append({"host": host or None, "machine": machine or None, "torch": version or None,
                         "threads": int(n) or None})
     dev = profile.device
-    given = profile_fingerprint or getattr(profile, "fingerprint", None)
     prof_fp = dict(given) if given else fingerprint(threads=dev.get("threads"))
     if not given and dev.get("type") == "cuda":
         prof_fp.update(gpu=dev.get("name"), device=f"cuda:{dev.get('index') or 0}")
@@ -318,6 +319,19 @@ def fit_cost_model(profile, priced: pd.DataFrame, meta: dict | None = None, *, p
     if profile_fingerprints:
         fps["profiles"] = [dict(f) for f in profile_fingerprints]
     return CostModel(profile, fingerprints=fps, meta=meta).fit(priced)
+
+
+def _check_runs_machine(profile_fp: dict | None, priced: pd.DataFrame) -> None:
+    """Runs measured on another machine than the profile's are refused: the profile prices their
+    calls at its own machine's costs."""
+    from .runs import machines_of
+
+    theirs = (profile_fp or {}).get("gpu") or (profile_fp or {}).get("cpu")
+    found = [m for m in machines_of(priced) if m != "unknown"]
+    if theirs and found and found[0] != theirs:
+        raise ValueError(f"the runs were measured on {found[0]!r} but the machine profile on {theirs!r} "
+                         f"({(profile_fp or {}).get('host')}): a cost model is one machine's; calibrate "
+                         f"{found[0]!r} with torch-tos calibrate on it")
 
 
 def heldout_errors(priced: pd.DataFrame) -> pd.DataFrame:
