@@ -88,6 +88,7 @@ def test_sharded_calibration_merges_into_one_law_of_one_machine(tmp_path, capsys
     rc, text, _ = run(capsys, "calibrate", "--out", str(out), "--merge")
     assert rc == 0, text
     assert "merged 2 shards" in text and "(2 shards, merged)" in text and "Table V" in text
+    assert "law.shard-*-of-2.bench.jsonl" in text and "law.shard-*-of-2.runs.csv" in text
     law = load_law(out)
     fps = law.fingerprints
     assert [fp["shard"] for fp in fps["profiles"]] == ["1/2", "2/2"] and fps["profile"]["cpu"]

@@ -143,7 +143,7 @@ def _cmd_shard(args) -> int:
 def _cmd_merge(args) -> int:
     from ..energy.shards import merge_shards
 
-    cal = merge_shards(args.out, progress=not args.no_progress)
+    cal = merge_shards(args.out)
     print("\n".join(calibration_lines(cal)))
     return 0
 

@@ -41,7 +41,8 @@ from pathlib import Path
 import numpy as np
 
 #: Options a shard records and every shard of one calibration must share.
-OPTIONS = ("device", "dtypes", "threads", "repeats", "families", "scale", "seed", "reference", "meter", "thin")
+OPTIONS = ("device", "dtypes", "threads", "repeats", "families", "scale", "seed", "reference", "meter", "thin",
+           "workloads")
 
 
 def parse_shard(text, env=None) -> tuple[int, int]:
@@ -177,7 +178,7 @@ def find_shards(law_path) -> dict[int, dict]:
     return setups
 
 
-def merge_shards(out="law.json", *, progress: bool = True):
+def merge_shards(out="law.json"):
     """Merge the finished shards of ``out`` into one cost model, save it to ``out`` and return the
     :class:`~.calibrate.Calibration` (module doc); its ``notes`` say how far each shard's profile
     lies from the merged one."""
@@ -221,8 +222,9 @@ def merge_shards(out="law.json", *, progress: bool = True):
                  "lies from it by (median |log ratio| over its calls) "
                  + ", ".join(f"{i}/{n} {fp.get('host')}: {100 * v:.1f} %" for i, fp, v in
                              zip(setups, fps, spread))]
-    return Calibration(law, priced, law_path, paths[0], shard_paths(law_path, 1, n)["bench"], heldout_errors(priced),
-                       time.perf_counter() - t0, notes)
+    every = law_path.with_name(f"{law_path.stem}.shard-*-of-{n}")
+    return Calibration(law, priced, law_path, Path(f"{every}.runs.csv"), Path(f"{every}.bench.jsonl"),
+                       heldout_errors(priced), time.perf_counter() - t0, notes)
 
 
 def _shard_profile(path: Path, setup: dict, name: str, law_path):
