@@ -45,10 +45,7 @@ def load_line() -> str | None:
 
 def _calibrate(args, law_path, runs_csv=None, meter=None):
     from ..energy.calibrate import calibrate
-    from ..energy.evaluate import format_evaluation
     from ..energy.meters import InvalidWindow, MeterUnavailable
-    from ..energy.reference import cv_by_config, format_cv
-    from ..units import duration
 
     families = parse_names(args.families)
     for name, v in (("--repeats", args.repeats), ("--threads", args.threads)):
