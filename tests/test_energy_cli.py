@@ -3,6 +3,7 @@
 import sys
 
 import pytest
+import torch
 
 from torch_tos.cli import main
 from torch_tos.energy import COLUMNS, plot_fits, read_runs
@@ -42,6 +43,7 @@ def test_demo_tiny(tmp_path, capsys):
     from energy_fakes import write_bench
 
     write_bench(tmp_path / "law.bench.jsonl")  # microbenchmarks done: the demo measures its suite and targets
+    threads = torch.get_num_threads()
     rc, text, err = run(capsys, "demo", "--out", str(tmp_path), "--families", "mlp,transformer", "--scale",
                         "0.2", "--dtypes", "float32", "--repeats", "2", "--steps", "2", "--meter", "cputime",
                         "--no-progress")
@@ -54,6 +56,8 @@ def test_demo_tiny(tmp_path, capsys):
         assert len(target) == 3 and (target["steps"] == 2).all() and (target["mode"] == mode).all()
     assert text.count("predicted:") == 2 and text.count("  measured:") == 2 and "predicted / measured" in text
     assert "CPU-time meter: joules are estimates" in text and (tmp_path / "law.json").exists()
+    assert "torch thread(s)" not in text  # predicted at the threads it measures with
+    assert torch.get_num_threads() == threads  # and the process's own setting restored
 
 
 def full_layout(runs):

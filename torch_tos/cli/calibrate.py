@@ -173,9 +173,15 @@ def _demo_target(cal, args, meter, out: Path, spec) -> list[str]:
     X, y = w.data()
     model = w.build()
     opt = w.make_optimizer(model.parameters()) if mode == "training" else None
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        pred = cal.law.predict(model, X, mode=mode, steps=steps, target=y, loss_fn=fam.loss_fn(), optimizer=opt)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)  # the threads the run is measured with, as the law expects
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            pred = cal.law.predict(model, X, mode=mode, steps=steps, target=y, loss_fn=fam.loss_fn(),
+                                   optimizer=opt)
+    finally:
+        torch.set_num_threads(threads)
     what = f"{steps} SGD-momentum training steps" if mode == "training" else f"{steps} inference steps (no_grad)"
     lines = [f"\n{name} (torchvision, 10 classes) on {batch}×3×{side}×{side} images, {what} — not in the calibration:",
              f"  predicted: {energy(pred.joules)} ({pred.coverage:.0%} interval {energy(pred.joules_low)} – "
