@@ -57,6 +57,10 @@ hook dicts), ``RemovableHandle.next_id``      ``register_forward_hook`` (slower 
 ``torch.nn.modules.conv._ConvNd``             the six public ``Conv*``/``ConvTranspose*`` classes
 ``torch.nn.Module._call_impl``                a step that leaves the cache inside a forward is
                                               attributed coarsely (then counted in full once)
+``torch.nn.Module._wrapped_call_impl``,       the step cache's tracer watches the loop's code on
+``torch.optim.optimizer.Optimizer.``          every step (no frame-read stretch, see
+``profile_hook_step``,                        ``training/stretch.py``): exact, slower
+``_global_optimizer_pre_hooks``
 ``DistributedDataParallel.``                  the backward of a DDP model is counted every step
 ``_get_ddp_logging_data`` and the DDP's       (its bucket rebuild and communication hook cannot
 ``_comm_hooks``, ``_has_rebuilt_buckets``,    be told apart otherwise)
@@ -73,6 +77,7 @@ hook dicts), ``RemovableHandle.next_id``      ``register_forward_hook`` (slower 
 from __future__ import annotations
 
 import contextlib
+import importlib
 from collections import OrderedDict
 
 import torch
@@ -242,6 +247,10 @@ _tf_len = _tf_api("_len_torch_function_stack")
 _tf_at = _tf_api("_get_function_stack_at")
 
 
+#: How many torch-function modes are on this thread's stack.
+torch_function_stack_len = _tf_len
+
+
 def torch_function_mode_at_top():
     """The innermost torch-function mode of this thread, ``None`` when the stack is empty."""
     n = _tf_len()
@@ -403,6 +412,26 @@ def ddp_mixed_precision_hook():
     return getattr(mixed_precision_hooks, "_reducer_allreduce_and_upcast_hook", None)
 
 
+#: The code of ``Module._wrapped_call_impl`` (the frame a module call enters from its caller), of the
+#: wrapper ``Optimizer.profile_hook_step`` puts around every optimizer's ``step`` (the frame
+#: ``opt.step()`` enters), and the dict of global optimizer step pre-hooks; None where not found.
+WRAPPED_CALL_CODE = getattr(getattr(torch.nn.Module, "_wrapped_call_impl", None), "__code__", None)
+
+
+def _optimizer_step_code():
+    try:
+        wrapper = torch.optim.Optimizer.profile_hook_step(lambda *a, **k: None)
+    except Exception:  # noqa: BLE001 - moved or changed: no frame-read stretch
+        return None
+    return getattr(wrapper, "__code__", None)
+
+
+OPTIMIZER_STEP_CODE = _optimizer_step_code()
+OPTIMIZER_GLOBAL_PRE_HOOKS = getattr(importlib.import_module("torch.optim.optimizer"),
+                                     "_global_optimizer_pre_hooks", None)
+if not isinstance(OPTIMIZER_GLOBAL_PRE_HOOKS, dict):  # pragma: no cover - depends on torch
+    OPTIMIZER_GLOBAL_PRE_HOOKS = None
+
 #: The code of ``Module._call_impl``, which every module call runs: a Python frame running it is a
 #: module call in progress (None on a torch without it).
 MODULE_CALL_CODE = getattr(getattr(torch.nn.Module, "_call_impl", None), "__code__", None)
@@ -480,6 +509,8 @@ PRIVATE_APIS = (
     "torch.nn.modules.module._global_backward_pre_hooks", "torch.fx.node._get_qualified_name",
     "torch.optim.optimizer._default_to_fused_or_foreach", "torch.nn.modules.conv._ConvNd",
     "torch.utils.hooks.RemovableHandle.next_id", "torch.nn.Module._call_impl",
+    "torch.nn.Module._wrapped_call_impl", "torch.optim.optimizer.Optimizer.profile_hook_step",
+    "torch.optim.optimizer._global_optimizer_pre_hooks",
     "torch.nn.parallel.DistributedDataParallel._get_ddp_logging_data",
     "torch.distributed.algorithms.ddp_comm_hooks.mixed_precision_hooks._reducer_allreduce_and_upcast_hook",
     "torch._C._get_dispatch_mode",

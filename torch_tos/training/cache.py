@@ -34,10 +34,12 @@ class Node:
     relative to the step's first, or a gradient accumulator's negative key), ``marks``
     (``[(claims so far, module stack, frames)]`` at the segment's start and after each module
     entry or exit) and ``exact`` (False when its claims cannot be taken over: a module claimed a
-    node made before the step, or the run itself was coarse)."""
+    node made before the step, or the run itself was coarse). ``shortcuts``: after a forward,
+    the key of the loop's code up to ``optimizer.step()`` read from its frame → the node the
+    traced events of that code led to (see :mod:`.stretch`)."""
 
     __slots__ = ("key", "parent", "children", "counts", "unsupported", "summary", "volatile",
-                 "claims", "marks", "exact")
+                 "claims", "marks", "exact", "shortcuts")
 
     def __init__(self, key=None, parent: "Node | None" = None):
         self.key = key
@@ -50,6 +52,7 @@ class Node:
         self.claims: list | None = None
         self.marks: list | None = None
         self.exact = True
+        self.shortcuts: dict | None = None
 
     def path(self) -> list["Node"]:
         """The nodes from the first event to this one."""

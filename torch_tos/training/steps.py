@@ -31,6 +31,7 @@ from .hooks import running_modules
 from .inner import inner_forward
 from .records import device_readings
 from .signature import ForwardSignature, has_kv_cache, optimizer_signature
+from .stretch import StretchWatch
 from .verify import TRUSTED_OPTIMIZERS, Tracer
 
 __all__ = ["Step", "StepTracker"]
@@ -86,6 +87,8 @@ class StepTracker:
         self.model_trusted = False        # set on entry (see verify.model_is_trusted)
         self.tracer = Tracer(self, self.params)
         self.tracing = False
+        self.stretch = StretchWatch(self)  # the loop's code read from its frame instead of traced
+        self.watch = False                # the forward returning now is a trusted training event
         self.depth = 0                    # > 0 inside a traced call
         self.trusted = False              # inside a trusted forward or optimizer step
         self.root_depth = 0               # root forwards running (re-entrant calls)
@@ -194,8 +197,11 @@ class StepTracker:
 
     def close(self):
         """Close the open step; returns its record (None when nothing was recorded)."""
+        if self.stretch.expected is not None:  # a skipped stretch that never reached step()
+            self._drop("the step closed before its optimizer.step()")
         step, self.step = self.step, None
         self.grads = None
+        self.stretch.pending = None
         if step is None:
             return None
         if self.tracing:
@@ -221,6 +227,7 @@ class StepTracker:
     def discard(self, *exc) -> None:
         """Drop the open step (the loop raised inside it)."""
         step, self.step = self.step, None
+        self.stretch.expected = self.stretch.pending = None
         self.stop_counting(*exc)
         self.trusted, self.root_depth = False, 0
         if step is not None and step.meter_ctx is not None:
@@ -228,6 +235,11 @@ class StepTracker:
                 step.meter_ctx.__exit__(*exc)
             except Exception:  # the loop's own exception is the one to report
                 pass
+
+    def _drop(self, where: str) -> None:
+        """The step skipped the tracer over code it then did not run as read: drop it."""
+        self.stretch.broken(where)
+        self.discard(None, None, None)
 
     def _meter_stop(self, step: Step):
         step.meter_ctx.__exit__(None, None, None)
@@ -239,6 +251,8 @@ class StepTracker:
 
     # -- forwards --------------------------------------------------------------------------------
     def on_root_pre(self, module, args, kwargs):
+        if self.stretch.expected is not None:
+            self._drop("the model was called before optimizer.step()")
         outer = self.tracing
         if outer:
             self.trace(False)  # the counter's own code is not part of the step
@@ -255,6 +269,7 @@ class StepTracker:
             self.root_depth = 1
             if region == "trusted" or region == "inner":  # the forward runs untraced
                 self.trusted = True
+                self.watch = region == "trusted" and self.step.grad
             elif region == "traced":
                 self.trace(True)
         if self.scope_on:  # the scope's own root pre-hook is left out (see ModuleScope.attach)
@@ -265,8 +280,12 @@ class StepTracker:
         depth = self.root_depth
         if depth == 1:
             self.root_depth = 0
-            if self.step is not None:  # back in the step's own code: traced
+            if self.step is not None:  # back in the step's own code: traced, unless read
                 self.trusted = False
+                if self.watch:
+                    self.watch = False
+                    if self.stretch.skip(self.step, output):
+                        return None
                 self.trace(True)
         elif depth:
             self.root_depth = depth - 1
@@ -334,6 +353,9 @@ class StepTracker:
             return None
         if self.tracing:
             self.trace(False)
+        watch = self.stretch
+        if (watch.expected is not None or watch.pending is not None) and not watch.arrived(self.step):
+            self._drop("optimizer.step() was called from elsewhere")
         closure = kwargs["closure"] if "closure" in kwargs else (args[1] if len(args) > 1 else None)
         if closure is None:
             self.optimizer_event(opt)
