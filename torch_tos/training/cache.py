@@ -73,6 +73,7 @@ class StepCache:
         self.table, self.dtype = table, dtype
         self.roots = {"step": Node(), "inner": Node()}
         self._by_content: dict = {}
+        self.generation = 0  # counts replacements of nodes (shortcuts over them are re-checked)
 
     def child(self, node: Node, key) -> Node | None:
         """The cached node for event ``key`` after ``node`` (None: not seen, volatile, or cache
@@ -126,6 +127,8 @@ class StepCache:
         child = Node(key, node)
         if self.enabled:
             old = node.children.get(key)
+            if old is not None:
+                self.generation += 1
             if old is not None and old.children:
                 child.children = old.children
                 todo = list(old.children.values())

@@ -116,28 +116,28 @@ def _attr(obj, name):
     raise _Unresolved(name)
 
 
-def _value(expr, env):
+def _compile(expr):
+    """A function ``env -> value`` reading symbolic value ``expr`` from ``env = (f_locals,
+    f_globals, f_builtins, output)``; raises KeyError or :class:`_Unresolved` when it cannot."""
     kind = expr[0]
-    try:
-        if kind == "local":
-            return env[0][expr[1]]
-        if kind == "name":
-            name = expr[1]
-            for ns in env[:3]:
-                if name in ns:
-                    return ns[name]
-            raise _Unresolved(name)
-        if kind == "global":
-            name = expr[1]
-            return env[1][name] if name in env[1] else env[2][name]
-    except KeyError:
-        raise _Unresolved(expr[1]) from None
+    if kind == "local":
+        name = expr[1]
+        return lambda env: env[0][name]
+    if kind == "global":
+        name = expr[1]
+        return lambda env: env[1][name] if name in env[1] else env[2][name]
+    if kind == "name":
+        name = expr[1]
+        return lambda env: env[0][name] if name in env[0] else (
+            env[1][name] if name in env[1] else env[2][name])
     if kind == "const":
-        return expr[1]
+        value = expr[1]
+        return lambda env: value
     if kind == "attr":
-        return _attr(_value(expr[1], env), expr[2])
+        base, name = _compile(expr[1]), expr[2]
+        return lambda env: _attr(base(env), name)
     if kind == "output":
-        return env[3]
+        return lambda env: env[3]
     raise _Unresolved(kind)
 
 
@@ -150,51 +150,103 @@ def _sig(v):
     raise _Unresolved(t.__name__)
 
 
-def _arg(expr, env):
-    kind = expr[0]
-    if kind == "result":
-        return expr
-    v = env[3] if kind == "output" else _value(expr, env)
-    t = type(v)
-    if t in _PLAIN:
-        return v
-    if t is _Tensor or t is _Parameter:
-        return tensor_sig(v)
-    raise _Unresolved(t.__name__)
+_STATE_NAMES: dict = {}
 
 
 def _module_state(m) -> tuple:
-    """A trusted loss module's callee key: its type, public attributes and buffers (its forward
-    reads nothing else); refused with hooks of its own."""
+    """A trusted loss module's callee key: its type, the attributes its ``__init__`` sets and
+    its buffers (its forward reads nothing else); refused with hooks or parameters."""
     d = m.__dict__
-    for name in _HOOK_DICTS:
-        if d.get(name):
-            raise _Unresolved(name)
-    if d.get("_parameters"):
-        raise _Unresolved("parameters")
-    return (type(m), tuple([(k, _sig(v)) for k, v in d.items() if k[0] != "_"]),
-            tuple([(k, _sig(v)) for k, v in d["_buffers"].items()]))
+    if d["_forward_hooks"] or d["_forward_pre_hooks"] or d["_backward_hooks"] or \
+            d["_backward_pre_hooks"] or d["_parameters"]:
+        raise _Unresolved("hooks")
+    t = type(m)
+    names = _STATE_NAMES.get(t)
+    if names is None:
+        names = _STATE_NAMES[t] = tuple(k for k in vars(t()) if k[0] != "_")
+    return (t, tuple([_sig(d[k]) for k in names]), tuple([_sig(v) for v in d["_buffers"].values()]))
 
 
-def _callee(expr, env, losses: set):
-    """The callee key of one call of the stretch (see the module doc) and whether the call
-    returns a loss (a tensor)."""
-    if expr[0] == "method":
-        if expr[2] != "backward" or _BACKWARD is not torch.Tensor.backward:
-            raise _Unresolved(expr[2])
-        base = expr[1]
-        if base[0] == "result" and base[1] in losses:  # a loss this stretch computed
-            return "backward", False
-        v = _value(base, env)
-        if type(v) is not _Tensor:
-            raise _Unresolved("backward")
-        return ("backward", tensor_sig(v)), False
-    f = _value(expr, env)
-    if type(f) in LOSS_MODULES:
-        return _module_state(f), True
-    if f in LOSS_FUNCTIONS:
-        return f, True
-    raise _Unresolved(getattr(f, "__name__", type(f).__name__))
+class _Reader:
+    """The compiled reading of one stretch: getters of the model, the optimizer and every
+    callee and argument; :meth:`parts` is the per-call part of the key."""
+
+    __slots__ = ("model", "optimizer", "calls")
+
+    def __init__(self, stretch):
+        self.model = _compile(stretch.model)
+        self.optimizer = _compile(stretch.optimizer)
+        calls = []
+        for callee, args, kwnames in stretch.calls:
+            if callee[0] == "method":
+                if callee[2] != "backward":
+                    raise _Unresolved(callee[2])
+                base = callee[1]
+                get = base[1] if base[0] == "result" else _compile(base)
+                kind = "backward"
+            else:
+                get, kind = _compile(callee), "call"
+            calls.append((kind, get, tuple(x if x[0] == "result" else
+                                           (None if x[0] == "output" else _compile(x)) for x in args),
+                          kwnames))
+        self.calls = tuple(calls)
+
+    def parts(self, env) -> tuple:
+        out, losses = [], set()
+        for k, (kind, get, args, kwnames) in enumerate(self.calls):
+            if kind == "backward":
+                if _BACKWARD is not torch.Tensor.backward:
+                    raise _Unresolved("backward")
+                if type(get) is int:  # backward of a result of this stretch: a loss
+                    if get not in losses:
+                        raise _Unresolved("backward")
+                    c = "backward"
+                else:
+                    v = get(env)
+                    if type(v) is not _Tensor:
+                        raise _Unresolved("backward")
+                    c = ("backward", tensor_sig(v))
+            else:
+                f = get(env)
+                if type(f) in LOSS_MODULES:
+                    c = _module_state(f)
+                elif f in LOSS_FUNCTIONS:
+                    c = f
+                else:
+                    raise _Unresolved("callee")
+                losses.add(k)
+            a = []
+            for x in args:
+                if x is None:
+                    v = env[3]
+                elif type(x) is tuple:  # ("result", k)
+                    a.append(x)
+                    continue
+                else:
+                    v = x(env)
+                t = type(v)
+                if t is _Tensor or t is _Parameter:
+                    a.append(tensor_sig(v))
+                elif t in _PLAIN:
+                    a.append(v)
+                else:
+                    raise _Unresolved(t.__name__)
+            out.append((c, tuple(a), kwnames))
+        return tuple(out)
+
+
+_READERS: dict = {}  # stretch -> _Reader | None
+
+
+def _reader(stretch):
+    hit = _READERS.get(stretch, False)
+    if hit is False:
+        try:
+            hit = _Reader(stretch)
+        except _Unresolved:
+            hit = None
+        _READERS[stretch] = hit
+    return hit
 
 
 class StretchWatch:
@@ -213,6 +265,7 @@ class StretchWatch:
         self.hook_ids: tuple = ()  # the counter's optimizer pre-hook ids (global, per optimizer)
         self.skipped = 0      # stretches skipped (for tests and benchmarks)
         self._own: dict = {}  # (stretch, stop) -> exception outcomes inside the stretch
+        self._depth = 4       # frames from skip() up to the model's Module._wrapped_call_impl
 
     def enter(self, frame, trusted: bool, ddp) -> None:
         """On entering the counter: ``frame`` is the caller of ``__enter__``."""
@@ -232,10 +285,17 @@ class StretchWatch:
         if not self.enabled or _gettrace() is not None or _getprofile() is not None or \
                 _exc_info()[0] is not None or torch_function_stack_len():
             return False
-        frame = _getframe(2)
-        while frame is not None and frame.f_code is not WRAPPED_CALL_CODE:
-            frame = frame.f_back
-        frame = frame.f_back if frame is not None else None
+        try:
+            frame = _getframe(self._depth)
+        except ValueError:
+            frame = None
+        if frame is None or frame.f_code is not WRAPPED_CALL_CODE:
+            frame, self._depth = _getframe(1), 1
+            while frame is not None and frame.f_code is not WRAPPED_CALL_CODE:
+                frame, self._depth = frame.f_back, self._depth + 1
+            if frame is None:
+                return False
+        frame = frame.f_back
         if frame is None:
             return False
         stretch = read_stretch(frame.f_code, frame.f_lasti)
@@ -245,9 +305,16 @@ class StretchWatch:
         if key is None:
             return False
         node = step.node
-        target = node.shortcuts.get(key) if node.shortcuts is not None else None
-        if target is not None and not step.counting and not step.full:
-            n = _path_length(node, target)
+        hit = node.shortcuts.get(key) if node.shortcuts is not None else None
+        if hit is not None and not step.counting and not step.full:
+            target, n, generation = hit
+            cache = self.tracker.cache
+            if generation != cache.generation:  # a node was replaced since: check the path
+                n = _path_length(node, target)
+                if n is None:
+                    del node.shortcuts[key]
+                else:
+                    node.shortcuts[key] = (target, n, cache.generation)
             if n is not None:
                 step.node = target
                 step.reused += n
@@ -260,23 +327,16 @@ class StretchWatch:
     def key(self, stretch, frame, output):
         """The key of ``stretch`` run from ``frame`` now (see the module doc); None when a value
         is not allowed or cannot be read without running code."""
-        tracker = self.tracker
+        reader = _reader(stretch)
+        if reader is None:
+            return None
         loc = frame.f_locals
         try:
-            env = (loc, frame.f_globals, frame.f_builtins if frame.f_builtins is not None else _BUILTINS,
-                   output)
-            if _value(stretch.model, env) is not tracker.model:
+            env = (loc, frame.f_globals, frame.f_builtins, output)
+            if reader.model(env) is not self.tracker.model or not self._first_pre_hook(reader.optimizer(env)):
                 return None
-            if not self._first_pre_hook(_value(stretch.optimizer, env)):
-                return None
-            parts, losses = [], set()
-            for k, (callee, args, kwnames) in enumerate(stretch.calls):
-                c, loss = _callee(callee, env, losses)
-                parts.append((c, tuple([_arg(x, env) for x in args]), kwnames))
-                if loss:
-                    losses.add(k)
-            return stretch, tuple(parts)
-        except _Unresolved:
+            return stretch, reader.parts(env)
+        except (_Unresolved, KeyError):
             return None
         finally:
             if stretch.optimized:  # a function's locals snapshot: keep none of its values alive
@@ -340,10 +400,11 @@ class StretchWatch:
             return self._at(expected[0], expected[1])
         if pending is not None and step is not None:
             node, key, frame, stretch = pending
-            if self._at(frame, stretch) and _path_length(node, step.node) is not None:
+            n = _path_length(node, step.node) if self._at(frame, stretch) else None
+            if n is not None:
                 if node.shortcuts is None:
                     node.shortcuts = {}
-                node.shortcuts[key] = step.node
+                node.shortcuts[key] = (step.node, n, self.tracker.cache.generation)
         return True
 
     @staticmethod
