@@ -88,7 +88,6 @@ class StepTracker:
         self.tracer = Tracer(self, self.params)
         self.tracing = False
         self.stretch = StretchWatch(self)  # the loop's code read from its frame instead of traced
-        self.watch = False                # the forward returning now is a trusted training event
         self.depth = 0                    # > 0 inside a traced call
         self.trusted = False              # inside a trusted forward or optimizer step
         self.root_depth = 0               # root forwards running (re-entrant calls)
@@ -269,7 +268,8 @@ class StepTracker:
             self.root_depth = 1
             if region == "trusted" or region == "inner":  # the forward runs untraced
                 self.trusted = True
-                self.watch = region == "trusted" and self.step.grad
+                if region == "trusted" and self.step.grad:
+                    self.stretch.at_forward(self.step)
             elif region == "traced":
                 self.trace(True)
         if self.scope_on:  # the scope's own root pre-hook is left out (see ModuleScope.attach)
@@ -282,11 +282,8 @@ class StepTracker:
             self.root_depth = 0
             if self.step is not None:  # back in the step's own code: traced, unless read
                 self.trusted = False
-                if self.watch:
-                    self.watch = False
-                    if self.stretch.skip(self.step, output):
-                        return None
-                self.trace(True)
+                if self.stretch.expected is None:
+                    self.trace(True)
         elif depth:
             self.root_depth = depth - 1
         return None

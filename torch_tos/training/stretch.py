@@ -57,6 +57,7 @@ from .._compat import (OPTIMIZER_GLOBAL_PRE_HOOKS, OPTIMIZER_STEP_CODE, WRAPPED_
                        torch_function_stack_len)
 from .bytecode import SUPPORTED, exception_outcomes, instruction_offset, read_stretch, with_handler
 from .signature import tensor_sig
+from .verify import TRUSTED_OPTIMIZERS
 
 __all__ = ["LOSS_MODULES", "LOSS_FUNCTIONS", "StretchWatch"]
 
@@ -118,7 +119,7 @@ def _attr(obj, name):
 
 def _compile(expr):
     """A function ``env -> value`` reading symbolic value ``expr`` from ``env = (f_locals,
-    f_globals, f_builtins, output)``; raises KeyError or :class:`_Unresolved` when it cannot."""
+    f_globals, f_builtins)``; raises KeyError or :class:`_Unresolved` when it cannot."""
     kind = expr[0]
     if kind == "local":
         name = expr[1]
@@ -136,8 +137,6 @@ def _compile(expr):
     if kind == "attr":
         base, name = _compile(expr[1]), expr[2]
         return lambda env: _attr(base(env), name)
-    if kind == "output":
-        return lambda env: env[3]
     raise _Unresolved(kind)
 
 
@@ -171,9 +170,10 @@ class _Reader:
     """The compiled reading of one stretch: getters of the model, the optimizer and every
     callee and argument; :meth:`parts` is the per-call part of the key."""
 
-    __slots__ = ("model", "optimizer", "calls")
+    __slots__ = ("stretch", "model", "optimizer", "calls")
 
     def __init__(self, stretch):
+        self.stretch = stretch
         self.model = _compile(stretch.model)
         self.optimizer = _compile(stretch.optimizer)
         calls = []
@@ -186,9 +186,8 @@ class _Reader:
                 kind = "backward"
             else:
                 get, kind = _compile(callee), "call"
-            calls.append((kind, get, tuple(x if x[0] == "result" else
-                                           (None if x[0] == "output" else _compile(x)) for x in args),
-                          kwnames))
+            calls.append((kind, get, tuple(x if x[0] in ("result", "output") else _compile(x)
+                                           for x in args), kwnames))
         self.calls = tuple(calls)
 
     def parts(self, env) -> tuple:
@@ -217,13 +216,10 @@ class _Reader:
                 losses.add(k)
             a = []
             for x in args:
-                if x is None:
-                    v = env[3]
-                elif type(x) is tuple:  # ("result", k)
+                if type(x) is tuple:  # ("result", k), ("output",): fixed by the keys before it
                     a.append(x)
                     continue
-                else:
-                    v = x(env)
+                v = x(env)
                 t = type(v)
                 if t is _Tensor or t is _Parameter:
                     a.append(tensor_sig(v))
@@ -250,22 +246,21 @@ def _reader(stretch):
 
 
 class StretchWatch:
-    """What one tracker knows to skip its tracer over the loop's code (see the module doc):
-    the frame and handler of the counter's ``with`` block, the callers already checked, the
-    stretch being skipped (``expected``: ``(frame, stretch)``, until ``step()`` arrives) or learned
-    (``pending``: ``(node, key, frame, stretch)``)."""
+    """What one tracker knows to skip its tracer over the loop's code (see the module doc): the
+    frame and handler of the counter's ``with`` block, the call site last read (``site``: its
+    code, offset, caller and the caller's offset, with the stretch and whether exceptions in it
+    reach the counter), the stretch being skipped (``frame``/``expected``, until ``step()``
+    arrives) or learned (``pending``: ``(node, key)``)."""
 
     def __init__(self, tracker):
         self.tracker = tracker
         self.enabled = False
         self.with_frame = self.with_target = None
-        self.callers = None   # (frame, f_lasti, outcome) of the last caller chain checked
-        self.expected = None
-        self.pending = None
+        self.site = (None, -1, None, -1, None)
+        self.frame = self.expected = self.pending = None
         self.hook_ids: tuple = ()  # the counter's optimizer pre-hook ids (global, per optimizer)
-        self.skipped = 0      # stretches skipped (for tests and benchmarks)
-        self._own: dict = {}  # (stretch, stop) -> exception outcomes inside the stretch
-        self._depth = 4       # frames from skip() up to the model's Module._wrapped_call_impl
+        self.skipped = 0           # stretches skipped (for tests and benchmarks)
+        self._depth = 4            # frames from at_forward() up to the model's _wrapped_call_impl
 
     def enter(self, frame, trusted: bool, ddp) -> None:
         """On entering the counter: ``frame`` is the caller of ``__enter__``."""
@@ -274,17 +269,18 @@ class StretchWatch:
         self.with_frame, self.with_target = (frame, target) if target is not None else (None, None)
 
     def reset(self) -> None:
-        self.with_frame = self.with_target = self.callers = self.expected = self.pending = None
-        self._own.clear()
+        self.with_frame = self.with_target = self.frame = self.expected = self.pending = None
+        self.site = (None, -1, None, -1, None)
 
-    # -- at the model's return --------------------------------------------------------------------
-    def skip(self, step, output) -> bool:
-        """Called as the model's trusted forward returns into the loop, inside an open step.
-        True: the stretch is known and skipped (no tracer); False: trace it (and learn it when the
-        step arrives at ``step()`` as the code says)."""
+    # -- at the model's call ------------------------------------------------------------------
+    def at_forward(self, step) -> None:
+        """The model's trusted forward is about to run as an event of the open training step
+        ``step`` (from its root pre-hook). Reads the stretch the forward returns into: skipped
+        when a counted step made the same calls with the same values (``expected`` set: no
+        tracer after the forward), else learned when ``step()`` arrives where the code says."""
         if not self.enabled or _gettrace() is not None or _getprofile() is not None or \
                 _exc_info()[0] is not None or torch_function_stack_len():
-            return False
+            return
         try:
             frame = _getframe(self._depth)
         except ValueError:
@@ -294,16 +290,23 @@ class StretchWatch:
             while frame is not None and frame.f_code is not WRAPPED_CALL_CODE:
                 frame, self._depth = frame.f_back, self._depth + 1
             if frame is None:
-                return False
+                return
         frame = frame.f_back
         if frame is None:
-            return False
-        stretch = read_stretch(frame.f_code, frame.f_lasti)
-        if stretch is None or not self._propagates(frame, stretch):
-            return False
-        key = self.key(stretch, frame, output)
+            return
+        code, lasti, caller = frame.f_code, frame.f_lasti, frame.f_back
+        site = self.site
+        if site[0] is code and site[1] == lasti and site[2] is caller and \
+                (caller is None or site[3] == caller.f_lasti):
+            reader = site[4]
+        else:
+            reader = self._read(frame)
+            self.site = (code, lasti, caller, caller.f_lasti if caller is not None else -1, reader)
+        if reader is None:
+            return
+        key = self.key(reader, frame)
         if key is None:
-            return False
+            return
         node = step.node
         hit = node.shortcuts.get(key) if node.shortcuts is not None else None
         if hit is not None and not step.counting and not step.full:
@@ -318,109 +321,92 @@ class StretchWatch:
             if n is not None:
                 step.node = target
                 step.reused += n
-                self.expected = (frame, stretch)
+                self.frame, self.expected = frame, reader.stretch
                 self.skipped += 1
-                return True
-        self.pending = (node, key, frame, stretch)
-        return False
+                return
+        self.frame, self.pending = frame, (node, key)
 
-    def key(self, stretch, frame, output):
-        """The key of ``stretch`` run from ``frame`` now (see the module doc); None when a value
-        is not allowed or cannot be read without running code."""
-        reader = _reader(stretch)
-        if reader is None:
+    def _read(self, frame):
+        """The reader of the stretch at ``frame``'s call site, or None when there is none or an
+        exception raised in it could be caught before the counter sees it."""
+        stretch = read_stretch(frame.f_code, frame.f_lasti)
+        if stretch is None:
             return None
+        stop = self.with_target if frame is self.with_frame else None
+        out = frozenset().union(*[exception_outcomes(stretch.code, o, stop) for o in stretch.offsets])
+        caller = frame.f_back
+        while "caught" not in out and "out" in out and caller is not None:
+            code = caller.f_code
+            out = exception_outcomes(code, instruction_offset(code, caller.f_lasti),
+                                     self.with_target if caller is self.with_frame else None)
+            caller = caller.f_back
+        return None if "caught" in out else _reader(stretch)
+
+    def key(self, reader, frame):
+        """The key of the stretch run from ``frame`` now (see the module doc); None when a value
+        is not allowed or cannot be read without running code."""
         loc = frame.f_locals
         try:
-            env = (loc, frame.f_globals, frame.f_builtins, output)
+            env = (loc, frame.f_globals, frame.f_builtins)
             if reader.model(env) is not self.tracker.model or not self._first_pre_hook(reader.optimizer(env)):
                 return None
-            return stretch, reader.parts(env)
+            return reader, reader.parts(env)
         except (_Unresolved, KeyError):
             return None
         finally:
-            if stretch.optimized:  # a function's locals snapshot: keep none of its values alive
+            if reader.stretch.optimized:  # a function's locals snapshot: keep none of its values alive
                 loc.clear()
 
     def _first_pre_hook(self, opt) -> bool:
         """``opt`` is followed, its ``step`` is the library's hooked one, and the counter's step
         pre-hook runs before any other (nothing of the loop's runs before the counter sees it)."""
-        tracker = self.tracker
-        if not isinstance(opt, torch.optim.Optimizer) or not tracker.is_ours(opt):
+        if type(opt) not in _OPTIMIZER_TYPES and not isinstance(opt, torch.optim.Optimizer):
             return False
-        if "step" in opt.__dict__ or getattr(type(opt).step, "__code__", None) is not OPTIMIZER_STEP_CODE:
+        if not self.tracker.is_ours(opt) or "step" in opt.__dict__ or \
+                getattr(type(opt).step, "__code__", None) is not OPTIMIZER_STEP_CODE:
             return False
         glob = OPTIMIZER_GLOBAL_PRE_HOOKS
         if glob is None:
             return False
-        first = next(iter(glob or opt._optimizer_step_pre_hooks), None)
-        return first in self.hook_ids
-
-    def _propagates(self, frame, stretch) -> bool:
-        """An exception raised anywhere in ``stretch`` reaches the counter's ``with`` block or
-        leaves the thread, caught by no handler on the way (module doc)."""
-        stop = self.with_target if frame is self.with_frame else None
-        out = self._own.get((stretch, stop))
-        if out is None:
-            out = self._own[(stretch, stop)] = frozenset().union(
-                *[exception_outcomes(stretch.code, offset, stop) for offset in stretch.offsets])
-        if "caught" in out:
-            return False
-        if "out" not in out:
-            return True
-        caller = frame.f_back
-        if caller is None:
-            return True
-        hit = self.callers
-        if hit is not None and hit[0] is caller and hit[1] == caller.f_lasti:
-            return hit[2]
-        ok = self._callers_propagate(caller)
-        self.callers = (caller, caller.f_lasti, ok)
-        return ok
-
-    def _callers_propagate(self, frame) -> bool:
-        while frame is not None:
-            code = frame.f_code
-            out = exception_outcomes(code, instruction_offset(code, frame.f_lasti),
-                                     self.with_target if frame is self.with_frame else None)
-            if "caught" in out:
-                return False
-            if "out" not in out:
-                return True
-            frame = frame.f_back
-        return True
+        for first in (glob or opt._optimizer_step_pre_hooks):
+            return first in self.hook_ids
+        return False
 
     # -- at the optimizer's step pre-hook --------------------------------------------------------
     def arrived(self, step) -> bool:
         """The followed optimizer's ``step()`` started. Learns the pending stretch; for a skipped
         one, True when it was called where the code said (else the step cannot be known)."""
-        expected, pending = self.expected, self.pending
-        self.expected = self.pending = None
+        frame, expected, pending = self.frame, self.expected, self.pending
+        self.frame = self.expected = self.pending = None
         if expected is not None:
-            return self._at(expected[0], expected[1])
+            return _called_from(frame, expected)
         if pending is not None and step is not None:
-            node, key, frame, stretch = pending
-            n = _path_length(node, step.node) if self._at(frame, stretch) else None
+            node, key = pending
+            n = _path_length(node, step.node) if _called_from(frame, key[0].stretch) else None
             if n is not None:
                 if node.shortcuts is None:
                     node.shortcuts = {}
                 node.shortcuts[key] = (step.node, n, self.tracker.cache.generation)
         return True
 
-    @staticmethod
-    def _at(frame, stretch) -> bool:
-        f = _getframe(2)
-        while f is not None and f.f_code is not OPTIMIZER_STEP_CODE:
-            f = f.f_back
-        caller = f.f_back if f is not None else None
-        return caller is frame and stretch.end <= frame.f_lasti <= stretch.end_last
-
     def broken(self, where: str) -> None:
         """The skipped stretch did not arrive at ``step()``: the step cannot be known."""
-        self.expected = self.pending = None
+        self.frame = self.expected = self.pending = None
         warnings.warn(f"TOsCounter: a step left the loop's code it was verified by ({where}) — an "
                       "exception raised inside it was handled on its way up; the step is dropped",
                       RuntimeWarning, stacklevel=4)
+
+
+_OPTIMIZER_TYPES = frozenset(TRUSTED_OPTIMIZERS)
+
+
+def _called_from(frame, stretch) -> bool:
+    """``optimizer.step()`` (whose pre-hook runs now) was called from ``frame`` at the end of
+    ``stretch``."""
+    f = _getframe(3)
+    while f is not None and f.f_code is not OPTIMIZER_STEP_CODE:
+        f = f.f_back
+    return f is not None and f.f_back is frame and stretch.end <= frame.f_lasti <= stretch.end_last
 
 
 def _path_length(node, target) -> int | None:
