@@ -261,9 +261,13 @@ def torch_function_mode_at_top():
 _get_sequence_nr = getattr(getattr(torch._C, "_autograd", None), "_get_sequence_nr", None)
 
 
-def next_sequence_nr() -> int | None:
-    """The sequence number the next autograd node made in this thread gets; None without it."""
-    return _get_sequence_nr() if _get_sequence_nr is not None else None
+def _no_sequence_nr() -> None:
+    return None
+
+
+#: ``next_sequence_nr()``: the sequence number the next autograd node made in this thread gets
+#: (the C function itself: the step counter calls it on every step); None without it.
+next_sequence_nr = _get_sequence_nr if _get_sequence_nr is not None else _no_sequence_nr
 
 
 #: The C function ``torch.set_grad_enabled``/``no_grad`` call (a torch-function event), or None.

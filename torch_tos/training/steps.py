@@ -75,6 +75,7 @@ class StepTracker:
         self.meter = meter
         self.record = record
         self.signature = ForwardSignature(model)
+        self.root = cache.roots["step"]
         self.params = self.signature.params
         self.param_ids = {id(p) for p in self.params}
         self.optimizer_types: set[str] = set()
@@ -173,7 +174,7 @@ class StepTracker:
 
     # -- opening and closing -----------------------------------------------------------------
     def open(self, grad: bool, explicit: bool) -> Step:
-        step = self.step = Step(grad, explicit, self.cache.roots["step"])
+        step = self.step = Step(grad, explicit, self.root)
         step.seq0 = next_sequence_nr()
         self.grads = None
         if grad:

@@ -166,9 +166,13 @@ def _module_state(m) -> tuple:
     return (t, tuple([_sig(d[k]) for k in names]), tuple([_sig(v) for v in d["_buffers"].values()]))
 
 
+_CALL, _BACKWARD_OF_RESULT, _BACKWARD_OF_VALUE = range(3)
+
+
 class _Reader:
     """The compiled reading of one stretch: getters of the model, the optimizer and every
-    callee and argument; :meth:`parts` is the per-call part of the key."""
+    callee and argument; :meth:`parts` is the per-call part of the key. A ``backward()`` of a
+    result of the stretch is one of a loss call's (anything else is refused when compiling)."""
 
     __slots__ = ("stretch", "model", "optimizer", "calls")
 
@@ -179,33 +183,29 @@ class _Reader:
         calls = []
         for callee, args, kwnames in stretch.calls:
             if callee[0] == "method":
-                if callee[2] != "backward":
-                    raise _Unresolved(callee[2])
                 base = callee[1]
-                get = base[1] if base[0] == "result" else _compile(base)
-                kind = "backward"
-            else:
-                get, kind = _compile(callee), "call"
-            calls.append((kind, get, tuple(x if x[0] in ("result", "output") else _compile(x)
-                                           for x in args), kwnames))
+                if callee[2] != "backward" or args or kwnames:
+                    raise _Unresolved(callee[2])
+                if base[0] == "result":
+                    if calls[base[1]][0] != _CALL:
+                        raise _Unresolved("backward")
+                    calls.append((_BACKWARD_OF_RESULT, None, (), (), ()))
+                else:
+                    calls.append((_BACKWARD_OF_VALUE, _compile(base), (), (), ()))
+                continue
+            template = tuple(x if x[0] in ("result", "output") else None for x in args)
+            dynamic = tuple((i, _compile(x)) for i, x in enumerate(args) if template[i] is None)
+            calls.append((_CALL, _compile(callee), dynamic, template, kwnames))
         self.calls = tuple(calls)
 
     def parts(self, env) -> tuple:
-        out, losses = [], set()
-        for k, (kind, get, args, kwnames) in enumerate(self.calls):
-            if kind == "backward":
-                if _BACKWARD is not torch.Tensor.backward:
-                    raise _Unresolved("backward")
-                if type(get) is int:  # backward of a result of this stretch: a loss
-                    if get not in losses:
-                        raise _Unresolved("backward")
-                    c = "backward"
-                else:
-                    v = get(env)
-                    if type(v) is not _Tensor:
-                        raise _Unresolved("backward")
-                    c = ("backward", tensor_sig(v))
-            else:
+        """For each call: its callee key, its arguments' signatures (a result of the stretch or
+        the model's output by position: fixed by the keys before them), its keyword names."""
+        if _BACKWARD is not torch.Tensor.backward:
+            raise _Unresolved("backward")
+        out = []
+        for kind, get, dynamic, template, kwnames in self.calls:
+            if kind == _CALL:
                 f = get(env)
                 if type(f) in LOSS_MODULES:
                     c = _module_state(f)
@@ -213,21 +213,27 @@ class _Reader:
                     c = f
                 else:
                     raise _Unresolved("callee")
-                losses.add(k)
-            a = []
-            for x in args:
-                if type(x) is tuple:  # ("result", k), ("output",): fixed by the keys before it
-                    a.append(x)
-                    continue
-                v = x(env)
-                t = type(v)
-                if t is _Tensor or t is _Parameter:
-                    a.append(tensor_sig(v))
-                elif t in _PLAIN:
-                    a.append(v)
+                if dynamic:
+                    a = list(template)
+                    for i, arg in dynamic:
+                        v = arg(env)
+                        t = type(v)
+                        if t is _Tensor or t is _Parameter:
+                            a[i] = tensor_sig(v)
+                        elif t in _PLAIN:
+                            a[i] = v
+                        else:
+                            raise _Unresolved(t.__name__)
+                    out.append((c, tuple(a), kwnames))
                 else:
-                    raise _Unresolved(t.__name__)
-            out.append((c, tuple(a), kwnames))
+                    out.append((c, template, kwnames))
+            elif kind == _BACKWARD_OF_RESULT:
+                out.append("backward")
+            else:
+                v = get(env)
+                if type(v) is not _Tensor:
+                    raise _Unresolved("backward")
+                out.append(("backward", tensor_sig(v)))
         return tuple(out)
 
 
