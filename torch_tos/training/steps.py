@@ -30,7 +30,7 @@ from .ddp import ddp_of, forward_state
 from .hooks import running_modules
 from .inner import inner_forward
 from .records import device_readings
-from .signature import ForwardSignature, has_kv_cache, optimizer_signature
+from .signature import ForwardSignature, has_kv_cache, optimizer_signature, without_grad
 from .stretch import StretchWatch
 from .verify import TRUSTED_OPTIMIZERS, Tracer
 
@@ -182,7 +182,7 @@ class StepTracker:
             # gradient (zero_grad() inside the step, accumulation into it) and how much state
             # the followed optimizers hold (their first step creates it). A step that starts
             # differently from every cached one is counted from its start, never part-way.
-            grads = self.grads = tuple([p.grad is None for p in self.params])
+            grads = self.grads = without_grad(self.params)
             step.state = (grads, tuple([(len(o.state), sum(map(len, o.state.values())))
                                         for o in self._followed]))
         if self.full_next:

@@ -47,6 +47,7 @@ tensor hooks in ``backward``).
 from __future__ import annotations
 
 import builtins
+import operator
 import sys
 import types
 import warnings
@@ -140,6 +141,14 @@ def _compile(expr):
     raise _Unresolved(kind)
 
 
+def _compile_local(expr):
+    """:func:`_compile` for a reader whose every value is a local variable: ``f_locals -> value``
+    (an ``operator.itemgetter``)."""
+    if expr[0] != "local":
+        raise _Unresolved(expr[0])
+    return operator.itemgetter(expr[1])
+
+
 def _sig(v):
     t = type(v)
     if t in _PLAIN:
@@ -163,7 +172,11 @@ def _module_state(m) -> tuple:
     names = _STATE_NAMES.get(t)
     if names is None:
         names = _STATE_NAMES[t] = tuple(k for k in vars(t()) if k[0] != "_")
-    return (t, tuple([_sig(d[k]) for k in names]), tuple([_sig(v) for v in d["_buffers"].values()]))
+    values = tuple(map(d.__getitem__, names))
+    if not _PLAIN.issuperset(map(type, values)):  # a tensor set as an attribute
+        values = tuple(map(_sig, values))
+    buffers = d["_buffers"]
+    return (t, values, tuple(map(_sig, buffers.values())) if buffers else ())
 
 
 _CALL, _BACKWARD_OF_RESULT, _BACKWARD_OF_VALUE = range(3)
@@ -174,10 +187,18 @@ class _Reader:
     callee and argument; :meth:`parts` is the per-call part of the key. A ``backward()`` of a
     result of the stretch is one of a loss call's (anything else is refused when compiling)."""
 
-    __slots__ = ("stretch", "model", "optimizer", "calls")
+    __slots__ = ("stretch", "model", "optimizer", "calls", "local")
 
     def __init__(self, stretch):
         self.stretch = stretch
+        try:  # every value a local variable: getters take f_locals itself
+            self._compile(stretch, _compile_local)
+            self.local = True
+        except _Unresolved:
+            self._compile(stretch, _compile)
+            self.local = False
+
+    def _compile(self, stretch, _compile):
         self.model = _compile(stretch.model)
         self.optimizer = _compile(stretch.optimizer)
         calls = []
@@ -353,7 +374,7 @@ class StretchWatch:
         is not allowed or cannot be read without running code."""
         loc = frame.f_locals
         try:
-            env = (loc, frame.f_globals, frame.f_builtins)
+            env = loc if reader.local else (loc, frame.f_globals, frame.f_builtins)
             if reader.model(env) is not self.tracker.model or not self._first_pre_hook(reader.optimizer(env)):
                 return None
             return reader, reader.parts(env)
@@ -366,15 +387,12 @@ class StretchWatch:
     def _first_pre_hook(self, opt) -> bool:
         """``opt`` is followed, its ``step`` is the library's hooked one, and the counter's step
         pre-hook runs before any other (nothing of the loop's runs before the counter sees it)."""
-        if type(opt) not in _OPTIMIZER_TYPES and not isinstance(opt, torch.optim.Optimizer):
+        if opt is not self.tracker.optimizer and (
+                not isinstance(opt, torch.optim.Optimizer) or not self.tracker.is_ours(opt)):
             return False
-        if not self.tracker.is_ours(opt) or "step" in opt.__dict__ or \
-                getattr(type(opt).step, "__code__", None) is not OPTIMIZER_STEP_CODE:
+        if "step" in opt.__dict__ or getattr(type(opt).step, "__code__", None) is not OPTIMIZER_STEP_CODE:
             return False
-        glob = OPTIMIZER_GLOBAL_PRE_HOOKS
-        if glob is None:
-            return False
-        for first in (glob or opt._optimizer_step_pre_hooks):
+        for first in (OPTIMIZER_GLOBAL_PRE_HOOKS or opt._optimizer_step_pre_hooks):
             return first in self.hook_ids
         return False
 
@@ -409,10 +427,14 @@ _OPTIMIZER_TYPES = frozenset(TRUSTED_OPTIMIZERS)
 def _called_from(frame, stretch) -> bool:
     """``optimizer.step()`` (whose pre-hook runs now) was called from ``frame`` at the end of
     ``stretch``."""
-    f = _getframe(3)
-    while f is not None and f.f_code is not OPTIMIZER_STEP_CODE:
-        f = f.f_back
-    return f is not None and f.f_back is frame and stretch.end <= frame.f_lasti <= stretch.end_last
+    f = _getframe(4)  # _called_from, arrived, on_opt_pre, Hook.__call__, the step's wrapper
+    if f.f_code is not OPTIMIZER_STEP_CODE:
+        f = _getframe(1)
+        while f is not None and f.f_code is not OPTIMIZER_STEP_CODE:
+            f = f.f_back
+        if f is None:
+            return False
+    return f.f_back is frame and stretch.end <= frame.f_lasti <= stretch.end_last
 
 
 def _path_length(node, target) -> int | None:
