@@ -47,6 +47,7 @@ tensor hooks in ``backward``).
 from __future__ import annotations
 
 import builtins
+import inspect
 import operator
 import sys
 import types
@@ -58,7 +59,6 @@ from .._compat import (OPTIMIZER_GLOBAL_PRE_HOOKS, OPTIMIZER_STEP_CODE, WRAPPED_
                        torch_function_stack_len)
 from .bytecode import SUPPORTED, exception_outcomes, instruction_offset, read_stretch, with_handler
 from .signature import tensor_sig
-from .verify import TRUSTED_OPTIMIZERS
 
 __all__ = ["LOSS_MODULES", "LOSS_FUNCTIONS", "StretchWatch"]
 
@@ -203,10 +203,12 @@ class _Reader:
         self.optimizer = _compile(stretch.optimizer)
         calls = []
         for callee, args, kwnames in stretch.calls:
+            if callee[0] == "method" and callee[2] != "backward":  # a function of a module
+                callee = ("attr",) + callee[1:]                     # (``F.mse_loss(...)``)
             if callee[0] == "method":
                 base = callee[1]
-                if callee[2] != "backward" or args or kwnames:
-                    raise _Unresolved(callee[2])
+                if args or kwnames:
+                    raise _Unresolved("backward")
                 if base[0] == "result":
                     if calls[base[1]][0] != _CALL:
                         raise _Unresolved("backward")
@@ -327,8 +329,11 @@ class StretchWatch:
                 (caller is None or site[3] == caller.f_lasti):
             reader = site[4]
         else:
-            reader = self._read(frame)
-            self.site = (code, lasti, caller, caller.f_lasti if caller is not None else -1, reader)
+            reader, same_callers = self._read(frame)
+            # a frame suspended at the same instruction has the same callers, at the same
+            # instructions, unless a generator (resumed from anywhere) is among them
+            self.site = (code, lasti, caller, caller.f_lasti if caller is not None else -1, reader) \
+                if same_callers else (None, -1, None, -1, None)
         if reader is None:
             return
         key = self.key(reader, frame)
@@ -353,21 +358,23 @@ class StretchWatch:
                 return
         self.frame, self.pending = frame, (node, key)
 
-    def _read(self, frame):
-        """The reader of the stretch at ``frame``'s call site, or None when there is none or an
-        exception raised in it could be caught before the counter sees it."""
+    def _read(self, frame) -> tuple:
+        """The reader of the stretch at ``frame``'s call site (None when there is none or an
+        exception raised in it could be caught before the counter sees it), and whether the
+        answer holds for later steps from the same site (no generator among the callers)."""
         stretch = read_stretch(frame.f_code, frame.f_lasti)
         if stretch is None:
-            return None
+            return None, True
         stop = self.with_target if frame is self.with_frame else None
         out = frozenset().union(*[exception_outcomes(stretch.code, o, stop) for o in stretch.offsets])
-        caller = frame.f_back
+        caller, same = frame.f_back, True
         while "caught" not in out and "out" in out and caller is not None:
             code = caller.f_code
+            same = same and not code.co_flags & _RESUMABLE
             out = exception_outcomes(code, instruction_offset(code, caller.f_lasti),
                                      self.with_target if caller is self.with_frame else None)
             caller = caller.f_back
-        return None if "caught" in out else _reader(stretch)
+        return (None if "caught" in out else _reader(stretch)), same
 
     def key(self, reader, frame):
         """The key of the stretch run from ``frame`` now (see the module doc); None when a value
@@ -421,7 +428,7 @@ class StretchWatch:
                       RuntimeWarning, stacklevel=4)
 
 
-_OPTIMIZER_TYPES = frozenset(TRUSTED_OPTIMIZERS)
+_RESUMABLE = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
 
 
 def _called_from(frame, stretch) -> bool:
