@@ -197,21 +197,20 @@ class StepTracker:
 
     def close(self):
         """Close the open step; returns its record (None when nothing was recorded)."""
-        if self.stretch.expected is not None:  # a skipped stretch that never reached step()
+        watch = self.stretch
+        if watch.expected is not None:  # a skipped stretch that never reached step()
             self._drop("the step closed before its optimizer.step()")
         step, self.step = self.step, None
-        self.grads = None
-        self.stretch.pending = None
+        self.grads = watch.pending = None
         if step is None:
             return None
         if self.tracing:
             self.trace(False)
-        self.trusted = False
+        self.trusted = self.engine.in_optimizer = False
         if step.counting or self.engine_on or self.scope_on:
             if self.scope.coarse and step.reused:
                 self.full_next = True
             self.stop_counting()
-        self.engine.in_optimizer = False
         energy = self._meter_stop(step) if step.meter_ctx is not None else None
         node = step.node
         if node.parent is None:  # no event: nothing ran

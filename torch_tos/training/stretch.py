@@ -307,8 +307,7 @@ class StretchWatch:
         ``step`` (from its root pre-hook). Reads the stretch the forward returns into: skipped
         when a counted step made the same calls with the same values (``expected`` set: no
         tracer after the forward), else learned when ``step()`` arrives where the code says."""
-        if not self.enabled or _gettrace() is not None or _getprofile() is not None or \
-                _exc_info()[0] is not None or torch_function_stack_len():
+        if not self.enabled or _gettrace() or _getprofile() or _exc_info()[0] or torch_function_stack_len():
             return
         try:
             frame = _getframe(self._depth)
@@ -340,16 +339,17 @@ class StretchWatch:
         if key is None:
             return
         node = step.node
-        hit = node.shortcuts.get(key) if node.shortcuts is not None else None
-        if hit is not None and not step.counting and not step.full:
+        shortcuts = node.shortcuts
+        hit = shortcuts.get(key) if shortcuts is not None and not step.counting and not step.full else None
+        if hit is not None:
             target, n, generation = hit
             cache = self.tracker.cache
             if generation != cache.generation:  # a node was replaced since: check the path
                 n = _path_length(node, target)
                 if n is None:
-                    del node.shortcuts[key]
+                    del shortcuts[key]
                 else:
-                    node.shortcuts[key] = (target, n, cache.generation)
+                    shortcuts[key] = (target, n, cache.generation)
             if n is not None:
                 step.node = target
                 step.reused += n
