@@ -185,6 +185,22 @@ def test_code_that_is_not_straight_is_traced():
     assert skipped == 0 and records[2].cache == "partial"
 
 
+def test_a_target_that_requires_grad_keeps_the_tracer_on():
+    """The backward would reach the target's own graph, which the key does not describe."""
+    def make():
+        return nn.MSELoss()
+
+    def body(model, opt, loss_fn, i, state):
+        target = state.setdefault("t", torch.rand(16, 3, requires_grad=True)) * 1
+        opt.zero_grad()
+        loss = loss_fn(model(X), target)
+        loss.backward()
+        opt.step()
+
+    records, skipped = _three_ways(make, body, 3)
+    assert skipped == 0 and [r.cache for r in records] == ["miss", "hit", "hit"]
+
+
 def test_under_a_trace_function_the_loop_is_traced():
     previous = sys.gettrace()
     sys.settrace(lambda *a: None)  # a debugger or coverage: its code is not read

@@ -86,9 +86,19 @@ _STRETCHES: dict = {}      # (code, offset) -> Stretch | None
 _OUTCOMES: dict = {}       # (code, offset, stop) -> frozenset
 
 
+_MAX_CACHED = 4096  # entries per cache above, which are emptied when full (code made on the fly)
+
+
+def _bounded(cache: dict) -> dict:
+    if len(cache) >= _MAX_CACHED:
+        cache.clear()
+    return cache
+
+
 def _instructions(code) -> tuple:
     hit = _INSTRUCTIONS.get(code)
     if hit is None:
+        _bounded(_INSTRUCTIONS)
         ins = list(dis.get_instructions(code))
         hit = _INSTRUCTIONS[code] = (ins, [i.offset for i in ins])
     return hit
@@ -190,7 +200,7 @@ def read_stretch(code, lasti: int) -> Stretch | None:
     key = (code, lasti)
     if key in _STRETCHES:
         return _STRETCHES[key]
-    out = _STRETCHES[key] = _read(code, lasti) if SUPPORTED else None
+    out = _bounded(_STRETCHES)[key] = _read(code, lasti) if SUPPORTED else None
     return out
 
 
@@ -250,7 +260,7 @@ def _handler(code, offset: int):
     """The handler target of the exception-table entry covering ``offset`` (None: none)."""
     table = _TABLES.get(code)
     if table is None:
-        table = _TABLES[code] = [(e.start, e.end, e.target)
+        table = _bounded(_TABLES)[code] = [(e.start, e.end, e.target)
                                  for e in dis.Bytecode(code).exception_entries]
     for start, end, target in table:
         if start <= offset < end:
@@ -283,7 +293,7 @@ def exception_outcomes(code, offset: int, stop=None) -> frozenset:
     key = (code, offset, stop)
     hit = _OUTCOMES.get(key)
     if hit is None:
-        _OUTCOMES[key] = frozenset(("caught",))  # a cycle through handlers: assume the worst
+        _bounded(_OUTCOMES)[key] = frozenset(("caught",))  # a cycle through handlers: the worst
         target = _handler(code, offset)
         if target is None:
             hit = frozenset(("out",))

@@ -176,10 +176,15 @@ def _module_state(m) -> tuple:
     if not _PLAIN.issuperset(map(type, values)):  # a tensor set as an attribute
         values = tuple(map(_sig, values))
     buffers = d["_buffers"]
-    return (t, values, tuple(map(_sig, buffers.values())) if buffers else ())
+    if not buffers:
+        return (t, values, ())
+    buffers = tuple(map(_sig, buffers.values()))
+    if any(type(b) is tuple and b[2] for b in buffers):  # a buffer that requires grad
+        raise _Unresolved("requires_grad")
+    return (t, values, buffers)
 
 
-_CALL, _BACKWARD_OF_RESULT, _BACKWARD_OF_VALUE = range(3)
+_CALL, _BACKWARD_OF_RESULT = range(2)
 
 
 class _Reader:
@@ -209,12 +214,11 @@ class _Reader:
                 base = callee[1]
                 if args or kwnames:
                     raise _Unresolved("backward")
-                if base[0] == "result":
-                    if calls[base[1]][0] != _CALL:
-                        raise _Unresolved("backward")
-                    calls.append((_BACKWARD_OF_RESULT, None, (), (), ()))
-                else:
-                    calls.append((_BACKWARD_OF_VALUE, _compile(base), (), (), ()))
+                # only of a loss this stretch computed: its graph is the forward's and the loss
+                # call's (a tensor made before would bring a graph the key does not describe)
+                if base[0] != "result" or calls[base[1]][0] != _CALL:
+                    raise _Unresolved("backward")
+                calls.append((_BACKWARD_OF_RESULT, None, (), (), ()))
                 continue
             template = tuple(x if x[0] in ("result", "output") else None for x in args)
             dynamic = tuple((i, _compile(x)) for i, x in enumerate(args) if template[i] is None)
@@ -242,7 +246,9 @@ class _Reader:
                         v = arg(env)
                         t = type(v)
                         if t is _Tensor or t is _Parameter:
-                            a[i] = tensor_sig(v)
+                            a[i] = sig = tensor_sig(v)
+                            if sig[2]:  # requires grad: backward would reach a graph or a
+                                raise _Unresolved("requires_grad")  # leaf of the loop's
                         elif t in _PLAIN:
                             a[i] = v
                         else:
@@ -250,22 +256,20 @@ class _Reader:
                     out.append((c, tuple(a), kwnames))
                 else:
                     out.append((c, template, kwnames))
-            elif kind == _BACKWARD_OF_RESULT:
-                out.append("backward")
             else:
-                v = get(env)
-                if type(v) is not _Tensor:
-                    raise _Unresolved("backward")
-                out.append(("backward", tensor_sig(v)))
+                out.append("backward")
         return tuple(out)
 
 
 _READERS: dict = {}  # stretch -> _Reader | None
+_MAX_CACHED = 4096
 
 
 def _reader(stretch):
     hit = _READERS.get(stretch, False)
     if hit is False:
+        if len(_READERS) >= _MAX_CACHED:  # a cache, bounded (code made on the fly, notebooks)
+            _READERS.clear()
         try:
             hit = _Reader(stretch)
         except _Unresolved:
