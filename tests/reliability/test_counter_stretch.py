@@ -191,7 +191,7 @@ def test_a_target_that_requires_grad_keeps_the_tracer_on():
         return nn.MSELoss()
 
     def body(model, opt, loss_fn, i, state):
-        target = state.setdefault("t", torch.rand(16, 3, requires_grad=True)) * 1
+        target = torch.rand(16, 3, requires_grad=True) * 1  # a fresh leaf: its grad is stored
         opt.zero_grad()
         loss = loss_fn(model(X), target)
         loss.backward()
