@@ -1,72 +1,65 @@
-"""The calibration suite spans what real models do; calibrate() fits, saves and resumes."""
+"""The calibration suite spans what real steps do; calibrate() measures, fits, saves, resumes and
+refuses runs that cannot identify the law or pool two machines."""
 
-import json
-
+import pandas as pd
 import pytest
 
-from torch_tos.energy import CpuTimeMeter
-from torch_tos.energy.calibrate import SUITE, calibrate, runs_path, suite_workloads
-from torch_tos.energy.evaluate import DEFAULT_FEATURES, DEFAULT_LAW, STEP_LAW_NAME
-from torch_tos.energy.runner import count_features
+from torch_tos.energy import CpuTimeMeter, load_law
+from torch_tos.energy.calibrate import SUITE, calibrate, fit_cost_model, paths, suite_workloads
+
+from energy_fakes import synthetic_profile, write_bench
 
 
-@pytest.fixture(scope="module")
-def suite_features():
-    out = {}
-    for w in suite_workloads():
-        if w.config in out:  # both lengths of an entry count the same per step
-            continue
-        X, y = w.data()
-        model = w.family.build(w.config)
-        out[w.config] = (count_features(w, X, y)[0], sum(p.numel() for p in model.parameters()))
-    return out
+def test_the_suite_spans_modes_dtypes_optimizers_and_families():
+    modes = {e[7] for e in SUITE}
+    assert modes == {"training", "inference"}
+    for mode in modes:
+        assert len({e[0] for e in SUITE if e[7] == mode}) >= 8  # families per mode
+    assert {e[8] for e in SUITE} >= {None, "float64", "bfloat16"}
+    assert {e[9] for e in SUITE if e[7] == "training"} >= {None, "sgd_momentum", "adam", "adamw"}
+    work = suite_workloads()
+    two = [w for w in work if w.epochs > 1]
+    assert len(two) > len(SUITE) // 2  # most entries run at two lengths: per-step vs per-run costs
+    assert {w.dtype for w in suite_workloads(dtypes={"float32"})} == {"float32"}
 
 
-def test_the_suite_spans_calls_parameters_and_op_classes(suite_features):
-    feats = [f for f, _ in suite_features.values()]
-    params = [n for _, n in suite_features.values()]
-    calls = [f["calls"] for f in feats]
-    assert min(calls) < 30 and max(calls) > 300  # tens to hundreds of kernel calls per step
-    assert min(params) < 1e4 and max(params) > 1e7  # thousands to tens of millions of parameters
-    by_family = {}
-    for config, (f, _) in suite_features.items():
-        by_family.setdefault(config.family, []).append(f)
-    assert set(by_family) >= {"ffn", "cnn", "mlp", "mlpdrop", "conv", "dwconv", "resnet", "mobile", "transformer", "embed", "lstm", "gru"}
-    assert all(f["tos_dwconv"] > 0 for f in by_family["dwconv"])  # depthwise convs
-    assert all(f["calls_norm"] > 0 for fam in ("conv", "dwconv", "transformer") for f in by_family[fam])
-    assert all(f["calls_rng"] > 0 for fam in ("mlpdrop", "transformer") for f in by_family[fam])  # dropout
-    assert all(f["calls_memory"] > 0 for f in by_family["embed"])  # embedding gather / dense gradient
-    maps = {c.input_size for c in suite_features if c.family == "conv"}
-    widths = {c.width for c in suite_features if c.family == "conv"}
-    assert min(maps) <= 2 and max(maps) >= 64 and min(widths) <= 8 and max(widths) >= 512
-
-
-def test_every_entry_runs_at_two_lengths():
-    ws = suite_workloads()
-    assert len(ws) == 2 * len(SUITE)
-    assert all(a.config == b.config and a.epochs < b.epochs for a, b in zip(ws[::2], ws[1::2]))
-
-
+@pytest.mark.slow
 def test_calibrate_fits_saves_and_resumes(tmp_path):
-    law_file = tmp_path / "law.json"
-    kw = dict(meter=CpuTimeMeter(), repeats=2, families=["ffn", "mlp"], scale=0.05, progress=False)
-    cal = calibrate(law_file, **kw)
-    assert cal.runs_path == runs_path(law_file) == tmp_path / "law.runs.csv"
-    saved = json.loads(law_file.read_text())
-    assert "fingerprint" in json.dumps(saved) or "machine" in json.dumps(saved)
-    assert len(cal.runs) == 2 * len(suite_workloads(families=["ffn", "mlp"], scale=0.05))
-    assert set(cal.errors["split"]) == {"loco", "lofo"}
-    assert {"noise floor", "mean-only", "TOs+calls+bytes"} <= set(cal.errors["law"])
-    # the default law (15 features + e_step + e_run = 17 coefficients) is judged only when a held-out
-    # fold can fit it: at most half as many coefficients as runs
-    assert (DEFAULT_LAW in set(cal.errors["law"])) == (len(DEFAULT_FEATURES) + 2 <= len(cal.runs) // 2)
-    assert STEP_LAW_NAME in set(cal.errors["law"])
-    seen = []
-    again = calibrate(law_file, callback=seen.append, **kw)  # resumes: nothing left to measure
-    assert seen == [] and len(again.runs) == len(cal.runs)
+    out = tmp_path / "law.json"
+    runs, bench = paths(out)
+    write_bench(bench)  # the microbenchmarks "done": the calibration measures its suite
+    kw = dict(meter=CpuTimeMeter(), dtypes=["float32"], repeats=2, families=["mlp", "conv", "transformer", "ffn"],
+              scale=0.2, progress=False)
+    cal = calibrate(out, **kw)
+    assert set(cal.law.modes) == {"training", "inference"} and out.exists() and runs.exists()
+    law = load_law(out)
+    assert str(law) == str(cal.law)
+    fp = law.fingerprints
+    assert fp["profile"]["cpu"] and fp["runs"][0]["machine"] == fp["profile"]["cpu"]
+    assert {"loco", "lofo"} <= set(cal.errors["split"]) and "cost model" in set(cal.errors["law"])
+    size = runs.stat().st_size
+    again = calibrate(out, **kw)  # resumes: nothing measured twice
+    assert runs.stat().st_size == size and len(again.runs) == len(cal.runs)
 
 
-def test_a_measured_feature_is_refused_before_any_run(tmp_path):
-    with pytest.raises(ValueError, match="measured column"):
-        calibrate(tmp_path / "law.json", features=("tos", "joules"), meter=CpuTimeMeter(), progress=False)
-    assert not (tmp_path / "law.runs.csv").exists()
+def test_runs_of_one_length_or_of_two_machines_are_refused():
+    from test_steplaw import priced
+
+    prof = synthetic_profile()
+    runs = priced()
+    with pytest.raises(ValueError, match="add runs of another length"):
+        fit_cost_model(prof, runs[runs["steps"] == 20].reset_index(drop=True))
+    pooled = runs.assign(host="a", machine="cpu")
+    pooled.loc[pooled.index[0], "host"] = "b"
+    with pytest.raises(ValueError, match="measured on 2 machines.*fit the runs of each machine separately"):
+        fit_cost_model(prof, pooled)
+    law = fit_cost_model(prof, runs.assign(host="a", machine="cpu", torch="2", threads=1))
+    assert law.fingerprints["runs"] == [{"host": "a", "machine": "cpu", "torch": "2", "threads": 1}]
+
+
+def test_output_paths_are_checked_before_any_work(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        calibrate(tmp_path / "no" / "law.json", meter=CpuTimeMeter(), progress=False)
+    assert not any(tmp_path.iterdir())
+    with pytest.raises(ValueError, match="unknown dtype"):
+        calibrate(tmp_path / "law.json", dtypes=["float8"], meter=CpuTimeMeter(), progress=False)

@@ -5,15 +5,24 @@ import subprocess
 import sys
 
 import pytest
+import torch
+import torchvision
 
+import torch_tos
 from torch_tos.cli import main
+from torch_tos.units import exact
 
 
 def test_profile_table(capsys):
     assert main(["profile", "torchvision.models:resnet18", "--input-shape", "2,3,32,32",
                  "--device", "meta", "--mode", "training"]) == 0
-    out = capsys.readouterr().out
-    assert "layer1.0.conv1" in out and "backward" in out and "TOs =" in out
+    out = capsys.readouterr().out  # folded at depth 2: the blocks, the totals per phase, SI totals
+    assert "layer1.0 " in out and "layer1.0.conv1" not in out and "backward" in out and "TOs 2.86T" in out
+    assert main(["profile", "torchvision.models:resnet18", "--input-shape", "2,3,32,32",
+                 "--device", "meta", "--depth", "0", "--exact"]) == 0
+    out = capsys.readouterr().out  # every layer, exact counts
+    tos = torch_tos.profile(torchvision.models.resnet18(), torch.randn(2, 3, 32, 32), device="meta").tos_exact
+    assert "layer1.0.conv1" in out and "--depth 0" not in out and f"TOs {exact(tos)}" in out
 
 
 def test_profile_json_and_csv(capsys):

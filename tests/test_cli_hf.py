@@ -86,16 +86,11 @@ def test_weights_that_cannot_fit_are_refused_before_building(capsys, monkeypatch
 def test_predict_a_hugging_face_config_equals_the_python_api(tmp_path, capsys):
     """`torch-tos predict --hf-config` predicts the training step the Python API predicts: the
     model built on meta from the config, labels in the inputs, the model's own loss."""
-    import numpy as np
     import pandas as pd
 
-    from torch_tos.energy import EnergyModel
+    from energy_fakes import synthetic_law
 
-    rng = np.random.default_rng(0)
-    runs = pd.DataFrame({"family": "p", "width": np.arange(30), "steps": 10.0, "meter": "cputime",
-                         "tos": rng.uniform(0, 1e12, 30), "calls": rng.uniform(0, 1e3, 30)})
-    runs["joules"] = runs.steps * (1e-3 + 2e-12 * runs.tos + 1e-4 * runs.calls) + 0.5
-    law = EnergyModel(features=("tos", "calls")).fit(runs)
+    law = synthetic_law()
     law.save(tmp_path / "law.json")
     cfg = tmp_path / "config.json"
     cfg.write_text(json.dumps(LLAMA))
@@ -110,7 +105,7 @@ def test_predict_a_hugging_face_config_equals_the_python_api(tmp_path, capsys):
                        optimizer=torch.optim.SGD(model.parameters(), lr=0.01), steps=50)
     assert cli.joules.sum() == pytest.approx(pred.joules, rel=1e-9) and pred.joules > 0
     assert "model.layers.0.self_attn" in set(cli.layer)
-    assert main(argv) == 0 and "predicted energy of 50 training steps" in capsys.readouterr().out
+    assert main(argv) == 0 and "predicted cost of 50 training steps" in capsys.readouterr().out
     for extra, message in ((["--loss", "cross_entropy"], "--loss applies to MODULE:CALLABLE models"),
                            (["--input-shape", "2,8"], "--input-shape is for MODULE:CALLABLE models"),
                            (["torch.nn:Linear"], "or a Hugging Face config, not both")):

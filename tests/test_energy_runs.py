@@ -41,7 +41,7 @@ def test_a_row_holds_every_setting_and_the_features_of_one_step(tmp_path):
     def feats(n):
         rep = profile(model, X[:n], mode="training", loss_fn=torch.nn.MSELoss(), target=y[:n],
                       optimizer=torch.optim.SGD(model.parameters(), lr=0.01), device="meta")
-        return step_features(rep, model=model)
+        return step_features(rep)
 
     f64, f28 = feats(64), feats(28)
     for name in FEATURE_NAMES:  # the mean over the run's 22 steps
@@ -65,7 +65,7 @@ def test_recurrent_layers_are_counted_on_the_run_device(tmp_path):
                   optimizer=torch.optim.SGD(model.parameters(), lr=0.01), device="cpu")
     ops = {k[3] for k in as_counts(rep).rows}
     assert "aten.mkldnn_rnn_layer" in ops  # the fused oneDNN layer, not meta's per-time-step ops
-    assert float(r["calls"]) == step_features(rep, model=model)["calls"]
+    assert float(r["calls"]) == step_features(rep)["calls"]
 
 
 def test_two_files_differing_only_in_epochs_stay_separate_configurations(tmp_path):
@@ -129,4 +129,17 @@ def test_duplicate_runs_are_refused_and_found(tmp_path):
 
 def test_configuration_columns_are_the_settings_of_the_issue():
     assert CONFIG_COLUMNS == ["family", "width", "depth", "activation", "input_size", "batch_size", "optimizer",
-                              "epochs", "steps", "dtype", "threads"]
+                              "epochs", "steps", "dtype", "threads", "mode", "device"]
+
+
+def test_files_without_mode_or_device_read_as_training_on_the_cpu(tmp_path):
+    out = tmp_path / "runs.csv"
+    sweep("ffn", out, meter=CpuTimeMeter(), **TINY)
+    import pandas as pd
+
+    from torch_tos.energy.runs import read_runs
+
+    raw = pd.read_csv(out, dtype=str, keep_default_na=False).drop(columns=["mode", "device"])
+    raw.to_csv(tmp_path / "old.csv", index=False)
+    runs = read_runs(tmp_path / "old.csv")
+    assert set(runs["mode"]) == {"training"} and set(runs["device"]) == {"cpu"}

@@ -58,7 +58,11 @@ def loaded():
 with torch_tos.Engine():
     pass
 print(loaded())
-import transformers.masking_utils
+# what the autoload keys on is the module's name in sys.modules (hf_meta imports nothing of
+# transformers): a stand-in spares the subprocess transformers' import; the real library's path
+# is what the Hugging Face tests on meta run
+import types
+sys.modules["transformers.masking_utils"] = types.ModuleType("transformers.masking_utils")
 print("torch_tos.integrations.hf_meta" in sys.modules)
 with torch_tos.Engine():
     from torch_tos.integrations import hf_meta

@@ -1,4 +1,5 @@
-"""A Report with an energy law: a joules column, per-phase joules and an (overhead) line."""
+"""A Report with a cost model: a joules column, per-phase joules and an (overhead) line, all read
+from the law's one pricing function ``price(counts, steps=1)``."""
 
 import json
 
@@ -8,21 +9,22 @@ import torch.nn as nn
 
 import torch_tos
 from torch_tos.counts import BYTES, FLOPS
+from torch_tos.energy.predict import Prediction, per_layer_table
 
 
 class FakeLaw:
-    """The contract a law keeps: joules per counts row, plus a fixed per-step overhead.
-    Here 0.5 J per FLOP and 0.25 J per byte; 3 J per step."""
+    """The contract a law keeps: ``price(counts, steps=1, …)`` → a Prediction whose rows' joules and
+    fixed joules add up. Here 0.5 J per FLOP and 0.25 J per byte; 3 J per step."""
 
     def __init__(self):
         self.seen = []
 
-    def joules_by_row(self, counts):
+    def price(self, counts, *, steps=1, types=None, report=None, **kw):
         self.seen.append(counts)
-        return {key: 0.5 * row[FLOPS] + 0.25 * row[BYTES] for key, row in counts.rows.items()}
-
-    def fixed_joules(self, steps=1):
-        return 3.0 * steps
+        rows = {key: (0.5 * row[FLOPS] + 0.25 * row[BYTES], 0.0) for key, row in counts.rows.items()}
+        total = sum(j for j, _ in rows.values()) + 3.0 * steps
+        return Prediction(total, total, total, 0.0, 0.0, 0.0, steps, "inference", 0.9,
+                          per_layer_table(rows, (3.0 * steps, 0.0), types), rows, 3.0 * steps, 0.0)
 
 
 def _linear():
@@ -42,8 +44,8 @@ def test_joules_by_hand():
     data = json.loads(r.to_json())
     assert data["total"]["joules"] == 20.0 and data["total"]["overhead_joules"] == 3.0
     assert data["phases"]["forward"]["joules"] == 17.0
-    text = str(r)
-    assert "Joules" in text and "(overhead)" in text and "joules = 20" in text
+    text = str(r)  # the Energy column and the totals in J: 17 J in the layer, 3 J overhead, 20 J in all
+    assert "Energy" in text and "17 J" in text and "(overhead)" in text and "energy 20 J" in text
 
 
 def test_with_law_is_a_new_report_and_without_a_law_nothing_changes():
@@ -68,19 +70,17 @@ def test_the_law_reads_the_priced_dtype_under_an_override():
 
 def test_bad_laws_are_clear_errors():
     model, x = _linear()
-    with pytest.raises(TypeError, match="law must have joules_by_row.*lacks fixed_joules"):
+    with pytest.raises(TypeError, match="law must be a cost model with price"):
         torch_tos.profile(model, x, law=type("L", (), {"joules_by_row": lambda s, c: {}})())
 
-    class Wrong(FakeLaw):
-        def joules_by_row(self, counts):
-            return {("nope", "forward", torch.float32, "aten.mm"): 1.0}
 
-    with pytest.raises(ValueError, match="not a row of the counts"):
-        torch_tos.profile(model, x, law=Wrong()).joules
+def test_a_real_cost_model_on_a_report():
+    from energy_fakes import synthetic_law
 
-    class NotADict(FakeLaw):
-        def joules_by_row(self, counts):
-            return [1.0]
-
-    with pytest.raises(TypeError, match="expected a dict"):
-        torch_tos.profile(model, x, law=NotADict()).joules
+    law = synthetic_law()
+    model, x = _linear()
+    r = torch_tos.profile(model, x, law=law, device="meta")
+    p = r.prediction
+    assert r.joules == p.joules and r.overhead_joules == p.fixed_joules
+    assert sum(row["joules"] for row in r.rows()) + r.overhead_joules == pytest.approx(r.joules, rel=1e-12)
+    assert p.mode == "inference" and p.seconds > 0

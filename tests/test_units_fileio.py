@@ -92,3 +92,30 @@ def test_binary_writes(tmp_path):
     p = tmp_path / "plot.png"
     fileio.atomic_write_bytes(p, b"\x89PNG")
     assert p.read_bytes() == b"\x89PNG"
+
+
+def test_a_symbolic_link_is_written_through_and_stays_a_link(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "law.json").write_text("old")
+    os.chmod(shared / "law.json", 0o640)
+    link = tmp_path / "law.json"
+    link.symlink_to(shared / "law.json")
+    fileio.atomic_write_text(link, "new")
+    assert link.is_symlink() and (shared / "law.json").read_text() == "new"
+    assert (shared / "law.json").stat().st_mode & 0o777 == 0o640
+    assert sorted(f.name for f in shared.iterdir()) == ["law.json"]  # the temporary file was beside the target
+
+
+def test_a_new_file_gets_the_umask_default_without_the_umask_being_changed(tmp_path, monkeypatch):
+    previous = os.umask(0o027)
+    try:
+        def no_umask_change(mask):  # reading the umask must not set it (other threads create files)
+            raise AssertionError(f"os.umask({mask:o}) called")
+
+        monkeypatch.setattr(fileio.os, "umask", no_umask_change)
+        fileio.atomic_write_text(tmp_path / "new.csv", "x")
+    finally:
+        monkeypatch.undo()
+        os.umask(previous)
+    assert (tmp_path / "new.csv").stat().st_mode & 0o777 == 0o640

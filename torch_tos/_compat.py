@@ -3,8 +3,13 @@
 torch_tos counts what really runs at the aten level, which needs a few hooks PyTorch does not
 document. They are all imported from here so that a PyTorch release that moves one breaks in one
 place, with a message naming the API, instead of deep inside a count. Tested on torch 2.13 and
-2.14 (see docs/conventions.md §8). Each entry says what happens when the API is missing:
+2.14 (see docs/conventions.md §8). Each entry says what happens when the API is missing. The
+internals of modules and optimizers (the rows from ``_global_*_hooks`` to ``_ConvNd``, and
+``_call_impl`` to ``_global_optimizer_pre_hooks``) are used in :mod:`torch_tos._compat_nn`,
+re-exported here; everything else lives in this module:
 
+``torch._disable_dynamo``                     ``torch.compiler.disable`` (imports ``torch._dynamo``,
+                                              ~2 s, when the training counter is imported)
 ============================================  =======================================================
 API                                           without it
 ============================================  =======================================================
@@ -55,6 +60,8 @@ API                                           without it
 ``Module._forward_pre_hooks`` & co. (the      the public ``register_forward_pre_hook`` /
 hook dicts), ``RemovableHandle.next_id``      ``register_forward_hook`` (slower attach)
 ``torch.nn.modules.conv._ConvNd``             the six public ``Conv*``/``ConvTranspose*`` classes
+``torch._C._select_conv_backend``             ``None`` (a convolution's backend unknown: priced by
+                                              the nearest measured kernel of its kind)
 ``torch.nn.Module._call_impl``                a step that leaves the cache inside a forward is
                                               attributed coarsely (then counted in full once)
 ``torch.nn.Module._wrapped_call_impl``,       the step cache's tracer watches the loop's code on
@@ -77,10 +84,13 @@ hook dicts), ``RemovableHandle.next_id``      ``register_forward_hook`` (slower 
 from __future__ import annotations
 
 import contextlib
-import importlib
-from collections import OrderedDict
 
 import torch
+
+from ._compat_nn import (CONV_TYPES, MODULE_CALL_CODE, OPTIMIZER_GLOBAL_PRE_HOOKS,  # noqa: F401
+                         OPTIMIZER_STEP_CODE, WRAPPED_CALL_CODE, ScopeHooks, ddp_internals,
+                         ddp_mixed_precision_hook, default_foreach, global_module_hooks_set,
+                         qualified_name)
 
 
 class CompatError(RuntimeError):
@@ -246,7 +256,6 @@ pop_torch_function_mode = _tf_api("_pop_torch_function_stack")
 _tf_len = _tf_api("_len_torch_function_stack")
 _tf_at = _tf_api("_get_function_stack_at")
 
-
 #: How many torch-function modes are on this thread's stack.
 torch_function_stack_len = _tf_len
 
@@ -311,159 +320,12 @@ def resnapshot_python_keys(include: bool) -> bool:
     return True
 
 
-# -- module internals ----------------------------------------------------------------------------
-_mod = torch.nn.modules.module
-_GLOBAL_HOOKS = tuple(getattr(_mod, n) for n in ("_global_forward_pre_hooks", "_global_forward_hooks",
-                                                 "_global_backward_hooks", "_global_backward_pre_hooks")
-                      if isinstance(getattr(_mod, n, None), dict))
-
-
-def global_module_hooks_set() -> bool:
-    """Whether hooks for every module (``register_module_forward_hook`` …) are registered;
-    True (assume so) on a torch where they cannot be found."""
-    return any(_GLOBAL_HOOKS) if _GLOBAL_HOOKS else True
-
-
-from torch.utils.hooks import RemovableHandle as _RemovableHandle  # noqa: E402
-
-_HANDLE_IDS = isinstance(getattr(_RemovableHandle, "next_id", None), int)
-_HOOK_DICT_TYPES = (dict, OrderedDict)
-_SCOPE_HOOK_DICTS = ("_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_forward_hooks",
-                     "_forward_hooks_with_kwargs", "_forward_hooks_always_called")
-
-
-def _prepend(hooks: dict, key, value) -> None:
-    """``hooks[key] = value`` as the first entry (``register_forward_pre_hook(prepend=True)``)."""
-    if isinstance(hooks, OrderedDict):
-        hooks[key] = value
-        hooks.move_to_end(key, last=False)
-        return
-    rest = list(hooks.items())
-    hooks.clear()
-    hooks[key] = value
-    hooks.update(rest)
-
-
-class ScopeHooks:
-    """A forward pre-hook (none when ``pre`` is None), run before the module's other pre-hooks
-    (the work of those — FSDP2's all-gather, a parallel style's input redistribution — belongs to
-    the module), and a forward hook of one module, both ``with_kwargs`` and the latter
-    ``always_call`` — what ``register_forward_pre_hook`` and ``register_forward_hook`` store —
-    entered under one fresh hook id straight into the module's hook dictionaries (the two
-    ``RemovableHandle`` objects cost more than the hooks' own work on a small model).
-    :meth:`remove` takes them out again. Where a torch keeps hooks elsewhere, the public
-    ``register_*`` calls are used."""
-
-    __slots__ = ("dicts", "hid", "handles")
-
-    def __init__(self, module, pre, post):
-        d = module.__dict__
-        self.dicts = self.handles = None
-        dicts = tuple(d.get(n) for n in _SCOPE_HOOK_DICTS)
-        if _HANDLE_IDS and all(type(x) in _HOOK_DICT_TYPES for x in dicts):
-            self.hid = _RemovableHandle.next_id  # the id a RemovableHandle would take
-            _RemovableHandle.next_id += 1
-            self.dicts = dicts
-            if pre is not None:  # first: the module's own pre-hooks' work runs inside its scope
-                _prepend(dicts[0], self.hid, pre)
-                dicts[1][self.hid] = True
-            dicts[2][self.hid], dicts[3][self.hid], dicts[4][self.hid] = post, True, True
-        else:  # pragma: no cover - depends on the installed torch
-            self.handles = (*(() if pre is None else
-                              (module.register_forward_pre_hook(pre, with_kwargs=True, prepend=True),)),
-                            module.register_forward_hook(post, with_kwargs=True, always_call=True))
-
-    def remove(self) -> None:
-        if self.dicts is not None:
-            for hooks in self.dicts:
-                hooks.pop(self.hid, None)
-            self.dicts = None
-        elif self.handles is not None:  # pragma: no cover
-            for h in self.handles:
-                h.remove()
-            self.handles = None
-
-
-# -- DistributedDataParallel internals (torch_tos/training/ddp.py) ------------------------------------
-_DDP_FIELDS = ("_has_rebuilt_buckets", "_lazy_init_ran", "_delay_all_reduce_all_params",
-               "_static_graph_delay_allreduce_enqueued")
-
-
-def ddp_internals(ddp) -> dict | None:
-    """What a ``DistributedDataParallel`` keeps about its own state: ``logging`` (its
-    ``_get_ddp_logging_data()``: iteration, bucket sizes, communication hook name), ``hooks``
-    (its ``_comm_hooks``: ``[(hook, state)]`` of the Python hooks) and the flags of
-    :data:`_DDP_FIELDS` (by name, without the underscore). None when this torch lacks them."""
-    get = getattr(ddp, "_get_ddp_logging_data", None)
-    hooks = getattr(ddp, "_comm_hooks", None)
-    if get is None or hooks is None or not hasattr(ddp, "_has_rebuilt_buckets"):
-        return None  # pragma: no cover - depends on the installed torch
-    try:
-        logging = get()
-    except RuntimeError:  # pragma: no cover - no reducer (e.g. DDP of a model without parameters)
-        logging = {}
-    out = {name[1:]: getattr(ddp, name, None) for name in _DDP_FIELDS}
-    out.update(logging=logging, hooks=hooks)
-    return out
-
-
-def ddp_mixed_precision_hook():
-    """The hook DDP registers for its ``mixed_precision`` option (fixed work per step), or None."""
-    try:
-        from torch.distributed.algorithms.ddp_comm_hooks import mixed_precision_hooks
-    except ImportError:  # pragma: no cover - depends on the installed torch
-        return None
-    return getattr(mixed_precision_hooks, "_reducer_allreduce_and_upcast_hook", None)
-
-
-#: The code of ``Module._wrapped_call_impl`` (the frame a module call enters from its caller), of the
-#: wrapper ``Optimizer.profile_hook_step`` puts around every optimizer's ``step`` (the frame
-#: ``opt.step()`` enters), and the dict of global optimizer step pre-hooks; None where not found.
-WRAPPED_CALL_CODE = getattr(getattr(torch.nn.Module, "_wrapped_call_impl", None), "__code__", None)
-
-
-def _optimizer_step_code():
-    try:
-        wrapper = torch.optim.Optimizer.profile_hook_step(lambda *a, **k: None)
-    except Exception:  # noqa: BLE001 - moved or changed: no frame-read stretch
-        return None
-    return getattr(wrapper, "__code__", None)
-
-
-OPTIMIZER_STEP_CODE = _optimizer_step_code()
-OPTIMIZER_GLOBAL_PRE_HOOKS = getattr(importlib.import_module("torch.optim.optimizer"),
-                                     "_global_optimizer_pre_hooks", None)
-if not isinstance(OPTIMIZER_GLOBAL_PRE_HOOKS, dict):  # pragma: no cover - depends on torch
-    OPTIMIZER_GLOBAL_PRE_HOOKS = None
-
-#: The code of ``Module._call_impl``, which every module call runs: a Python frame running it is a
-#: module call in progress (None on a torch without it).
-MODULE_CALL_CODE = getattr(getattr(torch.nn.Module, "_call_impl", None), "__code__", None)
-
-
-_nn = torch.nn
-#: Every convolution module type (``isinstance`` argument).
-CONV_TYPES = getattr(_nn.modules.conv, "_ConvNd", None) or (
-    _nn.Conv1d, _nn.Conv2d, _nn.Conv3d, _nn.ConvTranspose1d, _nn.ConvTranspose2d, _nn.ConvTranspose3d)
-
-
-def qualified_name(target) -> str:
-    """The FX name of a call target (``torch.fx.node._get_qualified_name``)."""
-    get = getattr(torch.fx.node, "_get_qualified_name", None)
-    if get is not None:
-        return get(target)
-    return f"{target.__module__}.{target.__qualname__}"  # pragma: no cover
-
-
-def default_foreach(params, differentiable: bool) -> bool | None:
-    """Whether an optimizer with ``foreach=None`` would take the foreach path for ``params``
-    (``torch.optim.optimizer._default_to_fused_or_foreach``); None when that cannot be told."""
-    try:
-        from torch.optim.optimizer import _default_to_fused_or_foreach
-
-        return bool(_default_to_fused_or_foreach(params, differentiable, use_fused=False)[1])
-    except Exception:  # noqa: BLE001 - a private helper; the caller keeps its default
-        return None
+def eager_under_compile(fn):
+    """``fn`` as ``torch.compiler.disable(fn)``: ``torch.compile`` runs it eagerly, outside the
+    graph. ``torch._disable_dynamo`` imports ``torch._dynamo`` on the first call only, so
+    ``import torch_tos`` does not pay for dynamo."""
+    lazy = getattr(torch, "_disable_dynamo", None)
+    return lazy(fn) if lazy is not None else torch.compiler.disable(fn)
 
 
 _FAKE_KEY = getattr(getattr(torch._C, "_TorchDispatchModeKey", None), "FAKE", None)
@@ -488,6 +350,13 @@ def process_group_size_and_rank(group_name) -> tuple[int, int] | None:
         return int(pg.size()), int(pg.rank())
     except Exception:  # noqa: BLE001 - unknown name, no distributed build, a moved helper
         return None
+
+
+# -- the convolution backend PyTorch selects (the cost model's op attributes) --------------------
+#: ``torch._C._select_conv_backend(input, weight, bias, stride, padding, dilation, transposed,
+#: output_padding, groups, bias_sizes)`` → a ``_ConvBackend``; None where torch lacks it (the
+#: attribute is then unknown and the nearest measured kernel of the kind prices the call).
+select_conv_backend = getattr(torch._C, "_select_conv_backend", None)
 
 
 #: Every private API above, as a dotted path from ``torch`` (tests/test_compat.py resolves each).
@@ -515,8 +384,10 @@ PRIVATE_APIS = (
     "torch.utils.hooks.RemovableHandle.next_id", "torch.nn.Module._call_impl",
     "torch.nn.Module._wrapped_call_impl", "torch.optim.optimizer.Optimizer.profile_hook_step",
     "torch.optim.optimizer._global_optimizer_pre_hooks",
+    "torch._C._select_conv_backend",
     "torch.nn.parallel.DistributedDataParallel._get_ddp_logging_data",
     "torch.distributed.algorithms.ddp_comm_hooks.mixed_precision_hooks._reducer_allreduce_and_upcast_hook",
     "torch._C._get_dispatch_mode",
     "torch._C._TorchDispatchModeKey.FAKE", "torch.distributed.distributed_c10d._resolve_process_group",
+    "torch._disable_dynamo",
 )

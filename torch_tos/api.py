@@ -7,7 +7,7 @@ import dataclasses
 import torch
 
 from ._compat import tree_leaves
-from .attribution import ModuleScope, module_params
+from .attribution import ModuleScope, module_params, own_params
 from .counter import Engine, warn_unsupported
 from .counts import LOSS_LAYER, OPTIMIZER_LAYER
 from .extensions import Extensions
@@ -68,8 +68,9 @@ def profile(model: torch.nn.Module, inputs, *, mode: str = "inference", target=N
     Extensions (:mod:`torch_tos.extensions`): ``module_rules={MyBlock: fn}`` prices the forward of
     every ``MyBlock`` with ``fn(module, args, output) -> BOs`` instead of its aten ops;
     ``ignore=[torch.ops.aten.add, nn.BatchNorm2d, model.head]`` counts nothing for those ops,
-    module classes or submodules. ``law`` (an energy law with ``joules_by_row`` and
-    ``fixed_joules``) adds a ``joules`` column (:meth:`Report.with_law`).
+    module classes or submodules. ``law`` (a cost model,
+    :class:`torch_tos.energy.CostModel`) adds a ``joules`` column and ``report.prediction``
+    (:meth:`Report.with_law`; the same function as ``law.predict``).
     """
     dtype, device = check_profile_args(model, mode, dtype, device, loss_fn, optimizer, table)
     check_profile_model(model, device)
@@ -86,11 +87,12 @@ def profile(model: torch.nn.Module, inputs, *, mode: str = "inference", target=N
     ext = extensions.translated(model, model_c)
     engine = Engine(scope, flop_mapping=flop_mapping, module_rules=ext.rules,
                     ignore=[*ext.ops, *ext.classes, *ext.instances])
+    engine.write_guard = work.write_guard  # undoes the step's writes to what it shares with the model
     meta = {"mode": mode, "model": type(model).__name__,
             "device": str(device) if device is not None else _device_of(model_c, args, kwargs)}
     grad = mode == "training"
     try:
-        with work.rng, scope, work.guard, engine, torch.set_grad_enabled(grad):
+        with work.rng, scope, engine, torch.set_grad_enabled(grad):
             engine.phase = "forward"
             output = model_c(*args, **kwargs)
             if mode in ("validation", "training"):
@@ -128,7 +130,7 @@ def profile(model: torch.nn.Module, inputs, *, mode: str = "inference", target=N
     warn_unsupported(engine.unsupported)
     return Report(engine.counts, engine.unsupported, types=types, order=scope.order, dtype=dtype,
                   table=table or DEFAULT_TABLE, metadata=meta, params=module_params(model),
-                  uncalled=scope.uncalled(), law=law)
+                  uncalled=scope.uncalled(), law=law, own_params=own_params(model), shapes=scope.shapes)
 
 
 def _device_of(model, args, kwargs) -> str:

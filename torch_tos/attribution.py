@@ -11,6 +11,9 @@ is entered, the nodes reachable from its inputs are first claimed for the module
 before (they were created there). Since inner modules finish before outer ones, every node ends up
 with the innermost module that created it. Nodes are remembered by sequence number (and gradient
 accumulators by their variable), never by reference, so no autograd graph is kept alive.
+
+The same forward hook records each module's output shapes (torchinfo's "Output Shape"), so a
+report can show them without a second pass over the model.
 """
 
 from __future__ import annotations
@@ -21,6 +24,24 @@ from ._compat import ScopeHooks, current_graph_task_id, sequence_nr, tree_leaves
 from .counts import LOSS_LAYER, OPTIMIZER_LAYER, OUTSIDE_LAYER  # noqa: F401 - defined once, there
 
 _UINT64_MAX = 2 ** 64 - 1
+#: Distinct output-shape signatures kept per module (a module called with many shapes, e.g. an
+#: RNN cell in a loop of varying length, keeps its first few).
+MAX_SHAPES = 4
+
+
+def _shape(t: torch.Tensor) -> tuple:
+    try:
+        return tuple(s if type(s) is int else str(s) for s in t.shape)
+    except (RuntimeError, TypeError, ValueError):  # a tensor without a plain shape (nested, ...)
+        return ("?",)
+
+
+def output_shapes(output) -> tuple[tuple, ...]:
+    """The shapes of the tensors in a module's output, in pytree order (a tensor: one shape; a
+    tuple or a dict of tensors: one per tensor); symbolic sizes stay as their text."""
+    if isinstance(output, torch.Tensor):
+        return (_shape(output),)
+    return tuple(_shape(t) for t in tree_leaves(output) if isinstance(t, torch.Tensor))
 
 
 def node_key(node) -> int:
@@ -55,6 +76,8 @@ class ModuleScope:
 
     ``listeners`` are called as ``fn(name, module, args, kwargs, output)`` when a module's forward
     returns (module-class rules use this). ``called`` holds the ids of the module objects that ran.
+    ``shapes`` maps each name that returned to the distinct :func:`output_shapes` of its calls, in
+    call order (at most :data:`MAX_SHAPES`).
     """
 
     def __init__(self, model: torch.nn.Module):
@@ -66,6 +89,7 @@ class ModuleScope:
         self.names: dict[int, tuple[str, ...]] = {}  # id(module) -> every name it has
         self.called: set[int] = set()
         self.listeners: list = []
+        self.shapes: dict[str, list[tuple]] = {}
         self.entered = False  # True once any forward of this model ran
         self._frames: list[tuple[int, bool]] = []  # parallel to stack: (id(module), in backward)
         self._handles: list = []
@@ -157,6 +181,13 @@ class ModuleScope:
             del self.stack[at:], frames[at:]
         if torch.is_grad_enabled():
             self._claim(_grad_fns(output), name)
+        if output is not None:
+            sig = output_shapes(output)
+            seen = self.shapes.get(name)
+            if seen is None:
+                self.shapes[name] = [sig]
+            elif sig not in seen and len(seen) < MAX_SHAPES:
+                seen.append(sig)
         for fn in self.listeners:
             fn(name, module, args, kwargs, output)
         return None
@@ -207,6 +238,17 @@ _PARAMETER_API = ("parameters", "named_parameters", "_named_members")
 def _custom_parameters(cls) -> bool:
     """Whether ``cls`` overrides how ``Module.parameters()`` finds parameters."""
     return any(getattr(cls, n) is not getattr(torch.nn.Module, n) for n in _PARAMETER_API)
+
+
+def own_params(model: torch.nn.Module) -> dict[str, int]:
+    """Parameters each module holds itself (``parameters(recurse=False)``), every name of a shared
+    module included, in model order; modules without parameters are left out."""
+    out = {}
+    for name, mod in model.named_modules(remove_duplicate=False):
+        n = sum(p.numel() for p in mod.parameters(recurse=False))
+        if n:
+            out[name] = n
+    return out
 
 
 def module_params(model: torch.nn.Module) -> dict[str, int]:

@@ -20,13 +20,14 @@ import torch
 from ._compat import (HigherOrderOperator, OpOverload, TorchDispatchMode, current_autograd_node,
                       current_graph_task_id, fake_mode_active)
 from .flops import flop_formulas
-from .attribution import ModuleScope, module_params
+from .attribution import ModuleScope, module_params, own_params
 from .bos import BOs
 from .counts import (LOSS_LAYER, N_BOS, OPTIMIZER_LAYER, OUTSIDE_LAYER, PHASES,  # noqa: F401
-                     RECOMPUTE_SUFFIX, Counts)
+                     RECOMPUTE_SUFFIX, WORK_BINS, Counts, cap_bins)
 from .extensions import Extensions, RuleError, check_bos, module_op_name
 from .hops import handle_higher_order
 from .kernels import kernel_choices
+from .opattrs import attrs_function
 from .rules import lookup
 from .rules.registry import ALIAS_OPS
 from .rules.complex import COMPLEX_DTYPES, complex_bos
@@ -163,7 +164,9 @@ class Engine:
     (backward inside the autograd engine, optimizer while ``in_optimizer`` is set, forward inside
     the model — or everywhere when there is no scope — loss otherwise).
 
-    ``module_rules`` and ``ignore``: see :mod:`torch_tos.extensions`.
+    ``module_rules`` and ``ignore``: see :mod:`torch_tos.extensions`. ``write_guard`` (``None``,
+    or a :class:`~torch_tos.writeguard.WriteGuard` that :func:`torch_tos.profile` sets) is told of
+    every op before it runs.
 
     Re-entering: counts *accumulate* over several ``with engine:`` blocks (unlike
     ``FlopCounterMode``, which restarts on each ``with``); call :meth:`reset` to start again, and
@@ -189,6 +192,7 @@ class Engine:
         self.phase: str | None = None
         self.in_optimizer = False
         self.paused = False
+        self.write_guard = None
         self.counts = Counts()
         self.unsupported: dict[tuple, int] = {}
         self.flop_formulas = flop_formulas(flop_mapping) if flops else {}
@@ -258,7 +262,9 @@ class Engine:
                       dtype=parse_dtype(dtype) if dtype is not None else None, table=table,
                       metadata={"mode": "engine", **(metadata or {})},
                       params=module_params(model) if model is not None else None,
-                      uncalled=scope.uncalled() if model is not None else None)
+                      uncalled=scope.uncalled() if model is not None else None,
+                      own_params=own_params(model) if model is not None else None,
+                      shapes=getattr(scope, "shapes", None))
 
     # -- where an op belongs ----------------------------------------------------------------
     def _where(self) -> tuple[str, str, bool]:
@@ -321,12 +327,15 @@ class Engine:
             hit = _IGNORED
         else:
             hit = (lookup(func), self.flop_formulas.get(packet), op_name(func),
-                   bool(getattr(func, "is_view", False)) or op_name(func) in ALIAS_OPS)
+                   bool(getattr(func, "is_view", False)) or op_name(func) in ALIAS_OPS,
+                   attrs_function(func))
         self._resolved[func] = hit
         return hit
 
     def _handle(self, mode, func, args, kwargs):
         self._dispatched += 1
+        if self.write_guard is not None:  # profile(): what the op writes of the user's tensors
+            self.write_guard.check(func, args, kwargs)
         if func in _PASSTHROUGH or self.paused:
             return func(*args, **kwargs)
         hit = self._resolved.get(func)
@@ -334,7 +343,7 @@ class Engine:
             hit = self._resolve(func)
         if hit is _IGNORED:
             return func(*args, **kwargs)
-        rule, flop_fn, name, is_view = hit
+        rule, flop_fn, name, is_view, attrs_fn = hit
         if rule is None and flop_fn is None:
             before = self._dispatched
             with mode:
@@ -365,13 +374,17 @@ class Engine:
             if dtype in COMPLEX_DTYPES or (isinstance(out, torch.Tensor) and out.is_complex()):
                 bos = complex_bos(name, bos, args)  # real operations on (re, im) pairs
         flops = flop_fn(*args, **kwargs, out_val=out) if flop_fn is not None else 0
-        moved = 0 if is_view else tensor_bytes(args) + tensor_bytes(kwargs.values()) + tensor_bytes((out,))
+        if is_view:
+            read = written = 0
+        else:
+            read = tensor_bytes(args) + tensor_bytes(kwargs.values()) if kwargs else tensor_bytes(args)
+            written = tensor_bytes((out,))
         key = (layer, phase, dtype, name)
         rows = self.counts.rows
         row = rows.get(key)
         b0, b1, b2, b3, b4 = tuple.__iter__(bos) if isinstance(bos, tuple) else bos
         if row is None:
-            rows[key] = [b0, b1, b2, b3, b4, 1, flops, moved]
+            rows[key] = [b0, b1, b2, b3, b4, 1, flops, read + written]
         else:
             row[0] += b0
             row[1] += b1
@@ -380,5 +393,16 @@ class Engine:
             row[4] += b4
             row[5] += 1
             row[6] += flops
-            row[7] += moved
+            row[7] += read + written
+        # the call's work per call (Counts.work): one more call in its bin
+        bin_ = (flops, read, written, attrs_fn(args, kwargs, out, bos) if attrs_fn is not None else None)
+        hist = self.counts.work.get(key)
+        if hist is None:
+            self.counts.work[key] = {bin_: 1}
+        elif bin_ in hist:
+            hist[bin_] += 1
+        else:
+            hist[bin_] = 1
+            if len(hist) > WORK_BINS:
+                cap_bins(hist)
         return out

@@ -9,6 +9,12 @@ the engine produces — to a row of integers with the named fields :data:`FIELDS
 * ``bytes`` — Σ bytes of the op's tensor inputs and outputs (an *estimate* of data movement: it
   counts what the op reads and writes once each and ignores caches, re-reads and views).
 
+Beside its totals, each row keeps the **work per call** its cost depends on (:attr:`Counts.work`):
+a bounded histogram ``{(flops, bytes read, bytes written, attrs): calls}`` of its calls' distinct
+work, ``attrs`` the op attributes recorded at count time (:mod:`torch_tos.opattrs`); bins merge
+past a cap with the row's totals kept exact (:mod:`torch_tos.workbins`). A row added without one
+has one bin, its mean per call (:meth:`Counts.work_of`).
+
 Every view — report totals, per phase, per layer, per op, the text table, the DataFrame, the JSON,
 the training counter's step records, the fx graph view — is a :meth:`Counts.group` over one table,
 so all views agree by construction. Pricing into transistor operations is exact
@@ -28,6 +34,7 @@ from typing import Callable, Iterable, NamedTuple
 import torch
 
 from .bos import BO_NAMES, BOs
+from .workbins import WORK_BINS, WORK_FIELDS, _merge_hist, _per_call, cap_bins  # noqa: F401 - re-exported
 
 #: The phases of a step, in the order every view lists them.
 PHASES: tuple[str, ...] = ("forward", "loss", "backward", "optimizer")
@@ -104,7 +111,8 @@ def layer_sort_key(order: dict[str, int]) -> Callable[[str], tuple]:
 
 
 class Counts:
-    """A table of counts: :class:`CountKey` → integer row of :data:`FIELDS`.
+    """A table of counts: :class:`CountKey` → integer row of :data:`FIELDS`, and each row's work
+    per call (:attr:`work`).
 
     >>> c = Counts()
     >>> c.add(CountKey("fc", "forward", torch.float32, "aten.mm"), BOs(add=6, mul=8), flops=16)
@@ -115,21 +123,32 @@ class Counts:
     206612.0
 
     ``rows`` is the underlying ``dict`` (keys are plain tuples in :data:`KEY_FIELDS` order, values
-    lists in :data:`FIELDS` order); the engine writes it directly on its hot path. Tables are
-    mutable only through :meth:`add` and :meth:`merge`; every other operation returns a new table.
+    lists in :data:`FIELDS` order); ``work`` maps the same keys to their work histograms
+    ``{(flops, bytes_in, bytes_out, attrs): calls}``. The engine writes both directly on its hot
+    path. Tables are mutable only through :meth:`add` and :meth:`merge`; every other operation
+    returns a new table.
     """
 
-    __slots__ = ("rows", "__weakref__")
+    __slots__ = ("rows", "work", "__weakref__")
 
-    def __init__(self, rows: dict | None = None):
+    def __init__(self, rows: dict | None = None, work: dict | None = None):
         self.rows: dict[tuple, list[int]] = {}
+        self.work: dict[tuple, dict[tuple, int]] = {}
         if rows:
             for key, row in rows.items():
                 self.rows[key] = _full(row)
+        if work:
+            for key, hist in work.items():
+                if key not in self.rows:
+                    raise ValueError(f"work for {key!r}, which is not a row of the table")
+                self.work[key] = dict(hist)
 
     # -- building ---------------------------------------------------------------------------
     def add(self, key: tuple, bos=(0, 0, 0, 0, 0), *, calls: int = 1, flops: int = 0,
-            bytes: int = 0) -> None:  # noqa: A002 - the field's name
+            bytes: int = 0, work: dict | None = None) -> None:  # noqa: A002 - the field's name
+        """Add ``calls`` calls with these totals to the row ``key``. ``work``: their histogram
+        ``{(flops, bytes_in, bytes_out, attrs): calls}`` (default: one bin, the mean per call,
+        every byte counted as read)."""
         row = self.rows.get(key)
         if row is None:
             self.rows[key] = [bos[0], bos[1], bos[2], bos[3], bos[4], calls, flops, bytes]
@@ -139,6 +158,11 @@ class Counts:
             row[CALLS] += calls
             row[FLOPS] += flops
             row[BYTES] += bytes
+        if work is None:
+            if calls <= 0:
+                return
+            work = {(_per_call(flops, calls), _per_call(bytes, calls), 0, None): calls}
+        _merge_hist(self.work, key, work, 1)
 
     def merge(self, other: "Counts", n: int = 1) -> "Counts":
         """Add ``n`` × ``other`` into this table (in place); returns ``self``."""
@@ -150,6 +174,7 @@ class Counts:
             else:
                 for i in range(_N):
                     dst[i] += src[i] * n
+            _merge_hist(self.work, key, other.work_of(key), n)
         return self
 
     def __add__(self, other: "Counts") -> "Counts":
@@ -158,33 +183,62 @@ class Counts:
         return self.copy().merge(other)
 
     def scaled(self, n: int) -> "Counts":
-        """A new table with every field multiplied by the integer ``n`` (n identical steps)."""
+        """A new table with every field (and every bin's calls) multiplied by the integer ``n``
+        (n identical steps)."""
         out = Counts()
         out.rows = {k: [v * n for v in row] for k, row in self.rows.items()}
+        out.work = {k: {b: c * n for b, c in h.items()} for k, h in self.work.items()}
         return out
 
     def retyped(self, dtype: torch.dtype) -> "Counts":
         """The table with every row's dtype replaced by ``dtype`` (rows that then share a key are
-        added): what a "priced as ``dtype``" what-if reads."""
+        added, with their work): what a "priced as ``dtype``" what-if reads."""
         out = Counts()
-        for (layer, phase, _dt, op), row in self.rows.items():
+        for key, row in self.rows.items():
+            layer, phase, _dt, op = key
             out.add((layer, phase, dtype, op), row[:N_BOS], calls=row[CALLS], flops=row[FLOPS],
-                    bytes=row[BYTES])
+                    bytes=row[BYTES], work=self.work_of(key))
         return out
 
     def copy(self) -> "Counts":
         out = Counts()
         out.rows = {k: list(row) for k, row in self.rows.items()}
+        out.work = {k: dict(h) for k, h in self.work.items()}
         return out
 
     def clear(self) -> None:
         self.rows.clear()
+        self.work.clear()
+
+    # -- work per call ----------------------------------------------------------------------
+    def work_of(self, key: tuple) -> dict[tuple, int]:
+        """The work histogram ``{(flops, bytes_in, bytes_out, attrs): calls}`` of the row ``key``:
+        the recorded one, or for a row recorded without one a single bin, its mean per call."""
+        hist = self.work.get(key)
+        if hist is not None:
+            return hist
+        row = self.rows[key]
+        calls = row[CALLS]
+        if calls <= 0:
+            return {}
+        return {(_per_call(row[FLOPS], calls), _per_call(row[BYTES], calls), 0, None): calls}
+
+    def group_work(self, *by: str, depth: int | None = None) -> dict[tuple, dict[tuple, int]]:
+        """The work histograms summed like :meth:`group` ``(*by)`` (bins past :data:`WORK_BINS`
+        merge as in a row)."""
+        idx = key_indices(by)
+        fold = depth is not None and 0 in idx
+        acc: dict[tuple, dict[tuple, int]] = {}
+        for key in self.rows:
+            k = (fold_layer(key[0], depth), *key[1:]) if fold else key
+            _merge_hist(acc, tuple(k[i] for i in idx), self.work_of(key), 1)
+        return acc
 
     # -- selecting --------------------------------------------------------------------------
     def where(self, keep: Callable[[CountKey], bool] | None = None, *,
               phases: Iterable[str] | None = None) -> "Counts":
         """The rows whose key passes ``keep`` (called with a :class:`CountKey`) and whose phase is
-        in ``phases`` (when given)."""
+        in ``phases`` (when given), with their work."""
         phases = None if phases is None else frozenset(phases)
         out = Counts()
         for key, row in self.rows.items():
@@ -193,6 +247,9 @@ class Counts:
             if keep is not None and not keep(CountKey(*key)):
                 continue
             out.rows[key] = list(row)
+            hist = self.work.get(key)
+            if hist is not None:
+                out.work[key] = dict(hist)
         return out
 
     def group(self, *by: str, depth: int | None = None) -> dict[tuple, list[int]]:
@@ -261,7 +318,9 @@ class Counts:
 
     # -- comparison and display -------------------------------------------------------------
     def __eq__(self, other) -> bool:
-        return isinstance(other, Counts) and self.rows == other.rows
+        if not isinstance(other, Counts) or self.rows != other.rows:
+            return False
+        return all(self.work_of(k) == other.work_of(k) for k in self.rows)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -277,6 +336,28 @@ class Counts:
         t = self.total()
         return (f"Counts({len(self.rows)} rows, bos={BOs(*t[:N_BOS])}, calls={t[CALLS]}, "
                 f"flops={t[FLOPS]}, bytes={t[BYTES]})")
+
+
+def regroup(groups: dict[tuple, list[int]], by: tuple[str, ...], keep: tuple[str, ...],
+            depth: int | None = None) -> dict[tuple, list[int]]:
+    """Already grouped rows (:meth:`Counts.group` ``(*by)``) summed onto the fields ``keep`` (a
+    subset of ``by``), layers folded to ``depth``: what ``Counts.group(*keep, depth=depth)``
+    gives, from fewer rows."""
+    idx = tuple(by.index(k) for k in keep)
+    fold = depth is not None and "layer" in keep
+    at = by.index("layer") if fold else -1
+    acc: dict[tuple, list[int]] = {}
+    for key, row in groups.items():
+        if fold:
+            key = (*key[:at], fold_layer(key[at], depth), *key[at + 1:])
+        g = tuple(key[i] for i in idx)
+        a = acc.get(g)
+        if a is None:
+            acc[g] = list(row)
+        else:
+            for i in range(_N):
+                a[i] += row[i]
+    return acc
 
 
 def price_groups(groups: dict[tuple, list[int]], by: tuple[str, ...], keep: tuple[str, ...],

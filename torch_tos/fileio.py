@@ -8,7 +8,8 @@ plots: :func:`save_figure`) goes through :func:`atomic_writer`: the content is w
 the target is untouched, and the error is an :class:`OSError` naming the path.
 
 The new file keeps the permission bits of the file it replaces (or gets the process's default,
-``0o666 & ~umask``, like ``open(path, "w")``).
+``0o666 & ~umask``, like ``open(path, "w")``). A path that is a symbolic link is written where the
+link points — the link stays, as with ``open(path, "w")`` — and errors name the path as given.
 """
 
 from __future__ import annotations
@@ -20,10 +21,23 @@ from pathlib import Path
 from typing import IO, Iterator
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where the kernel tells it (Linux ≥ 4.7:
+    ``/proc/self/status``); elsewhere set and restored at once (``os.umask`` has no read-only form)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    umask = os.umask(0o077)  # pragma: no cover - not Linux: the brief window is as private as can be
+    os.umask(umask)  # pragma: no cover
+    return umask  # pragma: no cover
+
+
 def _default_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+    return 0o666 & ~_umask()
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -47,17 +61,18 @@ def atomic_writer(path, mode: str = "w", *, encoding: str | None = "utf-8",
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_writer mode must be 'w' or 'wb', got {mode!r}")
     path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path  # the link stays
+    folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
         raise FileNotFoundError(f"cannot write {str(path)!r}: folder {str(folder)!r} does not exist")
-    if path.is_dir():
+    if target.is_dir():
         raise IsADirectoryError(f"cannot write {str(path)!r}: it is a folder, not a file")
     try:
-        perms = path.stat().st_mode & 0o7777
+        perms = target.stat().st_mode & 0o7777
     except OSError:
         perms = _default_mode()
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     except OSError as e:
         raise type(e)(e.errno, f"cannot write {str(path)!r}: {e.strerror or e}") from None
     ok = False
@@ -68,7 +83,7 @@ def atomic_writer(path, mode: str = "w", *, encoding: str | None = "utf-8",
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, perms)
-        os.replace(tmp, path)
+        os.replace(tmp, target)
         ok = True
     except OSError as e:
         if isinstance(e, (FileNotFoundError, IsADirectoryError)) and str(path) in str(e):

@@ -21,7 +21,8 @@ from .bos import BO_NAMES, BOs
 from .copying import working_copy
 from .counter import Engine
 from .counts import FIELDS, FLOPS, N_BOS, Counts
-from .display import _grid, human
+from .display import grid
+from .units import si
 from .tables import DEFAULT_TABLE, TransistorTable, dtype_name
 from .validation import check_profile_args, split_inputs
 
@@ -113,10 +114,10 @@ class GraphReport:
 
     def __str__(self) -> str:
         header = ["Node", "Op", "Target", *(b.capitalize() for b in BO_NAMES), "TOs", "FLOPs"]
-        rows = [[n.name, n.op, n.target, *(human(v) for v in n.bos), human(n.tos), human(n.flops)]
+        rows = [[n.name, n.op, n.target, *(si(v) for v in n.bos), si(n.tos), si(n.flops)]
                 for n in self.nodes]
-        lines = _grid(header, rows, right_from=3)
-        lines.append(f"forward TOs = {self.tos:,.1f}   FLOPs = {self.flops:,}")
+        lines = grid(header, rows, right_from=3)
+        lines.append(f"forward: TOs {si(self.tos)}   FLOPs {si(self.flops)}")
         return "\n".join(lines)
 
     __repr__ = __str__

@@ -60,7 +60,9 @@ def _cond(engine, mode, pred, true_fn, false_fn, operands):
     for key in {**a.rows, **b.rows}:
         ra, rb = a.rows.get(key), b.rows.get(key)
         row = ra if rb is None else rb if ra is None else [max(x, y) for x, y in zip(ra, rb)]
-        engine.counts.add(key, row[:5], calls=row[5], flops=row[6], bytes=row[7])
+        # one branch's row keeps its work per call; a row of both is one bin, its mean per call
+        work = a.work_of(key) if rb is None else b.work_of(key) if ra is None else None
+        engine.counts.add(key, row[:5], calls=row[5], flops=row[6], bytes=row[7], work=work)
     for key in {**ua, **ub}:
         engine.unsupported[key] = engine.unsupported.get(key, 0) + max(ua.get(key, 0), ub.get(key, 0))
     warnings.warn("torch_tos: torch.cond on the meta device has no predicate value; both branches "

@@ -21,13 +21,17 @@ import torch
 
 from .bos import BO_NAMES, BOs
 from .counts import (BYTES, CALLS, FIELDS, FLOPS, N_BOS, Counts, fold_layer, is_recompute,
-                     key_indices, layer_and_ancestors, layer_sort_key, phase_sort_key, price_groups)
+                     key_indices, layer_and_ancestors, layer_sort_key, phase_sort_key, price_groups,
+                     regroup)
 from .tables import DEFAULT_TABLE, TransistorTable, dtype_name
 
 #: Columns of :meth:`Report.rows` / :meth:`Report.to_dataframe`.
 COLUMNS = ["layer", "type", "phase", "dtype", *BO_NAMES, "tos", "flops"]
 #: Columns of :meth:`Report.by_op`.
 OP_COLUMNS = ["op", "calls", *BO_NAMES, "tos", "flops", "bytes", "recompute"]
+
+
+_FINE = ("layer", "phase", "dtype")
 
 
 @dataclass(frozen=True)
@@ -50,28 +54,12 @@ class UnsupportedOp:
 
 
 def check_law(law):
-    """``law`` if it has the energy-law interface a Report reads, else a clear error."""
-    missing = [m for m in ("joules_by_row", "fixed_joules") if not callable(getattr(law, m, None))]
-    if missing:
-        raise TypeError(f"law must have joules_by_row(counts) and fixed_joules(steps=1) (an energy "
-                        f"law from torch_tos.energy); {type(law).__name__} lacks {', '.join(missing)}")
+    """``law`` if it has the cost-model interface a Report reads (``price(counts, steps=1)``, as
+    :class:`torch_tos.energy.CostModel` has), else a clear error."""
+    if not callable(getattr(law, "price", None)):
+        raise TypeError(f"law must be a cost model with price(counts) (torch_tos.energy.load_law('law.json') or "
+                        f"torch-tos calibrate); {type(law).__name__} has none")
     return law
-
-
-def law_joules(law, counts: Counts) -> dict[tuple, float]:
-    """``law.joules_by_row(counts)`` checked: a mapping from counts row keys to numbers (rows it
-    leaves out have 0 J)."""
-    out = law.joules_by_row(counts)
-    if not hasattr(out, "items"):
-        raise TypeError(f"{type(law).__name__}.joules_by_row() returned {type(out).__name__}; "
-                        f"expected a dict {{counts row key: joules}}")
-    checked = {}
-    for key, j in out.items():
-        if key not in counts.rows:
-            raise ValueError(f"{type(law).__name__}.joules_by_row() returned joules for {key!r}, "
-                             f"which is not a row of the counts it was given")
-        checked[key] = float(j)
-    return checked
 
 
 class Report:
@@ -80,10 +68,12 @@ class Report:
     Attributes: ``counts`` (the :class:`~torch_tos.counts.Counts` table every view reads; treat it
     as read-only — views are cached), ``bos`` (:class:`BOs`), ``tos`` (float), ``tos_exact``
     (Fraction), ``flops`` (int, ``torch.utils.flop_counter`` formulas), ``calls``, ``bytes``,
-    ``params`` (parameters per module, submodules included), ``unsupported`` (list of
+    ``params`` (parameters per module, submodules included), ``own_params`` (parameters each
+    module holds itself), ``output_shapes`` (per layer, the distinct output shapes of its calls,
+    recorded by the forward hooks at count time), ``unsupported`` (list of
     :class:`UnsupportedOp`), ``metadata`` (dict: mode, dtype override, transistor constants, loss,
-    …), ``law`` (an energy law or ``None``; with one, ``joules``, ``overhead_joules`` and a
-    ``joules`` column — see :meth:`with_law`). Guide: docs/reports.md.
+    …), ``law`` (a cost model or ``None``; with one, ``prediction``, ``joules``,
+    ``overhead_joules`` and a ``joules`` column — see :meth:`with_law`). Guide: docs/reports.md.
 
     ``counts`` may be a :class:`~torch_tos.counts.Counts` or a plain ``{key: row}`` mapping; the
     report keeps its own copy.
@@ -92,10 +82,15 @@ class Report:
     def __init__(self, counts, unsupported: dict, *, types: dict | None = None,
                  order: dict | None = None, dtype: torch.dtype | None = None,
                  table: TransistorTable | None = None, metadata: dict | None = None,
-                 params: dict | None = None, uncalled=None, law=None):
+                 params: dict | None = None, uncalled=None, law=None,
+                 own_params: dict | None = None, shapes: dict | None = None):
         self.transistor_table = table or DEFAULT_TABLE
         #: parameters per module including its submodules (``""``: the whole model), model order
         self.params: dict[str, int] = dict(params or {})
+        #: parameters each module holds itself (modules without any are left out)
+        self.own_params: dict[str, int] = dict(own_params or {})
+        #: per layer, the distinct output shapes of its calls: a list of tuples of tensor shapes
+        self.output_shapes: dict[str, list[tuple]] = {k: list(v) for k, v in (shapes or {}).items()}
         self._uncalled = list(uncalled or ())
         self.law = check_law(law) if law is not None else None
         self.dtype_override = dtype
@@ -127,10 +122,17 @@ class Report:
         return hit
 
     def _group(self, *by: str, depth: int | None = None) -> dict[tuple, list[int]]:
+        """:meth:`Counts.group` of the view, cached. A grouping without ``op`` is summed from the
+        ``(layer, phase, dtype)`` grouping (one pass over the table for all of them: a table
+        holds several ops per layer)."""
         key = ("group", by, depth)
         hit = self._cache.get(key)
         if hit is None:
-            hit = self._cache[key] = self._view.group(*by, depth=depth)
+            if "op" in by or (by == _FINE and depth is None):
+                hit = self._view.group(*by, depth=depth)
+            else:
+                hit = regroup(self._group(*_FINE), _FINE, by, depth)
+            self._cache[key] = hit
         return hit
 
     def _priced(self, *by: str, depth: int | None = None) -> dict[tuple, Fraction]:
@@ -146,21 +148,30 @@ class Report:
 
     # -- energy (with a law) ----------------------------------------------------------------
     def with_law(self, law) -> "Report":
-        """This report with an energy law: rows, the table, the DataFrame and the JSON gain a
-        ``joules`` column. ``law.joules_by_row(counts)`` gives the variable joules of each counts
-        row; ``law.fixed_joules(steps=1)`` the per-step overhead no layer owns (the table's
-        ``(overhead)`` line)."""
+        """This report with a cost model (:class:`torch_tos.energy.CostModel`): rows, the table, the
+        DataFrame and the JSON gain a ``joules`` column. The prediction is ``law.price`` of this
+        report's counts for one step — the function ``law.predict`` also calls, so the two agree;
+        the per-step and per-run joules no layer owns are the table's ``(overhead)`` line."""
         new = copy.copy(self)
         new.law = check_law(law)
         new._cache = {k: v for k, v in self._cache.items()
-                      if not (isinstance(k, tuple) and k[0] in ("joules", "rows"))}
+                      if not (isinstance(k, tuple) and k[0] in ("joules", "rows", "law"))}
         return new
 
-    def _joules_rows(self) -> dict[tuple, float]:
-        hit = self._cache.get(("joules", "rows"))
+    @property
+    def prediction(self):
+        """The law's :class:`~torch_tos.energy.Prediction` of one step of these counts (joules and
+        seconds with intervals, per layer); ``None`` without a law."""
+        if self.law is None:
+            return None
+        hit = self._cache.get(("law", "prediction"))
         if hit is None:
-            hit = self._cache[("joules", "rows")] = law_joules(self.law, self._view)
+            hit = self._cache[("law", "prediction")] = self.law.price(self._view, steps=1, types=self._types,
+                                                                      report=self)
         return hit
+
+    def _joules_rows(self) -> dict[tuple, float]:
+        return {k: j for k, (j, _s) in self.prediction.by_row.items()}
 
     def _joules(self, *by: str, depth: int | None = None) -> dict[tuple, float]:
         key = ("joules", by, depth)
@@ -178,16 +189,14 @@ class Report:
 
     @property
     def overhead_joules(self) -> float | None:
-        """The law's fixed joules of one step (``None`` without a law)."""
-        return float(self.law.fixed_joules(steps=1)) if self.law is not None else None
+        """The law's per-step and per-run joules no layer owns (``None`` without a law)."""
+        return float(self.prediction.fixed_joules) if self.law is not None else None
 
     @property
     def joules(self) -> float | None:
-        """Predicted joules of the run: every row's variable joules plus the overhead (``None``
-        without a law)."""
-        if self.law is None:
-            return None
-        return self._joules().get((), 0.0) + self.overhead_joules
+        """Predicted joules of the step: every row's joules plus the overhead (``None`` without a
+        law)."""
+        return float(self.prediction.joules) if self.law is not None else None
 
     def joules_by_phase(self) -> dict[str, float]:
         """Variable joules per phase (the overhead is not split over phases); empty without a law."""
@@ -335,13 +344,16 @@ class Report:
 
         return pd.DataFrame(self.rows(depth), columns=COLUMNS + (["joules"] if self.law is not None else []))
 
-    def table(self, depth: int | None = None, *, all_rows: bool = False) -> str:
-        """The text table in model order; ``depth=1`` shows top-level modules only (like
-        torchinfo's ``depth``). Zero-cost rows and integer bookkeeping rows (e.g. batch norm's
-        ``num_batches_tracked += 1``) are folded into one line unless ``all_rows=True``."""
+    def table(self, depth="auto", *, full: bool = False, exact: bool = False, all_rows: bool = False,
+              max_rows: int = 30) -> str:
+        """The text table ``print(report)`` shows (:mod:`torch_tos.display`): one row per layer
+        with type, output shape, parameters, BOs, TOs, share of the TOs and FLOPs, then the totals
+        per phase. ``depth``: ``"auto"`` (the depth that fits ``max_rows``, repeated blocks
+        merged), an int (torchinfo's ``depth``) or None (every layer); ``full=True``: one row per
+        layer, phase and dtype; ``exact=True``: exact counts; ``all_rows=True``: nothing folded."""
         from .display import render_table
 
-        return render_table(self, depth, all_rows=all_rows)
+        return render_table(self, depth, full=full, exact=exact, all_rows=all_rows, max_rows=max_rows)
 
     def to_dict(self) -> dict:
         phases = {p: {"bos": t.bos.to_dict(), "tos": t.tos, "flops": t.flops}

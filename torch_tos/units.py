@@ -8,6 +8,10 @@ the CLI say the same thing the same way:
   exactly; beyond 1e27 the mantissa grows (``"1.5e+03Y"`` never appears);
 - :func:`energy` — joules below 3,600 J with an SI prefix (``"3.2 mJ"``, ``"412 J"``, ``"1.2 kJ"``),
   then watt-hours (1 Wh = 3,600 J): ``"2.5 Wh"``, ``"14.1 kWh"``, ``"3.2 MWh"``;
+- :func:`exact` — the exact value with thousands separators, for a table printed with
+  ``exact=True``: ``exact(553760488702595.5) == "553,760,488,702,595.5"``; a
+  :class:`~fractions.Fraction` whose decimal expansion ends (every transistor cost is a binary
+  fraction) prints all its digits;
 - :func:`duration` — seconds below a minute with an SI prefix (``"850 µs"``, ``"12.4 s"``), then
   ``"4.2 min"``, ``"3.1 h"``, ``"2.4 d"``.
 
@@ -17,6 +21,7 @@ Non-finite values print as ``nan``/``inf`` so a bad number is never hidden.
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 #: SI prefixes by power of 1000, from 1e-24 to 1e24.
 PREFIXES = {-8: "y", -7: "z", -6: "a", -5: "f", -4: "p", -3: "n", -2: "µ", -1: "m", 0: "",
@@ -51,6 +56,32 @@ def si(value: float, unit: str = "", digits: int = 3) -> str:
     return f"{text}{sep}{prefix}{unit}"
 
 
+def exact(value) -> str:
+    """``value`` in full with thousands separators: ``exact(1234567) == "1,234,567"``,
+    ``exact(Fraction(11, 8)) == "1.375"``. A fraction without a finite decimal expansion (a
+    denominator with a prime factor other than 2 and 5) prints 12 significant digits after
+    ``"≈"``; a float prints the exact value it holds."""
+    if isinstance(value, bool):
+        value = int(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    q = Fraction(value)
+    den, twos, fives = q.denominator, 0, 0
+    while den % 2 == 0:
+        den, twos = den // 2, twos + 1
+    while den % 5 == 0:
+        den, fives = den // 5, fives + 1
+    if den != 1:
+        return "≈" + f"{float(q):,.12g}"
+    digits = max(twos, fives)
+    scaled = q.numerator * 10 ** digits // q.denominator  # exact: the denominator divides 10**digits
+    sign = "-" if scaled < 0 else ""
+    whole, frac = divmod(abs(scaled), 10 ** digits)
+    return f"{sign}{whole:,}" + (f".{frac:0{digits}d}" if digits else "")
+
+
 def energy(joules: float, digits: int = 3) -> str:
     """Joules for people: ``"412 J"``, ``"2.5 Wh"``, ``"14.1 kWh"`` (module doc)."""
     joules = float(joules)
@@ -75,4 +106,4 @@ def duration(seconds: float, digits: int = 3) -> str:
     raise AssertionError("unreachable")
 
 
-__all__ = ["si", "energy", "duration", "PREFIXES", "JOULES_PER_WH"]
+__all__ = ["si", "exact", "energy", "duration", "PREFIXES", "JOULES_PER_WH"]

@@ -23,7 +23,8 @@ What ``profile()`` runs the step on, and what it costs in memory:
   (PyTorch's modules never write buffers in eval mode).
 - **Writes to what is shared**: a step that writes a shared parameter or buffer in place (weight
   clipping in ``forward``) is undone after the step — :class:`~torch_tos.writeguard.WriteGuard`
-  (:attr:`Workspace.guard`) saves each written region before its first write and puts it back, so
+  (:attr:`Workspace.write_guard`, handed to the engine) saves each written region before its first
+  write and puts it back, so
   the values are exactly as before; only written regions are copied, only during the step. A
   shared tensor that changed while the step ran without the step writing it (another thread) is
   reported with a :class:`UserWarning` naming it.
@@ -44,8 +45,6 @@ from __future__ import annotations
 import warnings
 
 import torch
-
-import contextlib
 
 from ._compat import default_foreach, disable_current_modes, tree_leaves
 from .copying import Shadows, copy_tensor
@@ -104,9 +103,10 @@ class Workspace:
     """The objects one profiled step runs on (see the module doc).
 
     ``model``, ``loss_fn``, ``inputs``, ``target``: what to run; ``optimizer``: the meta shadow to
-    step (``None`` without one); ``guard``: a context to enter *below* the counting engine, which
-    undoes the step's writes to shared tensors (a no-op context when nothing with values is
-    shared). Call :meth:`close` when done (also after an exception).
+    step (``None`` without one); ``write_guard``: the :class:`~torch_tos.writeguard.WriteGuard`
+    for the counting engine (``Engine.write_guard``), which undoes the step's writes to shared
+    tensors (``None`` when nothing with values is shared). Call :meth:`close` when done (also
+    after an exception).
     """
 
     def __init__(self, model, optimizer, inputs, target, loss_fn, *, mode: str, device=None):
@@ -128,7 +128,7 @@ class Workspace:
         self.rng = RngGuard([g for g in tree_leaves((inputs, target)) if isinstance(g, torch.Generator)])
         self.optimizer = self._meta_optimizer(optimizer) if optimizer is not None and self.training else None
         self._guard = WriteGuard([t for t, _ in self._shared])
-        self.guard = self._guard if self._guard.watching else contextlib.nullcontext()
+        self.write_guard = self._guard if self._guard.watching else None
 
     # -- which tensor the shadow holds ---------------------------------------------------------
     def _input_of(self, t: torch.Tensor, kind: str) -> torch.Tensor:

@@ -3,21 +3,23 @@
 :func:`torch_tos.profile` shares the model's parameters (and eval-mode buffers) read-only instead
 of copying them (:mod:`torch_tos.workspace`). A forward that writes one of them in place — weight
 clipping (``self.weight.data.clamp_(-c, c)``), a weight normalised in ``forward``, a buffer a
-custom module updates in eval mode — would change the user's model. :class:`WriteGuard` is a
-``TorchDispatchMode`` that sees every aten op of the step; before the *first* write to a region of
-a shared tensor's storage (an argument the op's schema marks as written: ``clamp_``, ``copy_``,
-``out=``, ``_foreach_*_``) it saves a copy of that region, and :meth:`WriteGuard.restore` puts every
+custom module updates in eval mode — would change the user's model. The counting engine, which
+sees every aten op of the step, hands each op to the step's :class:`WriteGuard`
+(``Engine.write_guard``) before it runs: before the *first* write to a region of a shared
+tensor's storage (an argument the op's schema marks as written: ``clamp_``, ``copy_``, ``out=``,
+``_foreach_*_``) the guard saves a copy of that region, and :meth:`WriteGuard.restore` puts every
 saved region back after the step, newest first (so overlapping regions end with their first
 values). Only what is written is copied, and only while the step runs: a model that never writes
 its weights costs no copy; one that clips every weight holds one copy of those weights during the
-step. Meta tensors hold no values and are not watched.
+step. Meta tensors hold no values and are not watched. Riding on the engine's own per-op call
+(rather than a dispatch mode of its own) keeps the check to a dictionary lookup per op.
 """
 
 from __future__ import annotations
 
 import torch
 
-from ._compat import HigherOrderOperator, TorchDispatchMode, disable_current_modes
+from ._compat import disable_current_modes
 
 
 def _written_arguments(func) -> tuple:
@@ -47,14 +49,12 @@ def _watchable(t: torch.Tensor) -> bool:
             and t.untyped_storage().nbytes() > 0)
 
 
-class WriteGuard(TorchDispatchMode):
-    """Saves each region of the ``shared`` tensors' storages before the step first writes it;
-    :meth:`restore` puts them back (module doc). Enter it below the counting engine."""
-
-    supports_higher_order_operators = True
+class WriteGuard:
+    """Saves each region of the ``shared`` tensors' storages before the step first writes it
+    (:meth:`check`, called by the engine before each op); :meth:`restore` puts them back (module
+    doc)."""
 
     def __init__(self, shared):
-        super().__init__()
         self._storages = {t.untyped_storage().data_ptr() for t in shared
                           if isinstance(t, torch.Tensor) and _watchable(t)}
         self._written: dict = {}  # func → its written arguments
@@ -65,17 +65,15 @@ class WriteGuard(TorchDispatchMode):
     def watching(self) -> bool:
         return bool(self._storages)
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if not isinstance(func, HigherOrderOperator):
-            written = self._written.get(func)
-            if written is None:
-                written = self._written[func] = _written_arguments(func)
-            for i, name, kwarg_only in written:
-                value = kwargs.get(name) if kwarg_only or i >= len(args) else args[i]
-                for t in _tensors(value):
-                    self._save(t)
-        return func(*args, **kwargs)
+    def check(self, func, args, kwargs) -> None:
+        """Save what ``func(*args, **kwargs)`` is about to write of the shared tensors."""
+        written = self._written.get(func)
+        if written is None:
+            written = self._written[func] = _written_arguments(func)
+        for i, name, kwarg_only in written:
+            value = kwargs.get(name) if kwarg_only or i >= len(args) else args[i]
+            for t in _tensors(value):
+                self._save(t)
 
     def _save(self, t: torch.Tensor) -> None:
         if not _watchable(t):

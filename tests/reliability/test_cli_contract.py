@@ -174,7 +174,7 @@ def test_batch_norm_at_batch_one_in_inference_suggests_eval(capsys):
 
 def test_eval_flag_profiles_batch_one(capsys):
     assert main(["profile", "torchvision.models:resnet18", "--input-shape", "1,3,32,32", "--device",
-                 "meta", "--eval"]) == 0
+                 "meta", "--eval", "--depth", "0"]) == 0
     assert "layer4.0.bn1" in capsys.readouterr().out
 
 
@@ -209,7 +209,8 @@ def test_help_shows_every_default():
     for shown in ("(default: 0)", "(default: inference)", "(default: table)", "(default: sum)",
                   "(default: each op in its own dtype)", "(default float32)", "(default: none)",
                   "(default: cpu for a MODULE:CALLABLE model, meta for a Hugging Face config)",
-                  "(default: 1)", "(default: 128)", "(default: 15)", "(default: every layer)",
+                  "(default: 1)", "(default: 128)", "(default: 15)",
+                  "(default: a depth that keeps the table, html and figure short; csv: every layer)",
                   "(default: standard output)",
                   "(default: the smallest num_embeddings"):
         assert shown in text, shown

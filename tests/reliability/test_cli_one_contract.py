@@ -26,9 +26,9 @@ def one_error_line(capsys, argv) -> str:
 
 @pytest.fixture
 def law(tmp_path) -> str:
-    from test_energy_predict import planted_law
+    from energy_fakes import synthetic_law
 
-    planted_law().save(tmp_path / "law.json")
+    synthetic_law().save(tmp_path / "law.json")
     return str(tmp_path / "law.json")
 
 
@@ -46,8 +46,8 @@ def test_no_parser_accepts_abbreviations():
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["predict", *LINEAR, "--mode", "training"], "unrecognized arguments: --mode training (torch-tos predict --help "
-                                                 "lists the options)"),
+    (["predict", *LINEAR, "--optim", "sgd"], "unrecognized arguments: --optim sgd (torch-tos predict --help "
+                                             "lists the options)"),
     (["predict", *LINEAR, "--mod", "x"], "unrecognized arguments: --mod x"),
     (["profile", *LINEAR, "--inp", "1,4"], "unrecognized arguments: --inp 1,4"),
     (["fit", "runs.csv", "--sav", "law.json"], "unrecognized arguments: --sav law.json"),
@@ -60,7 +60,7 @@ def test_a_prefix_is_not_an_option(capsys, argv, message):
 def test_predict_without_a_law_says_how_to_make_one(capsys):
     err = one_error_line(capsys, ["predict", *LINEAR, "--steps", "100"])
     assert "--law LAW.json is required" in err
-    assert "torch-tos calibrate --out law.json" in err and "torch-tos fit runs.csv --save law.json" in err
+    assert "torch-tos calibrate --out law.json" in err and "torch-tos fit runs.csv --profile law.json" in err
 
 
 @pytest.mark.parametrize("kind", ["folder", "missing"])
@@ -143,6 +143,17 @@ def test_fit_checks_its_outputs_before_reading_any_run(tmp_path, monkeypatch, ca
     assert message.format(tmp=tmp_path) in err
 
 
-def test_fit_law_given_a_file_name_points_to_save(tmp_path, capsys):
-    err = one_error_line(capsys, ["fit", str(tmp_path / "runs.csv"), "--law", "law.json"])
-    assert "fit --law takes the features of the overhead-aware law" in err and "use --save law.json" in err
+@pytest.mark.parametrize("kind", ["folder", "missing"])
+def test_fit_checks_its_cost_model_before_reading_any_run(tmp_path, monkeypatch, capsys, kind):
+    import torch_tos.energy.runs
+
+    def never(*a, **k):
+        raise AssertionError("runs read before --profile was checked")
+
+    monkeypatch.setattr(torch_tos.energy.runs, "read_runs", never)
+    path = tmp_path / "law.json"
+    if kind == "folder":
+        path.mkdir()
+    err = one_error_line(capsys, ["fit", str(tmp_path / "runs.csv"), "--profile", str(path)])
+    assert (f"is a folder, not a file" if kind == "folder" else "does not exist") in err
+    assert "torch-tos calibrate --out law.json" in err

@@ -125,7 +125,7 @@ def test_numpy_integers_are_accepted_wherever_a_count_is():
 
 
 def test_law_predict_takes_numpy_steps():
-    from torch_tos.energy.predict import _check_steps
+    from torch_tos.energy.costmodel import _check_steps
 
     assert _check_steps(np.int64(5)) == 5 and type(_check_steps(np.int64(5))) is int
     with pytest.raises(ValueError, match="steps must be a positive integer"):

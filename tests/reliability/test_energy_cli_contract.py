@@ -43,20 +43,21 @@ def test_demo_and_calibrate_outputs_are_checked_before_any_work(tmp_path, capsys
 
 
 @pytest.mark.parametrize("argv,match", [
-    (["--features", "tos,joules"], "'joules' is a measured column"),
-    (["--features", "seconds"], "'seconds' is a measured column"),
+    (["--dtypes", "float32,float8"], "unknown dtype 'float8'"),
+    (["--device", "tpu"], "unknown device 'tpu'"),
+    (["--threads", "0"], "--threads must be a positive integer"),
     (["--repeats", "0"], "--repeats must be a positive integer"),
     (["--scale", "0"], "--scale must be a positive number"),
     (["--families", "ffn,resnet50"], "unknown suite family 'resnet50'"),
 ])
 def test_calibrate_bad_options(tmp_path, capsys, argv, match):
     one_line_error(capsys, "calibrate", "--out", str(tmp_path / "law.json"), *argv, *QUICK, match=match)
-    assert not (tmp_path / "law.runs.csv").exists()
+    assert not (tmp_path / "law.runs.csv").exists() and not (tmp_path / "law.bench.jsonl").exists()
 
 
 def test_demo_bad_options(tmp_path, capsys):
-    one_line_error(capsys, "demo", "--out", str(tmp_path / "d"), "--batch-size", "0", *QUICK,
-                   match="--batch-size must be a positive integer")
+    one_line_error(capsys, "demo", "--out", str(tmp_path / "d"), "--repeats", "0", *QUICK,
+                   match="--repeats must be a positive integer")
     one_line_error(capsys, "demo", "--out", str(tmp_path / "d"), "--steps", "-3", *QUICK,
                    match="--steps must be a positive integer")
 

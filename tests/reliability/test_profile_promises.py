@@ -93,8 +93,10 @@ def test_tied_weights_and_an_eval_mode_buffer_are_restored():
 def test_nothing_is_copied_when_nothing_is_written_or_nothing_is_shared():
     model = nn.Linear(3, 2)
     work = Workspace(model, None, torch.randn(2, 3), None, None, mode="inference")
-    assert work.guard is work._guard  # watching the shared weights …
-    with work.guard:
+    assert work.write_guard is work._guard  # watching the shared weights …
+    engine = torch_tos.Engine()
+    engine.write_guard = work.write_guard
+    with engine:
         model(torch.randn(2, 3))
     assert work._guard._saved == []   # … without copying any
     work.close()

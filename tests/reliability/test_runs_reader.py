@@ -26,7 +26,8 @@ def rows(n_widths: int = 4, repeats: int = 3) -> list[list[str]]:
             joules = 0.5 * width * (1 + 0.01 * r)
             values = {"family": "ffn", "width": width, "depth": 3, "activation": "gelu", "input_size": 4,
                       "batch_size": 64, "optimizer": "sgd", "epochs": 1, "steps": 22, "dtype": "float32",
-                      "threads": 1, "repeat": r, "joules": joules, "joules_raw": joules, "seconds": joules / 10,
+                      "threads": 1, "mode": "training", "device": "cpu", "repeat": r, "joules": joules,
+                      "joules_raw": joules, "seconds": joules / 10,
                       "meter": "cputime", "estimated": "True", "host": "h", "torch": "2.14",
                       "count_device": "meta"}
             out.append([str(values.get(c, float(width * 1000) if c in ("tos", "flops", "calls", "bytes") else
@@ -118,7 +119,7 @@ def test_lines_are_file_lines_with_blank_lines_and_windows_line_ends(tmp_path):
     p = tmp_path / "runs.csv"
     write(p, table)
     data = p.read_bytes().replace(b"\n", b"\r\n")
-    first_width_6 = b"\r\nffn,6,3,gelu,4,64,sgd,1,22,float32,1,0,"
+    first_width_6 = b"\r\nffn,6,3,gelu,4,64,sgd,1,22,float32,1,training,cpu,0,"
     data = data.replace(first_width_6, b"\r\n" + first_width_6)  # a blank line before file line 5
     p.write_bytes(b"\xef\xbb\xbf" + data)  # a byte-order mark, as spreadsheet programs write
     with pytest.raises(ValueError, match=rf"runs.csv line 10, column {COL['tos']} \(tos\) is empty; every run "

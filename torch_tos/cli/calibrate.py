@@ -1,15 +1,16 @@
-"""``torch-tos calibrate`` and ``torch-tos demo``: calibrate this machine's energy law, then
-predict a model that was not in the calibration and measure it.
+"""``torch-tos calibrate`` and ``torch-tos demo``: measure this device into a cost model, then
+predict models that were not in the calibration and measure them.
 
-``torch-tos calibrate --out law.json [--repeats 3] [--reference] [--threads 1] [--features
-tos,calls,bytes] [--meter auto]`` measures the built-in suite (:mod:`torch_tos.energy.calibrate`)
-into ``law.runs.csv`` (resumable), fits and saves the law, and prints its held-out errors.
+``torch-tos calibrate --out law.json [--device cpu|cuda|cuda:i] [--dtypes float32,float64,bfloat16]
+[--threads 1] [--repeats 2] [--reference] [--meter auto]`` runs the microbenchmarks
+(``law.bench.jsonl``) and the step-level suite (``law.runs.csv``) — both resumable — fits the cost
+model (:mod:`torch_tos.energy.calibrate`), saves it and prints it with its held-out errors beside
+the paper's TOs and FLOPs laws, the mean-only baseline and the noise floor.
 
-``torch-tos demo [--out torch-tos-demo] [--batch-size 16] [--steps 20]`` runs the calibration,
-prints the law and its held-out errors with the TOs-only and FLOPs-only baselines and the noise
-floor, then predicts the energy of training torchvision's resnet18 (32×32 images, not in the
-suite) and measures it, printing predicted vs measured. Registered by
-:func:`torch_tos.cli.energy.register`.
+``torch-tos demo [--out torch-tos-demo]`` calibrates, prints the model and its Table V, then
+predicts a training run of torchvision's mnasnet0_5 and an inference run of torchvision's
+googlenet (neither in the calibration) and measures both: predicted vs measured joules and
+seconds with the intervals. Registered by :func:`torch_tos.cli.energy.register`.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ import time
 from pathlib import Path
 
 from .errors import CLIError
+from .measuring import common_options, make_meter, meter_lines, parse_names, repairs_reported
 
-DEMO_TARGET = "resnet18"
-DEMO_STEPS = 20
-DEMO_BATCH = 16
-DEMO_IMAGE = 32
+#: The demo's two targets: (name, torchvision builder, kwargs, batch, image side, steps, mode).
+DEMO_TARGETS = (("mnasnet0_5", {}, 8, 64, 20, "training"),
+                ("googlenet", {"aux_logits": False, "init_weights": True}, 8, 64, 20, "inference"))
 
 
 def load_line() -> str | None:
@@ -43,10 +44,9 @@ def _calibrate(args, law_path, runs_csv=None, meter=None):
     from ..energy.evaluate import format_evaluation
     from ..energy.meters import InvalidWindow, MeterUnavailable
     from ..energy.reference import cv_by_config, format_cv
-    from .energy import _features, repairs_reported
+    from ..units import duration
 
-    features = _features(args.features)
-    families = [f.strip() for f in args.families.split(",") if f.strip()] if args.families else None
+    families = parse_names(args.families)
     for name, v in (("--repeats", args.repeats), ("--threads", args.threads)):
         if v < 1:
             raise CLIError(f"{name} must be a positive integer, got {v}")
@@ -54,28 +54,27 @@ def _calibrate(args, law_path, runs_csv=None, meter=None):
         raise CLIError(f"--scale must be a positive number, got {args.scale}")
     try:
         with repairs_reported():
-            cal = calibrate(law_path, runs=runs_csv, meter=meter, repeats=args.repeats, reference=args.reference,
-                            threads=args.threads, features=features, seed=args.seed,
-                            progress=not args.no_progress, families=families, scale=args.scale)
+            cal = calibrate(law_path, device=args.device, dtypes=args.dtypes, threads=args.threads, meter=meter,
+                            repeats=args.repeats, runs=runs_csv, reference=args.reference, families=families,
+                            scale=args.scale, seed=args.seed, progress=not args.no_progress)
     except (MeterUnavailable, InvalidWindow, OSError) as e:
         raise CLIError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
     from ..energy.runs import config_keys
 
-    n_cfg = config_keys(cal.runs).nunique()
-    lines = [f"calibration: {len(cal.runs)} runs of {n_cfg} configurations of "
-             f"{cal.runs['family'].nunique()} families in {cal.runs_path} ({cal.seconds:.0f} s)",
-             f"law ({', '.join(features)}): {cal.law}", f"saved: {cal.law_path}",
-             format_cv(cv_by_config(cal.runs)), "",
-             "Table V on held-out runs (each predicted by a law fitted without it; mean ± sd over folds):",
-             format_evaluation(cal.errors)]
+    runs = cal.runs
+    lines = [f"calibration of {cal.law.profile.device.get('name')} in {duration(cal.seconds)}: "
+             f"{len(cal.law.profile.points)} microbenchmarked calls ({cal.bench_path}), {len(runs)} runs of "
+             f"{config_keys(runs).nunique()} configurations of {runs['family'].nunique()} families ({cal.runs_path})",
+             str(cal.law), f"saved: {cal.law_path}", format_cv(cv_by_config(runs))]
+    for mode in dict.fromkeys(cal.errors["mode"]) if len(cal.errors) else ():
+        lines += ["", f"Table V, {mode} runs held out (each predicted by a law fitted without it; mean ± sd over "
+                  "folds):", format_evaluation(cal.errors[cal.errors["mode"] == mode].drop(columns="mode"))]
     return cal, lines
 
 
 def _cmd_calibrate(args) -> int:
-    from .energy import _meter, _meter_lines
-
-    meter = _meter(args)
-    print("\n".join(_meter_lines(meter)), flush=True)
+    meter = make_meter(args)
+    print("\n".join(meter_lines(meter)), flush=True)
     warning = load_line()
     if warning:
         print(warning, flush=True)
@@ -84,126 +83,138 @@ def _cmd_calibrate(args) -> int:
     return 0
 
 
-def _target(batch: int):
+def _target(name: str, kwargs: dict, batch: int, side: int):
     import torchvision
 
     from ..energy.families.micro import Classifier
 
-    return Classifier(DEMO_TARGET, lambda: torchvision.models.resnet18(num_classes=10), batch_size=batch,
-                      input_size=DEMO_IMAGE, n_batches=1)
+    return Classifier(name, lambda: getattr(torchvision.models, name)(num_classes=10, **kwargs), batch_size=batch,
+                      input_size=side, n_batches=1)
 
 
-def _cmd_demo(args) -> int:
+def _demo_target(cal, args, meter, out: Path, spec) -> list[str]:
     import warnings
 
     import torch
 
     from ..energy.reference import cv_by_config, format_cv
-    from ..energy.runfile import check_output
     from ..energy.runner import Workload, run_plan
     from ..energy.runs import read_runs
-    from .energy import _meter, _meter_lines
+    from ..units import duration, energy
+
+    name, kwargs, batch, side, steps, mode = spec
+    steps = args.steps or steps
+    fam = _target(name, kwargs, batch, side)
+    config = fam.configs()[0]
+    w = Workload(fam, config, steps, fam.default_lr, args.threads, mode, None, "cpu",
+                 "sgd_momentum" if mode == "training" else None)
+    X, y = w.data()
+    model = w.build()
+    opt = w.make_optimizer(model.parameters()) if mode == "training" else None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pred = cal.law.predict(model, X, mode=mode, steps=steps, target=y, loss_fn=fam.loss_fn(), optimizer=opt)
+    what = f"{steps} SGD-momentum training steps" if mode == "training" else f"{steps} inference steps (no_grad)"
+    lines = [f"\n{name} (torchvision, 10 classes) on {batch}×3×{side}×{side} images, {what} — not in the calibration:",
+             f"  predicted: {energy(pred.joules)} ({pred.coverage:.0%} interval {energy(pred.joules_low)} – "
+             f"{energy(pred.joules_high)}), {duration(pred.seconds)} ({duration(pred.seconds_low)} – "
+             f"{duration(pred.seconds_high)})"]
+    lines += [f"  note: {str(c.message).splitlines()[0]}" for c in caught]
+    path = out / f"{name}.runs.csv"
+    with repairs_reported():
+        run_plan([w], path, repeats=max(args.repeats, 3), meter=meter, reference=args.reference, seed=args.seed,
+                 progress=not args.no_progress, desc=f"measuring {name}")
+    measured = read_runs(path, features=())
+    measured = measured[(measured["steps"] == steps) & (measured["batch_size"] == batch)]
+    mj, ms = float(measured["joules"].mean()), float(measured["seconds"].mean())
+    sd = float(measured["joules"].std(ddof=1)) if len(measured) > 1 else 0.0
+    inside = "inside" if pred.joules_low <= mj <= pred.joules_high else "OUTSIDE"
+    lines += [f"  measured:  {energy(mj)} ± {energy(sd)}, {duration(ms)} (mean of {len(measured)} runs; "
+              f"{format_cv(cv_by_config(measured)).split(': ', 1)[-1]})",
+              f"  predicted / measured: joules {pred.joules / mj:.2f} ({100 * (pred.joules - mj) / mj:+.0f} %, "
+              f"{inside} the interval), seconds {pred.seconds / ms:.2f} ({100 * (pred.seconds - ms) / ms:+.0f} %)"]
+    return lines
+
+
+def _cmd_demo(args) -> int:
+    from ..energy.runfile import check_output
 
     t0 = time.perf_counter()
     out = Path(args.out)
+    for name, v in (("--steps", args.steps), ("--repeats", args.repeats), ("--threads", args.threads)):
+        if v is not None and v < 1:
+            raise CLIError(f"{name} must be a positive integer, got {v}")
     if out.exists() and not out.is_dir():
         raise CLIError(f"--out {str(out)!r} is an existing file; the demo writes a folder: give a new or "
                        "existing folder name")
-    for name, v in (("--batch-size", args.batch_size), ("--steps", args.steps)):
-        if v < 1:
-            raise CLIError(f"{name} must be a positive integer, got {v}")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise CLIError(f"--out {str(out)!r}: cannot create the folder ({e.strerror})") from None
-    paths = {n: out / n for n in ("law.json", "law.runs.csv", "target.runs.csv")}
+    files = [out / n for n in ("law.json", "law.runs.csv", "law.bench.jsonl")] + \
+        [out / f"{t[0]}.runs.csv" for t in DEMO_TARGETS]
     try:
-        for p in paths.values():
+        for p in files:
             check_output(p, what="--out")
     except ValueError as e:
         raise CLIError(str(e)) from None
     if args.fresh:
-        for p in paths.values():
+        for p in files:
             p.unlink(missing_ok=True)
-    meter = _meter(args)
-    print("torch-tos demo: calibrate this machine's energy law on a suite of micro-workloads, then predict "
-          f"the energy of training a model outside the suite ({DEMO_TARGET}) and measure it")
-    print("\n".join(_meter_lines(meter)), flush=True)
+    meter = make_meter(args)
+    print("torch-tos demo: calibrate this machine's cost model (microbenchmarks and a suite of small models), "
+          "then predict a training run and an inference run of two models outside the calibration and measure them")
+    print("\n".join(meter_lines(meter)), flush=True)
     warning = load_line()
     if warning:
         print(warning, flush=True)
-    cal, lines = _calibrate(args, paths["law.json"], paths["law.runs.csv"], meter)
+    cal, lines = _calibrate(args, out / "law.json", out / "law.runs.csv", meter)
     print("\n".join(lines), flush=True)
-
-    fam = _target(args.batch_size)
-    config = fam.configs()[0]
-    epochs = args.steps  # one batch per epoch: steps = epochs
-    X, y = fam.data(config)
-    model = fam.build(config)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        pred = cal.law.predict(model, X, target=y, loss_fn=fam.loss_fn(),
-                               optimizer=torch.optim.SGD(model.parameters(), lr=fam.default_lr), steps=epochs)
-    print(f"\n{DEMO_TARGET} (torchvision, 10 classes) on {args.batch_size}×3×{DEMO_IMAGE}×{DEMO_IMAGE} images, "
-          f"{args.steps} SGD steps — not in the calibration suite:")
-    print(f"  predicted: {pred.joules:.3g} J (90 % interval {pred.low:.3g} – {pred.high:.3g} J)")
-    for w in caught:
-        print(f"  note: {str(w.message).splitlines()[0]}")
-    from .energy import repairs_reported
-
-    with repairs_reported():
-        run_plan([Workload(fam, config, epochs, fam.default_lr, args.threads)], paths["target.runs.csv"],
-                 repeats=args.repeats, meter=meter, reference=args.reference, seed=args.seed,
-                 progress=not args.no_progress, desc=f"measuring {DEMO_TARGET}")
-    measured = read_runs(paths["target.runs.csv"], features=())
-    measured = measured[(measured["steps"] == epochs) & (measured["batch_size"] == args.batch_size)]
-    mean, sd = float(measured["joules"].mean()), float(measured["joules"].std(ddof=1)) if len(measured) > 1 else 0.0
-    print(f"  measured:  {mean:.3g} J ± {sd:.2g} (mean ± sd of {len(measured)} runs; "
-          f"{format_cv(cv_by_config(measured)).split(': ', 1)[-1]})")
-    print(f"  predicted / measured = {pred.joules / mean:.2f} ({100 * (pred.joules - mean) / mean:+.0f} %)")
+    for spec in DEMO_TARGETS:
+        print("\n".join(_demo_target(cal, args, meter, out, spec)), flush=True)
     if meter.name == "cputime":
-        print("  (CPU-time meter: both figures are estimates, CPU seconds × "
-              f"{meter.watts_per_core:g} W per core)")
-    print(f"\ndemo finished in {time.perf_counter() - t0:.0f} s; files in {out}/")
+        print("\n(CPU-time meter: joules are estimates, CPU seconds × "
+              f"{meter.watts_per_core:g} W per core; they track time, not energy)")
+    from ..units import duration
+
+    print(f"\ndemo finished in {duration(time.perf_counter() - t0)}; files in {out}/")
     return 0
 
 
 def _options(p):
-    from ..energy.calibrate import DEFAULT_FEATURES
-
-    p.add_argument("--repeats", type=int, default=3, help="runs per suite entry")
+    p.add_argument("--device", default="cpu", help="the device to calibrate: cpu, cuda or cuda:<index>")
+    p.add_argument("--dtypes", help="dtypes to measure, comma-separated (default: cpu float32,float64,bfloat16; "
+                   "cuda float32,float16,bfloat16,tf32)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads of every measurement")
+    p.add_argument("--repeats", type=int, default=2, help="runs per suite entry")
     p.add_argument("--reference", action="store_true", help="measure a fixed reference workload before and "
                    "after each run and correct the run for the machine's drift (raw values kept)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per run")
-    p.add_argument("--features", default=",".join(DEFAULT_FEATURES),
-                   help="the law's counted features, comma-separated")
-    p.add_argument("--families", help="only these suite families, comma-separated (a quicker, narrower law)")
+    p.add_argument("--families", help="only these suite families, comma-separated (a quicker, narrower model)")
     p.add_argument("--scale", type=float, default=1.0, help="multiply every suite entry's epochs (longer or "
                    "shorter runs)")
 
 
 def register(subparsers) -> None:
     """Add ``calibrate`` and ``demo`` to the ``torch-tos`` parser."""
-    from .energy import _common
-
-    p = subparsers.add_parser("calibrate", help="measure a built-in suite of micro-workloads and fit this "
-                              "machine's energy law", description="Measure the calibration suite (MLPs, "
-                              "convs, depthwise convs, transformers, embeddings, LSTM/GRU, the paper's FFN and "
-                              "CNN) on this machine, fit the overhead-aware law and save it; resumable.")
-    p.add_argument("--out", required=True, help="the law's JSON file (its runs go to <name>.runs.csv)")
-    p.add_argument("--runs", help="runs CSV (default: next to --out)")
+    p = subparsers.add_parser("calibrate", help="measure this device into a cost model (law.json)",
+                              description="Microbenchmark every op class in every dtype on this device, measure "
+                              "a suite of small models (training and inference), fit the cost model and save it; "
+                              "resumable.")
+    p.add_argument("--out", required=True, help="the cost model's JSON file (its measurements go next to it: "
+                   "<name>.bench.jsonl, <name>.runs.csv)")
+    p.add_argument("--runs", help="runs CSV of the suite (default: next to --out)")
     _options(p)
-    _common(p)
+    common_options(p)
     p.set_defaults(func=_cmd_calibrate)
 
-    p = subparsers.add_parser("demo", help="calibrate, then predict and measure a model outside the suite",
-                              description="Calibrate this machine's energy law (a few minutes), print it with "
-                              "its held-out errors, then predict the energy of training resnet18 and measure it.")
-    p.add_argument("--out", default="torch-tos-demo", help="folder for law.json and the runs CSVs (a rerun "
+    p = subparsers.add_parser("demo", help="calibrate, then predict and measure two models outside the calibration",
+                              description="Calibrate this machine's cost model (a few minutes), print it with its "
+                              "held-out errors, then predict a training run of mnasnet0_5 and an inference run of "
+                              "googlenet and measure both.")
+    p.add_argument("--out", default="torch-tos-demo", help="folder for law.json and the measurements (a rerun "
                    "resumes)")
-    p.add_argument("--batch-size", type=int, default=DEMO_BATCH, help="batch size of the predicted model")
-    p.add_argument("--steps", type=int, default=DEMO_STEPS, help="training steps of the predicted model")
-    p.add_argument("--fresh", action="store_true", help="discard the runs of a previous demo in --out")
+    p.add_argument("--fresh", action="store_true", help="discard the measurements of a previous demo in --out")
+    p.add_argument("--steps", type=int, help="steps of each predicted and measured run (default 20)")
     _options(p)
-    _common(p)
+    common_options(p)
     p.set_defaults(func=_cmd_demo)

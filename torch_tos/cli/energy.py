@@ -5,82 +5,18 @@
 sigmoid,tanh,gelu] [--epochs N] [--repeats R] [--meter auto|rapl|nvml|cputime] [--shard i/n]
 [--paper]`` measures training runs into a CSV (resumable);
 ``--reference`` drift-corrects each run with a fixed reference workload.
-``calibrate`` and ``demo`` live in :mod:`torch_tos.cli.calibrate`. Registered by :func:`register`
-from :mod:`torch_tos.cli.main`.
+``calibrate`` and ``demo`` live in :mod:`torch_tos.cli.calibrate`; the helpers both use (meter
+options, repair warnings) in :mod:`torch_tos.cli.measuring`. Registered by :func:`register` from
+:mod:`torch_tos.cli.main`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import sys
 import time
-import warnings
 
-from ..energy.meters import METERS, InvalidWindow, Meter, MeterUnavailable
+from ..energy.meters import InvalidWindow, MeterUnavailable
 from .errors import CLIError
-
-
-
-def _ints(text, what):
-    from ..energy.sweep import parse_ints
-
-    try:
-        return parse_ints(text, what)
-    except ValueError as e:
-        raise CLIError(str(e)) from None
-
-
-def _names(text: str | None):
-    return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
-
-
-def _features(text: str) -> tuple[str, ...]:
-    """``--features`` as counted feature names (a measured column is a one-line error)."""
-    from ..energy.features import check_features
-
-    try:
-        return check_features(_names(text) or ())
-    except ValueError as e:
-        raise CLIError(f"--features: {e}") from None
-
-
-def _meter(args) -> Meter:
-    from ..energy.meters import get_meter
-
-    if args.meter not in METERS:
-        raise CLIError(f"unknown --meter {args.meter!r}; accepted: {', '.join(METERS)}")
-    logging.getLogger("torch_tos.energy").addHandler(logging.NullHandler())  # we print it ourselves
-    try:
-        return get_meter(args.meter, watts_per_core=args.watts_per_core)
-    except MeterUnavailable as e:
-        raise CLIError(f"--meter {args.meter}: {e}") from None
-
-
-def _meter_lines(meter: Meter) -> list[str]:
-    lines = [f"meter: {meter.describe()}", f"  why: {meter.why}"]
-    if meter.name == "cputime":
-        lines.append("  note: CPU-time numbers are an estimate (CPU seconds × a fixed power per core): "
-                     "they track time, not energy.")
-    return lines
-
-
-@contextlib.contextmanager
-def repairs_reported():
-    """Print each repair of a results file as one ``torch-tos: warning:`` line on stderr, at once."""
-    from ..energy.runfile import ResultFileRepaired
-
-    def show(message, category, filename, lineno, file=None, line=None):
-        if issubclass(category, ResultFileRepaired):
-            print(f"torch-tos: warning: {message}", file=sys.stderr, flush=True)
-        else:
-            previous(message, category, filename, lineno, file, line)
-
-    with warnings.catch_warnings():  # restores the filters and showwarning on exit
-        previous = warnings.showwarning
-        warnings.simplefilter("always", ResultFileRepaired)
-        warnings.showwarning = show
-        yield
+from .measuring import common_options, make_meter, meter_lines, parse_int_list, parse_names, repairs_reported
 
 
 def _run_sweep(family, out, meter, args, **kw):
@@ -107,9 +43,9 @@ def _cmd_sweep(args) -> int:
         raise CLIError(str(e)) from None
     paper = FAMILIES[args.family].paper if args.paper else {}
     kw = {
-        "widths": _ints(args.widths, "--widths") if args.widths else None,
-        "depths": _ints(args.depths, "--depths") if args.depths else None,
-        "activations": _names(args.activations),
+        "widths": parse_int_list(args.widths, "--widths") if args.widths else None,
+        "depths": parse_int_list(args.depths, "--depths") if args.depths else None,
+        "activations": parse_names(args.activations),
         "epochs": args.epochs if args.epochs is not None else paper.get("epochs"),
         "repeats": args.repeats if args.repeats is not None else paper.get("repeats", 3),
         "image_size": args.image_size if args.image_size is not None else paper.get("image_size"),
@@ -118,8 +54,8 @@ def _cmd_sweep(args) -> int:
         "threads": args.threads, "cooldown": args.cooldown, "reference": args.reference,
         "input_size": args.input_size,
     }
-    meter = _meter(args)
-    print("\n".join(_meter_lines(meter)), flush=True)
+    meter = make_meter(args)
+    print("\n".join(meter_lines(meter)), flush=True)
     t0 = time.perf_counter()
     runs = _run_sweep(args.family, args.out, meter, args, **kw)
     if len(runs):
@@ -130,14 +66,6 @@ def _cmd_sweep(args) -> int:
 
 
 # -- registration -----------------------------------------------------------------------------
-def _common(p, meter_default="auto"):
-    p.add_argument("--meter", default=meter_default, help="auto | rapl | nvml | cputime (default: auto)")
-    p.add_argument("--watts-per-core", type=float, default=10.0,
-                   help="power per busy core for the cputime estimate (default 10 W)")
-    p.add_argument("--seed", type=int, default=0, help="seed of model initialisation and splits")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-
 def register(subparsers) -> None:
     """Add ``sweep`` (and calibrate, demo) to the ``torch-tos`` parser."""
     p = subparsers.add_parser("sweep", help="measure training energy over a model family into a CSV",
@@ -167,7 +95,7 @@ def register(subparsers) -> None:
     p.add_argument("--paper", action="store_true",
                    help="the paper's settings where not given: ffn 2000 epochs, cnn 25 epochs on 300 "
                    "256×256 images, 50 repeats (then fit with --trim 5)")
-    _common(p)
+    common_options(p)
     p.set_defaults(func=_cmd_sweep)
 
 

@@ -2,17 +2,18 @@
 honestly.
 
 Prints the paper's Table V (TOs- vs FLOPs-based polynomial laws, ``--split`` random or config,
-``--seed``), then the held-out evaluation of :func:`torch_tos.energy.evaluate.evaluate`: the
-paper's laws, the per-step TOs-only and FLOPs-only laws and the overhead-aware law ``--law``
-(default ``tos,calls,bytes``) next to the mean-only baseline and the noise floor, on the
-``--evaluate`` splits (default ``loco,lofo,random``), every figure mean ± sd over ``--seeds`` split
-seeds (default 10) or over the held-out folds. ``--save law.json`` writes the overhead-aware law
-fitted on every run, with this machine's fingerprint, for ``torch-tos predict``.
+``--seed``), then the held-out evaluation of :func:`torch_tos.energy.evaluate.evaluate` of the
+paper's laws next to the mean-only baseline and the noise floor, on the ``--evaluate`` splits
+(default ``loco,lofo,random``), every figure mean ± sd over ``--seeds`` split seeds (default 10) or
+over the held-out folds. ``--profile law.json`` refits the step-level laws of a calibrated cost
+model on these runs (priced by its machine profile; runs of one configuration from two machines
+are refused); ``--save`` writes that cost model, or without ``--profile`` the paper's law. Output
+paths are checked before any work.
 """
 
 from __future__ import annotations
 
-from .errors import CLIError
+from .errors import CLIError, check_input_file, warnings_as_lines
 
 
 def _names(text):
@@ -48,16 +49,12 @@ def fit_report(runs, features, degrees, split, train_frac, seed, by, trim) -> li
     return lines
 
 
-def evaluation_report(runs, law_features, splits, seeds, train_frac, trim) -> tuple[list[str], object]:
-    """The honest evaluation (lines) and the evaluation table."""
+def evaluation_report(runs, splits, seeds, train_frac, trim) -> tuple[list[str], object]:
+    """The held-out evaluation of the paper's TOs and FLOPs laws (lines) and its table."""
     from ..energy.evaluate import default_laws, evaluate, format_evaluation
-    from ..energy.fit import EnergyModel
     from ..energy.runs import config_keys
 
     laws = default_laws(runs.columns)
-    laws.pop("TOs+calls+bytes", None)
-    name = "+".join(law_features)
-    laws[name] = EnergyModel(features=tuple(law_features))
     notes = []
     if "lofo" in splits and ("family" not in runs or runs["family"].nunique() < 2):
         splits = [s for s in splits if s != "lofo"]
@@ -72,6 +69,32 @@ def evaluation_report(runs, law_features, splits, seeds, train_frac, trim) -> tu
              "training mean, noise floor = each run predicted by the other runs of its configuration):",
              format_evaluation(ev)]
     return lines, ev
+
+
+def cost_model_report(runs, profile_path, save) -> list[str]:
+    """Refit a cost model's step-level laws on ``runs`` with the machine profile of the cost model
+    at ``profile_path`` (each configuration recounted from its family), its held-out errors, and
+    the model saved to ``save`` when given."""
+    from ..energy.calibrate import fit_cost_model, heldout_errors, run_counts_of
+    from ..energy.evaluate import format_evaluation
+    from ..energy.law import load_law
+    from ..energy.pricing import price_runs
+
+    base = load_law(profile_path)
+    if not hasattr(base, "profile"):
+        raise CLIError(f"--profile {profile_path}: holds the paper's law, not a cost model; give a law.json of "
+                       "torch-tos calibrate")
+    priced = price_runs(runs, run_counts_of(runs), base.profile)
+    law = fit_cost_model(base.profile, priced, meta={**base.meta, "runs": "torch-tos fit"})
+    lines = [f"cost model refitted on these runs with the machine profile of {profile_path}:", str(law)]
+    ev = heldout_errors(priced)
+    for mode in dict.fromkeys(ev["mode"]) if len(ev) else ():
+        lines += [f"held-out {mode} runs:", format_evaluation(ev[ev["mode"] == mode].drop(columns="mode"))]
+    if save:
+        law.save(save)
+        lines.append(f"cost model saved to {save} (next: torch-tos predict MODULE:CALLABLE --input-shape ... --law "
+                     f"{save})")
+    return lines
 
 
 def meters_of(runs) -> list[str]:
@@ -94,18 +117,13 @@ def _cmd_fit(args) -> int:
     from ..energy.features import check_features
     from ..energy.fit import EnergyModel
     from ..energy.runcells import RunsOutlierWarning
-    from ..energy.runs import read_runs
-    from .errors import warnings_as_lines
+    from ..energy.runs import read_runs, trim_runs
 
     features = _names(args.features)
-    if args.law.lower().endswith(".json") or "/" in args.law:
-        raise CLIError(f"fit --law takes the features of the overhead-aware law (e.g. tos,calls,bytes), not a "
-                       f"file; to write the fitted law to {args.law!r} use --save {args.law}")
     try:
         check_features(features)
-        law_features = check_features(_names(args.law))
     except ValueError as e:
-        raise CLIError(f"--{'features' if not features or not all(map(_ok, features)) else 'law'}: {e}") from None
+        raise CLIError(f"--features: {e}") from None
     degrees = _ints(args.degrees, "--degrees")
     if args.split not in SPLITS:
         raise CLIError(f"unknown --split {args.split!r}; accepted: {', '.join(SPLITS)}")
@@ -116,8 +134,10 @@ def _cmd_fit(args) -> int:
     if args.seeds < 1:
         raise CLIError(f"--seeds must be a positive number of split seeds (10 or more recommended), got {args.seeds}")
     save, figure = _outputs(args)
+    if args.profile:
+        check_input_file(args.profile, "--profile", "make one with torch-tos calibrate --out law.json")
     with warnings_as_lines(RunsOutlierWarning):
-        runs = read_runs(args.runs, features=tuple(features))  # per-class law features may be 0
+        runs = read_runs(args.runs, features=tuple(features))
     meters = meters_of(runs)
     if len(meters) > 1:
         raise CLIError(f"the runs files mix meters ({', '.join(meters)}); fit the runs of one meter at a time")
@@ -127,19 +147,15 @@ def _cmd_fit(args) -> int:
     print("\n".join(fit_report(runs, features, degrees, args.split, args.train_frac, args.seed, args.by,
                                args.trim)))
     if splits and splits != ["none"]:
-        lines, _ev = evaluation_report(runs, law_features, [s for s in splits if s != "none"], args.seeds,
-                                       args.train_frac, args.trim)
+        lines, _ev = evaluation_report(runs, [s for s in splits if s != "none"], args.seeds, args.train_frac, args.trim)
         print("\n" + "\n".join(lines))
-    from ..energy.runs import trim_runs
-
-    law = EnergyModel(features=law_features).fit(trim_runs(runs, args.trim))
-    lo, hi = law.interval()
-    print(f"\noverhead-aware law fitted on all runs: {law}\n  90 % prediction interval: ×{lo:.2f} – ×{hi:.2f} "
-          f"({law.interval_source_} residuals)")
-    if save:
+    if args.profile:
+        print("\n" + "\n".join(cost_model_report(trim_runs(runs, args.trim), args.profile, save)))
+    elif save:
+        law = EnergyModel(features[0], degrees[0]).fit(trim_runs(runs, args.trim))
         law.save(save)
-        print(f"law saved to {save} (next: torch-tos predict MODULE:CALLABLE --input-shape ... --law "
-              f"{save})")
+        print(f"\npaper's law saved to {save}: {law} (a cost model that predicts unmeasured models needs "
+              "--profile law.json of torch-tos calibrate)")
     if figure:
         plot(runs, features, degrees, args.split, args.train_frac, args.seed, args.trim, figure)
     return 0
@@ -156,17 +172,11 @@ def _outputs(args):
     return save, figure
 
 
-def _ok(name) -> bool:
-    from ..energy.features import is_counted_feature
-
-    return is_counted_feature(name)
-
-
 def register(sub) -> None:
     p = sub.add_parser("fit", help="fit energy laws on runs CSVs: Table V, held-out evaluation, a saved law",
-                       description="Fit the paper's polynomial laws (Table V) and the overhead-aware per-step "
-                       "law on runs CSVs, evaluate them on held-out runs, configurations and families "
-                       "against a mean-only baseline and the noise floor, and optionally save the law.")
+                       description="Fit the paper's polynomial laws (Table V) on runs CSVs, evaluate them on held-out "
+                       "runs, configurations and families against a mean-only baseline and the noise floor; with "
+                       "--profile, refit a cost model's step-level laws on the runs; optionally save the law.")
     p.add_argument("runs", nargs="+", help="runs CSV file(s) from torch-tos sweep or calibrate")
     p.add_argument("--features", default="tos,flops", help="counted features of the paper's laws")
     p.add_argument("--degrees", default="1,2,3", help="polynomial degrees of the paper's laws")
@@ -177,11 +187,12 @@ def register(sub) -> None:
     p.add_argument("--by", help="Table V per value of this column, e.g. activation (paper Table V)")
     p.add_argument("--trim", type=int, default=0, help="drop the K highest and K lowest runs of each "
                    "configuration first (paper: 5 of 50)")
-    p.add_argument("--law", default="tos,calls,bytes", help="features of the overhead-aware per-step law, "
-                   "e.g. tos,calls,bytes or tos_matmul,tos_conv,calls,bytes")
+    p.add_argument("--profile", help="a cost model (law.json of torch-tos calibrate) whose machine profile prices "
+                   "these runs: refit its step-level laws on them (each configuration recounted from its family)")
     p.add_argument("--evaluate", default="loco,lofo,random", help="held-out splits: random, config, loco "
                    "(leave one configuration out), lofo (leave one family out), or none")
     p.add_argument("--seeds", type=int, default=10, help="split seeds of the random/config evaluation")
-    p.add_argument("--save", help="write the overhead-aware law (with machine fingerprint) to this JSON file")
+    p.add_argument("--save", help="write the refitted cost model (with --profile) or else the paper's law of the "
+                   "first --features and --degrees to this JSON file")
     p.add_argument("--plot", help="save the figure (energy vs TOs and FLOPs, residuals) to this file")
     p.set_defaults(func=_cmd_fit)

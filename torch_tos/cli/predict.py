@@ -1,10 +1,13 @@
-"""``torch-tos predict MODULE:CALLABLE --input-shape 32,3,64,64 --steps 1000 --law law.json``:
-the predicted training energy of a model that was never measured.
+"""``torch-tos predict``: the joules and seconds of training or inference steps of a model that was
+never measured, from a calibrated cost model.
 
-Counts one training step on the meta device (nothing computed or allocated: a 70B model predicts
-without its memory), applies the saved law (:func:`torch_tos.energy.load_law`) and prints the
-joules with their prediction interval, the joules per layer, and warnings when the model lies
-outside the calibrated range or the machine differs from the calibration's.
+Counts the first step and a steady step of the model (``--mode training``: forward, loss,
+backward, optimizer step; ``--mode inference``: a forward pass under ``no_grad``) on the meta
+device (nothing computed or allocated: a 70B model predicts without its memory; models with fast
+paths on real devices count there, :func:`~torch_tos.energy.stepcount.counting_device`), prices
+them with the saved cost model (:func:`torch_tos.energy.load_law`) and prints the joules and
+seconds with their prediction intervals, the joules per layer, and warnings where the law
+extrapolates or the machine differs from the calibration's.
 """
 
 from __future__ import annotations
@@ -14,18 +17,21 @@ import warnings
 from .errors import CLIError, check_input_file
 from .hf import add_hf_arguments, build_hf, hf_source
 from .inputs import INPUT_DTYPES, parse_input_dtypes
-from .profile import load_model, parse_shape
+from .profile import OPTIMIZERS, load_model, parse_shape
+from .profile import _optimizer as build_optimizer
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
+MODES = ("training", "inference")
 LOSSES = ("sum", "cross_entropy")
 #: how to get a law file, said wherever one is missing
 MAKE_A_LAW = ("make one on this machine with torch-tos calibrate --out law.json (measures a built-in "
-              "suite, a few minutes), or torch-tos fit runs.csv --save law.json from your own runs")
+              "suite, a few minutes); torch-tos fit runs.csv --profile law.json --save refit.json refits its "
+              "step terms on your own runs")
 
 
 def _module_model(args):
     """``(model, inputs, loss_fn, what the inputs are)`` of a MODULE:CALLABLE model, inputs on meta
-    (on the CPU for a model with recurrent layers: :func:`~torch_tos.energy.predict.counting_device`)."""
+    (on the CPU for a model whose layers run other kernels there:
+    :func:`~torch_tos.energy.stepcount.counting_device`)."""
     import torch
 
     if not args.model:
@@ -33,12 +39,14 @@ def _module_model(args):
                        "--input-shape 32,3,64,64), --hf-config config.json or --hf-model-type llama")
     if not args.input_shape:
         raise CLIError("--input-shape is required with a MODULE:CALLABLE model, e.g. --input-shape 32,3,64,64")
-    from ..energy.predict import counting_device
+    from ..energy.stepcount import counting_device
 
     shapes = [parse_shape(s) for s in args.input_shape]
     dtypes = parse_input_dtypes(args.input_dtype, len(shapes))
     model = load_model(args.model, args.model_kwargs)
-    device = torch.device(counting_device(model))  # meta, or the CPU for recurrent layers (fused kernels)
+    if args.mode == "inference":
+        model.eval()
+    device = torch.device(counting_device(model, args.mode))  # meta, or the CPU for layers with fast paths
     inputs = tuple(torch.zeros(s, dtype=d, device=device) for s, d in zip(shapes, dtypes))
     loss_fn = None
     if args.loss == "cross_entropy":
@@ -53,9 +61,12 @@ def _cmd_predict(args) -> int:
     import torch
 
     from ..energy.law import load_law
+    from ..units import duration
 
+    if args.mode not in MODES:
+        raise CLIError(f"unknown --mode {args.mode!r}; accepted: {', '.join(MODES)}")
     if args.steps < 1:
-        raise CLIError(f"--steps must be a positive number of training steps, got {args.steps}")
+        raise CLIError(f"--steps must be a positive number of steps, got {args.steps}")
     if args.optimizer not in OPTIMIZERS:
         raise CLIError(f"unknown --optimizer {args.optimizer!r}; accepted: {', '.join(OPTIMIZERS)}")
     if args.loss not in LOSSES:
@@ -63,54 +74,63 @@ def _cmd_predict(args) -> int:
     if not 0 < args.coverage < 1:
         raise CLIError(f"--coverage must be between 0 and 1, got {args.coverage}")
     if args.law is None:
-        raise CLIError(f"--law LAW.json is required: the energy law of the machine to predict for; {MAKE_A_LAW}")
+        raise CLIError(f"--law LAW.json is required: this machine's cost model; {MAKE_A_LAW}")
     check_input_file(args.law, "--law", MAKE_A_LAW)
     try:
         law = load_law(args.law)
     except (FileNotFoundError, ValueError) as e:
         raise CLIError(str(e)) from None
+    if not callable(getattr(law, "predict", None)) or not hasattr(law, "profile"):
+        raise CLIError(f"{args.law} holds the paper's law E = f(TOs) of measured runs, which cannot predict a model's "
+                       "steps; make a cost model with torch-tos calibrate --out law.json")
     meta = torch.device("meta")
     hf = hf_source(args)
     if hf:
         if args.loss != "sum":
             raise CLIError("--loss applies to MODULE:CALLABLE models; a Hugging Face model is trained on its own "
                            "loss (labels from the inputs)")
-        model, inputs, loss_fn = build_hf(hf, args.hf_override, meta, args.batch_size, args.seq_len, "training")
+        model, inputs, loss_fn = build_hf(hf, args.hf_override, meta, args.batch_size, args.seq_len, args.mode)
+        if args.mode == "inference":
+            model.eval()
         inputs, what = (inputs,), f"batch size {args.batch_size}, sequence length {args.seq_len}"
     else:
         model, inputs, loss_fn, what = _module_model(args)
-    opt = {"sgd": lambda p: torch.optim.SGD(p, lr=0.01), "adam": lambda p: torch.optim.Adam(p),
-           "adamw": lambda p: torch.optim.AdamW(p)}[args.optimizer](model.parameters())
+    opt = build_optimizer(args.optimizer, model) if args.mode == "training" else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the Prediction lists its warnings; printed below
         try:
-            pred = law.predict(model, inputs if len(inputs) > 1 else inputs[0], loss_fn=loss_fn, optimizer=opt,
-                               steps=args.steps, coverage=args.coverage)
+            pred = law.predict(model, inputs if len(inputs) > 1 else inputs[0], mode=args.mode, loss_fn=loss_fn,
+                               optimizer=opt, steps=args.steps, coverage=args.coverage)
         except (RuntimeError, ValueError, TypeError) as e:
             msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise CLIError(f"the model failed on inputs of {what}: {msg}") from None
     if args.format == "csv":
         print(pred.per_layer.to_csv(index=False), end="")
     else:
-        fp = law.fingerprint_ or {}
-        print(f"law: {args.law} (calibrated on {fp.get('cpu', '?')}, meter {fp.get('meter', '?')}, "
-              f"{fp.get('date', '?')})")
+        fp = law.fingerprints.get("profile") or {}
+        dev = law.profile.device
+        print(f"law: {args.law} (cost model of {dev.get('name', '?')}, {law.meta.get('threads', '?')} thread(s), "
+              f"meter {law.meta.get('meter', '?')}, {fp.get('date', '?')})")
         print(pred)
+        if args.steps > 1:
+            print(f"per step: {duration(pred.seconds / args.steps)}")
     return 0
 
 
 def register(sub) -> None:
-    p = sub.add_parser("predict", help="predict the training energy of a model from a saved law",
-                       description="Count one training step of a model on the meta device and predict "
-                       "the joules of --steps steps with a law saved by torch-tos fit --save or calibrate.")
+    p = sub.add_parser("predict", help="predict the joules and seconds of training or inference steps of a model",
+                       description="Count a model's steps on the meta device and predict the joules and seconds of "
+                       "--steps steps with a cost model saved by torch-tos calibrate.")
     p.add_argument("model", nargs="?", help="module:callable building the model, e.g. "
                    "torchvision.models:resnet18 (or a Hugging Face config: --hf-config / --hf-model-type)")
     p.add_argument("--input-shape", action="append",
                    help="input tensor shape, e.g. 32,3,64,64 (repeat for several inputs)")
-    p.add_argument("--law", metavar="LAW.json", help="law JSON file (required): torch-tos calibrate --out "
-                   "law.json, or torch-tos fit runs.csv --save law.json")
-    p.add_argument("--steps", type=int, default=1, help="training steps to predict")
-    p.add_argument("--optimizer", default="sgd", help=f"optimizer of each step: {', '.join(OPTIMIZERS)}")
+    p.add_argument("--law", metavar="LAW.json", help="the cost model's JSON file (required): torch-tos calibrate "
+                   "--out law.json")
+    p.add_argument("--mode", default="training", help="training (forward, loss, backward, optimizer step) or "
+                   "inference (forward under no_grad)")
+    p.add_argument("--steps", type=int, default=1, help="steps to predict")
+    p.add_argument("--optimizer", default="sgd", help=f"optimizer of each training step: {', '.join(OPTIMIZERS)}")
     p.add_argument("--loss", default="sum", help="loss: sum (output.sum() surrogate) or cross_entropy")
     p.add_argument("--input-dtype", action="append", metavar="DTYPE",
                    help=f"dtype of the inputs, once for all or once per --input-shape: {', '.join(INPUT_DTYPES)} "

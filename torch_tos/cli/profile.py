@@ -1,7 +1,7 @@
 """``torch-tos profile MODULE:CALLABLE --input-shape 1,3,224,224 [--input-dtype int64] [--mode
 training] [--dtype float16] [--device meta] [--format table|csv|json|html] [--out FILE] [--depth N]
-[--all-rows] [--plot FILE]``, or ``torch-tos profile --hf-config config.json | --hf-model-type llama
-[--hf-override k=v,...] [--batch-size B] [--seq-len T] ...``: count one step of a model
+[--full] [--exact] [--all-rows] [--plot FILE]``, or ``torch-tos profile --hf-config config.json |
+--hf-model-type llama [--hf-override k=v,...] [--batch-size B] [--seq-len T] ...``: count one step of a model
 (docs/cli.md lists every option). Inputs are built by :mod:`.inputs`, models by :mod:`.models`
 and :mod:`.hf`, outputs checked and written by :mod:`.outputs`.
 
@@ -22,7 +22,7 @@ from .outputs import check_output, check_plot, save_plot, write_text
 
 __all__ = ["load_model", "parse_shape", "register", "run_guarded"]  # load_model, parse_shape: used by predict
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
+OPTIMIZERS = ("sgd", "sgd_momentum", "adam", "adamw")
 FORMATS = ("table", "csv", "json", "html")
 
 _BATCH_NORM_HINT = (" (batch norm in training mode needs a batch of at least 2: use e.g. "
@@ -67,8 +67,8 @@ def _optimizer(name, model):
         return None
     if name not in OPTIMIZERS:
         raise CLIError(f"unknown --optimizer {name!r}; accepted: {', '.join(OPTIMIZERS)}")
-    if name == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=0.01)
+    if name in ("sgd", "sgd_momentum"):
+        return torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9 if name == "sgd_momentum" else 0.0)
     return {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[name](model.parameters())
 
 
@@ -119,6 +119,10 @@ def _check_views(args):
     return out, plot
 
 
+#: The table's footer names these flags (torch_tos.display.SPELLING).
+CLI_SPELLING = {"every": "--depth 0", "full": "--full", "exact": "--exact", "all_rows": "--all-rows"}
+
+
 def _cmd_profile(args) -> int:
     from ..api import profile
     from ..tables import parse_dtype
@@ -139,20 +143,23 @@ def _cmd_profile(args) -> int:
     report = run_guarded(lambda: profile(model, inputs, mode=args.mode, dtype=dtype, device=device,
                                          loss_fn=loss_fn, target=target, optimizer=optimizer),
                          f"the model failed on {shown}")
-    depth = args.depth or None  # 0: the whole model, every layer
+    depth = args.depth or None  # 0: every layer
+    shown = "auto" if args.depth is None else depth  # the views people read fold by default
     if args.format == "json":
         text = report.to_json()
     elif args.format == "csv":
         text = report.to_dataframe(depth).to_csv(index=False)
     elif args.format == "html":
-        text = run_guarded(lambda: report.to_html(depth=depth, all_rows=args.all_rows, top=args.top),
-                           "the HTML report failed")
+        text = run_guarded(lambda: report.to_html(depth=shown, all_rows=args.all_rows, top=args.top,
+                                                  exact=args.exact), "the HTML report failed")
     else:
-        text = report.table(depth, all_rows=args.all_rows).replace(
-            "table(all_rows=True) lists the folded rows", "--all-rows lists the folded rows")
+        from ..display import render_table
+
+        text = render_table(report, shown, full=args.full, exact=args.exact, all_rows=args.all_rows,
+                            spelling=CLI_SPELLING)
     write_text(text, out)
     if plot is not None:
-        save_plot(report, plot, depth=depth, top=args.top)
+        save_plot(report, plot, depth=shown, top=args.top)
     if out is not None or plot is not None:
         print("written: " + ", ".join(str(p) for p in (out, plot) if p is not None), file=sys.stderr)
     return 0
@@ -197,10 +204,13 @@ def register(sub) -> None:
                      "self-contained page: totals, the table and the figure)")
     out.add_argument("--out", metavar="FILE", help="write the output to FILE (default: standard output)")
     out.add_argument("--depth", type=int, default=None, metavar="N",
-                     help="fold submodules deeper than N into their ancestor (1: top-level modules only) in "
-                     "the table, csv, html and plot (default: every layer)")
-    out.add_argument("--all-rows", action="store_true", help="also list the zero-cost and integer bookkeeping "
-                     "rows that the table folds into one line")
+                     help="fold submodules deeper than N into their ancestor (1: top-level modules only; 0: "
+                     "every layer) in the table, csv, html and plot (default: a depth that keeps the table, "
+                     "html and figure short; csv: every layer)")
+    out.add_argument("--full", action="store_true", help="table: one row per layer, phase and dtype")
+    out.add_argument("--exact", action="store_true", help="table and html: exact counts instead of SI prefixes")
+    out.add_argument("--all-rows", action="store_true", help="also list the rows the table folds (zero-cost "
+                     "layers, integer bookkeeping rows, the layers beyond the row limit)")
     out.add_argument("--plot", metavar="FILE", help="save the figure of where the TOs go (per layer, by BO "
                      "kind and by phase) to FILE: .png, .svg, .pdf, ... (needs matplotlib)")
     out.add_argument("--top", type=int, default=15, metavar="N", help="layers shown in the figure; the "

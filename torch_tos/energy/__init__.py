@@ -6,14 +6,15 @@ polynomial regression of degree 1-3 on 60 % of the runs, validate on 40 %, and r
 R², RMSE, precision and errors (Table V).
 
 - :mod:`.meters`: :class:`RaplMeter`, :class:`NvmlMeter`, :class:`CpuTimeMeter`, :func:`auto_meter`
-- :mod:`.fit`: :class:`EnergyModel` (scikit-learn estimator: the paper's law and the
-  overhead-aware per-step law), :func:`metrics`
+- :mod:`.costmodel`: :class:`CostModel` — a device's machine profile (:mod:`.machine`, measured by
+  :mod:`.microbench` over :mod:`.benchsuite`) and its step-level laws (:mod:`.steplaw`): joules
+  and seconds of training or inference steps of any model, with intervals, per layer
+- :mod:`.calibrate`: :func:`calibrate` (microbenchmarks + the step-level suite → a cost model)
+- :mod:`.law`: :func:`load_law` (a cost model or a paper's law, checked whole)
+- :mod:`.fit`: :class:`EnergyModel` (the paper's polynomial law of TOs or FLOPs), :func:`metrics`
 - :mod:`.features`: the counted features of one step (:func:`step_features`)
-- :mod:`.law`: :func:`load_law` (``law.save(path)``), the machine fingerprint
-- :mod:`.predict`: ``law.predict(model, inputs, steps=N)`` → :class:`Prediction`
 - :mod:`.evaluate`: :func:`evaluate` (held-out splits, mean-only baseline, noise floor)
 - :mod:`.compare`: :func:`compare` (Table V), :func:`format_table_v`
-- :mod:`.calibrate`: :func:`calibrate` (the built-in suite of micro-workloads → this machine's law)
 - :mod:`.sweep`: :func:`sweep` over a family (the paper's ``ffn``, ``cnn``; the micro families)
 - :mod:`.runner`: the measuring engine shared by sweeps and calibration (lazy plan, locked file)
 - :mod:`.reference`: drift correction by a reference workload (:class:`Reference`)
@@ -27,8 +28,10 @@ from .compare import compare, compare_long, format_table_v, split_runs
 from .evaluate import evaluate, format_evaluation
 from .features import FEATURE_NAMES, step_features
 from .fit import EnergyModel, metrics
+from .costmodel import CostModel
 from .law import load_law
-from .predict import Prediction
+from .machine import DtypeNotMeasured, MachineProfile
+from .predict import ExtrapolationWarning, Prediction
 from .meters import (DEFAULT_WATTS_PER_CORE, CpuTimeMeter, InvalidWindow, Measurement, Meter,
                      MeterUnavailable, NvmlMeter, RaplMeter, RaplPermissionError, ZeusMeter, CodeCarbonMeter,
                      auto_meter, get_meter)
@@ -38,7 +41,8 @@ from .runfile import ResultFileRepaired
 from .runs import COLUMNS, CONFIG_COLUMNS, find_duplicates, read_runs, trim_runs, validate_runs
 from .sweep import sweep
 
-__all__ = ["EnergyModel", "metrics", "load_law", "Prediction", "step_features", "FEATURE_NAMES", "evaluate",
+__all__ = ["EnergyModel", "CostModel", "MachineProfile", "DtypeNotMeasured", "ExtrapolationWarning", "metrics",
+           "load_law", "Prediction", "step_features", "FEATURE_NAMES", "evaluate",
            "format_evaluation", "compare", "compare_long", "format_table_v", "split_runs",
            "Meter", "Measurement", "RaplMeter", "NvmlMeter", "CpuTimeMeter", "ZeusMeter", "CodeCarbonMeter", "auto_meter", "get_meter",
            "MeterUnavailable", "RaplPermissionError", "InvalidWindow", "DEFAULT_WATTS_PER_CORE",

@@ -1,33 +1,25 @@
-"""Calibration: measure a built-in suite of micro-workloads on this machine and fit its energy law.
+"""Calibration: measure this device into a cost model.
 
-:data:`SUITE` spans what real training steps do, so that predicting a real model interpolates
-instead of extrapolating (per step: 14 to ~1,000 kernel calls, 200 to 26 M parameters, 5e8 to
-6e13 TOs):
+:func:`calibrate` makes a :class:`~.costmodel.CostModel` in three measured stages, each resumable:
 
-- the paper's ``ffn`` (Banknote, tens of calls, tiny matmuls) and ``cnn`` (32-channel convs);
-- ``mlp``: wide matmuls up to 2048 × 2048 × 4 layers (17 M parameters: optimizer traffic), a
-  batch-4 run where the optimizer dominates, a 12-layer narrow stack (call-bound), ``mlpdrop``
-  (dropout: random-number generation);
-- ``conv``: narrow convs on large maps (8 channels, 64²) to wide convs on tiny maps (512 channels,
-  2², also 6 layers at batch 8: ~14 M weights streamed per step, more low-intensity conv bytes than
-  resnet18 at the demo's 16×32×32), batch norm; ``dwconv``: depthwise-separable blocks; ``mobile``: MobileNetV3
-  blocks (3×3 and 5×5 depthwise convs at strides 1 and 2, squeeze-and-excitation, ReLU/hardswish); ``resnet``: small ResNets
-  (strided convs, residual adds, projections, max pooling; 16–512 channels, down to
-  resnet18's late stages: 256 channels on 4² and 512 on 2² maps at batch 8);
-- ``transformer``: embeddings, attention, layer norm, dropout, 1 to 6 layers (up to ~500 calls);
-- ``embed``: a 100 k × 256 embedding (26 M parameters, dense gradient);
-- ``lstm``/``gru``: recurrent layers (counted on the CPU: fused kernels, see
-  :mod:`torch_tos.energy.families.micro`).
+1. **microbenchmarks** → the machine profile (:func:`.benchfile.measure_profile`, into
+   ``law.bench.jsonl``): every op class of :mod:`.opclasses`, every requested dtype, a sweep of
+   work per call (:mod:`.benchsuite`);
+2. **the step-level suite** → measured runs (:func:`.runner.run_plan`, into ``law.runs.csv``):
+   small models of many kinds (:data:`SUITE`: MLPs, convolutional, residual, depthwise and
+   MobileNet-style nets, transformers, embeddings, LSTM/GRU, the paper's FFN and CNN), trained
+   with SGD, SGD with momentum, Adam or AdamW and run for inference under ``no_grad``, mostly
+   float32 with some runs in the other calibrated dtypes, each at two run lengths
+   (:data:`LENGTHS`, so per-step and per-run costs separate), ``repeats`` times;
+3. **the fit**: every run's counts priced by the profile (:func:`.pricing.price_runs`), the
+   step-level law of each mode fitted on them (:mod:`.steplaw`), the model saved atomically with the
+   fingerprints of the machines that measured the profile and the runs, and judged
+   (:func:`heldout_errors`: leave-one-configuration-out and leave-one-family-out errors of the cost
+   model beside the paper's TOs and FLOPs laws, a mean-only baseline and the noise floor).
 
-Each entry's epochs are set so a run lasts about 0.4 s single-threaded on a 2020s x86 core, and
-each entry is also run at a quarter of that length (:data:`LENGTHS`) so per-step and per-run
-costs separate; the whole suite, 3 repeats, is about 60 s of measured runs on an idle core (+ the
-reference workload when asked).
-:func:`calibrate` measures it with :func:`~torch_tos.energy.runner.run_plan` into a runs CSV
-next to the law (``law.json`` → ``law.runs.csv``; resumable like sweeps: a rerun measures only
-what is missing), fits ``EnergyModel(features=...)`` (:mod:`.fit`), saves it with the machine's
-fingerprint (:mod:`.law`) and reports its leave-one-configuration-out and leave-one-family-out
-errors (:func:`heldout_errors`).
+The suite's sizes are fixed: each entry's epochs are set so a run lasts about 0.25 s
+single-threaded on a 2020s x86 core (the two lengths are a quarter and all of that; an entry of one
+epoch runs at one length).
 """
 
 from __future__ import annotations
@@ -38,52 +30,69 @@ from pathlib import Path
 
 import pandas as pd
 
-from .evaluate import DEFAULT_FEATURES as _DEFAULT_LAW_FEATURES
-
 from .families import Config, get_family
 from .runfile import check_output
 from .runner import Workload, run_plan
-from .runs import read_runs
+from .runs import CONFIG_COLUMNS, _norm, read_runs
 
-#: (family, width, depth, activation, input_size, batch size, epochs)
+#: (family, width, depth, activation, input_size, batch size, epochs, mode, dtype, optimizer).
+#: ``dtype`` None: float32, replaced by the calibrated dtypes where a dtype is not calibrated.
 SUITE = (
-    ("ffn", 8, 3, "sigmoid", None, 64, 70), ("ffn", 64, 3, "gelu", None, 64, 32),
-    ("ffn", 512, 3, "tanh", None, 64, 8),
-    ("mlp", 256, 2, "relu", None, 32, 190), ("mlp", 1024, 3, "gelu", None, 32, 10),
-    ("mlp", 2048, 4, "relu", None, 32, 2), ("mlp", 2048, 2, "relu", None, 4, 9),
-    ("mlp", 64, 12, "relu", None, 32, 100), ("mlpdrop", 512, 3, "relu", None, 32, 40),
-    ("conv", 8, 2, "relu", 64, 16, 6), ("conv", 32, 3, "relu", 32, 16, 4), ("conv", 128, 2, "relu", 8, 16, 8),
-    ("conv", 256, 2, "relu", 4, 16, 7), ("conv", 512, 2, "relu", 2, 16, 3), ("conv", 64, 6, "relu", 16, 16, 2),
-    ("conv", 512, 6, "relu", 2, 8, 2),
-    ("resnet", 16, 3, "relu", 32, 16, 10), ("resnet", 32, 4, "relu", 32, 16, 3), ("resnet", 64, 3, "relu", 16, 16, 5),
-    ("resnet", 64, 4, "relu", 32, 8, 2),
-    ("dwconv", 32, 4, "relu", 32, 16, 2), ("dwconv", 128, 3, "relu", 8, 16, 10),
-    ("dwconv", 256, 2, "relu", 4, 16, 19),
-    ("mobile", 16, 4, None, 32, 16, 5), ("mobile", 24, 6, None, 32, 16, 3), ("mobile", 16, 8, None, 64, 16, 2),
-    ("transformer", 64, 2, "gelu", 32, 8, 14), ("transformer", 128, 1, "relu", 64, 8, 8),
-    ("transformer", 256, 2, "gelu", 16, 8, 6), ("transformer", 64, 6, "gelu", 16, 8, 10),
-    ("embed", 64, None, None, 50000, 32, 29), ("embed", 256, None, None, 100000, 32, 2),
-    ("lstm", 64, 1, None, 16, 16, 70), ("lstm", 128, 2, None, 32, 16, 17), ("gru", 64, 2, None, 16, 16, 20),
-    ("cnn", None, 2, "gelu", 32, 64, 7), ("cnn", None, 5, "gelu", 32, 64, 2),
+    ("ffn", 64, 3, "gelu", None, 64, 12, "training", None, None),
+    ("mlp", 256, 2, "relu", None, 32, 35, "training", None, "adam"),
+    ("mlp", 2048, 2, "relu", None, 4, 3, "training", None, "sgd_momentum"),
+    ("mlp", 64, 12, "relu", None, 32, 36, "training", None, None),
+    ("mlpdrop", 512, 3, "relu", None, 32, 9, "training", None, "adamw"),
+    ("conv", 8, 2, "relu", 64, 16, 2, "training", None, None),
+    ("conv", 32, 3, "relu", 32, 16, 2, "training", None, "sgd_momentum"),
+    ("conv", 512, 2, "relu", 2, 16, 1, "training", None, None),
+    ("resnet", 16, 3, "relu", 32, 16, 3, "training", None, "adam"),
+    ("resnet", 64, 4, "relu", 32, 8, 1, "training", None, "sgd_momentum"),
+    ("dwconv", 32, 4, "relu", 32, 16, 1, "training", None, None),
+    ("dwconv", 128, 3, "relu", 8, 16, 3, "training", None, "adamw"),
+    ("mobile", 16, 4, None, 32, 16, 2, "training", None, "sgd_momentum"),
+    ("mobile", 16, 8, None, 64, 16, 1, "training", None, None),
+    ("transformer", 64, 2, "gelu", 32, 8, 4, "training", None, "adamw"),
+    ("transformer", 256, 2, "gelu", 16, 8, 2, "training", None, "adam"),
+    ("transformer", 64, 6, "gelu", 16, 8, 2, "training", None, None),
+    ("embed", 256, None, None, 100000, 32, 1, "training", None, None),
+    ("lstm", 128, 2, None, 32, 16, 4, "training", None, "adam"),
+    ("gru", 64, 2, None, 16, 16, 5, "training", None, None),
+    ("cnn", None, 2, "gelu", 32, 64, 2, "training", None, None),
+    ("mlp", 512, 3, "relu", None, 32, 6, "training", "float64", "sgd_momentum"),
+    ("conv", 32, 3, "relu", 16, 16, 1, "training", "float64", None),
+    ("resnet", 16, 3, "relu", 32, 16, 3, "training", "bfloat16", "adamw"),
+    ("transformer", 64, 2, "gelu", 32, 8, 3, "training", "bfloat16", "adam"),
+    ("mlp", 1024, 3, "gelu", None, 32, 12, "inference", None, None),
+    ("conv", 64, 6, "relu", 16, 16, 3, "inference", None, None),
+    ("resnet", 32, 4, "relu", 32, 16, 4, "inference", None, None),
+    ("mobile", 24, 6, None, 32, 16, 5, "inference", None, None),
+    ("transformer", 128, 1, "relu", 64, 8, 12, "inference", None, None),
+    ("transformer", 64, 4, "gelu", 16, 8, 24, "inference", None, None),
+    ("lstm", 128, 2, None, 32, 16, 20, "inference", None, None),
+    ("gru", 64, 2, None, 16, 16, 15, "inference", None, None),
+    ("dwconv", 128, 3, "relu", 8, 16, 13, "inference", None, None),
+    ("transformer", 256, 2, "gelu", 16, 8, 8, "inference", None, None),
+    ("mobile", 16, 8, None, 64, 16, 2, "inference", None, None),
+    ("resnet", 16, 3, "relu", 32, 16, 8, "inference", None, None),
+    ("dwconv", 32, 4, "relu", 32, 16, 3, "inference", None, None),
+    ("mlp", 64, 12, "relu", None, 32, 80, "inference", None, None),
+    ("ffn", 64, 3, "gelu", None, 64, 40, "inference", None, None),
+    ("cnn", None, 2, "gelu", 32, 64, 4, "inference", None, None),
+    ("mlp", 1024, 3, "gelu", None, 32, 25, "inference", "bfloat16", None),
+    ("conv", 64, 4, "relu", 16, 16, 2, "inference", "float64", None),
 )
-#: The default features of a calibrated law: those of :data:`~torch_tos.energy.evaluate.DEFAULT_LAW`
-#: (TOs, bytes, elementwise bytes, conv and matmul calls, plus the kernel-efficiency terms of
-#: :mod:`~torch_tos.energy.efficiency` — slow-path depthwise backward TOs among them — and norm
-#: calls, fused recurrent-layer calls), the candidate with the lowest mean of the
-#: leave-one-configuration-out and leave-one-family-out errors on this suite
-#: (benchmarks/bench_energy_law.py; figures in docs/law5-report.md).
-DEFAULT_FEATURES = _DEFAULT_LAW_FEATURES
-DEFAULT_REPEATS = 3
+DEFAULT_REPEATS = 2
 #: Every entry runs at these fractions of its epochs (two lengths: see :func:`suite_workloads`).
 LENGTHS = (0.25, 1.0)
 
 
-def suite_workloads(*, threads: int = 1, families=None, scale: float = 1.0, batch_size: int | None = None,
+def suite_workloads(*, threads: int = 1, device: str = "cpu", dtypes=None, families=None, scale: float = 1.0,
                     lengths=LENGTHS, suite=SUITE) -> list[Workload]:
-    """The suite as :class:`~torch_tos.energy.runner.Workload` objects, each entry at every run
-    length of ``lengths`` (fractions of its epochs: runs of one model at two lengths separate the
-    per-step costs from the per-run ones, which equal-length runs would confound); ``families``:
-    keep only these; ``scale``: multiply every entry's epochs; ``batch_size``: override every entry's."""
+    """The suite as :class:`~.runner.Workload` objects, each entry at every run length of
+    ``lengths`` (fractions of its epochs, at least one epoch); entries in a dtype not among
+    ``dtypes`` are left out; ``families``: keep only these; ``scale``: multiply every entry's
+    epochs."""
     if families is not None:
         known = {s[0] for s in suite}
         bad = sorted(set(families) - known)
@@ -92,10 +101,13 @@ def suite_workloads(*, threads: int = 1, families=None, scale: float = 1.0, batc
     if not scale > 0:
         raise ValueError(f"scale must be a positive number, got {scale!r}")
     out = []
-    for name, width, depth, act, size, batch, epochs in suite:
+    for name, width, depth, act, size, batch, epochs, mode, dtype, optimizer in suite:
         if families is not None and name not in families:
             continue
-        opts = {"batch_size": batch_size or batch}
+        dtype = dtype or "float32"
+        if dtypes is not None and dtype not in dtypes:
+            continue
+        opts = {"batch_size": batch}
         if name == "cnn":
             opts["image_size"] = size
         elif name != "ffn":
@@ -103,82 +115,207 @@ def suite_workloads(*, threads: int = 1, families=None, scale: float = 1.0, batc
         fam = get_family(name, **opts)
         config = Config(name, width, depth, act, size)
         runs = sorted({max(1, round(epochs * scale * f)) for f in lengths})
-        out += [Workload(fam, config, e, fam.default_lr, threads) for e in runs]
+        out += [Workload(fam, config, e, fam.default_lr, threads, mode, dtype, device, optimizer) for e in runs]
     return out
 
 
-def runs_path(law_path) -> Path:
-    """Where the calibration's runs CSV lives: ``law.json`` → ``law.runs.csv``."""
+def workload_key(w: Workload, n_samples: int) -> tuple:
+    """The configuration key of a workload's runs (as :func:`~.runs.config_keys` reads a runs table)."""
+    settings = w.settings(n_samples)
+    return tuple(_norm(settings.get(c)) for c in CONFIG_COLUMNS)
+
+
+def paths(law_path) -> tuple[Path, Path]:
+    """Where a calibration keeps its measurements: ``law.json`` → ``law.runs.csv``, ``law.bench.jsonl``."""
     p = Path(law_path)
-    return p.with_name(p.stem + ".runs.csv")
+    return p.with_name(p.stem + ".runs.csv"), p.with_name(p.stem + ".bench.jsonl")
+
+
+def runs_path(law_path) -> Path:
+    return paths(law_path)[0]
 
 
 @dataclass
 class Calibration:
-    """What :func:`calibrate` returns: the fitted ``law``, its ``runs`` (DataFrame), the files,
-    the held-out ``errors`` (the tidy DataFrame of :func:`heldout_errors`), ``seconds``."""
+    """What :func:`calibrate` returns: the ``law`` (a CostModel), the priced ``runs``, the files,
+    the held-out ``errors`` (:func:`heldout_errors`), ``seconds`` (wall time of the calibration)."""
 
     law: object
     runs: pd.DataFrame
     law_path: Path
     runs_path: Path
+    bench_path: Path
     errors: pd.DataFrame
     seconds: float
 
 
-def calibrate(out="law.json", *, runs=None, meter="auto", repeats: int = DEFAULT_REPEATS, reference=False,
-              threads: int = 1, features=DEFAULT_FEATURES, families=None, scale: float = 1.0,
-              batch_size: int | None = None, seed: int = 0, progress: bool = True, callback=None) -> Calibration:
-    """Measure :data:`SUITE` on this machine, fit and save the law (see the module doc).
+def calibrate(out="law.json", *, device="cpu", dtypes=None, threads: int = 1, meter="auto", repeats: int = DEFAULT_REPEATS,
+              runs=None, bench=None, reference=False, families=None, scale: float = 1.0, workloads=None, seed: int = 0,
+              progress: bool = True, callback=None, thin: int = 1) -> Calibration:
+    """Measure this device and fit its cost model (module doc); returns a :class:`Calibration`.
 
-    ``out``: the law's JSON file; ``runs``: the runs CSV (default :func:`runs_path`);
-    ``reference``: drift-correct every run (:mod:`.reference`); ``threads``: torch threads per
-    run (1 unless told); ``features``: the law's counted features; ``families``/``scale``/
-    ``batch_size``: a smaller or longer suite (see :func:`suite_workloads`).
-    """
-    from .fit import EnergyModel
+    ``device``: ``cpu``, ``cuda``, ``cuda:i``; ``dtypes``: the dtypes to measure (default: the
+    device's, :data:`~.device.DEFAULT_DTYPES`); ``threads``: torch threads (1 unless told);
+    ``runs``/``bench``: the runs CSV and the microbenchmark file (default next to ``out``);
+    ``reference``: drift-correct every run (:mod:`.reference`); ``families``/``scale``: a
+    narrower or longer suite; ``workloads``: microbenchmark workloads (all by default); ``thin``: a
+    sparser microbenchmark sweep (every ``thin``-th size; for meters that need long windows)."""
+    from .benchfile import measure_profile
+    from .costmodel import CostModel
+    from .device import check_dtypes, resolve_device
+    from .meters import get_meter
+    from .pricing import price_runs
 
     t0 = time.perf_counter()
     law_path = check_output(out, what="--out")
-    csv_path = check_output(runs_path(law_path) if runs is None else runs, what="runs file")
-    if csv_path.resolve() == law_path.resolve():
-        raise ValueError(f"the law and its runs cannot both be {str(law_path)!r}")
-    model = EnergyModel(features=tuple(features))
-    model._check_linear()  # a measured column as a feature fails here, before any run
-    workloads = suite_workloads(threads=threads, families=families, scale=scale, batch_size=batch_size)
-    run_plan(workloads, csv_path, repeats=repeats, meter=meter, reference=reference, seed=seed,
-             progress=progress, callback=callback, desc="calibration runs")
-    table = read_runs(csv_path, features=tuple(features))
-    law = model.fit(table)
+    default_runs, default_bench = paths(law_path)
+    csv_path = check_output(default_runs if runs is None else runs, what="runs file")
+    bench_path = check_output(default_bench if bench is None else bench, what="microbenchmark file")
+    if len({csv_path.resolve(), law_path.resolve(), bench_path.resolve()}) < 3:
+        raise ValueError(f"the law, its runs and its microbenchmarks need three files; got {law_path}, {csv_path}, "
+                         f"{bench_path}")
+    dev = resolve_device(device)
+    dtypes = check_dtypes(dtypes, dev)
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
+    suite = suite_workloads(threads=threads, device=str(dev), dtypes=set(dtypes), families=families, scale=scale)
+    if workloads is not None and isinstance(workloads[0], str):
+        from .benchsuite import get_workloads
+
+        get_workloads(workloads)  # an unknown name fails before any measuring
+    meter = get_meter(meter)
+    profile = measure_profile(dev, dtypes, meter, bench_path, threads=threads, workloads=workloads,
+                              progress=progress, thin=thin)
+    counted: dict = {}
+    run_plan(suite, csv_path, repeats=repeats, meter=meter, reference=reference, seed=seed, progress=progress,
+             callback=callback, desc="step-level runs", counted=counted)
+    table = read_runs(csv_path, features=("tos", "flops"))
+    priced = price_runs(table, _run_counts(suite, counted), profile)
+    law = fit_cost_model(profile, priced, meta={"dtypes": list(dtypes), "threads": threads, "meter": meter.source,
+                                                "device": str(dev), "repeats": repeats})
     law.save(law_path)
-    errors = heldout_errors(table, features=tuple(features))
-    return Calibration(law, table, law_path, csv_path, errors, time.perf_counter() - t0)
+    errors = heldout_errors(priced)
+    return Calibration(law, priced, law_path, csv_path, bench_path, errors, time.perf_counter() - t0)
 
 
-def evaluation_laws(features=DEFAULT_FEATURES, n_runs: int | None = None) -> dict:
-    """The laws a calibration is judged by: the paper's TOs and FLOPs laws, the per-step laws of
-    :func:`~.evaluate.default_laws` and the calibrated law on ``features``; with ``n_runs``, only
-    the laws with at most half as many coefficients as runs (a held-out fold must fit them)."""
-    from .evaluate import _n_coef, default_laws
-    from .fit import EnergyModel
+def _run_counts(workloads, counted: dict):
+    """``run_counts(row)`` for :func:`~.pricing.price_runs`: the counts of a runs-table row's run,
+    from the workloads counted while measuring (counted now when a resumed plan skipped them)."""
+    from .runner import count_run
 
-    laws = default_laws()
-    if not any(tuple(m.features or ()) == tuple(features) for m in laws.values()):
-        laws["+".join(features)] = EnergyModel(features=tuple(features))
-    if n_runs is not None:
-        laws = {k: v for k, v in laws.items() if _n_coef(v) <= n_runs // 2}
-    return laws
+    by_key = {}
+    for w in workloads:
+        X, y = w.data()
+        by_key[workload_key(w, len(X))] = (w, X, y)
+
+    def run_counts(row):
+        key = tuple(_norm(row.get(c)) for c in CONFIG_COLUMNS)
+        hit = by_key.get(key)
+        if hit is None:
+            raise ValueError(f"the runs file holds a run of a configuration this calibration does not define "
+                             f"({', '.join(f'{c}={v}' for c, v in zip(CONFIG_COLUMNS, key) if v)}); use another --out")
+        w, X, y = hit
+        c = counted.get(w)
+        if c is None:
+            c = counted[w] = count_run(w, X, y)
+        return c.run
+
+    return run_counts
 
 
-def heldout_errors(runs: pd.DataFrame, features=DEFAULT_FEATURES) -> pd.DataFrame:
-    """Leave-one-configuration-out and leave-one-family-out scores of :func:`evaluation_laws`,
-    the mean-only baseline and the noise floor (:func:`~.evaluate.evaluate`; print with
-    :func:`~.evaluate.format_evaluation`)."""
-    from .evaluate import evaluate
+def workload_of_row(row) -> Workload:
+    """The :class:`~.runner.Workload` a runs-table row measured, rebuilt from its configuration
+    columns (the family by name with its batch size and input size); a family this torch_tos does
+    not define is an error naming it."""
+    from .families import FAMILIES
 
-    splits = ("loco", "lofo") if runs["family"].nunique() > 1 else ("loco",)
-    return evaluate(runs, laws=evaluation_laws(features, len(runs)), splits=splits)
+    name = str(row.get("family"))
+    if name not in FAMILIES:
+        raise ValueError(f"the runs hold family {name!r}, which this torch_tos cannot rebuild to count it (known: "
+                         f"{', '.join(FAMILIES)})")
+
+    def value(col, cast=int):
+        v = _norm(row.get(col))
+        return cast(float(v)) if v and cast is int else (v or None)
+
+    opts = {"batch_size": value("batch_size")}
+    size = value("input_size")
+    if name == "cnn":
+        opts["image_size"] = size
+    elif name != "ffn" and size is not None:
+        opts["input_size"] = size
+    fam = get_family(name, **opts)
+    config = Config(name, value("width"), value("depth"), value("activation", str), size if name != "ffn" else None)
+    mode = value("mode", str) or "training"
+    optimizer = value("optimizer", str) if mode == "training" else None
+    if optimizer == fam.optimizer_name:
+        optimizer = None
+    return Workload(fam, config, value("epochs"), fam.default_lr, value("threads") or 1, mode,
+                    value("dtype", str) or "float32", value("device", str) or "cpu", optimizer)
 
 
-__all__ = ["heldout_errors", "evaluation_laws", "SUITE", "DEFAULT_FEATURES", "calibrate", "suite_workloads",
-           "runs_path", "Calibration"]
+def run_counts_of(runs: pd.DataFrame):
+    """``run_counts(row)`` for :func:`~.pricing.price_runs` on any runs table: each configuration
+    rebuilt (:func:`workload_of_row`) and counted once."""
+    from .runner import count_run
+
+    cache: dict = {}
+
+    def run_counts(row):
+        key = tuple(_norm(row.get(c)) for c in CONFIG_COLUMNS)
+        hit = cache.get(key)
+        if hit is None:
+            w = workload_of_row(row)
+            X, y = w.data()
+            hit = cache[key] = count_run(w, X, y).run
+        return hit
+
+    return run_counts
+
+
+def fit_cost_model(profile, priced: pd.DataFrame, meta: dict | None = None):
+    """The :class:`~.costmodel.CostModel` of ``profile`` and the priced runs table ``priced``, with
+    the fingerprints of the machines that measured them; runs of one configuration measured on two
+    machines are refused (their costs are not one machine's)."""
+    from .costmodel import CostModel
+    from .fingerprint import fingerprint
+    from .runs import config_keys, config_label
+
+    def column(name, default=""):
+        col = priced[name] if name in priced else pd.Series([default] * len(priced), index=priced.index)
+        return col.fillna(default)
+
+    machines, hosts = column("machine").astype(str), column("host").astype(str)
+    versions, threads = column("torch").astype(str), column("threads", 0).astype(int)
+    who = hosts + " / " + machines
+    keys = config_keys(priced)
+    for key, idx in priced.groupby(keys, sort=False).indices.items():
+        found = sorted(set(who.iloc[idx]))
+        if len(found) > 1:
+            raise ValueError(f"runs of {config_label(priced.iloc[idx[0]])} were measured on {len(found)} machines "
+                             f"({'; '.join(found)}): a cost model is one machine's; fit the runs of each machine "
+                             "separately")
+    runs_fp = []
+    for (host, machine, version, n), _ in priced.groupby([hosts, machines, versions, threads], sort=True):
+        runs_fp.append({"host": host or None, "machine": machine or None, "torch": version or None,
+                        "threads": int(n) or None})
+    dev = profile.device
+    prof_fp = fingerprint(threads=dev.get("threads"))
+    if dev.get("type") == "cuda":
+        prof_fp.update(gpu=dev.get("name"), device=f"cuda:{dev.get('index') or 0}")
+    return CostModel(profile, fingerprints={"profile": prof_fp, "runs": runs_fp}, meta=meta).fit(priced)
+
+
+def heldout_errors(priced: pd.DataFrame) -> pd.DataFrame:
+    """Leave-one-configuration-out and leave-one-family-out scores of the cost model (per mode) beside
+    the paper's TOs and FLOPs laws, the mean-only baseline and the noise floor
+    (:func:`~.evaluate.evaluate`; print with :func:`~.evaluate.format_evaluation`)."""
+    from .evaluate import evaluate_cost_model
+
+    return evaluate_cost_model(priced)
+
+
+__all__ = ["SUITE", "LENGTHS", "DEFAULT_REPEATS", "calibrate", "suite_workloads", "fit_cost_model", "heldout_errors",
+           "paths", "runs_path", "workload_key", "workload_of_row", "run_counts_of", "Calibration"]

@@ -1,6 +1,8 @@
 """Honest evaluation of energy laws: held-out splits, baselines and the noise floor.
 
-:func:`evaluate` fits each law on training runs and scores it on held-out runs, for the splits
+:func:`evaluate` fits each law (a scikit-learn estimator on a runs table: the paper's
+:class:`~.fit.EnergyModel`, the step-level law :class:`~.steplaw.StepLaw` on a priced runs table)
+on training runs and scores it on held-out runs, for the splits
 
 - ``"random"`` (the paper's): ``train_frac`` of each configuration's runs train, the rest
   validate — how well a law fits configurations it has seen;
@@ -20,8 +22,10 @@ Configurations are keyed by every setting of :data:`~torch_tos.energy.runs.CONFI
 with the paper's metrics (:func:`~torch_tos.energy.fit.metrics`) plus the mean relative error
 ``mre`` (%, = 100 − precision). Every figure is a mean ± sd: over ``seeds`` for the seeded splits
 (``random``, ``config``, ≥ 10 seeds by default), over the held-out folds (configurations, families)
-for ``loco``/``lofo``, which have no seed. :func:`format_evaluation` prints the paper's Table V
-layout with one column per law.
+for ``loco``/``lofo``, which have no seed. A fold whose training runs cannot fit a law (too few, or
+terms the runs cannot identify) predicts nothing for that law. :func:`format_evaluation` prints
+the paper's Table V layout with one column per law. :func:`evaluate_cost_model` evaluates a
+calibration's cost model per mode beside the paper's laws.
 """
 
 from __future__ import annotations
@@ -30,120 +34,38 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
-from .features import CLASSES
 from .fit import EnergyModel, metrics
 from .runs import config_keys, trim_runs
 
 EVAL_SPLITS = ("random", "config", "loco", "lofo")
 MEAN_ONLY, NOISE_FLOOR = "mean-only", "noise floor"
-#: The overhead-aware law's default features.
-OVERHEAD = ("tos", "calls", "bytes")
-#: TOs and kernel calls per op class: kernel efficiency (J/TO) and per-call overhead (J/call) by class.
-CLASS_LAW = tuple(f"{kind}_{c}" for kind in ("tos", "calls") for c in CLASSES)
-#: TOs, bytes and kernel calls per op class (a roofline per class: compute, data movement and
-#: launch overhead each with its own cost; e.g. a 3×3 conv of 512 channels on a 2×2 map is
-#: weight-bandwidth bound, which conv TOs alone cannot say).
-FULL_CLASS_LAW = tuple(f"{kind}_{c}" for kind in ("tos", "bytes", "calls") for c in CLASSES)
-#: TOs, bytes, elementwise bytes, conv and matmul kernel calls: the default law (see DEFAULT_LAW).
-#: Physically: J per TO (arithmetic), J per byte (data movement), extra J per elementwise byte
-#: (memory-bound pointwise kernels and activations), J per conv call (a oneDNN convolution's fixed
-#: cost: primitive setup, layout reorders, weight-gradient reduction) and J per matmul call.
-STEP_LAW = ("tos", "bytes", "bytes_elementwise", "calls_conv", "calls_matmul")
-STEP_LAW_NAME = "TOs+bytes+elementwise bytes+conv/matmul calls"
-#: STEP_LAW plus the kernel-efficiency terms of :mod:`.efficiency` and batch/layer-norm calls: J per
-#: byte of memory-bound convs and matmuls (below 32 FLOP/B: many channels on tiny maps, weight
-#: streaming), J per TO of latency-bound small conv and matmul kernels (< 10⁶ FLOPs per call), J per
-#: byte of rows moving ≥ 32 MiB per call (fresh pages every step) and J per normalisation call.
-EFFICIENCY_LAW = STEP_LAW + ("bytes_conv_lowai", "tos_conv_small", "tos_matmul_small", "calls_norm",
-                             "bytes_matmul_lowai", "bytes_large")
-#: EFFICIENCY_LAW with the small-kernel conv TOs replaced by the TOs of slow-path depthwise backward
-#: kernels (``tos_dwconv_slow``: depthwise convs larger than 3×3 or strided, whose oneDNN backward
-#: costs 3–4× per tap the 3×3 stride-1 one). The small-kernel conv term was an effective one: in
-#: the suite it absorbed the depthwise cost (it correlates with it in MobileNet blocks) and
-#: over-priced mobilenet_v3_small's 1×1 convs; the depthwise term prices what physically costs.
-DEPTHWISE_LAW = tuple(f for f in EFFICIENCY_LAW if f != "tos_conv_small") + ("tos_dwconv_slow",)
-#: The candidate laws the default is chosen from: name → features. Five were set before the
-#: benchmark ran; "TOs+calls+bytes+conv calls/bytes" is the calibration's default of the time
-#: (torch_tos.energy.calibrate); "TOs+bytes+elementwise bytes+conv/matmul calls" (STEP_LAW) came
-#: from a greedy forward selection, starting from TOs, on the LOCO + LOFO error of a first
-#: benchmark run, and was then confirmed on two other runs (docs/energy.md). The three
-#: "+kernel efficiency" laws came from a greedy forward/backward selection starting from STEP_LAW
-#: over the class features and the kernel-efficiency features, on the mean LOCO/LOFO error of four
-#: measured suites (docs/law2-report.md); "+low-intensity conv bytes" is its first step.
-#: "+kernel efficiency, depthwise path" (DEPTHWISE_LAW) came from the same greedy search started at
-#: "+kernel efficiency" over depthwise, norm and call features, on two measured suites with the
-#: MobileNetV3 blocks of 3×3 and 5×5 kernels (docs/law3-report.md): its two steps were
-#: "− small-kernel conv TOs" and "+ slow-path depthwise backward TOs". "+kernel efficiency, big
-#: rows" (BIGROW_LAW) came from the same search started at DEPTHWISE_LAW over per-call-size
-#: (big-row), norm-size, dispatch and per-class features, on three measured suites re-counted
-#: (docs/law4-report.md): "+ big-row conv bytes", "+ matmul TOs", "− low-intensity matmul bytes",
-#: "+ weight-streaming matmul TOs". "+kernel efficiency, fused recurrent calls" (RNN_LAW) came from
-#: the same search started at BIGROW_LAW + fused recurrent-layer calls, on four measured suites
-#: re-counted (docs/law5-report.md): "+ low-intensity matmul bytes" (the next step, "+ weight-streaming
-#: conv TOs", was not confirmed on two fresh suites and is not taken).
-#: DEPTHWISE_LAW with the low-intensity matmul bytes replaced by matmul TOs (J per matmul TO of its
-#: own) and two big-row terms of :mod:`.efficiency`: bytes of convs moving ≥ 8 MiB per call
-#: (``bytes_conv_big``: a 512-channel 3×3 conv's weights stream from beyond L2 every call) and TOs
-#: of matmuls both below 32 FLOP/B and ≥ 8 MiB per call (``tos_matmul_lowai_big``: a
-#: 2048×2048 linear layer at batch 32 runs at 46 GFLOP/s vs 157 for 512×512).
-BIGROW_LAW = tuple(f for f in DEPTHWISE_LAW if f != "bytes_matmul_lowai") + (
-    "tos_matmul", "bytes_conv_big", "tos_matmul_lowai_big")
-#: BIGROW_LAW plus J per fused recurrent-layer call (``calls_rnn``: one ``aten.mkldnn_rnn_layer``
-#: call runs a whole LSTM layer and costs ~0.1 ms beyond its arithmetic, see :mod:`.efficiency`)
-#: and the bytes of memory-bound matmuls back (``bytes_matmul_lowai``).
-RNN_LAW = BIGROW_LAW + ("calls_rnn", "bytes_matmul_lowai")
-CANDIDATES = {
-    "TOs+calls+bytes": OVERHEAD,
-    "TOs+calls+bytes+conv calls/bytes": OVERHEAD + ("calls_conv", "bytes_conv"),
-    "TOs+bytes+elementwise bytes+conv/matmul calls": STEP_LAW,
-    "TOs+calls per class": CLASS_LAW,
-    "TOs+bytes per class+calls": tuple(f"tos_{c}" for c in CLASSES) + tuple(f"bytes_{c}" for c in CLASSES)
-    + ("calls",),
-    "TOs+calls per class+conv/opt/rng bytes": CLASS_LAW + ("bytes_conv", "bytes_optimizer", "bytes_rng"),
-    "TOs+bytes+calls per class": FULL_CLASS_LAW,
-    "+low-intensity conv bytes": STEP_LAW + ("bytes_conv_lowai",),
-    "+low-intensity conv bytes, small kernels, norm calls": EFFICIENCY_LAW[:9],
-    "+kernel efficiency": EFFICIENCY_LAW,
-    "+kernel efficiency, depthwise path": DEPTHWISE_LAW,
-    "+kernel efficiency, big rows": BIGROW_LAW,
-    "+kernel efficiency, fused recurrent calls": RNN_LAW,
-}
-#: The name (in :data:`CANDIDATES` and :func:`default_laws`) of the law calibrate and predict
-#: should use by default, and its features (:data:`RNN_LAW`): the candidate with the lowest
-#: mean of the leave-one-configuration-out and leave-one-family-out errors on the calibration suite
-#: (CPU-time meter, 2-core shared machine; measured suites re-counted, then confirmed by
-#: benchmarks/bench_energy_law.py; figures in docs/law5-report.md). The previous defaults were
-#: "+kernel efficiency, big rows" (BIGROW_LAW, docs/law4-report.md),
-#: "+kernel efficiency, depthwise path" (DEPTHWISE_LAW, docs/law3-report.md), "+kernel efficiency"
-#: (EFFICIENCY_LAW, docs/law2-report.md) and before it
-#: "TOs+bytes+elementwise bytes+conv/matmul calls" (STEP_LAW).
-DEFAULT_LAW = "+kernel efficiency, fused recurrent calls"
-DEFAULT_FEATURES = CANDIDATES[DEFAULT_LAW]
+COST_MODEL = "cost model"
 SCORES = ("precision_min", "precision_max", "precision", "adj_r2", "rmse", "avg_error", "max_error", "mre")
 
 
-def default_laws(columns=None, candidates: bool = False) -> dict[str, EnergyModel]:
-    """The laws :func:`evaluate` compares by default: the paper's TOs and FLOPs laws, per-step
-    TOs-only and FLOPs-only laws, TOs + calls + bytes, the op-class laws, the previous defaults
-    (:data:`STEP_LAW`, :data:`EFFICIENCY_LAW`, :data:`DEPTHWISE_LAW`, :data:`BIGROW_LAW`) and :data:`DEFAULT_LAW` (``candidates=True``: every law of :data:`CANDIDATES`); only those whose features are all in
-    ``columns``, when given."""
-    laws = {"TOs (paper)": EnergyModel("tos"), "FLOPs (paper)": EnergyModel("flops"),
-            "TOs/step": EnergyModel(features=("tos",)), "FLOPs/step": EnergyModel(features=("flops",))}
-    names = CANDIDATES if candidates else tuple(dict.fromkeys((
-        "TOs+calls+bytes", "TOs+calls per class", "TOs+bytes+calls per class", STEP_LAW_NAME, "+kernel efficiency",
-        "+kernel efficiency, depthwise path", "+kernel efficiency, big rows", DEFAULT_LAW)))
-    laws.update({n: EnergyModel(features=CANDIDATES[n]) for n in names})
+def default_laws(columns=None) -> dict:
+    """The paper's laws :func:`evaluate` compares by default: TOs and FLOPs, degree 1 (only those
+    whose feature is in ``columns``, when given)."""
+    laws = {"TOs (paper)": EnergyModel("tos"), "FLOPs (paper)": EnergyModel("flops")}
     if columns is None:
         return laws
     have = set(columns)
-    return {n: m for n, m in laws.items() if set(m.features or (m.feature,)) <= have}
+    return {n: m for n, m in laws.items() if m.feature in have}
 
 
 def _n_coef(law) -> int:
-    if law.features is None:
+    from .steplaw import TERMS
+
+    if isinstance(law, EnergyModel):
         return int(law.degree)
-    fixed = (law.fixed,) if isinstance(law.fixed, str) else tuple(law.fixed or ())
-    return len(tuple(law.features)) + len(fixed)
+    return len(TERMS.get(getattr(law, "mode", "training"), ()))
+
+
+def _fit_predict(law, train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
+    try:
+        return np.asarray(clone(law).fit(train).predict(test), dtype=float)
+    except ValueError:  # the fold's runs cannot fit this law
+        return np.full(len(test), np.nan)
 
 
 def _folds(runs: pd.DataFrame, split: str, seeds, train_frac: float):
@@ -225,8 +147,7 @@ def evaluate(runs: pd.DataFrame, laws: dict | None = None, splits=("random", "co
         for fold, train, test in _folds(df, split, seeds, train_frac):
             preds = {MEAN_ONLY: (np.full(test.sum(), y[train].mean()), 1), NOISE_FLOOR: (floor[test], 1)}
             for name, law in laws.items():
-                model = clone(law).fit(df[train])
-                preds[name] = (model.predict(df[test]), _n_coef(law))
+                preds[name] = (_fit_predict(law, df[train], df[test]), _n_coef(law))
             for name, (p, k) in preds.items():
                 p = np.asarray(p, dtype=float)
                 sc = _scores(y[test], p, k)
@@ -308,6 +229,26 @@ def format_evaluation(ev: pd.DataFrame, split: str | None = None, digits: int = 
     return "\n\n".join(blocks)
 
 
-__all__ = ["evaluate", "summarize", "format_evaluation", "default_laws", "EVAL_SPLITS", "OVERHEAD", "CLASS_LAW",
-           "MEAN_ONLY", "NOISE_FLOOR", "DEFAULT_LAW", "DEFAULT_FEATURES", "CANDIDATES", "STEP_LAW", "FULL_CLASS_LAW",
-           "EFFICIENCY_LAW", "DEPTHWISE_LAW", "BIGROW_LAW", "STEP_LAW_NAME"]
+def evaluate_cost_model(priced: pd.DataFrame, splits=("loco", "lofo")) -> pd.DataFrame:
+    """The held-out scores of the step-level law (joules) of each mode of a priced runs table beside
+    the paper's TOs and FLOPs laws (degree 1), the mean-only baseline and the noise floor, on
+    ``splits`` (lofo only with 2 or more families); a ``mode`` column says which mode each row
+    is."""
+    from .steplaw import StepLaw
+
+    frames = []
+    modes = sorted(set(priced["mode"].astype(str))) if "mode" in priced else ["training"]
+    for mode in modes:
+        runs = priced[priced["mode"].astype(str) == mode] if "mode" in priced else priced
+        use = [s for s in splits if s != "lofo" or runs["family"].nunique() > 1]
+        if not use or len(runs) < 4:
+            continue
+        laws = {COST_MODEL: StepLaw(mode, "joules"), **default_laws(runs.columns)}
+        ev = evaluate(runs, laws=laws, splits=use)
+        ev.insert(0, "mode", mode)
+        frames.append(ev)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+__all__ = ["evaluate", "evaluate_cost_model", "summarize", "format_evaluation", "default_laws", "EVAL_SPLITS",
+           "MEAN_ONLY", "NOISE_FLOOR", "COST_MODEL"]

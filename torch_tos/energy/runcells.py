@@ -144,35 +144,38 @@ def _times(log10_ratio: float) -> str:
     return f"{text}×" if log10_ratio >= 0 else f"1/{text} of"
 
 
+def _far_from_median(log_values: np.ndarray, groups):
+    """``(row, log10 of its group's median, group size)`` of each finite value more than
+    :data:`OUTLIER_FACTOR` times away from the median of its group (groups of 3 finite values or
+    more; ``groups`` yields row positions)."""
+    limit = np.log10(OUTLIER_FACTOR)
+    for idx in groups:
+        ok = [i for i in idx if np.isfinite(log_values[i])]
+        if len(ok) < 3:
+            continue
+        typical = float(np.median(log_values[ok]))
+        for i in ok:
+            if abs(log_values[i] - typical) > limit:
+                yield i, typical, len(ok)
+
+
 def outliers(runs: pd.DataFrame, keys: pd.Series) -> list[str]:
     """One note per outlier run of ``runs`` (columns ``joules``, ``file``, ``line``; ``seconds``
     when present), ``keys`` its configuration key per row (module doc), in file order."""
     found: dict[int, list[str]] = {}
-    limit = np.log10(OUTLIER_FACTOR)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         log_j = np.log10(runs["joules"].to_numpy(dtype=float))
         log_s = np.log10(runs["seconds"].to_numpy(dtype=float)) if "seconds" in runs else None
-    for _key, idx in runs.groupby(keys, sort=False).indices.items():
-        if len(idx) < 3:
-            continue
-        typical = float(np.median(log_j[idx]))
-        for i in idx:
-            if abs(log_j[i] - typical) > limit:
-                found.setdefault(i, []).append(
-                    f"{10 ** log_j[i]:.3g} J, {_times(log_j[i] - typical)} the median of its configuration's "
-                    f"{len(idx)} runs ({10 ** typical:.3g} J)")
+    for i, typical, n in _far_from_median(log_j, runs.groupby(keys, sort=False).indices.values()):
+        found.setdefault(i, []).append(
+            f"{10 ** log_j[i]:.3g} J, {_times(log_j[i] - typical)} the median of its configuration's "
+            f"{n} runs ({10 ** typical:.3g} J)")
     if log_s is not None:
         log_p = log_j - log_s
-        for _file, idx in runs.groupby("file", sort=False).indices.items():
-            ok = [i for i in idx if np.isfinite(log_p[i])]
-            if len(ok) < 3:
-                continue
-            typical = float(np.median(log_p[ok]))
-            for i in ok:
-                if abs(log_p[i] - typical) > limit:
-                    found.setdefault(i, []).append(
-                        f"a mean power of {_power(log_p[i])}, {_times(log_p[i] - typical)} the file's median "
-                        f"({_power(typical)})")
+        for i, typical, _n in _far_from_median(log_p, runs.groupby("file", sort=False).indices.values()):
+            found.setdefault(i, []).append(
+                f"a mean power of {_power(log_p[i])}, {_times(log_p[i] - typical)} the file's median "
+                f"({_power(typical)})")
     return [f"{runs['file'].iat[i]} line {int(runs['line'].iat[i])}: {', '.join(found[i])}" for i in sorted(found)]
 
 

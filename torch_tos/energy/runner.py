@@ -3,17 +3,20 @@
 A :class:`Workload` is one configuration (a family's model, data and step) trained for
 ``epochs`` epochs with ``threads`` torch threads. For each workload:
 
-1. its **counted features per step** (:func:`torch_tos.energy.features.step_features`: TOs,
-   FLOPs, BOs per kind, calls, bytes, per dtype and per op class) come from
-   :func:`torch_tos.profile` of one training step (forward, loss, backward, optimizer step) per
-   distinct batch size of an epoch (the last batch may be smaller), averaged over the run's steps.
-   They are counted on the meta device (nothing computed) unless the family runs other kernels
-   there than on the run's device (``count_device = "run"``: fused recurrent layers); the row's
+1. its **counts** (:func:`count_run`): the first step and a steady step per distinct batch size
+   of an epoch (the last batch may be smaller), from :func:`~.stepcount.count_steps` — training
+   (forward, loss, backward, optimizer step) or inference (a forward pass under ``no_grad``) — and
+   the counts of the whole run (first step + every later step), which a cost model prices; the
+   **counted features per step** of the runs CSV (:func:`torch_tos.energy.features.step_features`:
+   TOs, FLOPs, BOs, calls, bytes, TOs per dtype), the paper's law's inputs, averaged over the run's
+   steps. They are counted on the meta device (nothing computed) unless the model has layers that
+   run other kernels on the run's device (:func:`~.stepcount.counting_device`); the row's
    ``count_device`` says which;
-2. each repeat trains a freshly initialised model (seed + repeat) inside one meter window, with
-   Python's garbage collector paused; one untimed step warms each workload up first. With a
-   :class:`~torch_tos.energy.reference.Reference`, the reference workload is measured right
-   before and after the run and the run is drift-corrected (:mod:`.reference`).
+2. each repeat trains (or runs inference with) a freshly initialised model (seed + repeat) in its
+   dtype inside one meter window, with Python's garbage collector paused; one untimed step warms
+   each workload up first. With a :class:`~torch_tos.energy.reference.Reference`, the reference
+   workload is measured right before and after the run and the run is drift-corrected
+   (:mod:`.reference`).
 
 :func:`run_plan` walks the (workload, repeat) plan lazily — ``repeats=10**7`` costs nothing
 before the first run — in ``"interleaved"`` order (round r runs repeat r of every workload, so a
@@ -35,7 +38,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..api import profile
+from ..counts import Counts
 from .families import Config, Family
 from .features import step_features
 from .meters import get_meter
@@ -55,18 +58,60 @@ def batch_sizes(n: int, batch: int) -> dict[int, int]:
     return sizes
 
 
+MODES = ("training", "inference")
+#: Optimizers a workload may train with, by name.
+OPTIMIZERS = {"sgd": lambda p, lr: torch.optim.SGD(p, lr=lr),
+              "sgd_momentum": lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.9),
+              "adam": lambda p, lr: torch.optim.Adam(p, lr=lr),
+              "adamw": lambda p, lr: torch.optim.AdamW(p, lr=lr)}
+
+
 @dataclass(frozen=True, eq=False)
 class Workload:
-    """One configuration to measure: ``family``'s model ``config``, ``epochs`` epochs at ``lr``."""
+    """One configuration to measure: ``family``'s model ``config``, ``epochs`` epochs at ``lr``, in
+    ``mode`` (training or inference) and ``dtype`` (default: the family's), on ``device``."""
 
     family: Family
     config: Config
     epochs: int
     lr: float
     threads: int = 1
+    mode: str = "training"
+    dtype: str | None = None
+    device: str = "cpu"
+    optimizer: str | None = None
+
+    def make_optimizer(self, params):
+        """The optimizer of each training step: :data:`OPTIMIZERS` ``[optimizer]`` at ``lr``, or the
+        family's own when ``optimizer`` is None."""
+        if self.optimizer is None:
+            return self.family.optimizer(params, self.lr)
+        return OPTIMIZERS[self.optimizer](params, self.lr)
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"unknown mode {self.mode!r}; accepted: {', '.join(MODES)}")
+        if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; accepted: {', '.join(OPTIMIZERS)}")
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        from ..tables import parse_dtype
+
+        return parse_dtype(self.dtype or self.family.dtype)
 
     def data(self):
-        return self.family.data(self.config)
+        X, y = self.family.data(self.config)
+        dt = self.torch_dtype
+        X = X.to(self.device, dt) if X.is_floating_point() else X.to(self.device)
+        y = y.to(self.device, dt) if y.is_floating_point() else y.to(self.device)
+        return X, y
+
+    def build(self) -> torch.nn.Module:
+        model = self.family.build(self.config).to(self.device)
+        if self.torch_dtype != torch.float32:
+            model = model.to(self.torch_dtype)
+        return model.eval() if self.mode == "inference" else model
 
     def steps(self, n_samples: int) -> int:
         return self.epochs * sum(batch_sizes(n_samples, self.family.batch_size).values())
@@ -75,36 +120,66 @@ class Workload:
         """The configuration columns of the runs CSV."""
         c, f = self.config, self.family
         return {"family": c.family, "width": c.width, "depth": c.depth, "activation": c.activation,
-                "input_size": f.input_size(c), "batch_size": f.batch_size, "optimizer": f.optimizer_name,
-                "epochs": self.epochs, "steps": self.steps(n_samples), "dtype": f.dtype,
-                "threads": self.threads}
+                "input_size": f.input_size(c), "batch_size": f.batch_size,
+                "optimizer": (self.optimizer or f.optimizer_name) if self.mode == "training" else "",
+                "epochs": self.epochs, "steps": self.steps(n_samples), "dtype": self.dtype or f.dtype,
+                "threads": self.threads, "mode": self.mode, "device": self.device}
 
     @property
     def label(self) -> str:
-        return self.config.label
+        label = self.config.label
+        if (self.dtype or self.family.dtype) != "float32":
+            label += f" {self.dtype}"
+        if self.optimizer and self.mode == "training":
+            label += f" {self.optimizer}"
+        return label + (" inference" if self.mode == "inference" else "")
+
+
+@dataclass
+class Counted:
+    """What :func:`count_run` gives: the run's counts, its per-step features, where counted."""
+
+    run: Counts
+    features: dict
+    device: str
+
+
+def count_run(w: Workload, X: torch.Tensor, y: torch.Tensor) -> Counted:
+    """The counts of a whole run of ``w`` (first step, then every later step at its batch size), the
+    counted features per step (mean over its steps) and the device they were counted on."""
+    from .stepcount import count_steps
+
+    fam = w.family
+    model = w.build()
+    sizes = batch_sizes(len(X), fam.batch_size)
+    first = next(iter(sizes))
+    run, total, steps, device = Counts(), dict.fromkeys(FEATURE_COLUMNS, 0.0), 0, "meta"
+    for size, n in sizes.items():
+        opt = w.make_optimizer(model.parameters()) if w.mode == "training" else None
+        counted = count_steps(model, X[:size], mode=w.mode, loss_fn=fam.loss_fn(), target=y[:size], optimizer=opt)
+        device = counted.device
+        if counted.first.unsupported:
+            ops = ", ".join(sorted({u.op for u in counted.first.unsupported}))
+            logger.warning("%s: ops without a counting rule count zero: %s", w.label, ops)
+        later = n * w.epochs - (1 if size == first else 0)
+        if size == first:
+            run.merge(counted.first.counts)
+        run.merge(counted.steady.counts, later)
+        for k, v in step_features(counted.steady).items():
+            total[k] = total.get(k, 0.0) + n * w.epochs * v
+        steps += n * w.epochs
+    return Counted(run, {k: v / steps for k, v in total.items()}, device)
 
 
 def count_features(w: Workload, X: torch.Tensor, y: torch.Tensor) -> tuple[dict, str]:
     """Counted features per step of ``w`` (mean over its steps) and the device they were counted on."""
-    fam, device = w.family, ("meta" if w.family.count_device == "meta" else str(X.device))
-    model = fam.build(w.config)
-    total, steps = dict.fromkeys(FEATURE_COLUMNS, 0.0), 0
-    for size, n in batch_sizes(len(X), fam.batch_size).items():
-        opt = fam.optimizer(model.parameters(), w.lr)
-        report = profile(model, X[:size], mode="training", loss_fn=fam.loss_fn(), target=y[:size],
-                         optimizer=opt, device=device)
-        if report.unsupported:
-            ops = ", ".join(sorted({u.op for u in report.unsupported}))
-            logger.warning("%s: ops without a counting rule count zero: %s", w.label, ops)
-        for k, v in step_features(report, model=model).items():
-            total[k] = total.get(k, 0.0) + n * w.epochs * v
-        steps += n * w.epochs
-    return {k: v / steps for k, v in total.items()}, device
+    c = count_run(w, X, y)
+    return c.features, c.device
 
 
 def train(model, X, y, loss_fn, batch: int, epochs: int, lr: float = 0.01, max_steps: int | None = None,
           optimizer=None) -> float:
-    """Training over ``X`` in order (exactly the steps :func:`count_features` counts); ``optimizer``:
+    """Training over ``X`` in order (exactly the steps :func:`count_run` counts); ``optimizer``:
     a factory ``(params, lr) → Optimizer`` (default SGD)."""
     opt = (optimizer or (lambda p, lr: torch.optim.SGD(p, lr=lr)))(model.parameters(), lr)
     loss = torch.zeros(())
@@ -119,6 +194,28 @@ def train(model, X, y, loss_fn, batch: int, epochs: int, lr: float = 0.01, max_s
             if max_steps is not None and steps >= max_steps:
                 return float(loss.detach())
     return float(loss.detach())
+
+
+def infer(model, X, batch: int, epochs: int, max_steps: int | None = None) -> None:
+    """Inference over ``X`` in order under ``torch.no_grad()``: the forward passes :func:`count_run`
+    counts in inference mode."""
+    steps = 0
+    with torch.no_grad():
+        for _ in range(epochs):
+            for i in range(0, len(X), batch):
+                model(X[i:i + batch])
+                steps += 1
+                if max_steps is not None and steps >= max_steps:
+                    return
+
+
+def run_workload(w: Workload, model, X, y, max_steps: int | None = None):
+    """Run ``w``'s steps on ``model`` (train or infer)."""
+    fam = w.family
+    if w.mode == "inference":
+        return infer(model, X, fam.batch_size, w.epochs, max_steps)
+    return train(model, X, y, fam.loss_fn(), fam.batch_size, w.epochs, w.lr, max_steps,
+                 optimizer=lambda params, lr: w.make_optimizer(params))
 
 
 def _fmt(v) -> str:
@@ -164,12 +261,14 @@ class _State:
 
 def run_plan(workloads, out, *, repeats: int = 3, meter="auto", reference=None, seed: int = 0,
              order: str = "interleaved", cooldown: float = 0.0, progress: bool = True, callback=None,
-             desc: str = "runs") -> ResultFile:
+             desc: str = "runs", counted: dict | None = None) -> ResultFile:
     """Measure ``repeats`` runs of every workload into the CSV ``out`` (see the module doc).
 
     ``reference``: ``None``/``False`` (raw meter figures), ``True`` (the built-in
     :class:`~.reference.Reference`) or a :class:`~.reference.Reference`. ``callback(row)`` is
-    called after each run is written. Returns the :class:`~.runfile.ResultFile`.
+    called after each run is written. ``counted``: a dict the :class:`Counted` of each workload is
+    kept in (keyed by the workload), so a caller that prices the runs does not count them again.
+    Returns the :class:`~.runfile.ResultFile`.
     """
     workloads = list(workloads)
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
@@ -186,8 +285,11 @@ def run_plan(workloads, out, *, repeats: int = 3, meter="auto", reference=None, 
                          f"measure with {meter.source}; energies from different meters do not belong in "
                          f"one fit: use another --out or --meter {others[0].split('-')[0]}")
     ref = Reference() if reference is True else (reference or None)
-    host, version = socket.gethostname(), torch.__version__
+    from .fingerprint import cpu_model
+
+    host, version, machine = socket.gethostname(), torch.__version__, cpu_model()
     cache: dict[int, tuple] = {}
+    counted_of = counted if counted is not None else {}
     total = len(workloads) * repeats
     bar = _bar(total=total, desc=desc, unit="run", disable=not progress)
     previous_threads = torch.get_num_threads()
@@ -203,7 +305,9 @@ def run_plan(workloads, out, *, repeats: int = 3, meter="auto", reference=None, 
                 bar.update(1)
                 continue
             if counted is None:
-                counted = count_features(w, X, y)
+                c = counted_of.get(w) or count_run(w, X, y)
+                counted_of[w] = c
+                counted = (c.features, c.device)
                 _check_counts(rf.path, w, key[:-2], counted[0], state)
                 cache[id(w)] = (X, y, settings, counted)
             torch.set_num_threads(w.threads)
@@ -215,7 +319,7 @@ def run_plan(workloads, out, *, repeats: int = 3, meter="auto", reference=None, 
                 if ref is not None and state.nominal is None:
                     state.nominal = ref.nominal(meter)
                 row = _measure(w, X, y, repeat, seed, meter, ref, state.nominal, cooldown, cache)
-                row = {**settings, "repeat": str(repeat), **row, "host": host, "torch": version,
+                row = {**settings, "repeat": str(repeat), **row, "host": host, "machine": machine, "torch": version,
                        "count_device": counted[1], **{k: _fmt(v) for k, v in counted[0].items()}}
                 rf.append(row)
                 state.done.add(key)
@@ -231,21 +335,19 @@ def run_plan(workloads, out, *, repeats: int = 3, meter="auto", reference=None, 
 
 
 def _measure(w: Workload, X, y, repeat, seed, meter, ref, nominal, cooldown, cache) -> dict:
-    fam, loss_fn = w.family, w.family.loss_fn()
     warm_key = ("warm", id(w))
     if warm_key not in cache:  # first-call costs (kernel selection, allocator) stay out of runs
         torch.manual_seed(seed)
-        train(fam.build(w.config), X, y, loss_fn, fam.batch_size, 1, w.lr, max_steps=1, optimizer=fam.optimizer)
+        run_workload(w, w.build(), X, y, max_steps=1)
         cache[warm_key] = True
     torch.manual_seed(seed + repeat)
-    model = fam.build(w.config)
+    model = w.build()
     if cooldown:
         time.sleep(cooldown)
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        m = measure_run(meter, lambda: train(model, X, y, loss_fn, fam.batch_size, w.epochs, w.lr,
-                                             optimizer=fam.optimizer), ref, nominal)
+        m = measure_run(meter, lambda: run_workload(w, model, X, y), ref, nominal)
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -271,4 +373,5 @@ def _bar(iterable=None, **kwargs):
     return tqdm(iterable, dynamic_ncols=True, **kwargs)
 
 
-__all__ = ["Workload", "run_plan", "plan", "count_features", "train", "batch_sizes", "ORDERS"]
+__all__ = ["Workload", "Counted", "run_plan", "plan", "count_run", "count_features", "train", "infer", "run_workload",
+           "batch_sizes", "ORDERS", "MODES"]

@@ -4,16 +4,18 @@ A row holds everything that defines its run, so runs of different settings never
 
 - the **configuration** (:data:`CONFIG_COLUMNS`, the key every fit, split and trim groups by):
   ``family, width, depth, activation, input_size, batch_size, optimizer, epochs, steps, dtype,
-  threads`` — a column that does not apply to a family (``width`` of the paper's CNN) is empty;
+  threads, mode`` (``training`` or ``inference``), ``device`` — a column that does not apply to a
+  family (``width`` of the paper's CNN) is empty; a file without ``mode``/``device`` reads as
+  training on the CPU;
 - the **measurement**: ``repeat``, ``joules`` (reference-corrected when the run was measured
   with a reference workload, else the meter's figure), ``joules_raw`` (the meter's figure),
   ``seconds`` (wall clock), ``ref_before``/``ref_after``/``ref_nominal`` (joules of the
   reference workload, :mod:`.reference`; empty without one), ``meter``, ``estimated``, ``host``,
-  ``torch``, ``count_device`` (where the features were counted: ``meta``, or the run's own
+  ``machine`` (the CPU model or GPU name that ran it), ``torch``, ``count_device`` (where the features were counted: ``meta``, or the run's own
   device where meta would run other kernels, e.g. fused recurrent layers);
 - the **counted features of one step** (:data:`FEATURE_COLUMNS` =
   :data:`torch_tos.energy.features.FEATURE_NAMES`: ``tos``, ``flops``, BOs per kind, ``calls``,
-  ``bytes``, TOs per dtype, TOs/bytes/calls per op class), each the mean over the run's
+  ``bytes``, TOs per dtype), each the mean over the run's
   ``steps`` steps (the last batch of an epoch may be smaller): a run's total is ``steps`` × it.
 
 :func:`read_runs` reads CSV files as strictly as the sweep writes them, line by line through the
@@ -44,9 +46,11 @@ from .runcells import RunsOutlierWarning, check_cells, outliers
 from .runfile import scan
 
 CONFIG_COLUMNS = ["family", "width", "depth", "activation", "input_size", "batch_size", "optimizer",
-                  "epochs", "steps", "dtype", "threads"]
+                  "epochs", "steps", "dtype", "threads", "mode", "device"]
+#: Configuration columns a runs file written before they existed may lack: value they then have.
+DEFAULTS = {"mode": "training", "device": "cpu"}
 RUN_COLUMNS = ["repeat", "joules", "joules_raw", "seconds", "ref_before", "ref_after", "ref_nominal",
-               "meter", "estimated", "host", "torch", "count_device"]
+               "meter", "estimated", "host", "machine", "torch", "count_device"]
 FEATURE_COLUMNS = list(FEATURE_NAMES)
 COLUMNS = CONFIG_COLUMNS + RUN_COLUMNS + FEATURE_COLUMNS
 #: A run's identity in a results file: its configuration, repeat and host.
@@ -181,7 +185,8 @@ def _read_file(path: Path, data: bytes, features) -> pd.DataFrame:
         raise ValueError(f"{path} line {d.line}, column {d.column}{name}: {d.what} ({d.cause}){more} — a sweep "
                          "or calibration resumed on this file removes damaged lines and says so; or delete the "
                          "line by hand")
-    missing = [c for c in CONFIG_COLUMNS + ["repeat", "joules", "host"] if c not in header]
+    defaulted = [c for c in DEFAULTS if c not in header]
+    missing = [c for c in CONFIG_COLUMNS + ["repeat", "joules", "host"] if c not in header and c not in DEFAULTS]
     if missing:
         raise ValueError(f"{path}: no column(s) {', '.join(missing)}: a runs file of an older torch_tos "
                          "(its rows do not say their epochs, batch size or steps, so configurations "
@@ -197,6 +202,8 @@ def _read_file(path: Path, data: bytes, features) -> pd.DataFrame:
     numbers = check_cells(path, table, lines, CELL_KINDS, set(REQUIRED) | set(features))
     for name, values in numbers.items():
         table[name] = values
+    for col in defaulted:
+        table[col] = DEFAULTS[col]
     table = table.replace("", np.nan)
     df = validate_runs(table, features=features, name=str(path))
     df["file"] = str(path)
@@ -252,6 +259,12 @@ def check_no_duplicates(runs: pd.DataFrame) -> None:
 def config_keys(runs: pd.DataFrame) -> pd.Series:
     """One hashable key per row: its configuration (every :data:`CONFIG_COLUMNS` present)."""
     return pd.Series(_key_frame(runs, CONFIG_COLUMNS), index=runs.index)
+
+
+def model_keys(runs: pd.DataFrame) -> pd.Series:
+    """One hashable key per row: its configuration without its length (``epochs``, ``steps``) —
+    which model it ran, however long."""
+    return pd.Series(_key_frame(runs, [c for c in CONFIG_COLUMNS if c not in ("epochs", "steps")]), index=runs.index)
 
 
 def config_label(row) -> str:

@@ -1,15 +1,15 @@
-"""The per-step law's solver and the runs-table convention it reads.
+"""Numerics shared by the laws: checked 1-D arrays and non-negative least squares on relative error.
 
-- :func:`per_step`: the ``steps`` column and the per-step feature columns of a runs table (the one
-  place that knows the convention: feature columns count ONE training step, ``steps`` is the
-  number of steps of the run);
-- :func:`nnls_relative`: non-negative least squares on relative residuals (Ê - E) / E.
+- :func:`_as_1d`: a column or array as finite floats, or a one-line error naming it;
+- :func:`lad_relative`: non-negative ``c`` minimising Σ |A c − y| / y — least absolute relative
+  deviations (runs span orders of magnitude, so every run weighs by its relative error; absolute
+  rather than squared errors, so a few runs whose kernels the profile misprices move the fit no
+  more than their share, as a median does).
 """
 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 STEPS = "steps"
 
@@ -29,33 +29,29 @@ def _as_1d(name: str, values) -> np.ndarray:
     return arr
 
 
-FIXED = ("step", "run")
+def lad_relative(A: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Non-negative ``c`` minimising Σ |A c − y| / y, as the linear programme min Σ u subject to
+    −u ≤ W c − 1 ≤ u, c ≥ 0, u ≥ 0 with W = A / y (columns scaled to unit norm), solved by HiGHS."""
+    from scipy.optimize import linprog
 
-
-def per_step(X: pd.DataFrame, features) -> tuple[np.ndarray, np.ndarray]:
-    """``(steps, F)`` of a runs table: the ``steps`` column (training steps of each run) and the
-    per-step feature columns ``features`` as an ``(n, k)`` array. The one place that knows the
-    runs-table convention (feature columns count ONE step)."""
-    if not isinstance(X, pd.DataFrame):
-        raise ValueError(f"the per-step law needs a runs table (DataFrame) with a {STEPS!r} column and "
-                         f"the feature columns {', '.join(features)}, got {type(X).__name__}")
-    missing = [c for c in (STEPS, *features) if c not in X.columns]
-    if missing:
-        raise ValueError(f"the runs table has no column(s) {', '.join(missing)}; the per-step law needs "
-                         f"{STEPS} and {', '.join(features)} (per-step counts, see energy.features)")
-    steps = _as_1d(f"column {STEPS!r}", X[STEPS])
-    if (steps <= 0).any():
-        raise ValueError(f"column {STEPS!r} must be positive (training steps of each run)")
-    F = np.column_stack([_as_1d(f"feature {f!r}", X[f]) for f in features]) if features else \
-        np.zeros((len(X), 0))
-    if (F < 0).any():
-        raise ValueError("counted features cannot be negative")
-    return steps, F
+    W = A / y[:, None]
+    norms = np.linalg.norm(W, axis=0)
+    norms[norms == 0] = 1.0
+    W = W / norms
+    n, k = W.shape
+    eye = np.eye(n)
+    A_ub = np.block([[W, -eye], [-W, -eye]])
+    b_ub = np.concatenate([np.ones(n), -np.ones(n)])
+    cost = np.concatenate([np.zeros(k), np.ones(n)])
+    res = linprog(cost, A_ub=A_ub, b_ub=b_ub, bounds=[(0, None)] * (k + n), method="highs")
+    if not res.success:  # pragma: no cover - a feasible LP always solves; fall back to least squares
+        return nnls_relative(A, y)
+    return res.x[:k] / norms
 
 
 def nnls_relative(A: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Non-negative ``c`` minimising Σ ((A c - y) / y)²: NNLS on the rows divided by ``y`` with the
-    columns scaled to unit norm (TOs ~1e12 next to steps ~1e2)."""
+    columns scaled to unit norm (kernel joules ~1 next to op counts ~1e5)."""
     from scipy.optimize import nnls
 
     W = A / y[:, None]
@@ -63,24 +59,3 @@ def nnls_relative(A: np.ndarray, y: np.ndarray) -> np.ndarray:
     norms[norms == 0] = 1.0
     c, _ = nnls(W / norms, np.ones(len(y)), maxiter=50 * A.shape[1] + 500)
     return c / norms
-
-
-def _family_keys(X) -> list | None:
-    """The runs' families (for leave-one-family-out residuals), or None without a family column."""
-    if isinstance(X, pd.DataFrame) and "family" in X.columns:
-        return [str(f) for f in X["family"]]
-    return None
-
-
-def _group_keys(X) -> list | None:
-    """Configuration keys of the runs (for leave-one-configuration-out residuals), or None."""
-    from .runs import CONFIG_COLUMNS
-
-    cols = [c for c in CONFIG_COLUMNS if isinstance(X, pd.DataFrame) and c in X.columns]
-    if not cols:
-        return None
-    from .runs import config_keys
-
-    return list(config_keys(X))
-
-

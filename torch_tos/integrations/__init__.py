@@ -10,7 +10,9 @@ is not installed.
   :class:`~torch_tos.integrations.transformers.TOsTrainerCallback` for the ``Trainer``.
 - :mod:`torch_tos.integrations.deepspeed`: :class:`~torch_tos.TOsCounter` follows a
   ``DeepSpeedEngine`` (steps at ``engine.step()``, each rank's partition; registers its step
-  adapter when imported, which the counter does once deepspeed has been imported).
+  adapter when imported, which the counter does once deepspeed has been imported), through
+  :mod:`torch_tos.integrations.followed` (an engine's own methods followed while counting, put
+  back exactly; imports no framework).
 - :mod:`torch_tos.integrations.hf_meta`: what counting on meta adapts of transformers while an
   Engine is open (imports nothing of transformers; registers itself with the engine when imported,
   which the engine does once transformers has been imported).

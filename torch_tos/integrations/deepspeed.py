@@ -30,18 +30,21 @@ parameter on every rank). :meth:`~torch_tos.TOsCounter.total_all_ranks` sums the
 inside the ``with`` block or after it.
 
 **How the step is followed.** DeepSpeed's optimizer is not a ``torch.optim.Optimizer`` and the
-engine has no step hooks, so while the counter is active ``engine.step`` is an instance attribute
-that calls the engine's own ``step`` between the counter's begin and end marks (in the counter's
-thread only; elsewhere, and in copies, it only calls through). The attribute is removed when the
-counter exits, also when the loop raises; a ``step`` the user had set on the instance is put back.
-Nothing else of the engine, its optimizer or DeepSpeed is changed.
+engine has no step hooks (nor does DeepSpeed offer another way to see the update), so while the
+counter is active ``engine.step`` and ``engine.backward`` are instance attributes
+(:mod:`torch_tos.integrations.followed`) that call the engine's own methods between the counter's
+marks — in the counter's thread only; elsewhere they only call through, and copies and pickles of
+the engine get its own methods. They answer as the engine's methods (name, docstring, signature,
+``repr``) and are removed when the counter exits, also when the loop raises; a ``step`` or
+``backward`` the user had set on the instance is put back. This is the one exception to "nothing
+is written onto the model"; nothing else of the engine, its optimizer or DeepSpeed is changed.
 
 Tested with DeepSpeed 0.19 on the CPU accelerator (``gloo``, two ranks), ZeRO stages 0–3, float32.
 """
 
 from __future__ import annotations
 
-import weakref
+import functools
 
 try:
     import deepspeed  # noqa: F401
@@ -53,6 +56,7 @@ except ImportError as e:  # pragma: no cover - depends on what is installed
 import torch
 
 from ..training.adapters import register_step_adapter
+from .followed import FollowedMethods
 
 __all__ = ["DeepSpeedAdapter", "wrapped_optimizer"]
 
@@ -74,68 +78,21 @@ def _at_boundary(engine) -> bool:
     return bool(engine.is_gradient_accumulation_boundary())
 
 
-class _Followed:
-    """``engine.step`` and ``engine.backward`` while a counter follows ``engine`` (instance
-    attributes, see the module doc): the engine's own methods, marked for the counter."""
-
-    def __init__(self, engine, marks):
-        self._engine = weakref.ref(engine)
-        self._marks = marks
-        own = vars(engine)
-        self._saved = {name: (name in own, own.get(name)) for name in _FOLLOWED}
-        self._calls = {name: getattr(engine, name) for name in _FOLLOWED}  # what they ran until now
-        for name in _FOLLOWED:
-            object.__setattr__(engine, name, _Method(self, name))
-
-    def step(self, *args, **kwargs):
-        engine = self._engine()
-        boundary = engine is not None and _at_boundary(engine)
-        if boundary:
-            self._marks.optimizer_begin()
-        out = self._calls["step"](*args, **kwargs)
-        if boundary:
-            self._marks.optimizer_end()
-        return out
-
-    def backward(self, *args, **kwargs):
-        with self._marks.backward():
-            return self._calls["backward"](*args, **kwargs)
-
-    def remove(self) -> None:
-        engine = self._engine()
-        if engine is None:
-            return
-        own = vars(engine)
-        for name, (had, previous) in self._saved.items():
-            current = own.get(name)
-            if not (isinstance(current, _Method) and current.followed is self):
-                continue  # replaced since: leave it
-            if had:
-                object.__setattr__(engine, name, previous)
-            else:
-                object.__delattr__(engine, name)
+def _step(marks, engine, call, *args, **kwargs):
+    """``engine.step()`` between the counter's optimizer marks when it applies an update."""
+    boundary = _at_boundary(engine)
+    if boundary:
+        marks.optimizer_begin()
+    out = call(*args, **kwargs)
+    if boundary:
+        marks.optimizer_end()
+    return out
 
 
-class _Method:
-    """One followed method on the engine instance. A copied engine gets its own method back."""
-
-    __slots__ = ("followed", "name")
-
-    def __init__(self, followed: _Followed, name: str):
-        self.followed, self.name = followed, name
-
-    def __call__(self, *args, **kwargs):
-        return getattr(self.followed, self.name)(*args, **kwargs)
-
-    def __deepcopy__(self, memo):
-        engine = self.followed._engine()
-        copy = memo.get(id(engine)) if engine is not None else None
-        if copy is None:
-            return self.followed._calls[self.name]
-        return getattr(type(copy), self.name).__get__(copy)
-
-
-_FOLLOWED = ("step", "backward")
+def _backward(marks, engine, call, *args, **kwargs):
+    """``engine.backward()`` as ``backward`` work: the autograd pass and the gradient reduction."""
+    with marks.backward():
+        return call(*args, **kwargs)
 
 
 class DeepSpeedAdapter:
@@ -162,8 +119,9 @@ class DeepSpeedAdapter:
         inner = wrapped_optimizer(outer)
         return type(inner).__name__ if inner is outer else f"{type(inner).__name__} in {type(outer).__name__}"
 
-    def attach(self, engine, marks) -> _Followed:
-        return _Followed(engine, marks)
+    def attach(self, engine, marks) -> FollowedMethods:
+        return FollowedMethods(engine, {"step": functools.partial(_step, marks),
+                                        "backward": functools.partial(_backward, marks)})
 
 
 register_step_adapter("deepspeed", DeepSpeedAdapter())

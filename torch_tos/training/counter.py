@@ -54,7 +54,7 @@ import weakref
 
 import torch
 
-from ..attribution import module_params
+from ..attribution import module_params, own_params
 from ..counter import warn_unsupported
 from ..counts import OPTIMIZER_LAYER, Counts
 from ..extensions import Extensions
@@ -296,7 +296,8 @@ class TOsCounter:
         if optimizers:
             meta["optimizer"] = optimizers
         return Report(counts, unsupported, types=types, order=self._scope.order, dtype=self.dtype,
-                      table=self.table, metadata=meta, params=module_params(self.model))
+                      table=self.table, metadata=meta, params=module_params(self.model),
+                      own_params=own_params(self.model), shapes=self._scope.shapes)
 
     def to_dataframe(self):
         """pandas DataFrame, one row per kept step, columns :data:`STEP_COLUMNS`."""

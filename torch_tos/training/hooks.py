@@ -23,7 +23,7 @@ import threading
 
 import torch
 
-from .._compat import MODULE_CALL_CODE, resnapshot_python_keys
+from .._compat import MODULE_CALL_CODE, eager_under_compile, resnapshot_python_keys
 from ..attribution import OUTSIDE_LAYER, ModuleScope, node_key
 from ..counter import Engine
 from .verify import data_dependent
@@ -88,7 +88,7 @@ def _eager(hook: Hook, args):
 
 _get_ident = threading.get_ident
 _is_compiling = torch.compiler.is_compiling
-_eager_call = torch.compiler.disable(_eager)
+_eager_call = eager_under_compile(_eager)
 
 
 class CounterScope(ModuleScope):

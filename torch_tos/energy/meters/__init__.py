@@ -49,7 +49,7 @@ from .base import (DEFAULT_WATTS_PER_CORE, DeviceId, InvalidWindow, Measurement,
 from .codecarbon import CodeCarbonMeter, configured as codecarbon_configured
 from .combined import CombinedMeter
 from .cputime import CpuTimeMeter
-from .nvml import NvmlMeter, _cuda_sync, _import_pynvml, _not_supported  # noqa: F401 - kept importable
+from .nvml import NvmlMeter, _import_pynvml, _not_supported  # noqa: F401 - kept importable
 from .rapl import RaplMeter, RaplZone, _read_text  # noqa: F401 - kept importable
 from .zeus import ZeusMeter
 

@@ -18,18 +18,6 @@ def _import_pynvml():
     return pynvml
 
 
-def _cuda_sync(ordinals=None) -> None:
-    """Wait for this process's queued work on ``ordinals`` (default: the current device), never
-    initialising CUDA (:func:`.gpus.synchronize`)."""
-    if ordinals is None:
-        if not gpus.cuda_initialized():
-            return
-        import torch
-
-        ordinals = [torch.cuda.current_device()]
-    gpus.synchronize(ordinals)
-
-
 def _not_supported(nv, error) -> bool:
     return getattr(error, "value", None) == getattr(nv, "NVML_ERROR_NOT_SUPPORTED", 3) or \
         "NotSupported" in type(error).__name__

@@ -1,0 +1,144 @@
+"""Measuring a machine profile into a resumable file.
+
+:func:`measure_profile` runs the microbenchmarks (:mod:`.microbench`) for a device and dtypes and
+returns the :class:`~.machine.MachineProfile`. Each result is appended to a JSON-lines file
+(:class:`BenchFile`) as soon as it is measured — the setup (device, threads, meter), the dispatch
+floor, the allocation curve, then one line per (dtype, workload, size) — flushed and synced, so a
+killed calibration loses at most the line it was measuring and a rerun measures only what is
+missing. Denormal numbers flush to zero while it measures (:mod:`.microbench`) and back to
+PyTorch's default after. A file measured on another device, thread count or meter is refused (its costs would
+not be this setup's); a torn last line (a crash mid-write) is dropped by rewriting the file
+atomically without it. A progress bar shows the sweep.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from .benchsuite import get_workloads
+from .device import Device
+from .machine import MachineProfile
+from .microbench import Timing, allocation_costs, dispatch_floor, measure_workload, plan
+
+
+class BenchFile:
+    """The JSON-lines results file of a microbenchmark sweep (module doc)."""
+
+    def __init__(self, path, setup: dict):
+        self.path = Path(path)
+        self.setup = setup
+        self.lines: list[dict] = []
+        if self.path.exists():
+            self._read()
+        else:
+            self._append({"setup": setup})
+
+    def _read(self) -> None:
+        from ..fileio import atomic_write_text
+
+        text = self.path.read_text(encoding="utf-8")
+        good, torn = [], False
+        for i, line in enumerate(text.splitlines()):
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError:
+                if i == len(text.splitlines()) - 1:
+                    torn = True
+                    break
+                raise ValueError(f"{self.path} line {i + 1}: not a microbenchmark result (broken JSON); use another "
+                                 "file or delete it") from None
+            if not isinstance(item, dict):
+                raise ValueError(f"{self.path} line {i + 1}: not a microbenchmark result")
+            good.append(item)
+        if not good or "setup" not in good[0]:
+            raise ValueError(f"{self.path}: not a torch_tos microbenchmark file (no setup line); use another file")
+        if good[0]["setup"] != self.setup:
+            theirs = ", ".join(f"{k} {v}" for k, v in good[0]["setup"].items())
+            raise ValueError(f"{self.path} holds microbenchmarks of another setup ({theirs}); use another --out or "
+                             "delete it")
+        if torn or (text and not text.endswith("\n")):
+            atomic_write_text(self.path, "".join(json.dumps(x) + "\n" for x in good))
+        self.lines = good
+
+    def _append(self, item: dict) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(item) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self.lines.append(item)
+
+    def get(self, kind: str):
+        for item in self.lines:
+            if kind in item:
+                return item[kind]
+        return None
+
+    def add(self, kind: str, value) -> None:
+        self._append({kind: value})
+
+    def done(self) -> set:
+        return {(x["dtype"], x["workload"], json.dumps(x["size"])) for x in self.lines if "points" in x}
+
+    def points(self) -> list[dict]:
+        return [p for x in self.lines if "points" in x for p in x["points"]]
+
+    def add_points(self, dtype: str, workload: str, size, points: list[dict]) -> None:
+        self._append({"dtype": dtype, "workload": workload, "size": size, "points": points})
+
+
+def _seen_key(p: dict) -> tuple:
+    attrs = tuple(p["attrs"]) if p.get("attrs") is not None else None
+    return (p["op"], p["dtype"], attrs, float(p["flops"]), float(p["bytes_in"]), float(p["bytes_out"]))
+
+
+def measure_profile(device: Device, dtypes, meter, path, *, threads: int = 1, workloads=None, progress: bool = True,
+                    windows: int = 3, thin: int = 1) -> MachineProfile:
+    """Measure (or resume) the profile of ``device`` for ``dtypes`` into the file ``path`` (module
+    doc) and return it. ``workloads``: names of :mod:`.benchsuite` workloads (all by default) or
+    :class:`~.benchsuite.Workload` objects; ``thin``: a sparser sweep (:func:`.microbench.plan`)."""
+    from tqdm.auto import tqdm
+
+    setup = {"device": str(device), "name": device.name, "threads": int(threads), "meter": meter.source}
+    bf = BenchFile(path, setup)
+    chosen = tuple(workloads) if workloads and not isinstance(workloads[0], str) else get_workloads(workloads)
+    todo = list(plan(dtypes, chosen, thin))
+    done = bf.done()
+    previous = torch.get_num_threads()
+    torch.set_flush_denormal(True)
+    bar = tqdm(total=len(todo) + 2, desc="microbenchmarks", unit="size", disable=not progress, dynamic_ncols=True)
+    try:
+        torch.set_num_threads(threads)
+        floor = bf.get("floor")
+        if floor is None:
+            t = dispatch_floor(meter, device, windows)
+            floor = {"seconds": t.seconds, "joules": t.joules}
+            bf.add("floor", floor)
+        bar.update(1)
+        alloc = bf.get("alloc")
+        if alloc is None:
+            alloc = allocation_costs(meter, device, Timing(floor["seconds"], floor["joules"], 1), windows=windows)
+            bf.add("alloc", alloc)
+        bar.update(1)
+        seen = {_seen_key(p) for p in bf.points()}
+        for dt, w, size in todo:
+            key = (dt, w.name, json.dumps(list(size) if isinstance(size, (list, tuple)) else [size]))
+            if key not in done:
+                bar.set_postfix_str(f"{dt} {w.label(size)}", refresh=False)
+                points = measure_workload(w, size, dt, meter, device, windows=windows, seen=seen,
+                                          seen_key=_seen_key)
+                bf.add_points(dt, w.name, json.loads(key[2]), points)
+            bar.update(1)
+    finally:
+        torch.set_num_threads(previous)
+        torch.set_flush_denormal(False)  # PyTorch's default (it has no getter to restore another)
+        bar.close()
+    dev = {"type": device.type, "name": device.name, "index": device.index, "threads": int(threads),
+           "meter": meter.source}
+    return MachineProfile(bf.points(), floor, alloc, dev, dtypes)
+
+
+__all__ = ["BenchFile", "measure_profile"]
