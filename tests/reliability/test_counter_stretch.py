@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from torch.nn.modules.module import register_module_forward_hook
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from torch_tos import TOsCounter
@@ -147,7 +148,25 @@ _CHANGES = {
     "global optimizer pre-hook": lambda m, o, f, s: s.update(
         handle=register_optimizer_step_pre_hook(_work_before_the_step)),
     "momentum": lambda m, o, f, s: o.param_groups[0].update(momentum=0.9),
+    "global module hook": lambda m, o, f, s: s.update(handle=register_module_forward_hook(
+        lambda mod, a, out: out * 2 if isinstance(mod, nn.CrossEntropyLoss) else None)),
+    "the instance's forward": lambda m, o, f, s: setattr(f, "forward", _doubled(f.forward)),
+    # what Module.compile() sets: the instance's compiled call replaces _call_impl
+    "a compiled call": lambda m, o, f, s: setattr(f, "_compiled_call_impl", _doubled(f._call_impl)),
+    "the class's forward": lambda m, o, f, s: _replace(s, nn.CrossEntropyLoss, "forward",
+                                                       _doubled(nn.CrossEntropyLoss.forward)),
 }
+
+
+def _doubled(fn):
+    return lambda *a, **k: fn(*a, **k) * 2
+
+
+def _replace(state, owner, name, value):
+    """``owner.name = value`` until the test's cleanup."""
+    old = owner.__dict__[name]
+    setattr(owner, name, value)
+    state["handle"] = type("Restore", (), {"remove": lambda self: setattr(owner, name, old)})()
 
 
 @pytest.mark.parametrize("change", list(_CHANGES))
@@ -428,3 +447,48 @@ def test_nothing_is_read_with_cache_off_or_for_an_untrusted_model():
         assert isinstance(counter._tracker.stretch, StretchWatch)
 
 
+
+
+def _same_work(fn):
+    return lambda *a, **k: fn(*a, **k)
+
+
+@pytest.mark.parametrize("owner, name", [(F, "cross_entropy"), (nn.Module, "_call_impl")])
+def test_library_code_replaced_is_not_read_as_the_library(owner, name):
+    """A loss module's call runs ``Module._call_impl`` and the ``F`` loss its forward names:
+    replaced (here by a wrapper doing the same work), the call is no longer known library code and
+    the stretch is traced."""
+    def loop(model, opt, steps):
+        state = {}
+        try:
+            with TOsCounter(model, opt) as counter:
+                for i in range(steps):
+                    if i == 2:
+                        _replace(state, owner, name, _same_work(owner.__dict__[name]))
+                    _step_with(model, opt, loss_fn, Y)
+                    skipped.append(counter._tracker.stretch.skipped)
+        finally:
+            if "handle" in state:
+                state["handle"].remove()
+
+    loss_fn, skipped = nn.CrossEntropyLoss(), []
+    _counter_run(loop, steps=4)
+    assert skipped == [0, 1, 1, 1]
+
+
+@pytest.mark.parametrize("how", ["another Python", "unreadable code"])
+def test_code_that_cannot_be_read_is_traced(monkeypatch, how):
+    """Where the loop's code cannot be read (a Python whose bytecode the reader does not know, or
+    a reader failing on it) the tracer watches the loop: same counts, nothing raised."""
+    from torch_tos.training import stretch
+
+    def fail(*_):
+        raise IndexError("an instruction the reader does not know")
+
+    if how == "another Python":
+        monkeypatch.setattr(stretch, "_ENABLED", False)
+    else:
+        monkeypatch.setattr(bytecode, "_read", fail)
+        monkeypatch.setattr(bytecode, "_STRETCHES", {})
+    records, skipped = _three_ways(nn.CrossEntropyLoss, _step, 3)
+    assert skipped == 0 and [r.cache for r in records] == ["miss", "hit", "hit"]

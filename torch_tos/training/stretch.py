@@ -8,7 +8,9 @@ the calls will be made with — from the frame, without running any of the loop'
 step skips the tracer when a counted step made the same calls with the same values.
 
 **Which calls** (:meth:`StretchWatch.key`): a ``torch.nn`` loss module of one of the
-:data:`LOSS_MODULES` types (exactly; no hooks of its own, no global module hooks), a
+:data:`LOSS_MODULES` types (exactly; no hooks of its own, no global module hooks, no ``forward``
+or compiled call of the instance's own, its class's ``forward``, the ``torch.nn.functional`` loss
+that forward calls and ``Module.__call__`` as imported), a
 ``torch.nn.functional`` loss of :data:`LOSS_FUNCTIONS`, ``Tensor.backward`` of a tensor; then the
 ``step()`` of an optimizer the counter follows, whose step pre-hook of the counter's is the first to
 run. Each argument is a tensor (``torch.Tensor`` or ``nn.Parameter``), a plain value (``None``,
@@ -63,21 +65,30 @@ from .signature import tensor_sig
 __all__ = ["LOSS_MODULES", "LOSS_FUNCTIONS", "StretchWatch"]
 
 _nn, _F = torch.nn, torch.nn.functional
-#: Loss modules whose forward is one ``torch.nn.functional`` loss of its arguments and attributes.
-LOSS_MODULES = frozenset(getattr(_nn, n) for n in (
-    "MSELoss", "L1Loss", "CrossEntropyLoss", "NLLLoss", "BCELoss", "BCEWithLogitsLoss", "HuberLoss",
-    "SmoothL1Loss", "KLDivLoss", "SoftMarginLoss", "MultiLabelSoftMarginLoss") if hasattr(_nn, n))
+#: Loss modules whose forward is one ``torch.nn.functional`` loss (named here) of its arguments and
+#: attributes.
+_LOSS_MODULE_FUNCTION = {
+    "MSELoss": "mse_loss", "L1Loss": "l1_loss", "CrossEntropyLoss": "cross_entropy",
+    "NLLLoss": "nll_loss", "BCELoss": "binary_cross_entropy",
+    "BCEWithLogitsLoss": "binary_cross_entropy_with_logits", "HuberLoss": "huber_loss",
+    "SmoothL1Loss": "smooth_l1_loss", "KLDivLoss": "kl_div", "SoftMarginLoss": "soft_margin_loss",
+    "MultiLabelSoftMarginLoss": "multilabel_soft_margin_loss"}
+#: Per loss-module type: its ``forward``, the name of the functional loss it calls and that
+#: function, as imported. A step compares them with what a call would run now (a class, the
+#: ``F`` its forward reads or ``Module.__call__`` replaced since runs other code: not skipped).
+_LOSS_CODE = {getattr(_nn, m): (getattr(_nn, m).forward, f, getattr(_F, f))
+              for m, f in _LOSS_MODULE_FUNCTION.items() if hasattr(_nn, m) and hasattr(_F, f)}
+LOSS_MODULES = frozenset(_LOSS_CODE)
 #: ``torch.nn.functional`` losses whose work is a function of their arguments' signatures.
-LOSS_FUNCTIONS = frozenset(getattr(_F, n) for n in (
-    "mse_loss", "l1_loss", "cross_entropy", "nll_loss", "binary_cross_entropy",
-    "binary_cross_entropy_with_logits", "huber_loss", "smooth_l1_loss", "kl_div", "soft_margin_loss",
-    "multilabel_soft_margin_loss") if hasattr(_F, n))
+LOSS_FUNCTIONS = frozenset(getattr(_F, f) for f in _LOSS_MODULE_FUNCTION.values() if hasattr(_F, f))
+_LOSS_NS = sys.modules[_nn.modules.loss.__name__].__dict__  # where the loss modules' forwards read F
 
 _Tensor, _Parameter, _Module = torch.Tensor, _nn.Parameter, _nn.Module
 _TENSORS = (_Tensor, _Parameter)
 _PLAIN = frozenset((type(None), bool, int, float, str, torch.dtype, torch.device))
 _BACKWARD = torch.Tensor.backward
 _MODULE_GETATTR = _Module.__getattr__
+_MODULE_CALL, _MODULE_CALL_IMPL = _Module.__call__, _Module._call_impl
 _OBJECT_GETATTRIBUTE = object.__getattribute__
 _BUILTINS = builtins.__dict__
 _HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
@@ -169,6 +180,13 @@ def _module_state(m) -> tuple:
             d["_backward_pre_hooks"] or d["_parameters"]:
         raise _Unresolved("hooks")
     t = type(m)
+    forward, name, function = _LOSS_CODE[t]
+    # the code a call runs: no forward or compiled call of the instance's own, the class's forward,
+    # the functional loss it reads from F and Module's call path all as imported
+    if "forward" in d or d.get("_compiled_call_impl") is not None or t.forward is not forward or \
+            getattr(_LOSS_NS["F"], name, None) is not function or t.__call__ is not _MODULE_CALL or \
+            _Module._call_impl is not _MODULE_CALL_IMPL:
+        raise _Unresolved("code")
     names = _STATE_NAMES.get(t)
     if names is None:
         names = _STATE_NAMES[t] = tuple(k for k in vars(t()) if k[0] != "_")
@@ -366,19 +384,22 @@ class StretchWatch:
         """The reader of the stretch at ``frame``'s call site (None when there is none or an
         exception raised in it could be caught before the counter sees it), and whether the
         answer holds for later steps from the same site (no generator among the callers)."""
-        stretch = read_stretch(frame.f_code, frame.f_lasti)
-        if stretch is None:
+        try:
+            stretch = read_stretch(frame.f_code, frame.f_lasti)
+            if stretch is None:
+                return None, True
+            stop = self.with_target if frame is self.with_frame else None
+            out = frozenset().union(*[exception_outcomes(stretch.code, o, stop) for o in stretch.offsets])
+            caller, same = frame.f_back, True
+            while "caught" not in out and "out" in out and caller is not None:
+                code = caller.f_code
+                same = same and not code.co_flags & _RESUMABLE
+                out = exception_outcomes(code, instruction_offset(code, caller.f_lasti),
+                                         self.with_target if caller is self.with_frame else None)
+                caller = caller.f_back
+            return (None if "caught" in out else _reader(stretch)), same
+        except Exception:  # noqa: BLE001 - code this reader does not know: the tracer watches it
             return None, True
-        stop = self.with_target if frame is self.with_frame else None
-        out = frozenset().union(*[exception_outcomes(stretch.code, o, stop) for o in stretch.offsets])
-        caller, same = frame.f_back, True
-        while "caught" not in out and "out" in out and caller is not None:
-            code = caller.f_code
-            same = same and not code.co_flags & _RESUMABLE
-            out = exception_outcomes(code, instruction_offset(code, caller.f_lasti),
-                                     self.with_target if caller is self.with_frame else None)
-            caller = caller.f_back
-        return (None if "caught" in out else _reader(stretch)), same
 
     def key(self, reader, frame):
         """The key of the stretch run from ``frame`` now (see the module doc); None when a value
