@@ -148,6 +148,11 @@ _CHANGES = {
     "global optimizer pre-hook": lambda m, o, f, s: s.update(
         handle=register_optimizer_step_pre_hook(_work_before_the_step)),
     "momentum": lambda m, o, f, s: o.param_groups[0].update(momentum=0.9),
+    # runs after the counter's own pre-hook, where the loop's values are read
+    "a model pre-hook changing the loss": lambda m, o, f, s: s.update(
+        handle=m.register_forward_pre_hook(lambda mod, a: setattr(f, "reduction", "sum"))),
+    "a model forward hook changing the loss": lambda m, o, f, s: s.update(
+        handle=m.register_forward_hook(lambda mod, a, out: setattr(f, "reduction", "sum"))),
     "global module hook": lambda m, o, f, s: s.update(handle=register_module_forward_hook(
         lambda mod, a, out: out * 2 if isinstance(mod, nn.CrossEntropyLoss) else None)),
     "the instance's forward": lambda m, o, f, s: setattr(f, "forward", _doubled(f.forward)),

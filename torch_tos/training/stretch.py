@@ -25,7 +25,9 @@ learned while the tracer watched a step of that key and the step arrived at ``st
 code said) stands for those events. A stretch whose counted segments hold a data-dependent op is
 never learned (it is counted every time, as with the tracer).
 
-**Preconditions**, checked on each step: a trusted model (its forward runs no user code), no DDP,
+**Preconditions**, checked on each step: a trusted model (its forward runs no user code) with no
+forward pre-hook or forward hook but the counter's (one of the loop's would run after the values
+are read: it could change them), no DDP,
 no trace or profile function (debuggers, coverage), no torch-function mode of the loop's, no
 exception being handled, and every variable the stretch reads has a value (attributes only where
 reading them runs no code: a module's, a plain object's instance attribute, an ``nn.Module``'s
@@ -60,6 +62,7 @@ import torch
 from .._compat import (OPTIMIZER_GLOBAL_PRE_HOOKS, OPTIMIZER_STEP_CODE, WRAPPED_CALL_CODE,
                        torch_function_stack_len)
 from .bytecode import SUPPORTED, exception_outcomes, instruction_offset, read_stretch, with_handler
+from .hooks import Hook
 from .signature import tensor_sig
 
 __all__ = ["LOSS_MODULES", "LOSS_FUNCTIONS", "StretchWatch"]
@@ -331,6 +334,12 @@ class StretchWatch:
         tracer after the forward), else learned when ``step()`` arrives where the code says."""
         if not self.enabled or _gettrace() or _getprofile() or _exc_info()[0] or torch_function_stack_len():
             return
+        model = self.tracker.model
+        if len(model._forward_pre_hooks) != 1:  # a pre-hook of the loop's runs after the counter's
+            return  # (prepended) one, which reads the values: it could change them
+        for h in model._forward_hooks.values():  # so does a forward hook of the loop's
+            if not isinstance(h, Hook) and getattr(h, "__self__", None) is not self.tracker.scope:
+                return
         try:
             frame = _getframe(self._depth)
         except ValueError:
