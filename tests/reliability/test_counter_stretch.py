@@ -497,3 +497,32 @@ def test_code_that_cannot_be_read_is_traced(monkeypatch, how):
         monkeypatch.setattr(bytecode, "_STRETCHES", {})
     records, skipped = _three_ways(nn.CrossEntropyLoss, _step, 3)
     assert skipped == 0 and [r.cache for r in records] == ["miss", "hit", "hit"]
+
+
+@pytest.mark.slow
+def test_a_compiled_step_function_is_traced_and_counted_as_eager():
+    """``torch.compile`` of the whole step: dynamo runs the loop's code from functions of its own
+    making (resumed after the counter's hooks break the graph), which are not read; the counts
+    equal an uncached counter's of the eager loop."""
+    torch.manual_seed(0)
+    model = _net()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    loss_fn = nn.CrossEntropyLoss()
+
+    @torch.compile(backend="eager")
+    def train_step(x, y):
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with TOsCounter(model, opt, cache=False) as ref:
+            for _ in range(2):
+                _step_with(model, opt, loss_fn, Y)
+        with TOsCounter(model, opt) as counter:
+            for _ in range(4):
+                opt.zero_grad()
+                train_step(X, Y)
+    assert counter._tracker.stretch.skipped == 0
+    assert [r.phases for r in counter.steps[1:]] == [ref.steps[1].phases] * 3

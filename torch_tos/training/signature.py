@@ -15,7 +15,6 @@ does not force a recount), which parameters have a gradient, and how much optimi
 
 from __future__ import annotations
 
-import itertools
 import operator
 
 import torch
@@ -32,13 +31,12 @@ _inference_mode = torch.is_inference_mode_enabled
 tensor_sig = operator.attrgetter("shape", "dtype", "requires_grad", "device", "layout")
 _DTYPE_RG = operator.attrgetter("dtype", "requires_grad")
 _TRAINING = operator.attrgetter("training")
-_GRAD = operator.attrgetter("grad")
-_NONE = itertools.repeat(None)
 
 
 def without_grad(params) -> tuple:
-    """``p.grad is None`` for each of ``params`` (read in C: called on every step)."""
-    return tuple(map(operator.is_, map(_GRAD, params), _NONE))
+    """``p.grad is None`` for each of ``params`` (called on every step; plain enough for dynamo to
+    run when a compiled loop calls the counter's hooks)."""
+    return tuple([p.grad is None for p in params])
 
 
 def _flag_free_modules() -> frozenset:
