@@ -69,6 +69,12 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
 
     from torch_tos import TOsCounter
 
+    # DeepSpeed's optional shared-memory all-reduce for its CPU accelerator is C++ compiled at
+    # initialize (minutes on two cores, per torch version); without it the gradients are reduced
+    # through torch.distributed (gloo), the collectives these tests price
+    # (``deepspeed.comm.torch`` names the torch package there: the submodule is reached by its name)
+    sys.modules["deepspeed.comm.torch"].build_shm_op = lambda: None
+
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2")
     result = {}
     with gloo_group(rank, port), warnings.catch_warnings():

@@ -34,6 +34,13 @@ _MARK = re.compile(r"^<!--\s*docs-test:\s*(.+?)\s*-->$")
 RUN = ("python", "bash")
 COMMANDS = ("torch-tos", "python", "mkdocs")
 
+#: Set-up the harness runs before the blocks of a page that requires the package. DeepSpeed on its
+#: CPU accelerator JIT-compiles a shared-memory all-reduce at ``deepspeed.initialize`` (minutes of
+#: C++ on two cores, again for every torch version, behind a file lock that a killed run leaves
+#: stale); without it DeepSpeed reduces through torch.distributed, which is what the page shows.
+PRELUDE = {"deepspeed": ("import sys, deepspeed.comm.torch; "
+                         "sys.modules['deepspeed.comm.torch'].build_shm_op = lambda: None\n")}
+
 #: Pages whose examples another piece of work is rewriting: their blocks are parsed and checked
 #: for marks, not run, until it lands (page -> why).
 PENDING: dict[str, str] = {}
@@ -103,8 +110,12 @@ def _command(argv: list[str]) -> str:
 
 def script(page: Path) -> tuple[str, list[tuple[int, int]]]:
     """The page as one Python script and, per script line where a block starts, its page line."""
-    parts, where, n = ["import subprocess; from torch_tos.cli import main as _cli\n"], [], 1
-    for b in blocks(page):
+    page_blocks = blocks(page)
+    required = sorted({m for b in page_blocks if b.lang in RUN and b.mark != "skip" for m in b.requires})
+    parts = ["import subprocess; from torch_tos.cli import main as _cli\n",
+             *(PRELUDE[m] for m in required if m in PRELUDE)]
+    where, n = [], len(parts)
+    for b in page_blocks:
         if b.lang not in RUN or b.mark == "skip":
             continue
         if b.title:

@@ -157,7 +157,7 @@ def test_embedding_index_out_of_range(model_dir, capsys):
      "--input-high (5) must be greater than --input-low (5)"),
     (["--input-dtype", "int8", "--input-high", "1000"], "do not fit torch.int8; accepted: -128 to 128"),
     (["--model-kwargs", "[1]"], "--model-kwargs must be a JSON object"),
-    (["--optimizer", "lbfgs"], "unknown --optimizer 'lbfgs'; accepted: sgd, adam, adamw"),
+    (["--optimizer", "lbfgs"], "unknown --optimizer 'lbfgs'; accepted: sgd, sgd_momentum, adam, adamw"),
 ])
 def test_bad_input_options(extra, message, model_dir, capsys):
     err = one_error_line(["profile", f"{model_dir}:embedding", "--input-shape", "2,4", *extra], capsys)
