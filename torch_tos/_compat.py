@@ -5,7 +5,7 @@ document. They are all imported from here so that a PyTorch release that moves o
 place, with a message naming the API, instead of deep inside a count. Tested on torch 2.13 and
 2.14 (see docs/conventions.md §8). Each entry says what happens when the API is missing. The
 internals of modules and optimizers (the rows from ``_global_*_hooks`` to ``_ConvNd``, and
-``_call_impl`` to ``_global_optimizer_pre_hooks``) are used in :mod:`torch_tos._compat_nn`,
+``_call_impl`` to ``_optimizer_step_pre_hooks``) are used in :mod:`torch_tos._compat_nn`,
 re-exported here; everything else lives in this module:
 
 ``torch._disable_dynamo``                     ``torch.compiler.disable`` (imports ``torch._dynamo``,
@@ -60,6 +60,13 @@ API                                           without it
 ``Module._forward_pre_hooks`` & co. (the      the public ``register_forward_pre_hook`` /
 hook dicts), ``RemovableHandle.next_id``      ``register_forward_hook`` (slower attach)
 ``torch.nn.modules.conv._ConvNd``             the six public ``Conv*``/``ConvTranspose*`` classes
+``Module._parameters``, ``_buffers``,         the public ``parameters(recurse=False)``,
+``_modules`` (a module's own members)         ``buffers(recurse=False)``, ``children()``
+``Module._forward_hooks``, ``_backward_hooks``  hooks assumed (no trusted-model shortcut: exact,
+``_backward_pre_hooks`` (read)                slower)
+``torch.Tensor._version``                     none: a shared tensor written by another thread
+                                              during a profile is told by it
+``torch._C._cuda_hasPrimaryContext``          ``True`` (a CUDA context assumed on every GPU)
 ``torch._C._select_conv_backend``             ``None`` (a convolution's backend unknown: priced by
                                               the nearest measured kernel of its kind)
 ``torch.nn.Module._call_impl``                a step that leaves the cache inside a forward is
@@ -67,7 +74,8 @@ hook dicts), ``RemovableHandle.next_id``      ``register_forward_hook`` (slower 
 ``torch.nn.Module._wrapped_call_impl``,       the step cache's tracer watches the loop's code on
 ``torch.optim.optimizer.Optimizer.``          every step (no frame-read stretch, see
 ``profile_hook_step``,                        ``training/stretch.py``): exact, slower
-``_global_optimizer_pre_hooks``
+``_global_optimizer_pre_hooks``,
+``Optimizer._optimizer_step_pre_hooks``
 ``DistributedDataParallel.``                  the backward of a DDP model is counted every step
 ``_get_ddp_logging_data`` and the DDP's       (its bucket rebuild and communication hook cannot
 ``_comm_hooks``, ``_has_rebuilt_buckets``,    be told apart otherwise)
@@ -88,9 +96,11 @@ import contextlib
 import torch
 
 from ._compat_nn import (CONV_TYPES, MODULE_CALL_CODE, OPTIMIZER_GLOBAL_PRE_HOOKS,  # noqa: F401
-                         OPTIMIZER_STEP_CODE, WRAPPED_CALL_CODE, ScopeHooks, ddp_internals,
-                         ddp_mixed_precision_hook, default_foreach, global_module_hooks_set,
-                         qualified_name)
+                         OPTIMIZER_STEP_CODE, WRAPPED_CALL_CODE, ScopeHooks, child_modules,
+                         ddp_internals, ddp_mixed_precision_hook, default_foreach, forward_hook_dicts,
+                         global_module_hooks_set, has_module_hooks, module_call_impl,
+                         optimizer_step_pre_hooks, own_buffers, own_parameters, qualified_name,
+                         tensor_version)
 
 
 class CompatError(RuntimeError):
@@ -389,5 +399,16 @@ PRIVATE_APIS = (
     "torch.distributed.algorithms.ddp_comm_hooks.mixed_precision_hooks._reducer_allreduce_and_upcast_hook",
     "torch._C._get_dispatch_mode",
     "torch._C._TorchDispatchModeKey.FAKE", "torch.distributed.distributed_c10d._resolve_process_group",
-    "torch._disable_dynamo",
+    "torch._disable_dynamo", "torch.Tensor._version", "torch._C._cuda_hasPrimaryContext",
 )
+#: Private attributes of every ``nn.Module`` instance read through :mod:`torch_tos._compat_nn`
+#: (instance attributes: checked on a module, not resolved on the class).
+PRIVATE_MODULE_ATTRIBUTES = ("_parameters", "_buffers", "_modules", "_forward_hooks", "_backward_hooks",
+                             "_backward_pre_hooks", "_forward_pre_hooks")
+
+
+def cuda_has_primary_context(index: int) -> bool:
+    """Whether this process has a CUDA context on ordinal ``index`` (``True`` when torch cannot
+    tell), without creating one."""
+    check = getattr(torch._C, "_cuda_hasPrimaryContext", None)
+    return True if check is None else bool(check(index))

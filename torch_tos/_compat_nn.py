@@ -16,8 +16,10 @@ import torch
 from torch.utils.hooks import RemovableHandle as _RemovableHandle
 
 __all__ = ["CONV_TYPES", "MODULE_CALL_CODE", "OPTIMIZER_GLOBAL_PRE_HOOKS", "OPTIMIZER_STEP_CODE",
-           "WRAPPED_CALL_CODE", "ScopeHooks", "ddp_internals", "ddp_mixed_precision_hook",
-           "default_foreach", "global_module_hooks_set", "qualified_name"]
+           "WRAPPED_CALL_CODE", "ScopeHooks", "child_modules", "ddp_internals",
+           "ddp_mixed_precision_hook", "default_foreach", "global_module_hooks_set", "has_module_hooks",
+           "own_buffers", "own_parameters", "qualified_name", "tensor_version", "forward_hook_dicts",
+           "module_call_impl", "optimizer_step_pre_hooks"]
 
 _mod = torch.nn.modules.module
 _GLOBAL_HOOKS = tuple(getattr(_mod, n) for n in ("_global_forward_pre_hooks", "_global_forward_hooks",
@@ -30,6 +32,53 @@ def global_module_hooks_set() -> bool:
     True (assume so) on a torch where they cannot be found."""
     return any(_GLOBAL_HOOKS) if _GLOBAL_HOOKS else True
 
+
+
+# -- a module's own members and hooks, read without the public iterators' generator overhead ----
+_m = torch.nn.Linear(1, 1)
+_MEMBER_DICTS = all(isinstance(getattr(_m, n, None), dict) for n in ("_parameters", "_buffers", "_modules"))
+_HOOK_DICTS = ("_forward_hooks", "_backward_hooks", "_backward_pre_hooks", "_forward_pre_hooks")
+_HOOKS_READABLE = all(isinstance(getattr(_m, n, None), dict) for n in _HOOK_DICTS)
+del _m
+
+
+def own_parameters(module) -> list:
+    """The parameters ``module`` holds itself (``Module._parameters``; else the public
+    ``parameters(recurse=False)``), each once per name it is registered under."""
+    if _MEMBER_DICTS:
+        return [p for p in module._parameters.values() if p is not None]
+    return [p for _, p in module.named_parameters(recurse=False, remove_duplicate=False)]  # pragma: no cover
+
+
+def own_buffers(module) -> list:
+    """The buffers ``module`` holds itself (``Module._buffers``; else ``buffers(recurse=False)``)."""
+    if _MEMBER_DICTS:
+        return [b for b in module._buffers.values() if b is not None]
+    return [b for _, b in module.named_buffers(recurse=False, remove_duplicate=False)]  # pragma: no cover
+
+
+def child_modules(module) -> list:
+    """The direct submodules of ``module`` (``Module._modules``; else ``children()``), each once
+    per name it is registered under."""
+    if _MEMBER_DICTS:
+        return [c for c in module._modules.values() if c is not None]
+    return list(module.children())  # pragma: no cover
+
+
+def has_module_hooks(module, *, pre: bool = True) -> bool:
+    """Whether ``module`` has forward or backward hooks (and, with ``pre``, forward pre-hooks) of
+    its own (``Module._forward_hooks`` & co.); True (assume so) on a torch where they cannot be
+    read."""
+    if not _HOOKS_READABLE:
+        return True  # pragma: no cover - depends on the installed torch
+    return bool(module._forward_hooks or module._backward_hooks or module._backward_pre_hooks or
+                (pre and module._forward_pre_hooks))
+
+
+def tensor_version(t) -> int:
+    """The version counter of ``t``'s storage (``Tensor._version``: bumped by every in-place
+    write); not defined for inference tensors."""
+    return t._version
 
 
 _HANDLE_IDS = isinstance(getattr(_RemovableHandle, "next_id", None), int)
@@ -171,3 +220,23 @@ OPTIMIZER_GLOBAL_PRE_HOOKS = getattr(importlib.import_module("torch.optim.optimi
                                      "_global_optimizer_pre_hooks", None)
 if not isinstance(OPTIMIZER_GLOBAL_PRE_HOOKS, dict):  # pragma: no cover - depends on torch
     OPTIMIZER_GLOBAL_PRE_HOOKS = None
+
+
+def forward_hook_dicts(module):
+    """``module``'s forward pre-hooks and forward hooks (``Module._forward_pre_hooks``,
+    ``_forward_hooks``: id → hook, in running order); None where they cannot be read."""
+    d = module.__dict__
+    pre, post = d.get("_forward_pre_hooks"), d.get("_forward_hooks")
+    return (pre, post) if type(pre) in _HOOK_DICT_TYPES and type(post) in _HOOK_DICT_TYPES else None
+
+
+def module_call_impl():
+    """``torch.nn.Module._call_impl`` as it is now (a replaced one runs other code); None without it."""
+    return getattr(torch.nn.Module, "_call_impl", None)
+
+
+def optimizer_step_pre_hooks(opt):
+    """``opt``'s own step pre-hooks (``Optimizer._optimizer_step_pre_hooks``: id → hook, in running
+    order); None where they cannot be read."""
+    hooks = opt.__dict__.get("_optimizer_step_pre_hooks")
+    return hooks if isinstance(hooks, dict) else None

@@ -7,11 +7,11 @@ import dataclasses
 import torch
 
 from ._compat import tree_leaves
-from .attribution import ModuleScope, module_params, own_params
+from .attribution import ModuleScope
 from .counter import Engine, warn_unsupported
-from .counts import LOSS_LAYER, OPTIMIZER_LAYER
 from .extensions import Extensions
 from .report import Report, check_law
+from .reporting import build_report
 from .sharded import check_profile_model
 from .tables import DEFAULT_TABLE, TransistorTable
 from .workspace import Workspace
@@ -85,8 +85,7 @@ def profile(model: torch.nn.Module, inputs, *, mode: str = "inference", target=N
 
     scope = ModuleScope(model_c)
     ext = extensions.translated(model, model_c)
-    engine = Engine(scope, flop_mapping=flop_mapping, module_rules=ext.rules,
-                    ignore=[*ext.ops, *ext.classes, *ext.instances])
+    engine = Engine(scope, flop_mapping=flop_mapping, extensions=ext)
     engine.write_guard = work.write_guard  # undoes the step's writes to what it shares with the model
     meta = {"mode": mode, "model": type(model).__name__,
             "device": str(device) if device is not None else _device_of(model_c, args, kwargs)}
@@ -120,17 +119,14 @@ def profile(model: torch.nn.Module, inputs, *, mode: str = "inference", target=N
                     meta["optimizer"] = type(optimizer).__name__
     finally:
         work.close()
-    types = dict(scope.types)
     if isinstance(loss_fn, torch.nn.Module):
-        types[LOSS_LAYER] = type(loss_fn).__name__
-    elif loss_fn is None and mode != "inference":
-        types[LOSS_LAYER] = "output.sum()"
-    if optimizer is not None:
-        types[OPTIMIZER_LAYER] = type(optimizer).__name__
+        loss_type = type(loss_fn).__name__
+    else:
+        loss_type = "output.sum()" if loss_fn is None and mode != "inference" else None
     warn_unsupported(engine.unsupported)
-    return Report(engine.counts, engine.unsupported, types=types, order=scope.order, dtype=dtype,
-                  table=table or DEFAULT_TABLE, metadata=meta, params=module_params(model),
-                  uncalled=scope.uncalled(), law=law, own_params=own_params(model), shapes=scope.shapes)
+    return build_report(engine.counts, engine.unsupported, scope, model=model, dtype=dtype,
+                        table=table or DEFAULT_TABLE, metadata=meta, law=law, loss=loss_type,
+                        optimizer=type(optimizer).__name__ if optimizer is not None else None)
 
 
 def _device_of(model, args, kwargs) -> str:

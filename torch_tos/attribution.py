@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import torch
 
-from ._compat import ScopeHooks, current_graph_task_id, sequence_nr, tree_leaves
+from ._compat import (ScopeHooks, child_modules, current_graph_task_id, own_parameters, sequence_nr,
+                      tree_leaves)
 from .counts import LOSS_LAYER, OPTIMIZER_LAYER, OUTSIDE_LAYER  # noqa: F401 - defined once, there
 
 _UINT64_MAX = 2 ** 64 - 1
@@ -259,12 +260,12 @@ def module_params(model: torch.nn.Module) -> dict[str, int]:
     no parameter is reachable twice; with sharing, each module's distinct parameters are summed."""
     named = list(model.named_modules(remove_duplicate=False))
     mods = {id(m): m for _, m in named}
-    own = [p for m in mods.values() for p in m._parameters.values() if p is not None]
+    own = [p for m in mods.values() for p in own_parameters(m)]
     if len(mods) < len(named) or len({id(p) for p in own}) < len(own) or \
             any(_custom_parameters(c) for c in {type(m) for m in mods.values()}):  # walk each
         return {name: sum(p.numel() for p in mod.parameters()) for name, mod in named}
     total: dict[int, int] = {}
     for _, m in reversed(named):  # children come after their parent in named_modules
-        total[id(m)] = sum(p.numel() for p in m._parameters.values() if p is not None) + \
-            sum(total[id(c)] for c in m._modules.values() if c is not None)
+        total[id(m)] = sum(p.numel() for p in own_parameters(m)) + \
+            sum(total[id(c)] for c in child_modules(m))
     return {name: total[id(m)] for name, m in named}

@@ -17,17 +17,18 @@ from __future__ import annotations
 
 import torch
 
-from ._compat import (HigherOrderOperator, OpOverload, TorchDispatchMode, current_autograd_node,
+from ._compat import (HigherOrderOperator, TorchDispatchMode, current_autograd_node,
                       current_graph_task_id, fake_mode_active)
 from .flops import flop_formulas
-from .attribution import ModuleScope, module_params, own_params
+from .attribution import ModuleScope
 from .bos import BOs
 from .counts import (LOSS_LAYER, N_BOS, OPTIMIZER_LAYER, OUTSIDE_LAYER, PHASES,  # noqa: F401
                      RECOMPUTE_SUFFIX, WORK_BINS, Counts, cap_bins)
-from .extensions import Extensions, RuleError, check_bos, module_op_name
+from .extensions import Extensions, call_rule, module_op_name
 from .hops import handle_higher_order
 from .kernels import kernel_choices
 from .opattrs import attrs_function
+from .opcalls import op_dtype, op_name, tensor_bytes  # noqa: F401 - op_name re-exported
 from .rules import lookup
 from .rules.registry import ALIAS_OPS
 from .rules.complex import COMPLEX_DTYPES, complex_bos
@@ -44,56 +45,6 @@ _PASSTHROUGH = {
     torch.ops.aten.sym_numel.default, torch.ops.aten.dim.default, torch.ops.prim.layout.default,
 }
 _PASSTHROUGH.discard(None)
-
-_SCALARS = frozenset((int, float, bool, type(None)))
-_FLOAT_KINDS = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
-
-
-def op_dtype(args, out):
-    """The data type an op computes in: its first floating-point tensor argument, else its output.
-
-    Under autocast the casts are separate ops, so every op sees tensors already in the dtype it
-    runs in — mixed precision is priced per op.
-    """
-    first = None
-    for a in args:
-        for b in (a if isinstance(a, (list, tuple)) else (a,)):
-            if isinstance(b, torch.Tensor):
-                if b.is_floating_point() or b.is_complex():
-                    return b.dtype
-                if first is None:
-                    first = b.dtype
-    o = out[0] if isinstance(out, (list, tuple)) and out else out
-    if isinstance(o, (list, tuple)) and o:
-        o = o[0]
-    if isinstance(o, torch.Tensor) and (o.is_floating_point() or first is None):
-        return o.dtype
-    return first if first is not None else torch.float32
-
-
-def tensor_bytes(values) -> int:
-    """Σ ``numel × element_size`` of the tensors in ``values`` (and in lists/tuples inside it): the
-    bytes an op reads or writes, an *estimate* of its data movement: each tensor once, caches and
-    re-reads ignored; view ops (``aten.t``, ``aten.view``) move nothing and are booked as 0."""
-    total = 0
-    for v in values:
-        if isinstance(v, torch.Tensor):
-            try:
-                n = v.numel()
-                total += (n if type(n) is int else int(n)) * v.element_size()
-            except (RuntimeError, TypeError, ValueError):  # symbolic / nested sizes: unknown, 0
-                pass
-        elif type(v) in _SCALARS:
-            continue
-        elif isinstance(v, (list, tuple)):
-            total += tensor_bytes(v)
-    return total
-
-
-def op_name(func) -> str:
-    """``aten.mm`` style name of an OpOverload (overload dropped)."""
-    return str(func.overloadpacket) if isinstance(func, OpOverload) else str(func)
-
 
 class UnsupportedOpWarning(UserWarning):
     """Some aten ops ran without a counting rule (they are listed in ``report.unsupported``)."""
@@ -164,7 +115,9 @@ class Engine:
     (backward inside the autograd engine, optimizer while ``in_optimizer`` is set, forward inside
     the model — or everywhere when there is no scope — loss otherwise).
 
-    ``module_rules`` and ``ignore``: see :mod:`torch_tos.extensions`. ``write_guard`` (``None``,
+    ``module_rules`` and ``ignore``: see :mod:`torch_tos.extensions`; ``extensions``: the same,
+    already validated (an :class:`~torch_tos.extensions.Extensions`, what :func:`torch_tos.profile`
+    and :class:`~torch_tos.TOsCounter` pass). ``write_guard`` (``None``,
     or a :class:`~torch_tos.writeguard.WriteGuard` that :func:`torch_tos.profile` sets) is told of
     every op before it runs.
 
@@ -180,7 +133,9 @@ class Engine:
 
     def __init__(self, scope: ModuleScope | None = None, *, model: torch.nn.Module | None = None,
                  flops: bool = True, flop_mapping: dict | None = None,
-                 module_rules: dict | None = None, ignore=None):
+                 module_rules: dict | None = None, ignore=None, extensions: Extensions | None = None):
+        if extensions is not None and (module_rules is not None or ignore is not None):
+            raise ValueError("Engine takes extensions= or module_rules=/ignore=, not both")
         if model is not None:
             if scope is not None:
                 raise ValueError("Engine takes scope= or model=, not both")
@@ -199,7 +154,7 @@ class Engine:
         self._resolved: dict = {}
         self._mode: _Dispatch | None = None
         self._dispatched = 0
-        ext = Extensions(ignore, module_rules)
+        ext = extensions if extensions is not None else Extensions(ignore, module_rules)
         self._ignored_ops = frozenset(ext.ops)
         self._ignored_layers, self._ruled_layers, self._ruled = frozenset(), frozenset(), {}
         if ext.has_modules:
@@ -252,19 +207,13 @@ class Engine:
         >>> engine.report().bos
         BOs(add=3, sub=3, mul=0, div=3, root=3)
         """
-        from .report import Report
+        from .reporting import build_report
         from .tables import parse_dtype
 
-        scope = self.scope
-        model = getattr(scope, "model", None)
-        return Report(self.counts, self.unsupported,
-                      types=getattr(scope, "types", None), order=getattr(scope, "order", None),
-                      dtype=parse_dtype(dtype) if dtype is not None else None, table=table,
-                      metadata={"mode": "engine", **(metadata or {})},
-                      params=module_params(model) if model is not None else None,
-                      uncalled=scope.uncalled() if model is not None else None,
-                      own_params=own_params(model) if model is not None else None,
-                      shapes=getattr(scope, "shapes", None))
+        return build_report(self.counts, self.unsupported, self.scope,
+                            model=getattr(self.scope, "model", None),
+                            dtype=parse_dtype(dtype) if dtype is not None else None, table=table,
+                            metadata={"mode": "engine", **(metadata or {})})
 
     # -- where an op belongs ----------------------------------------------------------------
     def _where(self) -> tuple[str, str, bool]:
@@ -309,11 +258,7 @@ class Engine:
             return
         cls, fn = hit
         what = f"module rule {getattr(fn, '__name__', fn)!s} for {cls.__name__} (layer {name!r})"
-        try:
-            value = fn(module, args, output)
-        except Exception as e:  # noqa: BLE001 - re-raised with the rule named
-            raise RuleError(f"{what} failed: {type(e).__name__}: {e}") from e
-        bos = check_bos(value, what)
+        bos = call_rule(fn, (module, args, output), what, failed="failed:")
         in_bw = current_graph_task_id() != -1
         phase = self.phase or ("backward" if in_bw else "optimizer" if self.in_optimizer else "forward")
         op = module_op_name(cls) + (RECOMPUTE_SUFFIX if in_bw else "")

@@ -21,7 +21,8 @@ so all views agree by construction. Pricing into transistor operations is exact
 (:class:`fractions.Fraction`) and done once per ``(group, dtype)`` from the summed integer BOs,
 never once per row (:meth:`Counts.priced`).
 
-Phase names, their order and the pseudo-layer names are defined here and nowhere else.
+The key's vocabulary — phase names and order, pseudo-layer names, how layer names fold and sort —
+is :mod:`torch_tos.countkeys` (re-exported here).
 """
 
 from __future__ import annotations
@@ -29,85 +30,22 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 from functools import lru_cache
-from typing import Callable, Iterable, NamedTuple
+from typing import Callable, Iterable
 
 import torch
 
 from .bos import BO_NAMES, BOs
+from .countkeys import (KEY_FIELDS, LOSS_LAYER, MODEL_LAYER, OPTIMIZER_LAYER, OUTSIDE_LAYER,  # noqa: F401
+                        PHASE_ORDER, PHASES, PSEUDO_LAYER_ORDER, RECOMPUTE_SUFFIX, CountKey,
+                        fold_layer, is_pseudo_layer, is_recompute, layer_and_ancestors,
+                        layer_sort_key, phase_sort_key)
 from .workbins import WORK_BINS, WORK_FIELDS, _merge_hist, _per_call, cap_bins  # noqa: F401 - re-exported
-
-#: The phases of a step, in the order every view lists them.
-PHASES: tuple[str, ...] = ("forward", "loss", "backward", "optimizer")
-PHASE_ORDER: dict[str, int] = {p: i for i, p in enumerate(PHASES)}
-
-#: Pseudo-layers for work that runs outside the model's modules.
-LOSS_LAYER = "(loss)"
-OPTIMIZER_LAYER = "(optimizer)"
-OUTSIDE_LAYER = "(outside)"
-#: How the root module (layer ``""``) is shown in tables.
-MODEL_LAYER = "(model)"
-PSEUDO_LAYER_ORDER: dict[str, int] = {LOSS_LAYER: 0, OPTIMIZER_LAYER: 1, OUTSIDE_LAYER: 2}
-#: Appended to the op name of work an activation-checkpointing recompute re-runs
-#: (``"aten.mm (recompute)"``, booked in the backward phase under the module that re-ran).
-RECOMPUTE_SUFFIX = " (recompute)"
-
-
-def is_recompute(op: str) -> bool:
-    return op.endswith(RECOMPUTE_SUFFIX)
 
 #: The named integer fields of a row, in storage order.
 FIELDS: tuple[str, ...] = (*BO_NAMES, "calls", "flops", "bytes")
-KEY_FIELDS: tuple[str, ...] = ("layer", "phase", "dtype", "op")
 N_BOS = len(BO_NAMES)
 CALLS, FLOPS, BYTES = FIELDS.index("calls"), FIELDS.index("flops"), FIELDS.index("bytes")
 _N = len(FIELDS)
-
-
-class CountKey(NamedTuple):
-    """Where counts belong: the layer (module path or pseudo-layer), the phase, the dtype the op
-    computed in, and the aten op's name (``"aten.mm"``)."""
-
-    layer: str
-    phase: str
-    dtype: torch.dtype
-    op: str
-
-
-def phase_sort_key(phase: str):
-    return (PHASE_ORDER.get(phase, len(PHASES)), phase)
-
-
-def is_pseudo_layer(layer: str) -> bool:
-    return layer.startswith("(")
-
-
-def fold_layer(layer: str, depth: int | None) -> str:
-    """``layer`` folded into its ancestor at ``depth`` (torchinfo's ``depth``); pseudo-layers and
-    the root stay as they are."""
-    if depth is None or not layer or is_pseudo_layer(layer):
-        return layer
-    return ".".join(layer.split(".")[:depth])
-
-
-def layer_and_ancestors(layer: str) -> list[str]:
-    """``"a.b.c"`` → ``["", "a", "a.b", "a.b.c"]`` (fvcore's inclusive per-module view); a
-    pseudo-layer is only itself."""
-    if is_pseudo_layer(layer):
-        return [layer]
-    parts = layer.split(".") if layer else []
-    return [".".join(parts[:i]) for i in range(len(parts) + 1)]
-
-
-def layer_sort_key(order: dict[str, int]) -> Callable[[str], tuple]:
-    """Sort key for layers: model order (``order`` maps module path → position) first, then the
-    pseudo-layers ``(loss)``, ``(optimizer)``, ``(outside)``, then anything else by name."""
-
-    def key(layer: str):
-        if layer in order:
-            return (0, order[layer], layer)
-        return (1, PSEUDO_LAYER_ORDER.get(layer, len(PSEUDO_LAYER_ORDER)), layer)
-
-    return key
 
 
 class Counts:
@@ -256,20 +194,8 @@ class Counts:
         """Sum rows over everything but the key fields ``by`` (names from :data:`KEY_FIELDS`):
         ``{(values of by...): [add, sub, mul, div, root, calls, flops, bytes]}``. With ``depth``,
         layers are first folded to that depth (:func:`fold_layer`)."""
-        idx = key_indices(by)
-        acc: dict[tuple, list[int]] = {}
-        fold = depth is not None and 0 in idx
-        for key, row in self.rows.items():
-            if fold:
-                key = (fold_layer(key[0], depth), *key[1:])
-            g = tuple(key[i] for i in idx)
-            a = acc.get(g)
-            if a is None:
-                acc[g] = list(row)
-            else:
-                for i in range(_N):
-                    a[i] += row[i]
-        return acc
+        key_indices(by)  # an unknown field is an error naming the accepted ones
+        return regroup(self.rows, KEY_FIELDS, by, depth)
 
     # -- totals -----------------------------------------------------------------------------
     def total(self) -> list[int]:

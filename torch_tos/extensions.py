@@ -1,20 +1,26 @@
 """User extensions on the engine side: module-class rules and ignored ops or modules.
 
 ``module_rules={MyBlock: fn}`` (thop's ``custom_ops``): ``fn(module, args, output)`` returns the
-:class:`~torch_tos.bos.BOs` (or 5 non-negative integers ``add, sub, mul, div, root``) of one call
-of a module of that class (or of a subclass; the nearest class in the MRO wins). The rule *replaces*
-the counting of the module's forward: the aten ops running inside it in forward (and in an
-activation-checkpointing recompute) are not counted; the rule's BOs are booked under the module's
-name as the op ``module:MyBlock``, in the dtype of its first floating-point input (else its
-output), with no FLOPs. Its backward is still counted op by op (the rule prices the forward only,
-as thop does). In a ruled module nested inside another ruled module only the outer rule applies.
+:class:`~torch_tos.bos.BOs` (or 5 non-negative integers ``add, sub, mul, div, root``, or a dict of
+some of them) of one call of a module of that class (or of a subclass; the nearest class in the MRO
+wins). The rule *replaces* the counting of the module's forward: the aten ops running inside it in
+forward (and in an activation-checkpointing recompute) are not counted; the rule's BOs are booked
+under the module's name as the op ``module:MyBlock``, in the dtype of its first floating-point input
+(else its output), with no FLOPs. Its backward is still counted op by op (the rule prices the
+forward only, as thop does). In a ruled module nested inside another ruled module only the outer
+rule applies.
 
 ``ignore=[...]`` (fvcore's ``set_op_handle(name, None)``, ptflops' ``ignore_modules``): an op
 (``torch.ops.aten.add``, one of its overloads, or the name ``"aten.add"``) runs and counts nothing,
 and is not reported as unsupported; a module class (every instance) or a module instance counts
 nothing, submodules included, in every phase (forward, backward, recompute).
 
-A rule that raises, or returns anything but BOs, is an error naming the module class and layer.
+A rule that raises, or returns anything but BOs, is an error naming the module class and layer
+(:func:`~torch_tos.rules.extend.call_rule`, the one path every user rule is called through).
+
+Validation happens once, when an :class:`Extensions` is built (by :func:`torch_tos.profile`,
+:class:`~torch_tos.TOsCounter` or an :class:`~torch_tos.Engine` given ``ignore`` /
+``module_rules``); the engines those build receive it as ``extensions=`` and check nothing again.
 """
 
 from __future__ import annotations
@@ -22,29 +28,12 @@ from __future__ import annotations
 import torch
 
 from ._compat import OpOverload, OpOverloadPacket
-from .bos import BOs
-from .rules.extend import RuleError  # noqa: F401 - one error type for every user rule
+from .rules.extend import RuleError, call_rule  # noqa: F401 - one error type and one call path for every user rule
 
 
 def module_op_name(cls: type) -> str:
     """The op name a module-class rule's BOs are booked under: ``module:MyBlock``."""
     return f"module:{cls.__name__}"
-
-
-def check_bos(value, what: str) -> tuple[int, int, int, int, int]:
-    """``value`` as 5 non-negative integers, or a :class:`RuleError` naming ``what``."""
-    if isinstance(value, BOs):
-        return tuple(value)
-    try:
-        items = tuple(value)
-        ok = len(items) == 5 and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
-                                     for v in items)
-    except TypeError:
-        ok = False
-    if not ok:
-        raise RuleError(f"{what} returned {value!r}; expected BOs(add, sub, mul, div, root) or 5 "
-                        f"non-negative integers")
-    return items
 
 
 def _resolve_op_name(name: str):

@@ -54,7 +54,6 @@ installs back to the methods they stand for (the training counter's tracer reads
 
 from __future__ import annotations
 
-import importlib
 import math
 import sys
 import threading
@@ -66,6 +65,7 @@ from torch.overrides import TorchFunctionMode
 
 from . import _compat
 from .cpu_shapes import grouped_mm_shape
+from .plugins import Plugins
 
 aten = torch.ops.aten
 
@@ -196,11 +196,9 @@ def _install():
 
 # -- meta adaptations registered by integrations --------------------------------------------------
 
-#: name → a function returning the context every counting context enters (registered by integrations)
-_ADAPTATIONS: dict[str, Callable[[], ContextManager]] = {}
-#: library module → the module that registers its adaptation, imported when a counting context
-#: opens after the library has been imported
-_AUTOLOAD: dict[str, str] = {}
+#: name → a function returning the context every counting context enters (registered by
+#: integrations), and the integration module to import once its library has been imported
+_ADAPTATIONS = Plugins("meta adaptation", expects=" returning a context manager")
 #: method wrapper an adaptation installs → the method it stands in for (a ``TorchFunctionMode``
 #: that keys calls by function maps the wrapper back: the same call with and without an Engine)
 STANDS_FOR: dict = {}
@@ -209,29 +207,19 @@ STANDS_FOR: dict = {}
 def register_meta_adaptation(name: str, adaptation: Callable[[], ContextManager]) -> None:
     """Enter ``adaptation()`` in every counting context opened from now on, in its thread (an
     integration registers itself when imported; registering ``name`` again replaces it)."""
-    if not callable(adaptation):
-        raise TypeError(f"meta adaptation {name!r} must be a callable returning a context manager, "
-                        f"got {type(adaptation).__name__}")
-    _ADAPTATIONS[str(name)] = adaptation
+    _ADAPTATIONS.register(name, adaptation)
 
 
 def unregister_meta_adaptation(name: str) -> None:
     """Stop entering the adaptation registered as ``name`` (no error if there is none)."""
-    _ADAPTATIONS.pop(str(name), None)
+    _ADAPTATIONS.unregister(name)
 
 
 def autoload_meta_adaptation(library: str, module: str) -> None:
     """When ``library`` (a module name, ``"transformers.masking_utils"``) has been imported by the
     time a counting context opens, import ``module`` first: it registers its adaptation on import.
     Neither is imported before that."""
-    _AUTOLOAD[str(library)] = str(module)
-
-
-def _adaptations() -> list:
-    for library, module in list(_AUTOLOAD.items()):
-        if library in sys.modules and module not in sys.modules:
-            importlib.import_module(module)
-    return list(_ADAPTATIONS.values())
+    _ADAPTATIONS.autoload(library, module)
 
 
 # -- autocast on meta: the CPU's cast policy -----------------------------------------------------
@@ -317,7 +305,7 @@ def kernel_choices():
     _LOCAL.depth = getattr(_LOCAL, "depth", 0) + 1
     try:
         with ExitStack() as stack:
-            for adaptation in _adaptations():  # registered by integrations (register_meta_adaptation)
+            for adaptation in _ADAPTATIONS.current():  # registered by integrations (register_meta_adaptation)
                 stack.enter_context(adaptation())
             if torch.is_autocast_enabled("cpu"):
                 if not _POLICY:

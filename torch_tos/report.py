@@ -8,25 +8,27 @@ of that table, priced with :meth:`Counts.priced`-style exact pricing: TOs are
 :class:`fractions.Fraction` values computed once per ``(group, dtype)`` from the summed integer
 BOs, never once per op row. Groups and their prices are computed on first use and kept, so reading
 several views of one report costs one pass each.
+
+The class is three concerns: the count views here, the energy views with a law
+(:class:`~torch_tos.reportenergy.EnergyViews`) and the exports — text table, DataFrame, JSON,
+figure, HTML (:class:`~torch_tos.reportexport.Exports`). Reports are built by one factory,
+:func:`torch_tos.reporting.build_report`.
 """
 
 from __future__ import annotations
 
-import copy
-import json
 from dataclasses import dataclass
 from fractions import Fraction
 
 import torch
 
 from .bos import BO_NAMES, BOs
-from .counts import (BYTES, CALLS, FIELDS, FLOPS, N_BOS, Counts, fold_layer, is_recompute,
-                     key_indices, layer_and_ancestors, layer_sort_key, phase_sort_key, price_groups,
-                     regroup)
+from .counts import (BYTES, CALLS, FIELDS, FLOPS, N_BOS, Counts, is_recompute, layer_and_ancestors,
+                     layer_sort_key, phase_sort_key, price_groups, regroup)
+from .reportenergy import EnergyViews, check_law  # noqa: F401 - check_law re-exported
+from .reportexport import COLUMNS, Exports  # noqa: F401 - COLUMNS re-exported
 from .tables import DEFAULT_TABLE, TransistorTable, dtype_name
 
-#: Columns of :meth:`Report.rows` / :meth:`Report.to_dataframe`.
-COLUMNS = ["layer", "type", "phase", "dtype", *BO_NAMES, "tos", "flops"]
 #: Columns of :meth:`Report.by_op`.
 OP_COLUMNS = ["op", "calls", *BO_NAMES, "tos", "flops", "bytes", "recompute"]
 
@@ -53,16 +55,7 @@ class UnsupportedOp:
     calls: int
 
 
-def check_law(law):
-    """``law`` if it has the cost-model interface a Report reads (``price(counts, steps=1)``, as
-    :class:`torch_tos.energy.CostModel` has), else a clear error."""
-    if not callable(getattr(law, "price", None)):
-        raise TypeError(f"law must be a cost model with price(counts) (torch_tos.energy.load_law('law.json') or "
-                        f"torch-tos calibrate); {type(law).__name__} has none")
-    return law
-
-
-class Report:
+class Report(EnergyViews, Exports):
     """Counts of one profiled run. ``print(report)`` shows the per-layer table.
 
     Attributes: ``counts`` (the :class:`~torch_tos.counts.Counts` table every view reads; treat it
@@ -146,65 +139,6 @@ class Report:
                 table=self.transistor_table)
         return hit
 
-    # -- energy (with a law) ----------------------------------------------------------------
-    def with_law(self, law) -> "Report":
-        """This report with a cost model (:class:`torch_tos.energy.CostModel`): rows, the table, the
-        DataFrame and the JSON gain a ``joules`` column. The prediction is ``law.price`` of this
-        report's counts for one step — the function ``law.predict`` also calls, so the two agree;
-        the per-step and per-run joules no layer owns are the table's ``(overhead)`` line."""
-        new = copy.copy(self)
-        new.law = check_law(law)
-        new._cache = {k: v for k, v in self._cache.items()
-                      if not (isinstance(k, tuple) and k[0] in ("joules", "rows", "law"))}
-        return new
-
-    @property
-    def prediction(self):
-        """The law's :class:`~torch_tos.energy.Prediction` of one step of these counts (joules and
-        seconds with intervals, per layer); ``None`` without a law."""
-        if self.law is None:
-            return None
-        hit = self._cache.get(("law", "prediction"))
-        if hit is None:
-            hit = self._cache[("law", "prediction")] = self.law.price(self._view, steps=1, types=self._types,
-                                                                      report=self)
-        return hit
-
-    def _joules_rows(self) -> dict[tuple, float]:
-        return {k: j for k, (j, _s) in self.prediction.by_row.items()}
-
-    def _joules(self, *by: str, depth: int | None = None) -> dict[tuple, float]:
-        key = ("joules", by, depth)
-        hit = self._cache.get(key)
-        if hit is None:
-            idx = key_indices(by)
-            hit = {}
-            for k, j in self._joules_rows().items():
-                if depth is not None:
-                    k = (fold_layer(k[0], depth), *k[1:])
-                g = tuple(k[i] for i in idx)
-                hit[g] = hit.get(g, 0.0) + j
-            self._cache[key] = hit
-        return hit
-
-    @property
-    def overhead_joules(self) -> float | None:
-        """The law's per-step and per-run joules no layer owns (``None`` without a law)."""
-        return float(self.prediction.fixed_joules) if self.law is not None else None
-
-    @property
-    def joules(self) -> float | None:
-        """Predicted joules of the step: every row's joules plus the overhead (``None`` without a
-        law)."""
-        return float(self.prediction.joules) if self.law is not None else None
-
-    def joules_by_phase(self) -> dict[str, float]:
-        """Variable joules per phase (the overhead is not split over phases); empty without a law."""
-        if self.law is None:
-            return {}
-        j = self._joules("phase")
-        return {p: j.get((p,), 0.0) for p in self.phases}
-
     def _total(self) -> list[int]:
         return self._group().get((), [0] * len(FIELDS))
 
@@ -247,20 +181,26 @@ class Report:
     def by_module(self, phases=None) -> dict[str, BOs]:
         """fvcore-style: BOs per module *including* its submodules (``""`` is the whole model);
         pseudo-layers (``(loss)``, ``(optimizer)``) stand beside it. ``phases`` restricts to those."""
+        sort = self._layer_sort
+        return {k: BOs(*v) for (k,), v in sorted(self._inclusive(phases).items(), key=lambda kv: sort(kv[0][0]))}
+
+    def _inclusive(self, phases, *extra: str) -> dict[tuple, list[int]]:
+        """BOs per ``(module, *extra)``, each module *including* its submodules, over ``phases``
+        (``None``: all)."""
         keep = None if phases is None else set(phases)
-        acc: dict[str, list] = {}
-        for (layer, phase), row in self._group("layer", "phase").items():
+        acc: dict[tuple, list[int]] = {}
+        for (layer, phase, *rest), row in self._group("layer", "phase", *extra).items():
             if keep is not None and phase not in keep:
                 continue
             for name in layer_and_ancestors(layer):
-                a = acc.get(name)
+                k = (name, *rest)
+                a = acc.get(k)
                 if a is None:
-                    acc[name] = list(row[:N_BOS])
+                    acc[k] = list(row[:N_BOS])
                 else:
                     for i in range(N_BOS):
                         a[i] += row[i]
-        sort = self._layer_sort
-        return {k: BOs(*v) for k, v in sorted(acc.items(), key=lambda kv: sort(kv[0]))}
+        return acc
 
     def by_op(self):
         """DataFrame: one row per aten op (summed over layers), with calls, BOs, TOs, FLOPs,
@@ -277,22 +217,11 @@ class Report:
     def by_module_and_op(self, phases=None) -> dict[str, dict[str, BOs]]:
         """fvcore's ``by_module_and_operator``: ``{module: {op: BOs}}``, each module *including*
         its submodules (``""`` is the whole model); ``phases`` restricts to those phases."""
-        keep = None if phases is None else set(phases)
-        acc: dict[str, dict[str, list]] = {}
-        for (layer, phase, op), row in self._group("layer", "phase", "op").items():
-            if keep is not None and phase not in keep:
-                continue
-            for name in layer_and_ancestors(layer):
-                ops = acc.setdefault(name, {})
-                a = ops.get(op)
-                if a is None:
-                    ops[op] = list(row[:N_BOS])
-                else:
-                    for i in range(N_BOS):
-                        a[i] += row[i]
+        acc: dict[str, dict[str, BOs]] = {}
+        for (name, op), v in self._inclusive(phases, "op").items():
+            acc.setdefault(name, {})[op] = BOs(*v)
         sort = self._layer_sort
-        return {k: {op: BOs(*v) for op, v in ops.items()}
-                for k, ops in sorted(acc.items(), key=lambda kv: sort(kv[0]))}
+        return dict(sorted(acc.items(), key=lambda kv: sort(kv[0])))
 
     def uncalled_modules(self) -> set[str]:
         """Names of the model's modules that never ran (fvcore's ``uncalled_modules``); a shared
@@ -336,58 +265,6 @@ class Report:
                 row["joules"] = joules.get(k, 0.0)
             out.append(row)
         return out
-
-    def to_dataframe(self, depth: int | None = None):
-        """pandas DataFrame, one row per layer × phase × dtype: ``layer, type, phase, dtype, add,
-        sub, mul, div, root, tos, flops`` (``depth`` folds deeper submodules into their ancestor)."""
-        import pandas as pd
-
-        return pd.DataFrame(self.rows(depth), columns=COLUMNS + (["joules"] if self.law is not None else []))
-
-    def table(self, depth="auto", *, full: bool = False, exact: bool = False, all_rows: bool = False,
-              max_rows: int = 30) -> str:
-        """The text table ``print(report)`` shows (:mod:`torch_tos.display`): one row per layer
-        with type, output shape, parameters, BOs, TOs, share of the TOs and FLOPs, then the totals
-        per phase. ``depth``: ``"auto"`` (the depth that fits ``max_rows``, repeated blocks
-        merged), an int (torchinfo's ``depth``) or None (every layer); ``full=True``: one row per
-        layer, phase and dtype; ``exact=True``: exact counts; ``all_rows=True``: nothing folded."""
-        from .display import render_table
-
-        return render_table(self, depth, full=full, exact=exact, all_rows=all_rows, max_rows=max_rows)
-
-    def to_dict(self) -> dict:
-        phases = {p: {"bos": t.bos.to_dict(), "tos": t.tos, "flops": t.flops}
-                  for p, t in self.by_phase().items()}
-        total = {"bos": self.bos.to_dict(), "tos": self.tos, "flops": self.flops}
-        if self.law is not None:
-            for p, j in self.joules_by_phase().items():
-                phases[p]["joules"] = j
-            total.update(joules=self.joules, overhead_joules=self.overhead_joules)
-        return {
-            "total": total,
-            "phases": phases,
-            "rows": self.rows(),
-            "unsupported": [u.__dict__ for u in self.unsupported],
-            "metadata": self.metadata,
-        }
-
-    def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent, default=str)
-
-    # -- pictures ---------------------------------------------------------------------------
-    def plot(self, path=None, **kwargs):
-        """Where the cost goes (matplotlib): ``report.plot("r18.png")`` saves the figure there, as
-        ``Figure.savefig`` would, and returns it; see :func:`torch_tos.plotting.plot_report`."""
-        from .plotting import plot_report
-
-        return plot_report(self, path=path, **kwargs)
-
-    def to_html(self, *args, **kwargs) -> str:
-        """One self-contained HTML page: totals, the table, the figure; see
-        :func:`torch_tos.html.report_html`."""
-        from .html import report_html
-
-        return report_html(self, *args, **kwargs)
 
     # -- display ----------------------------------------------------------------------------
     def __str__(self) -> str:

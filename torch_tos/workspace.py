@@ -46,7 +46,7 @@ import warnings
 
 import torch
 
-from ._compat import default_foreach, disable_current_modes, tree_leaves
+from ._compat import default_foreach, disable_current_modes, own_buffers, tensor_version, tree_leaves
 from .copying import Shadows, copy_tensor
 from .sharded import is_dtensor, meta_dtensor
 from .writeguard import WriteGuard
@@ -91,9 +91,8 @@ def _module_flags(modules) -> tuple[dict[int, bool], set[int]]:
     out: dict[int, bool] = {}
     written: set[int] = set()
     for m in modules:
-        for b in m._buffers.values():
-            if b is not None:
-                out[id(b)] = out.get(id(b), False) or m.training
+        for b in own_buffers(m):
+            out[id(b)] = out.get(id(b), False) or m.training
         if isinstance(m, _EMBEDDINGS) and m.max_norm is not None:
             written.add(id(m.weight))
     return out, written
@@ -150,7 +149,7 @@ class Workspace:
         elif kind == "buffer" and self._train_buffers.get(id(t), False):
             return copy_tensor(t)
         else:
-            self._shared.append((t, None if t.is_inference() else t._version))
+            self._shared.append((t, None if t.is_inference() else tensor_version(t)))
             if not (kind == "param" and self.training and t.requires_grad):
                 return t
             with torch.no_grad():  # same storage, a version counter of its own (a loop stepping
@@ -212,7 +211,7 @@ class Workspace:
         self._handles.clear()
         self._grad_meta.clear()
         restored = self._guard.restore()
-        changed = [t for t, version in self._shared if version is not None and t._version != version
+        changed = [t for t, version in self._shared if version is not None and tensor_version(t) != version
                    and t.untyped_storage().data_ptr() not in restored]
         self._shared.clear()
         if changed:

@@ -3,13 +3,10 @@ the meter options, the meter's description, results-file repairs reported as war
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import sys
-import warnings
 
 from ..energy.meters import METERS, Meter, MeterUnavailable
-from .errors import CLIError
+from .errors import CLIError, warnings_as_lines
 
 
 def parse_int_list(text, what):
@@ -45,22 +42,12 @@ def meter_lines(meter: Meter) -> list[str]:
     return lines
 
 
-@contextlib.contextmanager
 def repairs_reported():
-    """Print each repair of a results file as one ``torch-tos: warning:`` line on stderr, at once."""
+    """Print each repair of a results file as one ``torch-tos: warning:`` line on stderr, at once
+    (:func:`~.errors.warnings_as_lines` for :class:`~torch_tos.energy.runfile.ResultFileRepaired`)."""
     from ..energy.runfile import ResultFileRepaired
 
-    def show(message, category, filename, lineno, file=None, line=None):
-        if issubclass(category, ResultFileRepaired):
-            print(f"torch-tos: warning: {message}", file=sys.stderr, flush=True)
-        else:
-            previous(message, category, filename, lineno, file, line)
-
-    with warnings.catch_warnings():  # restores the filters and showwarning on exit
-        previous = warnings.showwarning
-        warnings.simplefilter("always", ResultFileRepaired)
-        warnings.showwarning = show
-        yield
+    return warnings_as_lines(ResultFileRepaired)
 
 
 def common_options(p, meter_default="auto"):

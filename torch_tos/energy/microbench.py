@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import torch
 from .._compat import OpOverload, TorchDispatchMode
-from ..counter import op_name
+from ..opcalls import op_name
 from .benchsuite import WORKLOADS, Workload
 from .device import DTYPES, Device
 from .opclasses import op_class, table_class

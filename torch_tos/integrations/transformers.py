@@ -44,6 +44,7 @@ import torch
 
 from ..training import TOsCounter
 from . import hf_meta  # noqa: F401  (registers transformers' meta adaptation with the engine)
+from ._compat_hf import auto_builds, model_builder
 
 __all__ = ["TOsTrainerCallback", "build_from_config", "hf_loss", "load_config"]
 
@@ -108,10 +109,10 @@ def _model_class(config):
     for arch in getattr(config, "architectures", None) or ():
         cls = getattr(transformers, arch, None)
         if cls is not None:
-            return cls.from_config if hasattr(cls, "from_config") else cls._from_config
+            return model_builder(cls)
     for head in _HEADS:
         auto = getattr(transformers, head)
-        if type(config) in auto._model_mapping:
+        if auto_builds(auto, config):
             return auto.from_config
     raise ValueError(f"no transformers model class for {type(config).__name__}")
 

@@ -56,8 +56,10 @@ def _packet(op):
                      "torch.ops.<namespace>.<name>[.<overload>], or a 'namespace::name[.overload]' string")
 
 
-def as_bos(value, op_label: str) -> BOs:
-    """A rule's return value as BOs, or a :class:`RuleError` naming the op."""
+def as_bos(value, what: str) -> BOs:
+    """A user rule's return value as BOs, or a :class:`RuleError` starting with ``what`` (the rule
+    and where it ran). Accepted: :class:`BOs`, 5 non-negative integers ``add, sub, mul, div,
+    root``, or a dict of some of them — for operator rules and module-class rules alike."""
     try:
         if isinstance(value, BOs):
             bos = value
@@ -68,27 +70,34 @@ def as_bos(value, op_label: str) -> BOs:
         else:
             bos = None
     except (TypeError, ValueError):  # BOs refuses negative or non-integer counts
-        raise RuleError(f"torch_tos: the counting rule for {op_label} returned {value!r}; every count "
-                        "must be a non-negative integer") from None
+        raise RuleError(f"{what} returned {value!r}; every count must be a non-negative integer") from None
     if bos is None:
-        raise RuleError(f"torch_tos: the counting rule for {op_label} returned {value!r}; expected "
-                        "BOs(add, sub, mul, div, root), 5 non-negative integers, or a dict of them")
+        raise RuleError(f"{what} returned {value!r}; expected BOs(add, sub, mul, div, root), 5 "
+                        "non-negative integers, or a dict of them")
     if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in bos):
-        raise RuleError(f"torch_tos: the counting rule for {op_label} returned {value!r}; every count "
-                        "must be a non-negative integer")
+        raise RuleError(f"{what} returned {value!r}; every count must be a non-negative integer")
     return bos
 
 
+def call_rule(rule: Callable, args: tuple, what: str, kwargs: dict | None = None,
+              failed: str = "raised") -> BOs:
+    """``rule(*args, **kwargs)`` as checked BOs: the one path every user rule (operator or module class) is
+    called through. A failure of the rule is a :class:`RuleError` ``"<what> <failed> <error>"``;
+    a wrong return value one from :func:`as_bos`."""
+    try:
+        value = rule(*args, **(kwargs or {}))
+    except RuleError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure of user code, reported with the rule
+        raise RuleError(f"{what} {failed} {type(exc).__name__}: {exc}") from exc
+    return as_bos(value, what)
+
+
 def _checked(rule: Callable, op_label: str) -> Callable:
+    what = f"torch_tos: the counting rule for {op_label}"
+
     def checked(out, *args, **kwargs) -> BOs:
-        try:
-            value = rule(out, *args, **kwargs)
-        except RuleError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - any failure of user code, reported with the op
-            raise RuleError(f"torch_tos: the counting rule for {op_label} raised "
-                            f"{type(exc).__name__}: {exc}") from exc
-        return as_bos(value, op_label)
+        return call_rule(rule, (out, *args), what, kwargs)
 
     checked.__doc__ = rule.__doc__ or f"User rule for {op_label}."
     checked.__wrapped__ = rule  # type: ignore[attr-defined]

@@ -33,13 +33,13 @@ root declares DeepSpeed's), and the module registers its adapter with
 
 from __future__ import annotations
 
-import importlib
-import sys
 import threading
 from contextlib import contextmanager
 from typing import Protocol
 
 import torch
+
+from ..plugins import Plugins
 
 __all__ = ["EngineStep", "Marks", "StepAdapter", "autoload_step_adapter", "register_step_adapter",
            "step_adapter", "unregister_step_adapter"]
@@ -116,38 +116,32 @@ class EngineStep:
         return getattr(self._optimizer, "param_groups", []) if self._optimizer is not None else []
 
 
-_ADAPTERS: dict[str, StepAdapter] = {}
-_AUTOLOAD: dict[str, str] = {}
+#: name → the StepAdapter registered by an integration, and the integration to import once its
+#: library has been imported
+_ADAPTERS = Plugins("step adapter", needs=("claims", "check_optimizer", "describe", "step_state", "attach"),
+                    expects=" (see torch_tos.training.adapters.StepAdapter)")
 
 
 def register_step_adapter(name: str, adapter: StepAdapter) -> None:
     """Let every counter made from now on follow the engines ``adapter`` claims (registering
     ``name`` again replaces it)."""
-    missing = [m for m in ("claims", "check_optimizer", "describe", "step_state", "attach")
-               if not callable(getattr(adapter, m, None))]
-    if missing:
-        raise TypeError(f"step adapter {name!r} lacks {', '.join(missing)} (see "
-                        "torch_tos.training.adapters.StepAdapter)")
-    _ADAPTERS[str(name)] = adapter
+    _ADAPTERS.register(name, adapter)
 
 
 def unregister_step_adapter(name: str) -> None:
     """Forget the adapter registered as ``name`` (no error if there is none)."""
-    _ADAPTERS.pop(str(name), None)
+    _ADAPTERS.unregister(name)
 
 
 def autoload_step_adapter(library: str, module: str) -> None:
     """When ``library`` has been imported by the time a counter is made, import ``module`` first
     (it registers its adapter on import). Neither is imported before that."""
-    _AUTOLOAD[str(library)] = str(module)
+    _ADAPTERS.autoload(library, module)
 
 
 def step_adapter(model) -> StepAdapter | None:
     """The adapter that claims ``model``, or ``None`` (a plain module: optimizer hooks suffice)."""
-    for library, module in list(_AUTOLOAD.items()):
-        if library in sys.modules and module not in sys.modules:
-            importlib.import_module(module)
-    for adapter in list(_ADAPTERS.values()):
+    for adapter in _ADAPTERS.current():
         if adapter.claims(model):
             return adapter
     return None

@@ -54,11 +54,11 @@ import weakref
 
 import torch
 
-from ..attribution import module_params, own_params
 from ..counter import warn_unsupported
-from ..counts import OPTIMIZER_LAYER, Counts
+from ..counts import Counts
 from ..extensions import Extensions
 from ..report import Report
+from ..reporting import build_report
 from ..tables import DEFAULT_TABLE, TransistorTable
 from ..validation import (check_count, check_dtype, check_meter, check_model, check_optimizer,
                           check_table)
@@ -100,8 +100,8 @@ class TOsCounter:
                  flop_mapping: dict | None = None, history: int | None = 1000,
                  module_rules: dict | None = None, ignore=None):
         self.model = check_model(model)
-        Extensions(ignore, module_rules).layers(self.model)  # bad rules or ignores: fail here
-        self._extensions = {"module_rules": module_rules, "ignore": ignore}
+        self._extensions = Extensions(ignore, module_rules)  # validated here, once
+        self._extensions.layers(self.model)  # an ignored instance outside the model: fail here
         self._adapter = step_adapter(self.model)  # an engine that owns its optimizer step (.adapters)
         self.optimizer = (check_optimizer(optimizer) if self._adapter is None
                           else self._adapter.check_optimizer(self.model, optimizer))
@@ -125,7 +125,8 @@ class TOsCounter:
         self._records = History(self.history)
         self._cache = StepCache(self.cache, self.table, self.dtype)
         self._scope = CounterScope(self.model, threading.get_ident())
-        self._engine = CounterEngine(self._scope, flop_mapping=self._flop_mapping, **self._extensions)
+        self._engine = CounterEngine(self._scope, flop_mapping=self._flop_mapping,
+                                     extensions=self._extensions)
         adapter, followed = self._adapter, self.optimizer
         if adapter is not None:
             followed = EngineStep(adapter.step_state(self.model))
@@ -286,18 +287,15 @@ class TOsCounter:
             counts.merge(summary.counts, n)
             for k, v in summary.unsupported.items():
                 unsupported[k] = unsupported.get(k, 0) + v * n
-        types = dict(self._scope.types)
         optimizers = ", ".join(sorted(self._tracker.optimizer_types))
-        if optimizers:
-            types[OPTIMIZER_LAYER] = optimizers
         kinds = sorted({s.kind for s in uses}, key=KINDS.index)
         meta = {"mode": "+".join(kinds) if kinds else None, "model": type(self.model).__name__,
                 "steps": sum(uses.values()), "step": first, "source": "TOsCounter"}
         if optimizers:
             meta["optimizer"] = optimizers
-        return Report(counts, unsupported, types=types, order=self._scope.order, dtype=self.dtype,
-                      table=self.table, metadata=meta, params=module_params(self.model),
-                      own_params=own_params(self.model), shapes=self._scope.shapes)
+        return build_report(counts, unsupported, self._scope, model=self.model, dtype=self.dtype,
+                            table=self.table, metadata=meta, optimizer=optimizers or None,
+                            uncalled=False)
 
     def to_dataframe(self):
         """pandas DataFrame, one row per kept step, columns :data:`STEP_COLUMNS`."""

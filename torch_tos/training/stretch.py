@@ -46,7 +46,7 @@ import warnings
 import torch
 
 from .._compat import (OPTIMIZER_GLOBAL_PRE_HOOKS, OPTIMIZER_STEP_CODE, WRAPPED_CALL_CODE,
-                       torch_function_stack_len)
+                       forward_hook_dicts, optimizer_step_pre_hooks, torch_function_stack_len)
 from .bytecode import SUPPORTED, exception_outcomes, instruction_offset, read_stretch, with_handler
 from .hooks import Hook
 from .stretchkey import LOSS_FUNCTIONS, LOSS_MODULES, _reader, _Unresolved  # noqa: F401
@@ -92,10 +92,10 @@ class StretchWatch:
         tracer after the forward), else learned when ``step()`` arrives where the code says."""
         if not self.enabled or _gettrace() or _getprofile() or _exc_info()[0] or torch_function_stack_len():
             return
-        model = self.tracker.model
-        if len(model._forward_pre_hooks) != 1:  # a pre-hook of the loop's runs after the counter's
+        hooks = forward_hook_dicts(self.tracker.model)
+        if hooks is None or len(hooks[0]) != 1:  # a pre-hook of the loop's runs after the counter's
             return  # (prepended) one, which reads the values: it could change them
-        for h in model._forward_hooks.values():  # so does a forward hook of the loop's
+        for h in hooks[1].values():  # so does a forward hook of the loop's
             if not isinstance(h, Hook) and getattr(h, "__self__", None) is not self.tracker.scope:
                 return
         try:
@@ -191,7 +191,7 @@ class StretchWatch:
             return False
         if "step" in opt.__dict__ or getattr(type(opt).step, "__code__", None) is not OPTIMIZER_STEP_CODE:
             return False
-        for first in (OPTIMIZER_GLOBAL_PRE_HOOKS or opt._optimizer_step_pre_hooks):
+        for first in (OPTIMIZER_GLOBAL_PRE_HOOKS or optimizer_step_pre_hooks(opt) or ()):
             return first in self.hook_ids
         return False
 

@@ -31,6 +31,7 @@ import types
 
 import torch
 
+from .._compat import module_call_impl
 from .signature import tensor_sig
 
 __all__ = ["LOSS_MODULES", "LOSS_FUNCTIONS"]
@@ -59,7 +60,7 @@ _Tensor, _Parameter, _Module = torch.Tensor, _nn.Parameter, _nn.Module
 _PLAIN = frozenset((type(None), bool, int, float, str, torch.dtype, torch.device))
 _BACKWARD = torch.Tensor.backward
 _MODULE_GETATTR = _Module.__getattr__
-_MODULE_CALL, _MODULE_CALL_IMPL = _Module.__call__, _Module._call_impl
+_MODULE_CALL, _MODULE_CALL_IMPL = _Module.__call__, module_call_impl()
 _OBJECT_GETATTRIBUTE = object.__getattribute__
 _HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 
@@ -153,7 +154,7 @@ def _module_state(m) -> tuple:
     # the functional loss it reads from F and Module's call path all as imported
     if "forward" in d or d.get("_compiled_call_impl") is not None or t.forward is not forward or \
             getattr(_LOSS_NS["F"], name, None) is not function or t.__call__ is not _MODULE_CALL or \
-            _Module._call_impl is not _MODULE_CALL_IMPL:
+            module_call_impl() is not _MODULE_CALL_IMPL:
         raise _Unresolved("code")
     names = _STATE_NAMES.get(t)
     if names is None:

@@ -34,7 +34,7 @@ from __future__ import annotations
 import torch
 from torch.overrides import TorchFunctionMode
 
-from .._compat import C_SET_GRAD_ENABLED, global_module_hooks_set, sequence_nr
+from .._compat import C_SET_GRAD_ENABLED, global_module_hooks_set, has_module_hooks, sequence_nr
 from ..kernels import STANDS_FOR
 from .ddp import comm_hook_state
 from .signature import FLAG_FREE, tensor_sig, value_sig, without_grad
@@ -64,8 +64,7 @@ def model_is_trusted(model: torch.nn.Module) -> bool:
             return False
         if type(m) is torch.nn.Embedding and m.max_norm is not None:
             return False
-        if m._forward_hooks or m._backward_hooks or m._backward_pre_hooks or \
-                (m is not model and m._forward_pre_hooks):
+        if has_module_hooks(m, pre=m is not model):
             return False
     return True
 

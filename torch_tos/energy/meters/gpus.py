@@ -50,8 +50,9 @@ def cuda_initialized() -> bool:
 
 def has_context(index: int) -> bool:
     """Whether this process has a CUDA context on ordinal ``index`` (``True`` when torch cannot tell)."""
-    check = getattr(_torch()._C, "_cuda_hasPrimaryContext", None)
-    return True if check is None else bool(check(index))
+    from ..._compat import cuda_has_primary_context
+
+    return cuda_has_primary_context(index)
 
 
 def synchronize(ordinals) -> None:
