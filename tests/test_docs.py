@@ -1,5 +1,5 @@
 """The documentation site: MkDocs builds it in strict mode (a broken link, a missing page or an
-unresolved reference fails), and every code block of the guide runs as written.
+unresolved reference fails), and every code block of README.md and of the guide runs as written.
 
 Each page runs as one script, in a fresh folder, its blocks in the order they appear: ``python``
 blocks as they are, ``bash`` blocks command by command (``torch-tos`` as ``python -m torch_tos``,
@@ -130,13 +130,18 @@ def script(page: Path) -> tuple[str, list[tuple[int, int]]]:
     return "".join(parts), where
 
 
+def guide_pages() -> list[Path]:
+    """README.md (the front door) and every page of the guide: the pages whose blocks run."""
+    return [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]
+
+
 def _pages() -> list:
     params = []
-    for page in sorted(DOCS.rglob("*.md")):
+    for page in guide_pages():
         runs = [b for b in blocks(page) if b.lang in RUN and b.mark != "skip"]
         if not runs:
             continue
-        name = str(page.relative_to(DOCS))
+        name = str(page.relative_to(DOCS if page.is_relative_to(DOCS) else ROOT))
         marks = [pytest.mark.slow] if any(b.mark == "slow" for b in runs) else []
         missing = sorted({m for b in runs for m in b.requires if importlib.util.find_spec(m) is None})
         if missing:
@@ -154,7 +159,7 @@ def _env() -> dict:
 
 def test_every_block_is_marked_or_runnable():
     """Bash blocks that run hold only commands the test can run; marks name a reason."""
-    for page in sorted(DOCS.rglob("*.md")):
+    for page in guide_pages():
         for b in blocks(page):
             where = f"{page.relative_to(ROOT)}:{b.line}"
             assert b.mark != "skip" or b.reason, f"{where}: a skipped block needs a reason"

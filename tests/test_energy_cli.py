@@ -87,11 +87,12 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     bad["joules"] = bad["joules"].astype(object)
     bad.loc[2, "joules"] = "n/a"
     bad.to_csv(tmp_path / "text.csv", index=False)
-    one_line_error(capsys, "fit", str(tmp_path / "text.csv"), match="text.csv line 4, column 13 (joules): 'n/a' is not a number")
+    col = list(runs.columns).index("joules") + 1  # 1-based, as a spreadsheet shows it
+    one_line_error(capsys, "fit", str(tmp_path / "text.csv"), match=f"text.csv line 4, column {col} (joules): 'n/a' is not a number")
     neg = runs.copy()
     neg.loc[0, "joules"] = -5.0
     neg.to_csv(tmp_path / "neg.csv", index=False)
-    one_line_error(capsys, "fit", str(tmp_path / "neg.csv"), match="neg.csv line 2, column 13 (joules): '-5.0' is negative")
+    one_line_error(capsys, "fit", str(tmp_path / "neg.csv"), match=f"neg.csv line 2, column {col} (joules): '-5.0' is negative")
     few = runs[runs.width.isin([4, 6])]
     few.to_csv(tmp_path / "few.csv", index=False)
     one_line_error(capsys, "fit", str(tmp_path / "few.csv"), match="degree-3 law needs runs at 4 or more")

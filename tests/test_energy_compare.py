@@ -132,12 +132,13 @@ def test_read_runs_checks_files(tmp_path):
     cells = text[3].split(",")
     cells[COLUMNS.index("joules")] = "lots"
     bad = write(tmp_path / "bad.csv", "\n".join(text[:3] + [",".join(cells)] + text[4:]) + "\n")
-    with pytest.raises(ValueError, match=r"bad.csv line 4, column 13 \(joules\): 'lots' is not a number; joules "
+    col = COLUMNS.index("joules") + 1  # 1-based, as a spreadsheet shows it
+    with pytest.raises(ValueError, match=rf"bad.csv line 4, column {col} \(joules\): 'lots' is not a number; joules "
                                          r"holds a finite positive number of joules"):
         read_runs(bad)
     cells[COLUMNS.index("joules")] = ""
     empty = write(tmp_path / "empty_e.csv", "\n".join(text[:3] + [",".join(cells)] + text[4:]) + "\n")
-    with pytest.raises(ValueError, match=r"empty_e.csv line 4, column 13 \(joules\) is empty; every run needs its joules"):
+    with pytest.raises(ValueError, match=rf"empty_e.csv line 4, column {col} \(joules\) is empty; every run needs its joules"):
         read_runs(empty)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         read_runs(tmp_path / "nope.csv")

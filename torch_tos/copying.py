@@ -134,8 +134,9 @@ class Shadows:
             elif k == "_modules":
                 d[k] = tv((n, None if c is None else self.module(c)) for n, c in v.items())
             elif tv in _CONTAINERS:
-                if k.endswith("hooks") and isinstance(v, dict):  # a snapshot taken in one step:
-                    # another thread may be adding its hooks to the user's module meanwhile
+                if "hooks" in k and isinstance(v, dict):  # a snapshot taken in one C call (the
+                    # hooks and their flags, ``_forward_hooks_with_kwargs`` & co.): another thread
+                    # may be adding its hooks to the user's module meanwhile
                     d[k] = tv((hk, _copy_hook(h)) for hk, h in list(v.items()))
                 else:
                     d[k] = self._container(v)

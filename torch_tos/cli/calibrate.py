@@ -7,6 +7,10 @@ predict models that were not in the calibration and measure them.
 model (:mod:`torch_tos.energy.calibrate`), saves it and prints it with its held-out errors beside
 the paper's TOs and FLOPs laws, the mean-only baseline and the noise floor.
 
+``--shard i/n`` (or ``auto``: a SLURM array's task, torchrun's rank) measures one host's share of the
+suite and that host's own microbenchmarks into ``<name>.shard-I-of-N.*`` files; ``--merge`` merges
+the finished shards into the law (:mod:`torch_tos.energy.shards`).
+
 ``torch-tos demo [--out torch-tos-demo]`` calibrates, prints the model and its Table V, then
 predicts a training run of torchvision's mnasnet0_5 and an inference run of torchvision's
 googlenet (neither in the calibration) and measures both: predicted vs measured joules and
@@ -41,10 +45,7 @@ def load_line() -> str | None:
 
 def _calibrate(args, law_path, runs_csv=None, meter=None):
     from ..energy.calibrate import calibrate
-    from ..energy.evaluate import format_evaluation
     from ..energy.meters import InvalidWindow, MeterUnavailable
-    from ..energy.reference import cv_by_config, format_cv
-    from ..units import duration
 
     families = parse_names(args.families)
     for name, v in (("--repeats", args.repeats), ("--threads", args.threads)):
@@ -59,20 +60,38 @@ def _calibrate(args, law_path, runs_csv=None, meter=None):
                             scale=args.scale, seed=args.seed, progress=not args.no_progress)
     except (MeterUnavailable, InvalidWindow, OSError) as e:
         raise CLIError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
+    return cal, calibration_lines(cal)
+
+
+def calibration_lines(cal) -> list[str]:
+    """A calibration for people: what was measured, the model, its run-to-run noise and Table V."""
+    from ..energy.evaluate import format_evaluation
+    from ..energy.reference import cv_by_config, format_cv
     from ..energy.runs import config_keys
+    from ..units import duration
 
     runs = cal.runs
     lines = [f"calibration of {cal.law.profile.device.get('name')} in {duration(cal.seconds)}: "
              f"{len(cal.law.profile.points)} microbenchmarked calls ({cal.bench_path}), {len(runs)} runs of "
              f"{config_keys(runs).nunique()} configurations of {runs['family'].nunique()} families ({cal.runs_path})",
-             str(cal.law), f"saved: {cal.law_path}", format_cv(cv_by_config(runs))]
+             str(cal.law), f"saved: {cal.law_path}", format_cv(cv_by_config(runs)), *cal.notes]
     for mode in dict.fromkeys(cal.errors["mode"]) if len(cal.errors) else ():
         lines += ["", f"Table V, {mode} runs held out (each predicted by a law fitted without it; mean ± sd over "
                   "folds):", format_evaluation(cal.errors[cal.errors["mode"] == mode].drop(columns="mode"))]
-    return cal, lines
+    return lines
 
 
 def _cmd_calibrate(args) -> int:
+    if args.merge and args.shard:
+        raise CLIError("--merge and --shard exclude each other: measure each shard with --shard i/n, then merge "
+                       "them once with --merge")
+    if (args.merge or args.shard) and args.runs:
+        raise CLIError("--runs names one runs file; a sharded calibration names its files from --out "
+                       "(<name>.shard-I-of-N.runs.csv): leave --runs out")
+    if args.merge:
+        return _cmd_merge(args)
+    if args.shard:
+        return _cmd_shard(args)
     meter = make_meter(args)
     print("\n".join(meter_lines(meter)), flush=True)
     warning = load_line()
@@ -80,6 +99,49 @@ def _cmd_calibrate(args) -> int:
         print(warning, flush=True)
     _cal, lines = _calibrate(args, args.out, args.runs, meter)
     print("\n".join(lines))
+    return 0
+
+
+def _cmd_shard(args) -> int:
+    from ..energy.meters import InvalidWindow, MeterUnavailable
+    from ..energy.shards import calibrate_shard, parse_shard
+    from ..units import duration
+
+    try:
+        shard = parse_shard(args.shard)
+    except ValueError as e:
+        raise CLIError(f"--shard: {e}") from None
+    for name, v in (("--repeats", args.repeats), ("--threads", args.threads)):
+        if v < 1:
+            raise CLIError(f"{name} must be a positive integer, got {v}")
+    if not args.scale > 0:
+        raise CLIError(f"--scale must be a positive number, got {args.scale}")
+    meter = make_meter(args)
+    print("\n".join(meter_lines(meter)), flush=True)
+    warning = load_line()
+    if warning:
+        print(warning, flush=True)
+    try:
+        with repairs_reported():
+            done = calibrate_shard(args.out, shard, device=args.device, dtypes=args.dtypes, threads=args.threads,
+                                   meter=meter, repeats=args.repeats, reference=args.reference,
+                                   families=parse_names(args.families), scale=args.scale, seed=args.seed,
+                                   progress=not args.no_progress)
+    except (MeterUnavailable, InvalidWindow, OSError) as e:
+        raise CLIError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
+    i, n = done["shard"]
+    files = done["paths"]
+    print(f"shard {i}/{n} finished in {duration(done['seconds'])}: {done['points']} microbenchmarked calls "
+          f"({files['bench']}), {done['runs']} runs of {done['configurations']} configurations ({files['runs']})")
+    print(f"when all {n} shards have finished (their files in one folder): torch-tos calibrate --merge --out {args.out}")
+    return 0
+
+
+def _cmd_merge(args) -> int:
+    from ..energy.shards import merge_shards
+
+    cal = merge_shards(args.out)
+    print("\n".join(calibration_lines(cal)))
     return 0
 
 
@@ -203,6 +265,11 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="the cost model's JSON file (its measurements go next to it: "
                    "<name>.bench.jsonl, <name>.runs.csv)")
     p.add_argument("--runs", help="runs CSV of the suite (default: next to --out)")
+    p.add_argument("--shard", help="i/n: measure the i-th of n shares of the suite (and this host's own "
+                   "microbenchmarks) into <name>.shard-I-of-N.* files next to --out; 'auto' reads i/n from a SLURM "
+                   "array or torchrun; merge the shards with --merge")
+    p.add_argument("--merge", action="store_true", help="merge the finished shards of --out into the law (their "
+                   "options are the shards' own: the other options are not used)")
     _options(p)
     common_options(p)
     p.set_defaults(func=_cmd_calibrate)

@@ -9,6 +9,12 @@ over the held-out folds. ``--profile law.json`` refits the step-level laws of a 
 model on these runs (priced by its machine profile; runs of one configuration from two machines
 are refused); ``--save`` writes that cost model, or without ``--profile`` the paper's law. Output
 paths are checked before any work.
+
+Runs measured on several machines (the runs' ``machine`` column: CPU model or GPU name) are
+refused with a line naming the machines and their files: a law is one machine's costs, and one
+configuration measured on two machines is not one configuration (its noise floor and held-out
+scores would mix them). ``--machine NAME`` fits the runs of that machine only; hosts of one machine
+name (the shards of ``torch-tos calibrate --shard``) are one machine.
 """
 
 from __future__ import annotations
@@ -85,7 +91,9 @@ def cost_model_report(runs, profile_path, save) -> list[str]:
         raise CLIError(f"--profile {profile_path}: holds the paper's law, not a cost model; give a law.json of "
                        "torch-tos calibrate")
     priced = price_runs(runs, run_counts_of(runs), base.profile)
-    law = fit_cost_model(base.profile, priced, meta={**base.meta, "runs": "torch-tos fit"})
+    law = fit_cost_model(base.profile, priced, meta={**base.meta, "runs": "torch-tos fit"},
+                         profile_fingerprint=base.fingerprints.get("profile"),
+                         profile_fingerprints=base.fingerprints.get("profiles"))
     lines = [f"cost model refitted on these runs with the machine profile of {profile_path}:", str(law)]
     ev = heldout_errors(priced)
     for mode in dict.fromkeys(ev["mode"]) if len(ev) else ():
@@ -117,7 +125,7 @@ def _cmd_fit(args) -> int:
     from ..energy.features import check_features
     from ..energy.fit import EnergyModel
     from ..energy.runcells import RunsOutlierWarning
-    from ..energy.runs import read_runs, trim_runs
+    from ..energy.runs import check_one_machine, read_runs, trim_runs
 
     features = _names(args.features)
     try:
@@ -138,10 +146,17 @@ def _cmd_fit(args) -> int:
         check_input_file(args.profile, "--profile", "make one with torch-tos calibrate --out law.json")
     with warnings_as_lines(RunsOutlierWarning):
         runs = read_runs(args.runs, features=tuple(features))
+    try:
+        runs = check_one_machine(runs, args.machine, how="--machine ")
+    except ValueError as e:
+        raise CLIError(str(e)) from None
     meters = meters_of(runs)
     if len(meters) > 1:
         raise CLIError(f"the runs files mix meters ({', '.join(meters)}); fit the runs of one meter at a time")
-    print(f"{len(runs)} runs from {len(args.runs)} file(s); meter: {', '.join(meters) or 'unknown'}")
+    from ..energy.runs import machines_of
+
+    machine = ", ".join(machines_of(runs)) or "unknown"
+    print(f"{len(runs)} runs from {len(args.runs)} file(s); machine: {machine}; meter: {', '.join(meters) or 'unknown'}")
     if "cputime" in meters:
         print("note: CPU-time estimates track time, not energy.")
     print("\n".join(fit_report(runs, features, degrees, args.split, args.train_frac, args.seed, args.by,
@@ -189,6 +204,8 @@ def register(sub) -> None:
                    "configuration first (paper: 5 of 50)")
     p.add_argument("--profile", help="a cost model (law.json of torch-tos calibrate) whose machine profile prices "
                    "these runs: refit its step-level laws on them (each configuration recounted from its family)")
+    p.add_argument("--machine", help="fit only the runs measured on this machine (the runs' machine column: CPU "
+                   "model or GPU name); runs of several machines are refused without it")
     p.add_argument("--evaluate", default="loco,lofo,random", help="held-out splits: random, config, loco "
                    "(leave one configuration out), lofo (leave one family out), or none")
     p.add_argument("--seeds", type=int, default=10, help="split seeds of the random/config evaluation")

@@ -10,6 +10,7 @@ R², RMSE, precision and errors (Table V).
   :mod:`.microbench` over :mod:`.benchsuite`) and its step-level laws (:mod:`.steplaw`): joules
   and seconds of training or inference steps of any model, with intervals, per layer
 - :mod:`.calibrate`: :func:`calibrate` (microbenchmarks + the step-level suite → a cost model)
+- :mod:`.shards`: :func:`calibrate_shard`, :func:`merge_shards` (one calibration over several hosts)
 - :mod:`.law`: :func:`load_law` (a cost model or a paper's law, checked whole)
 - :mod:`.fit`: :class:`EnergyModel` (the paper's polynomial law of TOs or FLOPs), :func:`metrics`
 - :mod:`.features`: the counted features of one step (:func:`step_features`)
@@ -36,6 +37,7 @@ from .meters import (DEFAULT_WATTS_PER_CORE, CpuTimeMeter, InvalidWindow, Measur
                      MeterUnavailable, NvmlMeter, RaplMeter, RaplPermissionError, ZeusMeter, CodeCarbonMeter,
                      auto_meter, get_meter)
 from .calibrate import calibrate
+from .shards import calibrate_shard, merge_shards
 from .reference import Reference, cv_by_config
 from .runfile import ResultFileRepaired
 from .runs import COLUMNS, CONFIG_COLUMNS, find_duplicates, read_runs, trim_runs, validate_runs
@@ -47,7 +49,7 @@ __all__ = ["EnergyModel", "CostModel", "MachineProfile", "DtypeNotMeasured", "Ex
            "Meter", "Measurement", "RaplMeter", "NvmlMeter", "CpuTimeMeter", "ZeusMeter", "CodeCarbonMeter", "auto_meter", "get_meter",
            "MeterUnavailable", "RaplPermissionError", "InvalidWindow", "DEFAULT_WATTS_PER_CORE",
            "COLUMNS", "CONFIG_COLUMNS", "read_runs", "trim_runs", "validate_runs", "find_duplicates", "sweep",
-           "calibrate", "Reference", "cv_by_config", "ResultFileRepaired", "plot_fits"]
+           "calibrate", "calibrate_shard", "merge_shards", "Reference", "cv_by_config", "ResultFileRepaired", "plot_fits"]
 
 
 def plot_fits(*args, **kwargs):

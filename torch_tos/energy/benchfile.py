@@ -7,7 +7,9 @@ floor, the allocation curve, then one line per (dtype, workload, size) — flush
 killed calibration loses at most the line it was measuring and a rerun measures only what is
 missing. Denormal numbers flush to zero while it measures (:mod:`.microbench`) and back to
 PyTorch's default after. A file measured on another device, thread count or meter is refused (its costs would
-not be this setup's); a torn last line (a crash mid-write) is dropped by rewriting the file
+not be this setup's), and so is one begun on another machine (another CPU model, core count, GPU or
+torch version: :data:`~.fingerprint.MATCH`); the file records the fingerprint of the machine that
+began it, which the profile carries (:attr:`~.machine.MachineProfile.fingerprint`); a torn last line (a crash mid-write) is dropped by rewriting the file
 atomically without it. A progress bar shows the sweep.
 """
 
@@ -123,6 +125,7 @@ def measure_profile(device: Device, dtypes, meter, path, *, threads: int = 1, wo
             alloc = allocation_costs(meter, device, Timing(floor["seconds"], floor["joules"], 1), windows=windows)
             bf.add("alloc", alloc)
         bar.update(1)
+        fp = _machine(bf, device, threads)
         seen = {_seen_key(p) for p in bf.points()}
         for dt, w, size in todo:
             key = (dt, w.name, json.dumps(list(size) if isinstance(size, (list, tuple)) else [size]))
@@ -138,7 +141,24 @@ def measure_profile(device: Device, dtypes, meter, path, *, threads: int = 1, wo
         bar.close()
     dev = {"type": device.type, "name": device.name, "index": device.index, "threads": int(threads),
            "meter": meter.source}
-    return MachineProfile(bf.points(), floor, alloc, dev, dtypes)
+    return MachineProfile(bf.points(), floor, alloc, dev, dtypes, fingerprint=fp)
+
+
+def _machine(bf: BenchFile, device: Device, threads: int) -> dict:
+    """The fingerprint of the machine that began ``bf`` (recorded now when it has none); a file
+    begun on another machine is refused."""
+    from .fingerprint import MATCH, fingerprint
+
+    here = fingerprint(device, threads)
+    fp = bf.get("fingerprint")
+    if fp is None:
+        bf.add("fingerprint", here)
+        return here
+    diff = [f"{k} {fp.get(k)!r} there, {here.get(k)!r} here" for k in MATCH if fp.get(k) != here.get(k)]
+    if diff:
+        raise ValueError(f"{bf.path} holds microbenchmarks begun on another machine ({fp.get('host')}: "
+                         f"{'; '.join(diff)}); a profile is one machine's: use another --out on this machine")
+    return fp
 
 
 __all__ = ["BenchFile", "measure_profile"]

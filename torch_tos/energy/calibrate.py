@@ -25,7 +25,7 @@ epoch runs at one length).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -88,11 +88,12 @@ LENGTHS = (0.25, 1.0)
 
 
 def suite_workloads(*, threads: int = 1, device: str = "cpu", dtypes=None, families=None, scale: float = 1.0,
-                    lengths=LENGTHS, suite=SUITE) -> list[Workload]:
+                    lengths=LENGTHS, suite=SUITE, shard=None) -> list[Workload]:
     """The suite as :class:`~.runner.Workload` objects, each entry at every run length of
     ``lengths`` (fractions of its epochs, at least one epoch); entries in a dtype not among
     ``dtypes`` are left out; ``families``: keep only these; ``scale``: multiply every entry's
-    epochs."""
+    epochs; ``shard=(i, n)``: only every n-th kept entry starting at the i-th (an entry's lengths
+    stay together, so each model's per-step and per-run costs are measured on one host)."""
     if families is not None:
         known = {s[0] for s in suite}
         bad = sorted(set(families) - known)
@@ -100,13 +101,12 @@ def suite_workloads(*, threads: int = 1, device: str = "cpu", dtypes=None, famil
             raise ValueError(f"unknown suite family {bad[0]!r}; accepted: {', '.join(sorted(known))}")
     if not scale > 0:
         raise ValueError(f"scale must be a positive number, got {scale!r}")
-    out = []
-    for name, width, depth, act, size, batch, epochs, mode, dtype, optimizer in suite:
-        if families is not None and name not in families:
-            continue
+    out, kept = [], [e for e in suite if (families is None or e[0] in families)
+                     and (dtypes is None or (e[8] or "float32") in dtypes)]
+    if shard is not None:
+        kept = kept[shard[0] - 1::shard[1]]
+    for name, width, depth, act, size, batch, epochs, mode, dtype, optimizer in kept:
         dtype = dtype or "float32"
-        if dtypes is not None and dtype not in dtypes:
-            continue
         opts = {"batch_size": batch}
         if name == "cnn":
             opts["image_size"] = size
@@ -147,6 +147,7 @@ class Calibration:
     bench_path: Path
     errors: pd.DataFrame
     seconds: float
+    notes: list = field(default_factory=list)
 
 
 def calibrate(out="law.json", *, device="cpu", dtypes=None, threads: int = 1, meter="auto", repeats: int = DEFAULT_REPEATS,
@@ -275,13 +276,22 @@ def run_counts_of(runs: pd.DataFrame):
     return run_counts
 
 
-def fit_cost_model(profile, priced: pd.DataFrame, meta: dict | None = None):
+def fit_cost_model(profile, priced: pd.DataFrame, meta: dict | None = None, *, profile_fingerprint: dict | None = None,
+                   profile_fingerprints=None):
     """The :class:`~.costmodel.CostModel` of ``profile`` and the priced runs table ``priced``, with
-    the fingerprints of the machines that measured them; runs of one configuration measured on two
-    machines are refused (their costs are not one machine's)."""
+    the fingerprints of the machines that measured them: ``profile_fingerprint`` (the machine that
+    measured the microbenchmarks; default: the profile's own :attr:`~.machine.MachineProfile.fingerprint`,
+    else this machine with the profile's device and threads),
+    ``profile_fingerprints`` (every shard's, when the profile merges shards) and one per
+    (host, machine, torch, threads) of the runs. Runs of several machines, and runs of one
+    configuration measured on two hosts, are refused (a cost model is one machine's)."""
     from .costmodel import CostModel
     from .fingerprint import fingerprint
-    from .runs import config_keys, config_label
+    from .runs import check_one_machine, config_keys, config_label
+
+    check_one_machine(priced, how="the runs of machine ")
+    given = profile_fingerprint or getattr(profile, "fingerprint", None)
+    _check_runs_machine(given, priced)
 
     def column(name, default=""):
         col = priced[name] if name in priced else pd.Series([default] * len(priced), index=priced.index)
@@ -302,10 +312,26 @@ def fit_cost_model(profile, priced: pd.DataFrame, meta: dict | None = None):
         runs_fp.append({"host": host or None, "machine": machine or None, "torch": version or None,
                         "threads": int(n) or None})
     dev = profile.device
-    prof_fp = fingerprint(threads=dev.get("threads"))
-    if dev.get("type") == "cuda":
+    prof_fp = dict(given) if given else fingerprint(threads=dev.get("threads"))
+    if not given and dev.get("type") == "cuda":
         prof_fp.update(gpu=dev.get("name"), device=f"cuda:{dev.get('index') or 0}")
-    return CostModel(profile, fingerprints={"profile": prof_fp, "runs": runs_fp}, meta=meta).fit(priced)
+    fps = {"profile": prof_fp, "runs": runs_fp}
+    if profile_fingerprints:
+        fps["profiles"] = [dict(f) for f in profile_fingerprints]
+    return CostModel(profile, fingerprints=fps, meta=meta).fit(priced)
+
+
+def _check_runs_machine(profile_fp: dict | None, priced: pd.DataFrame) -> None:
+    """Runs measured on another machine than the profile's are refused: the profile prices their
+    calls at its own machine's costs."""
+    from .runs import machines_of
+
+    theirs = (profile_fp or {}).get("gpu") or (profile_fp or {}).get("cpu")
+    found = [m for m in machines_of(priced) if m != "unknown"]
+    if theirs and found and found[0] != theirs:
+        raise ValueError(f"the runs were measured on {found[0]!r} but the machine profile on {theirs!r} "
+                         f"({(profile_fp or {}).get('host')}): a cost model is one machine's; calibrate "
+                         f"{found[0]!r} with torch-tos calibrate on it")
 
 
 def heldout_errors(priced: pd.DataFrame) -> pd.DataFrame:

@@ -205,6 +205,7 @@ class CostModel:
                  f"thread(s), meter {self.meta.get('meter', '?')}); dtypes: {', '.join(self.dtypes)}",
                  f"  machine profile: {len(self.profile.points)} measured calls, dispatch floor "
                  f"{self.profile.floor['seconds'] * 1e6:.2f} µs"]
+        lines += self._measured_by()
         for mode in self.modes:
             lines.append("  " + self.describe_law(mode))
             lo, hi = self.law(mode).interval()
@@ -212,6 +213,28 @@ class CostModel:
         return "\n".join(lines)
 
     __repr__ = __str__
+
+    def _measured_by(self) -> list[str]:
+        """Which machines measured the profile and the runs (from :attr:`fingerprints`)."""
+        def hosts(fps) -> str:
+            seen: dict = {}
+            for fp in fps:
+                what = fp.get("gpu") or fp.get("machine") or fp.get("cpu") or "?"
+                key = f"{fp.get('host') or '?'} ({what}, torch {fp.get('torch') or '?'})"
+                seen[key] = seen.get(key, 0) + 1
+            shown = [k + (f" ×{v}" if v > 1 else "") for k, v in list(seen.items())[:4]]
+            return ", ".join(shown) + (f" and {len(seen) - 4} more" if len(seen) > 4 else "")
+
+        out = []
+        profiles = self.fingerprints.get("profiles") or ([self.fingerprints["profile"]]
+                                                         if self.fingerprints.get("profile") else [])
+        if profiles:
+            shards = f" ({len(profiles)} shards, merged)" if len(profiles) > 1 else ""
+            out.append(f"  microbenchmarks measured on {hosts(profiles)}{shards}")
+        runs = self.fingerprints.get("runs") or []
+        if runs:
+            out.append(f"  runs measured on {hosts(runs)}")
+        return out
 
     # -- files -------------------------------------------------------------------------------------
     def to_dict(self) -> dict:

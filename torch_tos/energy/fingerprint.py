@@ -55,6 +55,21 @@ def physical_cores() -> int | None:
         return None
 
 
+def machine_name(device="cpu") -> str:
+    """The machine of a run on ``device`` (a device string or :class:`~.device.Device`): the CPU
+    model for the CPU, the GPU's name for ``cuda[:i]`` (module doc)."""
+    name = getattr(device, "name", None)
+    kind = getattr(device, "type", None) or str(device).split(":")[0]
+    if kind != "cuda":
+        return cpu_model()
+    if name:
+        return str(name)
+    import torch
+
+    index = int(str(device).split(":")[1]) if ":" in str(device) else 0
+    return str(torch.cuda.get_device_name(index))
+
+
 def fingerprint(device=None, threads: int | None = None) -> dict:
     """This machine's fingerprint (module doc); ``device`` a :class:`~.device.Device` (the CPU by
     default)."""
@@ -94,4 +109,4 @@ def compare_here(measured: dict, threads: int | None = None) -> list[str]:
     return notes
 
 
-__all__ = ["fingerprint", "compare_here", "cpu_model", "physical_cores", "MATCH"]
+__all__ = ["fingerprint", "machine_name", "compare_here", "cpu_model", "physical_cores", "MATCH"]

@@ -33,7 +33,12 @@ law.json (cost model), version 2::
                                       "interval_source": "...", "n_train": n},
                            "seconds": {...}},
               "inference": {...}},
-     "fingerprints": {"profile": {...}, "runs": [{...}, ...]}, "summary": "..."}
+     "fingerprints": {"profile": {...}, "runs": [{...}, ...], "profiles": [{...}, ...]}, "summary": "..."}
+
+``fingerprints.profile`` is the machine that measured the microbenchmarks, ``fingerprints.runs``
+one entry per (host, machine, torch, threads) that measured the step-level runs, and the optional
+``fingerprints.profiles`` every shard's microbenchmarking machine of a sharded calibration
+(``torch-tos calibrate --merge``).
 """
 
 from __future__ import annotations
@@ -59,7 +64,7 @@ MAX_VALUE = 1e30
 _DTYPES = frozenset({"float32", "float64", "float16", "bfloat16", "tf32", "int8", "int16", "int32", "int64",
                      "uint8", "bool", "complex64", "complex128"})
 _FP_KEYS = frozenset({"host", "cpu", "cores", "logical_cores", "gpu", "device", "threads", "torch", "date",
-                      "machine", "meter"})
+                      "machine", "meter", "shard"})
 
 
 class _Bad(ValueError):
@@ -205,8 +210,10 @@ def check_costmodel(data: dict) -> None:
         _dict(per, f"laws.{mode}", QUANTITIES)
         for q in QUANTITIES:
             _check_steplaw(per[q], mode, f"laws.{mode}.{q}")
-    fps = _dict(data["fingerprints"], "fingerprints", ("profile", "runs"))
+    fps = _dict(data["fingerprints"], "fingerprints", ("profile", "runs"), optional=("profiles",))
     _fingerprint(fps["profile"], "fingerprints.profile")
+    for i, fp in enumerate(_list(fps.get("profiles", []), "fingerprints.profiles")):
+        _fingerprint(fp, f"fingerprints.profiles[{i}]")
     for i, fp in enumerate(_list(fps["runs"], "fingerprints.runs")):
         _fingerprint(fp, f"fingerprints.runs[{i}]")
 

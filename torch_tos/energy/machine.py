@@ -159,9 +159,13 @@ class MachineProfile:
     """Measured per-call costs of one device (module doc).
 
     ``points``: a list of dicts with :data:`POINT_FIELDS`; ``floor``: ``{"seconds": s, "joules": J}``
-    of an empty call; ``device``: ``{"type", "name", "index", "threads", "meter"}``."""
+    of an empty call; ``device``: ``{"type", "name", "index", "threads", "meter"}``;
+    ``fingerprint``: the machine that measured it (:func:`~.fingerprint.fingerprint`; a cost model
+    keeps it in its ``fingerprints``, not in the profile's data)."""
 
-    def __init__(self, points, floor: dict, alloc=(), device: dict | None = None, dtypes=None):
+    def __init__(self, points, floor: dict, alloc=(), device: dict | None = None, dtypes=None,
+                 fingerprint: dict | None = None):
+        self.fingerprint = dict(fingerprint) if fingerprint else None
         self.points = [dict(p) for p in points]
         self.floor = {q: float(floor[q]) for q in QUANTITIES}
         self.alloc = sorted([float(b), float(s), float(j)] for b, s, j in alloc)

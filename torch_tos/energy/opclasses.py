@@ -28,7 +28,7 @@ Convolutions are split by the attributes recorded at count time: a depthwise con
 ones stay ``conv``/``conv_backward`` and are priced from the measured calls of their own kind,
 kernel taps and stride where measured (nearest otherwise).
 
-``collective`` (c10d ops) is priced with the ``copy`` class's kernels on its bytes — the local
+``collective`` (c10d and functional collectives, DTensor's redistribution) is priced with the ``copy`` class's kernels on its bytes — the local
 memory traffic of the collective only; interconnect time is not modelled (:data:`PRICED_AS`).
 An op outside the table (a rule a user registered, an unsupported op) is priced as
 ``elementwise`` by its bytes, with a warning naming it (:func:`op_class`).
@@ -63,7 +63,7 @@ CLASSES: dict[str, str] = {
     "foreach": "foreach and fused optimizer ops (a list of tensors per call)",
     "fft": "FFTs",
     "views": "views and metadata (dispatch only)",
-    "collective": "c10d collectives (priced as copies of their bytes)",
+    "collective": "c10d and functional collectives (priced as copies of their bytes)",
 }
 
 #: class → the work-bin numbers its time follows (module doc).
@@ -179,7 +179,8 @@ _TABLE: dict[str, str] = {
                "replication_pad1d_backward replication_pad2d_backward replication_pad3d_backward masked_scatter "
                "masked_scatter_ index_copy index_copy_ index_fill index_fill_ diagonal_scatter select_scatter "
                "slice_scatter as_strided_scatter",
-    "copy": "_copy_from _copy_from_and_resize _to_copy to _pin_memory _reshape_copy alias_copy cat clone "
+    "copy": "_copy_from _copy_from_and_resize _to_copy to _pin_memory _reshape_copy alias_copy cat clone _chunk_cat "
+            "fsdp.all_gather_copy_in fsdp.chunk_cat fsdp.copy_ fsdp.split_with_sizes_copy "
             "constant_pad_nd contiguous copy copy_ detach_copy diagonal_backward diagonal_copy expand_copy flip hstack "
             "vstack stack im2col lift_fresh_copy narrow_copy permute_copy pixel_shuffle pixel_unshuffle "
             "channel_shuffle native_channel_shuffle reflection_pad1d reflection_pad2d reflection_pad3d "
@@ -203,6 +204,8 @@ _TABLE: dict[str, str] = {
              "set_ slice split split_with_sizes squeeze squeeze_ sym_constrain_range_for_size t t_ transpose "
              "transpose_ unbind unflatten unfold unsafe_split unsafe_split_with_sizes unsqueeze unsqueeze_ view "
              "view_as view_as_complex view_as_real profiler._record_function_enter "
+             "_c10d_functional.wait_tensor _c10d_functional._wrap_tensor_autograd _dtensor.mesh_get_process_group "
+             "mkldnn._is_mkldnn_fp16_supported "
              "profiler._record_function_enter_new profiler._record_function_exit torchvision._cuda_version "
              "q_per_channel_axis q_per_channel_scales q_per_channel_zero_points q_scale q_zero_point qscheme "
              "_empty_affine_quantized _empty_per_channel_affine_quantized _make_per_channel_quantized_tensor "
@@ -242,7 +245,7 @@ def table_class(op: str) -> str | None:
         return cls
     if op.startswith(("aten._foreach_", "aten._fused_")):
         return "foreach"
-    if op.startswith("c10d."):
+    if op.startswith(("c10d.", "_c10d_functional.", "_c10d_functional_autograd.", "_dtensor.")):
         return "collective"
     return None
 

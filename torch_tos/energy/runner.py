@@ -285,9 +285,10 @@ def run_plan(workloads, out, *, repeats: int = 3, meter="auto", reference=None, 
                          f"measure with {meter.source}; energies from different meters do not belong in "
                          f"one fit: use another --out or --meter {others[0].split('-')[0]}")
     ref = Reference() if reference is True else (reference or None)
-    from .fingerprint import cpu_model
+    from .fingerprint import machine_name
 
-    host, version, machine = socket.gethostname(), torch.__version__, cpu_model()
+    host, version = socket.gethostname(), torch.__version__
+    machines: dict[str, str] = {}
     cache: dict[int, tuple] = {}
     counted_of = counted if counted is not None else {}
     total = len(workloads) * repeats
@@ -319,6 +320,7 @@ def run_plan(workloads, out, *, repeats: int = 3, meter="auto", reference=None, 
                 if ref is not None and state.nominal is None:
                     state.nominal = ref.nominal(meter)
                 row = _measure(w, X, y, repeat, seed, meter, ref, state.nominal, cooldown, cache)
+                machine = machines.get(w.device) or machines.setdefault(w.device, machine_name(w.device))
                 row = {**settings, "repeat": str(repeat), **row, "host": host, "machine": machine, "torch": version,
                        "count_device": counted[1], **{k: _fmt(v) for k, v in counted[0].items()}}
                 rf.append(row)

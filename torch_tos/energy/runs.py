@@ -278,6 +278,45 @@ def config_label(row) -> str:
     return " ".join(p for p in parts if p)
 
 
+def machines_of(runs: pd.DataFrame) -> dict[str, int]:
+    """The machines (the ``machine`` column, :func:`~.fingerprint.machine_name`) that measured
+    ``runs`` → their numbers of runs, most runs first (then by name); a run without a machine is
+    ``"unknown"``."""
+    if "machine" not in runs.columns or runs.empty:
+        return {}
+    names = runs["machine"].map(_norm).replace("", "unknown")
+    counts = {str(k): int(v) for k, v in names.value_counts().items()}
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def check_one_machine(runs: pd.DataFrame, machine: str | None = None, *, how: str = "machine=") -> pd.DataFrame:
+    """The runs of one machine: those of ``machine`` when given, else all of them when one machine
+    measured them; runs of several machines are a ``ValueError`` naming them and what to do (a
+    law is one machine's costs, and one configuration measured on two machines is not one
+    configuration: its noise floor and held-out scores would mix machines). ``how``: the option
+    that picks a machine, for the message (``--machine`` in the CLI)."""
+    found = machines_of(runs)
+    names = runs["machine"].map(_norm).replace("", "unknown") if "machine" in runs.columns else None
+    listed = "; ".join(f"{m!r} ({n} runs{_files(runs[names == m])})" for m, n in found.items())
+    if machine is not None:
+        if machine not in found:
+            raise ValueError(f"no runs of machine {machine!r}; the runs were measured on {listed or 'no named machine'}")
+        return runs[names == machine].reset_index(drop=True)
+    if len(found) > 1:
+        first = next(iter(found))
+        raise ValueError(f"the runs were measured on {len(found)} machines: {listed}; a law is one machine's costs, "
+                         f"so they are not pooled: pick one with {how}{first!r} (and fit each machine's runs "
+                         "separately)")
+    return runs
+
+
+def _files(runs: pd.DataFrame) -> str:
+    if "file" not in runs.columns:
+        return ""
+    files = list(dict.fromkeys(str(f) for f in runs["file"].dropna()))
+    return (" in " + ", ".join(files[:3]) + (" …" if len(files) > 3 else "")) if files else ""
+
+
 def trim_runs(runs: pd.DataFrame, k: int) -> pd.DataFrame:
     """Drop the ``k`` highest- and ``k`` lowest-energy runs of each configuration (the paper: 50
     runs, ``k=5``). A configuration needs more than ``2k`` runs."""
