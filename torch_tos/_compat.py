@@ -4,8 +4,9 @@ torch_tos counts what really runs at the aten level, which needs a few hooks PyT
 document. They are all imported from here so that a PyTorch release that moves one breaks in one
 place, with a message naming the API, instead of deep inside a count. Tested on torch 2.13 and
 2.14 (see docs/conventions.md §8). Each entry says what happens when the API is missing. The
-internals of modules and optimizers (the rows from ``_global_*_hooks`` to ``_ConvNd``) are used in
-:mod:`torch_tos._compat_nn`, re-exported here; everything else lives in this module:
+internals of modules and optimizers (the rows from ``_global_*_hooks`` to ``_ConvNd``, and
+``_call_impl`` to ``_optimizer_step_pre_hooks``) are used in :mod:`torch_tos._compat_nn`,
+re-exported here; everything else lives in this module:
 
 ``torch._disable_dynamo``                     ``torch.compiler.disable`` (imports ``torch._dynamo``,
                                               ~2 s, when the training counter is imported)
@@ -70,6 +71,11 @@ hook dicts), ``RemovableHandle.next_id``      ``register_forward_hook`` (slower 
                                               the nearest measured kernel of its kind)
 ``torch.nn.Module._call_impl``                a step that leaves the cache inside a forward is
                                               attributed coarsely (then counted in full once)
+``torch.nn.Module._wrapped_call_impl``,       the step cache's tracer watches the loop's code on
+``torch.optim.optimizer.Optimizer.``          every step (no frame-read stretch, see
+``profile_hook_step``,                        ``training/stretch.py``): exact, slower
+``_global_optimizer_pre_hooks``,
+``Optimizer._optimizer_step_pre_hooks``
 ``DistributedDataParallel.``                  the backward of a DDP model is counted every step
 ``_get_ddp_logging_data`` and the DDP's       (its bucket rebuild and communication hook cannot
 ``_comm_hooks``, ``_has_rebuilt_buckets``,    be told apart otherwise)
@@ -89,10 +95,12 @@ import contextlib
 
 import torch
 
-from ._compat_nn import (CONV_TYPES, MODULE_CALL_CODE, ScopeHooks,  # noqa: F401 - re-exported
-                         child_modules, ddp_internals, ddp_mixed_precision_hook, default_foreach,
-                         global_module_hooks_set, has_module_hooks, own_buffers, own_parameters,
-                         qualified_name, tensor_version)
+from ._compat_nn import (CONV_TYPES, MODULE_CALL_CODE, OPTIMIZER_GLOBAL_PRE_HOOKS,  # noqa: F401
+                         OPTIMIZER_STEP_CODE, WRAPPED_CALL_CODE, ScopeHooks, child_modules,
+                         ddp_internals, ddp_mixed_precision_hook, default_foreach, forward_hook_dicts,
+                         global_module_hooks_set, has_module_hooks, module_call_impl,
+                         optimizer_step_pre_hooks, own_buffers, own_parameters, qualified_name,
+                         tensor_version)
 
 
 class CompatError(RuntimeError):
@@ -239,35 +247,46 @@ def eager_kernel(hop):
 
 # -- the torch-function mode stack (the step cache's tracer, torch_tos/training/steps.py) -------------
 def _tf_api(name: str):
+    """``torch._C.<name>`` itself (the tracer calls these on every step: no wrapper), or a
+    function raising :class:`CompatError` when called."""
     api = getattr(torch._C, name, None)
-    if api is None:  # pragma: no cover - depends on the installed torch
+    if api is not None:
+        return api
+
+    def missing(*args):  # pragma: no cover - depends on the installed torch
         raise _missing(f"torch._C.{name}", "the step cache's tracer; pass cache=False")
-    return api
+
+    return missing
 
 
-def push_torch_function_mode(mode) -> None:
-    """Push ``mode`` on this thread's torch-function mode stack (no ``__enter__``)."""
-    _tf_api("_push_on_torch_function_stack")(mode)
+#: ``push_torch_function_mode(mode)``: push ``mode`` on this thread's torch-function mode stack
+#: (no ``__enter__``); ``pop_torch_function_mode()``: pop the innermost one.
+push_torch_function_mode = _tf_api("_push_on_torch_function_stack")
+pop_torch_function_mode = _tf_api("_pop_torch_function_stack")
+_tf_len = _tf_api("_len_torch_function_stack")
+_tf_at = _tf_api("_get_function_stack_at")
 
-
-def pop_torch_function_mode():
-    """Pop the innermost torch-function mode of this thread."""
-    return _tf_api("_pop_torch_function_stack")()
+#: How many torch-function modes are on this thread's stack.
+torch_function_stack_len = _tf_len
 
 
 def torch_function_mode_at_top():
     """The innermost torch-function mode of this thread, ``None`` when the stack is empty."""
-    n = _tf_api("_len_torch_function_stack")()
-    return _tf_api("_get_function_stack_at")(n - 1) if n else None
+    n = _tf_len()
+    return _tf_at(n - 1) if n else None
 
 
 # -- autograd sequence numbers, grad mode, autocast --------------------------------------------------
 _get_sequence_nr = getattr(getattr(torch._C, "_autograd", None), "_get_sequence_nr", None)
 
 
-def next_sequence_nr() -> int | None:
-    """The sequence number the next autograd node made in this thread gets; None without it."""
-    return _get_sequence_nr() if _get_sequence_nr is not None else None
+def _no_sequence_nr() -> None:
+    return None
+
+
+#: ``next_sequence_nr()``: the sequence number the next autograd node made in this thread gets
+#: (the C function itself: the step counter calls it on every step); None without it.
+next_sequence_nr = _get_sequence_nr if _get_sequence_nr is not None else _no_sequence_nr
 
 
 #: The C function ``torch.set_grad_enabled``/``no_grad`` call (a torch-function event), or None.
@@ -373,6 +392,8 @@ PRIVATE_APIS = (
     "torch.nn.modules.module._global_backward_pre_hooks", "torch.fx.node._get_qualified_name",
     "torch.optim.optimizer._default_to_fused_or_foreach", "torch.nn.modules.conv._ConvNd",
     "torch.utils.hooks.RemovableHandle.next_id", "torch.nn.Module._call_impl",
+    "torch.nn.Module._wrapped_call_impl", "torch.optim.optimizer.Optimizer.profile_hook_step",
+    "torch.optim.optimizer._global_optimizer_pre_hooks",
     "torch._C._select_conv_backend",
     "torch.nn.parallel.DistributedDataParallel._get_ddp_logging_data",
     "torch.distributed.algorithms.ddp_comm_hooks.mixed_precision_hooks._reducer_allreduce_and_upcast_hook",

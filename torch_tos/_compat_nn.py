@@ -9,14 +9,17 @@ modules and optimizers is here.
 
 from __future__ import annotations
 
+import importlib
 from collections import OrderedDict
 
 import torch
 from torch.utils.hooks import RemovableHandle as _RemovableHandle
 
-__all__ = ["CONV_TYPES", "MODULE_CALL_CODE", "ScopeHooks", "child_modules", "ddp_internals",
+__all__ = ["CONV_TYPES", "MODULE_CALL_CODE", "OPTIMIZER_GLOBAL_PRE_HOOKS", "OPTIMIZER_STEP_CODE",
+           "WRAPPED_CALL_CODE", "ScopeHooks", "child_modules", "ddp_internals",
            "ddp_mixed_precision_hook", "default_foreach", "global_module_hooks_set", "has_module_hooks",
-           "own_buffers", "own_parameters", "qualified_name", "tensor_version"]
+           "own_buffers", "own_parameters", "qualified_name", "tensor_version", "forward_hook_dicts",
+           "module_call_impl", "optimizer_step_pre_hooks"]
 
 _mod = torch.nn.modules.module
 _GLOBAL_HOOKS = tuple(getattr(_mod, n) for n in ("_global_forward_pre_hooks", "_global_forward_hooks",
@@ -196,3 +199,44 @@ def ddp_mixed_precision_hook():
 #: The code of ``Module._call_impl``, which every module call runs: a Python frame running it is a
 #: module call in progress (None on a torch without it).
 MODULE_CALL_CODE = getattr(getattr(torch.nn.Module, "_call_impl", None), "__code__", None)
+
+
+#: The code of ``Module._wrapped_call_impl`` (the frame a module call enters from its caller), of the
+#: wrapper ``Optimizer.profile_hook_step`` puts around every optimizer's ``step`` (the frame
+#: ``opt.step()`` enters), and the dict of global optimizer step pre-hooks; None where not found.
+WRAPPED_CALL_CODE = getattr(getattr(torch.nn.Module, "_wrapped_call_impl", None), "__code__", None)
+
+
+def _optimizer_step_code():
+    try:
+        wrapper = torch.optim.Optimizer.profile_hook_step(lambda *a, **k: None)
+    except Exception:  # noqa: BLE001 - moved or changed: no frame-read stretch
+        return None
+    return getattr(wrapper, "__code__", None)
+
+
+OPTIMIZER_STEP_CODE = _optimizer_step_code()
+OPTIMIZER_GLOBAL_PRE_HOOKS = getattr(importlib.import_module("torch.optim.optimizer"),
+                                     "_global_optimizer_pre_hooks", None)
+if not isinstance(OPTIMIZER_GLOBAL_PRE_HOOKS, dict):  # pragma: no cover - depends on torch
+    OPTIMIZER_GLOBAL_PRE_HOOKS = None
+
+
+def forward_hook_dicts(module):
+    """``module``'s forward pre-hooks and forward hooks (``Module._forward_pre_hooks``,
+    ``_forward_hooks``: id → hook, in running order); None where they cannot be read."""
+    d = module.__dict__
+    pre, post = d.get("_forward_pre_hooks"), d.get("_forward_hooks")
+    return (pre, post) if type(pre) in _HOOK_DICT_TYPES and type(post) in _HOOK_DICT_TYPES else None
+
+
+def module_call_impl():
+    """``torch.nn.Module._call_impl`` as it is now (a replaced one runs other code); None without it."""
+    return getattr(torch.nn.Module, "_call_impl", None)
+
+
+def optimizer_step_pre_hooks(opt):
+    """``opt``'s own step pre-hooks (``Optimizer._optimizer_step_pre_hooks``: id → hook, in running
+    order); None where they cannot be read."""
+    hooks = opt.__dict__.get("_optimizer_step_pre_hooks")
+    return hooks if isinstance(hooks, dict) else None

@@ -34,10 +34,12 @@ class Node:
     relative to the step's first, or a gradient accumulator's negative key), ``marks``
     (``[(claims so far, module stack, frames)]`` at the segment's start and after each module
     entry or exit) and ``exact`` (False when its claims cannot be taken over: a module claimed a
-    node made before the step, or the run itself was coarse)."""
+    node made before the step, or the run itself was coarse). ``shortcuts``: after a forward,
+    the key of the loop's code up to ``optimizer.step()`` read from its frame → the node the
+    traced events of that code led to (see :mod:`.stretch`)."""
 
     __slots__ = ("key", "parent", "children", "counts", "unsupported", "summary", "volatile",
-                 "claims", "marks", "exact")
+                 "claims", "marks", "exact", "shortcuts")
 
     def __init__(self, key=None, parent: "Node | None" = None):
         self.key = key
@@ -50,6 +52,7 @@ class Node:
         self.claims: list | None = None
         self.marks: list | None = None
         self.exact = True
+        self.shortcuts: dict | None = None
 
     def path(self) -> list["Node"]:
         """The nodes from the first event to this one."""
@@ -70,6 +73,7 @@ class StepCache:
         self.table, self.dtype = table, dtype
         self.roots = {"step": Node(), "inner": Node()}
         self._by_content: dict = {}
+        self.generation = 0  # counts replacements of nodes (shortcuts over them are re-checked)
 
     def child(self, node: Node, key) -> Node | None:
         """The cached node for event ``key`` after ``node`` (None: not seen, volatile, or cache
@@ -123,6 +127,8 @@ class StepCache:
         child = Node(key, node)
         if self.enabled:
             old = node.children.get(key)
+            if old is not None:
+                self.generation += 1
             if old is not None and old.children:
                 child.children = old.children
                 todo = list(old.children.values())

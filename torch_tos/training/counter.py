@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import logging
 import operator
+import sys
 import threading
 import weakref
 
@@ -171,6 +172,7 @@ class TOsCounter:
         thread = self._scope.thread = threading.get_ident()
         try:
             tracker.model_trusted = model_is_trusted(model)  # before any hook of ours is on it
+            tracker.stretch.enter(sys._getframe(1), tracker.model_trusted, tracker.ddp)
             self._scope.attach()  # names and types of every module for the report
             self._scope.detach()
             self._handles.append(model.register_forward_pre_hook(
@@ -181,14 +183,16 @@ class TOsCounter:
                 self._handles.append(self._adapter.attach(model, Marks(tracker, thread)))
             elif self.optimizer is not None:
                 opt = self.optimizer
-                self._handles.append(opt.register_step_pre_hook(Hook(tracker.on_opt_pre, thread)))
-                self._handles.append(opt.register_step_post_hook(Hook(tracker.on_opt_post, thread)))
+                pre = opt.register_step_pre_hook(Hook(tracker.on_opt_pre, thread))
+                self._handles += [pre, opt.register_step_post_hook(Hook(tracker.on_opt_post, thread))]
+                tracker.stretch.hook_ids = (pre.id,)
             else:
                 from torch.optim.optimizer import (register_optimizer_step_post_hook,
                                                    register_optimizer_step_pre_hook)
 
-                self._handles.append(register_optimizer_step_pre_hook(Hook(tracker.on_opt_pre, thread)))
-                self._handles.append(register_optimizer_step_post_hook(Hook(tracker.on_opt_post, thread)))
+                pre = register_optimizer_step_pre_hook(Hook(tracker.on_opt_pre, thread))
+                self._handles += [pre, register_optimizer_step_post_hook(Hook(tracker.on_opt_post, thread))]
+                tracker.stretch.hook_ids = (pre.id,)
             tracker.active = True
         except BaseException:
             self._cleanup()
@@ -210,6 +214,7 @@ class TOsCounter:
         tracker = self._tracker
         tracker.active = False
         tracker.stop_counting()
+        tracker.stretch.reset()
         tracker.step = None
         self._engine.phase = None
         self._engine.paused = False

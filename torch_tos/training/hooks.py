@@ -135,8 +135,12 @@ class CounterScope(ModuleScope):
         exact = seq0 is not None and len(running) <= 1
         path = node.path()
         upto = None  # how many of node's own claims precede this point
-        if exact:
-            marks = node.marks or ()
+        marks = node.marks or ()
+        if exact and not running and marks and not marks[-1][1]:
+            # back outside the model, as the counted run was at the end of this segment (e.g.
+            # right after a forward event): the whole segment ran as counted
+            upto, self.stack[:], self._frames[:] = len(node.claims or ()), (), ()
+        elif exact:
             for i, (n, stack, frames) in enumerate(marks):
                 if i and len(stack) >= len(marks[i - 1][1]):  # entered a module first
                     break

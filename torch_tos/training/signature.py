@@ -22,7 +22,7 @@ import torch
 from .._compat import is_any_autocast_enabled
 
 __all__ = ["FLAG_FREE", "value_sig", "tensor_sig", "forward_signature", "optimizer_signature",
-           "kv_cache_length"]
+           "kv_cache_length", "without_grad"]
 
 _SCALARS = (bool, int, float, str, bytes, torch.dtype, torch.device, torch.Size, type(None))
 _Tensor = torch.Tensor
@@ -31,6 +31,12 @@ _inference_mode = torch.is_inference_mode_enabled
 tensor_sig = operator.attrgetter("shape", "dtype", "requires_grad", "device", "layout")
 _DTYPE_RG = operator.attrgetter("dtype", "requires_grad")
 _TRAINING = operator.attrgetter("training")
+
+
+def without_grad(params) -> tuple:
+    """``p.grad is None`` for each of ``params`` (called on every step; plain enough for dynamo to
+    run when a compiled loop calls the counter's hooks)."""
+    return tuple([p.grad is None for p in params])
 
 
 def _flag_free_modules() -> frozenset:
@@ -164,5 +170,5 @@ def optimizer_signature(opt: torch.optim.Optimizer, memo: dict) -> tuple:
     in the forward signature; the caller adds its ``param_id``."""
     state = opt.state
     return (id(opt), len(state), sum(map(len, state.values())),
-            tuple([(_group_hyper(g, memo), tuple([p.grad is None for p in g["params"]]))
+            tuple([(_group_hyper(g, memo), without_grad(g["params"]))
                    for g in opt.param_groups]))

@@ -30,7 +30,8 @@ from .ddp import ddp_of, forward_state
 from .hooks import running_modules
 from .inner import inner_forward
 from .records import device_readings
-from .signature import ForwardSignature, has_kv_cache, optimizer_signature
+from .signature import ForwardSignature, has_kv_cache, optimizer_signature, without_grad
+from .stretch import StretchWatch
 from .verify import TRUSTED_OPTIMIZERS, Tracer
 
 __all__ = ["Step", "StepTracker"]
@@ -74,6 +75,7 @@ class StepTracker:
         self.meter = meter
         self.record = record
         self.signature = ForwardSignature(model)
+        self.root = cache.roots["step"]
         self.params = self.signature.params
         self.param_ids = {id(p) for p in self.params}
         self.optimizer_types: set[str] = set()
@@ -86,6 +88,7 @@ class StepTracker:
         self.model_trusted = False        # set on entry (see verify.model_is_trusted)
         self.tracer = Tracer(self, self.params)
         self.tracing = False
+        self.stretch = StretchWatch(self)  # the loop's code read from its frame instead of traced
         self.depth = 0                    # > 0 inside a traced call
         self.trusted = False              # inside a trusted forward or optimizer step
         self.root_depth = 0               # root forwards running (re-entrant calls)
@@ -171,7 +174,7 @@ class StepTracker:
 
     # -- opening and closing -----------------------------------------------------------------
     def open(self, grad: bool, explicit: bool) -> Step:
-        step = self.step = Step(grad, explicit, self.cache.roots["step"])
+        step = self.step = Step(grad, explicit, self.root)
         step.seq0 = next_sequence_nr()
         self.grads = None
         if grad:
@@ -179,7 +182,7 @@ class StepTracker:
             # gradient (zero_grad() inside the step, accumulation into it) and how much state
             # the followed optimizers hold (their first step creates it). A step that starts
             # differently from every cached one is counted from its start, never part-way.
-            grads = self.grads = tuple([p.grad is None for p in self.params])
+            grads = self.grads = without_grad(self.params)
             step.state = (grads, tuple([(len(o.state), sum(map(len, o.state.values())))
                                         for o in self._followed]))
         if self.full_next:
@@ -194,18 +197,20 @@ class StepTracker:
 
     def close(self):
         """Close the open step; returns its record (None when nothing was recorded)."""
+        watch = self.stretch
+        if watch.expected is not None:  # a skipped stretch that never reached step()
+            self._drop("the step closed before its optimizer.step()")
         step, self.step = self.step, None
-        self.grads = None
+        self.grads = watch.pending = None
         if step is None:
             return None
         if self.tracing:
             self.trace(False)
-        self.trusted = False
+        self.trusted = self.engine.in_optimizer = False
         if step.counting or self.engine_on or self.scope_on:
             if self.scope.coarse and step.reused:
                 self.full_next = True
             self.stop_counting()
-        self.engine.in_optimizer = False
         energy = self._meter_stop(step) if step.meter_ctx is not None else None
         node = step.node
         if node.parent is None:  # no event: nothing ran
@@ -221,6 +226,7 @@ class StepTracker:
     def discard(self, *exc) -> None:
         """Drop the open step (the loop raised inside it)."""
         step, self.step = self.step, None
+        self.stretch.expected = self.stretch.pending = None
         self.stop_counting(*exc)
         self.trusted, self.root_depth = False, 0
         if step is not None and step.meter_ctx is not None:
@@ -228,6 +234,11 @@ class StepTracker:
                 step.meter_ctx.__exit__(*exc)
             except Exception:  # the loop's own exception is the one to report
                 pass
+
+    def _drop(self, where: str) -> None:
+        """The step skipped the tracer over code it then did not run as read: drop it."""
+        self.stretch.broken(where)
+        self.discard(None, None, None)
 
     def _meter_stop(self, step: Step):
         step.meter_ctx.__exit__(None, None, None)
@@ -239,6 +250,8 @@ class StepTracker:
 
     # -- forwards --------------------------------------------------------------------------------
     def on_root_pre(self, module, args, kwargs):
+        if self.stretch.expected is not None:
+            self._drop("the model was called before optimizer.step()")
         outer = self.tracing
         if outer:
             self.trace(False)  # the counter's own code is not part of the step
@@ -255,6 +268,8 @@ class StepTracker:
             self.root_depth = 1
             if region == "trusted" or region == "inner":  # the forward runs untraced
                 self.trusted = True
+                if region == "trusted" and self.step.grad:
+                    self.stretch.at_forward(self.step)
             elif region == "traced":
                 self.trace(True)
         if self.scope_on:  # the scope's own root pre-hook is left out (see ModuleScope.attach)
@@ -265,9 +280,10 @@ class StepTracker:
         depth = self.root_depth
         if depth == 1:
             self.root_depth = 0
-            if self.step is not None:  # back in the step's own code: traced
+            if self.step is not None:  # back in the step's own code: traced, unless read
                 self.trusted = False
-                self.trace(True)
+                if self.stretch.expected is None:
+                    self.trace(True)
         elif depth:
             self.root_depth = depth - 1
         return None
@@ -334,6 +350,9 @@ class StepTracker:
             return None
         if self.tracing:
             self.trace(False)
+        watch = self.stretch
+        if (watch.expected is not None or watch.pending is not None) and not watch.arrived(self.step):
+            self._drop("optimizer.step() was called from elsewhere")
         closure = kwargs["closure"] if "closure" in kwargs else (args[1] if len(args) > 1 else None)
         if closure is None:
             self.optimizer_event(opt)

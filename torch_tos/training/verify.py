@@ -37,7 +37,7 @@ from torch.overrides import TorchFunctionMode
 from .._compat import C_SET_GRAD_ENABLED, global_module_hooks_set, has_module_hooks, sequence_nr
 from ..kernels import STANDS_FOR
 from .ddp import comm_hook_state
-from .signature import FLAG_FREE, tensor_sig, value_sig
+from .signature import FLAG_FREE, tensor_sig, value_sig, without_grad
 
 __all__ = ["TRUSTED_MODULES", "TRUSTED_OPTIMIZERS", "Tracer", "model_is_trusted", "data_dependent"]
 
@@ -174,7 +174,7 @@ class Tracer(TorchFunctionMode):
         if func in _BACKWARD:
             grads = tracker.grads  # which parameters hold a gradient, if known since the step opened
             if grads is None:
-                grads = tuple([p.grad is None for p in self.params])
+                grads = without_grad(self.params)
             tracker.grads = None  # the backward changes them
             key += (_roots(args[0] if args else kwargs.get("tensors", kwargs.get("outputs")), step.seq0),
                     grads)
