@@ -345,6 +345,11 @@ def _conv_sizes():
 
 
 _DENSE, _DEPTHWISE, _GROUPED = _conv_sizes()
+#: Batch norms (batch, channels, side), the same in training and in inference: the two kernels
+#: cost differently per channel (inference loops over batch × channels with the spatial plane
+#: inside), so both are measured from 16 to 1,024 channels and from 1² to 64² planes.
+_BATCH_NORM = tuple((8, c, h) for h in (1, 2, 4, 8, 16, 32) for c in (32, 256)) \
+    + ((16, 512, 2), (16, 64, 8), (4, 1024, 2), (8, 16, 64))
 #: Tensor sizes (elements) of the memory-bound sweeps: latency-bound to beyond the caches.
 _NUMEL = (1, 1024, 32768, 1048576, 4194304)
 
@@ -357,10 +362,8 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload("sdpa_causal", ((8, 64, 32), (8, 256, 64)), lambda s, d, dev: _attention(s, d, dev, True, True)),
     Workload("conv", _DENSE + _GROUPED, _conv),
     Workload("dwconv", _DEPTHWISE, _conv),
-    Workload("batch_norm", tuple((8, c, h) for h in (1, 2, 4, 8, 16, 32) for c in (32, 256))
-             + ((16, 512, 2), (16, 64, 8), (4, 1024, 2), (8, 16, 64)), _batch_norm),
-    Workload("batch_norm_eval", tuple((8, c, h) for h in (1, 2, 4, 8, 16, 32) for c in (32, 256)),
-             lambda s, d, dev: _batch_norm(s, d, dev, inference=True)),
+    Workload("batch_norm", _BATCH_NORM, _batch_norm),
+    Workload("batch_norm_eval", _BATCH_NORM, lambda s, d, dev: _batch_norm(s, d, dev, inference=True)),
     Workload("layer_norm", ((8, 64), (64, 256), (512, 256), (4096, 1024), (2048, 64), (16, 2048)), _layer_norm),
     Workload("group_norm", ((32, 8), (64, 32), (256, 16)), _group_norm),
     Workload("pool", tuple((k, c, h) for k in ("max3s2", "max2", "avg2", "adaptive")
