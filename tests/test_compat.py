@@ -1,5 +1,5 @@
-"""torch_tos/_compat.py (and _compat_nn.py, the part of it about modules and optimizers) is the one
-place that uses private PyTorch APIs (issue 8 item 7)."""
+"""torch_tos/_compat.py (with _compat_nn.py, modules and optimizers, and _compat_dist.py, devices and
+process groups) is the one place that uses private PyTorch APIs (issue 8 item 7)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from torch_tos import _compat
 
 PACKAGE = pathlib.Path(torch_tos.__file__).parent
 #: the modules allowed to name private PyTorch APIs
-COMPAT_MODULES = ("_compat.py", "_compat_nn.py")
+COMPAT_MODULES = ("_compat.py", "_compat_nn.py", "_compat_dist.py")
 
 
 def _chain(node) -> list[str] | None:

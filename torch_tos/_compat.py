@@ -5,8 +5,10 @@ document. They are all imported from here so that a PyTorch release that moves o
 place, with a message naming the API, instead of deep inside a count. Tested on torch 2.13 and
 2.14 (see docs/conventions.md §8). Each entry says what happens when the API is missing. The
 internals of modules and optimizers (the rows from ``_global_*_hooks`` to ``_ConvNd``, and
-``_call_impl`` to ``_optimizer_step_pre_hooks``) are used in :mod:`torch_tos._compat_nn`,
-re-exported here; everything else lives in this module:
+``_call_impl`` to ``_optimizer_step_pre_hooks``) are used in :mod:`torch_tos._compat_nn`, and the
+state of devices and process groups (``_cuda_hasPrimaryContext``, the fake mode, the process-group
+resolver) in :mod:`torch_tos._compat_dist`, both re-exported here; everything else lives in this
+module:
 
 ``torch._disable_dynamo``                     ``torch.compiler.disable`` (imports ``torch._dynamo``,
                                               ~2 s, when the training counter is imported)
@@ -101,6 +103,7 @@ from ._compat_nn import (CONV_TYPES, MODULE_CALL_CODE, OPTIMIZER_GLOBAL_PRE_HOOK
                          global_module_hooks_set, has_module_hooks, module_call_impl,
                          optimizer_step_pre_hooks, own_buffers, own_parameters, qualified_name,
                          tensor_version)
+from ._compat_dist import cuda_has_primary_context, fake_mode_active, process_group_size_and_rank  # noqa: F401
 
 
 class CompatError(RuntimeError):
@@ -338,30 +341,6 @@ def eager_under_compile(fn):
     return lazy(fn) if lazy is not None else torch.compiler.disable(fn)
 
 
-_FAKE_KEY = getattr(getattr(torch._C, "_TorchDispatchModeKey", None), "FAKE", None)
-_get_dispatch_mode = getattr(torch._C, "_get_dispatch_mode", None)
-
-
-def fake_mode_active() -> bool:
-    """Whether a ``FakeTensorMode`` is active (``torch._C._get_dispatch_mode(FAKE)``): ops run now
-    compute shapes only. False where that cannot be told."""
-    if _FAKE_KEY is None or _get_dispatch_mode is None:  # pragma: no cover - depends on torch
-        return False
-    return _get_dispatch_mode(_FAKE_KEY) is not None
-
-
-def process_group_size_and_rank(group_name) -> tuple[int, int] | None:
-    """(size, this process's rank) of the process group a functional collective names
-    (``distributed_c10d._resolve_process_group``); None where it cannot be resolved."""
-    try:
-        from torch.distributed.distributed_c10d import _resolve_process_group
-
-        pg = _resolve_process_group(group_name)
-        return int(pg.size()), int(pg.rank())
-    except Exception:  # noqa: BLE001 - unknown name, no distributed build, a moved helper
-        return None
-
-
 # -- the convolution backend PyTorch selects (the cost model's op attributes) --------------------
 #: ``torch._C._select_conv_backend(input, weight, bias, stride, padding, dilation, transposed,
 #: output_padding, groups, bias_sizes)`` → a ``_ConvBackend``; None where torch lacks it (the
@@ -405,10 +384,3 @@ PRIVATE_APIS = (
 #: (instance attributes: checked on a module, not resolved on the class).
 PRIVATE_MODULE_ATTRIBUTES = ("_parameters", "_buffers", "_modules", "_forward_hooks", "_backward_hooks",
                              "_backward_pre_hooks", "_forward_pre_hooks")
-
-
-def cuda_has_primary_context(index: int) -> bool:
-    """Whether this process has a CUDA context on ordinal ``index`` (``True`` when torch cannot
-    tell), without creating one."""
-    check = getattr(torch._C, "_cuda_hasPrimaryContext", None)
-    return True if check is None else bool(check(index))
