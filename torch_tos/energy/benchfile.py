@@ -11,12 +11,20 @@ not be this setup's), and so is one begun on another machine (another CPU model,
 torch version: :data:`~.fingerprint.MATCH`); the file records the fingerprint of the machine that
 began it, which the profile carries (:attr:`~.machine.MachineProfile.fingerprint`); a torn last line (a crash mid-write) is dropped by rewriting the file
 atomically without it. A progress bar shows the sweep.
+
+With a drift ``reference`` (:class:`~.reference.Reference`), the file is begun by the reference's
+nominal joules, the reference is read again every :data:`~.reference.TRACK_SECONDS` of sweeping
+(``{"ref": [time, joules]}`` lines) and at the end, every result line records when it was measured,
+and the profile's joules (points, floor, allocation curve) are rescaled by the track at their time
+(:class:`~.reference.DriftTrack`); seconds stay as measured. A file begun with the reference is
+refused without it, and the other way round (its figures would be in other units).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import torch
@@ -74,13 +82,17 @@ class BenchFile:
         self.lines.append(item)
 
     def get(self, kind: str):
+        line = self.line(kind)
+        return None if line is None else line[kind]
+
+    def line(self, kind: str) -> dict | None:
         for item in self.lines:
             if kind in item:
-                return item[kind]
+                return item
         return None
 
-    def add(self, kind: str, value) -> None:
-        self._append({kind: value})
+    def add(self, kind: str, value, t=None) -> None:
+        self._append({kind: value} if t is None else {kind: value, "t": list(t)})
 
     def done(self) -> set:
         return {(x["dtype"], x["workload"], json.dumps(x["size"])) for x in self.lines if "points" in x}
@@ -88,8 +100,35 @@ class BenchFile:
     def points(self) -> list[dict]:
         return [p for x in self.lines if "points" in x for p in x["points"]]
 
-    def add_points(self, dtype: str, workload: str, size, points: list[dict]) -> None:
-        self._append({"dtype": dtype, "workload": workload, "size": size, "points": points})
+    def add_points(self, dtype: str, workload: str, size, points: list[dict], t=None) -> None:
+        item = {"dtype": dtype, "workload": workload, "size": size, "points": points}
+        self._append(item if t is None else dict(item, t=list(t)))
+
+    def track(self):
+        """The file's :class:`~.reference.DriftTrack`, or None when it was begun without the reference."""
+        from .reference import DriftTrack
+
+        head = self.get("reference")
+        if head is None:
+            return None
+        return DriftTrack(head["nominal"], [tuple(x["ref"]) for x in self.lines if "ref" in x])
+
+    def corrected(self, track) -> tuple[list[dict], dict, list]:
+        """The points, floor and allocation curve with their joules rescaled by ``track`` at the time
+        each was measured (as measured when ``track`` is None)."""
+        def fix(line):
+            return 1.0 if track is None or "t" not in line else track.factor(*line["t"])
+
+        points = []
+        for x in self.lines:
+            if "points" in x:
+                f = fix(x)
+                points += [dict(p, joules=p["joules"] * f) for p in x["points"]]
+        floor_line, alloc_line = self.line("floor"), self.line("alloc")
+        floor = dict(floor_line["floor"], joules=floor_line["floor"]["joules"] * fix(floor_line))
+        f = fix(alloc_line)
+        alloc = [[n, s, j * f] for n, s, j in alloc_line["alloc"]]
+        return points, floor, alloc
 
 
 def _seen_key(p: dict) -> tuple:
@@ -98,13 +137,17 @@ def _seen_key(p: dict) -> tuple:
 
 
 def measure_profile(device: Device, dtypes, meter, path, *, threads: int = 1, workloads=None, progress: bool = True,
-                    windows: int = 3, thin: int = 1) -> MachineProfile:
+                    windows: int = 3, thin: int = 1, reference=None) -> MachineProfile:
     """Measure (or resume) the profile of ``device`` for ``dtypes`` into the file ``path`` (module
     doc) and return it. ``workloads``: names of :mod:`.benchsuite` workloads (all by default) or
-    :class:`~.benchsuite.Workload` objects; ``thin``: a sparser sweep (:func:`.microbench.plan`)."""
+    :class:`~.benchsuite.Workload` objects; ``thin``: a sparser sweep (:func:`.microbench.plan`);
+    ``reference``: a :class:`~.reference.Reference` to correct drift with (module doc); the
+    returned profile's ``reference`` is then the nominal reference joules (else None)."""
     from tqdm.auto import tqdm
 
     setup = {"device": str(device), "name": device.name, "threads": int(threads), "meter": meter.source}
+    if reference is not None:
+        setup["reference"] = reference.describe()
     bf = BenchFile(path, setup)
     chosen = tuple(workloads) if workloads and not isinstance(workloads[0], str) else get_workloads(workloads)
     todo = list(plan(dtypes, chosen, thin))
@@ -114,16 +157,19 @@ def measure_profile(device: Device, dtypes, meter, path, *, threads: int = 1, wo
     bar = tqdm(total=len(todo) + 2, desc="microbenchmarks", unit="size", disable=not progress, dynamic_ncols=True)
     try:
         torch.set_num_threads(threads)
+        track = _begin_track(bf, reference, meter)
         floor = bf.get("floor")
         if floor is None:
+            t0 = time.time()
             t = dispatch_floor(meter, device, windows)
             floor = {"seconds": t.seconds, "joules": t.joules}
-            bf.add("floor", floor)
+            bf.add("floor", floor, t=(t0, time.time()) if track else None)
         bar.update(1)
         alloc = bf.get("alloc")
         if alloc is None:
+            t0 = time.time()
             alloc = allocation_costs(meter, device, Timing(floor["seconds"], floor["joules"], 1), windows=windows)
-            bf.add("alloc", alloc)
+            bf.add("alloc", alloc, t=(t0, time.time()) if track else None)
         bar.update(1)
         fp = _machine(bf, device, threads)
         seen = {_seen_key(p) for p in bf.points()}
@@ -131,17 +177,49 @@ def measure_profile(device: Device, dtypes, meter, path, *, threads: int = 1, wo
             key = (dt, w.name, json.dumps(list(size) if isinstance(size, (list, tuple)) else [size]))
             if key not in done:
                 bar.set_postfix_str(f"{dt} {w.label(size)}", refresh=False)
+                _read_track(bf, track, reference, meter, due=True)
+                t0 = time.time()
                 points = measure_workload(w, size, dt, meter, device, windows=windows, seen=seen,
                                           seen_key=_seen_key)
-                bf.add_points(dt, w.name, json.loads(key[2]), points)
+                bf.add_points(dt, w.name, json.loads(key[2]), points, t=(t0, time.time()) if track else None)
             bar.update(1)
+        _read_track(bf, track, reference, meter, due=False)
     finally:
         torch.set_num_threads(previous)
         torch.set_flush_denormal(False)  # PyTorch's default (it has no getter to restore another)
         bar.close()
     dev = {"type": device.type, "name": device.name, "index": device.index, "threads": int(threads),
            "meter": meter.source}
-    return MachineProfile(bf.points(), floor, alloc, dev, dtypes, fingerprint=fp)
+    points, floor, alloc = bf.corrected(track)
+    profile = MachineProfile(points, floor, alloc, dev, dtypes, fingerprint=fp)
+    profile.reference = None if track is None else track.nominal
+    return profile
+
+
+def _begin_track(bf: BenchFile, reference, meter):
+    """The file's drift track: begun now (the nominal measured and recorded) when the file has
+    none yet; None without a reference."""
+    if reference is None:
+        return None
+    if bf.get("reference") is None:
+        bf.add("reference", {"nominal": reference.nominal(meter), "workload": reference.describe()})
+    return bf.track()
+
+
+def _read_track(bf: BenchFile, track, reference, meter, *, due: bool) -> None:
+    """Read the reference onto ``track`` when :data:`~.reference.TRACK_SECONDS` have passed since its
+    last reading (``due``), or whenever the last reading is older than the last result (the end)."""
+    from .reference import TRACK_SECONDS
+
+    if track is None:
+        return
+    last = track.samples[-1][0] if track.samples else -float("inf")
+    ends = [x["t"][1] for x in bf.lines if "t" in x]
+    if (due and time.time() - last < TRACK_SECONDS) or (not due and ends and last >= max(ends)):
+        return
+    now, joules = time.time(), reference.measure(meter)
+    track.add(now, joules)
+    bf.add("ref", [now, joules])
 
 
 def _machine(bf: BenchFile, device: Device, threads: int) -> dict:

@@ -31,6 +31,7 @@ from pathlib import Path
 import pandas as pd
 
 from .families import Config, get_family
+from .reference import Reference, recorrect
 from .runfile import check_output
 from .runner import Workload, run_plan
 from .runs import CONFIG_COLUMNS, _norm, read_runs
@@ -158,7 +159,8 @@ def calibrate(out="law.json", *, device="cpu", dtypes=None, threads: int = 1, me
     ``device``: ``cpu``, ``cuda``, ``cuda:i``; ``dtypes``: the dtypes to measure (default: the
     device's, :data:`~.device.DEFAULT_DTYPES`); ``threads``: torch threads (1 unless told);
     ``runs``/``bench``: the runs CSV and the microbenchmark file (default next to ``out``);
-    ``reference``: drift-correct every run (:mod:`.reference`); ``families``/``scale``: a
+    ``reference``: drift-correct the microbenchmarks and every run to one nominal (``True``, or a
+    :class:`~.reference.Reference`; :class:`~.reference.DriftTrack`); ``families``/``scale``: a
     narrower or longer suite; ``workloads``: microbenchmark workloads (all by default); ``thin``: a
     sparser microbenchmark sweep (every ``thin``-th size; for meters that need long windows)."""
     from .benchfile import measure_profile
@@ -187,15 +189,20 @@ def calibrate(out="law.json", *, device="cpu", dtypes=None, threads: int = 1, me
 
         get_workloads(workloads)  # an unknown name fails before any measuring
     meter = get_meter(meter)
+    ref = (Reference() if reference is True else reference) or None
     profile = measure_profile(dev, dtypes, meter, bench_path, threads=threads, workloads=workloads,
-                              progress=progress, thin=thin)
+                              progress=progress, thin=thin, reference=ref)
     counted: dict = {}
-    run_plan(suite, csv_path, repeats=repeats, meter=meter, reference=reference, seed=seed, progress=progress,
-             callback=callback, desc="step-level runs", counted=counted)
+    run_plan(suite, csv_path, repeats=repeats, meter=meter, reference=ref, seed=seed, progress=progress,
+             callback=callback, desc="step-level runs", counted=counted, nominal=profile.reference)
     table = read_runs(csv_path, features=("tos", "flops"))
+    if ref is not None:
+        table = recorrect(table, profile.reference, csv_path)
     priced = price_runs(table, _run_counts(suite, counted), profile)
-    law = fit_cost_model(profile, priced, meta={"dtypes": list(dtypes), "threads": threads, "meter": meter.source,
-                                                "device": str(dev), "repeats": repeats})
+    meta = {"dtypes": list(dtypes), "threads": threads, "meter": meter.source, "device": str(dev), "repeats": repeats}
+    if ref is not None:
+        meta["reference_joules"] = profile.reference
+    law = fit_cost_model(profile, priced, meta=meta)
     law.save(law_path)
     errors = heldout_errors(priced)
     return Calibration(law, priced, law_path, csv_path, bench_path, errors, time.perf_counter() - t0)

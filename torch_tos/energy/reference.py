@@ -16,6 +16,15 @@ file was started). Both the corrected ``joules`` and the meter's ``joules_raw`` 
 ``ref_before``/``ref_after``; :func:`cv_by_config` reports each configuration's coefficient of
 variation with and without the correction. The correction removes drift that affects the run and
 the reference alike (a common multiplicative factor); noise faster than a run is not removed.
+
+A calibration shares one nominal between its microbenchmarks and its step-level runs
+(:class:`DriftTrack`): the reference is measured when the microbenchmark file is begun (the
+nominal), then every :data:`TRACK_SECONDS` of microbenchmarking, and before and after every run;
+each microbenchmark's joules are rescaled by the track at its time, each run's by the readings of
+the runs measured around it (:func:`recorrect`), all to the same nominal. Without it, a machine
+that slows down between the two stages moves the step-level law's scale by as much as it slowed.
+Both are medians over neighbouring readings, so one reading caught by a burst of another process
+does not move the figures it corrects.
 """
 
 from __future__ import annotations
@@ -30,6 +39,10 @@ import torch
 
 REFERENCE_STEPS = 200
 NOMINAL_REPEATS = 5
+#: Seconds of microbenchmarking between two readings of the reference on a :class:`DriftTrack`.
+TRACK_SECONDS = 3.0
+#: :func:`recorrect` reads the reference of the runs up to this many rows before and after a run.
+RUN_WINDOW = 2
 
 
 class Reference:
@@ -91,6 +104,48 @@ class Reference:
             raise ValueError(f"the reference workload measured {value!r} J; a meter that reads no "
                              "energy for it cannot correct drift (run without --reference)")
         return value
+
+
+class DriftTrack:
+    """The reference's joules over wall-clock time while microbenchmarks run (module doc).
+
+    ``nominal``: the reference joules all corrected figures are expressed at; ``samples``: (time,
+    joules) readings, time from :func:`time.time` (a resumed calibration continues the track).
+    :meth:`factor` is the correction of work measured between two times."""
+
+    def __init__(self, nominal: float, samples=()):
+        if not (isinstance(nominal, (int, float)) and math.isfinite(nominal) and nominal > 0):
+            raise ValueError(f"the drift track's nominal reference joules must be a positive number, got {nominal!r}")
+        self.nominal = float(nominal)
+        self.samples = sorted((float(t), float(j)) for t, j in samples)
+        for t, j in self.samples:
+            if not (math.isfinite(t) and math.isfinite(j) and j > 0):
+                raise ValueError(f"a drift track reading must be a finite time and positive joules, got {(t, j)!r}")
+
+    def add(self, t: float, joules: float) -> None:
+        self.samples.append((float(t), float(joules)))
+        self.samples.sort()
+
+    def at(self, t: float) -> float:
+        """The reference joules at time ``t``: linear between the readings around it, each the
+        median of itself and its two neighbours; the nearest outside them; the nominal when there
+        is none."""
+        if not self.samples:
+            return self.nominal
+        times = [s[0] for s in self.samples]
+        values = [s[1] for s in self.samples]
+        smooth = [statistics.median(values[max(0, k - 1):k + 2]) for k in range(len(values))]
+        return float(np.interp(t, times, smooth))
+
+    def factor(self, t0: float, t1: float | None = None) -> float:
+        """``nominal / reference`` for work measured from ``t0`` to ``t1``: the reference's mean
+        over the interval (its readings inside it and the interpolated ends)."""
+        t1 = t0 if t1 is None else t1
+        if t1 < t0:
+            t0, t1 = t1, t0
+        inside = [j for t, j in self.samples if t0 < t < t1]
+        values = [self.at(t0), *inside, self.at(t1)]
+        return self.nominal / (sum(values) / len(values))
 
 
 @dataclass
@@ -166,4 +221,27 @@ def format_cv(table: pd.DataFrame) -> str:
     return text
 
 
-__all__ = ["Reference", "RunMeasurement", "measure_run", "cv_by_config", "format_cv", "REFERENCE_STEPS"]
+def recorrect(runs: pd.DataFrame, nominal: float, path=None, window: int = RUN_WINDOW) -> pd.DataFrame:
+    """``runs`` (rows in the order they were measured) with every run's ``joules`` expressed at
+    ``nominal``: ``joules_raw × nominal / ref``, ``ref`` the median of the reference readings
+    (before and after) of the runs from ``window`` rows before to ``window`` rows after it. A run
+    measured without the reference is an error naming the file ``path``."""
+    out = runs.copy()
+    column = lambda name: pd.to_numeric(out.get(name, pd.Series(np.nan, index=out.index)), errors="coerce")
+    raw, before, after = column("joules_raw"), column("ref_before"), column("ref_after")
+    bad = ~(raw.notna() & before.gt(0) & after.gt(0))
+    if len(out) and bad.to_numpy().any():
+        where = f"{path}: " if path is not None else ""
+        raise ValueError(f"{where}{int(bad.sum())} run(s) were measured without the drift reference (no "
+                         "joules_raw/ref_before/ref_after); a drift-corrected calibration needs every run "
+                         "corrected: use another runs file, or calibrate without the reference")
+    readings = np.column_stack([before.to_numpy(float), after.to_numpy(float)])
+    n = len(out)
+    ref = [float(np.median(readings[max(0, i - window):i + window + 1])) for i in range(n)]
+    out["joules"] = raw.to_numpy(float) * nominal / np.asarray(ref, dtype=float)
+    out["ref_nominal"] = float(nominal)
+    return out
+
+
+__all__ = ["Reference", "DriftTrack", "RunMeasurement", "measure_run", "recorrect", "cv_by_config", "format_cv",
+           "REFERENCE_STEPS", "TRACK_SECONDS"]

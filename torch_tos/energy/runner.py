@@ -261,13 +261,15 @@ class _State:
 
 def run_plan(workloads, out, *, repeats: int = 3, meter="auto", reference=None, seed: int = 0,
              order: str = "interleaved", cooldown: float = 0.0, progress: bool = True, callback=None,
-             desc: str = "runs", counted: dict | None = None) -> ResultFile:
+             desc: str = "runs", counted: dict | None = None, nominal: float | None = None) -> ResultFile:
     """Measure ``repeats`` runs of every workload into the CSV ``out`` (see the module doc).
 
     ``reference``: ``None``/``False`` (raw meter figures), ``True`` (the built-in
     :class:`~.reference.Reference`) or a :class:`~.reference.Reference`. ``callback(row)`` is
     called after each run is written. ``counted``: a dict the :class:`Counted` of each workload is
     kept in (keyed by the workload), so a caller that prices the runs does not count them again.
+    ``nominal``: the reference joules to correct to when the file has none yet (a calibration
+    shares its microbenchmarks' nominal; default: measured when the first run is).
     Returns the :class:`~.runfile.ResultFile`.
     """
     workloads = list(workloads)
@@ -318,7 +320,7 @@ def run_plan(workloads, out, *, repeats: int = 3, meter="auto", reference=None, 
                     bar.update(1)
                     continue
                 if ref is not None and state.nominal is None:
-                    state.nominal = ref.nominal(meter)
+                    state.nominal = nominal if nominal is not None else ref.nominal(meter)
                 row = _measure(w, X, y, repeat, seed, meter, ref, state.nominal, cooldown, cache)
                 machine = machines.get(w.device) or machines.setdefault(w.device, machine_name(w.device))
                 row = {**settings, "repeat": str(repeat), **row, "host": host, "machine": machine, "torch": version,
