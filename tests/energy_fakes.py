@@ -58,9 +58,11 @@ def synthetic_law(modes=("training", "inference"), dtypes=("float32", "float64")
                      meta={"threads": None, "meter": "fake", "dtypes": list(dtypes)})
 
 
-def write_bench(path, dtypes=("float32",), threads=1, meter="cputime"):
+def write_bench(path, dtypes=("float32",), threads=1, meter="cputime", reference=None):
     """A finished microbenchmark file of :func:`synthetic_profile` for this machine's setup: a
-    calibration that finds it measures no microbenchmark (it resumes) and goes on to its suite."""
+    calibration that finds it measures no microbenchmark (it resumes) and goes on to its suite.
+    ``reference``: nominal reference joules — the file begun with the built-in drift reference,
+    its track reading the nominal throughout (the profile as synthesised)."""
     import json
 
     from torch_tos.energy.benchsuite import WORKLOADS
@@ -69,8 +71,14 @@ def write_bench(path, dtypes=("float32",), threads=1, meter="cputime"):
 
     dev = resolve_device("cpu")
     prof = synthetic_profile(dtypes)
-    lines = [{"setup": {"device": "cpu", "name": dev.name, "threads": threads, "meter": meter}},
-             {"floor": dict(prof.floor)}, {"alloc": prof.alloc}]
+    setup = {"device": "cpu", "name": dev.name, "threads": threads, "meter": meter}
+    lines = [{"setup": setup}, {"floor": dict(prof.floor)}, {"alloc": prof.alloc}]
+    if reference is not None:
+        from torch_tos.energy.reference import Reference
+
+        setup["reference"] = Reference().describe()
+        lines[1:1] = [{"reference": {"nominal": reference, "workload": setup["reference"]}},
+                      {"ref": [0.0, reference]}, {"ref": [1e10, reference]}]
     first = True
     for dt, w, size in plan(dtypes, WORKLOADS):
         pts = [p for p in prof.points if p["dtype"] == dt] if first else []

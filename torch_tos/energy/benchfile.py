@@ -12,11 +12,11 @@ torch version: :data:`~.fingerprint.MATCH`); the file records the fingerprint of
 began it, which the profile carries (:attr:`~.machine.MachineProfile.fingerprint`); a torn last line (a crash mid-write) is dropped by rewriting the file
 atomically without it. A progress bar shows the sweep.
 
-With a drift ``reference`` (:class:`~.reference.Reference`), the file is begun by the reference's
-nominal joules, the reference is read again every :data:`~.reference.TRACK_SECONDS` of sweeping
-(``{"ref": [time, joules]}`` lines) and at the end, every result line records when it was measured,
-and the profile's joules (points, floor, allocation curve) are rescaled by the track at their time
-(:class:`~.reference.DriftTrack`); seconds stay as measured. A file begun with the reference is
+With a drift ``reference`` (:class:`~.reference.Reference`), the reference is read when the file is
+begun, every :data:`~.reference.TRACK_SECONDS` of sweeping and at the end (``{"ref": [time,
+joules]}`` lines), every result line records when it was measured, and the profile's joules
+(points, floor, allocation curve) are rescaled by the track at their time to its nominal, the
+median reading (:class:`~.reference.DriftTrack`); seconds stay as measured. A file begun with the reference is
 refused without it, and the other way round (its figures would be in other units).
 """
 
@@ -108,10 +108,9 @@ class BenchFile:
         """The file's :class:`~.reference.DriftTrack`, or None when it was begun without the reference."""
         from .reference import DriftTrack
 
-        head = self.get("reference")
-        if head is None:
+        if self.get("reference") is None:
             return None
-        return DriftTrack(head["nominal"], [tuple(x["ref"]) for x in self.lines if "ref" in x])
+        return DriftTrack([tuple(x["ref"]) for x in self.lines if "ref" in x])
 
     def corrected(self, track) -> tuple[list[dict], dict, list]:
         """The points, floor and allocation curve with their joules rescaled by ``track`` at the time
@@ -197,13 +196,16 @@ def measure_profile(device: Device, dtypes, meter, path, *, threads: int = 1, wo
 
 
 def _begin_track(bf: BenchFile, reference, meter):
-    """The file's drift track: begun now (the nominal measured and recorded) when the file has
-    none yet; None without a reference."""
+    """The file's drift track: begun now (a warm-up run of the reference, then its first reading)
+    when the file has none yet; None without a reference."""
     if reference is None:
         return None
     if bf.get("reference") is None:
-        bf.add("reference", {"nominal": reference.nominal(meter), "workload": reference.describe()})
-    return bf.track()
+        reference.run()
+        bf.add("reference", {"workload": reference.describe()})
+    track = bf.track()
+    _read_track(bf, track, reference, meter, due=True)
+    return track
 
 
 def _read_track(bf: BenchFile, track, reference, meter, *, due: bool) -> None:

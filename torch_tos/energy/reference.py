@@ -18,10 +18,10 @@ variation with and without the correction. The correction removes drift that aff
 the reference alike (a common multiplicative factor); noise faster than a run is not removed.
 
 A calibration shares one nominal between its microbenchmarks and its step-level runs
-(:class:`DriftTrack`): the reference is measured when the microbenchmark file is begun (the
-nominal), then every :data:`TRACK_SECONDS` of microbenchmarking, and before and after every run;
-each microbenchmark's joules are rescaled by the track at its time, each run's by the readings of
-the runs measured around it (:func:`recorrect`), all to the same nominal. Without it, a machine
+(:class:`DriftTrack`): the reference is read every :data:`TRACK_SECONDS` of microbenchmarking (the
+nominal is the median of these readings) and before and after every run; each microbenchmark's
+joules are rescaled by the track at its time, each run's by the readings of the runs measured
+around it (:func:`recorrect`), all to the same nominal. Without it, a machine
 that slows down between the two stages moves the step-level law's scale by as much as it slowed.
 Both are medians over neighbouring readings, so one reading caught by a burst of another process
 does not move the figures it corrects.
@@ -109,18 +109,30 @@ class Reference:
 class DriftTrack:
     """The reference's joules over wall-clock time while microbenchmarks run (module doc).
 
-    ``nominal``: the reference joules all corrected figures are expressed at; ``samples``: (time,
-    joules) readings, time from :func:`time.time` (a resumed calibration continues the track).
-    :meth:`factor` is the correction of work measured between two times."""
+    ``samples``: (time, joules) readings, time from :func:`time.time` (a resumed calibration
+    continues the track). ``nominal``: the reference joules corrected figures are expressed at —
+    by default the median of the readings, so the profile stays in the units of the machine's
+    typical state while it was measured and the correction only removes the drift around it (a
+    reading taken back to back with warm caches would sit below every reading taken between other
+    work). :meth:`factor` is the correction of work measured between two times."""
 
-    def __init__(self, nominal: float, samples=()):
-        if not (isinstance(nominal, (int, float)) and math.isfinite(nominal) and nominal > 0):
-            raise ValueError(f"the drift track's nominal reference joules must be a positive number, got {nominal!r}")
-        self.nominal = float(nominal)
+    def __init__(self, samples=(), nominal: float | None = None):
         self.samples = sorted((float(t), float(j)) for t, j in samples)
         for t, j in self.samples:
             if not (math.isfinite(t) and math.isfinite(j) and j > 0):
                 raise ValueError(f"a drift track reading must be a finite time and positive joules, got {(t, j)!r}")
+        if nominal is not None and (isinstance(nominal, bool) or not isinstance(nominal, (int, float))
+                                    or not math.isfinite(nominal) or nominal <= 0):
+            raise ValueError(f"the drift track's nominal reference joules must be a positive number, got {nominal!r}")
+        self._nominal = None if nominal is None else float(nominal)
+
+    @property
+    def nominal(self) -> float:
+        if self._nominal is not None:
+            return self._nominal
+        if not self.samples:
+            raise ValueError("the drift track has no reading of the reference yet")
+        return float(statistics.median(j for _, j in self.samples))
 
     def add(self, t: float, joules: float) -> None:
         self.samples.append((float(t), float(joules)))
@@ -138,12 +150,12 @@ class DriftTrack:
         return float(np.interp(t, times, smooth))
 
     def factor(self, t0: float, t1: float | None = None) -> float:
-        """``nominal / reference`` for work measured from ``t0`` to ``t1``: the reference's mean
-        over the interval (its readings inside it and the interpolated ends)."""
+        """``nominal / reference`` for work measured from ``t0`` to ``t1``: the mean of the track
+        (:meth:`at`) at both ends and at every reading inside."""
         t1 = t0 if t1 is None else t1
         if t1 < t0:
             t0, t1 = t1, t0
-        inside = [j for t, j in self.samples if t0 < t < t1]
+        inside = [self.at(t) for t, _ in self.samples if t0 < t < t1]
         values = [self.at(t0), *inside, self.at(t1)]
         return self.nominal / (sum(values) / len(values))
 

@@ -39,6 +39,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+
+from .reference import Reference, recorrect
 
 #: Options a shard records and every shard of one calibration must share.
 OPTIONS = ("device", "dtypes", "threads", "repeats", "families", "scale", "seed", "reference", "meter", "thin",
@@ -127,10 +130,11 @@ def calibrate_shard(out="law.json", shard="1/1", *, device="cpu", dtypes=None, t
                              "use another --out")
     else:
         atomic_write_text(files["setup"], json.dumps(setup) + "\n")
+    ref = (Reference() if reference is True else reference) or None
     profile = measure_profile(dev, dtypes, meter, files["bench"], threads=threads, workloads=workloads,
-                              progress=progress, thin=thin)
-    run_plan(suite, files["runs"], repeats=repeats, meter=meter, reference=reference, seed=seed, progress=progress,
-             callback=callback, desc=f"step-level runs, shard {i}/{n}")
+                              progress=progress, thin=thin, reference=ref)
+    run_plan(suite, files["runs"], repeats=repeats, meter=meter, reference=ref, seed=seed, progress=progress,
+             callback=callback, desc=f"step-level runs, shard {i}/{n}", nominal=profile.reference)
     return {"shard": (i, n), "paths": files, "points": len(profile.points), "runs": len(suite) * repeats,
             "configurations": len(suite), "seconds": time.perf_counter() - t0}
 
@@ -208,6 +212,9 @@ def merge_shards(out="law.json"):
             raise ValueError(f"shard {i}/{n} has not begun its runs ({p} is missing): rerun torch-tos calibrate "
                              f"--shard {i}/{n} --out {law_path} on its host (it resumes)")
     table = read_runs(paths, features=("tos", "flops"))
+    if s.get("reference"):  # each shard's runs at its own profile's nominal
+        table = pd.concat([recorrect(table[table["file"] == str(p)], prof.reference, p)
+                           for p, prof in zip(paths, profiles)], ignore_index=True)
     for i, share in shares.items():
         _check_runs_done(table, share, s["repeats"], shard_paths(law_path, i, n)["runs"], f"{i}/{n}", law_path)
     suite = [w for share in shares.values() for w in share]
@@ -254,7 +261,11 @@ def _shard_profile(path: Path, setup: dict, name: str, law_path):
     dev = {"type": setup["device"].split(":")[0], "name": bench_setup.get("name"),
            "index": int(setup["device"].split(":")[1]) if ":" in setup["device"] else None,
            "threads": int(setup["threads"]), "meter": setup["meter"]}
-    return MachineProfile(bf.points(), floor, alloc, dev, setup["dtypes"], fingerprint=fp)
+    track = bf.track()
+    points, floor, alloc = bf.corrected(track)
+    profile = MachineProfile(points, floor, alloc, dev, setup["dtypes"], fingerprint=fp)
+    profile.reference = None if track is None else track.nominal
+    return profile
 
 
 def _check_one_machine(profiles, law_path) -> None:

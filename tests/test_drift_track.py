@@ -1,0 +1,158 @@
+"""One drift nominal for a whole calibration: the reference track of the microbenchmarks and the
+windowed correction of the step-level runs, on fakes whose drift is planted."""
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from torch_tos.energy import reference as reference_module
+from torch_tos.energy.benchfile import measure_profile
+from torch_tos.energy.benchsuite import Workload
+from torch_tos.energy.device import resolve_device
+from torch_tos.energy.meters.base import Meter
+from torch_tos.energy.reference import DriftTrack, Reference, recorrect
+
+
+def test_track_interpolates_smoothed_readings_and_averages_an_interval():
+    track = DriftTrack([(0.0, 2.0), (10.0, 4.0), (20.0, 4.0)], nominal=2.0)
+    # smoothed readings: median(2, 4) = 3 at t=0, median(2, 4, 4) = 4 at t=10, median(4, 4) = 4 at t=20
+    assert track.at(0.0) == pytest.approx(3.0) and track.at(5.0) == pytest.approx(3.5)
+    assert track.at(-5.0) == pytest.approx(3.0) and track.at(99.0) == pytest.approx(4.0)
+    # from t=5 to t=15: ends 3.5 and 4, the reading at 10 inside: mean 3.833…; factor = 2 / that
+    assert track.factor(5.0, 15.0) == pytest.approx(2.0 / ((3.5 + 4.0 + 4.0) / 3))
+    assert track.factor(15.0, 5.0) == track.factor(5.0, 15.0)
+    assert DriftTrack(nominal=2.0).factor(1.0, 2.0) == 1.0  # no readings: the nominal holds
+    assert DriftTrack([(0.0, 2.0), (10.0, 4.0), (20.0, 4.0)]).nominal == 4.0  # by default, the median reading
+    with pytest.raises(ValueError, match="no reading"):
+        DriftTrack().nominal
+
+
+def test_one_reading_caught_by_a_burst_does_not_move_the_track():
+    steady = [(float(t), 1.0) for t in range(6)]
+    burst = DriftTrack(steady[:3] + [(3.0, 3.0)] + steady[4:])
+    assert burst.at(3.0) == pytest.approx(1.0) and burst.factor(0.0, 5.0) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("nominal, samples", [(0.0, ()), (float("nan"), ()), (True, ()), (1.0, [(0.0, -1.0)]),
+                                              (1.0, [(float("inf"), 1.0)])])
+def test_a_track_of_bad_readings_is_refused(nominal, samples):
+    with pytest.raises(ValueError, match="drift track"):
+        DriftTrack(samples, nominal=nominal)
+
+
+def _runs(readings, raw=1.0):
+    return pd.DataFrame([{"family": "x", "joules": raw, "joules_raw": raw, "ref_before": b, "ref_after": a}
+                         for b, a in readings])
+
+
+def test_runs_are_corrected_by_the_median_of_their_neighbours_readings():
+    runs = _runs([(1.0, 1.0), (1.0, 1.2), (1.2, 1.2), (1.2, 1.2), (1.2, 1.2)])
+    out = recorrect(runs, 2.0, window=1)
+    # row 0 reads rows 0-1 (1, 1, 1, 1.2 → 1); row 1 rows 0-2 (median of 1,1,1,1.2,1.2,1.2 = 1.1); row 4 rows 3-4 (1.2)
+    assert out["joules"].tolist() == pytest.approx([2.0, 2.0 / 1.1, 2.0 / 1.2, 2.0 / 1.2, 2.0 / 1.2])
+    assert (out["ref_nominal"] == 2.0).all() and runs["joules"].tolist() == [1.0] * 5  # the input is not changed
+    spike = _runs([(1.0, 1.0), (1.0, 1.0), (5.0, 1.0), (1.0, 1.0), (1.0, 1.0)])
+    assert recorrect(spike, 1.0)["joules"].tolist() == pytest.approx([1.0] * 5)
+
+
+def test_runs_measured_without_the_reference_cannot_be_recorrected(tmp_path):
+    runs = _runs([(1.0, 1.0), (float("nan"), float("nan"))])
+    with pytest.raises(ValueError, match=r"runs\.csv: 1 run\(s\) were measured without the drift reference"):
+        recorrect(runs, 1.0, tmp_path / "runs.csv")
+
+
+class SlowingMeter(Meter):
+    """Every window reads ``factor`` joules per unit of work (one unit when no reference work was
+    done inside it) over 0.5 s: ``factor`` is the machine's current cost of work, set by the test."""
+
+    name = source = "fake"
+    estimated = True
+
+    def __init__(self):
+        self.factor, self.work = 1.0, 0.0
+
+    def _begin(self):
+        return self.work
+
+    def _end(self, state, m):
+        units = self.work - state
+        m.joules, m.seconds = (units or 1.0) * self.factor, 0.5
+
+
+def _tiny(size, dtype, device):
+    x = torch.randn(size, dtype=dtype, device=device, requires_grad=True)
+
+    def run():
+        x.grad = None
+        (torch.exp(x) * 2.0).sum().backward()
+    return run
+
+
+def _profile(path, meter, reference=None):
+    work = [Workload("tiny", (16, 32, 64, 128, 256, 512), _tiny)]
+    return measure_profile(resolve_device("cpu"), ["float32"], meter, path, workloads=work, progress=False,
+                           windows=1, reference=reference)
+
+
+def _ratios(profile):
+    return [p["joules"] / p["seconds"] for p in profile.points]
+
+
+def test_microbenchmarks_are_expressed_at_the_nominal_when_the_machine_slows(tmp_path, monkeypatch):
+    monkeypatch.setattr(reference_module, "TRACK_SECONDS", 0.0)  # a reading before every workload size
+    # every window reads 1 J × the machine's factor over 0.5 s, whatever its repeats: 2 J/s at factor 1
+    steady = _profile(tmp_path / "steady.jsonl", SlowingMeter())
+    assert _ratios(steady) == pytest.approx([2.0] * len(steady.points)) and steady.reference is None
+    meter = SlowingMeter()
+    flat = _profile(tmp_path / "flat.jsonl", meter, Reference(workload=lambda: setattr(meter, "work", meter.work + 10)))
+    assert flat.reference == 10.0 and _ratios(flat) == pytest.approx([2.0] * len(flat.points))  # no drift: as measured
+
+    meter = SlowingMeter()
+
+    def reference_work():  # a warm-up, then readings: the 4th reading and everything after run 3× slower
+        meter.work += 10.0
+        if meter.work >= 50.0:
+            meter.factor = 3.0
+
+    slowed = _profile(tmp_path / "slowed.jsonl", meter, Reference(workload=reference_work))
+    lines = [json.loads(x) for x in (tmp_path / "slowed.jsonl").read_text().splitlines()]
+    readings = [x["ref"][1] for x in lines if "ref" in x]
+    assert readings == [10.0] * 3 + [30.0] * 5  # begun, before each of the 6 sizes, at the end
+    assert slowed.reference == 30.0  # the median reading
+    # corrected to 30 J per reference: 2 J/s × 30 / 10 = 6 J/s before the slow-down and 6 × 30 / 30 after;
+    # the one size measured at factor 1 but read between a 10 J and a 30 J reading is corrected halfway
+    ratios = _ratios(slowed)
+    exact = [r for r in ratios if r == pytest.approx(6.0)]
+    assert len(exact) >= 2 * len(ratios) // 3 and all(2.0 < r < 6.0 for r in ratios if r != pytest.approx(6.0))
+    assert slowed.floor["joules"] == pytest.approx(6.0 * slowed.floor["seconds"])
+    for _, secs, joules in slowed.alloc:
+        assert joules == pytest.approx(6.0 * secs)
+    raw = [p for x in lines if "points" in x for p in x["points"]]
+    assert [p["seconds"] for p in slowed.points] == [p["seconds"] for p in raw]  # seconds as measured
+    with pytest.raises(ValueError, match="another setup"):  # begun with the reference: refused without it
+        _profile(tmp_path / "slowed.jsonl", meter)
+
+
+@pytest.mark.slow
+def test_a_drift_corrected_calibration_puts_its_runs_at_the_profiles_nominal(tmp_path):
+    from energy_fakes import write_bench
+
+    from torch_tos.energy import CpuTimeMeter, load_law
+    from torch_tos.energy.calibrate import calibrate, paths
+    from torch_tos.energy.runs import read_runs
+
+    out = tmp_path / "law.json"
+    runs, bench = paths(out)
+    write_bench(bench, reference=0.5)  # microbenchmarks "done" at a nominal of 0.5 J
+    cal = calibrate(out, meter=CpuTimeMeter(), dtypes=["float32"], repeats=2, families=["mlp", "ffn"], scale=0.2,
+                    progress=False, reference=True)
+    assert load_law(out).meta["reference_joules"] == 0.5
+    measured = read_runs(runs)
+    assert (measured["ref_nominal"] == 0.5).all() and (measured["ref_before"] > 0).all()
+    expected = recorrect(measured, 0.5)["joules"].to_numpy()
+    assert cal.runs["joules"].to_numpy() == pytest.approx(expected)
+    with pytest.raises(ValueError, match="another setup"):  # the same file without the reference: refused
+        calibrate(out, meter=CpuTimeMeter(), dtypes=["float32"], repeats=2, families=["mlp", "ffn"], scale=0.2,
+                  progress=False)
