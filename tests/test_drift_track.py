@@ -156,3 +156,26 @@ def test_a_drift_corrected_calibration_puts_its_runs_at_the_profiles_nominal(tmp
     with pytest.raises(ValueError, match="another setup"):  # the same file without the reference: refused
         calibrate(out, meter=CpuTimeMeter(), dtypes=["float32"], repeats=2, families=["mlp", "ffn"], scale=0.2,
                   progress=False)
+
+
+@pytest.mark.slow
+def test_each_shard_of_a_drift_corrected_calibration_keeps_its_own_nominal(tmp_path):
+    from energy_fakes import write_bench
+
+    from torch_tos.energy import CpuTimeMeter, load_law
+    from torch_tos.energy.shards import calibrate_shard, merge_shards, shard_paths
+
+    out = tmp_path / "law.json"
+    kw = dict(meter=CpuTimeMeter(), dtypes=["float32"], repeats=2, families=["mlp", "ffn", "conv"], scale=0.1,
+              progress=False, reference=True)
+    for i, nominal in ((1, 0.5), (2, 0.8)):  # two hosts of one machine model, each at its own state
+        write_bench(shard_paths(out, i, 2)["bench"], reference=nominal)
+        calibrate_shard(out, (i, 2), **kw)
+    cal = merge_shards(out)
+    for i, nominal in ((1, 0.5), (2, 0.8)):
+        path = shard_paths(out, i, 2)["runs"]
+        mine = cal.runs[cal.runs["file"] == str(path)]
+        raw = pd.read_csv(path)
+        assert len(mine) == len(raw) and (mine["ref_nominal"] == nominal).all()
+        assert mine["joules"].to_numpy() == pytest.approx(recorrect(raw, nominal)["joules"].to_numpy())
+    assert load_law(out).meta["shards"] == 2

@@ -255,8 +255,9 @@ def _options(p):
                    "cuda float32,float16,bfloat16,tf32)")
     p.add_argument("--threads", type=int, default=1, help="torch threads of every measurement")
     p.add_argument("--repeats", type=int, default=2, help="runs per suite entry")
-    p.add_argument("--reference", action="store_true", help="measure a fixed reference workload before and "
-                   "after each run and correct the run for the machine's drift (raw values kept)")
+    p.add_argument("--reference", action="store_true", help="correct the machine's drift with a fixed reference "
+                   "workload, read every few seconds of microbenchmarks and before and after each run: both "
+                   "stages' joules are expressed at one nominal, the median reading (raw values kept)")
     p.add_argument("--families", help="only these suite families, comma-separated (a quicker, narrower model)")
     p.add_argument("--scale", type=float, default=1.0, help="multiply every suite entry's epochs (longer or "
                    "shorter runs)")
