@@ -58,11 +58,12 @@ def synthetic_law(modes=("training", "inference"), dtypes=("float32", "float64")
                      meta={"threads": None, "meter": "fake", "dtypes": list(dtypes)})
 
 
-def write_bench(path, dtypes=("float32",), threads=1, meter="cputime", reference=None):
+def write_bench(path, dtypes=("float32",), threads=1, meter="cputime", reference=0.8):
     """A finished microbenchmark file of :func:`synthetic_profile` for this machine's setup: a
     calibration that finds it measures no microbenchmark (it resumes) and goes on to its suite.
-    ``reference``: nominal reference joules — the file begun with the built-in drift reference,
-    its track reading the nominal throughout (the profile as synthesised)."""
+    ``reference``: nominal reference joules — the file begun with the built-in drift reference (as a
+    CPU calibration is by default), its track reading the nominal throughout (the profile as
+    synthesised); None: a file measured without it."""
     import json
 
     from torch_tos.energy.benchsuite import WORKLOADS

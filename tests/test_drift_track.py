@@ -131,7 +131,7 @@ def test_microbenchmarks_are_expressed_at_the_nominal_when_the_machine_slows(tmp
         assert joules == pytest.approx(6.0 * secs)
     raw = [p for x in lines if "points" in x for p in x["points"]]
     assert [p["seconds"] for p in slowed.points] == [p["seconds"] for p in raw]  # seconds as measured
-    with pytest.raises(ValueError, match="another setup"):  # begun with the reference: refused without it
+    with pytest.raises(ValueError, match="measured with the drift reference: calibrate with --reference"):
         _profile(tmp_path / "slowed.jsonl", meter)
 
 
@@ -153,9 +153,9 @@ def test_a_drift_corrected_calibration_puts_its_runs_at_the_profiles_nominal(tmp
     assert (measured["ref_nominal"] == 0.5).all() and (measured["ref_before"] > 0).all()
     expected = recorrect(measured, 0.5)["joules"].to_numpy()
     assert cal.runs["joules"].to_numpy() == pytest.approx(expected)
-    with pytest.raises(ValueError, match="another setup"):  # the same file without the reference: refused
+    with pytest.raises(ValueError, match="measured with the drift reference: calibrate with --reference"):
         calibrate(out, meter=CpuTimeMeter(), dtypes=["float32"], repeats=2, families=["mlp", "ffn"], scale=0.2,
-                  progress=False)
+                  progress=False, reference=False)  # the same files without the reference: refused
 
 
 @pytest.mark.slow

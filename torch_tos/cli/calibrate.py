@@ -2,7 +2,7 @@
 predict models that were not in the calibration and measure them.
 
 ``torch-tos calibrate --out law.json [--device cpu|cuda|cuda:i] [--dtypes float32,float64,bfloat16]
-[--threads 1] [--repeats 2] [--reference] [--meter auto]`` runs the microbenchmarks
+[--threads 1] [--repeats 2] [--no-reference] [--meter auto]`` runs the microbenchmarks
 (``law.bench.jsonl``) and the step-level suite (``law.runs.csv``) — both resumable — fits the cost
 model (:mod:`torch_tos.energy.calibrate`), saves it and prints it with its held-out errors beside
 the paper's TOs and FLOPs laws, the mean-only baseline and the noise floor.
@@ -19,6 +19,7 @@ seconds with the intervals. Registered by :func:`torch_tos.cli.energy.register`.
 
 from __future__ import annotations
 
+import argparse
 import os
 import time
 from pathlib import Path
@@ -39,7 +40,7 @@ def load_line() -> str | None:
     load, cpus = os.getloadavg()[0], os.cpu_count() or 1
     if load - 1 >= 0.5 * cpus:
         return (f"warning: machine load {load:.1f} on {cpus} CPUs: other processes share this machine, so "
-                "measurements are noisier and drift (use --reference to correct drift)")
+                "measurements are noisier and drift (calibrate on an idle machine)")
     return None
 
 
@@ -189,16 +190,23 @@ def _demo_target(cal, args, meter, out: Path, spec) -> list[str]:
              f"{duration(pred.seconds_high)})"]
     lines += [f"  note: {str(c.message).splitlines()[0]}" for c in caught]
     path = out / f"{name}.runs.csv"
+    nominal = cal.law.meta.get("reference_joules")  # measured in the calibration's units when it has them
     with repairs_reported():
-        run_plan([w], path, repeats=max(args.repeats, 3), meter=meter, reference=args.reference, seed=args.seed,
-                 progress=not args.no_progress, desc=f"measuring {name}")
+        run_plan([w], path, repeats=max(args.repeats, 3), meter=meter, reference=nominal is not None, seed=args.seed,
+                 progress=not args.no_progress, desc=f"measuring {name}", nominal=nominal)
     measured = read_runs(path, features=())
+    if nominal is not None:
+        from ..energy.reference import recorrect
+
+        measured = recorrect(measured, nominal, path)
     measured = measured[(measured["steps"] == steps) & (measured["batch_size"] == batch)]
     mj, ms = float(measured["joules"].mean()), float(measured["seconds"].mean())
     sd = float(measured["joules"].std(ddof=1)) if len(measured) > 1 else 0.0
     inside = "inside" if pred.joules_low <= mj <= pred.joules_high else "OUTSIDE"
+    drift = (f", drift-corrected to the calibration's reference: raw {energy(float(measured['joules_raw'].mean()))}"
+             if nominal is not None else "")
     lines += [f"  measured:  {energy(mj)} ± {energy(sd)}, {duration(ms)} (mean of {len(measured)} runs; "
-              f"{format_cv(cv_by_config(measured)).split(': ', 1)[-1]})",
+              f"{format_cv(cv_by_config(measured)).split(': ', 1)[-1]}{drift})",
               f"  predicted / measured: joules {pred.joules / mj:.2f} ({100 * (pred.joules - mj) / mj:+.0f} %, "
               f"{inside} the interval), seconds {pred.seconds / ms:.2f} ({100 * (pred.seconds - ms) / ms:+.0f} %)"]
     return lines
@@ -255,9 +263,10 @@ def _options(p):
                    "cuda float32,float16,bfloat16,tf32)")
     p.add_argument("--threads", type=int, default=1, help="torch threads of every measurement")
     p.add_argument("--repeats", type=int, default=2, help="runs per suite entry")
-    p.add_argument("--reference", action="store_true", help="correct the machine's drift with a fixed reference "
-                   "workload, read every few seconds of microbenchmarks and before and after each run: both "
-                   "stages' joules are expressed at one nominal, the median reading (raw values kept)")
+    p.add_argument("--reference", action=argparse.BooleanOptionalAction, default=None,
+                   help="correct the machine's drift with a fixed reference workload (on by default on a CPU), read "
+                   "every few seconds of microbenchmarks and before and after each run: both stages' joules are "
+                   "expressed at one nominal, the median reading (raw values kept)")
     p.add_argument("--families", help="only these suite families, comma-separated (a quicker, narrower model)")
     p.add_argument("--scale", type=float, default=1.0, help="multiply every suite entry's epochs (longer or "
                    "shorter runs)")

@@ -67,7 +67,14 @@ class BenchFile:
         if not good or "setup" not in good[0]:
             raise ValueError(f"{self.path}: not a torch_tos microbenchmark file (no setup line); use another file")
         if good[0]["setup"] != self.setup:
-            theirs = ", ".join(f"{k} {v}" for k, v in good[0]["setup"].items())
+            theirs = good[0]["setup"]
+            if {k: v for k, v in theirs.items() if k != "reference"} == {k: v for k, v in self.setup.items()
+                                                                        if k != "reference"}:
+                how = ("with the drift reference: calibrate with --reference" if "reference" in theirs else
+                       "without the drift reference: calibrate with --no-reference")
+                raise ValueError(f"{self.path} holds microbenchmarks measured {how} (its figures are in other "
+                                 "units), or use another --out")
+            theirs = ", ".join(f"{k} {v}" for k, v in theirs.items())
             raise ValueError(f"{self.path} holds microbenchmarks of another setup ({theirs}); use another --out or "
                              "delete it")
         if torn or (text and not text.endswith("\n")):

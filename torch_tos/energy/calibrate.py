@@ -152,15 +152,16 @@ class Calibration:
 
 
 def calibrate(out="law.json", *, device="cpu", dtypes=None, threads: int = 1, meter="auto", repeats: int = DEFAULT_REPEATS,
-              runs=None, bench=None, reference=False, families=None, scale: float = 1.0, workloads=None, seed: int = 0,
+              runs=None, bench=None, reference=None, families=None, scale: float = 1.0, workloads=None, seed: int = 0,
               progress: bool = True, callback=None, thin: int = 1) -> Calibration:
     """Measure this device and fit its cost model (module doc); returns a :class:`Calibration`.
 
     ``device``: ``cpu``, ``cuda``, ``cuda:i``; ``dtypes``: the dtypes to measure (default: the
     device's, :data:`~.device.DEFAULT_DTYPES`); ``threads``: torch threads (1 unless told);
     ``runs``/``bench``: the runs CSV and the microbenchmark file (default next to ``out``);
-    ``reference``: drift-correct the microbenchmarks and every run to one nominal (``True``, or a
-    :class:`~.reference.Reference`; :class:`~.reference.DriftTrack`); ``families``/``scale``: a
+    ``reference``: drift-correct the microbenchmarks and every run to one nominal
+    (:class:`~.reference.DriftTrack`): ``True``, ``False`` or a :class:`~.reference.Reference`;
+    ``None`` (default): on a CPU, where the reference workload runs; ``families``/``scale``: a
     narrower or longer suite; ``workloads``: microbenchmark workloads (all by default); ``thin``: a
     sparser microbenchmark sweep (every ``thin``-th size; for meters that need long windows)."""
     from .benchfile import measure_profile
@@ -189,7 +190,7 @@ def calibrate(out="law.json", *, device="cpu", dtypes=None, threads: int = 1, me
 
         get_workloads(workloads)  # an unknown name fails before any measuring
     meter = get_meter(meter)
-    ref = (Reference() if reference is True else reference) or None
+    ref = _reference(reference, dev)
     profile = measure_profile(dev, dtypes, meter, bench_path, threads=threads, workloads=workloads,
                               progress=progress, thin=thin, reference=ref)
     counted: dict = {}
@@ -206,6 +207,15 @@ def calibrate(out="law.json", *, device="cpu", dtypes=None, threads: int = 1, me
     law.save(law_path)
     errors = heldout_errors(priced)
     return Calibration(law, priced, law_path, csv_path, bench_path, errors, time.perf_counter() - t0)
+
+
+def _reference(reference, dev):
+    """The drift reference of a calibration on ``dev``: a :class:`~.reference.Reference` or None
+    (``reference`` None: the built-in one on a CPU — its workload runs on the CPU, so it tracks a
+    CPU's drift only)."""
+    if reference is None:
+        reference = dev.type == "cpu"
+    return (Reference() if reference is True else reference) or None
 
 
 def _run_counts(workloads, counted: dict):

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .reference import Reference, recorrect
+from .reference import recorrect
 
 #: Options a shard records and every shard of one calibration must share.
 OPTIONS = ("device", "dtypes", "threads", "repeats", "families", "scale", "seed", "reference", "meter", "thin",
@@ -83,14 +83,14 @@ def shard_paths(law_path, i: int, n: int) -> dict[str, Path]:
 
 
 def calibrate_shard(out="law.json", shard="1/1", *, device="cpu", dtypes=None, threads: int = 1, meter="auto",
-                    repeats: int = 2, reference=False, families=None, scale: float = 1.0, workloads=None,
+                    repeats: int = 2, reference=None, families=None, scale: float = 1.0, workloads=None,
                     seed: int = 0, progress: bool = True, callback=None, thin: int = 1) -> dict:
     """Measure shard ``shard`` (``"i/n"``, ``(i, n)`` or ``"auto"``) of the calibration of ``out``
     (module doc; options as :func:`~.calibrate.calibrate`); resumable. Returns a summary dict:
     ``shard``, ``paths``, ``points`` (microbenchmarked calls), ``runs``, ``configurations``, ``seconds``."""
     from ..fileio import atomic_write_text
     from .benchfile import measure_profile
-    from .calibrate import suite_workloads
+    from .calibrate import _reference, suite_workloads
     from .device import check_dtypes, resolve_device
     from .meters import get_meter
     from .runfile import check_output
@@ -117,9 +117,10 @@ def calibrate_shard(out="law.json", shard="1/1", *, device="cpu", dtypes=None, t
 
         get_workloads(workloads)
     meter = get_meter(meter)
+    ref = _reference(reference, dev)
     setup = {"shard": [i, n], "device": str(dev), "dtypes": list(dtypes), "threads": threads, "repeats": repeats,
              "families": sorted(families) if families else None, "scale": float(scale), "seed": seed,
-             "reference": bool(reference), "meter": meter.source, "thin": thin,
+             "reference": ref is not None, "meter": meter.source, "thin": thin,
              "workloads": list(workloads) if workloads and isinstance(workloads[0], str) else None}
     if files["setup"].exists():
         old = _read_setup(files["setup"])
@@ -130,7 +131,6 @@ def calibrate_shard(out="law.json", shard="1/1", *, device="cpu", dtypes=None, t
                              "use another --out")
     else:
         atomic_write_text(files["setup"], json.dumps(setup) + "\n")
-    ref = (Reference() if reference is True else reference) or None
     profile = measure_profile(dev, dtypes, meter, files["bench"], threads=threads, workloads=workloads,
                               progress=progress, thin=thin, reference=ref)
     run_plan(suite, files["runs"], repeats=repeats, meter=meter, reference=ref, seed=seed, progress=progress,
