@@ -75,9 +75,10 @@ def write_bench(path, dtypes=("float32",), threads=1, meter="cputime", reference
     setup = {"device": "cpu", "name": dev.name, "threads": threads, "meter": meter}
     lines = [{"setup": setup}, {"floor": dict(prof.floor)}, {"alloc": prof.alloc}]
     if reference is not None:
+        from torch_tos.energy.calibrate import REFERENCE_STEPS
         from torch_tos.energy.reference import Reference
 
-        setup["reference"] = Reference().describe()
+        setup["reference"] = Reference(REFERENCE_STEPS).describe()
         lines[1:1] = [{"reference": {"nominal": reference, "workload": setup["reference"]}},
                       {"ref": [0.0, reference]}, {"ref": [1e10, reference]}]
     first = True

@@ -54,6 +54,8 @@ def test_demo_tiny(tmp_path, capsys):
         assert name in text
         target = read_runs(tmp_path / f"{name}.runs.csv", features=())
         assert len(target) == 3 and (target["steps"] == 2).all() and (target["mode"] == mode).all()
+        assert (target["ref_nominal"] == 0.8).all()  # measured in the calibration's units: its nominal reference
+    assert text.count("drift-corrected to the calibration's reference: raw") == 2
     assert text.count("predicted:") == 2 and text.count("  measured:") == 2 and "predicted / measured" in text
     assert "CPU-time meter: joules are estimates" in text and (tmp_path / "law.json").exists()
     assert "torch thread(s)" not in text  # predicted at the threads it measures with

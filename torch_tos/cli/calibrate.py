@@ -160,7 +160,8 @@ def _demo_target(cal, args, meter, out: Path, spec) -> list[str]:
 
     import torch
 
-    from ..energy.reference import cv_by_config, format_cv
+    from ..energy.calibrate import REFERENCE_STEPS
+    from ..energy.reference import Reference, cv_by_config, format_cv, recorrect
     from ..energy.runner import Workload, run_plan
     from ..energy.runs import read_runs
     from ..units import duration, energy
@@ -191,13 +192,12 @@ def _demo_target(cal, args, meter, out: Path, spec) -> list[str]:
     lines += [f"  note: {str(c.message).splitlines()[0]}" for c in caught]
     path = out / f"{name}.runs.csv"
     nominal = cal.law.meta.get("reference_joules")  # measured in the calibration's units when it has them
+    ref = Reference(int(cal.law.meta.get("reference_steps", REFERENCE_STEPS))) if nominal is not None else None
     with repairs_reported():
-        run_plan([w], path, repeats=max(args.repeats, 3), meter=meter, reference=nominal is not None, seed=args.seed,
+        run_plan([w], path, repeats=max(args.repeats, 3), meter=meter, reference=ref, seed=args.seed,
                  progress=not args.no_progress, desc=f"measuring {name}", nominal=nominal)
     measured = read_runs(path, features=())
     if nominal is not None:
-        from ..energy.reference import recorrect
-
         measured = recorrect(measured, nominal, path)
     measured = measured[(measured["steps"] == steps) & (measured["batch_size"] == batch)]
     mj, ms = float(measured["joules"].mean()), float(measured["seconds"].mean())

@@ -84,6 +84,10 @@ SUITE = (
     ("conv", 64, 4, "relu", 16, 16, 2, "inference", "float64", None),
 )
 DEFAULT_REPEATS = 2
+#: SGD steps of a calibration's drift reference (:class:`~.reference.Reference`): about 20 ms on a
+#: 2020s x86 core, read about 400 times in a CPU calibration; medians over neighbouring readings
+#: (:class:`~.reference.DriftTrack`, :func:`~.reference.recorrect`) absorb a single reading's noise.
+REFERENCE_STEPS = 50
 #: Every entry runs at these fractions of its epochs (two lengths: see :func:`suite_workloads`).
 LENGTHS = (0.25, 1.0)
 
@@ -202,7 +206,7 @@ def calibrate(out="law.json", *, device="cpu", dtypes=None, threads: int = 1, me
     priced = price_runs(table, _run_counts(suite, counted), profile)
     meta = {"dtypes": list(dtypes), "threads": threads, "meter": meter.source, "device": str(dev), "repeats": repeats}
     if ref is not None:
-        meta["reference_joules"] = profile.reference
+        meta.update(reference_joules=profile.reference, reference_steps=ref.steps)
     law = fit_cost_model(profile, priced, meta=meta)
     law.save(law_path)
     errors = heldout_errors(priced)
@@ -215,7 +219,7 @@ def _reference(reference, dev):
     CPU's drift only)."""
     if reference is None:
         reference = dev.type == "cpu"
-    return (Reference() if reference is True else reference) or None
+    return (Reference(REFERENCE_STEPS) if reference is True else reference) or None
 
 
 def _run_counts(workloads, counted: dict):
