@@ -246,7 +246,7 @@ def recorrect(runs: pd.DataFrame, nominal: float, path=None, window: int = RUN_W
         where = f"{path}: " if path is not None else ""
         raise ValueError(f"{where}{int(bad.sum())} run(s) were measured without the drift reference (no "
                          "joules_raw/ref_before/ref_after); a drift-corrected calibration needs every run "
-                         "corrected: use another runs file, or calibrate without the reference")
+                         "corrected: use another runs file, or calibrate with --no-reference")
     readings = np.column_stack([before.to_numpy(float), after.to_numpy(float)])
     n = len(out)
     ref = [float(np.median(readings[max(0, i - window):i + window + 1])) for i in range(n)]
