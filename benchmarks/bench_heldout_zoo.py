@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from heldout_zoo.measure import measure, read_measurements, steps_for, time_one_step  # noqa: E402
+from heldout_zoo.measure import measure, measured_state, read_measurements, steps_for, time_one_step  # noqa: E402
 from heldout_zoo.models import ZOO, select  # noqa: E402
 
 LAW = "law"
@@ -70,6 +70,22 @@ def _measurement_lines(meas) -> list[str]:
             f"{os.cpu_count()} CPUs"]
 
 
+def _states(args, laws: dict) -> tuple[dict, list[str]]:
+    """With ``--at-measured-state``: each law's machine-state factor — the median reference reading
+    of the measurements over the law's calibration nominal — and a line saying so."""
+    if not args.at_measured_state:
+        return {}, []
+    reading = measured_state(args.measurements)
+    states = {}
+    for name, law in laws.items():
+        nominal = getattr(law, "meta", {}).get("reference_joules")
+        if not nominal:
+            raise SystemExit(f"--at-measured-state: law {name} was calibrated without the drift reference")
+        states[name] = reading / float(nominal)
+    return states, [f"joules rescaled to the machine's state during the measurements (reference median "
+                    f"{reading:.4g} J): " + ", ".join(f"{k} ×{v:.3f}" for k, v in states.items())]
+
+
 def cmd_report(args) -> int:
     from heldout_zoo import predict as P
     from heldout_zoo import report as R
@@ -80,23 +96,25 @@ def cmd_report(args) -> int:
     entries = select(list(table["id"]))
     if args.compare:
         laws = {name: P.load_law(path) for name, path in zip(("A", "B"), args.compare)}
-        preds = P.predict_zoo(entries, laws, progress=not args.no_progress)
+        states, state_lines = _states(args, laws)
+        preds = P.predict_zoo(entries, laws, progress=not args.no_progress, states=states)
         table = table.merge(preds, on="id")
         md, _ = R.compare_table(table, "A", "B")
         head = ["## Held-out zoo: two laws compared", "", f"A: {args.compare[0]}: {laws['A']}",
-                f"B: {args.compare[1]}: {laws['B']}", *_measurement_lines(meas), ""]
+                f"B: {args.compare[1]}: {laws['B']}", *_measurement_lines(meas), *state_lines, ""]
         text = "\n".join(head) + "\n" + md
     else:
         law = P.load_law(args.law)
         runs_path = Path(args.runs) if args.runs else P.runs_file(args.law)
         runs = P.read_calibration_runs(runs_path)
         baselines = [P.Baseline("tos", runs), P.Baseline("flops", runs)]
-        preds = P.predict_zoo(entries, {LAW: law}, baselines, progress=not args.no_progress)
+        states, state_lines = _states(args, {LAW: law})
+        preds = P.predict_zoo(entries, {LAW: law}, baselines, progress=not args.no_progress, states=states)
         table = R.errors(table.merge(preds, on="id"), [LAW, *(b.name for b in baselines)])
         fp = getattr(law, "fingerprint_", None) or {}
         head = ["## Held-out zoo", "", f"law: {args.law} (calibrated {fp.get('date', '?')}): {law}",
                 f"baselines, fitted on the law's {len(runs)} calibration runs ({runs_path}): "
-                + "; ".join(str(b) for b in baselines), *_measurement_lines(meas),
+                + "; ".join(str(b) for b in baselines), *_measurement_lines(meas), *state_lines,
                 f"report made with load average {os.getloadavg()[0]:.2f}"]
         text = R.render(table, LAW, [b.name for b in baselines], head)
         if args.csv:
@@ -128,6 +146,8 @@ def parser() -> argparse.ArgumentParser:
     which.add_argument("--law", help="law JSON file (torch-tos calibrate --out)")
     which.add_argument("--compare", nargs=2, metavar=("LAW_A", "LAW_B"), help="two law files to compare")
     r.add_argument("--measurements", required=True, help="measurements CSV (from measure)")
+    r.add_argument("--at-measured-state", action="store_true", help="rescale each law's joules to the machine's "
+                   "state during the measurements (their reference readings over the law's calibration nominal)")
     r.add_argument("--runs", help="the law's calibration runs CSV (default: <law>.runs.csv next to --law)")
     r.add_argument("--md", help="also write the markdown report here")
     r.add_argument("--csv", help="also write the per-model table (every column) here (--law only)")

@@ -179,3 +179,57 @@ def test_each_shard_of_a_drift_corrected_calibration_keeps_its_own_nominal(tmp_p
         assert len(mine) == len(raw) and (mine["ref_nominal"] == nominal).all()
         assert mine["joules"].to_numpy() == pytest.approx(recorrect(raw, nominal)["joules"].to_numpy())
     assert load_law(out).meta["shards"] == 2
+
+
+class TwoJoules(Meter):
+    """Every window reads 2 J over 0.5 s."""
+
+    name = source = "fake"
+    estimated = True
+
+    def _begin(self):
+        return 0
+
+    def _end(self, state, m):
+        m.joules, m.seconds = 2.0, 0.5
+
+
+def test_a_prediction_at_the_machines_state_now_rescales_every_joule():
+    from energy_fakes import synthetic_law
+    from torch import nn
+
+    law = synthetic_law()
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))
+    with pytest.raises(ValueError, match="calibrated without the drift reference"):
+        law.machine_state(TwoJoules())
+    law.meta.update(reference_joules=0.5, reference_steps=3)
+    assert law.machine_state(TwoJoules()) == 4.0  # the reference reads 2 J now, 0.5 J at calibration
+    p = law.predict(model, torch.randn(4, 8), steps=20, optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+    q = p.rescaled(4.0)
+    assert (q.joules, q.joules_low, q.joules_high) == pytest.approx((4 * p.joules, 4 * p.joules_low, 4 * p.joules_high))
+    assert q.per_layer["joules"].sum() == pytest.approx(q.joules) and q.fixed_joules == pytest.approx(4 * p.fixed_joules)
+    assert sum(j for j, _ in q.by_row.values()) + q.fixed_joules == pytest.approx(q.joules)
+    assert sum(q.terms["joules"].values()) == pytest.approx(q.joules)
+    assert (q.seconds, q.seconds_high) == (p.seconds, p.seconds_high) and p.state == 1.0 and q.state == 4.0
+    assert "costs ×4.000 of the calibration's" in str(q) and "current state" not in str(p)
+    for bad in (0.0, -1.0, float("inf"), True, "2"):
+        with pytest.raises(ValueError, match="machine-state factor"):
+            p.rescaled(bad)
+
+
+def test_predict_now_on_the_command_line(tmp_path, capsys):
+    from energy_fakes import synthetic_law
+
+    from torch_tos.cli.main import main
+
+    law = synthetic_law()
+    law.save(tmp_path / "plain.json")
+    linear = ["predict", "torch.nn:Linear", "--model-kwargs", '{"in_features": 4, "out_features": 2}', "--input-shape",
+              "3,4", "--steps", "10", "--now"]
+    assert main([*linear, "--law", str(tmp_path / "plain.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--now:" in err and "without the drift reference" in err
+    law.meta.update(reference_joules=1e-3, reference_steps=2, meter="cputime", threads=1)
+    law.save(tmp_path / "law.json")
+    assert main([*linear, "--law", str(tmp_path / "law.json")]) == 0
+    assert "energy at the machine's current state: its reference workload costs ×" in capsys.readouterr().out

@@ -101,20 +101,32 @@ def tiny_zoo(monkeypatch):
 def test_measure_is_resumable(tmp_path, tiny_zoo):
     path = tmp_path / "m.csv"
     meter = FakeMeter()
-    df = M.measure(path, tiny_zoo, repeats=2, meter=meter, progress=False)
+    df = M.measure(path, tiny_zoo, repeats=2, meter=meter, progress=False, reference=False)
     assert meter.windows == 4
     assert list(zip(df["id"], df["repeat"])) == [("z01", 0), ("z04", 0), ("z01", 1), ("z04", 1)]  # interleaved
     assert list(df["joules"]) == [1.5, 3.0, 4.5, 6.0]
     assert (df["seconds"] > 0).all() and set(df["threads"]) == {1} and set(df["steps"]) == {2}
     # a rerun measures nothing; a third repeat measures only that
-    M.measure(path, tiny_zoo, repeats=2, meter=meter, progress=False)
+    M.measure(path, tiny_zoo, repeats=2, meter=meter, progress=False, reference=False)
     assert meter.windows == 4
     # a kill mid-write: the torn last line is repaired (loudly) and that run measured again
     lines = path.read_text().splitlines(keepends=True)
     path.write_text("".join(lines[:-1]) + lines[-1][:20])
     with pytest.warns(ResultFileRepaired):
-        df = M.measure(path, tiny_zoo, repeats=2, meter=meter, progress=False)
+        df = M.measure(path, tiny_zoo, repeats=2, meter=meter, progress=False, reference=False)
     assert meter.windows == 5 and len(df) == 4 and df["joules"].iloc[-1] == 7.5
+
+
+def test_measure_reads_the_drift_reference_around_the_runs(tmp_path, tiny_zoo):
+    path = tmp_path / "m.csv"
+    with pytest.raises(FileNotFoundError, match="no reference readings"):
+        M.measured_state(path)
+    meter = FakeMeter()
+    M.measure(path, tiny_zoo, repeats=1, meter=meter, progress=False)
+    readings = pd.read_csv(M.reference_path(path))
+    assert len(readings) == 3 and meter.windows == 5  # before each of the 2 runs and after the last
+    assert M.measured_state(path) == pytest.approx(readings["joules"].median())
+    assert (readings["steps"] == 50).all() and readings["time"].is_monotonic_increasing
 
 
 def test_measure_refuses_another_definition(tmp_path, tiny_zoo, monkeypatch):

@@ -12,6 +12,12 @@ repeat 1, …: a drift of the machine's load spreads over the models instead of 
 (:class:`torch_tos.energy.runfile.ResultFile`: locked, fsynced, a torn last line repaired), so a
 rerun measures only what is missing. A file whose rows disagree with the zoo (another run length,
 batch, dtype or mode for an id) is refused: its figures would mix two definitions.
+
+Before every run and after the last, the calibration's drift reference
+(:data:`torch_tos.energy.calibrate.REFERENCE_STEPS` SGD steps of :class:`~torch_tos.energy.reference.Reference`)
+is read with the same meter into ``<out>.reference.csv`` (:func:`reference_path`): the machine's
+state while the zoo was measured, which ``report --at-measured-state`` rescales a law's predictions
+to (:func:`measured_state`).
 """
 
 from __future__ import annotations
@@ -96,15 +102,52 @@ def check_rows(rows: list[dict], path) -> None:
                              + ": these runs follow another zoo definition; use another --out")
 
 
+REFERENCE_COLUMNS = ["time", "joules", "steps", "meter", "threads"]
+
+
+def reference_path(path) -> Path:
+    """Where the reference readings of the measurements file ``path`` go: ``<stem>.reference.csv``."""
+    p = Path(path)
+    return p.with_name(p.stem + ".reference.csv")
+
+
+def _read_reference(rf: ResultFile, reference, meter) -> None:
+    import time
+
+    joules = reference.measure(meter)
+    rf.append({"time": repr(time.time()), "joules": repr(float(joules)), "steps": reference.steps,
+               "meter": meter.source, "threads": torch.get_num_threads()})
+
+
+def measured_state(path) -> float:
+    """The median reference reading (joules) of the measurements file ``path``; a clear error when it
+    has none (measured before the readings were recorded)."""
+    ref = reference_path(path)
+    if not ref.is_file():
+        raise FileNotFoundError(f"{ref} does not exist: these measurements have no reference readings; measure "
+                                "again with this version of bench_heldout_zoo.py")
+    rows = ResultFile(ref, REFERENCE_COLUMNS, what="reference readings").rows()
+    values = [float(r["joules"]) for r in rows]
+    if not values:
+        raise ValueError(f"{ref}: no reference readings")
+    return float(pd.Series(values).median())
+
+
 def measure(path, entries, *, repeats: int = 3, meter="cputime", threads: int = 1, progress: bool = True,
-            callback=None) -> pd.DataFrame:
+            callback=None, reference: bool = True) -> pd.DataFrame:
     """Measure every (entry, repeat) missing from the CSV ``path`` (module doc) and return all of
-    its rows (:func:`read_measurements`). ``callback(row)`` is called after each run is written."""
+    its rows (:func:`read_measurements`). ``callback(row)`` is called after each run is written;
+    ``reference``: read the drift reference around the runs (module doc)."""
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    from torch_tos.energy.calibrate import REFERENCE_STEPS
+    from torch_tos.energy.reference import Reference
+
     rf = ResultFile(path, COLUMNS)
+    readings = ResultFile(reference_path(path), REFERENCE_COLUMNS, what="reference readings") if reference else None
+    reference_run = Reference(REFERENCE_STEPS)
     meter = get_meter(meter)
     rows = rf.rows()
     check_rows(rows, rf.path)
@@ -114,6 +157,8 @@ def measure(path, entries, *, repeats: int = 3, meter="cputime", threads: int = 
     torch.set_num_threads(threads)
     bar = _bar(total=len(todo), desc="zoo runs", disable=not progress)
     try:
+        if todo and reference:
+            reference_run.run()  # warm-up
         for entry, repeat in todo:
             bar.set_postfix_str(f"{entry.id} repeat {repeat}")
             with rf.locked():
@@ -121,11 +166,15 @@ def measure(path, entries, *, repeats: int = 3, meter="cputime", threads: int = 
                 if any(r["id"] == entry.id and int(r["repeat"]) == repeat for r in now):
                     bar.update()
                     continue
+                if reference:
+                    _read_reference(readings, reference_run, meter)
                 row = measure_run(entry, repeat, meter)
                 rf.append(row)
             bar.update()
             if callback is not None:
                 callback(row)
+        if todo and reference:
+            _read_reference(readings, reference_run, meter)
     finally:
         bar.close()
         torch.set_num_threads(before)
@@ -157,4 +206,4 @@ def _bar(**kwargs):
     return tqdm(dynamic_ncols=True, **kwargs)
 
 
-__all__ = ["COLUMNS", "measure", "time_one_step", "steps_for", "measure_run", "read_measurements", "check_rows"]
+__all__ = ["COLUMNS", "REFERENCE_COLUMNS", "reference_path", "measured_state", "measure", "time_one_step", "steps_for", "measure_run", "read_measurements", "check_rows"]

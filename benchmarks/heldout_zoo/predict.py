@@ -62,9 +62,10 @@ def _fields(pred) -> dict:
     return out
 
 
-def law_prediction(law, job: Job) -> tuple[dict, list[str]]:
+def law_prediction(law, job: Job, state: float = 1.0) -> tuple[dict, list[str]]:
     """``law``'s prediction of ``job``'s run (``job.entry.steps`` steps in its mode): the
-    :data:`FIELDS` (NaN: not predicted) and the warnings the law issued (module doc)."""
+    :data:`FIELDS` (NaN: not predicted) and the warnings the law issued (module doc); ``state``:
+    rescale its joules by this machine-state factor (``Prediction.rescaled``)."""
     e = job.entry
     kwargs = dict(target=job.target, loss_fn=job.loss_fn, optimizer=job.optimizer, steps=e.steps)
     with warnings.catch_warnings(record=True) as caught:
@@ -75,6 +76,8 @@ def law_prediction(law, job: Job) -> tuple[dict, list[str]]:
             pred = law.predict(job.model, job.inputs, **kwargs)
         else:
             return dict(NA), []
+    if state != 1.0:
+        pred = pred.rescaled(state)
     notes = list(dict.fromkeys(f"{w.category.__name__}: {short(str(w.message))}" for w in caught))
     return _fields(pred), notes
 
@@ -168,11 +171,12 @@ def heldout_ratios(estimator, runs: pd.DataFrame, y: np.ndarray) -> np.ndarray:
     return y[ok] / pred[ok]
 
 
-def predict_zoo(entries, laws: dict, baselines=(), *, progress: bool = True) -> pd.DataFrame:
+def predict_zoo(entries, laws: dict, baselines=(), *, progress: bool = True, states=None) -> pd.DataFrame:
     """One row per entry: for each ``name → law`` of ``laws`` the :data:`FIELDS` as
     ``{name}:{field}`` and its warnings as ``{name}:warnings``; the per-step ``tos`` and ``flops``
     (:func:`count_step`); for each :class:`Baseline` the same fields under its name. Each entry is
-    built once, on the CPU, as the user would hold it (seed 0)."""
+    built once, on the CPU, as the user would hold it (seed 0). ``states``: ``name → factor`` to
+    rescale a law's joules by (:func:`law_prediction`)."""
     from .measure import _bar
     from .models import build
 
@@ -184,7 +188,7 @@ def predict_zoo(entries, laws: dict, baselines=(), *, progress: bool = True) -> 
             job = build(e, "cpu", seed=0)
             row = {"id": e.id}
             for name, law in laws.items():
-                fields, notes = law_prediction(law, job)
+                fields, notes = law_prediction(law, job, (states or {}).get(name, 1.0))
                 row.update({f"{name}:{k}": v for k, v in fields.items()})
                 row[f"{name}:warnings"] = " | ".join(notes)
             if baselines:

@@ -95,6 +95,9 @@ def _cmd_predict(args) -> int:
         inputs, what = (inputs,), f"batch size {args.batch_size}, sequence length {args.seq_len}"
     else:
         model, inputs, loss_fn, what = _module_model(args)
+    if args.now and not law.meta.get("reference_joules"):
+        raise CLIError(f"--now: {args.law} was calibrated without the drift reference, so the machine's state cannot "
+                       "be compared with the calibration's; calibrate again (on a CPU the reference is on by default)")
     opt = build_optimizer(args.optimizer, model) if args.mode == "training" else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the Prediction lists its warnings; printed below
@@ -104,6 +107,8 @@ def _cmd_predict(args) -> int:
         except (RuntimeError, ValueError, TypeError) as e:
             msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise CLIError(f"the model failed on inputs of {what}: {msg}") from None
+    if args.now:
+        pred = pred.rescaled(law.machine_state())
     if args.format == "csv":
         print(pred.per_layer.to_csv(index=False), end="")
     else:
@@ -136,6 +141,8 @@ def register(sub) -> None:
                    help=f"dtype of the inputs, once for all or once per --input-shape: {', '.join(INPUT_DTYPES)} "
                    "(int64 for token ids; default float32)")
     p.add_argument("--coverage", type=float, default=0.9, help="coverage of the prediction interval")
+    p.add_argument("--now", action="store_true", help="predict the joules at the machine's state now: reads the "
+                   "calibration's drift reference and rescales by its cost now over its cost at calibration")
     p.add_argument("--format", default="table", choices=("table", "csv"), help="table, or csv of joules per layer")
     p.add_argument("--model-kwargs", default=None, help="JSON keyword arguments for the model factory")
     add_hf_arguments(p)

@@ -162,6 +162,28 @@ class CostModel:
             warnings.warn(n, ExtrapolationWarning, stacklevel=2)
         return pred
 
+    def machine_state(self, meter=None, repeats: int = 5) -> float:
+        """The machine's current cost of work over the calibration's: the calibration's drift
+        reference (:mod:`.reference`) read now — ``repeats`` readings after a warm-up, median, with
+        the calibration's meter (default) and threads — over its nominal. Multiply a prediction by
+        it (:meth:`~.predict.Prediction.rescaled`) to predict at the machine's state now rather than
+        at the calibration's. A law calibrated without the reference is an error."""
+        from .meters import get_meter
+        from .reference import Reference
+
+        nominal, steps = self.meta.get("reference_joules"), self.meta.get("reference_steps")
+        if not nominal or not steps:
+            raise ValueError("this cost model was calibrated without the drift reference, so the machine's state "
+                             "cannot be compared with the calibration's; calibrate again (on a CPU the reference is "
+                             "on by default)")
+        meter = get_meter(meter if meter is not None else self.meta.get("meter") or "auto")
+        previous = torch.get_num_threads()
+        try:
+            torch.set_num_threads(int(self.meta.get("threads") or previous))
+            return Reference(int(steps)).nominal(meter, repeats) / float(nominal)
+        finally:
+            torch.set_num_threads(previous)
+
     # -- checks ----------------------------------------------------------------------------------
     def _tf32(self) -> bool:
         if self.profile.device.get("type") != "cuda" or "tf32" not in self.profile.dtypes:

@@ -8,13 +8,14 @@ through that one function. ``joules``/``seconds`` are the predicted totals, ``jo
 costs no layer owns in a ``(fixed)`` row; largest first), ``by_row`` the joules and seconds of
 each counts row ``(layer, phase, dtype, op)`` — so per-layer joules are the same sum as the total
 — ``terms`` the split of the total by the step-level law's terms, ``warnings`` what the law
-extrapolates or cannot vouch for. ``str(prediction)`` prints it for people
+extrapolates or cannot vouch for, ``state`` the factor its joules were rescaled by to the
+machine's current state (:meth:`Prediction.rescaled`; 1.0: the calibration's state). ``str(prediction)`` prints it for people
 (:mod:`torch_tos.units`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
@@ -48,6 +49,7 @@ class Prediction:
     warnings: list = field(default_factory=list)
     report: object = None
     law: str = ""
+    state: float = 1.0
 
     @property
     def low(self) -> float:
@@ -56,6 +58,23 @@ class Prediction:
     @property
     def high(self) -> float:
         return self.joules_high
+
+    def rescaled(self, factor: float) -> "Prediction":
+        """This prediction with every joule (totals, intervals, rows, layers, terms) multiplied by
+        ``factor`` — the machine's current cost of work over the calibration's
+        (:meth:`~.costmodel.CostModel.machine_state`); seconds as predicted (the calibration
+        corrects joules only)."""
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor < float("inf"):
+            raise ValueError(f"a machine-state factor must be a positive number, got {factor!r}")
+        f = float(factor)
+        layers = self.per_layer.copy()
+        layers["joules"] = layers["joules"] * f
+        terms = dict(self.terms)
+        if "joules" in terms:
+            terms["joules"] = {k: v * f for k, v in terms["joules"].items()}
+        return replace(self, joules=self.joules * f, joules_low=self.joules_low * f, joules_high=self.joules_high * f,
+                       per_layer=layers, by_row={k: (j * f, s) for k, (j, s) in self.by_row.items()},
+                       fixed_joules=self.fixed_joules * f, terms=terms, state=self.state * f)
 
     def __str__(self) -> str:
         what = "training steps" if self.mode == "training" else "inference steps (forward passes)"
@@ -66,6 +85,9 @@ class Prediction:
                  f"{duration(self.seconds_high)})"]
         if self.law:
             lines.append(f"law: {self.law}")
+        if self.state != 1.0:
+            lines.append(f"energy at the machine's current state: its reference workload costs ×{self.state:.3f} "
+                         "of the calibration's")
         j = self.terms.get("joules", {})
         if j:
             lines.append("energy by term: " + ", ".join(f"{k} {energy(v)}" for k, v in j.items()))
