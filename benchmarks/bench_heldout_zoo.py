@@ -75,13 +75,14 @@ def _states(args, laws: dict) -> tuple[dict, list[str]]:
     of the measurements over the law's calibration nominal — and a line saying so."""
     if not args.at_measured_state:
         return {}, []
-    reading = measured_state(args.measurements)
+    reading, steps = measured_state(args.measurements)
     states = {}
     for name, law in laws.items():
-        nominal = getattr(law, "meta", {}).get("reference_joules")
-        if not nominal:
-            raise SystemExit(f"--at-measured-state: law {name} was calibrated without the drift reference")
-        states[name] = reading / float(nominal)
+        meta = getattr(law, "meta", {})
+        if not meta.get("reference_joules") or meta.get("reference_steps") != steps:
+            raise SystemExit(f"--at-measured-state: law {name} was not calibrated with the drift reference the "
+                             f"measurements read ({steps} steps)")
+        states[name] = reading / float(meta["reference_joules"])
     return states, [f"joules rescaled to the machine's state during the measurements (reference median "
                     f"{reading:.4g} J): " + ", ".join(f"{k} ×{v:.3f}" for k, v in states.items())]
 

@@ -119,9 +119,9 @@ def _read_reference(rf: ResultFile, reference, meter) -> None:
                "meter": meter.source, "threads": torch.get_num_threads()})
 
 
-def measured_state(path) -> float:
-    """The median reference reading (joules) of the measurements file ``path``; a clear error when it
-    has none (measured before the readings were recorded)."""
+def measured_state(path) -> tuple[float, int]:
+    """The median reference reading (joules) of the measurements file ``path`` and the reference's
+    steps; a clear error when it has none (measured before the readings were recorded)."""
     ref = reference_path(path)
     if not ref.is_file():
         raise FileNotFoundError(f"{ref} does not exist: these measurements have no reference readings; measure "
@@ -130,7 +130,10 @@ def measured_state(path) -> float:
     values = [float(r["joules"]) for r in rows]
     if not values:
         raise ValueError(f"{ref}: no reference readings")
-    return float(pd.Series(values).median())
+    steps = {int(r["steps"]) for r in rows}
+    if len(steps) > 1:
+        raise ValueError(f"{ref}: readings of references of {sorted(steps)} steps; measure into another --out")
+    return float(pd.Series(values).median()), steps.pop()
 
 
 def measure(path, entries, *, repeats: int = 3, meter="cputime", threads: int = 1, progress: bool = True,
