@@ -14,6 +14,8 @@ from torch_tos.energy.device import resolve_device
 from torch_tos.energy.meters.base import Meter
 from torch_tos.energy.reference import DriftTrack, Reference, recorrect
 
+from test_microbench import _tiny
+
 
 def test_track_interpolates_smoothed_readings_and_averages_an_interval():
     track = DriftTrack([(0.0, 2.0), (10.0, 4.0), (20.0, 4.0)], nominal=2.0)
@@ -79,15 +81,6 @@ class SlowingMeter(Meter):
     def _end(self, state, m):
         units = self.work - state
         m.joules, m.seconds = (units or 1.0) * self.factor, 0.5
-
-
-def _tiny(size, dtype, device):
-    x = torch.randn(size, dtype=dtype, device=device, requires_grad=True)
-
-    def run():
-        x.grad = None
-        (torch.exp(x) * 2.0).sum().backward()
-    return run
 
 
 def _profile(path, meter, reference=None):
