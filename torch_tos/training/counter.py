@@ -215,6 +215,7 @@ class TOsCounter:
         tracker.active = False
         tracker.stop_counting()
         tracker.stretch.reset()
+        tracker.replay.forget()
         tracker.step = None
         self._engine.phase = None
         self._engine.paused = False

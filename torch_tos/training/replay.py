@@ -1,0 +1,185 @@
+"""The steady state of a cached loop: a step that repeats the last one, seen in a few comparisons.
+
+Most steps of a training loop repeat the previous one: same batch shapes, same loss, same
+optimizer. :class:`Replay` remembers the path such a step took through the cache and, on the next
+step, computes the values the step tracker's decisions are made of and compares them with that
+path's keys, instead of walking the cache event by event:
+
+* at the model's forward (its root pre-hook, no step open): the forward signature with the
+  trusted flag (:class:`~.signature.ForwardSignature`, the same call the tracker makes), the step's
+  starting state (which parameters hold a gradient, how much state the followed optimizers hold),
+  and the stretch of the loop's code the forward returns into (:mod:`.stretch`: its preconditions,
+  its call site and the key read from the frame, each as :meth:`~.stretch.StretchWatch.at_forward`
+  reads them). When all equal the remembered path's, the step opens where that path's skipped
+  stretch led, as :meth:`~.steps.StepTracker.forward` followed by ``at_forward`` would open it;
+* at ``optimizer.step()`` of such a step (no closure): the arrival where the code said and the
+  optimizer signature; when equal to the remembered optimizer event's key, the step moves to it
+  as :meth:`~.steps.StepTracker.optimizer_event` would.
+
+Each comparison uses the keys the tracker itself would look up, computed by the same functions, so
+a replayed step reaches the node the tracker would reach; the path is only followed while no node
+of the cache was replaced since it was remembered (:attr:`~.cache.StepCache.generation`: nodes are
+never removed or marked volatile otherwise). At the first value that differs nothing has been
+changed yet and the tracker's own path runs, from the start of the hook. A path is remembered
+after two consecutive steps took it through the tracker's path (each a cache hit whose stretch was
+skipped, one trusted forward, then the optimizer's trusted step), so a loop whose steps alternate
+between kinds does not pay for comparisons that fail.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+
+from .._compat import (WRAPPED_CALL_CODE, forward_hook_dicts, global_module_hooks_set,
+                       is_any_autocast_enabled, torch_function_stack_len)
+from .hooks import Hook
+from .signature import _DTYPE_RG, _TRAINING, _group_hyper, tensor_sig, without_grad
+from .stretch import called_from, preconditions
+from .verify import TRUSTED_OPTIMIZERS
+
+__all__ = ["Replay"]
+
+_getframe, _gettrace, _getprofile, _exc_info = sys._getframe, sys.gettrace, sys.getprofile, sys.exc_info
+_Tensor = torch.Tensor
+_grad_enabled, _inference_mode = torch.is_grad_enabled, torch.is_inference_mode_enabled
+
+
+class Replay:
+    """The remembered path of one :class:`~.steps.StepTracker` (see the module doc): ``first`` (the
+    forward event's node, whose key is ``(forward key, starting state)``), decomposed into what a
+    step compares (``xsig``, ``training``, ``params``/``param_id``, ``grads``, ``ostate``),
+    ``site`` and ``key`` (the stretch's call site and key), ``middle`` (the node the skipped
+    stretch led to, ``reused`` events after the step's start), ``last`` (the optimizer event's
+    node) and ``opt`` (a weak reference to its optimizer)."""
+
+    __slots__ = ("tracker", "first", "xsig", "training", "params", "param_id", "grads", "ostate", "state",
+                 "site", "key", "middle", "reused", "last", "opt", "generation", "candidate", "depth")
+
+    def __init__(self, tracker):
+        self.tracker = tracker
+        self.first = None       # None: nothing remembered
+        self.candidate = None   # the last step that could be remembered, until the next one
+        self.depth = 5          # frames from forward() up to the model's _wrapped_call_impl
+
+    def forget(self) -> None:
+        self.first = self.candidate = None
+
+    # -- remembering -------------------------------------------------------------------------
+    def learn(self, step) -> None:
+        """``step`` closed as a cache hit through the tracker's path: remember it when the step
+        before took the same path (see the module doc)."""
+        skipped, last, opt = step.skipped, step.node, self.tracker.opt
+        if skipped is None or step.forwards != 1 or not step.grad or step.explicit or \
+                skipped[1][0] is None or last.parent is not skipped[3] or type(last.key) is not tuple \
+                or last.key[0] != "optimizer" or last.key[3] is not True or opt is None:
+            self.forget()
+            return
+        seen = (skipped, last, opt)
+        candidate, self.candidate = self.candidate, seen
+        if candidate is None or candidate[1] is not last or candidate[2] is not opt or \
+                candidate[0][0] is not skipped[0] or candidate[0][1] != skipped[1] or \
+                candidate[0][2] != skipped[2]:
+            self.first = None
+            return
+        first, site, key, middle, reused = skipped
+        (sig, trusted), (grads, ostate) = first.key
+        inputs = sig[-1]
+        # only the form ForwardSignature gives one plain tensor argument, without autocast
+        if trusted is not True or sig[0] != (True, False) or len(inputs) != 1 or \
+                type(inputs[0]) is not tuple or len(inputs[0]) != 5:
+            self.forget()
+            return
+        ids = self.tracker.signature._param_ids
+        self.params = next((k for k, v in ids.items() if v == sig[-2]), None)
+        self.xsig, self.training, self.param_id = inputs[0], sig[1] if len(sig) == 4 else None, sig[-2]
+        self.grads, self.ostate, self.state = grads, ostate, first.key[1]
+        self.site, self.key, self.middle, self.reused = site, key, middle, reused
+        self.last, self.opt, self.first = last, opt, first
+        self.generation = self.tracker.cache.generation
+
+    # -- at the model's forward --------------------------------------------------------------
+    def forward(self, args, kwargs) -> bool:
+        """No step is open and the model's forward starts: open the step at the remembered
+        ``middle`` when every value equals the remembered path's (True), else change nothing.
+        The values are those :meth:`~.steps.StepTracker.forward`, ``open`` and
+        :meth:`~.stretch.StretchWatch.at_forward` compute, for one plain tensor argument."""
+        t = self.tracker
+        if kwargs or len(args) != 1 or type(args[0]) is not _Tensor or not _grad_enabled() or \
+                _inference_mode() or is_any_autocast_enabled() or tensor_sig(args[0]) != self.xsig or \
+                t.cache.generation != self.generation or t.full_next or t.scope_on or t.root_depth:
+            return False
+        sg = t.signature
+        params = tuple(map(_DTYPE_RG, sg.params))
+        if params != self.params or (sg.modules and tuple(map(_TRAINING, sg.modules)) != self.training) \
+                or global_module_hooks_set():
+            return False
+        grads = without_grad(sg.params)
+        followed = t._followed
+        if len(followed) == 1:
+            state = followed[0].state
+            ostate = ((len(state), sum(map(len, state.values()))),)
+        else:
+            ostate = tuple([(len(o.state), sum(map(len, o.state.values()))) for o in followed])
+        if grads != self.grads or ostate != self.ostate:
+            return False
+        # the stretch, as StretchWatch.at_forward reads it (preconditions, call site, key)
+        watch = t.stretch
+        if _gettrace() or _getprofile() or _exc_info()[0] or torch_function_stack_len() or \
+                watch.expected is not None:
+            return False
+        hooks = forward_hook_dicts(t.model)
+        if hooks is None or len(hooks[0]) != 1 or (len(hooks[1]) != 1 and not preconditions(watch)):
+            return False
+        if len(hooks[1]) == 1:
+            for h in hooks[1].values():
+                if not isinstance(h, Hook) and getattr(h, "__self__", None) is not t.scope:
+                    return False
+        f = _getframe(self.depth)
+        if f.f_code is not WRAPPED_CALL_CODE:
+            f, self.depth = _getframe(1), 1
+            while f is not None and f.f_code is not WRAPPED_CALL_CODE:
+                f, self.depth = f.f_back, self.depth + 1
+            if f is None:
+                return False
+        frame = f.f_back
+        code, lasti, caller, caller_lasti, reader = self.site
+        if frame is None or frame.f_code is not code or frame.f_lasti != lasti or \
+                frame.f_back is not caller or (caller is not None and caller.f_lasti != caller_lasti) or \
+                watch.key(reader, frame) != self.key:
+            return False
+        if params is not sg._param_sig:  # as the signature would have noted them
+            sg._param_sig, sg.param_id = params, self.param_id
+        step = t.open_replayed(self.middle, self.state, grads)
+        step.reused = self.reused
+        t.root_depth = 1
+        t.trusted = True
+        watch.frame, watch.expected = frame, reader.stretch
+        watch.skipped += 1
+        return True
+
+    # -- at optimizer.step() -----------------------------------------------------------------
+    def optimizer(self, step, opt) -> bool:
+        """``opt.step()`` (no closure) of a replayed step starts: move to the remembered optimizer
+        event when the step arrived where the code said and the optimizer's key is the remembered
+        one (:func:`~.signature.optimizer_signature`'s parts compared one by one)."""
+        t = self.tracker
+        watch = t.stretch
+        last = self.last
+        key = last.key[1]  # (id, states, state values, ((hyperparameters, grads) per group))
+        state, groups = opt.state, opt.param_groups
+        if opt is not self.opt() or type(opt) not in TRUSTED_OPTIMIZERS or watch.expected is None or \
+                not called_from(watch.frame, watch.expected) or last.key[2] != t.signature.param_id or \
+                len(state) != key[1] or sum(map(len, state.values())) != key[2] or len(groups) != len(key[3]):
+            return False
+        memo = t._hyper_memo
+        for g, (hyper, grads) in zip(groups, key[3]):
+            if _group_hyper(g, memo) != hyper or without_grad(g["params"]) != grads:
+                return False
+        watch.frame = watch.expected = None
+        step.node = last
+        step.reused += 1
+        t.engine.in_optimizer = True
+        t.trusted = True
+        return True
