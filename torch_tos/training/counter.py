@@ -132,6 +132,7 @@ class TOsCounter:
             followed = EngineStep(adapter.step_state(self.model))
         self._tracker = StepTracker(self.model, followed, self._engine, self._scope, self._cache,
                                     self.meter, self._record)
+        self._tracker.history, self._tracker.sinks = self._records, self._sinks
         if adapter is not None:
             self._tracker.optimizer_types = {adapter.describe(self.model)} - {""}
 

@@ -55,13 +55,15 @@ class Replay:
     node) and ``opt`` (a weak reference to its optimizer)."""
 
     __slots__ = ("tracker", "first", "xsig", "training", "params", "param_id", "grads", "ostate", "state",
-                 "site", "key", "middle", "reused", "last", "opt", "generation", "candidate", "depth")
+                 "site", "key", "middle", "reused", "last", "opt", "generation", "candidate", "depth",
+                 "replayed")
 
     def __init__(self, tracker):
         self.tracker = tracker
         self.first = None       # None: nothing remembered
         self.candidate = None   # the last step that could be remembered, until the next one
         self.depth = 5          # frames from forward() up to the model's _wrapped_call_impl
+        self.replayed = 0       # steps opened here (for tests and benchmarks)
 
     def forget(self) -> None:
         self.first = self.candidate = None
@@ -157,6 +159,7 @@ class Replay:
         t.trusted = True
         watch.frame, watch.expected = frame, reader.stretch
         watch.skipped += 1
+        self.replayed += 1
         return True
 
     # -- at optimizer.step() -----------------------------------------------------------------

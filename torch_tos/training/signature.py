@@ -1,9 +1,10 @@
 """Step signatures: what the cache compares to decide that a step is the same work as one counted.
 
 **Forward signature** (taken at the model's root forward pre-hook, :func:`forward_signature`):
-input shapes, dtypes, devices, layouts and ``requires_grad`` (and any non-tensor arguments; a
-key/value cache object by its type and current length, see :func:`value_sig`), the train/eval flag
-of every submodule whose forward may read it (all but the ``torch.nn`` classes known not to:
+input shapes, dtypes, devices, layouts and ``requires_grad`` (for a leaf that requires grad also
+whether it holds a gradient), any non-tensor arguments (a key/value cache object by its type and
+current length, see :func:`value_sig`), the train/eval flag of every submodule whose forward
+may read it (all but the ``torch.nn`` classes known not to:
 :data:`FLAG_FREE`), the dtype and ``requires_grad`` of every parameter, grad mode, inference mode
 and the autocast state.
 
@@ -77,10 +78,13 @@ def kv_cache_length(v):
 
 
 def value_sig(v):
-    """Signature of one forward argument: tensors by :data:`tensor_sig`, containers element-wise,
-    scalars as themselves, a key/value cache by its type and length, anything else by type."""
+    """Signature of one forward argument: tensors by :data:`tensor_sig` (a leaf that requires grad
+    also by whether it holds a gradient: the backward accumulates into one), containers
+    element-wise, scalars as themselves, a key/value cache by its type and length, anything else
+    by type."""
     if isinstance(v, torch.Tensor):
-        return tensor_sig(v)
+        sig = tensor_sig(v)
+        return sig + (v.grad is None,) if sig[2] and v.grad_fn is None else sig
     if isinstance(v, _SCALARS):
         return v
     if isinstance(v, (tuple, list)):
@@ -114,7 +118,7 @@ class ForwardSignature:
 
     def __call__(self, args, kwargs) -> tuple:
         """``sig[0][0]`` is the grad mode."""
-        if len(args) == 1 and type(args[0]) is _Tensor:
+        if len(args) == 1 and type(args[0]) is _Tensor and not args[0].requires_grad:
             inputs = (tensor_sig(args[0]),)
         else:
             inputs = tuple([value_sig(a) for a in args])

@@ -76,6 +76,7 @@ class StepTracker(OptimizerEvents):
         engine.tracker = scope.tracker = self
         self.meter = meter
         self.record = record
+        self.history = self.sinks = None  # the counter's History and sinks (see on_opt_post)
         self.signature = ForwardSignature(model)
         self.root = cache.roots["step"]
         self.params = self.signature.params
