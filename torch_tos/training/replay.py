@@ -28,6 +28,7 @@ between kinds does not pay for comparisons that fail.
 
 from __future__ import annotations
 
+import operator
 import sys
 
 import torch
@@ -44,6 +45,7 @@ __all__ = ["Replay"]
 _getframe, _gettrace, _getprofile, _exc_info = sys._getframe, sys.gettrace, sys.getprofile, sys.exc_info
 _Tensor = torch.Tensor
 _grad_enabled, _inference_mode = torch.is_grad_enabled, torch.is_inference_mode_enabled
+_DTYPE_RG_GRAD = operator.attrgetter("dtype", "requires_grad", "grad")
 
 
 class Replay:
@@ -54,7 +56,7 @@ class Replay:
     stretch led to, ``reused`` events after the step's start), ``last`` (the optimizer event's
     node) and ``opt`` (a weak reference to its optimizer)."""
 
-    __slots__ = ("tracker", "first", "xsig", "training", "params", "param_id", "grads", "ostate", "state",
+    __slots__ = ("tracker", "first", "xsig", "training", "params", "param_id", "grads", "ostate", "state", "fused",
                  "site", "key", "middle", "reused", "last", "opt", "generation", "candidate", "depth",
                  "replayed")
 
@@ -88,15 +90,20 @@ class Replay:
         first, site, key, middle, reused = skipped
         (sig, trusted), (grads, ostate) = first.key
         inputs = sig[-1]
-        # only the form ForwardSignature gives one plain tensor argument, without autocast
+        # only the form ForwardSignature gives one plain tensor argument that does not require
+        # grad (then tensor_sig alone), without autocast
         if trusted is not True or sig[0] != (True, False) or len(inputs) != 1 or \
-                type(inputs[0]) is not tuple or len(inputs[0]) != 5:
+                type(inputs[0]) is not tuple or len(inputs[0]) != 5 or inputs[0][2] is not False:
             self.forget()
             return
         ids = self.tracker.signature._param_ids
         self.params = next((k for k, v in ids.items() if v == sig[-2]), None)
+        if self.params is None:
+            self.forget()
+            return
         self.xsig, self.training, self.param_id = inputs[0], sig[1] if len(sig) == 4 else None, sig[-2]
         self.grads, self.ostate, self.state = grads, ostate, first.key[1]
+        self.fused = tuple([(*p, None) for p in self.params]) if all(grads) else None
         self.site, self.key, self.middle, self.reused = site, key, middle, reused
         self.last, self.opt, self.first = last, opt, first
         self.generation = self.tracker.cache.generation
@@ -113,11 +120,16 @@ class Replay:
                 t.cache.generation != self.generation or t.full_next or t.scope_on or t.root_depth:
             return False
         sg = t.signature
-        params = tuple(map(_DTYPE_RG, sg.params))
+        if self.fused is not None:  # no gradient remembered: dtypes, requires_grad, grads in one read
+            if tuple(map(_DTYPE_RG_GRAD, sg.params)) != self.fused:
+                return False
+            params, grads = self.params, self.grads
+        else:
+            params = tuple(map(_DTYPE_RG, sg.params))
+            grads = without_grad(sg.params)
         if params != self.params or (sg.modules and tuple(map(_TRAINING, sg.modules)) != self.training) \
                 or global_module_hooks_set():
             return False
-        grads = without_grad(sg.params)
         followed = t._followed
         if len(followed) == 1:
             state = followed[0].state
@@ -178,7 +190,11 @@ class Replay:
             return False
         memo = t._hyper_memo
         for g, (hyper, grads) in zip(groups, key[3]):
-            if _group_hyper(g, memo) != hyper or without_grad(g["params"]) != grads:
+            hit = memo.get(id(g))  # _group_hyper's own memo: the same values, the same class
+            if (hit is None or hit[1] != hyper or hit[0] != tuple(g.values())) and \
+                    _group_hyper(g, memo) != hyper:
+                return False
+            if tuple([p.grad is None for p in g["params"]]) != grads:
                 return False
         watch.frame = watch.expected = None
         step.node = last
