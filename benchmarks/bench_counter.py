@@ -7,6 +7,9 @@ timed on its own, wall and process CPU time; a round is ``--steps`` steps (defau
 variant; figures are medians over rounds, as ratios to ``plain``:
 
 * ``plain``     — the loop alone;
+* ``hooks``     — the loop with hooks that do nothing, of the kinds the counter registers (the
+  model's forward pre-hook and forward hook, the optimizer's step pre- and post-hook): what being
+  called at those points costs by itself, whatever the counter does there;
 * ``floor``     — the loop with a ``TorchFunctionMode`` that does nothing, on the stack over the
   stretch the counter's tracer watches (from the model's forward returning to the optimizer's
   step pre-hook): what seeing the calls outside the model costs by itself, whatever the counter
@@ -119,6 +122,17 @@ def watch_outside_the_model(model, opt) -> list:
     return [model.register_forward_hook(on), opt.register_step_pre_hook(off)]
 
 
+def hooks_that_do_nothing(model, opt) -> list:
+    """Hooks of the counter's kinds, at its places, doing nothing (the ``hooks`` variant); returns
+    their handles."""
+    def nothing(*_):
+        return None
+
+    return [model.register_forward_pre_hook(nothing, with_kwargs=True, prepend=True),
+            model.register_forward_hook(nothing, prepend=True, always_call=True),
+            opt.register_step_pre_hook(nothing), opt.register_step_post_hook(nothing)]
+
+
 def load_baseline(folder: str):
     """The ``torch_tos`` package of another checkout, imported as ``torch_tos_baseline`` (a copy
     under that name: its imports are relative)."""
@@ -142,7 +156,7 @@ def bench(label, make_model, make_opt, loss_fn, batches, steps, rounds, baseline
     """Identical models (same weights), one per variant, stepped in turn (one step of each, in a
     random order every step) so that every variant sees the same machine at the same moments;
     each step is timed on its own (wall and process CPU time)."""
-    variants = ["plain", "floor", "cached", "steady", "uncached"]
+    variants = ["plain", "hooks", "floor", "cached", "steady", "uncached"]
     libs = {"cached": torch_tos, "steady": torch_tos}
     if baseline is not None:
         variants += ["cached@base", "steady@base"]
@@ -156,6 +170,7 @@ def bench(label, make_model, make_opt, loss_fn, batches, steps, rounds, baseline
         for x, y in batches[:3]:
             one_step(models[v], opts[v], loss_fn, x, y)
     handles = watch_outside_the_model(models["floor"], opts["floor"])
+    handles += hooks_that_do_nothing(models["hooks"], opts["hooks"])
     counters = {}
     for v in variants:
         if v.startswith("steady"):
@@ -196,6 +211,9 @@ def bench(label, make_model, make_opt, loss_fn, batches, steps, rounds, baseline
             h.remove()
     for v, counter in counters.items():
         assert sum(rec.cache == "miss" for rec in counter.steps) == 1, f"{v}: the counter re-counted a step"
+        replay = getattr(counter._tracker, "replay", None)
+        if replay is not None:
+            print(f"  {v}: {replay.replayed} of {counter.total.steps} steps replayed")
     out = {}
     print(f"\n{label}: {rounds} rounds x {steps} steps per variant")
     print(f"  {'variant':<12}{'wall ms/step':>14}{'ratio':>8}{'CPU ms/step':>13}{'ratio':>8}"

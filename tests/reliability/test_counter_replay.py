@@ -132,7 +132,8 @@ _INPUTS_AND_PARAMETERS = {
         {"params": [nn.Parameter(torch.zeros(3))], "lr": 0.5}),
     "a model pre-hook": lambda m, o, f, s: s.update(handle=m.register_forward_pre_hook(lambda *a: None)),
     # runs after the counter's own step pre-hook: the step's work is the same, still replayed
-    "an optimizer step pre-hook": lambda m, o, f, s: s.update(handle=o.register_step_pre_hook(lambda *a: None)),
+    "an optimizer step pre-hook": lambda m, o, f, s: s.update(
+        handle=o.register_step_pre_hook(lambda *a: None)),
 }
 
 

@@ -31,8 +31,9 @@ parameters hold a gradient, how much optimizer state exists); while all match no
 intercepted (``"hit"``), at the first difference the step is counted from there (``"partial"``;
 :attr:`StepRecord.recount` says why), attributed per layer exactly as if counted from its start
 (:class:`~.hooks.CounterScope`). Segments with data-dependent shapes or with ops no traced call
-covers are counted every time. ``cache=False`` intercepts every step; both give the same tables,
-step for step.
+covers are counted every time. A step that repeats the last one compares the values its keys are
+made of with the last step's instead of walking the cache (:mod:`.replay`). ``cache=False``
+intercepts every step; both give the same tables, step for step.
 
 **Memory**: totals and :meth:`report` cover every step from O(distinct step kinds) state; the
 last ``history`` records are kept in full in :attr:`steps` (``history=None``: all of them).

@@ -36,7 +36,7 @@ class OptimizerEvents:
             hit = self._ours[id(opt)] = (weakref.ref(opt), mine)
             if mine:
                 self.optimizer_types.add(type(opt).__name__)
-            self._followed = tuple(o for o in (r() for r, m in self._ours.values() if m) if o is not None)
+            self.followed = tuple(o for o in (r() for r, m in self._ours.values() if m) if o is not None)
         return hit[1]
 
     def on_opt_pre(self, opt, args, kwargs):
@@ -83,7 +83,7 @@ class OptimizerEvents:
         self.engine.in_optimizer = True
         self.opt = weakref.ref(opt)
         trusted = type(opt) in TRUSTED_OPTIMIZERS
-        key = ("optimizer", optimizer_signature(opt, self._hyper_memo), self.signature.param_id, trusted)
+        key = ("optimizer", optimizer_signature(opt, self.hyper_memo), self.signature.param_id, trusted)
         if step is None:
             step = self.open(True, False)
             self.event(step, (key, step.state))

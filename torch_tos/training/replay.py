@@ -2,28 +2,39 @@
 
 Most steps of a training loop repeat the previous one: same batch shapes, same loss, same
 optimizer. :class:`Replay` remembers the path such a step took through the cache and, on the next
-step, computes the values the step tracker's decisions are made of and compares them with that
-path's keys, instead of walking the cache event by event:
+step, computes the values the step tracker decides on and compares them with that path's keys,
+instead of walking the cache event by event and building a record per step:
 
-* at the model's forward (its root pre-hook, no step open): the forward signature with the
-  trusted flag (:class:`~.signature.ForwardSignature`, the same call the tracker makes), the step's
-  starting state (which parameters hold a gradient, how much state the followed optimizers hold),
-  and the stretch of the loop's code the forward returns into (:mod:`.stretch`: its preconditions,
-  its call site and the key read from the frame, each as :meth:`~.stretch.StretchWatch.at_forward`
-  reads them). When all equal the remembered path's, the step opens where that path's skipped
-  stretch led, as :meth:`~.steps.StepTracker.forward` followed by ``at_forward`` would open it;
-* at ``optimizer.step()`` of such a step (no closure): the arrival where the code said and the
-  optimizer signature; when equal to the remembered optimizer event's key, the step moves to it
-  as :meth:`~.steps.StepTracker.optimizer_event` would.
+* at the model's forward (its root pre-hook, no step open), for one plain tensor argument that
+  does not require grad, without autocast: what :class:`~.signature.ForwardSignature` reads
+  (grad and inference mode, the input's :func:`~.signature.tensor_sig`, each parameter's dtype
+  and ``requires_grad``, the train/eval flags it keys, the global module hooks), the step's
+  starting state :meth:`~.steps.StepTracker.open` reads (which parameters hold a gradient, how
+  much state the followed optimizers hold) and the stretch of the loop's code the forward returns
+  into, as :meth:`~.stretch.StretchWatch.at_forward` reads it (its preconditions, its call site
+  with the caller's, the key read from the frame). When all equal the remembered path's, the step
+  opens where that path's skipped stretch led, as the tracker's forward event and ``at_forward``
+  would open it. Without a remembered gradient the dtypes, ``requires_grad`` and gradients are read
+  in one pass (any gradient present then differs);
+* at ``optimizer.step()`` of such a step (no closure): the arrival where the code said
+  (:func:`~.stretch.called_from`) and each part of the optimizer event's key (the optimizer, its
+  type's trust, the parameters' ``param_id``, the number of states and state values, each group's
+  hyperparameter class — through :func:`~.signature._group_hyper`'s own memo — and which of its
+  parameters hold a gradient). When equal, the step moves to the remembered optimizer event, as
+  :meth:`~.optevents.OptimizerEvents.optimizer_event` would;
+* at its step post-hook, a replayed step that is still on the remembered path, without a meter
+  or a log sink, is recorded as what :meth:`~.steps.StepTracker.close` would record — a cache hit
+  of the path's summary — in a run of such records that is built when read
+  (:meth:`~.records.History.repeat`).
 
-Each comparison uses the keys the tracker itself would look up, computed by the same functions, so
-a replayed step reaches the node the tracker would reach; the path is only followed while no node
-of the cache was replaced since it was remembered (:attr:`~.cache.StepCache.generation`: nodes are
-never removed or marked volatile otherwise). At the first value that differs nothing has been
-changed yet and the tracker's own path runs, from the start of the hook. A path is remembered
-after two consecutive steps took it through the tracker's path (each a cache hit whose stretch was
-skipped, one trusted forward, then the optimizer's trusted step), so a loop whose steps alternate
-between kinds does not pay for comparisons that fail.
+The values compared are those the tracker's own keys are made of, read by the same functions, so
+a replayed step reaches the node the tracker would reach and is recorded as it would be; the path
+is followed only while no node of the cache was replaced since it was remembered
+(:attr:`~.cache.StepCache.generation`: nodes are never removed, and only new ones are marked
+volatile). At the first value that differs nothing has been changed yet and the tracker's own path
+runs, from the start of the hook. A path is remembered after two consecutive steps took it through
+the tracker's path (each a cache hit whose stretch was skipped, one trusted forward, then a trusted
+optimizer's step), so a loop whose steps alternate between kinds compares nothing in vain.
 """
 
 from __future__ import annotations
@@ -51,14 +62,15 @@ _DTYPE_RG_GRAD = operator.attrgetter("dtype", "requires_grad", "grad")
 class Replay:
     """The remembered path of one :class:`~.steps.StepTracker` (see the module doc): ``first`` (the
     forward event's node, whose key is ``(forward key, starting state)``), decomposed into what a
-    step compares (``xsig``, ``training``, ``params``/``param_id``, ``grads``, ``ostate``),
+    step compares (``xsig``, ``training``, ``params``/``param_id``, ``grads``, ``ostate``;
+    ``fused``: dtype, ``requires_grad`` and ``None`` per parameter when no gradient is remembered),
     ``site`` and ``key`` (the stretch's call site and key), ``middle`` (the node the skipped
     stretch led to, ``reused`` events after the step's start), ``last`` (the optimizer event's
     node) and ``opt`` (a weak reference to its optimizer)."""
 
-    __slots__ = ("tracker", "first", "xsig", "training", "params", "param_id", "grads", "ostate", "state", "fused",
-                 "site", "key", "middle", "reused", "last", "opt", "generation", "candidate", "depth",
-                 "replayed")
+    __slots__ = ("tracker", "first", "xsig", "training", "params", "param_id", "grads", "ostate",
+                 "state", "fused", "site", "key", "middle", "reused", "last", "opt", "generation",
+                 "candidate", "depth", "replayed")
 
     def __init__(self, tracker):
         self.tracker = tracker
@@ -96,7 +108,7 @@ class Replay:
                 type(inputs[0]) is not tuple or len(inputs[0]) != 5 or inputs[0][2] is not False:
             self.forget()
             return
-        ids = self.tracker.signature._param_ids
+        ids = self.tracker.signature.param_ids
         self.params = next((k for k, v in ids.items() if v == sig[-2]), None)
         if self.params is None:
             self.forget()
@@ -130,7 +142,7 @@ class Replay:
         if params != self.params or (sg.modules and tuple(map(_TRAINING, sg.modules)) != self.training) \
                 or global_module_hooks_set():
             return False
-        followed = t._followed
+        followed = t.followed
         if len(followed) == 1:
             state = followed[0].state
             ostate = ((len(state), sum(map(len, state.values()))),)
@@ -163,8 +175,8 @@ class Replay:
                 frame.f_back is not caller or (caller is not None and caller.f_lasti != caller_lasti) or \
                 watch.key(reader, frame) != self.key:
             return False
-        if params is not sg._param_sig:  # as the signature would have noted them
-            sg._param_sig, sg.param_id = params, self.param_id
+        if params is not sg.param_sig:  # as the signature would have noted them
+            sg.param_sig, sg.param_id = params, self.param_id
         step = t.open_replayed(self.middle, self.state, grads)
         step.reused = self.reused
         t.root_depth = 1
@@ -188,7 +200,7 @@ class Replay:
                 not called_from(watch.frame, watch.expected) or last.key[2] != t.signature.param_id or \
                 len(state) != key[1] or sum(map(len, state.values())) != key[2] or len(groups) != len(key[3]):
             return False
-        memo = t._hyper_memo
+        memo = t.hyper_memo
         for g, (hyper, grads) in zip(groups, key[3]):
             hit = memo.get(id(g))  # _group_hyper's own memo: the same values, the same class
             if (hit is None or hit[1] != hyper or hit[0] != tuple(g.values())) and \

@@ -112,9 +112,9 @@ class ForwardSignature:
         self.modules = [m for m in model.modules() if type(m) not in FLAG_FREE]
         self.params = list(model.parameters())
         self.autocast_devices = ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
-        self._param_sig = None
+        self.param_sig = None
         self.param_id = -1
-        self._param_ids: dict = {}
+        self.param_ids: dict = {}
 
     def __call__(self, args, kwargs) -> tuple:
         """``sig[0][0]`` is the grad mode."""
@@ -129,9 +129,9 @@ class ForwardSignature:
             state += tuple((torch.is_autocast_enabled(d), torch.get_autocast_dtype(d))
                            for d in self.autocast_devices)
         params = tuple(map(_DTYPE_RG, self.params))
-        if params != self._param_sig:
-            self._param_sig = params
-            self.param_id = self._param_ids.setdefault(params, len(self._param_ids))
+        if params != self.param_sig:
+            self.param_sig = params
+            self.param_id = self.param_ids.setdefault(params, len(self.param_ids))
         if self.modules:
             return (state, tuple(map(_TRAINING, self.modules)), self.param_id, inputs)
         return (state, self.param_id, inputs)

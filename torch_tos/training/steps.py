@@ -102,8 +102,8 @@ class StepTracker(OptimizerEvents):
         self.scope_on = False
         self.inner_handle = None
         self._ours: dict = {}   # id(optimizer) -> (weakref, follows the model?) without optimizer=
-        self._followed: tuple = (optimizer,) if optimizer is not None else ()
-        self._hyper_memo: dict = {}
+        self.followed: tuple = (optimizer,) if optimizer is not None else ()
+        self.hyper_memo: dict = {}
         self.ddp = ddp_of(model)          # a DistributedDataParallel model (see .ddp)
         # which parameters hold a gradient (p.grad is None, per parameter) as read when the step
         # opened, while nothing can have changed that: no backward and no setter seen since (the
@@ -189,7 +189,7 @@ class StepTracker(OptimizerEvents):
             # differently from every cached one is counted from its start, never part-way.
             grads = self.grads = without_grad(self.params)
             step.state = (grads, tuple([(len(o.state), sum(map(len, o.state.values())))
-                                        for o in self._followed]))
+                                        for o in self.followed]))
         if self.full_next:
             # the last step could not take over the attribution of its cached part
             # (CounterScope.resume); counting this one in full makes the path exact
