@@ -81,7 +81,11 @@ class OptimizerEvents:
             self.close()
             step = None
         self.engine.in_optimizer = True
-        self.opt = weakref.ref(opt)
+        if self.stretch.enabled:  # for .replay (an engine's step, with no weak references, is not)
+            try:
+                self.opt = weakref.ref(opt)
+            except TypeError:
+                self.opt = None
         trusted = type(opt) in TRUSTED_OPTIMIZERS
         key = ("optimizer", optimizer_signature(opt, self.hyper_memo), self.signature.param_id, trusted)
         if step is None:
