@@ -307,3 +307,18 @@ def test_a_replayed_step_is_metered():
             opt.step()
     assert counter._tracker.replay.replayed == 3
     assert [r.joules for r in counter.steps] == [2.0] * 6 and counter.total.joules == 12.0
+
+
+def test_an_input_leaf_that_requires_grad_is_keyed_by_its_gradient():
+    """The backward stores the input's gradient in the first step and adds into it in the next
+    ones: two kinds of step, each counted as it runs."""
+    def body(model, opt, loss_fn, i, state):
+        x = state.setdefault("x", X.clone().requires_grad_())
+        opt.zero_grad()
+        loss = loss_fn(model(x), Y)
+        loss.backward()
+        opt.step()
+
+    counter, _ = _three_ways(body, steps=4)
+    assert [r.cache for r in counter.steps] == ["miss", "miss", "hit", "hit"]
+    assert counter.steps[1].recount == "forward signature not seen"

@@ -78,13 +78,10 @@ def kv_cache_length(v):
 
 
 def value_sig(v):
-    """Signature of one forward argument: tensors by :data:`tensor_sig` (a leaf that requires grad
-    also by whether it holds a gradient: the backward accumulates into one), containers
-    element-wise, scalars as themselves, a key/value cache by its type and length, anything else
-    by type."""
+    """Signature of one forward argument: tensors by :data:`tensor_sig`, containers element-wise,
+    scalars as themselves, a key/value cache by its type and length, anything else by type."""
     if isinstance(v, torch.Tensor):
-        sig = tensor_sig(v)
-        return sig + (v.grad is None,) if sig[2] and v.grad_fn is None else sig
+        return tensor_sig(v)
     if isinstance(v, _SCALARS):
         return v
     if isinstance(v, (tuple, list)):
@@ -122,6 +119,12 @@ class ForwardSignature:
             inputs = (tensor_sig(args[0]),)
         else:
             inputs = tuple([value_sig(a) for a in args])
+            # an input leaf that requires grad: the backward accumulates into its gradient once
+            # it holds one (an add per element), stores it the first time
+            leaves = tuple([a.grad is None for a in (*args, *kwargs.values())
+                            if isinstance(a, _Tensor) and a.requires_grad and a.grad_fn is None])
+            if leaves:
+                inputs += (("leaf gradients absent", leaves),)
         if kwargs:
             inputs = (inputs, tuple([(k, value_sig(v)) for k, v in kwargs.items()]))
         state = (_grad_enabled(), _inference_mode())
