@@ -7,6 +7,14 @@ timed on its own, wall and process CPU time; a round is ``--steps`` steps (defau
 variant; figures are medians over rounds, as ratios to ``plain``:
 
 * ``plain``     — the loop alone;
+* ``hooks``     — the loop with hooks that do nothing, of the kinds the counter registers (the
+  model's forward pre-hook and forward hook, the optimizer's step pre- and post-hook): what being
+  called at those points costs by itself, whatever the counter does there;
+* ``reads``     — hooks of the same kinds that only *read* what a replayed step compares (modes,
+  trace/profile/exception state, the input's and the target's signature, each parameter's dtype,
+  ``requires_grad`` and gradient before the forward and its gradient after the backward, the
+  optimizer's state sizes and groups, the loop's frame locals, the loss module's dict and hooks)
+  and compare nothing: the least a step-by-step check of those values can cost;
 * ``floor``     — the loop with a ``TorchFunctionMode`` that does nothing, on the stack over the
   stretch the counter's tracer watches (from the model's forward returning to the optimizer's
   step pre-hook): what seeing the calls outside the model costs by itself, whatever the counter
@@ -119,6 +127,66 @@ def watch_outside_the_model(model, opt) -> list:
     return [model.register_forward_hook(on), opt.register_step_pre_hook(off)]
 
 
+def hooks_that_do_nothing(model, opt) -> list:
+    """Hooks of the counter's kinds, at its places, doing nothing (the ``hooks`` variant); returns
+    their handles."""
+    def nothing(*_):
+        return None
+
+    return [model.register_forward_pre_hook(nothing, with_kwargs=True, prepend=True),
+            model.register_forward_hook(nothing, prepend=True, always_call=True),
+            opt.register_step_pre_hook(nothing), opt.register_step_post_hook(nothing)]
+
+
+def hooks_that_only_read(model, opt) -> list:
+    """The ``reads`` variant's hooks (module doc): they read, from the model's call in
+    :func:`one_step`, what a replayed step compares, and keep the values until the next step."""
+    import operator
+    import threading
+
+    from torch_tos._compat import is_any_autocast_enabled, torch_function_stack_len
+
+    params, thread, kept = list(model.parameters()), threading.get_ident(), []
+    every = operator.attrgetter("dtype", "requires_grad", "grad")
+    sig = operator.attrgetter("shape", "dtype", "requires_grad", "device", "layout")
+    frame_of_the_call = 3  # read_before_the_forward <- inner <- _call_impl <- _wrapped_call_impl
+
+    def read_before_the_forward(module, args, kwargs):
+        if threading.get_ident() != thread or torch.compiler.is_compiling():
+            return None
+        modes = (torch.is_grad_enabled(), torch.is_inference_mode_enabled(), is_any_autocast_enabled(),
+                 sys.gettrace(), sys.getprofile(), sys.exc_info()[0], torch_function_stack_len())
+        state = opt.state
+        frame = sys._getframe(frame_of_the_call).f_back
+        where = (frame.f_code, frame.f_lasti, frame.f_back, frame.f_back.f_lasti)
+        names = frame.f_locals
+        loss_fn, target = names["loss_fn"], names["y"]
+        names.clear()
+        d = loss_fn.__dict__
+        loss = (d["_forward_hooks"] or d["_forward_pre_hooks"] or d["_backward_hooks"] or
+                d["_backward_pre_hooks"] or d["_parameters"] or d["_buffers"], tuple(d.values()),
+                type(loss_fn).forward, torch.nn.Module._call_impl, torch.Tensor.backward)
+        kept[:] = [modes, sig(args[0]), tuple(map(every, params)), len(state),
+                   sum(map(len, state.values())), where, loss, sig(target)]
+        return None
+
+    def read_before_the_step(optimizer, args, kwargs):
+        if threading.get_ident() != thread:
+            return None
+        state = optimizer.state
+        kept.append((sys._getframe(1).f_back.f_lasti, len(state), sum(map(len, state.values())),
+                     tuple([(tuple(g.values()), tuple([p.grad is None for p in g["params"]]))
+                            for g in optimizer.param_groups])))
+        return None
+
+    def nothing(*_):
+        return None
+
+    return [model.register_forward_pre_hook(read_before_the_forward, with_kwargs=True, prepend=True),
+            model.register_forward_hook(nothing, prepend=True, always_call=True),
+            opt.register_step_pre_hook(read_before_the_step), opt.register_step_post_hook(nothing)]
+
+
 def load_baseline(folder: str):
     """The ``torch_tos`` package of another checkout, imported as ``torch_tos_baseline`` (a copy
     under that name: its imports are relative)."""
@@ -142,7 +210,7 @@ def bench(label, make_model, make_opt, loss_fn, batches, steps, rounds, baseline
     """Identical models (same weights), one per variant, stepped in turn (one step of each, in a
     random order every step) so that every variant sees the same machine at the same moments;
     each step is timed on its own (wall and process CPU time)."""
-    variants = ["plain", "floor", "cached", "steady", "uncached"]
+    variants = ["plain", "hooks", "reads", "floor", "cached", "steady", "uncached"]
     libs = {"cached": torch_tos, "steady": torch_tos}
     if baseline is not None:
         variants += ["cached@base", "steady@base"]
@@ -156,6 +224,8 @@ def bench(label, make_model, make_opt, loss_fn, batches, steps, rounds, baseline
         for x, y in batches[:3]:
             one_step(models[v], opts[v], loss_fn, x, y)
     handles = watch_outside_the_model(models["floor"], opts["floor"])
+    handles += hooks_that_do_nothing(models["hooks"], opts["hooks"])
+    handles += hooks_that_only_read(models["reads"], opts["reads"])
     counters = {}
     for v in variants:
         if v.startswith("steady"):
@@ -196,6 +266,9 @@ def bench(label, make_model, make_opt, loss_fn, batches, steps, rounds, baseline
             h.remove()
     for v, counter in counters.items():
         assert sum(rec.cache == "miss" for rec in counter.steps) == 1, f"{v}: the counter re-counted a step"
+        replay = getattr(counter._tracker, "replay", None)
+        if replay is not None:
+            print(f"  {v}: {replay.replayed} of {counter.total.steps} steps replayed")
     out = {}
     print(f"\n{label}: {rounds} rounds x {steps} steps per variant")
     print(f"  {'variant':<12}{'wall ms/step':>14}{'ratio':>8}{'CPU ms/step':>13}{'ratio':>8}"

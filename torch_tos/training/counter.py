@@ -31,8 +31,9 @@ parameters hold a gradient, how much optimizer state exists); while all match no
 intercepted (``"hit"``), at the first difference the step is counted from there (``"partial"``;
 :attr:`StepRecord.recount` says why), attributed per layer exactly as if counted from its start
 (:class:`~.hooks.CounterScope`). Segments with data-dependent shapes or with ops no traced call
-covers are counted every time. ``cache=False`` intercepts every step; both give the same tables,
-step for step.
+covers are counted every time. A step that repeats the last one compares the values its keys are
+made of with the last step's instead of walking the cache (:mod:`.replay`). ``cache=False``
+intercepts every step; both give the same tables, step for step.
 
 **Memory**: totals and :meth:`report` cover every step from O(distinct step kinds) state; the
 last ``history`` records are kept in full in :attr:`steps` (``history=None``: all of them).
@@ -132,6 +133,7 @@ class TOsCounter:
             followed = EngineStep(adapter.step_state(self.model))
         self._tracker = StepTracker(self.model, followed, self._engine, self._scope, self._cache,
                                     self.meter, self._record)
+        self._tracker.history, self._tracker.sinks = self._records, self._sinks
         if adapter is not None:
             self._tracker.optimizer_types = {adapter.describe(self.model)} - {""}
 
@@ -215,6 +217,7 @@ class TOsCounter:
         tracker.active = False
         tracker.stop_counting()
         tracker.stretch.reset()
+        tracker.replay.forget()
         tracker.step = None
         self._engine.phase = None
         self._engine.paused = False

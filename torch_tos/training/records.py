@@ -201,7 +201,8 @@ class History:
     fourth element of a step's ``energy`` (:func:`device_readings`)."""
 
     def __init__(self, keep: int | None):
-        self.recent: deque[StepRecord] = deque(maxlen=keep)
+        self._recent: deque[StepRecord] = deque(maxlen=keep)
+        self._run: list | None = None  # [summary, first index, count]: hits from repeat(), unbuilt
         self.uses: dict[Summary, int] = {}
         self.n = 0
         self.running_tos = 0.0
@@ -209,8 +210,39 @@ class History:
         self.seconds: float | None = None
         self.devices: dict = {}
 
+    @property
+    def recent(self) -> deque:
+        """The last ``keep`` records (all with ``keep=None``), oldest first."""
+        if self._run is not None:
+            self._build()
+        return self._recent
+
+    def _build(self) -> None:
+        summary, first, count = self._run
+        self._run = None
+        keep = self._recent.maxlen
+        start = first if keep is None else max(first, first + count - keep)
+        self._recent.extend([StepRecord(i, summary, "hit") for i in range(start, first + count)])
+
+    def repeat(self, summary: Summary) -> None:
+        """Record a cache hit without energy: the record :meth:`add` would make, built when
+        :attr:`recent` is read (a run of such steps costs a count until then)."""
+        run = self._run
+        if run is not None and run[0] is summary:
+            run[2] += 1
+        else:
+            if run is not None:
+                self._build()
+            self._run = [summary, self.n, 1]
+        self.n += 1
+        uses = self.uses
+        uses[summary] = uses.get(summary, 0) + 1
+        self.running_tos += summary.tos
+
     def add(self, summary: Summary, cache: str, energy=None, recount=None) -> StepRecord:
         """Record a step; ``energy`` is ``(joules, seconds, estimated[, readings])``."""
+        if self._run is not None:
+            self._build()
         if energy is None:
             rec = StepRecord(self.n, summary, cache, recount)
         else:
@@ -222,7 +254,7 @@ class History:
             for dev, joules in (energy[3] if len(energy) > 3 else ()):
                 self.devices[dev] = self.devices.get(dev, 0.0) + joules
         self.n += 1
-        self.recent.append(rec)
+        self._recent.append(rec)
         uses = self.uses
         uses[summary] = uses.get(summary, 0) + 1
         self.running_tos += summary.tos

@@ -1,9 +1,10 @@
 """Step signatures: what the cache compares to decide that a step is the same work as one counted.
 
 **Forward signature** (taken at the model's root forward pre-hook, :func:`forward_signature`):
-input shapes, dtypes, devices, layouts and ``requires_grad`` (and any non-tensor arguments; a
-key/value cache object by its type and current length, see :func:`value_sig`), the train/eval flag
-of every submodule whose forward may read it (all but the ``torch.nn`` classes known not to:
+input shapes, dtypes, devices, layouts and ``requires_grad`` (for a leaf that requires grad also
+whether it holds a gradient), any non-tensor arguments (a key/value cache object by its type and
+current length, see :func:`value_sig`), the train/eval flag of every submodule whose forward
+may read it (all but the ``torch.nn`` classes known not to:
 :data:`FLAG_FREE`), the dtype and ``requires_grad`` of every parameter, grad mode, inference mode
 and the autocast state.
 
@@ -108,16 +109,22 @@ class ForwardSignature:
         self.modules = [m for m in model.modules() if type(m) not in FLAG_FREE]
         self.params = list(model.parameters())
         self.autocast_devices = ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
-        self._param_sig = None
+        self.param_sig = None
         self.param_id = -1
-        self._param_ids: dict = {}
+        self.param_ids: dict = {}
 
     def __call__(self, args, kwargs) -> tuple:
         """``sig[0][0]`` is the grad mode."""
-        if len(args) == 1 and type(args[0]) is _Tensor:
+        if len(args) == 1 and type(args[0]) is _Tensor and not args[0].requires_grad:
             inputs = (tensor_sig(args[0]),)
         else:
             inputs = tuple([value_sig(a) for a in args])
+            # an input leaf that requires grad: the backward accumulates into its gradient once
+            # it holds one (an add per element), stores it the first time
+            leaves = tuple([a.grad is None for a in (*args, *kwargs.values())
+                            if isinstance(a, _Tensor) and a.requires_grad and a.grad_fn is None])
+            if leaves:
+                inputs += (("leaf gradients absent", leaves),)
         if kwargs:
             inputs = (inputs, tuple([(k, value_sig(v)) for k, v in kwargs.items()]))
         state = (_grad_enabled(), _inference_mode())
@@ -125,9 +132,9 @@ class ForwardSignature:
             state += tuple((torch.is_autocast_enabled(d), torch.get_autocast_dtype(d))
                            for d in self.autocast_devices)
         params = tuple(map(_DTYPE_RG, self.params))
-        if params != self._param_sig:
-            self._param_sig = params
-            self.param_id = self._param_ids.setdefault(params, len(self._param_ids))
+        if params != self.param_sig:
+            self.param_sig = params
+            self.param_id = self.param_ids.setdefault(params, len(self.param_ids))
         if self.modules:
             return (state, tuple(map(_TRAINING, self.modules)), self.param_id, inputs)
         return (state, self.param_id, inputs)

@@ -19,8 +19,6 @@ turns a path of the cache into a record.
 
 from __future__ import annotations
 
-import weakref
-
 import torch
 
 from .._compat import (global_module_hooks_set, next_sequence_nr, pop_torch_function_mode,
@@ -29,10 +27,12 @@ from .cache import Node, StepCache
 from .ddp import ddp_of, forward_state
 from .hooks import running_modules
 from .inner import inner_forward
+from .optevents import OptimizerEvents
 from .records import device_readings
-from .signature import ForwardSignature, has_kv_cache, optimizer_signature, without_grad
+from .replay import Replay
+from .signature import ForwardSignature, has_kv_cache, without_grad
 from .stretch import StretchWatch
-from .verify import TRUSTED_OPTIMIZERS, Tracer
+from .verify import Tracer
 
 __all__ = ["Step", "StepTracker"]
 
@@ -53,6 +53,8 @@ class Step:
     state = None       # parameter gradients and optimizer state when it opened (see open)
     meter_ctx = None
     meter_m = None
+    skipped = None     # (forward node, site, key, node, reused) of a skipped stretch (.stretch)
+    replayed = False   # opened by .replay
 
     def __init__(self, grad: bool, explicit: bool, root: Node):
         self.grad = grad
@@ -60,7 +62,7 @@ class Step:
         self.node = root
 
 
-class StepTracker:
+class StepTracker(OptimizerEvents):
     """The step state machine of one :class:`~torch_tos.TOsCounter` (see the module doc).
     ``record(summary, cache, energy, new, reason)`` is called for every closed step.
 
@@ -74,6 +76,7 @@ class StepTracker:
         engine.tracker = scope.tracker = self
         self.meter = meter
         self.record = record
+        self.history = self.sinks = None  # the counter's History and sinks (see on_opt_post)
         self.signature = ForwardSignature(model)
         self.root = cache.roots["step"]
         self.params = self.signature.params
@@ -89,6 +92,8 @@ class StepTracker:
         self.tracer = Tracer(self, self.params)
         self.tracing = False
         self.stretch = StretchWatch(self)  # the loop's code read from its frame instead of traced
+        self.replay = Replay(self)        # the last step's path, compared instead of walked
+        self.opt = None                   # the last optimizer event's optimizer (a weak reference)
         self.depth = 0                    # > 0 inside a traced call
         self.trusted = False              # inside a trusted forward or optimizer step
         self.root_depth = 0               # root forwards running (re-entrant calls)
@@ -97,8 +102,8 @@ class StepTracker:
         self.scope_on = False
         self.inner_handle = None
         self._ours: dict = {}   # id(optimizer) -> (weakref, follows the model?) without optimizer=
-        self._followed: tuple = (optimizer,) if optimizer is not None else ()
-        self._hyper_memo: dict = {}
+        self.followed: tuple = (optimizer,) if optimizer is not None else ()
+        self.hyper_memo: dict = {}
         self.ddp = ddp_of(model)          # a DistributedDataParallel model (see .ddp)
         # which parameters hold a gradient (p.grad is None, per parameter) as read when the step
         # opened, while nothing can have changed that: no backward and no setter seen since (the
@@ -184,16 +189,32 @@ class StepTracker:
             # differently from every cached one is counted from its start, never part-way.
             grads = self.grads = without_grad(self.params)
             step.state = (grads, tuple([(len(o.state), sum(map(len, o.state.values())))
-                                        for o in self._followed]))
+                                        for o in self.followed]))
         if self.full_next:
             # the last step could not take over the attribution of its cached part
             # (CounterScope.resume); counting this one in full makes the path exact
             step.full, self.full_next = True, False
         if self.meter is not None:
-            ctx = self.meter.measure()
-            step.meter_m = ctx.__enter__()
-            step.meter_ctx = ctx
+            self._meter_start(step)
         return step
+
+    def open_replayed(self, node, state, grads) -> Step:
+        """The training step :meth:`open` would open with these ``state`` and ``grads``, at
+        ``node`` (see :mod:`.replay`)."""
+        step = self.step = Step(True, False, node)
+        step.seq0 = next_sequence_nr()
+        self.grads = grads
+        step.state = state
+        step.forwards = 1
+        step.replayed = True
+        if self.meter is not None:
+            self._meter_start(step)
+        return step
+
+    def _meter_start(self, step: Step) -> None:
+        ctx = self.meter.measure()
+        step.meter_m = ctx.__enter__()
+        step.meter_ctx = ctx
 
     def close(self):
         """Close the open step; returns its record (None when nothing was recorded)."""
@@ -220,7 +241,12 @@ class StepTracker:
             new = False
         else:
             summary, new = self.cache.summary(node, step.decoding)
-        cache = "hit" if not step.counted else ("miss" if not step.reused else "partial")
+        if step.counted:
+            cache = "miss" if not step.reused else "partial"
+        else:
+            cache = "hit"
+            if not step.replayed and self.stretch.enabled:
+                self.replay.learn(step)
         return self.record(summary, cache, energy, new, step.reason)
 
     def discard(self, *exc) -> None:
@@ -250,6 +276,8 @@ class StepTracker:
 
     # -- forwards --------------------------------------------------------------------------------
     def on_root_pre(self, module, args, kwargs):
+        if self.step is None and self.replay.first is not None and self.replay.forward(args, kwargs):
+            return None
         if self.stretch.expected is not None:
             self._drop("the model was called before optimizer.step()")
         outer = self.tracing
@@ -327,74 +355,3 @@ class StepTracker:
 
     def _inner_eval(self, args, kwargs) -> None:
         inner_forward(self, args, kwargs)
-
-    # -- optimizer -----------------------------------------------------------------------------
-    def is_ours(self, opt) -> bool:
-        """Whether ``opt``'s steps close this counter's steps (the optimizer given, else any
-        optimizer of the model's parameters; those found are followed from then on)."""
-        if opt is self.optimizer:
-            return True
-        if self.optimizer is not None:
-            return False
-        hit = self._ours.get(id(opt))
-        if hit is None or hit[0]() is not opt:
-            mine = any(id(p) in self.param_ids for g in opt.param_groups for p in g["params"])
-            hit = self._ours[id(opt)] = (weakref.ref(opt), mine)
-            if mine:
-                self.optimizer_types.add(type(opt).__name__)
-            self._followed = tuple(o for o in (r() for r, m in self._ours.values() if m) if o is not None)
-        return hit[1]
-
-    def on_opt_pre(self, opt, args, kwargs):
-        if opt is not self.optimizer and not self.is_ours(opt):
-            return None
-        if self.tracing:
-            self.trace(False)
-        watch = self.stretch
-        if (watch.expected is not None or watch.pending is not None) and not watch.arrived(self.step):
-            self._drop("optimizer.step() was called from elsewhere")
-        closure = kwargs["closure"] if "closure" in kwargs else (args[1] if len(args) > 1 else None)
-        if closure is None:
-            self.optimizer_event(opt)
-            return None
-        tracker = self
-
-        def counted_closure(*a, **k):  # forward/loss/backward inside the closure are not "optimizer"
-            tracker.engine.in_optimizer = False
-            tracker.trusted = False
-            if tracker.step is not None:
-                tracker.trace(True)
-            try:
-                return closure(*a, **k)
-            finally:
-                if tracker.active:
-                    tracker.trace(False)
-                    tracker.optimizer_event(opt)
-
-        if "closure" in kwargs:
-            kwargs = dict(kwargs, closure=counted_closure)
-        else:
-            args = (args[0], counted_closure, *args[2:])
-        return args, kwargs
-
-    def optimizer_event(self, opt) -> None:
-        step = self.step
-        if step is not None and not step.grad:
-            self.close()
-            step = None
-        self.engine.in_optimizer = True
-        trusted = type(opt) in TRUSTED_OPTIMIZERS
-        key = ("optimizer", optimizer_signature(opt, self._hyper_memo), self.signature.param_id, trusted)
-        if step is None:
-            step = self.open(True, False)
-            self.event(step, (key, step.state))
-        else:
-            self.event(step, key)
-        self.trusted = trusted
-        if not trusted:
-            self.trace(True)
-
-    def on_opt_post(self, opt, args, kwargs):
-        if self.step is not None and (opt is self.optimizer or self.is_ours(opt)):
-            self.close()
-        return None

@@ -51,7 +51,7 @@ from .bytecode import SUPPORTED, exception_outcomes, instruction_offset, read_st
 from .hooks import Hook
 from .stretchkey import LOSS_FUNCTIONS, LOSS_MODULES, _reader, _Unresolved  # noqa: F401
 
-__all__ = ["LOSS_MODULES", "LOSS_FUNCTIONS", "StretchWatch"]
+__all__ = ["LOSS_MODULES", "LOSS_FUNCTIONS", "StretchWatch", "called_from", "preconditions"]
 
 _ENABLED = SUPPORTED and None not in (OPTIMIZER_STEP_CODE, WRAPPED_CALL_CODE)
 _gettrace, _getprofile, _exc_info, _getframe = sys.gettrace, sys.getprofile, sys.exc_info, sys._getframe
@@ -90,14 +90,8 @@ class StretchWatch:
         ``step`` (from its root pre-hook). Reads the stretch the forward returns into: skipped
         when a counted step made the same calls with the same values (``expected`` set: no
         tracer after the forward), else learned when ``step()`` arrives where the code says."""
-        if not self.enabled or _gettrace() or _getprofile() or _exc_info()[0] or torch_function_stack_len():
+        if not self.enabled or not preconditions(self):
             return
-        hooks = forward_hook_dicts(self.tracker.model)
-        if hooks is None or len(hooks[0]) != 1:  # a pre-hook of the loop's runs after the counter's
-            return  # (prepended) one, which reads the values: it could change them
-        for h in hooks[1].values():  # so does a forward hook of the loop's
-            if not isinstance(h, Hook) and getattr(h, "__self__", None) is not self.tracker.scope:
-                return
         try:
             frame = _getframe(self._depth)
         except ValueError:
@@ -142,6 +136,7 @@ class StretchWatch:
             if n is not None:
                 step.node = target
                 step.reused += n
+                step.skipped = (node, self.site, key, target, step.reused)  # see .replay
                 self.frame, self.expected = frame, reader.stretch
                 self.skipped += 1
                 return
@@ -202,10 +197,10 @@ class StretchWatch:
         frame, expected, pending = self.frame, self.expected, self.pending
         self.frame = self.expected = self.pending = None
         if expected is not None:
-            return _called_from(frame, expected)
+            return called_from(frame, expected)
         if pending is not None and step is not None:
             node, key = pending
-            n = _path_length(node, step.node) if _called_from(frame, key[0].stretch) else None
+            n = _path_length(node, step.node) if called_from(frame, key[0].stretch) else None
             if n is not None:
                 if node.shortcuts is None:
                     node.shortcuts = {}
@@ -223,10 +218,25 @@ class StretchWatch:
 _RESUMABLE = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
 
 
-def _called_from(frame, stretch) -> bool:
+def preconditions(watch) -> bool:
+    """What a stretch needs at the model's pre-hook besides its code (see the module doc): no
+    trace or profile function, no exception being handled, no torch-function mode, and no forward
+    pre-hook or forward hook of the loop's on the model."""
+    if _gettrace() or _getprofile() or _exc_info()[0] or torch_function_stack_len():
+        return False
+    hooks = forward_hook_dicts(watch.tracker.model)
+    if hooks is None or len(hooks[0]) != 1:  # a pre-hook of the loop's runs after the counter's
+        return False  # (prepended) one, which reads the values: it could change them
+    for h in hooks[1].values():  # so does a forward hook of the loop's
+        if not isinstance(h, Hook) and getattr(h, "__self__", None) is not watch.tracker.scope:
+            return False
+    return True
+
+
+def called_from(frame, stretch) -> bool:
     """``optimizer.step()`` (whose pre-hook runs now) was called from ``frame`` at the end of
     ``stretch``."""
-    f = _getframe(4)  # _called_from, arrived, on_opt_pre, Hook.__call__, the step's wrapper
+    f = _getframe(4)  # called_from, its caller, on_opt_pre, Hook.__call__, the step's wrapper
     if f.f_code is not OPTIMIZER_STEP_CODE:
         f = _getframe(1)
         while f is not None and f.f_code is not OPTIMIZER_STEP_CODE:
