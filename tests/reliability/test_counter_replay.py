@@ -178,13 +178,18 @@ def test_another_loss_branch_is_seen():
     _replayed_then_seen(counter, before)
 
 
+def _closure(model, opt, loss_fn):
+    def closure():
+        opt.zero_grad()
+        loss = loss_fn(model(X), Y)
+        loss.backward()
+        return loss
+    return closure
+
+
 def test_a_closure_is_seen():
     def body(model, opt, loss_fn, i, state):
-        def closure():
-            opt.zero_grad()
-            loss = loss_fn(model(X), Y)
-            loss.backward()
-            return loss
+        closure = _closure(model, opt, loss_fn)
         if i < CHANGE_AT:
             closure()
             opt.step()
@@ -197,12 +202,7 @@ def test_a_closure_is_seen():
 
 def test_a_step_function_with_a_closure_is_exact():
     def body(model, opt, loss_fn, i, state):
-        def closure():
-            opt.zero_grad()
-            loss = loss_fn(model(X), Y)
-            loss.backward()
-            return loss
-        opt.step(closure)
+        opt.step(_closure(model, opt, loss_fn))
 
     counter, _ = _three_ways(body)
     assert counter._tracker.replay.replayed == 0
