@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -170,24 +169,12 @@ def test_every_block_is_marked_or_runnable():
                                                  f"mark the block <!-- docs-test: skip: REASON -->")
 
 
-def _rank_aborted_on_old_torch(stderr: str) -> bool:
-    """A spawned gloo rank aborted in C++ ("terminate called without an active exception", SIGABRT)
-    on torch 2.13: seen on docs/distributed.md's DDP page in about 1 of 4 full-suite runs on
-    2.13.0, never on 2.14, never in 60 standalone runs. The page is run once more; a second
-    failure fails the test."""
-    old = tuple(int(x) for x in torch.__version__.split(".")[:2]) < (2, 14)
-    return old and "terminate called without an active exception" in stderr and "SIGABRT" in stderr
-
-
 @pytest.mark.parametrize("page", _pages())
 def test_code_blocks_run_as_written(page, tmp_path):
     code, where = script(page)
     (tmp_path / "page.py").write_text(code, encoding="utf-8")
     proc = subprocess.run([sys.executable, "page.py"], cwd=tmp_path, env=_env(), capture_output=True,
                           text=True, timeout=900)
-    if proc.returncode and _rank_aborted_on_old_torch(proc.stderr):
-        proc = subprocess.run([sys.executable, "page.py"], cwd=tmp_path, env=_env(), capture_output=True,
-                              text=True, timeout=900)
     if proc.returncode:
         lines = [int(x) for x in re.findall(r'page\.py", line (\d+)', proc.stderr)]
         starts = [(s, p) for s, p in where if lines and s <= lines[-1]]
