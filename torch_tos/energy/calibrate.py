@@ -24,6 +24,8 @@ epoch runs at one length).
 
 from __future__ import annotations
 
+import contextlib
+
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,7 +159,7 @@ class Calibration:
 
 def calibrate(out="law.json", *, device="cpu", dtypes=None, threads: int = 1, meter="auto", repeats: int = DEFAULT_REPEATS,
               runs=None, bench=None, reference=None, families=None, scale: float = 1.0, workloads=None, seed: int = 0,
-              progress: bool = True, callback=None, thin: int = 1) -> Calibration:
+              progress: bool = True, callback=None, thin: int = 1, fresh: bool | None = None) -> Calibration:
     """Measure this device and fit its cost model (module doc); returns a :class:`Calibration`.
 
     ``device``: ``cpu``, ``cuda``, ``cuda:i``; ``dtypes``: the dtypes to measure (default: the
@@ -167,7 +169,10 @@ def calibrate(out="law.json", *, device="cpu", dtypes=None, threads: int = 1, me
     (:class:`~.reference.DriftTrack`): ``True``, ``False`` or a :class:`~.reference.Reference`;
     ``None`` (default): on a CPU, where the reference workload runs; ``families``/``scale``: a
     narrower or longer suite; ``workloads``: microbenchmark workloads (all by default); ``thin``: a
-    sparser microbenchmark sweep (every ``thin``-th size; for meters that need long windows)."""
+    sparser microbenchmark sweep (every ``thin``-th size; for meters that need long windows);
+    ``fresh``: measure each suite run in a process of its own, forked before the microbenchmarks
+    (:mod:`.isolate`: the allocator state of a user's training process); ``None`` (default): on a
+    CPU where ``os.fork`` exists."""
     from .benchfile import measure_profile
     from .costmodel import CostModel
     from .device import check_dtypes, resolve_device
@@ -195,22 +200,43 @@ def calibrate(out="law.json", *, device="cpu", dtypes=None, threads: int = 1, me
         get_workloads(workloads)  # an unknown name fails before any measuring
     meter = get_meter(meter)
     ref = _reference(reference, dev)
-    profile = measure_profile(dev, dtypes, meter, bench_path, threads=threads, workloads=workloads,
-                              progress=progress, thin=thin, reference=ref)
-    counted: dict = {}
-    run_plan(suite, csv_path, repeats=repeats, meter=meter, reference=ref, seed=seed, progress=progress,
-             callback=callback, desc="step-level runs", counted=counted, nominal=profile.reference)
+    with fresh_server(fresh, suite, meter, dev) as server:
+        profile = measure_profile(dev, dtypes, meter, bench_path, threads=threads, workloads=workloads,
+                                  progress=progress, thin=thin, reference=ref)
+        counted: dict = {}
+        run_plan(suite, csv_path, repeats=repeats, meter=meter, reference=ref, seed=seed, progress=progress,
+                 callback=callback, desc="step-level runs", counted=counted, nominal=profile.reference, fresh=server)
     table = read_runs(csv_path, features=("tos", "flops"))
     if ref is not None:
         table = recorrect(table, profile.reference, csv_path)
     priced = price_runs(table, _run_counts(suite, counted), profile)
-    meta = {"dtypes": list(dtypes), "threads": threads, "meter": meter.source, "device": str(dev), "repeats": repeats}
+    meta = {"dtypes": list(dtypes), "threads": threads, "meter": meter.source, "device": str(dev), "repeats": repeats,
+            "fresh_processes": server is not None}
     if ref is not None:
         meta.update(reference_joules=profile.reference, reference_steps=ref.steps)
     law = fit_cost_model(profile, priced, meta=meta)
     law.save(law_path)
     errors = heldout_errors(priced)
     return Calibration(law, priced, law_path, csv_path, bench_path, errors, time.perf_counter() - t0)
+
+
+@contextlib.contextmanager
+def fresh_server(fresh, workloads, meter, dev):
+    """The :class:`~.isolate.FreshProcesses` server the suite's runs are measured in (None: in
+    this process): ``fresh`` True, False or None (on a CPU where ``os.fork`` exists). Made before
+    anything is measured, so its allocator is as fresh as this process's when it began."""
+    from .isolate import fork_available, fresh_processes
+
+    if fresh is None:
+        fresh = dev.type == "cpu" and fork_available()
+    if fresh and (dev.type != "cpu" or not fork_available()):
+        raise ValueError("runs in fresh processes need a CPU device and os.fork; use --no-fresh-processes")
+    server = fresh_processes(workloads, meter) if fresh else None
+    try:
+        yield server
+    finally:
+        if server is not None:
+            server.close()
 
 
 def _reference(reference, dev):

@@ -178,15 +178,21 @@ class RunMeasurement:
         return (self.ref_before + self.ref_after) / 2
 
 
-def measure_run(meter, fn, reference: Reference | None = None, nominal: float | None = None) -> RunMeasurement:
+def measure_run(meter, fn, reference: Reference | None = None, nominal: float | None = None, *,
+                measured=None) -> RunMeasurement:
     """Measure ``fn()`` with ``meter``; with a ``reference`` (and its ``nominal`` joules), measure
-    the reference right before and right after and correct the run (see the module doc)."""
+    the reference right before and right after and correct the run (see the module doc).
+    ``measured``: instead of ``fn``, a callable that measures the run elsewhere (in a fresh
+    process, :mod:`.isolate`) and returns (joules, seconds, meter source, estimated)."""
     before = reference.measure(meter) if reference is not None else math.nan
-    with meter.measure() as m:
-        fn()
-    raw = float(m.joules)
+    if measured is None:
+        with meter.measure() as m:
+            fn()
+        raw, seconds, source, estimated = float(m.joules), float(m.seconds), m.source, bool(m.estimated)
+    else:
+        raw, seconds, source, estimated = measured()
     after = reference.measure(meter) if reference is not None else math.nan
-    result = RunMeasurement(raw, raw, float(m.seconds), m.source, bool(m.estimated))
+    result = RunMeasurement(float(raw), float(raw), float(seconds), source, bool(estimated))
     if reference is not None:
         if nominal is None or not nominal > 0:
             raise ValueError("a reference-corrected run needs the file's positive nominal reference joules")

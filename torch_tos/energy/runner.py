@@ -14,7 +14,9 @@ A :class:`Workload` is one configuration (a family's model, data and step) train
    ``count_device`` says which;
 2. each repeat trains (or runs inference with) a freshly initialised model (seed + repeat) in its
    dtype inside one meter window, with Python's garbage collector paused; one untimed step warms
-   each workload up first. With a :class:`~torch_tos.energy.reference.Reference`, the reference
+   each workload up first. With ``fresh`` (:mod:`.isolate`, what a calibration on a CPU uses),
+   every run is measured in a process of its own, forked from a server made before any
+   measuring, after its own untimed step: the allocator state of a user's training process. With a :class:`~torch_tos.energy.reference.Reference`, the reference
    workload is measured right before and after the run and the run is drift-corrected
    (:mod:`.reference`).
 
@@ -28,7 +30,6 @@ a run twice, and a killed sweep resumes where it stopped.
 
 from __future__ import annotations
 
-import gc
 import logging
 import math
 import os
@@ -42,6 +43,7 @@ from ..counts import Counts
 from .families import Config, Family
 from .features import step_features
 from .meters import get_meter
+from .isolate import gc_paused
 from .reference import Reference, measure_run
 from .runfile import ResultFile
 from .runs import COLUMNS, FEATURE_COLUMNS, RUN_KEY, _norm
@@ -261,7 +263,8 @@ class _State:
 
 def run_plan(workloads, out, *, repeats: int = 3, meter="auto", reference=None, seed: int = 0,
              order: str = "interleaved", cooldown: float = 0.0, progress: bool = True, callback=None,
-             desc: str = "runs", counted: dict | None = None, nominal: float | None = None) -> ResultFile:
+             desc: str = "runs", counted: dict | None = None, nominal: float | None = None,
+             fresh=None) -> ResultFile:
     """Measure ``repeats`` runs of every workload into the CSV ``out`` (see the module doc).
 
     ``reference``: ``None``/``False`` (raw meter figures), ``True`` (the built-in
@@ -270,6 +273,9 @@ def run_plan(workloads, out, *, repeats: int = 3, meter="auto", reference=None, 
     kept in (keyed by the workload), so a caller that prices the runs does not count them again.
     ``nominal``: the reference joules to correct to when the file has none yet (a calibration
     shares its microbenchmarks' nominal; default: measured when the first run is).
+    ``fresh``: a :class:`~.isolate.FreshProcesses` made by :func:`~.isolate.fresh_processes` for these
+    workloads and this meter: each run is then measured in a process of its own (its own warm-up
+    step first; the reference readings stay here).
     Returns the :class:`~.runfile.ResultFile`.
     """
     workloads = list(workloads)
@@ -321,7 +327,7 @@ def run_plan(workloads, out, *, repeats: int = 3, meter="auto", reference=None, 
                     continue
                 if ref is not None and state.nominal is None:
                     state.nominal = nominal if nominal is not None else ref.nominal(meter)
-                row = _measure(w, X, y, repeat, seed, meter, ref, state.nominal, cooldown, cache)
+                row = _measure(w, X, y, repeat, seed, meter, ref, state.nominal, cooldown, cache, fresh)
                 machine = machines.get(w.device) or machines.setdefault(w.device, machine_name(w.device))
                 row = {**settings, "repeat": str(repeat), **row, "host": host, "machine": machine, "torch": version,
                        "count_device": counted[1], **{k: _fmt(v) for k, v in counted[0].items()}}
@@ -338,23 +344,24 @@ def run_plan(workloads, out, *, repeats: int = 3, meter="auto", reference=None, 
     return rf
 
 
-def _measure(w: Workload, X, y, repeat, seed, meter, ref, nominal, cooldown, cache) -> dict:
-    warm_key = ("warm", id(w))
-    if warm_key not in cache:  # first-call costs (kernel selection, allocator) stay out of runs
-        torch.manual_seed(seed)
-        run_workload(w, w.build(), X, y, max_steps=1)
-        cache[warm_key] = True
-    torch.manual_seed(seed + repeat)
-    model = w.build()
-    if cooldown:
-        time.sleep(cooldown)
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        m = measure_run(meter, lambda: run_workload(w, model, X, y), ref, nominal)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
+def _measure(w: Workload, X, y, repeat, seed, meter, ref, nominal, cooldown, cache, fresh=None) -> dict:
+    if fresh is not None:
+        if cooldown:
+            time.sleep(cooldown)
+        with gc_paused():
+            m = measure_run(meter, None, ref, nominal, measured=lambda: fresh.run(w, seed, repeat))
+    else:
+        warm_key = ("warm", id(w))
+        if warm_key not in cache:  # first-call costs (kernel selection, allocator) stay out of runs
+            torch.manual_seed(seed)
+            run_workload(w, w.build(), X, y, max_steps=1)
+            cache[warm_key] = True
+        torch.manual_seed(seed + repeat)
+        model = w.build()
+        if cooldown:
+            time.sleep(cooldown)
+        with gc_paused():
+            m = measure_run(meter, lambda: run_workload(w, model, X, y), ref, nominal)
     return {"joules": _fmt(m.joules), "joules_raw": _fmt(m.joules_raw), "seconds": _fmt(m.seconds),
             "ref_before": _fmt(m.ref_before), "ref_after": _fmt(m.ref_after),
             "ref_nominal": _fmt(m.ref_nominal), "meter": m.source, "estimated": str(m.estimated)}
