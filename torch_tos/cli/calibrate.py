@@ -58,7 +58,7 @@ def _calibrate(args, law_path, runs_csv=None, meter=None):
         with repairs_reported():
             cal = calibrate(law_path, device=args.device, dtypes=args.dtypes, threads=args.threads, meter=meter,
                             repeats=args.repeats, runs=runs_csv, reference=args.reference, families=families,
-                            scale=args.scale, seed=args.seed, progress=not args.no_progress)
+                            scale=args.scale, seed=args.seed, progress=not args.no_progress, fresh=args.isolate)
     except (MeterUnavailable, InvalidWindow, OSError) as e:
         raise CLIError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
     return cal, calibration_lines(cal)
@@ -127,7 +127,7 @@ def _cmd_shard(args) -> int:
             done = calibrate_shard(args.out, shard, device=args.device, dtypes=args.dtypes, threads=args.threads,
                                    meter=meter, repeats=args.repeats, reference=args.reference,
                                    families=parse_names(args.families), scale=args.scale, seed=args.seed,
-                                   progress=not args.no_progress)
+                                   progress=not args.no_progress, fresh=args.isolate)
     except (MeterUnavailable, InvalidWindow, OSError) as e:
         raise CLIError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
     i, n = done["shard"]
@@ -155,23 +155,29 @@ def _target(name: str, kwargs: dict, batch: int, side: int):
                       input_size=side, n_batches=1)
 
 
-def _demo_target(cal, args, meter, out: Path, spec) -> list[str]:
+def _demo_workload(args, spec):
+    """The :class:`~torch_tos.energy.runner.Workload` of the demo target ``spec``."""
+    from ..energy.runner import Workload
+
+    name, kwargs, batch, side, steps, mode = spec
+    fam = _target(name, kwargs, batch, side)
+    return Workload(fam, fam.configs()[0], args.steps or steps, fam.default_lr, args.threads, mode, None, "cpu",
+                    "sgd_momentum" if mode == "training" else None)
+
+
+def _demo_target(cal, args, meter, out: Path, spec, w, server) -> list[str]:
     import warnings
 
     import torch
 
     from ..energy.calibrate import REFERENCE_STEPS
     from ..energy.reference import Reference, cv_by_config, format_cv, recorrect
-    from ..energy.runner import Workload, run_plan
+    from ..energy.runner import run_plan
     from ..energy.runs import read_runs
     from ..units import duration, energy
 
-    name, kwargs, batch, side, steps, mode = spec
-    steps = args.steps or steps
-    fam = _target(name, kwargs, batch, side)
-    config = fam.configs()[0]
-    w = Workload(fam, config, steps, fam.default_lr, args.threads, mode, None, "cpu",
-                 "sgd_momentum" if mode == "training" else None)
+    name, kwargs, batch, side, _steps, mode = spec
+    steps, fam = w.epochs, w.family
     X, y = w.data()
     model = w.build()
     opt = w.make_optimizer(model.parameters()) if mode == "training" else None
@@ -195,7 +201,7 @@ def _demo_target(cal, args, meter, out: Path, spec) -> list[str]:
     ref = Reference(int(cal.law.meta.get("reference_steps", REFERENCE_STEPS))) if nominal is not None else None
     with repairs_reported():
         run_plan([w], path, repeats=max(args.repeats, 3), meter=meter, reference=ref, seed=args.seed,
-                 progress=not args.no_progress, desc=f"measuring {name}", nominal=nominal)
+                 progress=not args.no_progress, desc=f"measuring {name}", nominal=nominal, fresh=server)
     measured = read_runs(path, features=())
     if nominal is not None:
         measured = recorrect(measured, nominal, path)
@@ -213,6 +219,9 @@ def _demo_target(cal, args, meter, out: Path, spec) -> list[str]:
 
 
 def _cmd_demo(args) -> int:
+    import torch
+
+    from ..energy.calibrate import fresh_server
     from ..energy.runfile import check_output
 
     t0 = time.perf_counter()
@@ -244,10 +253,12 @@ def _cmd_demo(args) -> int:
     warning = load_line()
     if warning:
         print(warning, flush=True)
-    cal, lines = _calibrate(args, out / "law.json", out / "law.runs.csv", meter)
-    print("\n".join(lines), flush=True)
-    for spec in DEMO_TARGETS:
-        print("\n".join(_demo_target(cal, args, meter, out, spec)), flush=True)
+    targets = [_demo_workload(args, spec) for spec in DEMO_TARGETS]
+    with fresh_server(args.isolate, targets, meter, torch.device("cpu")) as server:  # forked before any work
+        cal, lines = _calibrate(args, out / "law.json", out / "law.runs.csv", meter)
+        print("\n".join(lines), flush=True)
+        for spec, w in zip(DEMO_TARGETS, targets):
+            print("\n".join(_demo_target(cal, args, meter, out, spec, w, server)), flush=True)
     if meter.name == "cputime":
         print("\n(CPU-time meter: joules are estimates, CPU seconds × "
               f"{meter.watts_per_core:g} W per core; they track time, not energy)")
@@ -267,6 +278,10 @@ def _options(p):
                    help="correct the machine's drift with a fixed reference workload (on by default on a CPU), read "
                    "every few seconds of microbenchmarks and before and after each run: both stages' joules are "
                    "expressed at one nominal, the median reading (raw values kept)")
+    p.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=None,
+                   help="measure each run in a process of its own, forked before any measuring, so that the C "
+                   "allocator is in the state of a training process that holds one model (on by default on a CPU "
+                   "with os.fork)")
     p.add_argument("--families", help="only these suite families, comma-separated (a quicker, narrower model)")
     p.add_argument("--scale", type=float, default=1.0, help="multiply every suite entry's epochs (longer or "
                    "shorter runs)")
