@@ -45,7 +45,7 @@ def _ids(text):
 def cmd_measure(args) -> int:
     entries = select(_ids(args.models))
     df = measure(args.out, entries, repeats=args.repeats, meter=args.meter, threads=args.threads,
-                 progress=not args.no_progress)
+                 progress=not args.no_progress, isolate=not args.no_isolate)
     print(f"{len(df)} runs in {args.out} ({df['id'].nunique()} models; load average now "
           f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs)")
     return 0
@@ -141,6 +141,8 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--meter", default="cputime", help="energy meter (default: cputime)")
     m.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     m.add_argument("--no-progress", action="store_true")
+    m.add_argument("--no-isolate", action="store_true", help="measure every run in this process (default: each "
+                   "in a process of its own, forked before any measuring)")
     m.set_defaults(func=cmd_measure)
     r = sub.add_parser("report", help="predictions vs measurements (or two laws compared)", allow_abbrev=False)
     which = r.add_mutually_exclusive_group(required=True)

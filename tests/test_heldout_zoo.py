@@ -5,6 +5,7 @@ prediction adapter for both law interfaces; the baselines."""
 from __future__ import annotations
 
 import math
+import os
 import sys
 import warnings
 from collections import Counter
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 import pytest
 import torch
 from torch import nn
@@ -101,19 +103,20 @@ def tiny_zoo(monkeypatch):
 def test_measure_is_resumable(tmp_path, tiny_zoo):
     path = tmp_path / "m.csv"
     meter = FakeMeter()
-    df = M.measure(path, tiny_zoo, repeats=2, meter=meter, progress=False, reference=False)
+    kw = dict(repeats=2, meter=meter, progress=False, reference=False, isolate=False)  # windows counted here
+    df = M.measure(path, tiny_zoo, **kw)
     assert meter.windows == 4
     assert list(zip(df["id"], df["repeat"])) == [("z01", 0), ("z04", 0), ("z01", 1), ("z04", 1)]  # interleaved
     assert list(df["joules"]) == [1.5, 3.0, 4.5, 6.0]
     assert (df["seconds"] > 0).all() and set(df["threads"]) == {1} and set(df["steps"]) == {2}
     # a rerun measures nothing; a third repeat measures only that
-    M.measure(path, tiny_zoo, repeats=2, meter=meter, progress=False, reference=False)
+    M.measure(path, tiny_zoo, **kw)
     assert meter.windows == 4
     # a kill mid-write: the torn last line is repaired (loudly) and that run measured again
     lines = path.read_text().splitlines(keepends=True)
     path.write_text("".join(lines[:-1]) + lines[-1][:20])
     with pytest.warns(ResultFileRepaired):
-        df = M.measure(path, tiny_zoo, repeats=2, meter=meter, progress=False, reference=False)
+        df = M.measure(path, tiny_zoo, **kw)
     assert meter.windows == 5 and len(df) == 4 and df["joules"].iloc[-1] == 7.5
 
 
@@ -124,9 +127,27 @@ def test_measure_reads_the_drift_reference_around_the_runs(tmp_path, tiny_zoo):
     meter = FakeMeter()
     M.measure(path, tiny_zoo, repeats=1, meter=meter, progress=False)
     readings = pd.read_csv(M.reference_path(path))
-    assert len(readings) == 3 and meter.windows == 5  # before each of the 2 runs and after the last
+    # before each of the 2 runs and after the last, in this process; the runs in their own
+    assert len(readings) == 3 and meter.windows == 3
     assert M.measured_state(path) == (pytest.approx(readings["joules"].median()), 50)
     assert (readings["steps"] == 50).all() and readings["time"].is_monotonic_increasing
+
+
+class PidMeter(FakeMeter):
+    """Joules = the measuring process's id."""
+
+    def _end(self, state, m):
+        m.joules = float(os.getpid())
+
+
+def test_measure_runs_each_run_in_a_process_of_its_own(tmp_path, tiny_zoo):
+    path = tmp_path / "m.csv"
+    df = M.measure(path, tiny_zoo, repeats=2, meter=PidMeter(), progress=False)
+    pids = set(df["joules"])
+    assert len(pids) == 4 and os.getpid() not in pids
+    assert set(pd.read_csv(M.reference_path(path))["joules"]) == {os.getpid()}  # the readings stay here
+    again = M.measure(tmp_path / "n.csv", tiny_zoo, repeats=1, meter=PidMeter(), progress=False, isolate=False)
+    assert set(again["joules"]) == {os.getpid()}
 
 
 def test_measure_refuses_another_definition(tmp_path, tiny_zoo, monkeypatch):

@@ -13,6 +13,12 @@ repeat 1, …: a drift of the machine's load spreads over the models instead of 
 rerun measures only what is missing. A file whose rows disagree with the zoo (another run length,
 batch, dtype or mode for an id) is refused: its figures would mix two definitions.
 
+Each run is measured in a process of its own (:mod:`torch_tos.energy.isolate`), forked from a
+server made before any measuring, as a user's training process holds one model: the C
+allocator's state (its mmap and trim thresholds, and so the page faults of each step) is the
+model's own, not whatever the models measured before it left behind; ``isolate=False`` measures
+in this process.
+
 Before every run and after the last, the calibration's drift reference
 (:data:`torch_tos.energy.calibrate.REFERENCE_STEPS` SGD steps of :class:`~torch_tos.energy.reference.Reference`)
 is read with the same meter into ``<out>.reference.csv`` (:func:`reference_path`): the machine's
@@ -32,6 +38,7 @@ import pandas as pd
 import torch
 
 from torch_tos.energy import get_meter
+from torch_tos.energy.isolate import FreshProcesses, fork_available
 from torch_tos.energy.runfile import ResultFile
 
 from .models import BY_ID, Entry, build
@@ -137,10 +144,11 @@ def measured_state(path) -> tuple[float, int]:
 
 
 def measure(path, entries, *, repeats: int = 3, meter="cputime", threads: int = 1, progress: bool = True,
-            callback=None, reference: bool = True) -> pd.DataFrame:
+            callback=None, reference: bool = True, isolate: bool | None = None) -> pd.DataFrame:
     """Measure every (entry, repeat) missing from the CSV ``path`` (module doc) and return all of
     its rows (:func:`read_measurements`). ``callback(row)`` is called after each run is written;
-    ``reference``: read the drift reference around the runs (module doc)."""
+    ``reference``: read the drift reference around the runs (module doc); ``isolate``: each run in
+    a process of its own (module doc; default: where ``os.fork`` exists)."""
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
@@ -156,6 +164,9 @@ def measure(path, entries, *, repeats: int = 3, meter="cputime", threads: int = 
     check_rows(rows, rf.path)
     done = {(r["id"], int(r["repeat"])) for r in rows}
     todo = [(e, r) for r in range(repeats) for e in entries if (e.id, r) not in done]
+    if isolate is None:
+        isolate = fork_available()
+    server = FreshProcesses(_fresh_run, list(entries), prepare=_prepare) if isolate and todo else None
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     bar = _bar(total=len(todo), desc="zoo runs", disable=not progress)
@@ -171,7 +182,7 @@ def measure(path, entries, *, repeats: int = 3, meter="cputime", threads: int = 
                     continue
                 if reference:
                     _read_reference(readings, reference_run, meter)
-                row = measure_run(entry, repeat, meter)
+                row = server.run(entry, repeat, meter, threads) if server else measure_run(entry, repeat, meter)
                 rf.append(row)
             bar.update()
             if callback is not None:
@@ -181,7 +192,20 @@ def measure(path, entries, *, repeats: int = 3, meter="cputime", threads: int = 
     finally:
         bar.close()
         torch.set_num_threads(before)
+        if server is not None:
+            server.close()
     return read_measurements(rf.path)
+
+
+def _fresh_run(entry: Entry, repeat: int, meter, threads: int) -> dict:
+    torch.set_num_threads(threads)
+    return measure_run(entry, repeat, meter)
+
+
+def _prepare() -> None:
+    """The measuring server's one-time cost: the first optimizer of a process imports about a
+    second of modules (on a 4-element parameter: the allocator's thresholds do not move)."""
+    torch.optim.SGD([torch.nn.Parameter(torch.zeros(4))], lr=0.1)
 
 
 def read_measurements(path) -> pd.DataFrame:
