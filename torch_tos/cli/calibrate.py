@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from .errors import CLIError
-from .measuring import common_options, make_meter, meter_lines, parse_names, repairs_reported
+from .measuring import common_options, isolate_option, make_meter, meter_lines, parse_names, repairs_reported
 
 #: The demo's two targets: (name, torchvision builder, kwargs, batch, image side, steps, mode).
 DEMO_TARGETS = (("mnasnet0_5", {}, 8, 64, 20, "training"),
@@ -221,7 +221,7 @@ def _demo_target(cal, args, meter, out: Path, spec, w, server) -> list[str]:
 def _cmd_demo(args) -> int:
     import torch
 
-    from ..energy.calibrate import fresh_server
+    from ..energy.isolate import fresh_server
     from ..energy.runfile import check_output
 
     t0 = time.perf_counter()
@@ -278,10 +278,7 @@ def _options(p):
                    help="correct the machine's drift with a fixed reference workload (on by default on a CPU), read "
                    "every few seconds of microbenchmarks and before and after each run: both stages' joules are "
                    "expressed at one nominal, the median reading (raw values kept)")
-    p.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=None,
-                   help="measure each run in a process of its own, forked before any measuring, so that the C "
-                   "allocator is in the state of a training process that holds one model (on by default on a CPU "
-                   "with os.fork)")
+    isolate_option(p)
     p.add_argument("--families", help="only these suite families, comma-separated (a quicker, narrower model)")
     p.add_argument("--scale", type=float, default=1.0, help="multiply every suite entry's epochs (longer or "
                    "shorter runs)")

@@ -16,7 +16,7 @@ import time
 
 from ..energy.meters import InvalidWindow, MeterUnavailable
 from .errors import CLIError
-from .measuring import common_options, make_meter, meter_lines, parse_int_list, parse_names, repairs_reported
+from .measuring import common_options, isolate_option, make_meter, meter_lines, parse_int_list, parse_names, repairs_reported
 
 
 def _run_sweep(family, out, meter, args, **kw):
@@ -52,7 +52,7 @@ def _cmd_sweep(args) -> int:
         "n_images": args.n_images if args.n_images is not None else paper.get("n_images"),
         "shard": args.shard, "seed": args.seed, "batch_size": args.batch_size, "lr": args.lr,
         "threads": args.threads, "cooldown": args.cooldown, "reference": args.reference,
-        "input_size": args.input_size,
+        "input_size": args.input_size, "isolate": args.isolate,
     }
     meter = make_meter(args)
     print("\n".join(meter_lines(meter)), flush=True)
@@ -87,6 +87,7 @@ def register(subparsers) -> None:
     p.add_argument("--image-size", type=int, help="cnn image side (default 32; paper 256)")
     p.add_argument("--n-images", type=int, help="cnn images per epoch (default 128; paper 300)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1, paper)")
+    isolate_option(p)
     p.add_argument("--cooldown", type=float, default=0.0, help="seconds to sleep before each run")
     p.add_argument("--reference", action="store_true", help="measure a fixed reference workload right before "
                    "and after each run and correct the run for the machine's drift (raw value kept)")

@@ -50,6 +50,16 @@ def repairs_reported():
     return warnings_as_lines(ResultFileRepaired)
 
 
+def isolate_option(p) -> None:
+    """``--isolate/--no-isolate``: each run measured in a process of its own (default: on a CPU)."""
+    import argparse
+
+    p.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=None,
+                   help="measure each run in a process of its own, forked before any measuring, so that the C "
+                   "allocator is in the state of a training process that holds one model (on by default on a CPU "
+                   "with os.fork)")
+
+
 def common_options(p, meter_default="auto"):
     """``--meter``, ``--watts-per-core``, ``--seed``, ``--no-progress``."""
     p.add_argument("--meter", default=meter_default, help=f"{' | '.join(METERS)} (default: auto)")

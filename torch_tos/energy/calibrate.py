@@ -24,7 +24,6 @@ epoch runs at one length).
 
 from __future__ import annotations
 
-import contextlib
 
 import time
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from pathlib import Path
 import pandas as pd
 
 from .families import Config, get_family
+from .isolate import fresh_server
 from .reference import Reference, recorrect
 from .runfile import check_output
 from .runner import Workload, run_plan
@@ -218,25 +218,6 @@ def calibrate(out="law.json", *, device="cpu", dtypes=None, threads: int = 1, me
     law.save(law_path)
     errors = heldout_errors(priced)
     return Calibration(law, priced, law_path, csv_path, bench_path, errors, time.perf_counter() - t0)
-
-
-@contextlib.contextmanager
-def fresh_server(fresh, workloads, meter, dev):
-    """The :class:`~.isolate.FreshProcesses` server the suite's runs are measured in (None: in
-    this process): ``fresh`` True, False or None (on a CPU where ``os.fork`` exists). Made before
-    anything is measured, so its allocator is as fresh as this process's when it began."""
-    from .isolate import fork_available, fresh_processes
-
-    if fresh is None:
-        fresh = dev.type == "cpu" and fork_available()
-    if fresh and (dev.type != "cpu" or not fork_available()):
-        raise ValueError("runs in fresh processes need a CPU device and os.fork; use --no-fresh-processes")
-    server = fresh_processes(workloads, meter) if fresh else None
-    try:
-        yield server
-    finally:
-        if server is not None:
-            server.close()
 
 
 def _reference(reference, dev):

@@ -254,4 +254,21 @@ def _prepare(workloads) -> None:
         opt.step()
 
 
-__all__ = ["FreshProcesses", "fork_available", "fresh_processes", "gc_paused"]
+@contextlib.contextmanager
+def fresh_server(fresh, workloads, meter, dev):
+    """The :class:`~.isolate.FreshProcesses` server the suite's runs are measured in (None: in
+    this process): ``fresh`` True, False or None (on a CPU where ``os.fork`` exists). Made before
+    anything is measured, so its allocator is as fresh as this process's when it began."""
+    if fresh is None:
+        fresh = dev.type == "cpu" and fork_available()
+    if fresh and (dev.type != "cpu" or not fork_available()):
+        raise ValueError("runs in fresh processes need a CPU device and os.fork; use --no-isolate")
+    server = fresh_processes(workloads, meter) if fresh else None
+    try:
+        yield server
+    finally:
+        if server is not None:
+            server.close()
+
+
+__all__ = ["FreshProcesses", "fork_available", "fresh_processes", "fresh_server", "gc_paused"]

@@ -90,8 +90,8 @@ def calibrate_shard(out="law.json", shard="1/1", *, device="cpu", dtypes=None, t
     ``shard``, ``paths``, ``points`` (microbenchmarked calls), ``runs``, ``configurations``, ``seconds``."""
     from ..fileio import atomic_write_text
     from .benchfile import measure_profile
-    from .calibrate import _reference, fresh_server, suite_workloads
-    from .isolate import fork_available
+    from .calibrate import _reference, suite_workloads
+    from .isolate import fork_available, fresh_server
     from .device import check_dtypes, resolve_device
     from .meters import get_meter
     from .runfile import check_output

@@ -19,8 +19,11 @@ import os
 import re
 
 import pandas as pd
+import torch
 
 from .families import get_family
+from .isolate import fresh_server
+from .meters import get_meter
 from .runner import Workload, batch_sizes, count_features, run_plan, train
 from .runs import COLUMNS, CONFIG_COLUMNS, _norm, trim_runs, validate_runs
 
@@ -66,7 +69,7 @@ def sweep(family: str = "ffn", out: str | os.PathLike = "runs.csv", *, widths=No
           seed: int = 0, batch_size: int | None = None, lr: float | None = None, image_size: int | None = None,
           n_images: int | None = None, input_size: int | None = None, threads: int = 1,
           cooldown: float = 0.0, order: str = "interleaved", trim: int = 0, reference=False,
-          progress: bool = True, callback=None) -> pd.DataFrame:
+          progress: bool = True, callback=None, isolate: bool | None = None) -> pd.DataFrame:
     """Run (or resume) a sweep of ``family`` into the CSV ``out``.
 
     ``family``: ``"ffn"``, ``"cnn"`` (the paper's) or a micro family of the calibration suite
@@ -80,7 +83,9 @@ def sweep(family: str = "ffn", out: str | os.PathLike = "runs.csv", *, widths=No
     share a sweep, each writing its own file; ``cooldown``: seconds to sleep before each run;
     ``order``: ``"interleaved"`` (default: round r runs repeat r of every configuration, so slow
     drifts spread over all configurations) or ``"grouped"``; ``callback(row)``: called after each
-    run is written; ``image_size``/``n_images`` (cnn), ``input_size`` (micro families).
+    run is written; ``image_size``/``n_images`` (cnn), ``input_size`` (micro families);
+    ``isolate``: measure each run in a process of its own, as a calibration does
+    (:mod:`~torch_tos.energy.isolate`; default: on a CPU where ``os.fork`` exists).
 
     Returns the runs of this sweep's configurations now in ``out`` (a DataFrame, numeric columns
     as numbers), without each configuration's ``trim`` highest and lowest runs when ``trim`` is
@@ -102,8 +107,10 @@ def sweep(family: str = "ffn", out: str | os.PathLike = "runs.csv", *, widths=No
     if sh is not None:
         configs = configs[sh[0] - 1::sh[1]]
     workloads = [Workload(fam, c, epochs, lr, threads) for c in configs]
-    rf = run_plan(workloads, out, repeats=repeats, meter=meter, reference=reference, seed=seed, order=order,
-                  cooldown=cooldown, progress=progress, callback=callback)
+    meter = get_meter(meter)
+    with fresh_server(isolate, workloads, meter, torch.device("cpu")) as server:
+        rf = run_plan(workloads, out, repeats=repeats, meter=meter, reference=reference, seed=seed, order=order,
+                      cooldown=cooldown, progress=progress, callback=callback, fresh=server)
     wanted = {tuple(_norm(v) for v in w.settings(len(w.data()[0])).values()) for w in workloads}
     rows = [r for r in rf.rows() if tuple(_norm(r[c]) for c in CONFIG_COLUMNS) in wanted]
     df = pd.DataFrame(rows, columns=COLUMNS).replace("", float("nan"))

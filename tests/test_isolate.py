@@ -1,0 +1,155 @@
+"""Runs measured in processes of their own (torch_tos.energy.isolate): where they run, what
+crosses the pipes, failures reported, and the point of it all: the worker's C allocator is the
+server's, untouched by what the caller did after making the server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pandas as pd
+import pytest
+
+from torch_tos.energy.isolate import FreshProcesses, fork_available
+from torch_tos.energy.meters.base import Meter
+
+pytestmark = pytest.mark.skipif(not fork_available(), reason="needs os.fork")
+
+PREPARED = []
+
+
+def _whoami(item, extra):
+    return {"pid": os.getpid(), "item": item, "extra": extra, "prepared": list(PREPARED)}
+
+
+def _prepare():
+    PREPARED.append("server")
+
+
+def _fail(item):
+    if item == "exit":
+        os._exit(3)
+    raise KeyError(f"no such thing as {item}")
+
+
+def test_each_run_is_a_new_process_forked_from_the_server():
+    items = ["a", "b"]
+    with FreshProcesses(_whoami, items, prepare=_prepare) as server:
+        runs = [server.run(item, i) for i, item in enumerate(items * 2)]
+    pids = {r["pid"] for r in runs}
+    assert len(pids) == 4 and os.getpid() not in pids and server.pid not in pids
+    assert [(r["item"], r["extra"]) for r in runs] == [("a", 0), ("b", 1), ("a", 2), ("b", 3)]
+    assert all(r["prepared"] == ["server"] for r in runs) and PREPARED == []  # prepared there, once, not here
+
+
+def test_failures_are_reported_and_the_server_goes_on():
+    with FreshProcesses(_fail, ["exit", "boom"]) as server:
+        with pytest.raises(RuntimeError, match=r"ended without a result \(wait status 768\)"):
+            server.run("exit")
+        with pytest.raises(RuntimeError, match="KeyError: 'no such thing as boom'"):
+            server.run("boom")
+        with pytest.raises(ValueError, match="was not given when the fresh-process server was created"):
+            server.run("other")
+        assert server.covers("boom") and not server.covers("other")
+    server.close()  # closing twice is harmless
+    with pytest.raises(RuntimeError, match="closed"):
+        server.run("boom")
+
+
+def test_a_killed_server_is_a_clear_error():
+    server = FreshProcesses(_whoami, ["a"])
+    os.kill(server.pid, 9)
+    os.waitpid(server.pid, 0)
+    with pytest.raises(RuntimeError, match="server has ended"):
+        server.run("a", 0)
+    server._requests = None  # its pipes are gone with it
+
+
+def test_the_worker_allocator_is_the_server_s_not_the_caller_s():
+    """glibc: freeing a 24 MiB mapped buffer raises the caller's mmap threshold to 24 MiB, so an
+    8 MiB buffer then comes from the heap; the worker, forked from a server made before that,
+    still maps it (the threshold of a process that has freed nothing that large). Run in a fresh
+    interpreter: this test process's allocator has long been warmed."""
+    code = textwrap.dedent("""
+        import ctypes, json
+        from torch_tos.energy.isolate import FreshProcesses
+
+        libc = ctypes.CDLL("libc.so.6")
+        class Info(ctypes.Structure):
+            _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd",
+                        "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+        libc.mallinfo2.restype = Info
+        libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+        libc.free.argtypes = [ctypes.c_void_p]
+
+        def maps_8_mib(_item=None):
+            before = libc.mallinfo2().hblks
+            p = libc.malloc(8 << 20)
+            mapped = libc.mallinfo2().hblks - before
+            libc.free(p)
+            return mapped
+
+        server = FreshProcesses(maps_8_mib, ["x"])
+        libc.free(libc.malloc(24 << 20))  # the caller's threshold rises to 24 MiB
+        print(json.dumps({"caller": maps_8_mib(), "worker": server.run("x")}))
+        server.close()
+    """)
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallinfo2  # noqa: B018 — glibc >= 2.33
+    except (OSError, AttributeError):
+        pytest.skip("needs glibc's mallinfo2")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == '{"caller": 0, "worker": 1}'
+
+
+class PidMeter(Meter):
+    """A meter whose joules are the id of the process that measured."""
+
+    name = source = "pid"
+    estimated = True
+
+    def _begin(self):
+        return 0
+
+    def _end(self, state, m):
+        m.joules = float(os.getpid())
+
+
+def test_run_plan_measures_runs_in_fresh_processes_and_the_reference_here(tmp_path):
+    from torch_tos.energy.calibrate import suite_workloads
+    from torch_tos.energy.isolate import fresh_processes
+    from torch_tos.energy.reference import Reference
+    from torch_tos.energy.runner import run_plan
+
+    suite = suite_workloads(threads=1, device="cpu", dtypes={"float32"}, families=["ffn"], scale=0.05)[:2]
+    meter = PidMeter()
+    with fresh_processes(suite, meter) as server:
+        run_plan(suite, tmp_path / "runs.csv", repeats=2, meter=meter, reference=Reference(2), progress=False,
+                 fresh=server)
+    runs = pd.read_csv(tmp_path / "runs.csv")
+    assert len(runs) == 4 and runs["joules_raw"].nunique() == 4 and os.getpid() not in set(runs["joules_raw"])
+    assert set(runs["ref_before"]) == set(runs["ref_after"]) == {os.getpid()}  # read in this process
+
+
+@pytest.mark.slow
+def test_calibrate_records_whether_its_runs_were_isolated(tmp_path):
+    import torch
+    from energy_fakes import write_bench
+
+    from torch_tos.energy import CpuTimeMeter, load_law
+    from torch_tos.energy.calibrate import calibrate, fresh_server, paths
+
+    kw = dict(meter=CpuTimeMeter(), dtypes=["float32"], repeats=2, families=["mlp", "ffn"], scale=0.2, progress=False)
+    for name, fresh in (("a.json", None), ("b.json", False)):
+        write_bench(paths(tmp_path / name)[1])  # the microbenchmarks "done": the suite is measured
+        calibrate(tmp_path / name, fresh=fresh, **kw)
+    assert load_law(tmp_path / "a.json").meta["fresh_processes"] is True  # the default on a CPU
+    assert load_law(tmp_path / "b.json").meta["fresh_processes"] is False
+    with pytest.raises(ValueError, match="need a CPU device and os.fork; use --no-isolate"):
+        with fresh_server(True, [], CpuTimeMeter(), torch.device("cuda")):
+            pass
