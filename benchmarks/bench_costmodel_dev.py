@@ -8,7 +8,9 @@ honest accuracy is the held-out zoo's (``benchmarks/bench_heldout_zoo.py``).
     python benchmarks/bench_costmodel_dev.py --law law.json --ids d01 d05   # some
     python benchmarks/bench_costmodel_dev.py --law law.json --out dev.csv   # also a CSV
 
-Each run: a freshly built model and optimizer (seed = repeat), ``steps`` steps inside one meter
+Each run, in a process of its own forked from a server made before anything is measured or built
+(``torch_tos.energy.isolate``, as a calibration measures its runs; ``--no-isolate``: all in this
+process): a freshly built model and optimizer (seed = repeat), ``steps`` steps inside one meter
 window (CPU-time meter by default: process CPU seconds × 10 W) with the garbage collector paused,
 after one untimed step of another fresh copy (first-call costs stay out). Single-threaded unless
 ``--threads``. The prediction is ``law.predict(model, inputs, mode=…, steps=…, target=…, loss_fn=…,
@@ -32,26 +34,33 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from devset import DEV, make, run_steps  # noqa: E402
 
 from torch_tos.energy import get_meter, load_law  # noqa: E402
+from torch_tos.energy.isolate import FreshProcesses, fork_available  # noqa: E402
 from torch_tos.units import duration, energy  # noqa: E402
 
 
-def measure(entry, meter, repeats: int) -> tuple[list[float], list[float]]:
+def measure_one(entry, repeat: int, meter, threads: int) -> tuple[float, float]:
+    """One measured run of ``entry`` (module doc), in the process it is called in."""
+    torch.set_num_threads(threads)
     model, inputs, target, loss_fn, opt = make(entry, seed=1000)
     run_steps(entry, model, inputs, target, loss_fn, opt, 1)  # warm-up on a throwaway copy
     del model, opt
-    joules, seconds = [], []
-    for r in range(repeats):
-        model, inputs, target, loss_fn, opt = make(entry, seed=r)
-        gc.collect()
-        gc.disable()
-        try:
-            with meter.measure() as m:
-                run_steps(entry, model, inputs, target, loss_fn, opt, entry.steps)
-        finally:
-            gc.enable()
-        joules.append(m.joules)
-        seconds.append(m.seconds)
-    return joules, seconds
+    model, inputs, target, loss_fn, opt = make(entry, seed=repeat)
+    gc.collect()
+    gc.disable()
+    try:
+        with meter.measure() as m:
+            run_steps(entry, model, inputs, target, loss_fn, opt, entry.steps)
+    finally:
+        gc.enable()
+    return float(m.joules), float(m.seconds)
+
+
+def measure(entry, meter, repeats: int, threads: int, server=None) -> tuple[list[float], list[float]]:
+    """``repeats`` runs of ``entry``: each in a process of its own forked from ``server`` (a
+    :class:`~torch_tos.energy.isolate.FreshProcesses`), or here when it is None."""
+    runs = [server.run(entry, r, meter, threads) if server else measure_one(entry, r, meter, threads)
+            for r in range(repeats)]
+    return [j for j, _ in runs], [s for _, s in runs]
 
 
 def predict(law, entry):
@@ -72,11 +81,14 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--meter", default="cputime")
     ap.add_argument("--out")
+    ap.add_argument("--no-isolate", action="store_true", help="measure in this process (default: each run in a "
+                    "process of its own, forked before any measuring, as a calibration measures its runs)")
     args = ap.parse_args(argv)
+    entries = [e for e in DEV if not args.ids or e.id in args.ids]
+    server = None if args.no_isolate or not fork_available() else FreshProcesses(measure_one, entries)
     torch.set_num_threads(args.threads)
     law = load_law(args.law)
     meter = get_meter(args.meter)
-    entries = [e for e in DEV if not args.ids or e.id in args.ids]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"law: {args.law}; meter {meter.source}; {args.threads} thread(s); load {load:.1f} on {os.cpu_count()} CPUs")
     print(f"{'id':4} {'model':58} {'mode':9} {'dtype':8} {'pred J':>9} {'meas J':>9} {'err':>6} {'in 90%':>6} "
@@ -86,7 +98,7 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         p, notes = predict(law, e)
         t_pred = time.perf_counter() - t0
-        js, ss = measure(e, meter, args.repeats)
+        js, ss = measure(e, meter, args.repeats, args.threads, server)
         mj, ms = statistics.mean(js), statistics.mean(ss)
         err, err_s = (p.joules - mj) / mj, (p.seconds - ms) / ms
         inside = p.joules_low <= mj <= p.joules_high
@@ -113,6 +125,8 @@ def main(argv=None) -> int:
     print(f"load at the end: {load:.1f}")
     if args.out:
         df.to_csv(args.out, index=False)
+    if server is not None:
+        server.close()
     return 0
 
 

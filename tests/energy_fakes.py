@@ -40,7 +40,7 @@ def synthetic_profile(dtypes=("float32", "float64")) -> MachineProfile:
 def synthetic_law(modes=("training", "inference"), dtypes=("float32", "float64")) -> CostModel:
     """A cost model of :func:`synthetic_profile` with step-level laws of known coefficients."""
     coef = {"training": {"alpha": 1.2, "beta_forward": 2e-5, "beta_backward": 1e-5, "beta_optimizer": 3e-5,
-                         "e_step": 1e-3, "e_run": 0.05},
+                         "beta_memory": 2e-10, "e_step": 1e-3, "e_run": 0.05},
             "inference": {"alpha": 0.8, "beta_forward": 1e-5, "e_step": 2e-4, "e_run": 0.02}}
     laws = {}
     for mode in modes:

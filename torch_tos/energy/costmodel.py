@@ -116,12 +116,13 @@ class CostModel:
             k = 1 if q == "joules" else 0  # Priced rows are (seconds, joules)
             for key, cost in run.rows.items():
                 beta = c.get(f"beta_{PHASE_GROUPS.get(key[1], 'forward')}", 0.0)
-                v = c["alpha"] * cost[k] + beta * run.calls[key]
+                v = c["alpha"] * cost[k] + beta * run.calls[key] + c.get("beta_memory", 0.0) * run.fresh.get(key, 0.0)
                 j, s = by_row.get(key, (0.0, 0.0))
                 by_row[key] = (v, s) if q == "joules" else (j, v)
             fixed[q] = c.get("e_step", 0.0) * steps + c.get("e_run", 0.0)
             ops = run.ops()
-            terms[q] = law.terms(cost=run.joules if q == "joules" else run.seconds, ops=ops, steps=steps)
+            terms[q] = law.terms(cost=run.joules if q == "joules" else run.seconds, ops=ops, steps=steps,
+                                 fresh=run.bytes_fresh)
             totals[q] = sum(terms[q].values())
         notes = list(run.notes) + self._range_notes(mode, steps, run) + self._machine_notes()
         if warn:

@@ -6,8 +6,8 @@ process frees a large mapped buffer. A process that has freed buffers of many Mi
 memory between steps; a fresh one may hand a step's buffers back to the kernel at the end of the
 step and fault them in again during the next. A calibration's microbenchmarks free buffers up to
 512 MiB, so runs measured after them in the same process run without those page faults, while a
-user's process, which holds one model, pays them. On this project's 2-core VM, 1 thread, four
-development models (``benchmarks/devset.py``) ran 1,500–5,100 minor faults per step in a fresh
+user's process, which holds one model, pays them. On this project's 2-core VM, 1 thread, five
+development models (``benchmarks/devset.py``) ran 500–5,100 minor faults per step in a fresh
 process and 0–130 after such buffers, and used 4–18 % more CPU time per step (docs/energy.md).
 
 :class:`FreshProcesses` forks a small server when it is created, before any measuring has

@@ -28,7 +28,7 @@ law.json (cost model), version 2::
                             "seconds", "joules"],
                  "points": [[...], ...]},
      "laws": {"training": {"joules": {"coef": {"alpha", "beta_forward", "beta_backward",
-                                               "beta_optimizer", "e_step", "e_run"},
+                                               "beta_optimizer", "beta_memory", "e_step", "e_run"},
                                       "ranges": {"steps": [lo, hi], ...}, "ratios": [...],
                                       "interval_source": "...", "n_train": n},
                            "seconds": {...}},
@@ -51,7 +51,7 @@ from .costmodel import FORMAT as COST_FORMAT, VERSION as COST_VERSION, CostModel
 from .fit import FORMAT as PAPER_FORMAT, VERSION as PAPER_VERSION, EnergyModel
 from .machine import POINT_FIELDS
 from .opclasses import CLASSES
-from .steplaw import QUANTITIES, RANGE_COLUMNS, TERMS
+from .steplaw import OPTIONAL_TERMS, QUANTITIES, RANGE_COLUMNS, TERMS
 
 #: Largest law file read (bytes).
 MAX_BYTES = 16 * 2 ** 20
@@ -131,9 +131,11 @@ def _fingerprint(v, where: str) -> None:
 
 def _check_steplaw(d, mode: str, where: str) -> None:
     _dict(d, where, ("coef", "ranges", "ratios", "interval_source", "n_train"))
-    coef = _dict(d["coef"], f"{where}.coef", TERMS[mode])
+    required = [t for t in TERMS[mode] if t not in OPTIONAL_TERMS]
+    coef = _dict(d["coef"], f"{where}.coef", required, optional=OPTIONAL_TERMS)
     for t in TERMS[mode]:
-        _number(coef[t], f"{where}.coef.{t}", hi=MAX_COEF)
+        if t in coef:
+            _number(coef[t], f"{where}.coef.{t}", hi=MAX_COEF)
     ranges = _dict(d["ranges"], f"{where}.ranges")
     if "steps" not in ranges:
         _fail(f"{where}.ranges.steps", "is missing")

@@ -6,13 +6,21 @@ no microbenchmark sees — the framework's work per op (Python, autograd, the di
 than in isolation. :class:`StepLaw` fits these on measured runs with a structure fixed in
 advance, one law per mode and quantity (joules or seconds):
 
-    E_run = α · C + β_f · N_f + β_b · N_b + β_o · N_o + e_step · steps + e_run
+    E_run = α · C + β_f · N_f + β_b · N_b + β_o · N_o + β_m · B + e_step · steps + e_run
 
 ``C`` is the run's kernel cost priced by the profile (the sum over its calls); ``N_f``, ``N_b``,
 ``N_o`` its aten calls in the forward pass and loss (called from Python), in backward (called by
-the autograd engine) and in the optimizer step; ``steps`` its steps. α is the in-step factor of
-the isolated kernel costs, β the cost per op of each phase, e_step the cost per step, e_run per
-run. Inference runs (forward passes under ``torch.no_grad()``) have ``α, β_f, e_step, e_run``.
+the autograd engine) and in the optimizer step; ``B`` the bytes of the new output buffers its
+calls allocate (:func:`.pricing.fresh_bytes`); ``steps`` its steps. α is the in-step factor of
+the isolated kernel costs, β the cost per op of each phase, β_m the cost per fresh byte, e_step
+the cost per step, e_run per run. β_m is what a training step's memory costs beyond its kernels:
+the microbenchmarks allocate their outputs from a warm C allocator, while a training process
+that holds one model hands each step's activations back to the kernel and faults them in again
+in the next step (:mod:`.isolate`), at a cost that follows the bytes, not the kernels' work.
+Inference runs (forward passes under ``torch.no_grad()``) have ``α, β_f, e_step, e_run``: few of
+their buffers are alive at once, and a β_m did not lower the held-out-family error of inference
+runs measured in fresh processes (benchmarks/README.md). A law file without β_m (an earlier
+calibration) reads it as 0.
 Every coefficient is non-negative (no cost is negative), fitted by least absolute relative
 deviations (:func:`.solve.lad_relative`: runs span orders of magnitude, and a configuration whose
 kernels the profile misprices moves the fit no more than its share).
@@ -42,14 +50,16 @@ MODES = ("training", "inference")
 QUANTITIES = ("joules", "seconds")
 #: The terms of each mode's law, in order: the priced table's column (or None for a constant).
 TERMS: dict[str, tuple[str, ...]] = {
-    "training": ("alpha", "beta_forward", "beta_backward", "beta_optimizer", "e_step", "e_run"),
+    "training": ("alpha", "beta_forward", "beta_backward", "beta_optimizer", "beta_memory", "e_step", "e_run"),
     "inference": ("alpha", "beta_forward", "e_step", "e_run"),
 }
 COLUMNS = {"beta_forward": "ops_forward", "beta_backward": "ops_backward", "beta_optimizer": "ops_optimizer",
-           "e_step": "steps"}
+           "beta_memory": "bytes_fresh", "e_step": "steps"}
+#: Terms a law file may lack (written before the term existed): read as 0.
+OPTIONAL_TERMS = ("beta_memory",)
 #: Units of each term, for printing.
 UNITS = {"alpha": "× kernel cost", "beta_forward": "/ forward op", "beta_backward": "/ backward op",
-         "beta_optimizer": "/ optimizer op", "e_step": "/ step", "e_run": "/ run"}
+         "beta_optimizer": "/ optimizer op", "beta_memory": "/ fresh byte", "e_step": "/ step", "e_run": "/ run"}
 #: Ranges a prediction is checked against (per step, except ``steps``).
 RANGE_COLUMNS = ("steps", "cost_joules", "ops_forward", "ops_backward", "ops_optimizer")
 
@@ -186,20 +196,24 @@ class StepLaw(RegressorMixin, BaseEstimator):
     def from_dict(cls, mode: str, quantity: str, data: dict) -> "StepLaw":
         """The law of :meth:`to_dict` (checked whole by :func:`torch_tos.energy.load_law`)."""
         law = cls(mode, quantity)
-        law.coef_ = {t: float(data["coef"][t]) for t in TERMS[mode]}
+        law.coef_ = {t: float(data["coef"].get(t, 0.0)) if t in OPTIONAL_TERMS else float(data["coef"][t])
+                     for t in TERMS[mode]}
         law.ranges_ = {k: (float(v[0]), float(v[1])) for k, v in data["ranges"].items()}
         law.ratios_ = np.array([float(r) for r in data["ratios"]])
         law.interval_source_ = str(data["interval_source"])
         law.n_train_ = int(data["n_train"])
         return law
 
-    def terms(self, cost: float, ops: dict, steps: int) -> dict[str, float]:
+    def terms(self, cost: float, ops: dict, steps: int, fresh: float = 0.0) -> dict[str, float]:
         """The prediction of a run split by term: ``cost`` its priced kernel cost, ``ops`` its calls
-        per phase group (``forward``, ``backward``, ``optimizer``), ``steps`` its steps."""
+        per phase group (``forward``, ``backward``, ``optimizer``), ``steps`` its steps, ``fresh``
+        its fresh bytes."""
         out = {}
         for term, v in self.coef_.items():
             if term == "alpha":
                 out[term] = v * cost
+            elif term == "beta_memory":
+                out[term] = v * fresh
             elif term == "e_step":
                 out[term] = v * steps
             elif term == "e_run":
@@ -209,4 +223,4 @@ class StepLaw(RegressorMixin, BaseEstimator):
         return out
 
 
-__all__ = ["StepLaw", "TERMS", "MODES", "QUANTITIES", "UNITS", "design", "check_identifiable", "RANGE_COLUMNS"]
+__all__ = ["StepLaw", "TERMS", "OPTIONAL_TERMS", "MODES", "QUANTITIES", "UNITS", "design", "check_identifiable", "RANGE_COLUMNS"]
