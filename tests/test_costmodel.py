@@ -44,12 +44,40 @@ def test_rows_and_layers_add_up_to_the_total(law):
         assert p.per_layer[q].sum() == pytest.approx(getattr(p, q), rel=1e-12)
         assert sum(p.terms[q].values()) == pytest.approx(getattr(p, q), rel=1e-12)
     assert "(fixed)" in set(p.per_layer["layer"])
-    # a row is α × its kernel cost + β of its phase × its calls
+    # a row is α × its kernel cost + β of its phase × its calls + β_m × its fresh bytes
     priced = price_counts(law.profile, r.counts)
     c = law.law("training").coef_
+    assert c["beta_memory"] > 0
     for key, (j, _s) in p.by_row.items():
-        expected = c["alpha"] * priced.rows[key][1] + c[f"beta_{PHASE_GROUPS[key[1]]}"] * priced.calls[key]
+        expected = (c["alpha"] * priced.rows[key][1] + c[f"beta_{PHASE_GROUPS[key[1]]}"] * priced.calls[key]
+                    + c["beta_memory"] * priced.fresh[key])
         assert j == pytest.approx(expected, rel=1e-12)
+    assert p.terms["joules"]["beta_memory"] == pytest.approx(c["beta_memory"] * 6936)
+
+
+def test_fresh_bytes_by_hand():
+    """The output buffers one SGD step of Linear(16, 32) → ReLU → Linear(32, 4) on a batch of 8
+    allocates (float32, 4 B): forward 8·32 (addmm), 8·32 (relu), 8·4 (addmm), the loss's sum 1;
+    backward ones_like 1, layer 2's mm 8·32 (grad input) + 4·32 (grad weight) and bias sum 4,
+    threshold_backward 8·32, layer 0's mm 32·16 (grad weight only: its input needs no grad) and bias
+    sum 32. Views (t, expand, view, detach) and the optimizer's in-place add_ allocate nothing."""
+    m = mlp()
+    r = torch_tos.profile(m, torch.randn(8, 16), mode="training", optimizer=torch.optim.SGD(m.parameters(), lr=0.1),
+                          device="meta")
+    fresh = {k: b for k, b in _fresh(r.counts).items() if b}
+    want = {("0", "forward", "aten.addmm"): 8 * 32, ("1", "forward", "aten.relu"): 8 * 32,
+            ("2", "forward", "aten.addmm"): 8 * 4, ("(loss)", "loss", "aten.sum"): 1,
+            ("(loss)", "backward", "aten.ones_like"): 1, ("2", "backward", "aten.mm"): 8 * 32 + 4 * 32,
+            ("2", "backward", "aten.sum"): 4, ("1", "backward", "aten.threshold_backward"): 8 * 32,
+            ("0", "backward", "aten.mm"): 32 * 16, ("0", "backward", "aten.sum"): 32}
+    assert fresh == {k: 4.0 * v for k, v in want.items()}
+    assert sum(fresh.values()) == 6936
+
+
+def _fresh(counts) -> dict:
+    from torch_tos.energy.pricing import fresh_bytes
+
+    return {(k[0], k[1], k[3]): fresh_bytes(k[3], counts.work_of(k)) for k in counts.rows}
     lo, hi = law.law("training").interval(0.9)
     assert (p.joules_low, p.joules_high) == pytest.approx((lo * p.joules, hi * p.joules))
 

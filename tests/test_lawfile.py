@@ -46,6 +46,8 @@ CASES = [
     (f"{COEF}.alpha", True, "must be a number"),
     (f"{COEF}.alpha", -0.5, "non-negative"),
     (f"{COEF}.beta_forward", _DELETE, "beta_forward: is missing"),
+    (f"{COEF}.beta_memory", "1e-9", "beta_memory: must be a number"),
+    (f"{COEF}.beta_memory", -1e-9, "beta_memory: must be non-negative"),
     (f"{COEF}.gamma", 1.0, "gamma: is not a known field"),
     ("laws.training.joules.ratios", [-1, -2, -3], r"ratios\[0\]: must be positive"),
     ("laws.training.joules.ratios", [], "ratios: must not be empty"),
@@ -81,6 +83,12 @@ def test_each_defect_is_one_error_naming_the_field(tmp_path, good, field, value,
     with pytest.raises(ValueError, match=message) as e:
         load_law(path)
     assert str(e.value).count("\n") == 0 and path in str(e.value)
+
+
+def test_a_law_written_before_the_memory_term_reads_it_as_zero(tmp_path, good):
+    law = load_law(_write(tmp_path, _edit(good, f"{COEF}.beta_memory", _DELETE)))
+    assert law.law("training").coef_["beta_memory"] == 0.0
+    assert load_law(_write(tmp_path, good, "new.json")).law("training").coef_["beta_memory"] == 2e-10
 
 
 @pytest.mark.parametrize("text,message", [

@@ -64,24 +64,44 @@ UNITS = {"alpha": "× kernel cost", "beta_forward": "/ forward op", "beta_backwa
 RANGE_COLUMNS = ("steps", "cost_joules", "ops_forward", "ops_backward", "ops_optimizer")
 
 
-def design(X: pd.DataFrame, mode: str, quantity: str) -> np.ndarray:
-    """The law's design matrix for the priced runs table ``X`` (columns in :data:`TERMS` order)."""
+def design(X: pd.DataFrame, mode: str, quantity: str, terms=None) -> np.ndarray:
+    """The law's design matrix for the priced runs table ``X`` (columns in ``terms`` order, by
+    default :data:`TERMS`; an optional term whose column ``X`` lacks is a column of zeros)."""
     cols = []
-    for term in TERMS[mode]:
+    for term in TERMS[mode] if terms is None else terms:
         if term == "alpha":
             cols.append(X[f"cost_{quantity}"].to_numpy(dtype=float))
         elif term == "e_run":
             cols.append(np.ones(len(X)))
+        elif term in OPTIONAL_TERMS and COLUMNS[term] not in X:
+            cols.append(np.zeros(len(X)))
         else:
             cols.append(X[COLUMNS[term]].to_numpy(dtype=float))
     return np.column_stack(cols)
 
 
-def check_identifiable(X: pd.DataFrame, mode: str, quantity: str = "joules") -> None:
+def fit_terms(X: pd.DataFrame, mode: str, quantity: str = "joules") -> tuple[str, ...]:
+    """The terms a fit of ``mode``'s law on ``X`` estimates: all of :data:`TERMS`, or, when the
+    runs cannot identify an optional term (a narrow calibration whose fresh bytes follow its
+    other columns, or a table without the column), the others, the optional ones held at 0. Runs
+    that cannot identify even those raise :func:`check_identifiable`'s error."""
+    full = TERMS[mode]
+    if all(COLUMNS[t] in X for t in full if t in OPTIONAL_TERMS):
+        try:
+            check_identifiable(X, mode, quantity, full)
+            return full
+        except ValueError:
+            pass
+    reduced = tuple(t for t in full if t not in OPTIONAL_TERMS)
+    check_identifiable(X, mode, quantity, reduced)
+    return reduced
+
+
+def check_identifiable(X: pd.DataFrame, mode: str, quantity: str = "joules", terms=None) -> None:
     """A one-line ``ValueError`` naming what to add when the runs of ``X`` cannot identify the
-    terms of ``mode``'s law (module doc)."""
+    ``terms`` (default: all of :data:`TERMS`) of ``mode``'s law (module doc)."""
     n = len(X)
-    terms = TERMS[mode]
+    terms = TERMS[mode] if terms is None else tuple(terms)
     if n < len(terms) + 2:
         raise ValueError(f"{n} {mode} run(s) cannot fit the {len(terms)} terms of the {mode} law; measure at "
                          f"least {len(terms) + 2} runs of several configurations (torch-tos calibrate)")
@@ -95,7 +115,7 @@ def check_identifiable(X: pd.DataFrame, mode: str, quantity: str = "joules") -> 
     if configs < 3:
         raise ValueError(f"the {mode} runs hold {configs} model configuration(s): the cost per op and per kernel "
                          "cannot be told apart; add runs of other models or sizes (3 configurations or more)")
-    A = design(X, mode, quantity)
+    A = design(X, mode, quantity, terms)
     A = A / np.where(np.linalg.norm(A, axis=0) > 0, np.linalg.norm(A, axis=0), 1.0)
     if np.linalg.matrix_rank(A) < A.shape[1]:
         dead = [t for t, c in zip(terms, A.T) if not c.any()]
@@ -133,10 +153,11 @@ class StepLaw(RegressorMixin, BaseEstimator):
 
     def fit(self, X: pd.DataFrame, y=None) -> "StepLaw":
         self._check()
-        check_identifiable(X, self.mode, self.quantity)
-        A, y = design(X, self.mode, self.quantity), self._y(X, y)
+        terms = fit_terms(X, self.mode, self.quantity)
+        A, y = design(X, self.mode, self.quantity, terms), self._y(X, y)
         c = lad_relative(A, y)
-        self.coef_ = {t: float(v) for t, v in zip(TERMS[self.mode], c)}
+        self.coef_ = dict.fromkeys(TERMS[self.mode], 0.0)
+        self.coef_.update({t: float(v) for t, v in zip(terms, c)})
         per_step = X[[col for col in RANGE_COLUMNS if col in X]].astype(float)
         ranges = {}
         for col in RANGE_COLUMNS:
@@ -146,10 +167,10 @@ class StepLaw(RegressorMixin, BaseEstimator):
             ranges[col] = (float(v.min()), float(v.max()))
         self.ranges_ = ranges
         self.n_train_ = len(y)
-        self.ratios_, self.interval_source_ = self._heldout(X, A, y)
+        self.ratios_, self.interval_source_ = self._heldout(X, A, y, terms)
         return self
 
-    def _heldout(self, X, A, y) -> tuple[np.ndarray, str]:
+    def _heldout(self, X, A, y, terms) -> tuple[np.ndarray, str]:
         from .runs import config_keys
 
         groups = [("leave-one-family-out", X["family"].astype(str).tolist() if "family" in X else None),
@@ -162,7 +183,7 @@ class StepLaw(RegressorMixin, BaseEstimator):
             for k in set(keys):
                 test = keys == k
                 try:
-                    check_identifiable(X[~test], self.mode, self.quantity)
+                    check_identifiable(X[~test], self.mode, self.quantity, terms)
                 except ValueError:
                     continue
                 pred[test] = A[test] @ lad_relative(A[~test], y[~test])
@@ -170,7 +191,7 @@ class StepLaw(RegressorMixin, BaseEstimator):
             ratios = ratios[np.isfinite(ratios) & (pred > 0)]
             if len(ratios) >= 3:
                 return ratios, source
-        pred = A @ np.array(list(self.coef_.values()))
+        pred = A @ np.array([self.coef_[t] for t in terms])
         return y / pred, "in-sample"
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
@@ -223,4 +244,4 @@ class StepLaw(RegressorMixin, BaseEstimator):
         return out
 
 
-__all__ = ["StepLaw", "TERMS", "OPTIONAL_TERMS", "MODES", "QUANTITIES", "UNITS", "design", "check_identifiable", "RANGE_COLUMNS"]
+__all__ = ["StepLaw", "TERMS", "OPTIONAL_TERMS", "fit_terms", "MODES", "QUANTITIES", "UNITS", "design", "check_identifiable", "RANGE_COLUMNS"]
