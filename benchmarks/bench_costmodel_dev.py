@@ -20,6 +20,7 @@ optimizer=…)`` of a fresh copy, the first step with the optimizer's fresh stat
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import os
 import statistics
@@ -38,7 +39,7 @@ from torch_tos.energy.isolate import FreshProcesses, fork_available  # noqa: E40
 from torch_tos.units import duration, energy  # noqa: E402
 
 
-def measure_one(entry, repeat: int, meter, threads: int) -> tuple[float, float]:
+def measure_one(entry, repeat: int, *, meter, threads: int) -> tuple[float, float]:
     """One measured run of ``entry`` (module doc), in the process it is called in."""
     torch.set_num_threads(threads)
     model, inputs, target, loss_fn, opt = make(entry, seed=1000)
@@ -58,7 +59,7 @@ def measure_one(entry, repeat: int, meter, threads: int) -> tuple[float, float]:
 def measure(entry, meter, repeats: int, threads: int, server=None) -> tuple[list[float], list[float]]:
     """``repeats`` runs of ``entry``: each in a process of its own forked from ``server`` (a
     :class:`~torch_tos.energy.isolate.FreshProcesses`), or here when it is None."""
-    runs = [server.run(entry, r, meter, threads) if server else measure_one(entry, r, meter, threads)
+    runs = [server.run(entry, r) if server else measure_one(entry, r, meter=meter, threads=threads)
             for r in range(repeats)]
     return [j for j, _ in runs], [s for _, s in runs]
 
@@ -85,10 +86,20 @@ def main(argv=None) -> int:
                     "process of its own, forked before any measuring, as a calibration measures its runs)")
     args = ap.parse_args(argv)
     entries = [e for e in DEV if not args.ids or e.id in args.ids]
-    server = None if args.no_isolate or not fork_available() else FreshProcesses(measure_one, entries)
+    meter = get_meter(args.meter)
+    server = None
+    if not args.no_isolate and fork_available() and args.threads == 1:
+        server = FreshProcesses(functools.partial(measure_one, meter=meter, threads=args.threads), entries)
+    try:
+        return _report(args, entries, meter, server)
+    finally:
+        if server is not None:
+            server.close()
+
+
+def _report(args, entries, meter, server) -> int:
     torch.set_num_threads(args.threads)
     law = load_law(args.law)
-    meter = get_meter(args.meter)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"law: {args.law}; meter {meter.source}; {args.threads} thread(s); load {load:.1f} on {os.cpu_count()} CPUs")
     print(f"{'id':4} {'model':58} {'mode':9} {'dtype':8} {'pred J':>9} {'meas J':>9} {'err':>6} {'in 90%':>6} "
@@ -125,8 +136,6 @@ def main(argv=None) -> int:
     print(f"load at the end: {load:.1f}")
     if args.out:
         df.to_csv(args.out, index=False)
-    if server is not None:
-        server.close()
     return 0
 
 

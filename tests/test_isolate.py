@@ -5,9 +5,11 @@ server's, untouched by what the caller did after making the server."""
 from __future__ import annotations
 
 import os
+import pickle
 import subprocess
 import sys
 import textwrap
+import time
 
 import pandas as pd
 import pytest
@@ -31,6 +33,8 @@ def _prepare():
 def _fail(item):
     if item == "exit":
         os._exit(3)
+    if item == "unpicklable":
+        return lambda: None
     raise KeyError(f"no such thing as {item}")
 
 
@@ -44,12 +48,15 @@ def test_each_run_is_a_new_process_forked_from_the_server():
     assert all(r["prepared"] == ["server"] for r in runs) and PREPARED == []  # prepared there, once, not here
 
 
-def test_failures_are_reported_and_the_server_goes_on():
-    with FreshProcesses(_fail, ["exit", "boom"]) as server:
+def test_failures_are_reported_with_their_type_and_the_server_goes_on():
+    with FreshProcesses(_fail, ["exit", "boom", "unpicklable"]) as server:
         with pytest.raises(RuntimeError, match=r"ended without a result \(wait status 768\)"):
             server.run("exit")
-        with pytest.raises(RuntimeError, match="KeyError: 'no such thing as boom'"):
+        with pytest.raises(KeyError, match="no such thing as boom") as e:
             server.run("boom")
+        assert "raised in a fresh measuring process" in e.value.__notes__[0] and "_fail" in e.value.__notes__[0]
+        with pytest.raises((AttributeError, pickle.PicklingError, TypeError), match="pickle"):
+            server.run("unpicklable")  # a result that cannot travel is an error, not a hang
         with pytest.raises(ValueError, match="was not given when the fresh-process server was created"):
             server.run("other")
         assert server.covers("boom") and not server.covers("other")
@@ -58,13 +65,49 @@ def test_failures_are_reported_and_the_server_goes_on():
         server.run("boom")
 
 
-def test_a_killed_server_is_a_clear_error():
+def test_a_failing_prepare_is_raised_by_the_constructor():
+    with pytest.raises(KeyError, match="no such thing as prepared"):
+        FreshProcesses(_whoami, ["a"], prepare=lambda: _fail("prepared"))
+
+
+def test_a_killed_server_is_a_clear_error_and_a_killed_caller_takes_the_server_along(tmp_path):
     server = FreshProcesses(_whoami, ["a"])
     os.kill(server.pid, 9)
-    os.waitpid(server.pid, 0)
     with pytest.raises(RuntimeError, match="server has ended"):
         server.run("a", 0)
-    server._requests = None  # its pipes are gone with it
+    with pytest.raises(RuntimeError, match="closed"):
+        server.run("a", 0)
+    if not sys.platform.startswith("linux"):
+        return
+    code = textwrap.dedent(f"""
+        import os, time
+        from torch_tos.energy.isolate import FreshProcesses
+        server = FreshProcesses(lambda item: time.sleep(60), ["x"])
+        open({str(tmp_path / "pid")!r}, "w").write(str(server.pid))
+        server.run("x")
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    pid_file = tmp_path / "pid"
+    for _ in range(600):
+        if pid_file.exists() and pid_file.read_text():
+            break
+        time.sleep(0.05)
+    server_pid = int(pid_file.read_text())
+    proc.kill()
+    proc.wait()
+    for _ in range(200):  # the server dies with its caller (PR_SET_PDEATHSIG)
+        if not _alive(server_pid):
+            break
+        time.sleep(0.05)
+    assert not _alive(server_pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def test_the_worker_allocator_is_the_server_s_not_the_caller_s():
@@ -138,18 +181,31 @@ def test_run_plan_measures_runs_in_fresh_processes_and_the_reference_here(tmp_pa
 
 @pytest.mark.slow
 def test_calibrate_records_whether_its_runs_were_isolated(tmp_path):
-    import torch
     from energy_fakes import write_bench
 
     from torch_tos.energy import CpuTimeMeter, load_law
-    from torch_tos.energy.calibrate import calibrate, fresh_server, paths
+    from torch_tos.energy.calibrate import calibrate, paths
 
     kw = dict(meter=CpuTimeMeter(), dtypes=["float32"], repeats=2, families=["mlp", "ffn"], scale=0.2, progress=False)
-    for name, fresh in (("a.json", None), ("b.json", False)):
+    for name, isolate in (("a.json", None), ("b.json", False)):
         write_bench(paths(tmp_path / name)[1])  # the microbenchmarks "done": the suite is measured
-        calibrate(tmp_path / name, fresh=fresh, **kw)
-    assert load_law(tmp_path / "a.json").meta["fresh_processes"] is True  # the default on a CPU
-    assert load_law(tmp_path / "b.json").meta["fresh_processes"] is False
-    with pytest.raises(ValueError, match="need a CPU device and os.fork; use --no-isolate"):
-        with fresh_server(True, [], CpuTimeMeter(), torch.device("cuda")):
-            pass
+        calibrate(tmp_path / name, isolate=isolate, **kw)
+    assert load_law(tmp_path / "a.json").meta["isolate"] is True  # the default on a CPU
+    assert load_law(tmp_path / "b.json").meta["isolate"] is False
+
+
+def test_where_runs_cannot_be_isolated():
+    import torch
+
+    from torch_tos.energy.calibrate import suite_workloads
+    from torch_tos.energy.isolate import resolve_isolate
+
+    one = suite_workloads(threads=1, device="cpu", dtypes={"float32"}, families=["ffn"], scale=0.05)
+    two = suite_workloads(threads=2, device="cpu", dtypes={"float32"}, families=["ffn"], scale=0.05)
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolve_isolate(None, one, cpu) is True and resolve_isolate(False, one, cpu) is False
+    assert resolve_isolate(None, two, cpu) is False and resolve_isolate(None, one, cuda) is False
+    with pytest.raises(ValueError, match="not 2 threads .*; use --no-isolate"):
+        resolve_isolate(True, two, cpu)
+    with pytest.raises(ValueError, match="not a cuda device; use --no-isolate"):
+        resolve_isolate(True, one, cuda)

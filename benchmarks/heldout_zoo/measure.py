@@ -29,6 +29,7 @@ to (:func:`measured_state`).
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import gc
 import os
 import socket
@@ -165,8 +166,11 @@ def measure(path, entries, *, repeats: int = 3, meter="cputime", threads: int = 
     done = {(r["id"], int(r["repeat"])) for r in rows}
     todo = [(e, r) for r in range(repeats) for e in entries if (e.id, r) not in done]
     if isolate is None:
-        isolate = fork_available()
-    server = FreshProcesses(_fresh_run, list(entries), prepare=_prepare) if isolate and todo else None
+        isolate = fork_available() and threads == 1
+    server = None
+    if isolate and todo:
+        server = FreshProcesses(functools.partial(_fresh_run, meter=meter, threads=threads), list(entries),
+                                prepare=_prepare)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     bar = _bar(total=len(todo), desc="zoo runs", disable=not progress)
@@ -182,7 +186,7 @@ def measure(path, entries, *, repeats: int = 3, meter="cputime", threads: int = 
                     continue
                 if reference:
                     _read_reference(readings, reference_run, meter)
-                row = server.run(entry, repeat, meter, threads) if server else measure_run(entry, repeat, meter)
+                row = server.run(entry, repeat) if server else measure_run(entry, repeat, meter)
                 rf.append(row)
             bar.update()
             if callback is not None:
@@ -197,14 +201,16 @@ def measure(path, entries, *, repeats: int = 3, meter="cputime", threads: int = 
     return read_measurements(rf.path)
 
 
-def _fresh_run(entry: Entry, repeat: int, meter, threads: int) -> dict:
+def _fresh_run(entry: Entry, repeat: int, *, meter, threads: int) -> dict:
     torch.set_num_threads(threads)
     return measure_run(entry, repeat, meter)
 
 
 def _prepare() -> None:
-    """The measuring server's one-time cost: the first optimizer of a process imports about a
-    second of modules (on a 4-element parameter: the allocator's thresholds do not move)."""
+    """The measuring server's one-time cost, on one thread: the first optimizer of a process
+    imports about a second of modules (on a 4-element parameter: the allocator's thresholds do not
+    move)."""
+    torch.set_num_threads(1)
     torch.optim.SGD([torch.nn.Parameter(torch.zeros(4))], lr=0.1)
 
 

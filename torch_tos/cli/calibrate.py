@@ -58,7 +58,7 @@ def _calibrate(args, law_path, runs_csv=None, meter=None):
         with repairs_reported():
             cal = calibrate(law_path, device=args.device, dtypes=args.dtypes, threads=args.threads, meter=meter,
                             repeats=args.repeats, runs=runs_csv, reference=args.reference, families=families,
-                            scale=args.scale, seed=args.seed, progress=not args.no_progress, fresh=args.isolate)
+                            scale=args.scale, seed=args.seed, progress=not args.no_progress, isolate=args.isolate)
     except (MeterUnavailable, InvalidWindow, OSError) as e:
         raise CLIError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
     return cal, calibration_lines(cal)
@@ -127,7 +127,7 @@ def _cmd_shard(args) -> int:
             done = calibrate_shard(args.out, shard, device=args.device, dtypes=args.dtypes, threads=args.threads,
                                    meter=meter, repeats=args.repeats, reference=args.reference,
                                    families=parse_names(args.families), scale=args.scale, seed=args.seed,
-                                   progress=not args.no_progress, fresh=args.isolate)
+                                   progress=not args.no_progress, isolate=args.isolate)
     except (MeterUnavailable, InvalidWindow, OSError) as e:
         raise CLIError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
     i, n = done["shard"]
@@ -221,7 +221,7 @@ def _demo_target(cal, args, meter, out: Path, spec, w, server) -> list[str]:
 def _cmd_demo(args) -> int:
     import torch
 
-    from ..energy.isolate import fresh_server
+    from ..energy.isolate import fresh_server, resolve_isolate
     from ..energy.runfile import check_output
 
     t0 = time.perf_counter()
@@ -254,7 +254,11 @@ def _cmd_demo(args) -> int:
     if warning:
         print(warning, flush=True)
     targets = [_demo_workload(args, spec) for spec in DEMO_TARGETS]
-    with fresh_server(args.isolate, targets, meter, torch.device("cpu")) as server:  # forked before any work
+    try:
+        isolate = resolve_isolate(args.isolate, targets, torch.device("cpu"))
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    with fresh_server(isolate, targets, meter) as server:  # forked before any work
         cal, lines = _calibrate(args, out / "law.json", out / "law.runs.csv", meter)
         print("\n".join(lines), flush=True)
         for spec, w in zip(DEMO_TARGETS, targets):

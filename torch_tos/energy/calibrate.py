@@ -32,7 +32,7 @@ from pathlib import Path
 import pandas as pd
 
 from .families import Config, get_family
-from .isolate import fresh_server
+from .isolate import fresh_server, resolve_isolate
 from .reference import Reference, recorrect
 from .runfile import check_output
 from .runner import Workload, run_plan
@@ -159,7 +159,7 @@ class Calibration:
 
 def calibrate(out="law.json", *, device="cpu", dtypes=None, threads: int = 1, meter="auto", repeats: int = DEFAULT_REPEATS,
               runs=None, bench=None, reference=None, families=None, scale: float = 1.0, workloads=None, seed: int = 0,
-              progress: bool = True, callback=None, thin: int = 1, fresh: bool | None = None) -> Calibration:
+              progress: bool = True, callback=None, thin: int = 1, isolate: bool | None = None) -> Calibration:
     """Measure this device and fit its cost model (module doc); returns a :class:`Calibration`.
 
     ``device``: ``cpu``, ``cuda``, ``cuda:i``; ``dtypes``: the dtypes to measure (default: the
@@ -170,9 +170,9 @@ def calibrate(out="law.json", *, device="cpu", dtypes=None, threads: int = 1, me
     ``None`` (default): on a CPU, where the reference workload runs; ``families``/``scale``: a
     narrower or longer suite; ``workloads``: microbenchmark workloads (all by default); ``thin``: a
     sparser microbenchmark sweep (every ``thin``-th size; for meters that need long windows);
-    ``fresh``: measure each suite run in a process of its own, forked before the microbenchmarks
+    ``isolate``: measure each suite run in a process of its own, forked before the microbenchmarks
     (:mod:`.isolate`: the allocator state of a user's training process); ``None`` (default): on a
-    CPU where ``os.fork`` exists."""
+    CPU where ``os.fork`` exists, at one thread (:func:`~.isolate.resolve_isolate`)."""
     from .benchfile import measure_profile
     from .costmodel import CostModel
     from .device import check_dtypes, resolve_device
@@ -200,7 +200,8 @@ def calibrate(out="law.json", *, device="cpu", dtypes=None, threads: int = 1, me
         get_workloads(workloads)  # an unknown name fails before any measuring
     meter = get_meter(meter)
     ref = _reference(reference, dev)
-    with fresh_server(fresh, suite, meter, dev) as server:
+    isolate = resolve_isolate(isolate, suite, dev)
+    with fresh_server(isolate, suite, meter) as server:
         profile = measure_profile(dev, dtypes, meter, bench_path, threads=threads, workloads=workloads,
                                   progress=progress, thin=thin, reference=ref)
         counted: dict = {}
@@ -211,7 +212,7 @@ def calibrate(out="law.json", *, device="cpu", dtypes=None, threads: int = 1, me
         table = recorrect(table, profile.reference, csv_path)
     priced = price_runs(table, _run_counts(suite, counted), profile)
     meta = {"dtypes": list(dtypes), "threads": threads, "meter": meter.source, "device": str(dev), "repeats": repeats,
-            "fresh_processes": server is not None}
+            "isolate": isolate}
     if ref is not None:
         meta.update(reference_joules=profile.reference, reference_steps=ref.steps)
     law = fit_cost_model(profile, priced, meta=meta)

@@ -67,16 +67,42 @@ def _read(fd: int):
     return pickle.loads(body)
 
 
-def _worker(out: int, target, item, args) -> None:
+def _die_with_parent() -> None:
+    """Linux: this process is killed when its parent dies (a killed caller leaves no server, a
+    killed server no worker). Elsewhere nothing: the pipes' EOF still ends an idle server."""
     try:
-        result = (True, target(item, *args))
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _outcome(fn, *args) -> tuple:
+    """``(True, fn(*args))``, or ``(False, exception, its traceback)`` — the exception itself when
+    it pickles (so the caller raises its type), else a RuntimeError carrying its text."""
+    try:
+        value = fn(*args)
+        pickle.dumps(value)
+        return True, value
     except BaseException as e:  # noqa: BLE001 — reported to the caller, which raises it
-        result = (False, f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
-    _write(out, result)
+        text = traceback.format_exc()
+        try:
+            pickle.loads(pickle.dumps(e))
+        except Exception:  # noqa: BLE001 — an exception that does not travel is sent as text
+            e = RuntimeError(f"{type(e).__name__}: {e}")
+        return False, e, text
 
 
-def _serve(requests: int, results: int, target, items) -> None:
-    """The server's loop: one forked worker per request, its result forwarded; ends at EOF."""
+def _serve(requests: int, results: int, target, items, prepare) -> None:
+    """The server: ``prepare()`` and a ready message, then one forked worker per request, its
+    outcome forwarded; ends at EOF."""
+    _die_with_parent()
+    ready = _outcome(prepare) if prepare is not None else (True, None)
+    _write(results, ready)
+    if not ready[0]:
+        return
     while True:
         try:
             index, args = _read(requests)
@@ -85,63 +111,74 @@ def _serve(requests: int, results: int, target, items) -> None:
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:
-            code = 0
             try:
+                _die_with_parent()
                 os.close(r)
-                _worker(w, target, items[index], args)
-            except BaseException:  # noqa: BLE001 — nothing may escape a forked child
-                code = 1
+                _write(w, _outcome(target, items[index], *args))
             finally:
-                os._exit(code)
+                os._exit(0)
         os.close(w)
         try:
-            result = _read(r)
+            outcome = _read(r)
         except EOFError:
-            result = None
+            outcome = None
         os.close(r)
         _, status = os.waitpid(pid, 0)
-        if result is None:
-            result = (False, f"the measuring process ended without a result (wait status {status})")
-        _write(results, result)
+        if outcome is None:
+            outcome = (False, RuntimeError(f"the measuring process ended without a result (wait status {status})"), "")
+        _write(results, outcome)
+
+
+def _raise(outcome) -> None:
+    _, exc, text = outcome
+    if text and hasattr(exc, "add_note"):
+        exc.add_note("raised in a fresh measuring process:\n" + text.rstrip())
+    raise exc
 
 
 class FreshProcesses:
     """A server forked now; :meth:`run` measures ``target(items[i], *args)`` in a worker forked
-    from it (module doc). ``prepare()``, if given, runs once in the server before it serves: the
-    one-time costs of a process (lazy imports, library initialisation) that no worker should pay,
-    done on buffers too small to move the allocator's thresholds. A context manager: :meth:`close`
-    ends the server."""
+    from it (module doc). ``prepare()``, if given, runs once in the server before it serves, and
+    the constructor waits for it: the one-time costs of a process (lazy imports, library
+    initialisation) that no worker should pay, done on buffers too small to move the allocator's
+    thresholds. A worker's exception is raised in the caller with its type (its traceback in a
+    note). A context manager: :meth:`close` ends the server; on Linux a killed caller takes the
+    server and its worker with it."""
 
     def __init__(self, target, items, prepare=None):
         if not fork_available():
             raise RuntimeError("runs in fresh processes need os.fork, which this platform lacks")
-        self._index = {id(x): i for i, x in enumerate(items)}
+        self._items = list(items)
+        self._index = {id(x): i for i, x in enumerate(self._items)}
         req_r, req_w = os.pipe()
         res_r, res_w = os.pipe()
         pid = os.fork()
         if pid == 0:
-            code = 0
             try:
                 os.close(req_w)
                 os.close(res_r)
-                if prepare is not None:
-                    prepare()
-                _serve(req_r, res_w, target, list(items))
-            except BaseException:  # noqa: BLE001 — the caller sees EOF and reports it
-                code = 1
+                _serve(req_r, res_w, target, self._items, prepare)
             finally:
-                os._exit(code)
+                os._exit(0)
         os.close(req_r)
         os.close(res_w)
         self.pid, self._requests, self._results = pid, req_w, res_r
+        try:
+            ready = _read(self._results)
+        except EOFError:
+            ready = (False, RuntimeError("the fresh-process server ended before it was ready"), "")
+        if not ready[0]:
+            self.close()
+            _raise(ready)
 
     def covers(self, item) -> bool:
         """Whether ``item`` was among the items given at creation."""
         return id(item) in self._index
 
     def run(self, item, *args):
-        """``target(item, *args)`` in a fresh worker process: its return value, or a RuntimeError
-        carrying the worker's exception and traceback."""
+        """``target(item, *args)`` in a fresh worker process: its return value, or the worker's
+        exception. Anything that interrupts the exchange (Ctrl-C) ends the server: a request
+        without its answer would pair the next request with this one's."""
         if self._requests is None:
             raise RuntimeError("these fresh processes are closed")
         try:
@@ -150,12 +187,25 @@ class FreshProcesses:
             raise ValueError(f"{item!r} was not given when the fresh-process server was created") from None
         try:
             _write(self._requests, (index, args))
-            ok, value = _read(self._results)
+            outcome = _read(self._results)
         except (EOFError, BrokenPipeError):
+            self.close()
             raise RuntimeError("the fresh-process server has ended (killed?); measure again") from None
-        if not ok:
-            raise RuntimeError(f"a run in a fresh process failed: {value}")
-        return value
+        except BaseException:
+            self.kill()
+            raise
+        if not outcome[0]:
+            _raise(outcome)
+        return outcome[1]
+
+    def kill(self) -> None:
+        """End the server now (SIGKILL; on Linux its worker goes with it) and wait for it."""
+        if self._requests is not None:
+            try:
+                os.kill(self.pid, 9)
+            except ProcessLookupError:
+                pass
+        self.close()
 
     def close(self) -> None:
         """End the server and wait for it."""
@@ -216,27 +266,24 @@ def _run_fresh(w, seed: int, repeat: int, *, meter) -> tuple:
 
 def fresh_processes(workloads, meter):
     """A :class:`FreshProcesses` server measuring runs of ``workloads`` (:class:`~.runner.Workload`)
-    with ``meter``, forked now (make it before any measuring), or None where runs cannot be
-    isolated: a workload off the CPU (an accelerator's allocator lives in the process, and a forked
-    process cannot use a device its parent started) or no ``os.fork``."""
-    import torch
-
+    with ``meter`` (bound in the server, never sent through a pipe), forked now: make it before
+    any measuring."""
     from .meters import get_meter
 
     workloads = list(workloads)
-    if not fork_available() or any(torch.device(w.device).type != "cpu" for w in workloads):
-        return None
     return FreshProcesses(functools.partial(_run_fresh, meter=get_meter(meter)), workloads,
                           prepare=functools.partial(_prepare, workloads))
 
 
 def _prepare(workloads) -> None:
-    """A process's one-time costs, paid once in the server: for each workload's dtype and optimizer,
-    a step of a 4→4 linear layer (building the first optimizer of a process imports about a
-    second of modules; oneDNN and autograd initialise on their first call). Its buffers are a few
-    bytes: the allocator's thresholds stay as they were."""
+    """A process's one-time costs, paid once in the server, on one thread: for each workload's
+    dtype and optimizer, a step of a 4→4 linear layer (building the first optimizer of a process
+    imports about a second of modules; oneDNN and autograd initialise on their first call). Its
+    buffers are a few bytes: the allocator's thresholds stay as they were. One thread, because a
+    process forked after OpenMP has run its threads cannot start them again."""
     import torch
 
+    torch.set_num_threads(1)
     seen = set()
     for w in workloads:
         key = (w.torch_dtype, w.mode, w.optimizer, id(w.family))
@@ -254,16 +301,29 @@ def _prepare(workloads) -> None:
         opt.step()
 
 
+def resolve_isolate(isolate, workloads, dev) -> bool:
+    """Whether runs of ``workloads`` on ``dev`` are measured in fresh processes: ``isolate`` True,
+    False or None (default: yes on a CPU where ``os.fork`` exists, at one thread). True where they
+    cannot be is a ``ValueError`` naming ``--no-isolate``: an accelerator (its allocator lives in
+    the process, and a forked process cannot use a device its parent started), no ``os.fork``, or
+    more than one thread (OpenMP cannot start its threads in a process forked after it ran them)."""
+    threads = max((w.threads for w in workloads), default=1)
+    possible = dev.type == "cpu" and fork_available() and threads == 1
+    if isolate is None:
+        return possible
+    if isolate and not possible:
+        why = (f"{threads} threads (OpenMP cannot start its threads again in a forked process)" if threads > 1
+               else f"a {dev.type} device" if dev.type != "cpu" else "this platform (no os.fork)")
+        raise ValueError(f"runs in fresh processes need a CPU, os.fork and one thread, not {why}; use --no-isolate")
+    return bool(isolate)
+
+
 @contextlib.contextmanager
-def fresh_server(fresh, workloads, meter, dev):
-    """The :class:`~.isolate.FreshProcesses` server the suite's runs are measured in (None: in
-    this process): ``fresh`` True, False or None (on a CPU where ``os.fork`` exists). Made before
-    anything is measured, so its allocator is as fresh as this process's when it began."""
-    if fresh is None:
-        fresh = dev.type == "cpu" and fork_available()
-    if fresh and (dev.type != "cpu" or not fork_available()):
-        raise ValueError("runs in fresh processes need a CPU device and os.fork; use --no-isolate")
-    server = fresh_processes(workloads, meter) if fresh else None
+def fresh_server(isolate: bool, workloads, meter):
+    """The :class:`FreshProcesses` server runs of ``workloads`` are measured in when ``isolate``
+    (:func:`resolve_isolate`), else None (in this process). Make it before anything is measured:
+    its workers start from this process's allocator as it is then."""
+    server = fresh_processes(workloads, meter) if isolate else None
     try:
         yield server
     finally:
@@ -271,4 +331,4 @@ def fresh_server(fresh, workloads, meter, dev):
             server.close()
 
 
-__all__ = ["FreshProcesses", "fork_available", "fresh_processes", "fresh_server", "gc_paused"]
+__all__ = ["FreshProcesses", "fork_available", "fresh_processes", "fresh_server", "resolve_isolate", "gc_paused"]

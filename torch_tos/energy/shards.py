@@ -84,14 +84,15 @@ def shard_paths(law_path, i: int, n: int) -> dict[str, Path]:
 
 def calibrate_shard(out="law.json", shard="1/1", *, device="cpu", dtypes=None, threads: int = 1, meter="auto",
                     repeats: int = 2, reference=None, families=None, scale: float = 1.0, workloads=None,
-                    seed: int = 0, progress: bool = True, callback=None, thin: int = 1, fresh: bool | None = None) -> dict:
+                    seed: int = 0, progress: bool = True, callback=None, thin: int = 1,
+                    isolate: bool | None = None) -> dict:
     """Measure shard ``shard`` (``"i/n"``, ``(i, n)`` or ``"auto"``) of the calibration of ``out``
     (module doc; options as :func:`~.calibrate.calibrate`); resumable. Returns a summary dict:
     ``shard``, ``paths``, ``points`` (microbenchmarked calls), ``runs``, ``configurations``, ``seconds``."""
     from ..fileio import atomic_write_text
     from .benchfile import measure_profile
     from .calibrate import _reference, suite_workloads
-    from .isolate import fork_available, fresh_server
+    from .isolate import fresh_server, resolve_isolate
     from .device import check_dtypes, resolve_device
     from .meters import get_meter
     from .runfile import check_output
@@ -119,13 +120,14 @@ def calibrate_shard(out="law.json", shard="1/1", *, device="cpu", dtypes=None, t
         get_workloads(workloads)
     meter = get_meter(meter)
     ref = _reference(reference, dev)
-    fresh = (dev.type == "cpu" and fork_available()) if fresh is None else bool(fresh)
+    isolate = resolve_isolate(isolate, suite, dev)
     setup = {"shard": [i, n], "device": str(dev), "dtypes": list(dtypes), "threads": threads, "repeats": repeats,
              "families": sorted(families) if families else None, "scale": float(scale), "seed": seed,
-             "reference": ref is not None, "meter": meter.source, "thin": thin, "isolate": fresh,
+             "reference": ref is not None, "meter": meter.source, "thin": thin, "isolate": isolate,
              "workloads": list(workloads) if workloads and isinstance(workloads[0], str) else None}
     if files["setup"].exists():
         old = _read_setup(files["setup"])
+        old.setdefault("isolate", False)  # a shard begun before runs were isolated measured them in-process
         diff = [k for k in setup if old.get(k) != setup[k]]
         if diff:
             raise ValueError(f"{files['setup']} was begun with other options ({', '.join(f'{k} {old.get(k)!r}' for k in diff)}"
@@ -133,7 +135,7 @@ def calibrate_shard(out="law.json", shard="1/1", *, device="cpu", dtypes=None, t
                              "use another --out")
     else:
         atomic_write_text(files["setup"], json.dumps(setup) + "\n")
-    with fresh_server(fresh, suite, meter, dev) as server:
+    with fresh_server(isolate, suite, meter) as server:
         profile = measure_profile(dev, dtypes, meter, files["bench"], threads=threads, workloads=workloads,
                                   progress=progress, thin=thin, reference=ref)
         run_plan(suite, files["runs"], repeats=repeats, meter=meter, reference=ref, seed=seed, progress=progress,
@@ -225,7 +227,7 @@ def merge_shards(out="law.json"):
     fps = [{**p.fingerprint, "shard": f"{i}/{n}"} for i, p in zip(setups, profiles)]
     law = fit_cost_model(merged, priced, meta={"dtypes": list(s["dtypes"]), "threads": s["threads"],
                                                "meter": s["meter"], "device": s["device"], "repeats": s["repeats"],
-                                               "shards": n, "fresh_processes": bool(s.get("isolate"))},
+                                               "shards": n, "isolate": bool(s.get("isolate"))},
                          profile_fingerprint=profiles[0].fingerprint, profile_fingerprints=fps)
     law.save(law_path)
     notes = [f"merged {n} shards: the profile is each call's median over the shards; each shard's profile "

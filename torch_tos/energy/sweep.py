@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from .families import get_family
-from .isolate import fresh_server
+from .isolate import fresh_server, resolve_isolate
 from .meters import get_meter
 from .runner import Workload, batch_sizes, count_features, run_plan, train
 from .runs import COLUMNS, CONFIG_COLUMNS, _norm, trim_runs, validate_runs
@@ -85,7 +85,7 @@ def sweep(family: str = "ffn", out: str | os.PathLike = "runs.csv", *, widths=No
     drifts spread over all configurations) or ``"grouped"``; ``callback(row)``: called after each
     run is written; ``image_size``/``n_images`` (cnn), ``input_size`` (micro families);
     ``isolate``: measure each run in a process of its own, as a calibration does
-    (:mod:`~torch_tos.energy.isolate`; default: on a CPU where ``os.fork`` exists).
+    (:mod:`~torch_tos.energy.isolate`; default: where ``os.fork`` exists, at one thread).
 
     Returns the runs of this sweep's configurations now in ``out`` (a DataFrame, numeric columns
     as numbers), without each configuration's ``trim`` highest and lowest runs when ``trim`` is
@@ -108,7 +108,8 @@ def sweep(family: str = "ffn", out: str | os.PathLike = "runs.csv", *, widths=No
         configs = configs[sh[0] - 1::sh[1]]
     workloads = [Workload(fam, c, epochs, lr, threads) for c in configs]
     meter = get_meter(meter)
-    with fresh_server(isolate, workloads, meter, torch.device("cpu")) as server:
+    isolate = resolve_isolate(isolate, workloads, torch.device("cpu"))
+    with fresh_server(isolate, workloads, meter) as server:
         rf = run_plan(workloads, out, repeats=repeats, meter=meter, reference=reference, seed=seed, order=order,
                       cooldown=cooldown, progress=progress, callback=callback, fresh=server)
     wanted = {tuple(_norm(v) for v in w.settings(len(w.data()[0])).values()) for w in workloads}
