@@ -10,14 +10,16 @@ user's process, which holds one model, pays them. On this project's 2-core VM, 1
 development models (``benchmarks/devset.py``) ran 500–5,100 minor faults per step in a fresh
 process and 0–130 after such buffers, and used 4–18 % more CPU time per step (docs/energy.md).
 
-:class:`FreshProcesses` forks a small server when it is created, before any measuring has
-touched the allocator; each :meth:`~FreshProcesses.run` forks a worker from that server, which
-runs ``target(item, *args)`` (the item by its index in the list given at creation, so nothing but
-the small ``args`` and the result crosses the pipes) and exits with ``os._exit`` (no interpreter
-finalization). The worker's allocator starts as the server's, and the server has done no work.
-The worker measures with the meter in its own process; the caller's drift-reference readings stay
-in the caller. Where ``os.fork`` is missing (Windows), :func:`fork_available` is False and
-callers measure in their own process.
+:class:`FreshProcesses` forks a small server when it is created (so make it before any measuring:
+its workers start from the caller's allocator as it was then); the server pays a process's
+one-time costs on tiny buffers (``prepare``) and says it is ready. Each
+:meth:`~FreshProcesses.run` forks a worker from the server, which runs ``target(item, *args)``
+(the item by its index in the list given at creation, so nothing but the small ``args`` and the
+result crosses the pipes) and exits with ``os._exit`` (no interpreter finalization). The worker
+measures with the meter in its own process; the caller's drift-reference readings stay in the
+caller. Runs are isolated on a CPU at one thread only (:func:`resolve_isolate`): OpenMP cannot
+start its threads again in a process forked after it ran them, and an accelerator's memory lives
+in the process. Where ``os.fork`` is missing (Windows), callers measure in their own process.
 """
 
 from __future__ import annotations
