@@ -169,13 +169,18 @@ def test_run_plan_measures_runs_in_fresh_processes_and_the_reference_here(tmp_pa
     from torch_tos.energy.reference import Reference
     from torch_tos.energy.runner import run_plan
 
-    suite = suite_workloads(threads=1, device="cpu", dtypes={"float32"}, families=["ffn"], scale=0.05)[:2]
+    suite = suite_workloads(threads=1, device="cpu", dtypes={"float32"}, families=["ffn"], scale=0.05)
+    training = [w for w in suite if w.mode == "training"][:1]
+    inference = [w for w in suite if w.mode == "inference"][:1]
     meter = PidMeter()
-    with fresh_processes(suite, meter) as server:
-        run_plan(suite, tmp_path / "runs.csv", repeats=2, meter=meter, reference=Reference(2), progress=False,
-                 fresh=server)
+    with fresh_processes(training, meter) as server:  # made for the training workloads only
+        run_plan(training + inference, tmp_path / "runs.csv", repeats=2, meter=meter, reference=Reference(2),
+                 progress=False, fresh=server)
     runs = pd.read_csv(tmp_path / "runs.csv")
-    assert len(runs) == 4 and runs["joules_raw"].nunique() == 4 and os.getpid() not in set(runs["joules_raw"])
+    isolated = runs[runs["mode"] == "training"]
+    assert len(isolated) == 2 and isolated["joules_raw"].nunique() == 2
+    assert os.getpid() not in set(isolated["joules_raw"])
+    assert set(runs.loc[runs["mode"] == "inference", "joules_raw"]) == {os.getpid()}  # not covered: measured here
     assert set(runs["ref_before"]) == set(runs["ref_after"]) == {os.getpid()}  # read in this process
 
 

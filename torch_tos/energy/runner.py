@@ -273,9 +273,9 @@ def run_plan(workloads, out, *, repeats: int = 3, meter="auto", reference=None, 
     kept in (keyed by the workload), so a caller that prices the runs does not count them again.
     ``nominal``: the reference joules to correct to when the file has none yet (a calibration
     shares its microbenchmarks' nominal; default: measured when the first run is).
-    ``fresh``: a :class:`~.isolate.FreshProcesses` made by :func:`~.isolate.fresh_processes` for these
-    workloads and this meter: each run is then measured in a process of its own (its own warm-up
-    step first; the reference readings stay here).
+    ``fresh``: a :class:`~.isolate.FreshProcesses` made by :func:`~.isolate.fresh_processes` with
+    this meter: each run of a workload it was made for is then measured in a process of its own
+    (its own warm-up step first; the reference readings stay here), the others here.
     Returns the :class:`~.runfile.ResultFile`.
     """
     workloads = list(workloads)
@@ -345,7 +345,7 @@ def run_plan(workloads, out, *, repeats: int = 3, meter="auto", reference=None, 
 
 
 def _measure(w: Workload, X, y, repeat, seed, meter, ref, nominal, cooldown, cache, fresh=None) -> dict:
-    if fresh is not None:
+    if fresh is not None and fresh.covers(w):
         if cooldown:
             time.sleep(cooldown)
         with gc_paused():

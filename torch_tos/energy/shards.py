@@ -91,7 +91,7 @@ def calibrate_shard(out="law.json", shard="1/1", *, device="cpu", dtypes=None, t
     ``shard``, ``paths``, ``points`` (microbenchmarked calls), ``runs``, ``configurations``, ``seconds``."""
     from ..fileio import atomic_write_text
     from .benchfile import measure_profile
-    from .calibrate import _reference, suite_workloads
+    from .calibrate import _reference, isolated_runs, suite_workloads
     from .isolate import fresh_server, resolve_isolate
     from .device import check_dtypes, resolve_device
     from .meters import get_meter
@@ -135,7 +135,7 @@ def calibrate_shard(out="law.json", shard="1/1", *, device="cpu", dtypes=None, t
                              "use another --out")
     else:
         atomic_write_text(files["setup"], json.dumps(setup) + "\n")
-    with fresh_server(isolate, suite, meter) as server:
+    with fresh_server(isolate, isolated_runs(suite), meter) as server:
         profile = measure_profile(dev, dtypes, meter, files["bench"], threads=threads, workloads=workloads,
                                   progress=progress, thin=thin, reference=ref)
         run_plan(suite, files["runs"], repeats=repeats, meter=meter, reference=ref, seed=seed, progress=progress,
