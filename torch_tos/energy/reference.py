@@ -178,20 +178,30 @@ class RunMeasurement:
         return (self.ref_before + self.ref_after) / 2
 
 
+def _reading(reference: Reference | None, meter, warm: bool) -> float:
+    if reference is None:
+        return math.nan
+    if warm:
+        reference.run()
+    return reference.measure(meter)
+
+
 def measure_run(meter, fn, reference: Reference | None = None, nominal: float | None = None, *,
                 measured=None) -> RunMeasurement:
     """Measure ``fn()`` with ``meter``; with a ``reference`` (and its ``nominal`` joules), measure
     the reference right before and right after and correct the run (see the module doc).
     ``measured``: instead of ``fn``, a callable that measures the run elsewhere (in a fresh
-    process, :mod:`.isolate`) and returns (joules, seconds, meter source, estimated)."""
-    before = reference.measure(meter) if reference is not None else math.nan
+    process, :mod:`.isolate`) and returns (joules, seconds, meter source, estimated); each
+    reading is then preceded by one untimed reference run, because this process's caches went
+    cold while the run's process worked."""
+    before = _reading(reference, meter, warm=measured is not None)
     if measured is None:
         with meter.measure() as m:
             fn()
         raw, seconds, source, estimated = float(m.joules), float(m.seconds), m.source, bool(m.estimated)
     else:
         raw, seconds, source, estimated = measured()
-    after = reference.measure(meter) if reference is not None else math.nan
+    after = _reading(reference, meter, warm=measured is not None)
     result = RunMeasurement(float(raw), float(raw), float(seconds), source, bool(estimated))
     if reference is not None:
         if nominal is None or not nominal > 0:
