@@ -173,9 +173,20 @@ def test_run_plan_measures_runs_in_fresh_processes_and_the_reference_here(tmp_pa
     training = [w for w in suite if w.mode == "training"][:1]
     inference = [w for w in suite if w.mode == "inference"][:1]
     meter = PidMeter()
+
+    class Counted(Reference):
+        runs = 0
+
+        def run(self):
+            Counted.runs += 1
+            super().run()
+
     with fresh_processes(training, meter) as server:  # made for the training workloads only
-        run_plan(training + inference, tmp_path / "runs.csv", repeats=2, meter=meter, reference=Reference(2),
+        run_plan(training + inference, tmp_path / "runs.csv", repeats=2, meter=meter, reference=Counted(2),
                  progress=False, fresh=server)
+    # 6 for the nominal (a warm-up and 5 readings); an isolated run's 2 readings each after an untimed
+    # run (this process's caches went cold meanwhile): 4 × 2; a run measured here: 2 × 2
+    assert Counted.runs == 6 + 4 * 2 + 2 * 2
     runs = pd.read_csv(tmp_path / "runs.csv")
     isolated = runs[runs["mode"] == "training"]
     assert len(isolated) == 2 and isolated["joules_raw"].nunique() == 2
