@@ -145,7 +145,7 @@ OWN_PRIVATE_NAMES = frozenset({
     "_begin", "_cache", "_calls", "_end", "_group", "_handle", "_joules", "_layer_sort", "_obj", "_post",
     "_pre", "_priced", "_read_energy", "_saved", "_start_counting", "_state", "_text", "_thread", "_where"})
 #: Private names of modules other than PyTorch's, documented by their owner.
-NON_TORCH_MODULE_ATTRIBUTES = frozenset({"sys._getframe"})
+NON_TORCH_MODULE_ATTRIBUTES = frozenset({"sys._getframe", "os._exit"})
 
 
 class _PrivateReads(ast.NodeVisitor):
