@@ -280,7 +280,7 @@ class MachineProfile:
             curve = self._curve(subset, cls if measured == cls else measured)
             axes = np.array([axes_of(cls, b) for b, _ in items], dtype=float).reshape(len(items), curve.ndim)
             costs = curve(axes)
-            if not in_place(op):
+            if allocates(op, cls):
                 costs = costs + self.allocation([float(b[2]) for b, _ in items])
             calls = np.array([c for _, c in items], dtype=float)
             secs += float(calls @ costs[:, 0])
@@ -317,6 +317,14 @@ class MachineProfile:
         fields = data["fields"]
         return cls([dict(zip(fields, row)) for row in data["points"]], data["floor"], data.get("alloc", ()),
                    data.get("device"), data.get("dtypes"))
+
+
+def allocates(op: str, cls: str) -> bool:
+    """Whether a call of ``op`` in cost class ``cls`` writes a new output buffer: not a view or
+    metadata call (:data:`DISPATCH_ONLY`) and not in place (:func:`in_place`). The allocation curve
+    prices that buffer in :meth:`MachineProfile.price`; the step-level law's fresh bytes
+    (:func:`.pricing.fresh_bytes`) count it."""
+    return cls not in DISPATCH_ONLY and not in_place(op)
 
 
 def in_place(op: str) -> bool:

@@ -22,7 +22,7 @@ import pandas as pd
 
 from ..counts import CALLS, Counts
 from ..tables import dtype_name
-from .machine import DISPATCH_ONLY, in_place
+from .machine import allocates
 from .opclasses import op_class, unclassified
 
 #: phase → the step-level law's group of ops.
@@ -100,9 +100,7 @@ def fresh_bytes(op: str, work: dict) -> float:
     """The bytes of the output buffers the calls of one counts row allocate: ``work`` is its
     histogram ``{(flops, bytes_in, bytes_out, attrs): calls}``; 0 for an op that writes in place
     and for views (module doc)."""
-    if in_place(op):
-        return 0.0
-    return float(sum(calls * b[2] for b, calls in work.items() if op_class(op, b[3]) not in DISPATCH_ONLY))
+    return float(sum(calls * b[2] for b, calls in work.items() if allocates(op, op_class(op, b[3]))))
 
 
 def price_runs(runs: pd.DataFrame, run_counts, profile, *, tf32: bool = False) -> pd.DataFrame:

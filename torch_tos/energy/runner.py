@@ -14,9 +14,11 @@ A :class:`Workload` is one configuration (a family's model, data and step) train
    ``count_device`` says which;
 2. each repeat trains (or runs inference with) a freshly initialised model (seed + repeat) in its
    dtype inside one meter window, with Python's garbage collector paused; one untimed step warms
-   each workload up first. With ``fresh`` (:mod:`.isolate`, what a calibration on a CPU uses),
-   every run is measured in a process of its own, forked from a server made before any
-   measuring, after its own untimed step: the allocator state of a user's training process. With a :class:`~torch_tos.energy.reference.Reference`, the reference
+   each workload up first. With ``fresh`` (:mod:`.isolate`; a calibration on a CPU passes it for
+   its training workloads), every run of a workload the server was made for is measured in a
+   process of its own, forked from a server made before any measuring, after its own untimed
+   step: the allocator state of a user's training process. With a
+   :class:`~torch_tos.energy.reference.Reference`, the reference
    workload is measured right before and after the run and the run is drift-corrected
    (:mod:`.reference`).
 
