@@ -18,16 +18,10 @@ floor and its output's allocation, so the two parts are read off separately:
    points; for convolutions, of the nearest measured kernel (same kind and backend where measured,
    then nearest taps and stride, :mod:`torch_tos.opattrs`); for recurrent layers and
    normalisations, of the same training or inference kind (:data:`FLAG_AT`);
-2. **where on the curve**: the class's axes (:func:`~.opclasses.axes_of`) in log space. 1-D
-   classes interpolate log cost piecewise-linearly between measured work; below the smallest
-   measured call the cost is that call's (a latency floor); above the largest it grows linearly
-   with the work (the largest call's rate). 2-D classes (FLOPs and bytes) are roofline-bounded as
-   NeuSight does: the peak FLOP rate and the peak byte rate are read off the points (the fastest
-   measured of each, so the ridge point is the measured one), each point's cost is divided by its
-   roofline time max(flops/peak, bytes/peak), and that ratio is interpolated linearly over a
-   Delaunay triangulation of the points (nearest point outside them), then multiplied back by the
-   call's own roofline time. The result is kept between the costs of measured calls that do no
-   more (below) and no less (above) work on both axes, and at least the class's cheapest call.
+2. **where on the curve** (:class:`~.curves.Curve`): the class's axes
+   (:func:`~.opclasses.axes_of`) in log space — work axes interpolated along the measured calls
+   (roofline-bounded over FLOPs and bytes, as NeuSight does), shape axes (positions, statistics)
+   by a curve per measured shape, interpolated between neighbouring shapes.
 
 Nothing in this module is a constant of one machine: rates, ridge points, cache cliffs and
 launch overheads are whatever the points say.
@@ -40,6 +34,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from .curves import Curve
 from .opclasses import AXES, CLASSES, PRICED_AS, SHAPE_AXES, axes_of, op_class
 
 #: Fewest points an op (or a convolution kind) needs for its own curve.
@@ -62,97 +57,6 @@ QUANTITIES = ("seconds", "joules")
 
 class DtypeNotMeasured(ValueError):
     """A step computes in a dtype the machine profile has not measured."""
-
-
-class _Curve:
-    """Cost per call over a set of points, for both quantities (module doc, step 2). ``work`` says
-    which axes are work (in the roofline time); the others locate the call's shape."""
-
-    def __init__(self, axes: np.ndarray, costs: np.ndarray, work: tuple[bool, ...]):
-        self.ndim = axes.shape[1]
-        self.axes = axes
-        self.costs = costs  # (n, 2): seconds, joules, floor and allocation already subtracted
-        self.work = np.array(work, dtype=bool)
-        self.low = costs.min(axis=0)
-        self.interp = None
-        if self.ndim == 1:
-            x, y = np.log(axes[:, 0]), np.log(costs)
-            ux = np.unique(x)
-            self.x = ux
-            self.y = np.stack([np.median(y[x == v], axis=0) for v in ux])
-        elif self.ndim >= 2:
-            w = axes[:, self.work]
-            self.peak = (w[:, None, :] / costs[:, :, None]).max(axis=0)  # (quantity, work axis)
-            ratio = np.stack([np.log(costs[:, q] / self._roof(axes, q)) for q in range(2)], axis=1)
-            unique, inverse = np.unique(np.log(axes), axis=0, return_inverse=True)  # one value per position
-            self.grid = unique
-            self.ratio = np.stack([np.median(ratio[inverse.ravel() == k], axis=0) for k in range(len(unique))])
-            self._build()
-
-    def _roof(self, axes: np.ndarray, q: int) -> np.ndarray:
-        return (axes[:, self.work] / self.peak[q]).max(axis=1)
-
-    def _build(self):
-        from scipy.interpolate import LinearNDInterpolator, NearestNDInterpolator
-        from scipy.spatial import QhullError
-
-        self.nearest = NearestNDInterpolator(self.grid, self.ratio)
-        span = np.ptp(self.grid, axis=0) > 0
-        self.live = span  # axes along which the points vary (a flat axis cannot be triangulated)
-        try:
-            if span.sum() >= 2 and len(self.grid) > span.sum():
-                self.interp = LinearNDInterpolator(self.grid[:, span], self.ratio)
-            elif span.sum() == 1:
-                self.interp = _Line(self.grid[:, span][:, 0], self.ratio)
-        except (QhullError, ValueError):  # degenerate points: nearest only
-            self.interp = None
-
-    def __call__(self, axes: np.ndarray) -> np.ndarray:
-        """Costs (n, 2) of calls at ``axes`` (n, ndim)."""
-        n = len(axes)
-        if self.ndim == 0:
-            return np.tile(np.median(self.costs, axis=0), (n, 1))
-        logs = np.log(axes)
-        if self.ndim == 1:
-            x = logs[:, 0]
-            out = np.empty((n, 2))
-            for q in range(2):
-                y = np.interp(x, self.x, self.y[:, q])
-                above = x > self.x[-1]
-                y[above] = self.y[-1, q] + (x[above] - self.x[-1])
-                out[:, q] = np.exp(y)
-            return out
-        ratio = np.full((n, 2), np.nan)
-        if self.interp is not None:
-            ratio = np.asarray(self.interp(logs[:, self.live]), dtype=float).reshape(n, 2)
-        missing = ~np.isfinite(ratio).all(axis=1)
-        if missing.any():
-            ratio[missing] = self.nearest(logs[missing])
-        out = np.stack([self._roof(axes, q) * np.exp(ratio[:, q]) for q in range(2)], axis=1)
-        shape = ~self.work
-        for i in range(n):  # bounded by measured calls of this shape doing no more / no less work
-            same = (self.axes[:, shape] == axes[i, shape]).all(axis=1)
-            below = same & (self.axes[:, self.work] <= axes[i, self.work]).all(axis=1)
-            above = same & (self.axes[:, self.work] >= axes[i, self.work]).all(axis=1)
-            lo = self.costs[below].max(axis=0) if below.any() else self.low
-            hi = self.costs[above].min(axis=0) if above.any() else np.full(2, np.inf)
-            out[i] = np.where(lo <= hi, np.clip(out[i], lo, hi), out[i])
-        return np.maximum(out, self.low)
-
-
-class _Line:
-    """Piecewise-linear interpolation along one axis (NaN outside), the 1-D case of
-    ``LinearNDInterpolator``."""
-
-    def __init__(self, x: np.ndarray, values: np.ndarray):
-        order = np.argsort(x)
-        self.x, self.values = x[order], values[order]
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, dtype=float).reshape(-1)
-        out = np.stack([np.interp(x, self.x, self.values[:, q]) for q in range(self.values.shape[1])], axis=1)
-        out[(x < self.x[0]) | (x > self.x[-1])] = np.nan
-        return out
 
 
 class MachineProfile:
@@ -243,7 +147,7 @@ class MachineProfile:
             out[above, q] = self._alloc[-1, q + 1] * b[above] / self._alloc[-1, 0]
         return out
 
-    def _curve(self, subset: tuple, cls: str) -> _Curve:
+    def _curve(self, subset: tuple, cls: str) -> Curve:
         hit = self._curves.get((subset, cls))
         if hit is None:
             axes = np.array([axes_of(cls, _bin(self.points[i])) for i in subset], dtype=float).reshape(
@@ -253,7 +157,7 @@ class MachineProfile:
             fresh = np.array([0.0 if in_place(self.points[i]["op"]) else self.points[i]["bytes_out"] for i in subset])
             costs = np.maximum(raw - floor - self.allocation(fresh), MIN_SHARE * raw)
             names = AXES.get(PRICED_AS.get(cls, cls), ("bytes",))
-            hit = self._curves[(subset, cls)] = _Curve(axes, np.maximum(costs, 1e-15),
+            hit = self._curves[(subset, cls)] = Curve(axes, np.maximum(costs, 1e-15),
                                                        tuple(n not in SHAPE_AXES for n in names))
         return hit
 
