@@ -18,11 +18,16 @@ the cost of a call at any axes, in log space:
   every axis;
 * **shape axes** (a convolution's positions per image, a normalisation's statistics and
   positions): a shape changes which kernel loop runs — a 1×1 convolution over 2×2 maps is a GEMM
-  per image four columns wide, far slower per FLOP than the same FLOPs over 32×32 maps — so the
-  work axes are interpolated among the calls **of the same shape** only (a curve per measured
-  shape), and a shape between measured shapes takes the log cost interpolated linearly between
-  its neighbouring shapes' curves (over a Delaunay triangulation of the measured shapes when
-  more than one shape axis varies; the nearest measured shape outside them).
+  per image four columns wide, far slower per FLOP than the same FLOPs over 32×32 maps. A call
+  whose principal work (the class's first axis: FLOPs, or bytes for a normalisation) lies within
+  the work measured for its shape is priced along the calls **of that shape only**: log cost
+  piecewise-linear in log work, as for one axis. A shape between measured shapes takes the log
+  cost interpolated linearly between its neighbouring shapes' curves (over a Delaunay
+  triangulation of the measured shapes when more than one shape axis varies; the nearest
+  measured shape outside them), when the call lies within the work measured for each of them.
+  Any other call is priced by the interpolation over all the points above. Within one shape the
+  points themselves say how the cost grows; their byte rates are not peak rates (a shape's calls
+  may all be compute-bound), so no roofline is read off one shape.
 
 Every cost is at least the cheapest measured call's. Nothing here is a constant of one machine:
 rates, ridge points, cache cliffs and shape effects are whatever the points say.
@@ -68,8 +73,9 @@ class Curve:
 
     # -- shapes ---------------------------------------------------------------------------------
     def _split_by_shape(self) -> None:
-        """One curve per measured shape (built when first asked), the box of its measured work
-        and an interpolator over the shapes, when the points have more than one shape."""
+        """One curve per measured shape over the principal work axis (built when first asked),
+        the span of its measured work and an interpolator over the shapes, when the points have
+        more than one shape."""
         logs = np.log(self.axes[:, ~self.work])
         live = np.ptp(logs, axis=0) > 0
         if not live.any():
@@ -78,8 +84,9 @@ class Curve:
         self.shapes = unique
         self.shape_live = live
         self.members = [np.flatnonzero(inverse.ravel() == s) for s in range(len(unique))]
-        work = np.log(self.axes[:, self.work])
-        self.boxes = [(work[m].min(axis=0), work[m].max(axis=0)) for m in self.members]
+        self.principal = int(np.flatnonzero(self.work)[0])
+        work = np.log(self.axes[:, self.principal])
+        self.spans = [(work[m].min(), work[m].max()) for m in self.members]
         self.sub: list = [None] * len(unique)
         self.tri = None
         if live.sum() >= 2 and len(unique) > live.sum():
@@ -94,7 +101,7 @@ class Curve:
         c = self.sub[s]
         if c is None:
             m = self.members[s]
-            c = self.sub[s] = Curve(self.axes[m][:, self.work], self.costs[m], (True,) * int(self.work.sum()))
+            c = self.sub[s] = Curve(self.axes[m][:, [self.principal]], self.costs[m], (True,))
         return c
 
     def _shape_weights(self, q: np.ndarray) -> list[tuple[int, float]]:
@@ -121,15 +128,14 @@ class Curve:
         return [(int(np.argmin(((pts - q) ** 2).sum(axis=1))), 1.0)]
 
     def _by_shape(self, axes: np.ndarray, out: np.ndarray) -> None:
-        """Replaces in ``out`` the cost of every call that lies, on every work axis, within the
+        """Replaces in ``out`` the cost of every call whose principal work lies within the
         measured work of each shape it is interpolated from (module doc)."""
-        work, logs = axes[:, self.work], np.log(axes[:, ~self.work])
-        logw = np.log(work)
+        work, logs = axes[:, [self.principal]], np.log(axes[:, ~self.work])
+        logw = np.log(work[:, 0])
         cache: dict = {}
         for i in range(len(axes)):
             weights = [(s, w) for s, w in self._shape_weights(logs[i]) if w != 0.0]
-            if not all((self.boxes[s][0] <= logw[i]).all() and (logw[i] <= self.boxes[s][1]).all()
-                       for s, _ in weights):
+            if not all(self.spans[s][0] <= logw[i] <= self.spans[s][1] for s, _ in weights):
                 continue
             total = np.zeros(2)
             for s, w in weights:
