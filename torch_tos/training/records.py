@@ -202,10 +202,10 @@ class History:
 
     def __init__(self, keep: int | None):
         self._recent: deque[StepRecord] = deque(maxlen=keep)
-        self._run: list | None = None  # [summary, first index, count]: hits from repeat(), unbuilt
-        self.uses: dict[Summary, int] = {}
-        self.n = 0
-        self.running_tos = 0.0
+        self._run: list | None = None  # [summary, first index, count, counted]: hits from repeat()
+        self._uses: dict[Summary, int] = {}
+        self._n = 0
+        self._running_tos = 0.0
         self.joules: float | None = None
         self.seconds: float | None = None
         self.devices: dict = {}
@@ -217,8 +217,41 @@ class History:
             self._build()
         return self._recent
 
+    @property
+    def n(self) -> int:
+        """How many steps are recorded."""
+        self._count()
+        return self._n
+
+    @property
+    def uses(self) -> dict:
+        """Records per summary."""
+        self._count()
+        return self._uses
+
+    @property
+    def running_tos(self) -> float:
+        """The TOs of every recorded step, added up step by step."""
+        self._count()
+        return self._running_tos
+
+    def _count(self) -> None:
+        """Adds the hits of the current run that are not counted yet to the step count, the
+        records per summary and the running TOs (one addition per step, as :meth:`add` does)."""
+        run = self._run
+        if run is not None and run[3] != run[2]:
+            k, summary = run[2] - run[3], run[0]
+            run[3] = run[2]
+            self._n += k
+            self._uses[summary] = self._uses.get(summary, 0) + k
+            tos, total = summary.tos, self._running_tos
+            for _ in range(k):
+                total += tos
+            self._running_tos = total
+
     def _build(self) -> None:
-        summary, first, count = self._run
+        self._count()
+        summary, first, count, _ = self._run
         self._run = None
         keep = self._recent.maxlen
         start = first if keep is None else max(first, first + count - keep)
@@ -226,38 +259,35 @@ class History:
 
     def repeat(self, summary: Summary) -> None:
         """Record a cache hit without energy: the record :meth:`add` would make, built when
-        :attr:`recent` is read (a run of such steps costs a count until then)."""
+        :attr:`recent` is read, and counted in :attr:`n`, :attr:`uses` and :attr:`running_tos`
+        when they are read (a run of such steps costs one addition until then)."""
         run = self._run
         if run is not None and run[0] is summary:
             run[2] += 1
-        else:
-            if run is not None:
-                self._build()
-            self._run = [summary, self.n, 1]
-        self.n += 1
-        uses = self.uses
-        uses[summary] = uses.get(summary, 0) + 1
-        self.running_tos += summary.tos
+            return
+        if run is not None:
+            self._build()
+        self._run = [summary, self._n, 1, 0]
 
     def add(self, summary: Summary, cache: str, energy=None, recount=None) -> StepRecord:
         """Record a step; ``energy`` is ``(joules, seconds, estimated[, readings])``."""
         if self._run is not None:
             self._build()
         if energy is None:
-            rec = StepRecord(self.n, summary, cache, recount)
+            rec = StepRecord(self._n, summary, cache, recount)
         else:
-            rec = StepRecord(self.n, summary, cache, recount, *energy[:3])
+            rec = StepRecord(self._n, summary, cache, recount, *energy[:3])
             if rec.joules is not None:
                 self.joules = (self.joules or 0.0) + rec.joules
             if rec.seconds is not None:
                 self.seconds = (self.seconds or 0.0) + rec.seconds
             for dev, joules in (energy[3] if len(energy) > 3 else ()):
                 self.devices[dev] = self.devices.get(dev, 0.0) + joules
-        self.n += 1
+        self._n += 1
         self._recent.append(rec)
-        uses = self.uses
+        uses = self._uses
         uses[summary] = uses.get(summary, 0) + 1
-        self.running_tos += summary.tos
+        self._running_tos += summary.tos
         return rec
 
     def record(self, index: int) -> StepRecord:

@@ -44,10 +44,12 @@ import sys
 
 import torch
 
-from .._compat import (WRAPPED_CALL_CODE, forward_hook_dicts, global_module_hooks_set,
-                       is_any_autocast_enabled, torch_function_stack_len)
+from .._compat import (OPTIMIZER_STEP_CODE, WRAPPED_CALL_CODE, forward_hook_dicts, is_any_autocast_enabled,
+                       torch_function_stack_len)
+from .._compat_nn import _GLOBAL_HOOKS
 from .hooks import Hook
-from .signature import _DTYPE_RG, _TRAINING, _group_hyper, tensor_sig, without_grad
+from .replaykey import SameKey
+from .signature import _DTYPE_RG, _TRAINING, _group_hyper, sig_reader, without_grad
 from .stretch import called_from, preconditions
 from .verify import TRUSTED_OPTIMIZERS
 
@@ -57,6 +59,8 @@ _getframe, _gettrace, _getprofile, _exc_info = sys._getframe, sys.gettrace, sys.
 _Tensor = torch.Tensor
 _grad_enabled, _inference_mode = torch.is_grad_enabled, torch.is_inference_mode_enabled
 _DTYPE_RG_GRAD = operator.attrgetter("dtype", "requires_grad", "grad")
+# the global module hook dicts (global_module_hooks_set(): where they cannot be read, assume set)
+_GLOBAL_HOOKS = _GLOBAL_HOOKS or ({None: None},)
 
 
 class Replay:
@@ -70,7 +74,7 @@ class Replay:
 
     __slots__ = ("tracker", "first", "xsig", "training", "params", "param_id", "grads", "ostate",
                  "state", "fused", "site", "key", "middle", "reused", "last", "opt", "generation",
-                 "candidate", "depth", "replayed")
+                 "candidate", "depth", "replayed", "same", "misses", "hook_dicts")
 
     def __init__(self, tracker):
         self.tracker = tracker
@@ -78,6 +82,7 @@ class Replay:
         self.candidate = None   # the last step that could be remembered, until the next one
         self.depth = 5          # frames from forward() up to the model's _wrapped_call_impl
         self.replayed = 0       # steps opened here (for tests and benchmarks)
+        self.hook_dicts = (None, None, None, None)  # the model's hook dicts, the counter's hook
 
     def forget(self) -> None:
         self.first = self.candidate = None
@@ -104,7 +109,7 @@ class Replay:
         inputs = sig[-1]
         # only the form ForwardSignature gives one plain tensor argument that does not require
         # grad (then tensor_sig alone), without autocast
-        if trusted is not True or sig[0] != (True, False) or len(inputs) != 1 or \
+        if trusted is not True or sig[0] != (True, False) or len(inputs) != 1 or last.key[2] != sig[-2] or \
                 type(inputs[0]) is not tuple or len(inputs[0]) != 5 or inputs[0][2] is not False:
             self.forget()
             return
@@ -113,12 +118,13 @@ class Replay:
         if self.params is None:
             self.forget()
             return
-        self.xsig, self.training, self.param_id = inputs[0], sig[1] if len(sig) == 4 else None, sig[-2]
+        self.xsig, self.training, self.param_id = sig_reader(inputs[0]), sig[1] if len(sig) == 4 else None, sig[-2]
         self.grads, self.ostate, self.state = grads, ostate, first.key[1]
         self.fused = tuple([(*p, None) for p in self.params]) if all(grads) else None
         self.site, self.key, self.middle, self.reused = site, key, middle, reused
         self.last, self.opt, self.first = last, opt, first
         self.generation = self.tracker.cache.generation
+        self.same, self.misses = None, 0
 
     # -- at the model's forward --------------------------------------------------------------
     def forward(self, args, kwargs) -> bool:
@@ -126,10 +132,18 @@ class Replay:
         ``middle`` when every value equals the remembered path's (True), else change nothing.
         The values are those :meth:`~.steps.StepTracker.forward`, ``open`` and
         :meth:`~.stretch.StretchWatch.at_forward` compute, for one plain tensor argument."""
+        if kwargs or len(args) != 1:
+            return False
+        x = args[0]
+        xsig = self.xsig
+        if type(x) is not _Tensor or xsig[0](x) != xsig[1] or not _grad_enabled() or \
+                _inference_mode() or is_any_autocast_enabled() or _gettrace() or _getprofile() or \
+                _exc_info()[0] or torch_function_stack_len() or any(_GLOBAL_HOOKS):
+            return False
         t = self.tracker
-        if kwargs or len(args) != 1 or type(args[0]) is not _Tensor or not _grad_enabled() or \
-                _inference_mode() or is_any_autocast_enabled() or tensor_sig(args[0]) != self.xsig or \
-                t.cache.generation != self.generation or t.full_next or t.scope_on or t.root_depth:
+        watch = t.stretch
+        if t.cache.generation != self.generation or t.full_next or t.scope_on or t.root_depth or \
+                watch.expected is not None:
             return False
         sg = t.signature
         if self.fused is not None:  # no gradient remembered: dtypes, requires_grad, grads in one read
@@ -139,8 +153,7 @@ class Replay:
         else:
             params = tuple(map(_DTYPE_RG, sg.params))
             grads = without_grad(sg.params)
-        if params != self.params or (sg.modules and tuple(map(_TRAINING, sg.modules)) != self.training) \
-                or global_module_hooks_set():
+        if params != self.params or (sg.modules and tuple(map(_TRAINING, sg.modules)) != self.training):
             return False
         followed = t.followed
         if len(followed) == 1:
@@ -150,18 +163,14 @@ class Replay:
             ostate = tuple([(len(o.state), sum(map(len, o.state.values()))) for o in followed])
         if grads != self.grads or ostate != self.ostate:
             return False
-        # the stretch, as StretchWatch.at_forward reads it (preconditions, call site, key)
-        watch = t.stretch
-        if _gettrace() or _getprofile() or _exc_info()[0] or torch_function_stack_len() or \
-                watch.expected is not None:
-            return False
-        hooks = forward_hook_dicts(t.model)
-        if hooks is None or len(hooks[0]) != 1 or (len(hooks[1]) != 1 and not preconditions(watch)):
-            return False
-        if len(hooks[1]) == 1:
-            for h in hooks[1].values():
-                if not isinstance(h, Hook) and getattr(h, "__self__", None) is not t.scope:
-                    return False
+        # the model's hooks: the counter's pre-hook and forward hook alone, as last time, or as
+        # preconditions() reads them
+        md = t.model.__dict__
+        pre, post = md.get("_forward_pre_hooks"), md.get("_forward_hooks")
+        if pre is not self.hook_dicts[0] or post is not self.hook_dicts[1] or len(pre) != 1 or \
+                len(post) != 1 or post.get(self.hook_dicts[2]) is not self.hook_dicts[3]:
+            if not self._hooks_allowed(t, watch):
+                return False
         f = _getframe(self.depth)
         if f.f_code is not WRAPPED_CALL_CODE:
             f, self.depth = _getframe(1), 1
@@ -172,9 +181,17 @@ class Replay:
         frame = f.f_back
         code, lasti, caller, caller_lasti, reader = self.site
         if frame is None or frame.f_code is not code or frame.f_lasti != lasti or \
-                frame.f_back is not caller or (caller is not None and caller.f_lasti != caller_lasti) or \
-                watch.key(reader, frame) != self.key:
+                frame.f_back is not caller or (caller is not None and caller.f_lasti != caller_lasti):
             return False
+        same = self.same
+        if not same or not same.same(frame):  # the objects of the key differ: read it in full
+            key = watch.key(reader, frame)
+            if key != self.key:
+                return False
+            if same is not False:  # (re)take the key's objects, unless they keep differing
+                self.misses += same is not None
+                same = SameKey.take(reader, frame, key, watch.hook_ids) if self.misses < 8 else None
+                self.same = same if same is not None else False
         if params is not sg.param_sig:  # as the signature would have noted them
             sg.param_sig, sg.param_id = params, self.param_id
         step = t.open_replayed(self.middle, self.state, grads)
@@ -186,6 +203,20 @@ class Replay:
         self.replayed += 1
         return True
 
+    def _hooks_allowed(self, t, watch) -> bool:
+        """The model's forward hooks as :func:`~.stretch.preconditions` allows them; remembered
+        when they are the counter's two alone."""
+        hooks = forward_hook_dicts(t.model)
+        if hooks is None or len(hooks[0]) != 1 or (len(hooks[1]) != 1 and not preconditions(watch)):
+            return False
+        if len(hooks[1]) == 1:
+            for k, h in hooks[1].items():
+                if not isinstance(h, Hook) and getattr(h, "__self__", None) is not t.scope:
+                    return False
+                if isinstance(h, Hook):
+                    self.hook_dicts = (*hooks, k, h)
+        return True
+
     # -- at optimizer.step() -----------------------------------------------------------------
     def optimizer(self, step, opt) -> bool:
         """``opt.step()`` (no closure) of a replayed step starts: move to the remembered optimizer
@@ -193,12 +224,18 @@ class Replay:
         one (:func:`~.signature.optimizer_signature`'s parts compared one by one)."""
         t = self.tracker
         watch = t.stretch
+        expected = watch.expected
+        if opt is not self.opt() or expected is None or type(opt) not in TRUSTED_OPTIMIZERS:
+            return False
+        f = _getframe(3)  # as called_from() reads it: this, on_opt_pre, the hook, the step's wrapper
+        if f.f_code is not OPTIMIZER_STEP_CODE or f.f_back is not watch.frame or \
+                not expected.end <= watch.frame.f_lasti <= expected.end_last:
+            if not called_from(watch.frame, expected):
+                return False
         last = self.last
         key = last.key[1]  # (id, states, state values, ((hyperparameters, grads) per group))
         state, groups = opt.state, opt.param_groups
-        if opt is not self.opt() or type(opt) not in TRUSTED_OPTIMIZERS or watch.expected is None or \
-                not called_from(watch.frame, watch.expected) or last.key[2] != t.signature.param_id or \
-                len(state) != key[1] or sum(map(len, state.values())) != key[2] or len(groups) != len(key[3]):
+        if len(state) != key[1] or sum(map(len, state.values())) != key[2] or len(groups) != len(key[3]):
             return False
         memo = t.hyper_memo
         for g, (hyper, grads) in zip(groups, key[3]):
@@ -206,8 +243,16 @@ class Replay:
             if (hit is None or hit[1] != hyper or hit[0] != tuple(g.values())) and \
                     _group_hyper(g, memo) != hyper:
                 return False
-            if tuple([p.grad is None for p in g["params"]]) != grads:
-                return False
+            if True in grads:
+                if tuple([p.grad is None for p in g["params"]]) != grads:
+                    return False
+            else:  # every parameter held a gradient: stop at the first that does not
+                params = g["params"]
+                if len(params) != len(grads):
+                    return False
+                for p in params:
+                    if p.grad is None:
+                        return False
         watch.frame = watch.expected = None
         step.node = last
         step.reused += 1
