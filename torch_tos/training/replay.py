@@ -74,7 +74,7 @@ class Replay:
 
     __slots__ = ("tracker", "first", "xsig", "training", "params", "param_id", "grads", "ostate",
                  "state", "fused", "site", "key", "middle", "reused", "last", "opt", "generation",
-                 "candidate", "depth", "replayed", "same", "misses", "hook_dicts")
+                 "candidate", "depth", "replayed", "identical", "same", "misses", "hook_dicts")
 
     def __init__(self, tracker):
         self.tracker = tracker
@@ -82,10 +82,11 @@ class Replay:
         self.candidate = None   # the last step that could be remembered, until the next one
         self.depth = 5          # frames from forward() up to the model's _wrapped_call_impl
         self.replayed = 0       # steps opened here (for tests and benchmarks)
+        self.identical = 0      # of them, steps whose stretch key was seen by identity (SameKey)
         self.hook_dicts = (None, None, None, None)  # the model's hook dicts, the counter's hook
 
     def forget(self) -> None:
-        self.first = self.candidate = None
+        self.first = self.candidate = self.same = None
 
     # -- remembering -------------------------------------------------------------------------
     def learn(self, step) -> None:
@@ -184,18 +185,19 @@ class Replay:
                 frame.f_back is not caller or (caller is not None and caller.f_lasti != caller_lasti):
             return False
         same = self.same
-        if not same or not same.same(frame):  # the objects of the key differ: read it in full
+        if same and same.same(frame):
+            self.identical += 1
+        else:  # the key's objects differ (or were never taken): read it in full
             key = watch.key(reader, frame)
             if key != self.key:
                 return False
             if same is not False:  # (re)take the key's objects, unless they keep differing
                 self.misses += same is not None
-                same = SameKey.take(reader, frame, key, watch.hook_ids) if self.misses < 8 else None
+                same = SameKey.take(reader, frame, key, t) if self.misses < 8 else None
                 self.same = same if same is not None else False
         if params is not sg.param_sig:  # as the signature would have noted them
             sg.param_sig, sg.param_id = params, self.param_id
-        step = t.open_replayed(self.middle, self.state, grads)
-        step.reused = self.reused
+        t.open_replayed(self.middle, self.state, grads, self.reused)
         t.root_depth = 1
         t.trusted = True
         watch.frame, watch.expected = frame, reader.stretch
