@@ -39,30 +39,44 @@ STEP_COLUMNS = ["step", "kind", "cache", "recount", *BO_NAMES, "tos", "flops",
 
 class Summary:
     """Priced counts of one kind of step. ``counts`` (a :class:`Counts`) and ``unsupported``
-    (``(op, layer, phase)`` → calls) are shared and never mutated once built."""
+    (``(op, layer, phase)`` → calls) are shared and never mutated once built. They are priced
+    when a total is first read (``phases``, ``phase_tos_exact``, ``bos``, ``tos_exact``, ``tos``,
+    ``flops``, ``kind``), not inside the step that made them."""
 
-    __slots__ = ("counts", "unsupported", "phases", "phase_tos_exact", "bos", "tos_exact", "tos",
-                 "flops", "kind", "__weakref__")
+    __slots__ = ("counts", "unsupported", "_table", "_dtype", "_decoding", "_priced", "__weakref__")
 
     def __init__(self, counts: Counts, unsupported: dict, table, dtype, decoding: bool = False):
         self.counts, self.unsupported = counts, unsupported
+        self._table, self._dtype, self._decoding = table, dtype, decoding
+        self._priced = None
+
+    def _price(self) -> tuple:
+        counts, decoding = self.counts, self._decoding
         rows = counts.group("phase")
-        tos = counts.priced("phase", table=table, dtype=dtype)
+        tos = counts.priced("phase", table=self._table, dtype=self._dtype)
         order = sorted((g[0] for g in rows), key=phase_sort_key)
-        self.phases = {p: PhaseTotal(BOs(*rows[(p,)][:N_BOS]), float(tos[(p,)]), rows[(p,)][FLOPS])
-                       for p in order}
-        self.phase_tos_exact = {p: tos[(p,)] for p in order}
-        self.bos = sum((t.bos for t in self.phases.values()), BOs())
-        self.tos_exact = sum(self.phase_tos_exact.values(), Fraction(0))
-        self.tos = float(self.tos_exact)
-        self.flops = sum(t.flops for t in self.phases.values())
+        phases = {p: PhaseTotal(BOs(*rows[(p,)][:N_BOS]), float(tos[(p,)]), rows[(p,)][FLOPS])
+                  for p in order}
+        phase_tos_exact = {p: tos[(p,)] for p in order}
+        tos_exact = sum(phase_tos_exact.values(), Fraction(0))
         calls = {p: rows[(p,)][CALLS] for p in order}
         if calls.get("backward") or calls.get("optimizer"):
-            self.kind = "training"
-        elif not decoding and "loss" in self.phases and self.phases["loss"].bos:
-            self.kind = "validation"
+            kind = "training"
+        elif not decoding and "loss" in phases and phases["loss"].bos:
+            kind = "validation"
         else:  # a forward only, or a decoding step (its post-processing is sampling, not a loss)
-            self.kind = "inference"
+            kind = "inference"
+        self._priced = (phases, phase_tos_exact, sum((t.bos for t in phases.values()), BOs()),
+                        tos_exact, float(tos_exact), sum(t.flops for t in phases.values()), kind)
+        return self._priced
+
+    phases = property(lambda self: (self._priced or self._price())[0])
+    phase_tos_exact = property(lambda self: (self._priced or self._price())[1])
+    bos = property(lambda self: (self._priced or self._price())[2])
+    tos_exact = property(lambda self: (self._priced or self._price())[3])
+    tos = property(lambda self: (self._priced or self._price())[4])
+    flops = property(lambda self: (self._priced or self._price())[5])
+    kind = property(lambda self: (self._priced or self._price())[6])
 
 
 class StepRecord:
@@ -206,6 +220,7 @@ class History:
         self._uses: dict[Summary, int] = {}
         self._n = 0
         self._running_tos = 0.0
+        self._pending: list[Summary] = []  # recorded by add(), their TOs not yet in _running_tos
         self.joules: float | None = None
         self.seconds: float | None = None
         self.devices: dict = {}
@@ -236,18 +251,24 @@ class History:
         return self._running_tos
 
     def _count(self) -> None:
-        """Adds the hits of the current run that are not counted yet to the step count, the
-        records per summary and the running TOs (one addition per step, as :meth:`add` does)."""
+        """Adds to the running TOs the steps recorded by :meth:`add` since it was last read, then
+        adds the hits of the current run that are not counted yet to the step count, the records
+        per summary and the running TOs (one addition per step, in the order of the steps)."""
+        total = self._running_tos
+        if self._pending:
+            for summary in self._pending:
+                total += summary.tos
+            self._pending.clear()
         run = self._run
         if run is not None and run[3] != run[2]:
             k, summary = run[2] - run[3], run[0]
             run[3] = run[2]
             self._n += k
             self._uses[summary] = self._uses.get(summary, 0) + k
-            tos, total = summary.tos, self._running_tos
+            tos = summary.tos
             for _ in range(k):
                 total += tos
-            self._running_tos = total
+        self._running_tos = total
 
     def _build(self) -> None:
         self._count()
@@ -287,7 +308,9 @@ class History:
         self._recent.append(rec)
         uses = self._uses
         uses[summary] = uses.get(summary, 0) + 1
-        self._running_tos += summary.tos
+        self._pending.append(summary)  # its TOs: when running_tos is read (priced then)
+        if len(self._pending) >= 1024:  # bounded
+            self._count()
         return rec
 
     def record(self, index: int) -> StepRecord:
