@@ -39,6 +39,7 @@ optimizer's step), so a loop whose steps alternate between kinds compares nothin
 
 from __future__ import annotations
 
+import itertools
 import operator
 import sys
 
@@ -59,6 +60,7 @@ _getframe, _gettrace, _getprofile, _exc_info = sys._getframe, sys.gettrace, sys.
 _Tensor = torch.Tensor
 _grad_enabled, _inference_mode = torch.is_grad_enabled, torch.is_inference_mode_enabled
 _DTYPE_RG_GRAD = operator.attrgetter("dtype", "requires_grad", "grad")
+_GRAD, _is, _NONE = operator.attrgetter("grad"), operator.is_, itertools.repeat(None)
 # the global module hook dicts (global_module_hooks_set(): where they cannot be read, assume set)
 _GLOBAL_HOOKS = _GLOBAL_HOOKS or ({None: None},)
 
@@ -248,13 +250,10 @@ class Replay:
             if True in grads:
                 if tuple([p.grad is None for p in g["params"]]) != grads:
                     return False
-            else:  # every parameter held a gradient: stop at the first that does not
+            else:  # every parameter held a gradient (read in C: p.grad is None for none)
                 params = g["params"]
-                if len(params) != len(grads):
+                if len(params) != len(grads) or any(map(_is, map(_GRAD, params), _NONE)):
                     return False
-                for p in params:
-                    if p.grad is None:
-                        return False
         watch.frame = watch.expected = None
         step.node = last
         step.reused += 1
