@@ -70,13 +70,33 @@ class Summary:
                         tos_exact, float(tos_exact), sum(t.flops for t in phases.values()), kind)
         return self._priced
 
-    phases = property(lambda self: (self._priced or self._price())[0])
-    phase_tos_exact = property(lambda self: (self._priced or self._price())[1])
-    bos = property(lambda self: (self._priced or self._price())[2])
-    tos_exact = property(lambda self: (self._priced or self._price())[3])
-    tos = property(lambda self: (self._priced or self._price())[4])
-    flops = property(lambda self: (self._priced or self._price())[5])
-    kind = property(lambda self: (self._priced or self._price())[6])
+    @property
+    def phases(self) -> dict:
+        return (self._priced or self._price())[0]
+
+    @property
+    def phase_tos_exact(self) -> dict:
+        return (self._priced or self._price())[1]
+
+    @property
+    def bos(self) -> BOs:
+        return (self._priced or self._price())[2]
+
+    @property
+    def tos_exact(self) -> Fraction:
+        return (self._priced or self._price())[3]
+
+    @property
+    def tos(self) -> float:
+        return (self._priced or self._price())[4]
+
+    @property
+    def flops(self) -> int:
+        return (self._priced or self._price())[5]
+
+    @property
+    def kind(self) -> str:
+        return (self._priced or self._price())[6]
 
 
 class StepRecord:

@@ -12,20 +12,26 @@ instead of walking the cache event by event and building a record per step:
   starting state :meth:`~.steps.StepTracker.open` reads (which parameters hold a gradient, how
   much state the followed optimizers hold) and the stretch of the loop's code the forward returns
   into, as :meth:`~.stretch.StretchWatch.at_forward` reads it (its preconditions, its call site
-  with the caller's, the key read from the frame). When all equal the remembered path's, the step
+  with the caller's, the key read from the frame — or, when the key's objects are the very ones
+  its last full reading had, :class:`~.replaykey.SameKey`'s comparisons, which tell that the full
+  key would be equal again; the model's hooks as :func:`~.stretch.preconditions` allows them, or
+  the counter's two alone in the very hook dicts of last time). When all equal the remembered
+  path's, the step
   opens where that path's skipped stretch led, as the tracker's forward event and ``at_forward``
   would open it. Without a remembered gradient the dtypes, ``requires_grad`` and gradients are read
   in one pass (any gradient present then differs);
 * at ``optimizer.step()`` of such a step (no closure): the arrival where the code said
   (:func:`~.stretch.called_from`) and each part of the optimizer event's key (the optimizer, its
-  type's trust, the parameters' ``param_id``, the number of states and state values, each group's
-  hyperparameter class — through :func:`~.signature._group_hyper`'s own memo — and which of its
-  parameters hold a gradient). When equal, the step moves to the remembered optimizer event, as
+  type's trust, the number of states and state values, each group's hyperparameter class —
+  through :func:`~.signature._group_hyper`'s own memo — and which of its parameters hold a
+  gradient; the parameters' ``param_id`` is the forward's, which a path is remembered only with,
+  and nothing between the forward and the step can change it: the stretch calls no model). When
+  equal, the step moves to the remembered optimizer event, as
   :meth:`~.optevents.OptimizerEvents.optimizer_event` would;
 * at its step post-hook, a replayed step that is still on the remembered path, without a meter
   or a log sink, is recorded as what :meth:`~.steps.StepTracker.close` would record — a cache hit
-  of the path's summary — in a run of such records that is built when read
-  (:meth:`~.records.History.repeat`).
+  of the path's summary — in a run of such records that is built, and counted in the step
+  count, the records per summary and the running TOs, when read (:meth:`~.records.History.repeat`).
 
 The values compared are those the tracker's own keys are made of, read by the same functions, so
 a replayed step reaches the node the tracker would reach and is recorded as it would be; the path

@@ -79,7 +79,7 @@ class SameKey:
             getters = tuple(map(_compile, exprs))
             self.getter, self.env = (lambda env: tuple([g(env) for g in getters])), True
         try:
-            vals = self._read(frame)
+            vals = self.read(frame)
         except (KeyError, _Unresolved):
             return None
         functions = []
@@ -113,7 +113,8 @@ class SameKey:
         except (KeyError, _Unresolved):  # a name or attribute gone: the full key says what it is
             return False
 
-    def _read(self, frame) -> tuple:
+    def read(self, frame) -> tuple:
+        """The key's values at ``frame``, in the order of the reader's getters."""
         loc = frame.f_locals
         try:
             return self.getter((loc, frame.f_globals, frame.f_builtins) if self.env else loc)
@@ -122,7 +123,7 @@ class SameKey:
                 loc.clear()
 
     def _same(self, frame) -> bool:
-        vals = self._read(frame)
+        vals = self.read(frame)
         opt = vals[1]
         if vals[0] is not self.model or opt is not (self.opt() if self.weak else self.opt):
             return False
