@@ -171,3 +171,11 @@ def test_counts_of_replayed_steps_are_added_when_read():
         got[cache] = (seen, counter._records.n, counter.total, dict(counter._records.uses).values())
     assert got[True][0] == got[False][0] and len(got[True][0]) == 10
     assert got[True][1:3] == got[False][1:3] and list(got[True][3]) == list(got[False][3]) == [40]
+
+
+def test_weight_decay_turned_on_is_seen():
+    """The optimizer's hyperparameters are compared at its step: a replayed forward, then the
+    optimizer's step counted from where it differs."""
+    counter, before = _three_ways(_loop(change=lambda m, o, s: o.param_groups[0].update(weight_decay=0.01)))
+    _replayed_then_seen(counter, before)
+    assert counter.steps[CHANGE_AT].cache == "partial"
