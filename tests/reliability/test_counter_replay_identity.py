@@ -179,3 +179,33 @@ def test_weight_decay_turned_on_is_seen():
     counter, before = _three_ways(_loop(change=lambda m, o, s: o.param_groups[0].update(weight_decay=0.01)))
     _replayed_then_seen(counter, before)
     assert counter.steps[CHANGE_AT].cache == "partial"
+
+
+_MODULE_LEVEL_LOOP = """
+with TOsCounter(model, opt, cache=cache, history=None) as counter:
+    for i in range(7):
+        if i == 5:
+            loss_fn.reduction = "sum"
+        opt.zero_grad()
+        loss = loss_fn(model(X), Y)
+        loss.backward()
+        opt.step()
+"""
+
+
+def test_a_loop_at_module_level_is_seen_by_identity():
+    """A script's own loop (its names are globals, read from the frame's namespaces): seen by
+    identity, and a loss attribute changed mid-loop is still seen."""
+    out = {}
+    for cache in (True, False):
+        torch.manual_seed(0)
+        model = _net()
+        scope = dict(TOsCounter=TOsCounter, model=model, opt=torch.optim.SGD(model.parameters(), lr=0.1),
+                     loss_fn=nn.CrossEntropyLoss(), X=X, Y=Y, cache=cache)
+        exec(compile(_MODULE_LEVEL_LOOP, "<script>", "exec"), scope)
+        out[cache] = scope["counter"]
+    replay = out[True]._tracker.replay
+    assert replay.replayed == 2 and replay.identical == 1  # steps 3 and 4 replayed, 4 by identity
+    assert [r.cache for r in out[True].steps] == ["miss", "hit", "hit", "hit", "hit", "partial", "hit"]
+    assert [r.to_dict() for r in out[True].steps] == [
+        dict(r.to_dict(), cache=c.cache, recount=c.recount) for r, c in zip(out[False].steps, out[True].steps)]
