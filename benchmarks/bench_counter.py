@@ -268,7 +268,9 @@ def bench(label, make_model, make_opt, loss_fn, batches, steps, rounds, baseline
         assert sum(rec.cache == "miss" for rec in counter.steps) == 1, f"{v}: the counter re-counted a step"
         replay = getattr(counter._tracker, "replay", None)
         if replay is not None:
-            print(f"  {v}: {replay.replayed} of {counter.total.steps} steps replayed")
+            identical = getattr(replay, "identical", None)
+            seen = f" ({identical} with the loop's values seen by identity)" if identical is not None else ""
+            print(f"  {v}: {replay.replayed} of {counter.total.steps} steps replayed{seen}")
     out = {}
     print(f"\n{label}: {rounds} rounds x {steps} steps per variant")
     print(f"  {'variant':<12}{'wall ms/step':>14}{'ratio':>8}{'CPU ms/step':>13}{'ratio':>8}"

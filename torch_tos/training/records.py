@@ -39,30 +39,64 @@ STEP_COLUMNS = ["step", "kind", "cache", "recount", *BO_NAMES, "tos", "flops",
 
 class Summary:
     """Priced counts of one kind of step. ``counts`` (a :class:`Counts`) and ``unsupported``
-    (``(op, layer, phase)`` → calls) are shared and never mutated once built."""
+    (``(op, layer, phase)`` → calls) are shared and never mutated once built. They are priced
+    when a total is first read (``phases``, ``phase_tos_exact``, ``bos``, ``tos_exact``, ``tos``,
+    ``flops``, ``kind``), not inside the step that made them."""
 
-    __slots__ = ("counts", "unsupported", "phases", "phase_tos_exact", "bos", "tos_exact", "tos",
-                 "flops", "kind", "__weakref__")
+    __slots__ = ("counts", "unsupported", "_table", "_dtype", "_decoding", "_priced", "__weakref__")
 
     def __init__(self, counts: Counts, unsupported: dict, table, dtype, decoding: bool = False):
         self.counts, self.unsupported = counts, unsupported
+        self._table, self._dtype, self._decoding = table, dtype, decoding
+        self._priced = None
+
+    def _price(self) -> tuple:
+        counts, decoding = self.counts, self._decoding
         rows = counts.group("phase")
-        tos = counts.priced("phase", table=table, dtype=dtype)
+        tos = counts.priced("phase", table=self._table, dtype=self._dtype)
         order = sorted((g[0] for g in rows), key=phase_sort_key)
-        self.phases = {p: PhaseTotal(BOs(*rows[(p,)][:N_BOS]), float(tos[(p,)]), rows[(p,)][FLOPS])
-                       for p in order}
-        self.phase_tos_exact = {p: tos[(p,)] for p in order}
-        self.bos = sum((t.bos for t in self.phases.values()), BOs())
-        self.tos_exact = sum(self.phase_tos_exact.values(), Fraction(0))
-        self.tos = float(self.tos_exact)
-        self.flops = sum(t.flops for t in self.phases.values())
+        phases = {p: PhaseTotal(BOs(*rows[(p,)][:N_BOS]), float(tos[(p,)]), rows[(p,)][FLOPS])
+                  for p in order}
+        phase_tos_exact = {p: tos[(p,)] for p in order}
+        tos_exact = sum(phase_tos_exact.values(), Fraction(0))
         calls = {p: rows[(p,)][CALLS] for p in order}
         if calls.get("backward") or calls.get("optimizer"):
-            self.kind = "training"
-        elif not decoding and "loss" in self.phases and self.phases["loss"].bos:
-            self.kind = "validation"
+            kind = "training"
+        elif not decoding and "loss" in phases and phases["loss"].bos:
+            kind = "validation"
         else:  # a forward only, or a decoding step (its post-processing is sampling, not a loss)
-            self.kind = "inference"
+            kind = "inference"
+        self._priced = (phases, phase_tos_exact, sum((t.bos for t in phases.values()), BOs()),
+                        tos_exact, float(tos_exact), sum(t.flops for t in phases.values()), kind)
+        return self._priced
+
+    @property
+    def phases(self) -> dict:
+        return (self._priced or self._price())[0]
+
+    @property
+    def phase_tos_exact(self) -> dict:
+        return (self._priced or self._price())[1]
+
+    @property
+    def bos(self) -> BOs:
+        return (self._priced or self._price())[2]
+
+    @property
+    def tos_exact(self) -> Fraction:
+        return (self._priced or self._price())[3]
+
+    @property
+    def tos(self) -> float:
+        return (self._priced or self._price())[4]
+
+    @property
+    def flops(self) -> int:
+        return (self._priced or self._price())[5]
+
+    @property
+    def kind(self) -> str:
+        return (self._priced or self._price())[6]
 
 
 class StepRecord:
@@ -202,10 +236,11 @@ class History:
 
     def __init__(self, keep: int | None):
         self._recent: deque[StepRecord] = deque(maxlen=keep)
-        self._run: list | None = None  # [summary, first index, count]: hits from repeat(), unbuilt
-        self.uses: dict[Summary, int] = {}
-        self.n = 0
-        self.running_tos = 0.0
+        self._run: list | None = None  # [summary, first index, count, counted]: hits from repeat()
+        self._uses: dict[Summary, int] = {}
+        self._n = 0
+        self._running_tos = 0.0
+        self._pending: list[Summary] = []  # recorded by add(), their TOs not yet in _running_tos
         self.joules: float | None = None
         self.seconds: float | None = None
         self.devices: dict = {}
@@ -217,8 +252,47 @@ class History:
             self._build()
         return self._recent
 
+    @property
+    def n(self) -> int:
+        """How many steps are recorded."""
+        self._count()
+        return self._n
+
+    @property
+    def uses(self) -> dict:
+        """Records per summary."""
+        self._count()
+        return self._uses
+
+    @property
+    def running_tos(self) -> float:
+        """The TOs of every recorded step, added up step by step."""
+        self._count()
+        return self._running_tos
+
+    def _count(self) -> None:
+        """Adds to the running TOs the steps recorded by :meth:`add` since it was last read, then
+        adds the hits of the current run that are not counted yet to the step count, the records
+        per summary and the running TOs (one addition per step, in the order of the steps)."""
+        total = self._running_tos
+        if self._pending:
+            for summary in self._pending:
+                total += summary.tos
+            self._pending.clear()
+        run = self._run
+        if run is not None and run[3] != run[2]:
+            k, summary = run[2] - run[3], run[0]
+            run[3] = run[2]
+            self._n += k
+            self._uses[summary] = self._uses.get(summary, 0) + k
+            tos = summary.tos
+            for _ in range(k):
+                total += tos
+        self._running_tos = total
+
     def _build(self) -> None:
-        summary, first, count = self._run
+        self._count()
+        summary, first, count, _ = self._run
         self._run = None
         keep = self._recent.maxlen
         start = first if keep is None else max(first, first + count - keep)
@@ -226,38 +300,37 @@ class History:
 
     def repeat(self, summary: Summary) -> None:
         """Record a cache hit without energy: the record :meth:`add` would make, built when
-        :attr:`recent` is read (a run of such steps costs a count until then)."""
+        :attr:`recent` is read, and counted in :attr:`n`, :attr:`uses` and :attr:`running_tos`
+        when they are read (a run of such steps costs one addition until then)."""
         run = self._run
         if run is not None and run[0] is summary:
             run[2] += 1
-        else:
-            if run is not None:
-                self._build()
-            self._run = [summary, self.n, 1]
-        self.n += 1
-        uses = self.uses
-        uses[summary] = uses.get(summary, 0) + 1
-        self.running_tos += summary.tos
+            return
+        if run is not None:
+            self._build()
+        self._run = [summary, self._n, 1, 0]
 
     def add(self, summary: Summary, cache: str, energy=None, recount=None) -> StepRecord:
         """Record a step; ``energy`` is ``(joules, seconds, estimated[, readings])``."""
         if self._run is not None:
             self._build()
         if energy is None:
-            rec = StepRecord(self.n, summary, cache, recount)
+            rec = StepRecord(self._n, summary, cache, recount)
         else:
-            rec = StepRecord(self.n, summary, cache, recount, *energy[:3])
+            rec = StepRecord(self._n, summary, cache, recount, *energy[:3])
             if rec.joules is not None:
                 self.joules = (self.joules or 0.0) + rec.joules
             if rec.seconds is not None:
                 self.seconds = (self.seconds or 0.0) + rec.seconds
             for dev, joules in (energy[3] if len(energy) > 3 else ()):
                 self.devices[dev] = self.devices.get(dev, 0.0) + joules
-        self.n += 1
+        self._n += 1
         self._recent.append(rec)
-        uses = self.uses
+        uses = self._uses
         uses[summary] = uses.get(summary, 0) + 1
-        self.running_tos += summary.tos
+        self._pending.append(summary)  # its TOs: when running_tos is read (priced then)
+        if len(self._pending) >= 1024:  # bounded
+            self._count()
         return rec
 
     def record(self, index: int) -> StepRecord:

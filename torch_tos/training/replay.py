@@ -12,20 +12,26 @@ instead of walking the cache event by event and building a record per step:
   starting state :meth:`~.steps.StepTracker.open` reads (which parameters hold a gradient, how
   much state the followed optimizers hold) and the stretch of the loop's code the forward returns
   into, as :meth:`~.stretch.StretchWatch.at_forward` reads it (its preconditions, its call site
-  with the caller's, the key read from the frame). When all equal the remembered path's, the step
+  with the caller's, the key read from the frame — or, when the key's objects are the very ones
+  its last full reading had, :class:`~.replaykey.SameKey`'s comparisons, which tell that the full
+  key would be equal again; the model's hooks as :func:`~.stretch.preconditions` allows them, or
+  the counter's two alone in the very hook dicts of last time). When all equal the remembered
+  path's, the step
   opens where that path's skipped stretch led, as the tracker's forward event and ``at_forward``
   would open it. Without a remembered gradient the dtypes, ``requires_grad`` and gradients are read
   in one pass (any gradient present then differs);
 * at ``optimizer.step()`` of such a step (no closure): the arrival where the code said
   (:func:`~.stretch.called_from`) and each part of the optimizer event's key (the optimizer, its
-  type's trust, the parameters' ``param_id``, the number of states and state values, each group's
-  hyperparameter class — through :func:`~.signature._group_hyper`'s own memo — and which of its
-  parameters hold a gradient). When equal, the step moves to the remembered optimizer event, as
+  type's trust, the number of states and state values, each group's hyperparameter class —
+  through :func:`~.signature._group_hyper`'s own memo — and which of its parameters hold a
+  gradient; the parameters' ``param_id`` is the forward's, which a path is remembered only with,
+  and nothing between the forward and the step can change it: the stretch calls no model). When
+  equal, the step moves to the remembered optimizer event, as
   :meth:`~.optevents.OptimizerEvents.optimizer_event` would;
 * at its step post-hook, a replayed step that is still on the remembered path, without a meter
   or a log sink, is recorded as what :meth:`~.steps.StepTracker.close` would record — a cache hit
-  of the path's summary — in a run of such records that is built when read
-  (:meth:`~.records.History.repeat`).
+  of the path's summary — in a run of such records that is built, and counted in the step
+  count, the records per summary and the running TOs, when read (:meth:`~.records.History.repeat`).
 
 The values compared are those the tracker's own keys are made of, read by the same functions, so
 a replayed step reaches the node the tracker would reach and is recorded as it would be; the path
@@ -39,15 +45,18 @@ optimizer's step), so a loop whose steps alternate between kinds compares nothin
 
 from __future__ import annotations
 
+import itertools
 import operator
 import sys
 
 import torch
 
-from .._compat import (WRAPPED_CALL_CODE, forward_hook_dicts, global_module_hooks_set,
-                       is_any_autocast_enabled, torch_function_stack_len)
+from .._compat import (OPTIMIZER_STEP_CODE, WRAPPED_CALL_CODE, forward_hook_dicts, is_any_autocast_enabled,
+                       torch_function_stack_len)
+from .._compat_nn import _GLOBAL_HOOKS
 from .hooks import Hook
-from .signature import _DTYPE_RG, _TRAINING, _group_hyper, tensor_sig, without_grad
+from .replaykey import SameKey
+from .signature import _DTYPE_RG, _TRAINING, _group_hyper, sig_reader, without_grad
 from .stretch import called_from, preconditions
 from .verify import TRUSTED_OPTIMIZERS
 
@@ -57,6 +66,9 @@ _getframe, _gettrace, _getprofile, _exc_info = sys._getframe, sys.gettrace, sys.
 _Tensor = torch.Tensor
 _grad_enabled, _inference_mode = torch.is_grad_enabled, torch.is_inference_mode_enabled
 _DTYPE_RG_GRAD = operator.attrgetter("dtype", "requires_grad", "grad")
+_GRAD, _is, _NONE = operator.attrgetter("grad"), operator.is_, itertools.repeat(None)
+# the global module hook dicts (global_module_hooks_set(): where they cannot be read, assume set)
+_GLOBAL_HOOKS = _GLOBAL_HOOKS or ({None: None},)
 
 
 class Replay:
@@ -70,7 +82,7 @@ class Replay:
 
     __slots__ = ("tracker", "first", "xsig", "training", "params", "param_id", "grads", "ostate",
                  "state", "fused", "site", "key", "middle", "reused", "last", "opt", "generation",
-                 "candidate", "depth", "replayed")
+                 "candidate", "depth", "replayed", "identical", "same", "misses", "hook_dicts")
 
     def __init__(self, tracker):
         self.tracker = tracker
@@ -78,9 +90,11 @@ class Replay:
         self.candidate = None   # the last step that could be remembered, until the next one
         self.depth = 5          # frames from forward() up to the model's _wrapped_call_impl
         self.replayed = 0       # steps opened here (for tests and benchmarks)
+        self.identical = 0      # of them, steps whose stretch key was seen by identity (SameKey)
+        self.hook_dicts = (None, None, None, None)  # the model's hook dicts, the counter's hook
 
     def forget(self) -> None:
-        self.first = self.candidate = None
+        self.first = self.candidate = self.same = None
 
     # -- remembering -------------------------------------------------------------------------
     def learn(self, step) -> None:
@@ -104,7 +118,7 @@ class Replay:
         inputs = sig[-1]
         # only the form ForwardSignature gives one plain tensor argument that does not require
         # grad (then tensor_sig alone), without autocast
-        if trusted is not True or sig[0] != (True, False) or len(inputs) != 1 or \
+        if trusted is not True or sig[0] != (True, False) or len(inputs) != 1 or last.key[2] != sig[-2] or \
                 type(inputs[0]) is not tuple or len(inputs[0]) != 5 or inputs[0][2] is not False:
             self.forget()
             return
@@ -113,12 +127,13 @@ class Replay:
         if self.params is None:
             self.forget()
             return
-        self.xsig, self.training, self.param_id = inputs[0], sig[1] if len(sig) == 4 else None, sig[-2]
+        self.xsig, self.training, self.param_id = sig_reader(inputs[0]), sig[1] if len(sig) == 4 else None, sig[-2]
         self.grads, self.ostate, self.state = grads, ostate, first.key[1]
         self.fused = tuple([(*p, None) for p in self.params]) if all(grads) else None
         self.site, self.key, self.middle, self.reused = site, key, middle, reused
         self.last, self.opt, self.first = last, opt, first
         self.generation = self.tracker.cache.generation
+        self.same, self.misses = None, 0
 
     # -- at the model's forward --------------------------------------------------------------
     def forward(self, args, kwargs) -> bool:
@@ -126,10 +141,18 @@ class Replay:
         ``middle`` when every value equals the remembered path's (True), else change nothing.
         The values are those :meth:`~.steps.StepTracker.forward`, ``open`` and
         :meth:`~.stretch.StretchWatch.at_forward` compute, for one plain tensor argument."""
+        if kwargs or len(args) != 1:
+            return False
+        x = args[0]
+        xsig = self.xsig
+        if type(x) is not _Tensor or xsig[0](x) != xsig[1] or not _grad_enabled() or \
+                _inference_mode() or is_any_autocast_enabled() or _gettrace() or _getprofile() or \
+                _exc_info()[0] or torch_function_stack_len() or any(_GLOBAL_HOOKS):
+            return False
         t = self.tracker
-        if kwargs or len(args) != 1 or type(args[0]) is not _Tensor or not _grad_enabled() or \
-                _inference_mode() or is_any_autocast_enabled() or tensor_sig(args[0]) != self.xsig or \
-                t.cache.generation != self.generation or t.full_next or t.scope_on or t.root_depth:
+        watch = t.stretch
+        if t.cache.generation != self.generation or t.full_next or t.scope_on or t.root_depth or \
+                watch.expected is not None:
             return False
         sg = t.signature
         if self.fused is not None:  # no gradient remembered: dtypes, requires_grad, grads in one read
@@ -139,8 +162,7 @@ class Replay:
         else:
             params = tuple(map(_DTYPE_RG, sg.params))
             grads = without_grad(sg.params)
-        if params != self.params or (sg.modules and tuple(map(_TRAINING, sg.modules)) != self.training) \
-                or global_module_hooks_set():
+        if params != self.params or (sg.modules and tuple(map(_TRAINING, sg.modules)) != self.training):
             return False
         followed = t.followed
         if len(followed) == 1:
@@ -150,18 +172,14 @@ class Replay:
             ostate = tuple([(len(o.state), sum(map(len, o.state.values()))) for o in followed])
         if grads != self.grads or ostate != self.ostate:
             return False
-        # the stretch, as StretchWatch.at_forward reads it (preconditions, call site, key)
-        watch = t.stretch
-        if _gettrace() or _getprofile() or _exc_info()[0] or torch_function_stack_len() or \
-                watch.expected is not None:
-            return False
-        hooks = forward_hook_dicts(t.model)
-        if hooks is None or len(hooks[0]) != 1 or (len(hooks[1]) != 1 and not preconditions(watch)):
-            return False
-        if len(hooks[1]) == 1:
-            for h in hooks[1].values():
-                if not isinstance(h, Hook) and getattr(h, "__self__", None) is not t.scope:
-                    return False
+        # the model's hooks: the counter's pre-hook and forward hook alone, as last time, or as
+        # preconditions() reads them
+        md = t.model.__dict__
+        pre, post = md.get("_forward_pre_hooks"), md.get("_forward_hooks")
+        if pre is not self.hook_dicts[0] or post is not self.hook_dicts[1] or len(pre) != 1 or \
+                len(post) != 1 or post.get(self.hook_dicts[2]) is not self.hook_dicts[3]:
+            if not self._hooks_allowed(t, watch):
+                return False
         f = _getframe(self.depth)
         if f.f_code is not WRAPPED_CALL_CODE:
             f, self.depth = _getframe(1), 1
@@ -172,18 +190,41 @@ class Replay:
         frame = f.f_back
         code, lasti, caller, caller_lasti, reader = self.site
         if frame is None or frame.f_code is not code or frame.f_lasti != lasti or \
-                frame.f_back is not caller or (caller is not None and caller.f_lasti != caller_lasti) or \
-                watch.key(reader, frame) != self.key:
+                frame.f_back is not caller or (caller is not None and caller.f_lasti != caller_lasti):
             return False
+        same = self.same
+        if same and same.same(frame):
+            self.identical += 1
+        else:  # the key's objects differ (or were never taken): read it in full
+            key = watch.key(reader, frame)
+            if key != self.key:
+                return False
+            if same is not False:  # (re)take the key's objects, unless they keep differing
+                self.misses += same is not None
+                same = SameKey.take(reader, frame, key, t) if self.misses < 8 else None
+                self.same = same if same is not None else False
         if params is not sg.param_sig:  # as the signature would have noted them
             sg.param_sig, sg.param_id = params, self.param_id
-        step = t.open_replayed(self.middle, self.state, grads)
-        step.reused = self.reused
+        t.open_replayed(self.middle, self.state, grads, self.reused)
         t.root_depth = 1
         t.trusted = True
         watch.frame, watch.expected = frame, reader.stretch
         watch.skipped += 1
         self.replayed += 1
+        return True
+
+    def _hooks_allowed(self, t, watch) -> bool:
+        """The model's forward hooks as :func:`~.stretch.preconditions` allows them; remembered
+        when they are the counter's two alone."""
+        hooks = forward_hook_dicts(t.model)
+        if hooks is None or len(hooks[0]) != 1 or (len(hooks[1]) != 1 and not preconditions(watch)):
+            return False
+        if len(hooks[1]) == 1:
+            for k, h in hooks[1].items():
+                if not isinstance(h, Hook) and getattr(h, "__self__", None) is not t.scope:
+                    return False
+                if isinstance(h, Hook):
+                    self.hook_dicts = (*hooks, k, h)
         return True
 
     # -- at optimizer.step() -----------------------------------------------------------------
@@ -193,12 +234,18 @@ class Replay:
         one (:func:`~.signature.optimizer_signature`'s parts compared one by one)."""
         t = self.tracker
         watch = t.stretch
+        expected = watch.expected
+        if opt is not self.opt() or expected is None or type(opt) not in TRUSTED_OPTIMIZERS:
+            return False
+        f = _getframe(3)  # as called_from() reads it: this, on_opt_pre, the hook, the step's wrapper
+        if f.f_code is not OPTIMIZER_STEP_CODE or f.f_back is not watch.frame or \
+                not expected.end <= watch.frame.f_lasti <= expected.end_last:
+            if not called_from(watch.frame, expected):
+                return False
         last = self.last
         key = last.key[1]  # (id, states, state values, ((hyperparameters, grads) per group))
         state, groups = opt.state, opt.param_groups
-        if opt is not self.opt() or type(opt) not in TRUSTED_OPTIMIZERS or watch.expected is None or \
-                not called_from(watch.frame, watch.expected) or last.key[2] != t.signature.param_id or \
-                len(state) != key[1] or sum(map(len, state.values())) != key[2] or len(groups) != len(key[3]):
+        if len(state) != key[1] or sum(map(len, state.values())) != key[2] or len(groups) != len(key[3]):
             return False
         memo = t.hyper_memo
         for g, (hyper, grads) in zip(groups, key[3]):
@@ -206,8 +253,13 @@ class Replay:
             if (hit is None or hit[1] != hyper or hit[0] != tuple(g.values())) and \
                     _group_hyper(g, memo) != hyper:
                 return False
-            if tuple([p.grad is None for p in g["params"]]) != grads:
-                return False
+            if True in grads:
+                if tuple([p.grad is None for p in g["params"]]) != grads:
+                    return False
+            else:  # every parameter held a gradient (read in C: p.grad is None for none)
+                params = g["params"]
+                if len(params) != len(grads) or any(map(_is, map(_GRAD, params), _NONE)):
+                    return False
         watch.frame = watch.expected = None
         step.node = last
         step.reused += 1

@@ -32,6 +32,17 @@ _inference_mode = torch.is_inference_mode_enabled
 tensor_sig = operator.attrgetter("shape", "dtype", "requires_grad", "device", "layout")
 _DTYPE_RG = operator.attrgetter("dtype", "requires_grad")
 _TRAINING = operator.attrgetter("training")
+_CPU = torch.device("cpu")
+_CPU_SIG = operator.attrgetter("shape", "dtype", "requires_grad", "is_cpu", "layout")
+
+
+def sig_reader(sig: tuple) -> tuple:
+    """``(getter, value)`` with ``getter(t) == value`` exactly for the tensors ``t`` whose
+    :data:`tensor_sig` equals ``sig``: on the CPU the device is read as ``is_cpu`` (a CPU tensor's
+    device is always ``cpu``, without index), which makes no ``torch.device`` object."""
+    if sig[3] == _CPU:
+        return _CPU_SIG, (sig[0], sig[1], sig[2], True, sig[4])
+    return tensor_sig, sig
 
 
 def without_grad(params) -> tuple:

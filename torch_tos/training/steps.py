@@ -62,6 +62,15 @@ class Step:
         self.node = root
 
 
+class _Replayed(Step):
+    """A training step opened by :mod:`.replay`: one forward so far."""
+
+    grad, explicit, forwards, replayed = True, False, 1, True
+
+    def __init__(self, node: Node, seq0: int, state, reused: int):
+        self.node, self.seq0, self.state, self.reused = node, seq0, state, reused
+
+
 class StepTracker(OptimizerEvents):
     """The step state machine of one :class:`~torch_tos.TOsCounter` (see the module doc).
     ``record(summary, cache, energy, new, reason)`` is called for every closed step.
@@ -198,15 +207,11 @@ class StepTracker(OptimizerEvents):
             self._meter_start(step)
         return step
 
-    def open_replayed(self, node, state, grads) -> Step:
+    def open_replayed(self, node, state, grads, reused: int) -> Step:
         """The training step :meth:`open` would open with these ``state`` and ``grads``, at
-        ``node`` (see :mod:`.replay`)."""
-        step = self.step = Step(True, False, node)
-        step.seq0 = next_sequence_nr()
+        ``node`` after ``reused`` events (see :mod:`.replay`)."""
+        step = self.step = _Replayed(node, next_sequence_nr(), state, reused)
         self.grads = grads
-        step.state = state
-        step.forwards = 1
-        step.replayed = True
         if self.meter is not None:
             self._meter_start(step)
         return step
