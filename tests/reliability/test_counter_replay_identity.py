@@ -209,3 +209,20 @@ def test_a_loop_at_module_level_is_seen_by_identity():
     assert [r.cache for r in out[True].steps] == ["miss", "hit", "hit", "hit", "hit", "partial", "hit"]
     assert [r.to_dict() for r in out[True].steps] == [
         dict(r.to_dict(), cache=c.cache, recount=c.recount) for r, c in zip(out[False].steps, out[True].steps)]
+
+
+@pytest.mark.parametrize("where", ["target", "target as a keyword"])
+def test_a_target_that_requires_grad_accumulates_its_gradient_from_the_second_step(where):
+    # the backward reaches the target (a leaf made trainable by the loop): the first step stores its
+    # gradient, every later one adds into it (an add per element the cache must not skip)
+    def body(model, opt, loss_fn, i, state):
+        target = state.setdefault("target", YF.clone().requires_grad_())  # one per way of counting
+        opt.zero_grad()
+        out = model(X).softmax(-1)
+        loss = F.mse_loss(out, target) if where == "target" else F.mse_loss(out, target=target)
+        loss.backward()
+        opt.step()
+
+    counter, _ = _three_ways(body)
+    first, second, third = (s.tos for s in counter.steps[:3])
+    assert second > first and third == second

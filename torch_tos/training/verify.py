@@ -6,7 +6,7 @@ signature — the loss, metrics, regularizers, closures, code between forwards, 
 read, the optimizer's own code when it is not a known one. :class:`Tracer`, a
 ``TorchFunctionMode`` active in those stretches of the step, turns each call into an event keyed
 by the function and the signature of its arguments (shapes, dtypes, ``requires_grad``, devices,
-non-tensor values); ``Tensor.backward`` is such a call, so the backward pass is keyed by what it
+non-tensor values; for a leaf that requires grad also whether it holds a gradient); ``Tensor.backward`` is such a call, so the backward pass is keyed by what it
 is called on, by which parameters already hold a gradient, by the state of a DDP communication
 hook (:mod:`.ddp`) and by the graph the preceding events built. Calls that run no op are not
 events: switching grad mode, the profiler's markers, and reading or setting a tensor attribute
@@ -146,6 +146,17 @@ def _roots(t, seq0):
 _PLAIN = frozenset((type(None), bool, int, float, str, torch.dtype, torch.device))
 
 
+def _tensor_key(t) -> tuple:
+    """A traced call's tensor argument: its :data:`~.signature.tensor_sig` and, for a leaf that
+    requires grad (a target or an input the loop made trainable), whether it holds a gradient — a
+    backward that reaches it adds into an existing gradient per element and stores a first one,
+    as the backward's key says of the parameters."""
+    sig = tensor_sig(t)
+    if sig[2] and t.grad_fn is None:
+        return (*sig, t.grad is None)
+    return sig
+
+
 class Tracer(TorchFunctionMode):
     """Turns every ``torch`` call into an event of the open step (key: the function, then the
     signature of each argument) and, while the step is counted, keeps ``tracker.depth`` (> 0
@@ -164,10 +175,11 @@ class Tracer(TorchFunctionMode):
                 tracker.grads = None
             return func(*args, **kwargs) if kwargs else func(*args)
         # an open Engine's method wrappers (a meta adaptation's, kernels.STANDS_FOR) are the same call
-        key = (_STANDS_FOR.get(func, func), *[tensor_sig(a) if type(a) is _Tensor else
+        key = (_STANDS_FOR.get(func, func), *[_tensor_key(a) if isinstance(a, _Tensor) else
                                               (a if type(a) in _PLAIN else value_sig(a)) for a in args])
         if kwargs:
-            key += (tuple([(k, v if type(v) in _PLAIN else value_sig(v)) for k, v in kwargs.items()]),)
+            key += (tuple([(k, v if type(v) in _PLAIN else _tensor_key(v) if isinstance(v, _Tensor) else
+                            value_sig(v)) for k, v in kwargs.items()]),)
         else:
             kwargs = _EMPTY
         volatile = None
