@@ -37,6 +37,13 @@ def test_calibrate_fits_saves_and_resumes(tmp_path):
     fp = law.fingerprints
     assert fp["profile"]["cpu"] and fp["runs"][0]["machine"] == fp["profile"]["cpu"]
     assert {"loco", "lofo"} <= set(cal.errors["split"]) and "cost model" in set(cal.errors["law"])
+    # the machine's noise is recorded from the runs (CV of their raw repeats, reference over nominal)
+    from torch_tos.energy.reference import calibration_noise, noise_notes
+
+    expected = calibration_noise(pd.read_csv(runs), law.meta["reference_joules"])
+    assert law.meta["noise_cv"] == pytest.approx(expected["noise_cv"]) and law.meta["noise_cv"] > 0
+    assert law.meta["runs_state"] == pytest.approx(expected["runs_state"])
+    assert cal.notes == noise_notes(law.meta)
     size = runs.stat().st_size
     again = calibrate(out, **kw)  # resumes: nothing measured twice
     assert runs.stat().st_size == size and len(again.runs) == len(cal.runs)

@@ -161,6 +161,21 @@ def test_warnings_outside_the_calibration(law):
         law.predict(m, x, steps=0)
 
 
+def test_a_law_calibrated_on_a_noisy_machine_says_so_with_every_prediction(law):
+    m, x = mlp(), torch.randn(8, 16)
+    q = _quiet()
+    try:
+        quiet = law.predict(m, x, steps=3)
+    finally:
+        q.__exit__(None, None, None)
+    assert not any("noisy machine" in w or "state moved" in w for w in quiet.warnings)
+    law.meta.update(noise_cv=0.12, runs_state=1.3)
+    with pytest.warns(ExtrapolationWarning, match="noisy machine: repeats of one run differed by 12.0 %"):
+        p = law.predict(m, x, steps=3)
+    assert any("×1.30 as much during the runs" in w for w in p.warnings)
+    assert (p.joules, p.seconds) == (quiet.joules, quiet.seconds)  # a note, not a correction
+
+
 def test_saved_and_loaded_law_predicts_the_same(law, tmp_path):
     path = tmp_path / "law.json"
     law.save(path)

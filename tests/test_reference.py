@@ -90,3 +90,39 @@ def test_sweep_records_raw_and_corrected_values_with_one_nominal_per_file(tmp_pa
     assert df["ref_nominal"].nunique() == 1 and (df["ref_before"] > 0).all()
     df = sweep("ffn", out, meter=CpuTimeMeter(), repeats=3, **kw)  # a resume keeps the file's nominal
     assert len(df) == 3 and df["ref_nominal"].nunique() == 1
+
+
+def _runs(raw, before, after):
+    """A runs table of two configurations (a, b), runs in this order: a, b, a, b, …"""
+    n = len(raw)
+    return pd.DataFrame({"family": ["mlp"] * n, "width": [8 if i % 2 == 0 else 16 for i in range(n)],
+                         "depth": 1, "batch_size": 4, "epochs": 1, "steps": 10, "threads": 1, "mode": "training",
+                         "dtype": "float32", "device": "cpu", "repeat": [i // 2 for i in range(n)],
+                         "joules": raw, "joules_raw": raw, "ref_before": before, "ref_after": after})
+
+
+def test_calibration_noise_is_the_median_raw_cv_and_the_runs_state_over_the_nominal():
+    from torch_tos.energy.reference import calibration_noise
+
+    # a: 1.0 and 1.2 (mean 1.1, sd 0.1414: CV 12.86 %); b: 2.0 and 2.0 (CV 0): median 6.43 %
+    runs = _runs([1.0, 2.0, 1.2, 2.0], before=[0.2, 0.3, 0.4, 0.5], after=[0.3, 0.4, 0.5, 0.6])
+    out = calibration_noise(runs, nominal=0.2)
+    assert out["noise_cv"] == pytest.approx(0.02 ** 0.5 / 1.1 / 2, rel=1e-9)
+    # readings 0.2 … 0.6, eight of them: median (0.4 + 0.4) / 2 = 0.4 → twice the nominal
+    assert out["runs_state"] == pytest.approx(2.0)
+    assert calibration_noise(runs)["runs_state"] is None  # no nominal: no drift reference
+    assert calibration_noise(runs.iloc[:2])["noise_cv"] is None  # one run per configuration: no CV
+
+
+def test_noise_notes_name_a_noisy_machine_and_a_state_that_moved_but_not_a_quiet_one():
+    from torch_tos.energy.reference import NOISY_CV, STATE_SHIFT, noise_notes
+
+    assert noise_notes({"noise_cv": NOISY_CV / 2, "runs_state": 1.0}) == []
+    assert noise_notes({}) == []  # a law file from before these figures were recorded
+    assert noise_notes({"noise_cv": None, "runs_state": None}) == []
+    (noisy,) = noise_notes({"noise_cv": 0.111, "runs_state": 1.0})
+    assert "noisy machine" in noisy and "11.1 %" in noisy
+    for state in (STATE_SHIFT * 1.2, 1 / (STATE_SHIFT * 1.2)):
+        (moved,) = noise_notes({"noise_cv": 0.01, "runs_state": state})
+        assert f"×{state:.2f}" in moved and "seconds" in moved
+    assert noise_notes({"runs_state": STATE_SHIFT * 0.99}) == []

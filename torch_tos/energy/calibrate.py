@@ -33,7 +33,7 @@ import pandas as pd
 
 from .families import Config, get_family
 from .isolate import fresh_server, resolve_isolate
-from .reference import Reference, recorrect
+from .reference import Reference, calibration_noise, noise_notes, recorrect
 from .runfile import check_output
 from .runner import Workload, run_plan
 from .runs import CONFIG_COLUMNS, _norm, read_runs
@@ -215,10 +215,12 @@ def calibrate(out="law.json", *, device="cpu", dtypes=None, threads: int = 1, me
             "isolate": isolate}
     if ref is not None:
         meta.update(reference_joules=profile.reference, reference_steps=ref.steps)
+    meta.update(calibration_noise(table, profile.reference if ref is not None else None))
     law = fit_cost_model(profile, priced, meta=meta)
     law.save(law_path)
     errors = heldout_errors(priced)
-    return Calibration(law, priced, law_path, csv_path, bench_path, errors, time.perf_counter() - t0)
+    return Calibration(law, priced, law_path, csv_path, bench_path, errors, time.perf_counter() - t0,
+                       noise_notes(meta))
 
 
 def isolated_runs(suite) -> list:

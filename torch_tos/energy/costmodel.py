@@ -211,8 +211,9 @@ class CostModel:
 
     def _machine_notes(self) -> list[str]:
         from .fingerprint import compare_here
+        from .reference import noise_notes
 
-        return compare_here(self.fingerprints.get("profile") or {}, self.meta.get("threads"))
+        return compare_here(self.fingerprints.get("profile") or {}, self.meta.get("threads")) + noise_notes(self.meta)
 
     # -- description -----------------------------------------------------------------------------
     def describe_law(self, mode: str) -> str:

@@ -43,6 +43,13 @@ NOMINAL_REPEATS = 5
 TRACK_SECONDS = 3.0
 #: :func:`recorrect` reads the reference of the runs up to this many rows before and after a run.
 RUN_WINDOW = 2
+#: A calibration whose runs repeat with a larger median coefficient of variation than this says its
+#: machine was noisy (:func:`noise_notes`): an accuracy of 10 % median error (issue 16's floor)
+#: cannot be checked against runs that differ from their own repeats by half of it.
+NOISY_CV = 0.05
+#: The runs' median reference reading over the nominal beyond this factor (either way) says the
+#: machine's state moved between the microbenchmarks and the runs (:func:`noise_notes`).
+STATE_SHIFT = 1.1
 
 
 class Reference:
@@ -271,5 +278,38 @@ def recorrect(runs: pd.DataFrame, nominal: float, path=None, window: int = RUN_W
     return out
 
 
+def calibration_noise(runs: pd.DataFrame, nominal: float | None = None) -> dict:
+    """What a calibration's runs say about its machine's noise, for a law file's ``meta``:
+    ``noise_cv``, the median over configurations of the raw run-to-run coefficient of variation
+    (a fraction; None with fewer than 2 runs per configuration), and ``runs_state``, the runs'
+    median reference reading over ``nominal`` (None without the reference)."""
+    cv = cv_by_config(runs)["cv_raw"].dropna() if len(runs) else pd.Series(dtype=float)
+    out = {"noise_cv": float(cv.median()) / 100 if len(cv) else None, "runs_state": None}
+    readings = pd.concat([pd.to_numeric(runs.get(c, pd.Series(dtype=float)), errors="coerce")
+                          for c in ("ref_before", "ref_after")]).dropna()
+    readings = readings[readings > 0]
+    if nominal is not None and nominal > 0 and len(readings):
+        out["runs_state"] = float(readings.median()) / float(nominal)
+    return out
+
+
+def noise_notes(meta: dict) -> list[str]:
+    """The notes a law's ``meta`` (:func:`calibration_noise`) calls for: a noisy machine
+    (:data:`NOISY_CV`) and a machine whose state moved between the two stages of its calibration
+    (:data:`STATE_SHIFT`)."""
+    notes = []
+    cv, state = meta.get("noise_cv"), meta.get("runs_state")
+    if isinstance(cv, (int, float)) and cv > NOISY_CV:
+        notes.append(f"calibrated on a noisy machine: repeats of one run differed by {100 * cv:.1f} % (median "
+                     "run-to-run CV), so this law's predictions cannot be checked to better than that; calibrate "
+                     "again when nothing else runs on the machine")
+    if isinstance(state, (int, float)) and state > 0 and max(state, 1 / state) > STATE_SHIFT:
+        notes.append(f"the machine's state moved during calibration: the drift reference cost ×{state:.2f} as much "
+                     "during the runs as during the microbenchmarks; joules are predicted at the microbenchmarks' "
+                     "state and seconds at the runs', so the two differ by about that factor")
+    return notes
+
+
 __all__ = ["Reference", "DriftTrack", "RunMeasurement", "measure_run", "recorrect", "cv_by_config", "format_cv",
+           "calibration_noise", "noise_notes", "NOISY_CV", "STATE_SHIFT",
            "REFERENCE_STEPS", "TRACK_SECONDS"]
