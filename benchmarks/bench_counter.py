@@ -28,11 +28,15 @@ variant; figures are medians over rounds, as ratios to ``plain``:
 
 Cases: the paper's FFN on Banknote (4 → 18 → 18 → 18 → 1, sigmoid, MSE, SGD, batch 64; the
 bundled data through ``torch_tos.data.load_banknote()``, random data of that shape if the loader
-is missing) and torchvision ``resnet18`` (batch 32, 3×64×64, CPU).
+is missing) and torchvision ``resnet18`` (batch 32, 3×64×64, CPU). Each step is
+``opt.zero_grad(set_to_none=True); loss_fn(model(x), y).backward(); opt.step()``, or with
+``--loop zero-grad-before-backward`` ``loss = loss_fn(model(x), y); opt.zero_grad();
+loss.backward(); opt.step()``.
 
     python benchmarks/bench_counter.py                # both cases (resnet18: minutes)
     python benchmarks/bench_counter.py --only ffn     # seconds
     python benchmarks/bench_counter.py --only ffn --baseline ../main   # before/after
+    python benchmarks/bench_counter.py --only ffn --loop zero-grad-before-backward
     python benchmarks/bench_counter.py --quick        # fewer rounds, resnet18 batch 8
     python benchmarks/bench_counter.py --threads 2    # default: 1 thread, as the paper's runs
     python benchmarks/bench_counter.py --memory       # RSS growth over 10,000 FFN steps, both modes
@@ -199,11 +203,23 @@ def load_baseline(folder: str):
     return importlib.import_module("torch_tos_baseline")
 
 
-def one_step(model, opt, loss_fn, x, y) -> None:
+def zero_grad_first(model, opt, loss_fn, x, y) -> None:
     opt.zero_grad(set_to_none=True)
     loss = loss_fn(model(x), y)
     loss.backward()
     opt.step()
+
+
+def zero_grad_before_backward(model, opt, loss_fn, x, y) -> None:
+    loss = loss_fn(model(x), y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+
+
+#: ``--loop``: the step every variant runs.
+LOOPS = {"zero-grad-first": zero_grad_first, "zero-grad-before-backward": zero_grad_before_backward}
+one_step = zero_grad_first
 
 
 def bench(label, make_model, make_opt, loss_fn, batches, steps, rounds, baseline=None):
@@ -324,14 +340,19 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", choices=("ffn", "resnet18"), default=None)
     ap.add_argument("--memory", action="store_true", help="only the RSS growth benchmark")
+    ap.add_argument("--loop", choices=tuple(LOOPS), default="zero-grad-first",
+                    help="where the loop calls optimizer.zero_grad(): first (default) or between the loss "
+                         "and its backward")
     ap.add_argument("--baseline", metavar="DIR", default=None,
                     help="another checkout whose torch_tos is timed beside this one (before/after)")
     args = ap.parse_args(argv)
+    global one_step
+    one_step = LOOPS[args.loop]
     torch.set_num_threads(args.threads)
     baseline = load_baseline(args.baseline) if args.baseline else None
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-          f"{args.threads} thread(s), python {platform.python_version()}, load average {load:.2f}"
+          f"{args.threads} thread(s), python {platform.python_version()}, load average {load:.2f}, loop {args.loop}"
           + (f", baseline {args.baseline}" if baseline else ""))
     if args.memory:
         print("\nFFN, TOsCounter memory:")

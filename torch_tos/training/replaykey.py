@@ -19,6 +19,8 @@ the full key would be equal again — it reads the same values with the same get
   :class:`SameKey`: its state is read in full every step. The module itself is not kept alive;
 * ``Tensor.backward``, the optimizer's instance ``step``, its class's ``step`` code and its first
   step pre-hook, read as :meth:`~.stretch.StretchWatch._first_pre_hook` reads them;
+* each ``zero_grad()``'s part, read again (which of the model's parameters hold a gradient after it:
+  that follows the gradients, not the objects);
 * each other argument's signature (:func:`~.signature.tensor_sig`, read without a device object on
   the CPU: :func:`~.signature.sig_reader`), or the plain value, equal to the remembered key's.
 
@@ -35,8 +37,8 @@ import torch
 
 from .._compat import OPTIMIZER_GLOBAL_PRE_HOOKS, OPTIMIZER_STEP_CODE, module_call_impl
 from .signature import sig_reader
-from .stretchkey import (_BACKWARD, _CALL, _compile, _Unresolved, _LOSS_CODE, _LOSS_NS, _MODULE_CALL, _MODULE_CALL_IMPL, _STATE_NAMES,
-                         LOSS_FUNCTIONS, LOSS_MODULES)
+from .stretchkey import (_BACKWARD, _CALL, _ZERO_GRAD, _compile, _zero_grad_part, _Unresolved, _LOSS_CODE, _LOSS_NS,
+                         _MODULE_CALL, _MODULE_CALL_IMPL, _STATE_NAMES, LOSS_FUNCTIONS, LOSS_MODULES)
 
 __all__ = ["SameKey"]
 
@@ -51,7 +53,7 @@ class SameKey:
     module doc); :meth:`same` compares a frame's with them."""
 
     __slots__ = ("getter", "env", "optimized", "model", "opt", "weak", "functions", "modules", "args",
-                 "hook_ids")
+                 "hook_ids", "zero_grads", "params")
 
     @classmethod
     def take(cls, reader, frame, key, tracker) -> "SameKey | None":
@@ -63,6 +65,11 @@ class SameKey:
         exprs = [stretch.model, stretch.optimizer]
         for (callee, _, _), _ in calls:  # as _Reader compiles it: F.mse_loss is an attribute
             exprs.append(("attr",) + callee[1:] if callee[0] == "method" else callee)
+        zero_grads = []  # a zero_grad()'s object: its part is read again from the gradients
+        for (callee, _, _), r, part in zip(stretch.calls, reader.calls, key[1]):
+            if r[0] == _ZERO_GRAD:
+                exprs.append(callee[1])
+                zero_grads.append((len(exprs) - 1, part))
         args, modules = [], []
         for (_, expr_args, _), part in calls:
             for i, x in enumerate(expr_args):
@@ -103,6 +110,7 @@ class SameKey:
         self.model, self.weak = vals[0], opt is not tracker.optimizer  # a followed one: weakly
         self.opt = weakref.ref(opt) if self.weak else opt
         self.functions, self.modules, self.args = tuple(functions), tuple(modules), tuple(args)
+        self.zero_grads, self.params = tuple(zero_grads), tracker.params
         self.hook_ids = tracker.stretch.hook_ids
         return self
 
@@ -160,6 +168,9 @@ class SameKey:
                 b = d["_buffers"]
                 if len(b) != buffers or (buffers and any(v is not None for v in b.values())):
                     return False
+        for pos, part in self.zero_grads:  # which parameters hold a gradient after it, read again
+            if _zero_grad_part(vals[pos], self.model, self.params) != part:
+                return False
         for pos, getter, expected in self.args:  # a signature (tensor) or a plain value
             v = vals[pos]
             t = type(v)

@@ -8,9 +8,9 @@ the calls will be made with — from the frame, without running any of the loop'
 step skips the tracer when a counted step made the same calls with the same values.
 
 **Which calls** are read (:mod:`.stretchkey`): ``torch.nn`` loss modules and functional losses of
-known types, ``Tensor.backward`` of a loss the stretch computed, then ``step()`` of an optimizer
-the counter follows; the key holds each callee and the signature of each argument — what the
-tracer's events would hold.
+known types, ``Tensor.backward`` of a loss the stretch computed, ``zero_grad()`` of the model or an
+optimizer, then ``step()`` of an optimizer the counter follows; the key holds each callee and the
+signature of each argument — what the tracer's events would hold.
 
 **Preconditions**, checked on each step: a trusted model (its forward runs no user code) with no
 forward pre-hook or forward hook but the counter's (one of the loop's would run after the values
@@ -171,7 +171,7 @@ class StretchWatch:
             env = loc if reader.local else (loc, frame.f_globals, frame.f_builtins)
             if reader.model(env) is not self.tracker.model or not self._first_pre_hook(reader.optimizer(env)):
                 return None
-            return reader, reader.parts(env)
+            return reader, reader.parts(env, self.tracker.model, self.tracker.params)
         except (_Unresolved, KeyError):
             return None
         finally:

@@ -8,9 +8,12 @@ compiles it into a :class:`_Reader` of the values the calls will be made with.
 :data:`LOSS_MODULES` types (exactly; no hooks of its own, no global module hooks, no ``forward``
 or compiled call of the instance's own, its class's ``forward``, the ``torch.nn.functional`` loss
 that forward calls and ``Module.__call__`` as imported), a
-``torch.nn.functional`` loss of :data:`LOSS_FUNCTIONS`, ``Tensor.backward`` of a tensor; then the
+``torch.nn.functional`` loss of :data:`LOSS_FUNCTIONS`, ``Tensor.backward`` of a tensor, ``zero_grad()`` (setting gradients to ``None``, PyTorch's default)
+of the model or of an optimizer with the library's ``zero_grad``; then the
 ``step()`` of an optimizer the counter follows, whose step pre-hook of the counter's is the first to
-run. Each argument is a tensor (``torch.Tensor`` or ``nn.Parameter``), a plain value (``None``,
+run. A ``zero_grad()`` runs no op: its part of the key is which of the model's parameters will hold a
+gradient after it (those that hold one now and are not among its parameters), what the backward's
+event would be keyed by. Each argument is a tensor (``torch.Tensor`` or ``nn.Parameter``), a plain value (``None``,
 ``bool``, ``int``, ``float``, ``str``, ``dtype``, ``device``), the model's output or the result of an
 earlier call of the stretch. The key is the stretch (its code and call site) with, for each call,
 its callee (a loss module by type, its public attributes and buffers; a loss function by identity)
@@ -62,6 +65,7 @@ _BACKWARD = torch.Tensor.backward
 _MODULE_GETATTR = _Module.__getattr__
 _MODULE_CALL, _MODULE_CALL_IMPL = _Module.__call__, module_call_impl()
 _OBJECT_GETATTRIBUTE = object.__getattribute__
+_OPT_ZERO_GRAD, _MODULE_ZERO_GRAD, _Optimizer = torch.optim.Optimizer.zero_grad, _Module.zero_grad, torch.optim.Optimizer
 _HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 
 
@@ -171,7 +175,26 @@ def _module_state(m) -> tuple:
     return (t, values, buffers)
 
 
-_CALL, _BACKWARD_OF_RESULT = range(2)
+_CALL, _BACKWARD_OF_RESULT, _ZERO_GRAD = range(3)
+
+
+def _sets_to_none(args, kwnames) -> bool:
+    """A ``zero_grad`` call's arguments set gradients to ``None``: none, or the constant ``True``
+    (by position or as ``set_to_none``)."""
+    return not args or (len(args) == 1 and args[0] == ("const", True) and kwnames in ((), ("set_to_none",)))
+
+
+def _zero_grad_part(obj, model, params) -> tuple:
+    """The key part of ``obj.zero_grad()`` (module doc): which of ``params`` (the model's) hold a
+    gradient after it; refused for another object or a ``zero_grad`` of its own."""
+    if obj is model:
+        if type(obj).zero_grad is not _MODULE_ZERO_GRAD or "zero_grad" in obj.__dict__:
+            raise _Unresolved("zero_grad")
+        return ("zero_grad", (False,) * len(params))
+    if not isinstance(obj, _Optimizer) or type(obj).zero_grad is not _OPT_ZERO_GRAD or "zero_grad" in obj.__dict__:
+        raise _Unresolved("zero_grad")
+    dropped = {id(p) for g in obj.param_groups for p in g["params"]}
+    return ("zero_grad", tuple([p.grad is not None and id(p) not in dropped for p in params]))
 
 
 class _Reader:
@@ -195,6 +218,11 @@ class _Reader:
         self.optimizer = _compile(stretch.optimizer)
         calls = []
         for callee, args, kwnames in stretch.calls:
+            if callee[0] == "method" and callee[2] == "zero_grad":
+                if not _sets_to_none(args, kwnames):
+                    raise _Unresolved("zero_grad")
+                calls.append((_ZERO_GRAD, _compile(callee[1]), (), (), ()))
+                continue
             if callee[0] == "method" and callee[2] != "backward":  # a function of a module
                 callee = ("attr",) + callee[1:]                     # (``F.mse_loss(...)``)
             if callee[0] == "method":
@@ -212,14 +240,17 @@ class _Reader:
             calls.append((_CALL, _compile(callee), dynamic, template, kwnames))
         self.calls = tuple(calls)
 
-    def parts(self, env) -> tuple:
+    def parts(self, env, model=None, params=()) -> tuple:
         """For each call: its callee key, its arguments' signatures (a result of the stretch or
-        the model's output by position: fixed by the keys before them), its keyword names."""
+        the model's output by position: fixed by the keys before them), its keyword names; for a
+        ``zero_grad()``, which of ``params`` (``model``'s) hold a gradient after it."""
         if _BACKWARD is not torch.Tensor.backward:
             raise _Unresolved("backward")
         out = []
         for kind, get, dynamic, template, kwnames in self.calls:
-            if kind == _CALL:
+            if kind == _ZERO_GRAD:
+                out.append(_zero_grad_part(get(env), model, params))
+            elif kind == _CALL:
                 f = get(env)
                 if type(f) in LOSS_MODULES:
                     c = _module_state(f)
