@@ -31,7 +31,8 @@ bundled data through ``torch_tos.data.load_banknote()``, random data of that sha
 is missing) and torchvision ``resnet18`` (batch 32, 3×64×64, CPU). Each step is
 ``opt.zero_grad(set_to_none=True); loss_fn(model(x), y).backward(); opt.step()``, or with
 ``--loop zero-grad-before-backward`` ``loss = loss_fn(model(x), y); opt.zero_grad();
-loss.backward(); opt.step()``.
+loss.backward(); opt.step()``, or with ``--loop lr-scheduler`` the first loop followed by the
+``step()`` of a ``CosineAnnealingLR`` (which wraps ``opt.step`` on the instance).
 
     python benchmarks/bench_counter.py                # both cases (resnet18: minutes)
     python benchmarks/bench_counter.py --only ffn     # seconds
@@ -217,8 +218,23 @@ def zero_grad_before_backward(model, opt, loss_fn, x, y) -> None:
     opt.step()
 
 
+_SCHEDULERS: dict = {}  # id(optimizer) -> its scheduler (the optimizers live as long as the run)
+
+
+def with_lr_scheduler(model, opt, loss_fn, x, y) -> None:
+    sched = _SCHEDULERS.get(id(opt))
+    if sched is None:  # set up on the optimizer's first step (the warm-up's): wraps opt.step
+        sched = _SCHEDULERS[id(opt)] = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=10 ** 6)
+    opt.zero_grad(set_to_none=True)
+    loss = loss_fn(model(x), y)
+    loss.backward()
+    opt.step()
+    sched.step()
+
+
 #: ``--loop``: the step every variant runs.
-LOOPS = {"zero-grad-first": zero_grad_first, "zero-grad-before-backward": zero_grad_before_backward}
+LOOPS = {"zero-grad-first": zero_grad_first, "zero-grad-before-backward": zero_grad_before_backward,
+         "lr-scheduler": with_lr_scheduler}
 one_step = zero_grad_first
 
 
@@ -341,8 +357,8 @@ def main(argv=None):
     ap.add_argument("--only", choices=("ffn", "resnet18"), default=None)
     ap.add_argument("--memory", action="store_true", help="only the RSS growth benchmark")
     ap.add_argument("--loop", choices=tuple(LOOPS), default="zero-grad-first",
-                    help="where the loop calls optimizer.zero_grad(): first (default) or between the loss "
-                         "and its backward")
+                    help="the loop: zero_grad() first (default), zero_grad() between the loss and its backward, "
+                         "or the first with an LR scheduler's step() after the optimizer's")
     ap.add_argument("--baseline", metavar="DIR", default=None,
                     help="another checkout whose torch_tos is timed beside this one (before/after)")
     args = ap.parse_args(argv)

@@ -10,12 +10,15 @@ modules and optimizers is here.
 from __future__ import annotations
 
 import importlib
+import types
+import weakref
 from collections import OrderedDict
 
 import torch
 from torch.utils.hooks import RemovableHandle as _RemovableHandle
 
 __all__ = ["CONV_TYPES", "MODULE_CALL_CODE", "OPTIMIZER_GLOBAL_PRE_HOOKS", "OPTIMIZER_STEP_CODE",
+           "LR_SCHEDULER_STEP_CODE", "lr_scheduler_step",
            "WRAPPED_CALL_CODE", "ScopeHooks", "child_modules", "ddp_internals",
            "ddp_mixed_precision_hook", "default_foreach", "global_module_hooks_set", "has_module_hooks",
            "own_buffers", "own_parameters", "qualified_name", "tensor_version", "forward_hook_dicts",
@@ -216,6 +219,38 @@ def _optimizer_step_code():
 
 
 OPTIMIZER_STEP_CODE = _optimizer_step_code()
+
+
+def _lr_scheduler_step_code():
+    """The code of the wrapper an LR scheduler sets as its optimizer's instance ``step`` (to see
+    that ``optimizer.step()`` ran before ``scheduler.step()``): a function nested in
+    ``LRScheduler.__init__`` with the free variables ``func`` (the class's ``step``) and
+    ``opt_ref`` (a weak reference to the optimizer)."""
+    lr = getattr(torch.optim, "lr_scheduler", None)
+    init = getattr(getattr(getattr(lr, "LRScheduler", None), "__init__", None), "__code__", None)
+    stack = [init] if init is not None else []
+    while stack:
+        for k in stack.pop().co_consts:
+            if isinstance(k, types.CodeType):
+                if k.co_name == "wrapper" and sorted(k.co_freevars) == ["func", "opt_ref"]:
+                    return k
+                stack.append(k)
+    return None
+
+
+LR_SCHEDULER_STEP_CODE = _lr_scheduler_step_code()
+
+
+def lr_scheduler_step(opt) -> bool:
+    """Whether ``opt``'s instance ``step`` is exactly an LR scheduler's wrapper of ``opt``'s own
+    class ``step`` (which sets ``opt._opt_called`` and calls it: no op of its own)."""
+    w = opt.__dict__.get("step")
+    code = getattr(w, "__code__", None)
+    if code is None or code is not LR_SCHEDULER_STEP_CODE or w.__closure__ is None:
+        return False
+    cells = dict(zip(code.co_freevars, w.__closure__))
+    ref = cells["opt_ref"].cell_contents
+    return cells["func"].cell_contents is type(opt).step and type(ref) is weakref.ref and ref() is opt
 OPTIMIZER_GLOBAL_PRE_HOOKS = getattr(importlib.import_module("torch.optim.optimizer"),
                                      "_global_optimizer_pre_hooks", None)
 if not isinstance(OPTIMIZER_GLOBAL_PRE_HOOKS, dict):  # pragma: no cover - depends on torch

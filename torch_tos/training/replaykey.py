@@ -17,8 +17,8 @@ the full key would be equal again — it reads the same values with the same get
   class's ``forward``, the functional loss that forward reads and ``Module.__call__``/
   ``_call_impl`` the library's. A loss module with a tensor attribute or buffer gets no
   :class:`SameKey`: its state is read in full every step. The module itself is not kept alive;
-* ``Tensor.backward``, the optimizer's instance ``step``, its class's ``step`` code and its first
-  step pre-hook, read as :meth:`~.stretch.StretchWatch._first_pre_hook` reads them;
+* ``Tensor.backward``, the optimizer's instance ``step`` (none, or an LR scheduler's wrapper of its
+  class's), its class's ``step`` code and its first step pre-hook, read as :meth:`~.stretch.StretchWatch._first_pre_hook` reads them;
 * each ``zero_grad()``'s part, read again (which of the model's parameters hold a gradient after it:
   that follows the gradients, not the objects);
 * each other argument's signature (:func:`~.signature.tensor_sig`, read without a device object on
@@ -35,7 +35,7 @@ import weakref
 
 import torch
 
-from .._compat import OPTIMIZER_GLOBAL_PRE_HOOKS, OPTIMIZER_STEP_CODE, module_call_impl
+from .._compat import OPTIMIZER_GLOBAL_PRE_HOOKS, OPTIMIZER_STEP_CODE, lr_scheduler_step, module_call_impl
 from .signature import sig_reader
 from .stretchkey import (_BACKWARD, _CALL, _ZERO_GRAD, _compile, _zero_grad_part, _Unresolved, _LOSS_CODE, _LOSS_NS,
                          _MODULE_CALL, _MODULE_CALL_IMPL, _STATE_NAMES, LOSS_FUNCTIONS, LOSS_MODULES)
@@ -139,8 +139,8 @@ class SameKey:
             if vals[pos] is not f:
                 return False
         od = opt.__dict__
-        if "step" in od or getattr(type(opt).step, "__code__", None) is not _STEP_CODE or \
-                torch.Tensor.backward is not _BACKWARD:
+        if ("step" in od and not lr_scheduler_step(opt)) or \
+                getattr(type(opt).step, "__code__", None) is not _STEP_CODE or torch.Tensor.backward is not _BACKWARD:
             return False
         for first in (_GLOBAL_PRE or od.get("_optimizer_step_pre_hooks") or ()):
             if first not in self.hook_ids:

@@ -45,8 +45,8 @@ import warnings
 
 import torch
 
-from .._compat import (OPTIMIZER_GLOBAL_PRE_HOOKS, OPTIMIZER_STEP_CODE, WRAPPED_CALL_CODE,
-                       forward_hook_dicts, optimizer_step_pre_hooks, torch_function_stack_len)
+from .._compat import (LR_SCHEDULER_STEP_CODE, OPTIMIZER_GLOBAL_PRE_HOOKS, OPTIMIZER_STEP_CODE, WRAPPED_CALL_CODE,
+                       forward_hook_dicts, lr_scheduler_step, optimizer_step_pre_hooks, torch_function_stack_len)
 from .bytecode import SUPPORTED, exception_outcomes, instruction_offset, read_stretch, with_handler
 from .hooks import Hook
 from .stretchkey import LOSS_FUNCTIONS, LOSS_MODULES, _reader, _Unresolved  # noqa: F401
@@ -179,12 +179,14 @@ class StretchWatch:
                 loc.clear()
 
     def _first_pre_hook(self, opt) -> bool:
-        """``opt`` is followed, its ``step`` is the library's hooked one, and the counter's step
-        pre-hook runs before any other (nothing of the loop's runs before the counter sees it)."""
+        """``opt`` is followed, its ``step`` is the library's hooked one (or an LR scheduler's
+        wrapper of it, which runs no op), and the counter's step pre-hook runs before any other
+        (nothing of the loop's runs before the counter sees it)."""
         if opt is not self.tracker.optimizer and (
                 not isinstance(opt, torch.optim.Optimizer) or not self.tracker.is_ours(opt)):
             return False
-        if "step" in opt.__dict__ or getattr(type(opt).step, "__code__", None) is not OPTIMIZER_STEP_CODE:
+        if ("step" in opt.__dict__ and not lr_scheduler_step(opt)) or \
+                getattr(type(opt).step, "__code__", None) is not OPTIMIZER_STEP_CODE:
             return False
         for first in (OPTIMIZER_GLOBAL_PRE_HOOKS or optimizer_step_pre_hooks(opt) or ()):
             return first in self.hook_ids
@@ -243,7 +245,10 @@ def called_from(frame, stretch) -> bool:
             f = f.f_back
         if f is None:
             return False
-    return f.f_back is frame and stretch.end <= frame.f_lasti <= stretch.end_last
+    back = f.f_back
+    if back is not frame and back is not None and back.f_code is LR_SCHEDULER_STEP_CODE:
+        back = back.f_back  # an LR scheduler's wrapper of the step (see lr_scheduler_step)
+    return back is frame and stretch.end <= frame.f_lasti <= stretch.end_last
 
 
 def _path_length(node, target) -> int | None:

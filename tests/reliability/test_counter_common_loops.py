@@ -1,7 +1,14 @@
-"""``zero_grad()`` between the loss and its backward — ``out = model(x); loss = loss_fn(out, y);
-opt.zero_grad(); loss.backward(); opt.step()``, the most common loop — is read from the loop's
-code like the loss and the backward (``torch_tos/training/stretchkey.py``): its part of the key is
-which of the model's parameters hold a gradient after it. Each loop is counted three ways
+"""Common loops whose code from the model's call to ``optimizer.step()`` is read from their frame
+(``torch_tos/training/stretch.py``), so that their cached steps skip the tracer:
+
+* ``zero_grad()`` between the loss and its backward — ``out = model(x); loss = loss_fn(out, y);
+  opt.zero_grad(); loss.backward(); opt.step()``, the most common loop — is read like the loss and
+  the backward (``stretchkey.py``): its part of the key is which of the model's parameters hold a
+  gradient after it;
+* an LR scheduler, which sets a wrapper of the class's ``step`` as the optimizer's instance
+  ``step`` (``_compat_nn.lr_scheduler_step``).
+
+Each loop is counted three ways
 (``TOsCounter(cache=True)``, ``cache=False``, an ``Engine``) whose tables must be equal step by
 step, row for row (``_three_ways``), and says how many steps skipped the tracer."""
 
@@ -118,3 +125,63 @@ def test_zero_grad_that_is_not_the_library_s_is_traced(how):
 
     records, skipped = _three_ways(nn.CrossEntropyLoss, body, 5)
     assert skipped == 0
+
+
+def _with_scheduler(make):
+    def body(model, opt, loss_fn, i, state):
+        sched = state.get("sched")
+        if sched is None:
+            sched = state["sched"] = make(opt)
+        opt.zero_grad()
+        loss = loss_fn(model(X), Y)
+        loss.backward()
+        opt.step()
+        sched.step()
+    return body
+
+
+_HITS = ["miss"] + ["hit"] * 5
+
+
+@pytest.mark.parametrize("make, expected, n_skipped", [
+    (lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=100), _HITS, 5),
+    (lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=2, gamma=0.5), _HITS, 5),
+    (lambda o: torch.optim.lr_scheduler.OneCycleLR(o, max_lr=0.5, total_steps=10, cycle_momentum=False), _HITS, 5),
+    # the learning rate reaches 0 at step 3 (the optimizer then updates nothing: other work), is
+    # seen there, and is a hit again once that step was counted
+    (lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=3), ["miss", "hit", "hit", "partial", "hit", "hit"], 5),
+    # momentum switched on by the scheduler at its first step: momentum buffers from step 1 on
+    (lambda o: torch.optim.lr_scheduler.OneCycleLR(o, max_lr=0.5, total_steps=10), ["miss", "miss", "hit", "hit", "hit", "hit"], 4),
+], ids=["cosine", "step", "one-cycle", "cosine reaching zero", "one-cycle momentum"])
+def test_an_lr_scheduler_s_wrapped_step_skips_the_tracer_and_stays_exact(make, expected, n_skipped):
+    records, skipped = _three_ways(nn.CrossEntropyLoss, _with_scheduler(make), 6)
+    assert [r.cache for r in records] == expected
+    assert skipped == n_skipped
+
+
+def test_another_instance_step_is_traced():
+    def body(model, opt, loss_fn, i, state):
+        if "step" not in opt.__dict__:
+            step = type(opt).step
+            opt.step = lambda: (step(opt), [p.grad.mul_(2) for p in model.parameters()])  # work of its own
+        opt.zero_grad()
+        loss_fn(model(X), Y).backward()
+        opt.step()
+
+    records, skipped = _three_ways(nn.CrossEntropyLoss, body, 4)
+    assert skipped == 0
+
+
+def test_an_lr_scheduler_wrapper_is_recognised_only_around_its_own_optimizer_s_class_step():
+    from torch_tos._compat import lr_scheduler_step
+
+    model = nn.Linear(2, 2)
+    a, b = torch.optim.SGD(model.parameters(), lr=0.1), torch.optim.SGD(model.parameters(), lr=0.1)
+    assert not lr_scheduler_step(a)  # no instance step
+    torch.optim.lr_scheduler.StepLR(a, step_size=1)
+    assert lr_scheduler_step(a)
+    b.step = a.step  # a's wrapper calls a's step, not b's
+    assert not lr_scheduler_step(b)
+    c = torch.optim.Adam(model.parameters())
+    c.step = a.step  # and SGD's class step, not Adam's
+    assert not lr_scheduler_step(c)
