@@ -96,6 +96,11 @@ def test_sharded_calibration_merges_into_one_law_of_one_machine(tmp_path, capsys
     cal_runs = pd.concat([pd.read_csv(shard_paths(out, i, 2)["runs"]) for i in (1, 2)])
     assert fps["runs"][0]["machine"] == cal_runs["machine"].iloc[0] == fps["profile"]["cpu"]
     assert law.laws[("training", "joules")].n_train_ == (cal_runs["mode"] == "training").sum()
+    # the machine's noise over both shards' runs (their raw run-to-run CV)
+    from torch_tos.energy.reference import calibration_noise, noise_notes
+
+    assert law.meta["noise_cv"] == pytest.approx(calibration_noise(cal_runs)["noise_cv"])  # (labels repeat)
+    assert all(n in text for n in noise_notes(law.meta))
 
     # a shard's runs cut short: the merge names it and how to finish it
     bad = tmp_path / "cut"

@@ -231,6 +231,7 @@ def cv_by_config(runs: pd.DataFrame) -> pd.DataFrame:
     (``cv_corrected``, NaN where the runs were not corrected), in %."""
     from .runs import config_keys, config_label
 
+    runs = runs.reset_index(drop=True)  # groups by label: rows of several files may repeat labels
     keys = config_keys(runs)
     rows = []
     for _key, idx in runs.groupby(keys, sort=False).groups.items():

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .reference import recorrect
+from .reference import calibration_noise, noise_notes, recorrect
 
 #: Options a shard records and every shard of one calibration must share.
 OPTIONS = ("device", "dtypes", "threads", "repeats", "families", "scale", "seed", "reference", "meter", "thin",
@@ -225,10 +225,10 @@ def merge_shards(out="law.json"):
     suite = [w for share in shares.values() for w in share]
     priced = price_runs(table, _run_counts(suite, {}), merged)
     fps = [{**p.fingerprint, "shard": f"{i}/{n}"} for i, p in zip(setups, profiles)]
-    law = fit_cost_model(merged, priced, meta={"dtypes": list(s["dtypes"]), "threads": s["threads"],
-                                               "meter": s["meter"], "device": s["device"], "repeats": s["repeats"],
-                                               "shards": n, "isolate": bool(s.get("isolate"))},
-                         profile_fingerprint=profiles[0].fingerprint, profile_fingerprints=fps)
+    meta = {"dtypes": list(s["dtypes"]), "threads": s["threads"], "meter": s["meter"], "device": s["device"],
+            "repeats": s["repeats"], "shards": n, "isolate": bool(s.get("isolate")), **_noise(table, paths, profiles, s)}
+    law = fit_cost_model(merged, priced, meta=meta, profile_fingerprint=profiles[0].fingerprint,
+                         profile_fingerprints=fps)
     law.save(law_path)
     notes = [f"merged {n} shards: the profile is each call's median over the shards; each shard's profile "
                  "lies from it by (median |log ratio| over its calls) "
@@ -236,7 +236,19 @@ def merge_shards(out="law.json"):
                              zip(setups, fps, spread))]
     every = law_path.with_name(f"{law_path.stem}.shard-*-of-{n}")
     return Calibration(law, priced, law_path, Path(f"{every}.runs.csv"), Path(f"{every}.bench.jsonl"),
-                       heldout_errors(priced), time.perf_counter() - t0, notes)
+                       heldout_errors(priced), time.perf_counter() - t0, notes + noise_notes(meta))
+
+
+def _noise(table, paths, profiles, setup) -> dict:
+    """A merged calibration's :func:`~.reference.calibration_noise`: the run-to-run CV over every
+    shard's runs, and the runs' reference state of the shard whose state moved most."""
+    out = calibration_noise(table)
+    if setup.get("reference"):
+        states = [calibration_noise(table[table["file"] == str(p)], prof.reference)["runs_state"]
+                  for p, prof in zip(paths, profiles)]
+        states = [v for v in states if v]
+        out["runs_state"] = max(states, key=lambda v: abs(math.log(v))) if states else None
+    return out
 
 
 def _shard_profile(path: Path, setup: dict, name: str, law_path):
