@@ -32,7 +32,9 @@ is missing) and torchvision ``resnet18`` (batch 32, 3×64×64, CPU). Each step i
 ``opt.zero_grad(set_to_none=True); loss_fn(model(x), y).backward(); opt.step()``, or with
 ``--loop zero-grad-before-backward`` ``loss = loss_fn(model(x), y); opt.zero_grad();
 loss.backward(); opt.step()``, or with ``--loop lr-scheduler`` the first loop followed by the
-``step()`` of a ``CosineAnnealingLR`` (which wraps ``opt.step`` on the instance).
+``step()`` of a ``CosineAnnealingLR`` (which wraps ``opt.step`` on the instance), or with ``--loop
+clip-grad-norm`` the first loop with ``torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)``
+before ``opt.step()``.
 
     python benchmarks/bench_counter.py                # both cases (resnet18: minutes)
     python benchmarks/bench_counter.py --only ffn     # seconds
@@ -232,9 +234,17 @@ def with_lr_scheduler(model, opt, loss_fn, x, y) -> None:
     sched.step()
 
 
+def with_clipping(model, opt, loss_fn, x, y) -> None:
+    opt.zero_grad(set_to_none=True)
+    loss = loss_fn(model(x), y)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+
+
 #: ``--loop``: the step every variant runs.
 LOOPS = {"zero-grad-first": zero_grad_first, "zero-grad-before-backward": zero_grad_before_backward,
-         "lr-scheduler": with_lr_scheduler}
+         "lr-scheduler": with_lr_scheduler, "clip-grad-norm": with_clipping}
 one_step = zero_grad_first
 
 
@@ -358,7 +368,8 @@ def main(argv=None):
     ap.add_argument("--memory", action="store_true", help="only the RSS growth benchmark")
     ap.add_argument("--loop", choices=tuple(LOOPS), default="zero-grad-first",
                     help="the loop: zero_grad() first (default), zero_grad() between the loss and its backward, "
-                         "or the first with an LR scheduler's step() after the optimizer's")
+                         "the first with an LR scheduler's step() after the optimizer's, or with "
+                         "clip_grad_norm_ before it")
     ap.add_argument("--baseline", metavar="DIR", default=None,
                     help="another checkout whose torch_tos is timed beside this one (before/after)")
     args = ap.parse_args(argv)

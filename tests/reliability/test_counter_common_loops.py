@@ -185,3 +185,95 @@ def test_an_lr_scheduler_wrapper_is_recognised_only_around_its_own_optimizer_s_c
     c = torch.optim.Adam(model.parameters())
     c.step = a.step  # and SGD's class step, not Adam's
     assert not lr_scheduler_step(c)
+
+
+def _clip_positional(model, opt, loss_fn, i, state):
+    opt.zero_grad()
+    loss = loss_fn(model(X), Y)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+
+
+def _clip_infinity_norm(model, opt, loss_fn, i, state):
+    opt.zero_grad()
+    loss = loss_fn(model(X), Y)
+    loss.backward()
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=0.5, norm_type="inf")
+    opt.step()
+    state["norm"] = norm
+
+
+def _clip_no_foreach(model, opt, loss_fn, i, state):
+    loss = loss_fn(model(X), Y)
+    opt.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5, error_if_nonfinite=True, foreach=False)
+    opt.step()
+
+
+@pytest.mark.parametrize("body", [_clip_positional, _clip_infinity_norm, _clip_no_foreach])
+def test_clip_grad_norm_of_the_model_s_parameters_skips_the_tracer_and_stays_exact(body):
+    records, skipped = _three_ways(nn.CrossEntropyLoss, body, 5)
+    if body is _clip_no_foreach:  # zero_grad() after the forward: step 1 is another step
+        assert [r.cache for r in records] == ["miss", "miss", "hit", "hit", "hit"] and skipped == 3
+    else:
+        assert [r.cache for r in records] == ["miss"] + ["hit"] * 4 and skipped == 4
+
+
+def test_a_changed_clipping_value_is_seen_and_exact():
+    def body(model, opt, loss_fn, i, state):
+        norm = 1.0 if i < 3 else "inf" if i == 3 else 2.0
+        opt.zero_grad()
+        loss = loss_fn(model(X), Y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5, norm)
+        opt.step()
+
+    records, skipped = _three_ways(nn.CrossEntropyLoss, body, 6)
+    assert records[3].cache != "hit" and skipped >= 3
+
+
+def _clip_a_submodule(model, opt, loss_fn, i, state):
+    opt.zero_grad()
+    first = model[0]
+    loss = loss_fn(model(X), Y)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(first.parameters(), 0.5)
+    opt.step()
+
+
+def _clip_a_list(model, opt, loss_fn, i, state):
+    opt.zero_grad()
+    params = state.setdefault("params", list(model.parameters()))
+    loss = loss_fn(model(X), Y)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 0.5)
+    opt.step()
+
+
+@pytest.mark.parametrize("body", [_clip_a_submodule, _clip_a_list, "helper replaced"])
+def test_other_clipping_is_traced(body, monkeypatch):
+    if body == "helper replaced":
+        import torch.nn.utils.clip_grad as cg
+
+        real, calls = cg._clip_grads_with_norm_, []
+
+        def clip_and_more(parameters, max_norm, total_norm, foreach=None):  # more work every call
+            calls.append(1)
+            real(parameters, max_norm, total_norm, foreach)
+            total_norm.add_(torch.ones(len(calls)).sum())
+
+        monkeypatch.setattr(cg, "_clip_grads_with_norm_", clip_and_more)
+
+        def body(model, opt, loss_fn, i, state):
+            if i == 0:
+                calls.clear()  # each of the three ways from the start
+            opt.zero_grad()
+            loss = loss_fn(model(X), Y)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5)
+            opt.step()
+
+    records, skipped = _three_ways(nn.CrossEntropyLoss, body, 5)
+    assert skipped == 0

@@ -37,7 +37,7 @@ import torch
 
 from .._compat import OPTIMIZER_GLOBAL_PRE_HOOKS, OPTIMIZER_STEP_CODE, lr_scheduler_step, module_call_impl
 from .signature import sig_reader
-from .stretchkey import (_BACKWARD, _CALL, _ZERO_GRAD, _compile, _zero_grad_part, _Unresolved, _LOSS_CODE, _LOSS_NS,
+from .stretchkey import (_BACKWARD, _CALL, _PARAMETERS, _ZERO_GRAD, _compile, _zero_grad_part, _Unresolved, _LOSS_CODE, _LOSS_NS,
                          _MODULE_CALL, _MODULE_CALL_IMPL, _STATE_NAMES, LOSS_FUNCTIONS, LOSS_MODULES)
 
 __all__ = ["SameKey"]
@@ -61,6 +61,8 @@ class SameKey:
         ``frame``) equalled the remembered one; None where the stretch's values are not all
         local variables or a loss module's state cannot be copied."""
         stretch = reader.stretch
+        if any(r[0] == _PARAMETERS for r in reader.calls):  # clipping: its key is read in full
+            return None
         calls = [(c, p) for c, r, p in zip(stretch.calls, reader.calls, key[1]) if r[0] == _CALL]
         exprs = [stretch.model, stretch.optimizer]
         for (callee, _, _), _ in calls:  # as _Reader compiles it: F.mse_loss is an attribute

@@ -9,7 +9,9 @@ compiles it into a :class:`_Reader` of the values the calls will be made with.
 or compiled call of the instance's own, its class's ``forward``, the ``torch.nn.functional`` loss
 that forward calls and ``Module.__call__`` as imported), a
 ``torch.nn.functional`` loss of :data:`LOSS_FUNCTIONS`, ``Tensor.backward`` of a tensor, ``zero_grad()`` (setting gradients to ``None``, PyTorch's default)
-of the model or of an optimizer with the library's ``zero_grad``; then the
+of the model or of an optimizer with the library's ``zero_grad``,
+``torch.nn.utils.clip_grad_norm_(model.parameters(), ...)`` of the model's parameters (its ops are a
+function of the gradients' signatures, which the keys before it fix); then the
 ``step()`` of an optimizer the counter follows, whose step pre-hook of the counter's is the first to
 run. A ``zero_grad()`` runs no op: its part of the key is which of the model's parameters will hold a
 gradient after it (those that hold one now and are not among its parameters), what the backward's
@@ -66,6 +68,16 @@ _MODULE_GETATTR = _Module.__getattr__
 _MODULE_CALL, _MODULE_CALL_IMPL = _Module.__call__, module_call_impl()
 _OBJECT_GETATTRIBUTE = object.__getattribute__
 _OPT_ZERO_GRAD, _MODULE_ZERO_GRAD, _Optimizer = torch.optim.Optimizer.zero_grad, _Module.zero_grad, torch.optim.Optimizer
+_MODULE_PARAMETERS = _Module.parameters
+_CLIP_NS = sys.modules[torch.nn.utils.clip_grad_norm_.__module__].__dict__
+#: ``clip_grad_norm_`` and the helpers it reads from its module's namespace, as imported.
+_CLIP_CODE = (torch.nn.utils.clip_grad_norm_,
+              tuple((n, _CLIP_NS.get(n)) for n in ("_get_total_norm", "_clip_grads_with_norm_")))
+
+
+def _clip_unchanged() -> bool:
+    """``clip_grad_norm_`` runs the library's code: the helpers it reads are those imported."""
+    return all(_CLIP_NS.get(n) is f for n, f in _CLIP_CODE[1])
 _HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 
 
@@ -175,7 +187,7 @@ def _module_state(m) -> tuple:
     return (t, values, buffers)
 
 
-_CALL, _BACKWARD_OF_RESULT, _ZERO_GRAD = range(3)
+_CALL, _BACKWARD_OF_RESULT, _ZERO_GRAD, _PARAMETERS = range(4)
 
 
 def _sets_to_none(args, kwnames) -> bool:
@@ -223,6 +235,11 @@ class _Reader:
                     raise _Unresolved("zero_grad")
                 calls.append((_ZERO_GRAD, _compile(callee[1]), (), (), ()))
                 continue
+            if callee[0] == "method" and callee[2] == "parameters" and callee[1] == stretch.model:
+                if args or kwnames:
+                    raise _Unresolved("parameters")
+                calls.append((_PARAMETERS, _compile(callee[1]), (), (), ()))
+                continue
             if callee[0] == "method" and callee[2] != "backward":  # a function of a module
                 callee = ("attr",) + callee[1:]                     # (``F.mse_loss(...)``)
             if callee[0] == "method":
@@ -233,7 +250,7 @@ class _Reader:
                 # call's (a tensor made before would bring a graph the key does not describe)
                 if base[0] != "result" or calls[base[1]][0] != _CALL:
                     raise _Unresolved("backward")
-                calls.append((_BACKWARD_OF_RESULT, None, (), (), ()))
+                calls.append((_BACKWARD_OF_RESULT, None, base[1], (), ()))
                 continue
             template = tuple(x if x[0] in ("result", "output") else None for x in args)
             dynamic = tuple((i, _compile(x)) for i, x in enumerate(args) if template[i] is None)
@@ -250,11 +267,19 @@ class _Reader:
         for kind, get, dynamic, template, kwnames in self.calls:
             if kind == _ZERO_GRAD:
                 out.append(_zero_grad_part(get(env), model, params))
+            elif kind == _PARAMETERS:  # the model's own: a generator, no op
+                m = get(env)
+                if m is not model or type(m).parameters is not _MODULE_PARAMETERS or "parameters" in m.__dict__:
+                    raise _Unresolved("parameters")
+                out.append("parameters")
             elif kind == _CALL:
                 f = get(env)
                 if type(f) in LOSS_MODULES:
                     c = _module_state(f)
                 elif f in LOSS_FUNCTIONS:
+                    c = f
+                elif f is _CLIP_CODE[0] and _clip_unchanged() and template and template[0] is not None and \
+                        template[0][0] == "result" and out[template[0][1]] == "parameters":
                     c = f
                 else:
                     raise _Unresolved("callee")
@@ -274,7 +299,9 @@ class _Reader:
                     out.append((c, tuple(a), kwnames))
                 else:
                     out.append((c, template, kwnames))
-            else:
+            else:  # backward() of a loss's result (not of a clipped norm)
+                if out[dynamic][0] is _CLIP_CODE[0]:
+                    raise _Unresolved("backward")
                 out.append("backward")
         return tuple(out)
 
