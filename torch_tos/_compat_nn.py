@@ -251,6 +251,8 @@ def lr_scheduler_step(opt) -> bool:
     cells = dict(zip(code.co_freevars, w.__closure__))
     ref = cells["opt_ref"].cell_contents
     return cells["func"].cell_contents is type(opt).step and type(ref) is weakref.ref and ref() is opt
+
+
 OPTIMIZER_GLOBAL_PRE_HOOKS = getattr(importlib.import_module("torch.optim.optimizer"),
                                      "_global_optimizer_pre_hooks", None)
 if not isinstance(OPTIMIZER_GLOBAL_PRE_HOOKS, dict):  # pragma: no cover - depends on torch

@@ -213,7 +213,8 @@ class CostModel:
         from .fingerprint import compare_here
         from .reference import noise_notes
 
-        return compare_here(self.fingerprints.get("profile") or {}, self.meta.get("threads")) + noise_notes(self.meta)
+        threads = compare_here(self.fingerprints.get("profile") or {}, self.meta.get("threads"))
+        return threads + noise_notes(self.meta)
 
     # -- description -----------------------------------------------------------------------------
     def describe_law(self, mode: str) -> str:

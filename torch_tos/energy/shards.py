@@ -226,7 +226,8 @@ def merge_shards(out="law.json"):
     priced = price_runs(table, _run_counts(suite, {}), merged)
     fps = [{**p.fingerprint, "shard": f"{i}/{n}"} for i, p in zip(setups, profiles)]
     meta = {"dtypes": list(s["dtypes"]), "threads": s["threads"], "meter": s["meter"], "device": s["device"],
-            "repeats": s["repeats"], "shards": n, "isolate": bool(s.get("isolate")), **_noise(table, paths, profiles, s)}
+            "repeats": s["repeats"], "shards": n, "isolate": bool(s.get("isolate")),
+            **_noise(table, paths, profiles, s)}
     law = fit_cost_model(merged, priced, meta=meta, profile_fingerprint=profiles[0].fingerprint,
                          profile_fingerprints=fps)
     law.save(law_path)

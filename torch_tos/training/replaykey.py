@@ -18,11 +18,15 @@ the full key would be equal again — it reads the same values with the same get
   ``_call_impl`` the library's. A loss module with a tensor attribute or buffer gets no
   :class:`SameKey`: its state is read in full every step. The module itself is not kept alive;
 * ``Tensor.backward``, the optimizer's instance ``step`` (none, or an LR scheduler's wrapper of its
-  class's), its class's ``step`` code and its first step pre-hook, read as :meth:`~.stretch.StretchWatch._first_pre_hook` reads them;
+  class's), its class's ``step`` code and its first step pre-hook, read as
+  :meth:`~.stretch.StretchWatch._first_pre_hook` reads them;
 * each ``zero_grad()``'s part, read again (which of the model's parameters hold a gradient after it:
   that follows the gradients, not the objects);
 * each other argument's signature (:func:`~.signature.tensor_sig`, read without a device object on
   the CPU: :func:`~.signature.sig_reader`), or the plain value, equal to the remembered key's.
+
+A stretch that clips gradients (``clip_grad_norm_(model.parameters(), …)``) gets no
+:class:`SameKey`: its key is read in full every step.
 
 Any difference, a name missing from the frame or a value that cannot be read without running
 code fails the check: the full key is read (and, when it is still equal, a new one taken).
@@ -37,8 +41,9 @@ import torch
 
 from .._compat import OPTIMIZER_GLOBAL_PRE_HOOKS, OPTIMIZER_STEP_CODE, lr_scheduler_step, module_call_impl
 from .signature import sig_reader
-from .stretchkey import (_BACKWARD, _CALL, _PARAMETERS, _ZERO_GRAD, _compile, _zero_grad_part, _Unresolved, _LOSS_CODE, _LOSS_NS,
-                         _MODULE_CALL, _MODULE_CALL_IMPL, _STATE_NAMES, LOSS_FUNCTIONS, LOSS_MODULES)
+from .stretchkey import (_BACKWARD, _CALL, _LOSS_CODE, _LOSS_NS, _MODULE_CALL, _MODULE_CALL_IMPL, _PARAMETERS,
+                         _STATE_NAMES, _ZERO_GRAD, LOSS_FUNCTIONS, LOSS_MODULES, _compile, _Unresolved,
+                         _zero_grad_part)
 
 __all__ = ["SameKey"]
 

@@ -9,8 +9,9 @@ step skips the tracer when a counted step made the same calls with the same valu
 
 **Which calls** are read (:mod:`.stretchkey`): ``torch.nn`` loss modules and functional losses of
 known types, ``Tensor.backward`` of a loss the stretch computed, ``zero_grad()`` of the model or an
-optimizer, then ``step()`` of an optimizer the counter follows; the key holds each callee and the
-signature of each argument — what the tracer's events would hold.
+optimizer, ``clip_grad_norm_(model.parameters(), …)``, then ``step()`` of an optimizer the counter
+follows (its ``step`` the library's, or an LR scheduler's wrapper of it); the key holds each callee
+and the signature of each argument — what the tracer's events would hold.
 
 **Preconditions**, checked on each step: a trusted model (its forward runs no user code) with no
 forward pre-hook or forward hook but the counter's (one of the loop's would run after the values
@@ -45,8 +46,9 @@ import warnings
 
 import torch
 
-from .._compat import (LR_SCHEDULER_STEP_CODE, OPTIMIZER_GLOBAL_PRE_HOOKS, OPTIMIZER_STEP_CODE, WRAPPED_CALL_CODE,
-                       forward_hook_dicts, lr_scheduler_step, optimizer_step_pre_hooks, torch_function_stack_len)
+from .._compat import (LR_SCHEDULER_STEP_CODE, OPTIMIZER_GLOBAL_PRE_HOOKS, OPTIMIZER_STEP_CODE,
+                       WRAPPED_CALL_CODE, forward_hook_dicts, lr_scheduler_step, optimizer_step_pre_hooks,
+                       torch_function_stack_len)
 from .bytecode import SUPPORTED, exception_outcomes, instruction_offset, read_stretch, with_handler
 from .hooks import Hook
 from .stretchkey import LOSS_FUNCTIONS, LOSS_MODULES, _reader, _Unresolved  # noqa: F401

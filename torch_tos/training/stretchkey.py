@@ -4,20 +4,26 @@
 step had; :mod:`.bytecode` gives the code's symbolic form (:class:`~.bytecode.Stretch`), this module
 compiles it into a :class:`_Reader` of the values the calls will be made with.
 
-**Which calls** (:meth:`~.stretch.StretchWatch.key`): a ``torch.nn`` loss module of one of the
-:data:`LOSS_MODULES` types (exactly; no hooks of its own, no global module hooks, no ``forward``
-or compiled call of the instance's own, its class's ``forward``, the ``torch.nn.functional`` loss
-that forward calls and ``Module.__call__`` as imported), a
-``torch.nn.functional`` loss of :data:`LOSS_FUNCTIONS`, ``Tensor.backward`` of a tensor, ``zero_grad()`` (setting gradients to ``None``, PyTorch's default)
-of the model or of an optimizer with the library's ``zero_grad``,
-``torch.nn.utils.clip_grad_norm_(model.parameters(), ...)`` of the model's parameters (its ops are a
-function of the gradients' signatures, which the keys before it fix); then the
-``step()`` of an optimizer the counter follows, whose step pre-hook of the counter's is the first to
-run. A ``zero_grad()`` runs no op: its part of the key is which of the model's parameters will hold a
-gradient after it (those that hold one now and are not among its parameters), what the backward's
-event would be keyed by. Each argument is a tensor (``torch.Tensor`` or ``nn.Parameter``), a plain value (``None``,
-``bool``, ``int``, ``float``, ``str``, ``dtype``, ``device``), the model's output or the result of an
-earlier call of the stretch. The key is the stretch (its code and call site) with, for each call,
+**Which calls** (:meth:`~.stretch.StretchWatch.key`):
+
+* a ``torch.nn`` loss module of one of the :data:`LOSS_MODULES` types (exactly; no hooks of its
+  own, no global module hooks, no ``forward`` or compiled call of the instance's own, its class's
+  ``forward``, the ``torch.nn.functional`` loss that forward calls and ``Module.__call__`` as
+  imported), or a ``torch.nn.functional`` loss of :data:`LOSS_FUNCTIONS`;
+* ``Tensor.backward`` of a loss's result;
+* ``zero_grad()`` (setting gradients to ``None``, PyTorch's default) of the model or of an
+  optimizer with the library's ``zero_grad``. It runs no op: its part of the key is which of the
+  model's parameters will hold a gradient after it (those that hold one now and are not among its
+  parameters), what the backward's event would be keyed by;
+* the library's ``torch.nn.utils.clip_grad_norm_`` of ``model.parameters()``: its ops are a
+  function of the gradients' signatures, which the keys before it fix; its plain arguments are in
+  the key;
+* then the ``step()`` of an optimizer the counter follows, whose step pre-hook of the counter's is
+  the first to run.
+
+Each argument is a tensor (``torch.Tensor`` or ``nn.Parameter``), a plain value (``None``,
+``bool``, ``int``, ``float``, ``str``, ``dtype``, ``device``), the model's output or the result of
+an earlier call of the stretch. The key is the stretch (its code and call site) with, for each call,
 its callee (a loss module by type, its public attributes and buffers; a loss function by identity)
 and the signature of each argument (:func:`~.signature.tensor_sig`; plain values by value) — what
 the tracer's events would hold. Library code of these kinds makes the same events for the same key,
@@ -67,7 +73,8 @@ _BACKWARD = torch.Tensor.backward
 _MODULE_GETATTR = _Module.__getattr__
 _MODULE_CALL, _MODULE_CALL_IMPL = _Module.__call__, module_call_impl()
 _OBJECT_GETATTRIBUTE = object.__getattribute__
-_OPT_ZERO_GRAD, _MODULE_ZERO_GRAD, _Optimizer = torch.optim.Optimizer.zero_grad, _Module.zero_grad, torch.optim.Optimizer
+_Optimizer = torch.optim.Optimizer
+_OPT_ZERO_GRAD, _MODULE_ZERO_GRAD = _Optimizer.zero_grad, _Module.zero_grad
 _MODULE_PARAMETERS = _Module.parameters
 _CLIP_NS = sys.modules[torch.nn.utils.clip_grad_norm_.__module__].__dict__
 #: ``clip_grad_norm_`` and the helpers it reads from its module's namespace, as imported.
