@@ -99,7 +99,7 @@ import torch
 
 from ._compat_nn import (CONV_TYPES, LR_SCHEDULER_STEP_CODE, MODULE_CALL_CODE,  # noqa: F401
                          OPTIMIZER_GLOBAL_PRE_HOOKS, OPTIMIZER_STEP_CODE, WRAPPED_CALL_CODE, ScopeHooks,
-                         child_modules, lr_scheduler_step,
+                         child_modules, library_step, lr_scheduler_step,
                          ddp_internals, ddp_mixed_precision_hook, default_foreach, forward_hook_dicts,
                          global_module_hooks_set, has_module_hooks, module_call_impl,
                          optimizer_step_pre_hooks, own_buffers, own_parameters, qualified_name,

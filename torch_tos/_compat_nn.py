@@ -18,7 +18,7 @@ import torch
 from torch.utils.hooks import RemovableHandle as _RemovableHandle
 
 __all__ = ["CONV_TYPES", "MODULE_CALL_CODE", "OPTIMIZER_GLOBAL_PRE_HOOKS", "OPTIMIZER_STEP_CODE",
-           "LR_SCHEDULER_STEP_CODE", "lr_scheduler_step",
+           "LR_SCHEDULER_STEP_CODE", "library_step", "lr_scheduler_step",
            "WRAPPED_CALL_CODE", "ScopeHooks", "child_modules", "ddp_internals",
            "ddp_mixed_precision_hook", "default_foreach", "global_module_hooks_set", "has_module_hooks",
            "own_buffers", "own_parameters", "qualified_name", "tensor_version", "forward_hook_dicts",
@@ -239,6 +239,14 @@ def _lr_scheduler_step_code():
 
 
 LR_SCHEDULER_STEP_CODE = _lr_scheduler_step_code()
+
+
+def library_step(opt) -> bool:
+    """Whether ``opt.step()`` runs the library's hooked step: its class's ``step`` is wrapped by
+    ``Optimizer.profile_hook_step`` and the instance has no ``step`` of its own but an LR
+    scheduler's wrapper of it (:func:`lr_scheduler_step`)."""
+    return getattr(type(opt).step, "__code__", None) is OPTIMIZER_STEP_CODE and \
+        ("step" not in opt.__dict__ or lr_scheduler_step(opt))
 
 
 def lr_scheduler_step(opt) -> bool:

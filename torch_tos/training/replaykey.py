@@ -39,7 +39,7 @@ import weakref
 
 import torch
 
-from .._compat import OPTIMIZER_GLOBAL_PRE_HOOKS, OPTIMIZER_STEP_CODE, lr_scheduler_step, module_call_impl
+from .._compat import OPTIMIZER_GLOBAL_PRE_HOOKS, library_step, module_call_impl
 from .signature import sig_reader
 from .stretchkey import (_BACKWARD, _CALL, _LOSS_CODE, _LOSS_NS, _MODULE_CALL, _MODULE_CALL_IMPL, _PARAMETERS,
                          _STATE_NAMES, _ZERO_GRAD, LOSS_FUNCTIONS, LOSS_MODULES, _compile, _Unresolved,
@@ -50,7 +50,6 @@ __all__ = ["SameKey"]
 _Tensor, _Parameter = torch.Tensor, torch.nn.Parameter
 _PLAIN = frozenset((type(None), bool, int, float, str, torch.dtype, torch.device))
 _GLOBAL_PRE = OPTIMIZER_GLOBAL_PRE_HOOKS
-_STEP_CODE = OPTIMIZER_STEP_CODE
 
 
 class SameKey:
@@ -146,8 +145,7 @@ class SameKey:
             if vals[pos] is not f:
                 return False
         od = opt.__dict__
-        if ("step" in od and not lr_scheduler_step(opt)) or \
-                getattr(type(opt).step, "__code__", None) is not _STEP_CODE or torch.Tensor.backward is not _BACKWARD:
+        if not library_step(opt) or torch.Tensor.backward is not _BACKWARD:
             return False
         for first in (_GLOBAL_PRE or od.get("_optimizer_step_pre_hooks") or ()):
             if first not in self.hook_ids:

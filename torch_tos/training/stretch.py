@@ -47,7 +47,7 @@ import warnings
 import torch
 
 from .._compat import (LR_SCHEDULER_STEP_CODE, OPTIMIZER_GLOBAL_PRE_HOOKS, OPTIMIZER_STEP_CODE,
-                       WRAPPED_CALL_CODE, forward_hook_dicts, lr_scheduler_step, optimizer_step_pre_hooks,
+                       WRAPPED_CALL_CODE, forward_hook_dicts, library_step, optimizer_step_pre_hooks,
                        torch_function_stack_len)
 from .bytecode import SUPPORTED, exception_outcomes, instruction_offset, read_stretch, with_handler
 from .hooks import Hook
@@ -187,8 +187,7 @@ class StretchWatch:
         if opt is not self.tracker.optimizer and (
                 not isinstance(opt, torch.optim.Optimizer) or not self.tracker.is_ours(opt)):
             return False
-        if ("step" in opt.__dict__ and not lr_scheduler_step(opt)) or \
-                getattr(type(opt).step, "__code__", None) is not OPTIMIZER_STEP_CODE:
+        if not library_step(opt):
             return False
         for first in (OPTIMIZER_GLOBAL_PRE_HOOKS or optimizer_step_pre_hooks(opt) or ()):
             return first in self.hook_ids
@@ -249,7 +248,7 @@ def called_from(frame, stretch) -> bool:
             return False
     back = f.f_back
     if back is not frame and back is not None and back.f_code is LR_SCHEDULER_STEP_CODE:
-        back = back.f_back  # an LR scheduler's wrapper of the step (see lr_scheduler_step)
+        back = back.f_back  # an LR scheduler's wrapper of the step (see library_step)
     return back is frame and stretch.end <= frame.f_lasti <= stretch.end_last
 
 

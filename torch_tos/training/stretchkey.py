@@ -76,16 +76,16 @@ _OBJECT_GETATTRIBUTE = object.__getattribute__
 _Optimizer = torch.optim.Optimizer
 _OPT_ZERO_GRAD, _MODULE_ZERO_GRAD = _Optimizer.zero_grad, _Module.zero_grad
 _MODULE_PARAMETERS = _Module.parameters
-_CLIP_NS = sys.modules[torch.nn.utils.clip_grad_norm_.__module__].__dict__
-#: ``clip_grad_norm_`` and the helpers it reads from its module's namespace, as imported.
-_CLIP_CODE = (torch.nn.utils.clip_grad_norm_,
-              tuple((n, _CLIP_NS.get(n)) for n in ("_get_total_norm", "_clip_grads_with_norm_")))
+_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+_CLIP = torch.nn.utils.clip_grad_norm_
+_CLIP_NS = sys.modules[_CLIP.__module__].__dict__
+#: The helpers ``clip_grad_norm_`` reads from its module's namespace, as imported.
+_CLIP_HELPERS = tuple((n, _CLIP_NS.get(n)) for n in ("_get_total_norm", "_clip_grads_with_norm_"))
 
 
 def _clip_unchanged() -> bool:
     """``clip_grad_norm_`` runs the library's code: the helpers it reads are those imported."""
-    return all(_CLIP_NS.get(n) is f for n, f in _CLIP_CODE[1])
-_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+    return all(_CLIP_NS.get(n) is f for n, f in _CLIP_HELPERS)
 
 
 class _Unresolved(Exception):
@@ -257,14 +257,14 @@ class _Reader:
                 # call's (a tensor made before would bring a graph the key does not describe)
                 if base[0] != "result" or calls[base[1]][0] != _CALL:
                     raise _Unresolved("backward")
-                calls.append((_BACKWARD_OF_RESULT, None, base[1], (), ()))
+                calls.append((_BACKWARD_OF_RESULT, None, base[1], (), ()))  # the loss call's index
                 continue
             template = tuple(x if x[0] in ("result", "output") else None for x in args)
             dynamic = tuple((i, _compile(x)) for i, x in enumerate(args) if template[i] is None)
             calls.append((_CALL, _compile(callee), dynamic, template, kwnames))
         self.calls = tuple(calls)
 
-    def parts(self, env, model=None, params=()) -> tuple:
+    def parts(self, env, model, params) -> tuple:
         """For each call: its callee key, its arguments' signatures (a result of the stretch or
         the model's output by position: fixed by the keys before them), its keyword names; for a
         ``zero_grad()``, which of ``params`` (``model``'s) hold a gradient after it."""
@@ -285,7 +285,7 @@ class _Reader:
                     c = _module_state(f)
                 elif f in LOSS_FUNCTIONS:
                     c = f
-                elif f is _CLIP_CODE[0] and _clip_unchanged() and template and template[0] is not None and \
+                elif f is _CLIP and _clip_unchanged() and template and template[0] is not None and \
                         template[0][0] == "result" and out[template[0][1]] == "parameters":
                     c = f
                 else:
@@ -307,7 +307,7 @@ class _Reader:
                 else:
                     out.append((c, template, kwnames))
             else:  # backward() of a loss's result (not of a clipped norm)
-                if out[dynamic][0] is _CLIP_CODE[0]:
+                if out[dynamic][0] is _CLIP:
                     raise _Unresolved("backward")
                 out.append("backward")
         return tuple(out)
